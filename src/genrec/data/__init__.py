@@ -1,0 +1,122 @@
+"""Data: readers, the Interactions type, preprocessing, splits and downloads.
+
+:func:`load_dataset` takes a known name (``ml-100k``) or a path (a MovieLens folder, a folder
+of pair lists, or a CSV/TSV/Parquet log) and returns a :class:`Dataset`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from genrec.data.dataset import Dataset
+from genrec.data.download import KNOWN_DATASETS, resolve_known
+from genrec.data.interactions import IdMap, Interactions
+from genrec.data.preprocess import binarize, compact, k_core
+from genrec.data.readers import (
+    read_log,
+    read_ml1m,
+    read_ml10m,
+    read_ml100k,
+    read_ml_csv,
+    read_pair_lists,
+)
+from genrec.data.splits import (
+    leave_last_one_out,
+    random_ratio_split,
+    random_split,
+    strong_generalization_split,
+    temporal_ratio_split,
+)
+from genrec.errors import DataError
+
+__all__ = [
+    "Dataset", "Interactions", "IdMap", "DataOptions", "load_dataset", "FORMATS",
+    "binarize", "k_core", "compact",
+    "random_ratio_split", "temporal_ratio_split", "leave_last_one_out", "random_split",
+    "strong_generalization_split", "KNOWN_DATASETS",
+]
+
+FORMATS = ("ml-100k", "ml-1m", "ml-10m", "ml-csv", "pairs", "csv", "tsv", "parquet")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How to read a data set (the ``[data]`` table of a run config)."""
+
+    format: str | None = None  # one of FORMATS; detected from the path when None
+    user_col: str = "user"  # generic logs: column of user ids
+    item_col: str = "item"  # generic logs: column of item ids
+    rating_col: str = "rating"  # generic logs: column of ratings (absent = implicit)
+    time_col: str = "timestamp"  # generic logs: column of timestamps (optional)
+    sep: str | None = None  # generic logs: field separator (default by format)
+    duplicates: Literal["last", "first", "max", "error"] = "last"  # repeated (user, item)
+    download: bool = True  # fetch a known data set when it is not found locally
+
+    def __post_init__(self) -> None:
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+
+
+def _detect(path: Path) -> str:
+    if path.is_file():
+        return {".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv", ".tab": "tsv"}.get(
+            path.suffix.lower(), "csv")
+    if (path / "u.data").is_file():
+        return "ml-100k"
+    if (path / "ratings.dat").is_file():
+        return "ml-1m" if (path / "users.dat").is_file() else "ml-10m"
+    if (path / "ratings.csv").is_file():
+        return "ml-csv"
+    if (path / "train_list.npy").is_file() or (path / "train.txt").is_file():
+        return "pairs"
+    raise DataError(f"{path}: cannot tell the format (no u.data, ratings.dat, ratings.csv, "
+                    f"train_list.npy or train.txt); give it with --format")
+
+
+def load_dataset(
+    spec: str | Path,
+    options: DataOptions | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Dataset:
+    """Load a data set by known name or path.
+
+    Parameters
+    ----------
+    spec : str or Path
+        A known name (see :data:`KNOWN_DATASETS`) or a path.
+    options : DataOptions, optional
+    progress : download progress callback ``(bytes_done, bytes_total)``
+    """
+    opts = options or DataOptions()
+    name = str(spec)
+    if name in KNOWN_DATASETS and not Path(name).exists():
+        path = resolve_known(name, allow_download=opts.download, progress=progress)
+        fmt = opts.format or _detect(path)
+    else:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            known = ", ".join(KNOWN_DATASETS)
+            raise DataError(f"{path}: no such file or folder, and not a known data set "
+                            f"({known})")
+        fmt = opts.format or _detect(path)
+    if fmt == "ml-100k":
+        ds = read_ml100k(path, duplicates=opts.duplicates)
+    elif fmt == "ml-1m":
+        ds = read_ml1m(path, duplicates=opts.duplicates)
+    elif fmt == "ml-10m":
+        ds = read_ml10m(path, duplicates=opts.duplicates)
+    elif fmt == "ml-csv":
+        ds = read_ml_csv(path, name=name if name in KNOWN_DATASETS else path.name,
+                         duplicates=opts.duplicates)
+    elif fmt == "pairs":
+        ds = read_pair_lists(path)
+    else:
+        ds = read_log(path, user_col=opts.user_col, item_col=opts.item_col,
+                      rating_col=opts.rating_col, time_col=opts.time_col, sep=opts.sep,
+                      fmt=fmt, duplicates=opts.duplicates)
+    if name in KNOWN_DATASETS:
+        ds.name = name
+    return ds

@@ -1,0 +1,406 @@
+"""Readers for MovieLens layouts, pre-split pair lists and generic interaction logs.
+
+Each reader returns a :class:`~genrec.data.dataset.Dataset`. Malformed input raises
+:class:`~genrec.errors.DataError` naming the file and line and what to fix.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genrec.data.dataset import Dataset
+from genrec.data.interactions import Interactions
+from genrec.errors import DataError
+
+__all__ = [
+    "read_ml100k",
+    "read_ml1m",
+    "read_ml10m",
+    "read_ml_csv",
+    "read_pair_lists",
+    "read_log",
+    "ML100K_GENRES",
+    "ML1M_OCCUPATIONS",
+]
+
+ML100K_GENRES = [
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western",
+]
+ML1M_OCCUPATIONS = [
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
+    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
+    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+]
+
+
+# ----------------------------------------------------------------------------- parsing
+def _read_table(
+    path: Path,
+    sep: str,
+    names: list[str],
+    numeric: list[str],
+    *,
+    header: bool = False,
+    encoding: str = "utf-8",
+) -> pd.DataFrame:
+    """Read a delimited file; every problem is reported with the file and line number."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        raw = path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid {encoding} text ({e.reason} at byte {e.start})") from None
+    if len(sep) > 1:  # '::' layouts: pandas' C parser takes one-character separators only
+        raw = raw.replace(sep, "\t")
+        sep = "\t"
+    offset = 2 if header else 1  # file line of data row 0
+    try:
+        df = pd.read_csv(
+            io.StringIO(raw), sep=sep, header=0 if header else None,
+            names=None if header else names, dtype=str, keep_default_na=False,
+            skip_blank_lines=False, engine="c", quoting=3 if sep != "," else 0,
+        )
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}: malformed line ({e}); every line needs {len(names)} fields "
+                        f"separated by {sep!r}") from None
+    if header:
+        missing = [c for c in names if c not in df.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)} in the header "
+                            f"(found {', '.join(map(str, df.columns))})")
+        df = df[names]
+    if df.shape[1] != len(names):
+        raise DataError(f"{path}: expected {len(names)} fields per line, found {df.shape[1]}")
+    # drop a trailing empty line (common), then any empty line is an error
+    while len(df) and (df.iloc[-1] == "").all():
+        df = df.iloc[:-1]
+    for col in names:
+        if col not in numeric:
+            continue
+        s = df[col].str.strip()
+        vals = pd.to_numeric(s, errors="coerce")
+        bad = vals.isna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = repr(df[col].iloc[row]) if df[col].iloc[row] != "" else "an empty value"
+            raise DataError(
+                f"{path}, line {row + offset}: field {col!r} has {what}, expected a number "
+                f"(NaN and empty values are not allowed)"
+            )
+        df[col] = vals
+    return df.reset_index(drop=True)
+
+
+def _build(name: str, ratings: pd.DataFrame, source: Path, *, rating_range=None,
+           items: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
+           duplicates: str = "last", implicit: bool = False) -> tuple[Dataset, dict, dict]:
+    """Make a Dataset from a (user, item, rating[, timestamp]) frame and metadata frames."""
+    if len(ratings) == 0:
+        raise DataError(f"{source}: no interactions found")
+    uid = np.unique(ratings["user"].to_numpy())
+    iid_log = np.unique(ratings["item"].to_numpy())
+    # items known from metadata but never rated are not given columns: nothing can be learned
+    iid = iid_log
+    u = np.searchsorted(uid, ratings["user"].to_numpy())
+    i = np.searchsorted(iid, ratings["item"].to_numpy())
+    r = None if implicit else ratings["rating"].to_numpy(np.float32)
+    t = ratings["timestamp"].to_numpy(np.float64) if "timestamp" in ratings else None
+    inter = Interactions.from_arrays(u, i, r, t, user_ids=uid, item_ids=iid, duplicates=duplicates)
+    item_df = None
+    if items is not None:
+        item_df = items.drop_duplicates("item_id").set_index("item_id").reindex(iid)
+        item_df = item_df.reset_index().rename(columns={"index": "item_id"})
+    user_df = None
+    if users is not None:
+        user_df = users.drop_duplicates("user_id").set_index("user_id").reindex(uid)
+        user_df = user_df.reset_index().rename(columns={"index": "user_id"})
+    ds = Dataset(name, inter, item_df, user_df, {}, implicit, rating_range, str(source))
+    return ds, {v: k for k, v in enumerate(uid.tolist())}, {v: k for k, v in enumerate(iid.tolist())}
+
+
+def _part(ds: Dataset, frame: pd.DataFrame, umap: dict, imap: dict, where: Path,
+          implicit: bool = False) -> Interactions:
+    """Interactions of ``frame`` in the id space of ``ds``."""
+    try:
+        u = np.fromiter((umap[x] for x in frame["user"].tolist()), np.int64, len(frame))
+        i = np.fromiter((imap[x] for x in frame["item"].tolist()), np.int64, len(frame))
+    except KeyError as e:
+        raise DataError(f"{where}: id {e.args[0]!r} does not occur in the full data") from None
+    r = None if implicit else frame["rating"].to_numpy(np.float32)
+    t = frame["timestamp"].to_numpy(np.float64) if "timestamp" in frame else None
+    return Interactions.from_arrays(u, i, r, t, user_ids=ds.interactions.user_ids,
+                                    item_ids=ds.interactions.item_ids)
+
+
+# ----------------------------------------------------------------------------- MovieLens
+def read_ml100k(folder: str | Path, *, duplicates: str = "last") -> Dataset:
+    """ML-100K: ``u.data`` (tab), ``u.item`` and ``u.user`` ('|', latin-1), folds u1..u5.
+
+    The canonical folds become ``splits["u1"] .. splits["u5"]`` with parts ``train``
+    (``uN.base``, or ``u.data`` minus ``uN.test`` when the base file is absent) and ``test``.
+    """
+    d = Path(folder)
+    cols = ["user", "item", "rating", "timestamp"]
+    ratings = _read_table(d / "u.data", "\t", cols, cols)
+    item_cols = ["item_id", "title", "release", "video_release", "url"] + ML100K_GENRES
+    items = None
+    if (d / "u.item").is_file():
+        raw = _read_table(d / "u.item", "|", item_cols, ["item_id"] + ML100K_GENRES,
+                          encoding="latin-1")
+        flags = raw[ML100K_GENRES].to_numpy().astype(bool)
+        genres = ["|".join(g for g, f in zip(ML100K_GENRES, row) if f) for row in flags]
+        items = pd.DataFrame({"item_id": raw["item_id"].astype(np.int64), "title": raw["title"],
+                              "genres": genres})
+    users = None
+    if (d / "u.user").is_file():
+        raw = _read_table(d / "u.user", "|", ["user_id", "age", "gender", "occupation", "zip"],
+                          ["user_id", "age"], encoding="latin-1")
+        users = raw.assign(user_id=raw["user_id"].astype(np.int64), age=raw["age"].astype(int))
+    ratings = ratings.astype({"user": np.int64, "item": np.int64})
+    ds, umap, imap = _build("ml-100k", ratings, d, rating_range=(1.0, 5.0), items=items,
+                            users=users, duplicates=duplicates)
+    for n in range(1, 6):
+        test_path = d / f"u{n}.test"
+        if not test_path.is_file():
+            continue
+        test = _read_table(test_path, "\t", cols, cols).astype({"user": np.int64, "item": np.int64})
+        base_path = d / f"u{n}.base"
+        if base_path.is_file():
+            base = _read_table(base_path, "\t", cols, cols).astype(
+                {"user": np.int64, "item": np.int64})
+        else:
+            key = ratings["user"] * 10**7 + ratings["item"]
+            base = ratings[~key.isin(test["user"] * 10**7 + test["item"])]
+        ds.splits[f"u{n}"] = {"train": _part(ds, base, umap, imap, base_path),
+                              "test": _part(ds, test, umap, imap, test_path)}
+    return ds
+
+
+def _read_movies_dat(path: Path) -> pd.DataFrame:
+    raw = _read_table(path, "::", ["item_id", "title", "genres"], ["item_id"], encoding="latin-1")
+    return raw.assign(item_id=raw["item_id"].astype(np.int64))
+
+
+def read_ml1m(folder: str | Path, *, duplicates: str = "last") -> Dataset:
+    """ML-1M: ``ratings.dat``, ``movies.dat``, ``users.dat`` ('::', latin-1)."""
+    d = Path(folder)
+    cols = ["user", "item", "rating", "timestamp"]
+    ratings = _read_table(d / "ratings.dat", "::", cols, cols, encoding="latin-1")
+    ratings = ratings.astype({"user": np.int64, "item": np.int64})
+    items = _read_movies_dat(d / "movies.dat") if (d / "movies.dat").is_file() else None
+    users = None
+    if (d / "users.dat").is_file():
+        raw = _read_table(d / "users.dat", "::",
+                          ["user_id", "gender", "age", "occupation", "zip"],
+                          ["user_id", "age", "occupation"], encoding="latin-1")
+        occ = raw["occupation"].astype(int).map(
+            lambda c: ML1M_OCCUPATIONS[c] if 0 <= c < len(ML1M_OCCUPATIONS) else str(c))
+        users = raw.assign(user_id=raw["user_id"].astype(np.int64), age=raw["age"].astype(int),
+                           occupation=occ)[["user_id", "age", "gender", "occupation", "zip"]]
+    return _build("ml-1m", ratings, d, rating_range=(1.0, 5.0), items=items, users=users,
+                  duplicates=duplicates)[0]
+
+
+def read_ml10m(folder: str | Path, *, duplicates: str = "last") -> Dataset:
+    """ML-10M (``ml-10M100K``): ``ratings.dat`` and ``movies.dat`` ('::'); half-star ratings."""
+    d = Path(folder)
+    cols = ["user", "item", "rating", "timestamp"]
+    ratings = _read_table(d / "ratings.dat", "::", cols, cols, encoding="latin-1")
+    ratings = ratings.astype({"user": np.int64, "item": np.int64})
+    items = _read_movies_dat(d / "movies.dat") if (d / "movies.dat").is_file() else None
+    return _build("ml-10m", ratings, d, rating_range=(0.5, 5.0), items=items,
+                  duplicates=duplicates)[0]
+
+
+def read_ml_csv(folder: str | Path, name: str = "ml-20m", *, duplicates: str = "last") -> Dataset:
+    """ML-20M, ML-25M, ml-latest(-small): ``ratings.csv`` and ``movies.csv`` with headers."""
+    d = Path(folder)
+    raw = _read_table(d / "ratings.csv", ",", ["userId", "movieId", "rating", "timestamp"],
+                      ["userId", "movieId", "rating", "timestamp"], header=True)
+    ratings = pd.DataFrame({"user": raw["userId"].astype(np.int64),
+                            "item": raw["movieId"].astype(np.int64),
+                            "rating": raw["rating"], "timestamp": raw["timestamp"]})
+    items = None
+    if (d / "movies.csv").is_file():
+        m = _read_table(d / "movies.csv", ",", ["movieId", "title", "genres"], ["movieId"],
+                        header=True)
+        items = pd.DataFrame({"item_id": m["movieId"].astype(np.int64), "title": m["title"],
+                              "genres": m["genres"]})
+    return _build(name, ratings, d, rating_range=(0.5, 5.0), items=items,
+                  duplicates=duplicates)[0]
+
+
+# ----------------------------------------------------------------------------- pair lists
+_PARTS = ("train", "valid", "test")
+
+
+def _load_npy_pairs(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise DataError(f"{path}: not a plain numeric .npy array ({e})") from None
+    if arr.ndim != 2 or arr.shape[1] < 2 or arr.dtype.kind not in "iu":
+        raise DataError(f"{path}: expected an integer array of shape (n, 2) of (user, item) "
+                        f"rows, got {arr.dtype} {arr.shape}")
+    if len(arr) and arr[:, :2].min() < 0:
+        row = int(np.flatnonzero((arr[:, :2] < 0).any(1))[0])
+        raise DataError(f"{path}, row {row}: negative id {arr[row, :2].tolist()}; pair lists "
+                        f"hold 0-based indices")
+    return arr
+
+
+def _read_text_pairs(path: Path) -> pd.DataFrame:
+    """Whitespace ``user item [rating]`` lines."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) not in (2, 3):
+                raise DataError(f"{path}, line {lineno}: expected 'user item [rating]', got "
+                                f"{line.strip()!r}")
+            if len(parts) == 3:
+                try:
+                    r = float(parts[2])
+                except ValueError:
+                    raise DataError(f"{path}, line {lineno}: rating {parts[2]!r} is not a "
+                                    f"number") from None
+                if not np.isfinite(r):
+                    raise DataError(f"{path}, line {lineno}: rating is {parts[2]}; NaN and "
+                                    f"infinite ratings are not allowed")
+            else:
+                r = 1.0
+            rows.append((parts[0], parts[1], r))
+    if not rows:
+        raise DataError(f"{path}: no interactions found")
+    return pd.DataFrame(rows, columns=["user", "item", "rating"])
+
+
+def read_pair_lists(folder: str | Path, *, name: str | None = None,
+                    n_users: int | None = None, n_items: int | None = None) -> Dataset:
+    """A folder of pre-split pair lists.
+
+    Either DiffRec's ``train_list.npy``, ``valid_list.npy``, ``test_list.npy`` (int64 (n, 2)
+    rows of 0-based (user, item) indices), or text files ``train.txt``, ``valid.txt``,
+    ``test.txt`` (``valid`` optional) with whitespace ``user item [rating]`` lines.
+
+    For ``.npy`` lists the indices are the ids: the matrix has ``max + 1`` rows and columns
+    over all parts (or ``n_users``/``n_items`` when given, which out-of-range ids violate).
+    """
+    d = Path(folder)
+    npy = {p: d / f"{p}_list.npy" for p in _PARTS}
+    txt = {p: d / f"{p}.txt" for p in _PARTS}
+    label = name or d.name
+    if npy["train"].is_file():
+        arrays = {p: _load_npy_pairs(f) for p, f in npy.items() if f.is_file()}
+        if "test" not in arrays:
+            raise DataError(f"{d}: test_list.npy is missing (found {', '.join(arrays)})")
+        max_u = max(int(a[:, 0].max()) for a in arrays.values() if len(a)) + 1
+        max_i = max(int(a[:, 1].max()) for a in arrays.values() if len(a)) + 1
+        U = n_users if n_users is not None else max_u
+        I = n_items if n_items is not None else max_i
+        for p, a in arrays.items():
+            bad_u, bad_i = a[:, 0] >= U, a[:, 1] >= I
+            if bad_u.any() or bad_i.any():
+                row = int(np.flatnonzero(bad_u | bad_i)[0])
+                raise DataError(f"{npy[p]}, row {row}: id {a[row, :2].tolist()} out of range "
+                                f"for {U} users x {I} items")
+        uid, iid = np.arange(U, dtype=np.int64), np.arange(I, dtype=np.int64)
+        parts = {p: Interactions.from_arrays(a[:, 0], a[:, 1], user_ids=uid, item_ids=iid)
+                 for p, a in arrays.items()}
+        allp = np.concatenate(list(arrays.values()))
+        whole = Interactions.from_arrays(allp[:, 0], allp[:, 1], user_ids=uid, item_ids=iid)
+        return Dataset(label, whole, None, None, {"given": parts}, True, None, str(d))
+    if txt["train"].is_file():
+        frames = {p: _read_text_pairs(f) for p, f in txt.items() if f.is_file()}
+        if "test" not in frames:
+            raise DataError(f"{d}: test.txt is missing (found {', '.join(frames)})")
+        allf = pd.concat(list(frames.values()), ignore_index=True)
+        implicit = bool((allf["rating"] == 1.0).all())
+        ds, umap, imap = _build(label, allf, d, implicit=implicit)
+        ds.splits["given"] = {p: _part(ds, f, umap, imap, txt[p], implicit)
+                              for p, f in frames.items()}
+        return ds
+    raise DataError(f"{d}: no pair lists found; expected train_list.npy/valid_list.npy/"
+                    f"test_list.npy or train.txt/valid.txt/test.txt")
+
+
+# ----------------------------------------------------------------------------- generic logs
+def read_log(
+    path: str | Path,
+    *,
+    user_col: str = "user",
+    item_col: str = "item",
+    rating_col: str | None = "rating",
+    time_col: str | None = "timestamp",
+    sep: str | None = None,
+    fmt: str | None = None,
+    duplicates: str = "last",
+    name: str | None = None,
+) -> Dataset:
+    """Any CSV/TSV/Parquet interaction log with a header, through a column mapping.
+
+    ``rating_col`` and ``time_col`` are optional: when the named column is absent the data
+    is implicit (or has no timestamps). ``fmt`` is ``csv``, ``tsv`` or ``parquet``, detected
+    from the suffix when None.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: file not found")
+    fmt = fmt or {".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv", ".tab": "tsv"}.get(
+        p.suffix.lower(), "csv")
+    if fmt == "parquet":
+        try:
+            df = pd.read_parquet(p)
+        except Exception as e:  # pyarrow raises several types
+            raise DataError(f"{p}: cannot read Parquet ({e})") from None
+        df.columns = [str(c) for c in df.columns]
+        present = list(df.columns)
+    else:
+        sep = sep or ("\t" if fmt == "tsv" else ",")
+        with open(p, encoding="utf-8") as f:
+            present = [c.strip() for c in f.readline().rstrip("\n\r").split(sep)]
+    for role, col in (("user", user_col), ("item", item_col)):
+        if col not in present:
+            raise DataError(f"{p}: no column {col!r} for the {role} ids (columns: "
+                            f"{', '.join(present)}); map it with --set data.{role}_col=NAME")
+    has_r = rating_col is not None and rating_col in present
+    has_t = time_col is not None and time_col in present
+    cols = [user_col, item_col] + ([rating_col] if has_r else []) + ([time_col] if has_t else [])
+    numeric = ([rating_col] if has_r else []) + ([time_col] if has_t else [])
+    if fmt == "parquet":
+        df = df[cols]
+        for c in numeric:
+            vals = pd.to_numeric(df[c], errors="coerce")
+            if vals.isna().any():
+                row = int(np.flatnonzero(vals.isna().to_numpy())[0])
+                raise DataError(f"{p}, row {row}: column {c!r} has {df[c].iloc[row]!r}, expected "
+                                f"a number")
+            df = df.assign(**{c: vals})
+    else:
+        df = _read_table(p, sep, cols, numeric, header=True)
+    out = pd.DataFrame({"user": df[user_col].astype(str).str.strip(),
+                        "item": df[item_col].astype(str).str.strip()})
+    for role, col in (("user", user_col), ("item", item_col)):
+        empty = (out[role] == "") | (out[role].str.lower() == "nan")
+        if empty.any():
+            row = int(np.flatnonzero(empty.to_numpy())[0])
+            raise DataError(f"{p}, line {row + 2}: empty {role} id in column {col!r}")
+        if out[role].str.fullmatch(r"-?\d+").all():
+            out[role] = out[role].astype(np.int64)
+    if has_r:
+        out["rating"] = df[rating_col].to_numpy(np.float32)
+    if has_t:
+        out["timestamp"] = df[time_col].to_numpy(np.float64)
+    ds, _, _ = _build(name or p.stem, out, p, duplicates=duplicates, implicit=not has_r)
+    if has_r:
+        ds.rating_range = (float(out["rating"].min()), float(out["rating"].max()))
+    return ds

@@ -1,0 +1,36 @@
+"""User-facing errors.
+
+Every problem caused by the user's input (a malformed file, an unknown config key, a model
+that was never fitted) raises a subclass of :class:`GenrecError` whose message is one line
+naming the file, line or field and the fix. The CLI prints that line and exits non-zero,
+without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class GenrecError(Exception):
+    """Base class of the errors genrec reports to a user as one line."""
+
+
+class DataError(GenrecError, ValueError):
+    """A data file or data set is malformed, missing or empty."""
+
+
+class ConfigError(GenrecError, ValueError):
+    """A configuration key or value is unknown or out of range."""
+
+
+class NotFittedError(GenrecError, RuntimeError):
+    """A model was used before ``fit`` (or ``load``)."""
+
+
+def check_is_fitted(obj: object, attributes: tuple[str, ...]) -> None:
+    """Raise :class:`NotFittedError` unless every fitted attribute is set on ``obj``."""
+    missing = [a for a in attributes if getattr(obj, a, None) is None]
+    if missing:
+        name = type(obj).__name__
+        raise NotFittedError(
+            f"{name} is not fitted yet (missing {', '.join(missing)}): call fit(X) or "
+            f"{name}.load(path) first"
+        )

@@ -1,0 +1,209 @@
+"""Batched full-ranking evaluation (and rating evaluation).
+
+The evaluator never forms the whole users x items score matrix: it scores ``batch_size``
+users at a time, masks the items to exclude with ``-inf``, takes the top ``max(ks)`` once,
+computes the hit matrix once, and derives every metric at every cut-off from it.
+
+What is masked, which users count and how empty truth is averaged are data, carried by the
+:class:`RankingTask` a protocol builds (see :mod:`genrec.protocols`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from genrec.metrics import RANKING_METRICS, hits_at_k, mae, rmse, topk_indices
+
+__all__ = [
+    "RankingTask",
+    "RatingTask",
+    "RankingResult",
+    "RatingResult",
+    "evaluate_ranking",
+    "evaluate_rating",
+    "DEFAULT_METRICS",
+]
+
+DEFAULT_METRICS = ("recall", "ndcg", "precision", "hit_rate", "mrr", "truncated_recall")
+
+
+@dataclass
+class RankingTask:
+    """One ranking evaluation: who is scored, from what history, against what truth.
+
+    Attributes
+    ----------
+    users : ndarray of int64, shape (n,), or None
+        Row indices of the users in the training matrix; None when the users are not in
+        training (strong generalization: scoring folds in from ``inputs``).
+    inputs : csr_matrix, shape (n, n_items)
+        The history each user is scored from.
+    exclude : csr_matrix, shape (n, n_items)
+        Items masked out of the ranking (typically what the user already has).
+    truth : csr_matrix, shape (n, n_items)
+        Held-out relevant items.
+    empty_truth : {"zero", "skip"}
+        "zero": every user is averaged, a user with empty truth counts 0 (DiffRec protocol);
+        "skip": only users with some truth are averaged.
+    name : str
+    """
+
+    users: np.ndarray | None
+    inputs: sp.csr_matrix
+    exclude: sp.csr_matrix
+    truth: sp.csr_matrix
+    empty_truth: Literal["zero", "skip"] = "skip"
+    name: str = "test"
+
+    def __post_init__(self) -> None:
+        n = self.inputs.shape[0]
+        for what in ("exclude", "truth"):
+            m = getattr(self, what)
+            if m.shape != self.inputs.shape:
+                raise ValueError(f"RankingTask.{what} has shape {m.shape}, inputs {self.inputs.shape}")
+        if self.users is not None and len(self.users) != n:
+            raise ValueError(f"RankingTask.users has {len(self.users)} entries for {n} rows")
+
+    @property
+    def n_users(self) -> int:
+        return self.inputs.shape[0]
+
+
+@dataclass
+class RatingTask:
+    """Held-out ratings: predict ``ratings[j]`` for (``users[j]``, ``items[j]``)."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    name: str = "test"
+
+
+@dataclass
+class RankingResult:
+    """Means, standard errors and per-user values of ranking metrics.
+
+    ``metrics`` and ``stderr`` are keyed ``"recall@20"``; ``per_user`` holds the (n,) arrays
+    over all users of the task (NaN where a user was skipped for empty truth).
+    ``coverage@k`` (a catalogue-level number) appears in ``metrics`` without a stderr.
+    """
+
+    metrics: dict[str, float]
+    stderr: dict[str, float]
+    per_user: dict[str, np.ndarray] = field(repr=False)
+    n_users: int
+    n_evaluated: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "metrics": self.metrics,
+            "stderr": self.stderr,
+            "n_users": self.n_users,
+            "n_evaluated": self.n_evaluated,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass
+class RatingResult:
+    metrics: dict[str, float]
+    n_ratings: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"metrics": self.metrics, "n_ratings": self.n_ratings, "seconds": self.seconds}
+
+
+def _mask_rows(scores: torch.Tensor, exclude: sp.csr_matrix) -> None:
+    """Set scores[u, i] = -inf for every stored entry of ``exclude`` (in place)."""
+    if exclude.nnz == 0:
+        return
+    rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+    r = torch.from_numpy(rows).to(scores.device)
+    c = torch.from_numpy(exclude.indices.astype(np.int64)).to(scores.device)
+    scores[r, c] = float("-inf")
+
+
+def evaluate_ranking(
+    model,
+    task: RankingTask,
+    ks: Sequence[int] = (10, 20),
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    batch_size: int = 2048,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> RankingResult:
+    """Full-ranking evaluation of ``model`` on ``task``.
+
+    Parameters
+    ----------
+    model : Recommender
+        Anything with ``score(users, X_users) -> (B, n_items)``.
+    task : RankingTask
+    ks : cut-offs
+    metrics : names in :data:`genrec.metrics.RANKING_METRICS`
+    batch_size : users scored at once (memory is about batch_size x n_items floats)
+    on_batch : called as ``on_batch(users_done, n_users)`` after each batch (progress bars)
+
+    Returns
+    -------
+    RankingResult
+    """
+    unknown = [m for m in metrics if m not in RANKING_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(RANKING_METRICS)}")
+    ks = sorted(set(int(k) for k in ks))
+    kmax = ks[-1]
+    n = task.n_users
+    t0 = time.perf_counter()
+    inputs, exclude, truth = (sp.csr_matrix(m) for m in (task.inputs, task.exclude, task.truth))
+    n_truth = np.diff(truth.indptr).astype(np.float64)
+    hits_all = np.zeros((n, kmax), dtype=bool)
+    top_all = np.zeros((n, kmax), dtype=np.int64)
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        users = None if task.users is None else task.users[start:stop]
+        with torch.no_grad():
+            scores = torch.as_tensor(model.score(users, inputs[start:stop]))  # (B, I)
+            scores = scores.float().clone() if scores.dtype != torch.float32 else scores.clone()
+            _mask_rows(scores, exclude[start:stop])
+            top = topk_indices(scores, kmax).cpu()  # (B, kmax)
+        top_all[start:stop] = top.numpy()
+        hits_all[start:stop] = hits_at_k(top, truth[start:stop])
+        if on_batch is not None:
+            on_batch(stop, n)
+    counted = np.ones(n, bool) if task.empty_truth == "zero" else n_truth > 0
+    out: dict[str, float] = {}
+    err: dict[str, float] = {}
+    per_user: dict[str, np.ndarray] = {}
+    m_count = int(counted.sum())
+    for k in ks:
+        hk = hits_all[:, :k]
+        for name in metrics:
+            vals = RANKING_METRICS[name](hk, n_truth, k)
+            vals = np.where(counted, vals, np.nan)
+            key = f"{name}@{k}"
+            per_user[key] = vals
+            v = vals[counted]
+            out[key] = float(v.mean()) if m_count else float("nan")
+            err[key] = float(v.std(ddof=1) / np.sqrt(m_count)) if m_count > 1 else float("nan")
+        cov_top = top_all[:, :k][counted]
+        out[f"coverage@{k}"] = float(len(np.unique(cov_top[cov_top >= 0])) / truth.shape[1])
+    return RankingResult(out, err, per_user, n, m_count, time.perf_counter() - t0)
+
+
+def evaluate_rating(model, task: RatingTask) -> RatingResult:
+    """RMSE and MAE of ``model.predict(users, items)`` on held-out ratings."""
+    t0 = time.perf_counter()
+    pred = np.asarray(model.predict(task.users, task.items), dtype=np.float64)
+    truth = np.asarray(task.ratings, dtype=np.float64)
+    return RatingResult(
+        {"rmse": rmse(pred, truth), "mae": mae(pred, truth)}, len(truth), time.perf_counter() - t0
+    )

@@ -1,0 +1,83 @@
+"""Atomic file writes: a temp file in the target folder, then ``os.replace``.
+
+A reader never sees a half-written file, and an interrupted run leaves the previous
+version (or nothing) in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], writer: Callable[[BinaryIO], None]) -> None:
+    """Write a file atomically through ``writer(fileobj)``."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        writer(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def to_json(obj: Any) -> str:
+    """JSON text with numpy scalars and arrays converted, indented for people."""
+    return json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n"
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as JSON atomically."""
+    atomic_write_text(path, to_json(obj))
+
+
+def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+    """Save named arrays as an uncompressed ``.npz``, atomically. Object arrays are refused."""
+    for name, arr in arrays.items():
+        if np.asarray(arr).dtype == object:
+            raise TypeError(f"array {name!r} has dtype object; save strings as fixed-width 'U'")
+    atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
+
+
+def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Load a ``.npz`` written by :func:`save_arrays` with pickling disabled."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}

@@ -1,0 +1,232 @@
+"""The Recommender interface every model implements.
+
+Models implement ``fit`` and ``score`` (and ``_get_state``/``_set_state`` for saving);
+``recommend``, ``save`` and ``load`` are written once here.
+
+Contract (checked by the shared conformance suite in ``tests/models/conformance.py``):
+
+* ``fit(X, *, valid=None) -> self``: ``X`` is the training matrix, CSR (n_users, n_items).
+  ``valid`` is an optional :class:`genrec.evaluate.RankingTask` for early stopping.
+* ``score(users, X_users) -> (B, n_items)`` scores. ``users`` are row indices into the
+  training matrix (or None for users never seen in training); ``X_users`` (B, n_items) are
+  their histories. Fold-in models (EASE, the autoencoders) score from ``X_users`` alone, so
+  unseen users work; models with per-user parameters (MF) use ``users`` and say so.
+* ``recommend(users, X_users, k, exclude_seen=True) -> (items (B, k), scores (B, k))``.
+* ``save(dir)`` writes ``model.json`` (format, class, config) and ``weights.npz``;
+  ``Recommender.load(dir)`` rebuilds through the registry; nothing is unpickled.
+
+Fitted state ends with ``_`` and is created only by ``fit`` (or ``load``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from genrec import __version__
+from genrec.config import build_config, config_to_dict
+from genrec.errors import ConfigError, DataError, NotFittedError, check_is_fitted
+from genrec.io import atomic_write_json, load_arrays, save_arrays
+from genrec.metrics import topk_indices
+
+__all__ = ["Recommender", "RatingPredictor", "resolve_device", "as_csr", "MODEL_FORMAT"]
+
+MODEL_FORMAT = "genrec-model/1"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use cpu or auto")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {name!r}")
+    return torch.device(name)
+
+
+def as_csr(X: Any, n_items: int | None = None, what: str = "X") -> sp.csr_matrix:
+    """Validate a user x item matrix and return it as float32 CSR."""
+    from genrec.data.interactions import Interactions
+
+    if isinstance(X, Interactions):
+        X = X.matrix
+    if isinstance(X, np.ndarray) and X.ndim == 1:
+        X = X[None, :]
+    if not sp.issparse(X):
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise DataError(f"{what} must be a 2-D user x item matrix, got shape {X.shape}")
+    X = sp.csr_matrix(X, dtype=np.float32)
+    if n_items is not None and X.shape[1] != n_items:
+        raise DataError(
+            f"{what} has {X.shape[1]} item columns but the model was fitted on {n_items} items"
+        )
+    return X
+
+
+class Recommender(ABC):
+    """Base class: implement ``fit``, ``score``, ``_get_state`` and ``_set_state``.
+
+    Parameters
+    ----------
+    config : the model's config dataclass, optional
+        Defaults to the paper's settings.
+    **overrides
+        Field values replacing those of ``config`` (``EASE(l2=500.0)``).
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+    #: fitted attributes that must exist before score/recommend/save
+    fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_",)
+    #: True when ``score`` uses only ``X_users`` (new users work without retraining)
+    folds_in: ClassVar[bool] = True
+
+    def __init__(self, config: Any = None, **overrides: Any):
+        if config is None:
+            config = self.config_class()
+        elif not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        if overrides:
+            config = build_config(self.config_class, overrides, base=config, where=self.name)
+        self.config = config
+        self.n_items_: int | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+    # ------------------------------------------------------------------ to implement
+    @abstractmethod
+    def fit(self, X: Any, *, valid: Any = None) -> Recommender:
+        """Fit on the training matrix X, CSR (n_users, n_items)."""
+
+    @abstractmethod
+    def score(self, users: np.ndarray | None, X_users: Any) -> np.ndarray | torch.Tensor:
+        """Scores (B, n_items) for the users in ``users`` with histories ``X_users``."""
+
+    @abstractmethod
+    def _get_state(self) -> dict[str, np.ndarray]:
+        """Fitted arrays to save (names -> arrays)."""
+
+    @abstractmethod
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore fitted state from ``_get_state``'s arrays."""
+
+    # ------------------------------------------------------------------ shared
+    def _check_fitted(self) -> None:
+        check_is_fitted(self, self.fitted_attributes)
+
+    def _check_users(self, users: np.ndarray | None, X_users: Any) -> tuple[np.ndarray | None,
+                                                                           sp.csr_matrix]:
+        """Validate (users, X_users) against the fitted model; return (users, CSR)."""
+        self._check_fitted()
+        X = as_csr(X_users, self.n_items_, what="X_users")
+        if users is not None:
+            users = np.asarray(users, dtype=np.int64).reshape(-1)
+            if len(users) != X.shape[0]:
+                raise DataError(f"{len(users)} user indices but {X.shape[0]} history rows")
+        return users, X
+
+    def recommend(
+        self,
+        users: np.ndarray | None,
+        X_users: Any,
+        k: int = 10,
+        exclude_seen: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items per user, best first.
+
+        Returns
+        -------
+        items : ndarray of int64, shape (B, k)
+            Item indices; -1 where fewer than k items are left to recommend.
+        scores : ndarray of float32, shape (B, k)
+            Their scores (-inf at -1 pads).
+        """
+        users, X = self._check_users(users, X_users)
+        scores = torch.as_tensor(self.score(users, X)).float().cpu()  # (B, I)
+        if exclude_seen and X.nnz:
+            rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+            scores = scores.clone()
+            scores[torch.from_numpy(rows), torch.from_numpy(X.indices.astype(np.int64))] = (
+                float("-inf")
+            )
+        top = topk_indices(scores, k)  # (B, k)
+        safe = top.clamp(min=0)
+        vals = scores.gather(1, safe)
+        vals = torch.where(top < 0, torch.full_like(vals, float("-inf")), vals)
+        return top.numpy().astype(np.int64), vals.numpy().astype(np.float32)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.json`` and ``weights.npz`` into the folder ``path`` (atomically)."""
+        self._check_fitted()
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        state = self._get_state()
+        save_arrays(out / "weights.npz", {k: np.asarray(v) for k, v in state.items()})
+        meta = {
+            "format": MODEL_FORMAT,
+            "model": self.name,
+            "config": config_to_dict(self.config),
+            "n_items": int(self.n_items_),  # type: ignore[arg-type]
+            "genrec_version": __version__,
+        }
+        atomic_write_json(out / "model.json", meta)
+        return out
+
+    @staticmethod
+    def load(path: str | Path) -> Recommender:
+        """Rebuild a saved model through the registry (no pickle)."""
+        from genrec.models import get_model_class
+
+        p = Path(path)
+        meta_path = p / "model.json"
+        if not meta_path.is_file():
+            raise DataError(f"{p}: not a saved genrec model (no model.json); train one with "
+                            f"`genrec train` or Recommender.save")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"{meta_path}: invalid JSON ({e})") from None
+        if meta.get("format") != MODEL_FORMAT:
+            raise DataError(f"{meta_path}: unsupported format {meta.get('format')!r}, "
+                            f"expected {MODEL_FORMAT}")
+        cls = get_model_class(meta["model"])
+        config = build_config(cls.config_class, meta["config"], where=str(meta_path))
+        model = cls(config)
+        weights = p / "weights.npz"
+        if not weights.is_file():
+            raise DataError(f"{p}: weights.npz is missing")
+        model.n_items_ = int(meta["n_items"])
+        model._set_state(load_arrays(weights))
+        return model
+
+
+class RatingPredictor(ABC):
+    """Mixin for models that predict explicit ratings (the ``rating`` protocol)."""
+
+    @abstractmethod
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings for (user index, item index) pairs, shape (n,).
+
+        Users or items unknown to the model (index -1 or out of range) get a fallback
+        prediction (the biases or the global mean), never an error.
+        """
+
+
+def _dataclass_fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+__all__ += ["NotFittedError"]

@@ -1,0 +1,181 @@
+"""Named evaluation protocols: how a data set becomes training data and evaluation tasks.
+
+``diffrec``
+    The protocol of the DiffRec paper's tables (Wang et al., SIGIR 2023). The model is fitted
+    on the training interactions and scores every user from them. Validation ranks all items
+    except the user's training items against the validation items; test ranks all items
+    except training and validation items against the test items. Every user is averaged; a
+    user with no held-out item counts 0. Data with a given train/valid/test split (DiffRec's
+    pair lists) is used as is; other data is binarized (rating >= ``binarize_threshold``),
+    k-core filtered, and split per user by time (random when there are no timestamps) into
+    ``ratios``.
+``strong``
+    Strong generalization (Liang et al., WWW 2018). ``n_heldout`` users go to validation and
+    as many to test; the model trains on the remaining users' full histories. Each held-out
+    user's interactions are split fold-in (``fold_in``) / target: the model scores from the
+    fold-in part (so it must fold in), the fold-in items are masked, and users with an empty
+    target are skipped.
+``loo``
+    Leave-last-one-out: each user's last interaction is the test item, the one before the
+    validation item; masks as in ``diffrec``; users without a held-out item are skipped.
+``rating``
+    RMSE and MAE on held-out ratings. ML-100K uses its canonical fold ``u{fold}`` (base /
+    test); other data a seeded random 90/10 split. A validation slice (``valid_fraction`` of
+    the training part, seeded) is held out of fitting for model selection; ``train_full``
+    keeps the whole training part for a final refit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from genrec.data import (
+    Dataset,
+    Interactions,
+    binarize,
+    k_core,
+    leave_last_one_out,
+    random_ratio_split,
+    random_split,
+    strong_generalization_split,
+    temporal_ratio_split,
+)
+from genrec.errors import DataError
+from genrec.evaluate import RankingTask, RatingTask
+
+__all__ = ["ProtocolConfig", "ProtocolData", "build_protocol", "PROTOCOLS"]
+
+PROTOCOLS = ("diffrec", "strong", "loo", "rating")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Parameters of a protocol (the ``[protocol]`` table of a run config)."""
+
+    name: Literal["diffrec", "strong", "loo", "rating"] = "diffrec"
+    binarize_threshold: float | None = 4.0  # ranking protocols on ratings: keep r >= this
+    user_k: int = 0  # k-core: drop users with fewer interactions (ranking protocols)
+    item_k: int = 0  # k-core: drop items with fewer interactions (ranking protocols)
+    ratios: tuple[float, ...] = (0.8, 0.1, 0.1)  # diffrec without a given split
+    n_heldout: float = 0.1  # strong: held-out users per side (fraction, or a count if >= 1)
+    fold_in: float = 0.8  # strong: share of a held-out user's items given as input
+    fold: int = 1  # rating on ML-100K: canonical fold u1..u5
+    valid_fraction: float = 0.05  # rating: share of training ratings held out for selection
+    ks: tuple[int, ...] = (10, 20)  # cut-offs reported
+    seed: int = 0  # all random splits
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.fold <= 5:
+            raise ValueError(f"fold must be 1..5, got {self.fold}")
+        if not 0 < self.valid_fraction < 1:
+            raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
+
+
+@dataclass
+class ProtocolData:
+    """Training data and evaluation tasks of one protocol on one data set."""
+
+    config: ProtocolConfig
+    train: Interactions  # what fit sees
+    valid: RankingTask | RatingTask
+    test: RankingTask | RatingTask
+    train_full: Interactions | None = None  # rating: train + validation slice, for a refit
+
+    @property
+    def kind(self) -> Literal["ranking", "rating"]:
+        return "rating" if self.config.name == "rating" else "ranking"
+
+    def describe(self) -> dict:
+        """What was masked and averaged, for results files."""
+        d: dict = {"protocol": self.config.name, "train_interactions": self.train.nnz,
+                   "users": self.train.n_users, "items": self.train.n_items}
+        for part in ("valid", "test"):
+            t = getattr(self, part)
+            if isinstance(t, RankingTask):
+                d[part] = {"users": t.n_users, "truth": int(t.truth.nnz),
+                           "masked": int(t.exclude.nnz), "empty_truth": t.empty_truth,
+                           "fold_in": t.users is None}
+            else:
+                d[part] = {"ratings": len(t.ratings)}
+        return d
+
+
+def _ranking_parts(ds: Dataset, cfg: ProtocolConfig) -> Interactions:
+    inter = ds.interactions
+    if not ds.implicit:
+        inter = binarize(inter, cfg.binarize_threshold)
+    return k_core(inter, cfg.user_k, cfg.item_k)
+
+
+def _masked_tasks(parts: dict[str, Interactions], empty: str) -> tuple[RankingTask, RankingTask]:
+    train, valid, test = parts["train"].matrix, parts["valid"].matrix, parts["test"].matrix
+    users = np.arange(train.shape[0], dtype=np.int64)
+    seen = (train + valid).tocsr()
+    return (
+        RankingTask(users, train, train, valid, empty, "valid"),
+        RankingTask(users, train, seen, test, empty, "test"),
+    )
+
+
+def _rows(m: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    return sp.csr_matrix(m[rows])
+
+
+def _rating_task(inter: Interactions, name: str) -> RatingTask:
+    u, i, r = inter.coo()
+    return RatingTask(u, i, r.astype(np.float32), name)
+
+
+def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolData:
+    """Build the training data and the validation/test tasks of protocol ``cfg.name``."""
+    cfg = cfg or ProtocolConfig()
+    if cfg.name == "diffrec":
+        given = ds.splits.get("given")
+        if given is not None and {"train", "valid", "test"} <= set(given):
+            parts = {p: given[p].binarize() for p in ("train", "valid", "test")}
+        else:
+            inter = _ranking_parts(ds, cfg)
+            if len(cfg.ratios) != 3:
+                raise DataError(f"protocol diffrec needs three ratios, got {cfg.ratios}")
+            if inter.times is not None:
+                parts = temporal_ratio_split(inter, cfg.ratios)
+            else:
+                parts = random_ratio_split(inter, cfg.ratios, seed=cfg.seed)
+        valid, test = _masked_tasks(parts, "zero")
+        return ProtocolData(cfg, parts["train"], valid, test)
+    if cfg.name == "loo":
+        parts = leave_last_one_out(_ranking_parts(ds, cfg), seed=cfg.seed)
+        valid, test = _masked_tasks(parts, "skip")
+        return ProtocolData(cfg, parts["train"], valid, test)
+    if cfg.name == "strong":
+        inter = _ranking_parts(ds, cfg)
+        n = cfg.n_heldout if cfg.n_heldout < 1 else int(cfg.n_heldout)
+        p = strong_generalization_split(inter, n, cfg.fold_in, cfg.seed)
+        tasks = []
+        for side in ("valid", "test"):
+            fin, fout = p[f"{side}_in"].matrix, p[f"{side}_out"].matrix
+            rows = np.flatnonzero(np.diff((fin + fout).tocsr().indptr))
+            tasks.append(RankingTask(None, _rows(fin, rows), _rows(fin, rows), _rows(fout, rows),
+                                     "skip", side))
+        return ProtocolData(cfg, p["train"], tasks[0], tasks[1])
+    if cfg.name == "rating":
+        if ds.implicit:
+            raise DataError(f"{ds.name}: protocol rating needs explicit ratings, and this data "
+                            f"set is implicit; use diffrec, strong or loo")
+        fold = ds.splits.get(f"u{cfg.fold}")
+        if fold is not None:
+            full, test = fold["train"], fold["test"]
+        else:
+            sp_ = random_split(ds.interactions, (0.9, 0.1), seed=cfg.seed)
+            full, test = sp_["train"], sp_["test"]
+        inner = random_split(full, (1 - cfg.valid_fraction, cfg.valid_fraction),
+                             names=("train", "valid"), seed=cfg.seed)
+        return ProtocolData(cfg, inner["train"], _rating_task(inner["valid"], "valid"),
+                            _rating_task(test, "test"), train_full=full)
+    raise DataError(f"unknown protocol {cfg.name!r}; known: {', '.join(PROTOCOLS)}")
