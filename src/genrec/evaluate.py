@@ -67,7 +67,9 @@ class RankingTask:
         for what in ("exclude", "truth"):
             m = getattr(self, what)
             if m.shape != self.inputs.shape:
-                raise ValueError(f"RankingTask.{what} has shape {m.shape}, inputs {self.inputs.shape}")
+                raise ValueError(
+                    f"RankingTask.{what} has shape {m.shape}, inputs {self.inputs.shape}"
+                )
         if self.users is not None and len(self.users) != n:
             raise ValueError(f"RankingTask.users has {len(self.users)} entries for {n} rows")
 

@@ -56,7 +56,9 @@ def _read_table(
     try:
         raw = path.read_bytes().decode(encoding)
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid {encoding} text ({e.reason} at byte {e.start})") from None
+        raise DataError(
+            f"{path}: not valid {encoding} text ({e.reason} at byte {e.start})"
+        ) from None
     if len(sep) > 1:  # '::' layouts: pandas' C parser takes one-character separators only
         raw = raw.replace(sep, "\t")
         sep = "\t"
@@ -122,7 +124,8 @@ def _build(name: str, ratings: pd.DataFrame, source: Path, *, rating_range=None,
         user_df = users.drop_duplicates("user_id").set_index("user_id").reindex(uid)
         user_df = user_df.reset_index().rename(columns={"index": "user_id"})
     ds = Dataset(name, inter, item_df, user_df, {}, implicit, rating_range, str(source))
-    return ds, {v: k for k, v in enumerate(uid.tolist())}, {v: k for k, v in enumerate(iid.tolist())}
+    umap = {v: k for k, v in enumerate(uid.tolist())}
+    return ds, umap, {v: k for k, v in enumerate(iid.tolist())}
 
 
 def _part(ds: Dataset, frame: pd.DataFrame, umap: dict, imap: dict, where: Path,

@@ -62,8 +62,11 @@ def random_ratio_split(inter: Interactions, ratios: Sequence[float] = (0.8, 0.1,
     return _parts_from_labels(inter, _per_user_labels(key, inter, r), names)
 
 
-def temporal_ratio_split(inter: Interactions, ratios: Sequence[float] = (0.8, 0.1, 0.1),
-                         names: Sequence[str] = ("train", "valid", "test")) -> dict[str, Interactions]:
+def temporal_ratio_split(
+    inter: Interactions,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    names: Sequence[str] = ("train", "valid", "test"),
+) -> dict[str, Interactions]:
     """Per-user temporal split: each user's earliest interactions train, the latest test.
 
     Ties in time keep file order (the order of the stored entries).
@@ -96,8 +99,12 @@ def leave_last_one_out(inter: Interactions, seed: int = 0) -> dict[str, Interact
     return _parts_from_labels(inter, labels, ("train", "valid", "test"))
 
 
-def random_split(inter: Interactions, ratios: Sequence[float] = (0.9, 0.1),
-                 names: Sequence[str] = ("train", "test"), seed: int = 0) -> dict[str, Interactions]:
+def random_split(
+    inter: Interactions,
+    ratios: Sequence[float] = (0.9, 0.1),
+    names: Sequence[str] = ("train", "test"),
+    seed: int = 0,
+) -> dict[str, Interactions]:
     """Global random split of the interactions (AutoRec's 90/10 protocol)."""
     r = _check_ratios(ratios)
     perm = np.random.default_rng(seed).permutation(inter.nnz)

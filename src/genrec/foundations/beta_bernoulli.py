@@ -170,8 +170,8 @@ def kl_beta_monte_carlo(
     aq, bq = torch.tensor(a_q, dtype=_DTYPE), torch.tensor(b_q, dtype=_DTYPE)
     with torch.no_grad():
         theta = beta_rsample(aq, bq, n_samples, generator)
-        q = torch.distributions.Beta(aq, bq)
-        p = torch.distributions.Beta(torch.tensor(a_p, dtype=_DTYPE), torch.tensor(b_p, dtype=_DTYPE))
+        q = torch.distributions.Beta(aq, bq, validate_args=False)
+        p = torch.distributions.Beta(torch.tensor(a_p, dtype=_DTYPE), torch.tensor(b_p, dtype=_DTYPE), validate_args=False)
         terms = q.log_prob(theta) - p.log_prob(theta)
     return float(terms.mean()), float(terms.std(unbiased=True) / math.sqrt(n_samples))
 
@@ -255,7 +255,7 @@ def fit_beta_vi(
     )
     opt = torch.optim.Adam([params], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(n_steps), eta_min=lr * 1e-3)
-    prior = torch.distributions.Beta(torch.tensor(a0, dtype=_DTYPE), torch.tensor(b0, dtype=_DTYPE))
+    prior = torch.distributions.Beta(torch.tensor(a0, dtype=_DTYPE), torch.tensor(b0, dtype=_DTYPE), validate_args=False)
     c_t, v_t = torch.tensor(c, dtype=_DTYPE), torch.tensor(v, dtype=_DTYPE)
 
     def log_joint(theta: torch.Tensor) -> torch.Tensor:
@@ -268,14 +268,14 @@ def fit_beta_vi(
         a, b = torch.exp(params[0]), torch.exp(params[1])
         if estimator == "reparam":
             theta = beta_rsample(a, b, S, generator)
-            q_fixed = torch.distributions.Beta(a.detach(), b.detach())
+            q_fixed = torch.distributions.Beta(a.detach(), b.detach(), validate_args=False)
             objective = torch.mean(log_joint(theta) - q_fixed.log_prob(theta))
         else:
             with torch.no_grad():
                 theta = beta_rsample(a.detach(), b.detach(), S, generator)
-                f = log_joint(theta) - torch.distributions.Beta(a, b).log_prob(theta)
+                f = log_joint(theta) - torch.distributions.Beta(a, b).log_prob(theta, validate_args=False)
                 baseline = (f.sum() - f) / (S - 1)
-            log_q = torch.distributions.Beta(a, b).log_prob(theta)
+            log_q = torch.distributions.Beta(a, b).log_prob(theta, validate_args=False)
             objective = torch.mean((f - baseline) * log_q)
         (-objective).backward()
         opt.step()
