@@ -70,7 +70,8 @@ def _read_table(
             skip_blank_lines=False, engine="c", quoting=3 if sep != "," else 0,
         )
     except pd.errors.ParserError as e:
-        raise DataError(f"{path}: malformed line ({e}); every line needs {len(names)} fields "
+        msg = " ".join(str(e).split())  # pandas' message spans lines
+        raise DataError(f"{path}: malformed line ({msg}); every line needs {len(names)} fields "
                         f"separated by {sep!r}") from None
     if header:
         missing = [c for c in names if c not in df.columns]

@@ -36,13 +36,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from scipy.special import betaln, digamma
 
 from genrec.foundations.elbo import kl_beta
+
+if TYPE_CHECKING:  # torch is imported lazily so that importing genrec.foundations stays light
+    import torch
 
 __all__ = [
     "BetaBernoulliJar",
@@ -58,7 +60,6 @@ __all__ = [
 ]
 
 GRADIENT_ESTIMATORS = ("reparam", "score")
-_DTYPE = torch.float64
 
 
 def _check_positive(value: Any, name: str) -> float:
@@ -141,6 +142,8 @@ def beta_rsample(
     -------
     torch.Tensor of shape (n_samples,), values clamped into the open interval (0, 1)
     """
+    import torch
+
     ga = torch._standard_gamma(a.expand(n_samples), generator=generator)
     gb = torch._standard_gamma(b.expand(n_samples), generator=generator)
     theta = ga / (ga + gb)
@@ -165,13 +168,15 @@ def kl_beta_monte_carlo(
     standard_error : float
         Sample standard deviation over :math:`\sqrt S`.
     """
+    import torch
+
     if n_samples < 2:
         raise ValueError("n_samples must be at least 2")
-    aq, bq = torch.tensor(a_q, dtype=_DTYPE), torch.tensor(b_q, dtype=_DTYPE)
+    aq, bq = torch.tensor(a_q, dtype=torch.float64), torch.tensor(b_q, dtype=torch.float64)
     with torch.no_grad():
         theta = beta_rsample(aq, bq, n_samples, generator)
         q = torch.distributions.Beta(aq, bq, validate_args=False)
-        p = torch.distributions.Beta(torch.tensor(a_p, dtype=_DTYPE), torch.tensor(b_p, dtype=_DTYPE), validate_args=False)
+        p = torch.distributions.Beta(torch.tensor(a_p, dtype=torch.float64), torch.tensor(b_p, dtype=torch.float64), validate_args=False)
         terms = q.log_prob(theta) - p.log_prob(theta)
     return float(terms.mean()), float(terms.std(unbiased=True) / math.sqrt(n_samples))
 
@@ -237,6 +242,8 @@ def fit_beta_vi(
     -------
     BetaVIResult
     """
+    import torch
+
     c, v = _check_counts(n_chocolate, n_vanilla)
     a0, b0 = _check_positive(prior_a, "prior_a"), _check_positive(prior_b, "prior_b")
     if estimator not in GRADIENT_ESTIMATORS:
@@ -250,13 +257,13 @@ def fit_beta_vi(
     a_init, b_init = init if init is not None else (a0, b0)
     params = torch.tensor(
         [math.log(_check_positive(a_init, "init a")), math.log(_check_positive(b_init, "init b"))],
-        dtype=_DTYPE,
+        dtype=torch.float64,
         requires_grad=True,
     )
     opt = torch.optim.Adam([params], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(n_steps), eta_min=lr * 1e-3)
-    prior = torch.distributions.Beta(torch.tensor(a0, dtype=_DTYPE), torch.tensor(b0, dtype=_DTYPE), validate_args=False)
-    c_t, v_t = torch.tensor(c, dtype=_DTYPE), torch.tensor(v, dtype=_DTYPE)
+    prior = torch.distributions.Beta(torch.tensor(a0, dtype=torch.float64), torch.tensor(b0, dtype=torch.float64), validate_args=False)
+    c_t, v_t = torch.tensor(c, dtype=torch.float64), torch.tensor(v, dtype=torch.float64)
 
     def log_joint(theta: torch.Tensor) -> torch.Tensor:
         return c_t * torch.log(theta) + v_t * torch.log1p(-theta) + prior.log_prob(theta)
@@ -273,9 +280,9 @@ def fit_beta_vi(
         else:
             with torch.no_grad():
                 theta = beta_rsample(a.detach(), b.detach(), S, generator)
-                f = log_joint(theta) - torch.distributions.Beta(a, b).log_prob(theta, validate_args=False)
+                f = log_joint(theta) - torch.distributions.Beta(a, b, validate_args=False).log_prob(theta)
                 baseline = (f.sum() - f) / (S - 1)
-            log_q = torch.distributions.Beta(a, b).log_prob(theta, validate_args=False)
+            log_q = torch.distributions.Beta(a, b, validate_args=False).log_prob(theta)
             objective = torch.mean((f - baseline) * log_q)
         (-objective).backward()
         opt.step()
@@ -311,7 +318,7 @@ class BetaBernoulliJar:
         Gradient estimator of the VI fit.
     n_mc_samples : int, default=64
         Monte-Carlo draws per gradient step.
-    n_steps : int, default=1500
+    n_steps : int, default=800
         Adam steps per round (each round starts from the previous round's q).
     lr : float, default=0.05
     random_state : int or None, default=None
@@ -326,7 +333,10 @@ class BetaBernoulliJar:
     variational_posteriors_ : list of (float, float)
         Fitted q after each round.
     kl_ : ndarray of shape (n_rounds,)
-        :math:`\mathrm{KL}(q_r\,\|\,p(\theta\mid x_{1:r}))`, closed form.
+        :math:`\mathrm{KL}(q_r\,\|\,p(\theta\mid x_{1:r}))`, closed form, of the fitted q.
+    kl_before_ : ndarray of shape (n_rounds,)
+        The same KL for the q the round started from (the previous round's fit, or the
+        prior), i.e. before the new draws were taken into account.
     log_evidence_ : ndarray of shape (n_rounds,)
     elbo_ : ndarray of shape (n_rounds,)
         Closed-form ELBO of each fitted q (= log evidence - KL).
@@ -341,7 +351,7 @@ class BetaBernoulliJar:
         *,
         estimator: str = "reparam",
         n_mc_samples: int = 64,
-        n_steps: int = 1500,
+        n_steps: int = 800,
         lr: float = 0.05,
         random_state: int | None = None,
     ) -> None:
@@ -375,6 +385,8 @@ class BetaBernoulliJar:
             if arr.ndim != 1 or not np.all(np.isin(arr, (0, 1))):
                 raise ValueError(f"round {r + 1}: draws must be a 1-D sequence of 0/1 values")
             clean.append(arr.astype(np.int64))
+        import torch
+
         gen = torch.Generator()
         if self.random_state is None:
             gen.seed()
@@ -383,11 +395,12 @@ class BetaBernoulliJar:
         c = v = 0
         q = (a0, b0)
         self.counts_, self.exact_posteriors_, self.variational_posteriors_ = [], [], []
-        self.elbo_traces_, kl, evidence, elbos = [], [], [], []
+        self.elbo_traces_, kl, kl_before, evidence, elbos = [], [], [], [], []
         for arr in clean:
             c += int(arr.sum())
             v += int(arr.size - arr.sum())
             exact = beta_posterior(a0, b0, c, v)
+            kl_before.append(kl_beta(q[0], q[1], *exact))
             res = fit_beta_vi(
                 c,
                 v,
@@ -409,6 +422,7 @@ class BetaBernoulliJar:
             evidence.append(beta_log_evidence(a0, b0, c, v))
             elbos.append(beta_elbo(res.a, res.b, a0, b0, c, v))
         self.kl_ = np.asarray(kl)
+        self.kl_before_ = np.asarray(kl_before)
         self.log_evidence_ = np.asarray(evidence)
         self.elbo_ = np.asarray(elbos)
         return self

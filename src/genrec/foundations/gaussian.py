@@ -190,7 +190,7 @@ def covariances_from_precision_cholesky(
         out = np.empty_like(stack)
         for k, u in enumerate(stack):
             v = linalg.solve_triangular(u, np.eye(d), lower=False, check_finite=False)
-            out[k] = v @ v.T
+            out[k] = v.T @ v
         return out[0] if covariance_type == "tied" else out
     return 1.0 / precisions_chol**2
 

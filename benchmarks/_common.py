@@ -1,0 +1,47 @@
+"""Shared bits of the benchmark scripts: machine description, result files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    import numpy
+    import torch
+
+    return (f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy "
+            f"{numpy.__version__}, load average at start {os.getloadavg()[0]:.2f}")
+
+
+def header(title: str) -> str:
+    cmd = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"## {title}\n\n- command: `{cmd}`\n- date: {now}\n- machine: {machine()}\n\n"
+
+
+def write_result(name: str, text: str) -> Path:
+    """Write ``benchmarks/results/<name>.md`` atomically."""
+    from genrec.io import atomic_write_text
+
+    path = RESULTS / f"{name}.md"
+    atomic_write_text(path, text)
+    print(f"wrote {path}")
+    return path

@@ -1,0 +1,584 @@
+"""The ``genrec`` command line. The only module that reads argv.
+
+Each command parses its options, builds typed configs (file, then ``--set`` overrides), calls
+the same public API a user would, prints a rich table and optionally writes JSON. Errors in
+the user's input are printed as one line (``error: ...``) with exit status 1, no traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import scipy.sparse as sp
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from genrec import __version__
+from genrec.config import build_config, config_to_dict, load_toml, parse_overrides
+from genrec.data import DataOptions, Dataset, IdMap, load_dataset
+from genrec.errors import ConfigError, DataError, GenrecError
+from genrec.evaluate import RankingTask, RatingTask, evaluate_ranking, evaluate_rating
+from genrec.io import atomic_write_json, load_arrays, save_arrays
+from genrec.models import MODELS, get_model_class
+from genrec.models.base import RatingPredictor, Recommender
+from genrec.protocols import PROTOCOLS, ProtocolConfig, ProtocolData, build_protocol
+
+log = logging.getLogger("genrec")
+RUN_FORMAT = "genrec-run/1"
+
+
+# ----------------------------------------------------------------------------- helpers
+def _console() -> Console:
+    return Console(stderr=False, highlight=False)
+
+
+def _err_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _progress(transient: bool = True) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(),
+        TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+        console=_err_console(), transient=transient, disable=not sys.stderr.isatty(),
+    )
+
+
+def _write_output(path: str | None, payload: dict) -> None:
+    if path:
+        atomic_write_json(path, payload)
+        _err_console().print(f"wrote {path}")
+
+
+def _load_with_progress(spec: str, options: DataOptions) -> Dataset:
+    prog = Progress(TextColumn("[bold]downloading {task.description}"), BarColumn(),
+                    DownloadColumn(), console=_err_console(), transient=True,
+                    disable=not sys.stderr.isatty())
+    task_id = None
+
+    def on_bytes(done: int, total: int | None) -> None:
+        nonlocal task_id
+        if task_id is None:
+            prog.start()
+            task_id = prog.add_task(spec, total=total)
+        prog.update(task_id, completed=done)
+
+    try:
+        return load_dataset(spec, options, progress=on_bytes)
+    finally:
+        prog.stop()
+
+
+def _split_sections(values: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """Split a config mapping into (model, [protocol], [data]) parts."""
+    model = {k: v for k, v in values.items() if k not in ("protocol", "data")}
+    proto = values.get("protocol", {})
+    data = values.get("data", {})
+    for name, sec in (("protocol", proto), ("data", data)):
+        if not isinstance(sec, dict):
+            raise ConfigError(f"[{name}] must be a table of keys, got {sec!r}")
+    return model, proto, data
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _metrics_table(title: str, results: dict[str, Any]) -> Table:
+    """A table of metric rows with one column per part (valid, test)."""
+    table = Table(title=title)
+    table.add_column("metric")
+    parts = [p for p in ("valid", "test") if p in results]
+    for p in parts:
+        table.add_column(p, justify="right")
+    keys: list[str] = []
+    for p in parts:
+        for k in results[p]["metrics"]:
+            if k not in keys:
+                keys.append(k)
+    for k in keys:
+        row = [k]
+        for p in parts:
+            v = results[p]["metrics"].get(k)
+            se = results[p].get("stderr", {}).get(k)
+            if v is None:
+                row.append("")
+            elif se is not None and np.isfinite(se):
+                row.append(f"{v:.4f} ± {se:.4f}")
+            else:
+                row.append(f"{v:.4f}")
+        table.add_row(*row)
+    return table
+
+
+def _evaluate(model: Recommender, task, ks, on_batch: Callable | None = None) -> dict:
+    if isinstance(task, RatingTask):
+        if not isinstance(model, RatingPredictor):
+            raise ConfigError(f"model {model.name} does not predict ratings; the rating "
+                              f"protocol needs a rating model (biased-mf, fm, autorec)")
+        return evaluate_rating(model, task).to_dict()
+    if task.users is None and not type(model).folds_in:
+        raise ConfigError(f"model {model.name} cannot score users unseen in training; the "
+                          f"strong protocol needs a fold-in model (ease, mult-vae, ...)")
+    return evaluate_ranking(model, task, ks=ks, on_batch=on_batch).to_dict()
+
+
+def _evaluate_both(model: Recommender, pdata: ProtocolData) -> dict:
+    out = {}
+    with _progress() as prog:
+        for part in ("valid", "test"):
+            task = getattr(pdata, part)
+            n = task.n_users if isinstance(task, RankingTask) else 1
+            tid = prog.add_task(f"evaluating {part}", total=n)
+            out[part] = _evaluate(model, task, pdata.config.ks,
+                                  lambda done, total, t=tid: prog.update(t, completed=done))
+    return out
+
+
+def _save_run_data(out: Path, pdata: ProtocolData, ds: Dataset) -> None:
+    """Training matrix, raw ids and titles: what recommend/predict need beside the model."""
+    m = pdata.train.matrix
+    arrays = {"indptr": m.indptr.astype(np.int64), "indices": m.indices.astype(np.int64),
+              "data": m.data.astype(np.float32), "shape": np.array(m.shape, np.int64),
+              "user_ids": pdata.train.user_ids, "item_ids": pdata.train.item_ids}
+    titles = ds.titles()
+    if titles is not None:
+        arrays["item_titles"] = titles.astype(str)
+    save_arrays(out / "data.npz", arrays)
+
+
+def _load_run(model_dir: str) -> tuple[dict, Recommender, dict]:
+    d = Path(model_dir)
+    run_path = d / "run.json"
+    if not run_path.is_file():
+        raise DataError(f"{d}: no run.json here; pass a folder written by `genrec train`")
+    try:
+        run = json.loads(run_path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{run_path}: invalid JSON ({e})") from None
+    if run.get("status") != "done":
+        raise DataError(f"{d}: training did not finish (status {run.get('status')!r}); "
+                        f"continue it with `genrec train --resume {d}`")
+    model = Recommender.load(d)
+    data = load_arrays(d / "data.npz")
+    return run, model, data
+
+
+def _train_matrix(data: dict) -> sp.csr_matrix:
+    return sp.csr_matrix((data["data"], data["indices"], data["indptr"]),
+                         shape=tuple(int(x) for x in data["shape"]))
+
+
+# ----------------------------------------------------------------------------- root
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="genrec")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """genrec: generative recommender systems, from matrix factorization to diffusion.
+
+    Data sets are found by name in $GENREC_DATA_DIR, then ~/.cache/genrec, and downloaded
+    from GroupLens when missing; a path to a MovieLens folder, a folder of pair lists or a
+    CSV/TSV/Parquet log works too.
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = RichHandler(console=_err_console(), show_path=False, show_time=False)
+    root = logging.getLogger("genrec")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+@cli.command("models")
+def models_cmd() -> None:
+    """List the models and their default configs."""
+    table = Table(title="models")
+    table.add_column("name")
+    table.add_column("class")
+    table.add_column("fold-in")
+    table.add_column("defaults")
+    for name, cls in MODELS.items():
+        defaults = ", ".join(f"{k}={v}" for k, v in config_to_dict(cls.config_class()).items())
+        table.add_row(name, cls.__name__, "yes" if cls.folds_in else "no", defaults)
+    _console().print(table)
+
+
+# ----------------------------------------------------------------------------- data
+@cli.group("data")
+def data_group() -> None:
+    """Inspect data sets."""
+
+
+_format_option = click.option(
+    "--format", "fmt", type=click.Choice(["ml-100k", "ml-1m", "ml-10m", "ml-csv", "pairs", "csv",
+                                          "tsv", "parquet"]),
+    default=None, help="Input format (detected from the path when omitted).")
+
+
+@data_group.command("info")
+@click.argument("dataset")
+@_format_option
+@click.option("--set", "sets", multiple=True, metavar="data.KEY=VALUE",
+              help="Reader options, e.g. --set data.user_col=uid.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Also write the summary as JSON.")
+def data_info(dataset: str, fmt: str | None, sets: tuple[str, ...], output: str | None) -> None:
+    """Users, items, interactions, density and the rating histogram of DATASET."""
+    over = parse_overrides(sets)
+    _, _, data_sec = _split_sections(over)
+    if set(over) - {"data"}:
+        raise ConfigError("data info takes only --set data.KEY=VALUE options")
+    options = build_config(DataOptions, {**data_sec, **({"format": fmt} if fmt else {})},
+                           where="data")
+    ds = _load_with_progress(dataset, options)
+    s = ds.summary()
+    table = Table(title=f"{s['name']}")
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    for key in ("users", "items", "interactions"):
+        table.add_row(key, f"{s[key]:,}")
+    table.add_row("density", f"{s['density']:.4%}")
+    table.add_row("implicit", str(s["implicit"]))
+    table.add_row("timestamps", str(s["timestamps"]))
+    table.add_row("genres", str(s["genres"]))
+    table.add_row("user features", ", ".join(s["user_features"]) or "-")
+    ipu = s["interactions_per_user"]
+    table.add_row("interactions per user", f"min {ipu['min']}, median {ipu['median']:g}, "
+                                           f"max {ipu['max']}")
+    for name, parts in s["splits"].items():
+        table.add_row(f"split {name}", ", ".join(f"{p} {n:,}" for p, n in parts.items()))
+    _console().print(table)
+    if "rating_histogram" in s:
+        hist = Table(title="rating histogram")
+        hist.add_column("rating", justify="right")
+        hist.add_column("count", justify="right")
+        hist.add_column("share", justify="right")
+        total = sum(s["rating_histogram"].values())
+        for r, c in s["rating_histogram"].items():
+            hist.add_row(r, f"{c:,}", f"{c / total:.1%}")
+        _console().print(hist)
+    _write_output(output, s)
+
+
+# ----------------------------------------------------------------------------- train
+def _parse_grid(grid: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``("l2=100,500", "lr=0.1,0.01")`` -> the list of all combinations."""
+    combos: list[dict[str, Any]] = [{}]
+    for g in grid:
+        key, eq, vals = g.partition("=")
+        values = [parse_overrides([f"v={v.strip()}"])["v"] for v in vals.split(",") if v.strip()]
+        if not eq or not key.strip() or not values:
+            raise ConfigError(f"--grid {g!r}: expected key=v1,v2,..., e.g. --grid l2=100,500")
+        combos = [{**c, key.strip(): v} for c in combos for v in values]
+    return combos
+
+
+def _select_value(result: dict, metric: str) -> float:
+    m = result["metrics"]
+    if metric not in m:
+        raise ConfigError(f"--select {metric!r} is not among the validation metrics "
+                          f"({', '.join(m)})")
+    return m[metric]
+
+
+def _fit(model: Recommender, pdata: ProtocolData, ds: Dataset, run_dir: Path | None,
+         resume: bool) -> None:
+    kwargs: dict[str, Any] = {"valid": pdata.valid}
+    if getattr(type(model), "trainable", False):
+        kwargs.update(run_dir=run_dir, resume=resume, progress=sys.stderr.isatty())
+    if getattr(type(model), "uses_side_features", False) and getattr(
+            model.config, "use_side_features", True):
+        from genrec.data.features import side_features  # the FM's side information
+
+        kwargs["side"] = side_features(ds)
+    model.fit(pdata.train.matrix, **kwargs)
+
+
+@cli.command("train")
+@click.option("--model", "model_name", help=f"Model name: {', '.join(MODELS)}.")
+@click.option("--dataset", help="Known name (ml-100k, ml-1m, ...) or a path.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default=None,
+              help="Evaluation protocol (default diffrec; rating for rating models).")
+@_format_option
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML file: model keys at top level, [protocol] and [data] tables.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key (model keys, protocol.KEY, data.KEY). Repeatable.")
+@click.option("--grid", multiple=True, metavar="KEY=V1,V2",
+              help="Try each value (all combinations), keep the best on validation.")
+@click.option("--select", "select_metric", default=None,
+              help="Validation metric for --grid (default ndcg@20, or rmse for ratings).")
+@click.option("--device", type=str, default=None, help="auto, cpu or cuda (torch models).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+              help="Training precision (torch models).")
+@click.option("--seed", type=int, default=None, help="Seed of the model and the protocol.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder for the trained model (default runs/MODEL-DATASET).")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+              help="Continue an interrupted run in this folder (same config).")
+def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, select_metric,
+              device, precision, seed, out_dir, output, resume_dir) -> None:
+    """Train a model, evaluate it on validation and test, and save it."""
+    console = _console()
+    resume = resume_dir is not None
+    if resume:
+        if model_name or dataset or config_file or sets or grid:
+            raise ConfigError("--resume takes the config of the interrupted run; do not pass "
+                              "--model, --dataset, --config, --set or --grid with it")
+        run_path = Path(resume_dir) / "run.json"
+        if not run_path.is_file():
+            raise DataError(f"{resume_dir}: no run.json; nothing to resume")
+        prev = json.loads(run_path.read_text())
+        model_name, dataset = prev["model"], prev["dataset"]
+        values = {**prev["config"], "protocol": prev["protocol"], "data": prev["data"]}
+        out = Path(resume_dir)
+    else:
+        if not model_name or not dataset:
+            raise click.UsageError("--model and --dataset are required (or --resume DIR)")
+        values = load_toml(config_file) if config_file else {}
+        values = _merge(values, parse_overrides(sets))
+        if device is not None:
+            values["device"] = device
+        if precision is not None:
+            values["precision"] = precision
+        if seed is not None:
+            values["seed"] = seed
+            values.setdefault("protocol", {})["seed"] = seed
+        if fmt:
+            values.setdefault("data", {})["format"] = fmt
+        out = None
+    cls = get_model_class(model_name)
+    model_vals, proto_vals, data_vals = _split_sections(values)
+    if protocol is not None:
+        proto_vals = {**proto_vals, "name": protocol}
+    elif "name" not in proto_vals:
+        proto_vals = {**proto_vals, "name": "rating" if issubclass(cls, RatingPredictor)
+                      and not getattr(cls, "ranking_default", False) else "diffrec"}
+    for key in ("device", "precision"):
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        if key in model_vals and key not in fields:
+            if key == "device" and model_vals[key] in ("auto", "cpu"):
+                model_vals.pop(key)  # closed-form and numpy models run on the CPU
+            else:
+                raise ConfigError(f"--{key} does not apply to {cls.name}")
+    model_cfg = build_config(cls.config_class, model_vals, where=cls.name)
+    proto_cfg = build_config(ProtocolConfig, proto_vals, where="protocol")
+    data_opts = build_config(DataOptions, data_vals, where="data")
+
+    ds = _load_with_progress(dataset, data_opts)
+    pdata = build_protocol(ds, proto_cfg)
+    kind = pdata.kind
+    select_metric = select_metric or ("rmse" if kind == "rating" else "ndcg@20")
+    if out is None:
+        base = Path(out_dir) if out_dir else Path("runs") / f"{cls.name}-{ds.name}"
+        out = base
+    out.mkdir(parents=True, exist_ok=True)
+    dataset_spec = dataset if not Path(dataset).exists() else str(Path(dataset).resolve())
+    run = {
+        "format": RUN_FORMAT, "status": "running", "genrec_version": __version__,
+        "model": cls.name, "dataset": dataset_spec, "dataset_name": ds.name,
+        "config": config_to_dict(model_cfg), "protocol": config_to_dict(proto_cfg),
+        "data": config_to_dict(data_opts),
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+    }
+    atomic_write_json(out / "run.json", run)
+    log.info("%s on %s (%s): %d users x %d items, %d training interactions", cls.name, ds.name,
+             proto_cfg.name, pdata.train.n_users, pdata.train.n_items, pdata.train.nnz)
+
+    trials = []
+    combos = _parse_grid(grid) if grid else [{}]
+    best = None
+    for combo in combos:
+        cfg = build_config(cls.config_class, combo, base=model_cfg, where=cls.name) if combo \
+            else model_cfg
+        model = cls(cfg)
+        t0 = time.perf_counter()
+        _fit(model, pdata, ds, out if len(combos) == 1 else None, resume)
+        fit_s = time.perf_counter() - t0
+        valid = _evaluate(model, pdata.valid, proto_cfg.ks)
+        score = _select_value(valid, select_metric)
+        trials.append({"params": combo, "valid": valid["metrics"], "fit_seconds": fit_s})
+        if combo:
+            log.info("%s: valid %s = %.4f", combo, select_metric, score)
+        better = best is None or (score < best[0] if select_metric in ("rmse", "mae")
+                                  else score > best[0])
+        if better:
+            best = (score, model, cfg, fit_s, valid)
+    assert best is not None
+    _, model, model_cfg, fit_s, valid = best
+    t0 = time.perf_counter()
+    test = _evaluate(model, pdata.test, proto_cfg.ks)
+    results = {"valid": valid, "test": test}
+
+    # write the final folder contents (each file atomically), run.json last
+    model.save(out)
+    _save_run_data(out, pdata, ds)
+    run.update({
+        "status": "done", "config": config_to_dict(model_cfg), "fit_seconds": fit_s,
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "results": results, "protocol_description": pdata.describe(),
+        "select_metric": select_metric if grid else None, "trials": trials if grid else None,
+    })
+    atomic_write_json(out / "run.json", run)
+    console.print(_metrics_table(f"{cls.name} on {ds.name} ({proto_cfg.name})", results))
+    if grid:
+        chosen = next(t["params"] for t in trials if t["valid"] is valid["metrics"])
+        console.print(f"selected on validation {select_metric}: {chosen}")
+    console.print(f"fit {fit_s:.2f} s; model saved to {out}")
+    _write_output(output, {
+        "model": cls.name, "dataset": ds.name, "protocol": config_to_dict(proto_cfg),
+        "protocol_description": pdata.describe(), "config": config_to_dict(model_cfg),
+        "data": config_to_dict(data_opts), "valid": valid, "test": test, "fit_seconds": fit_s,
+        "trials": trials if grid else None, "model_dir": str(out), "genrec_version": __version__,
+    })
+
+
+# ----------------------------------------------------------------------------- evaluate
+@cli.command("evaluate")
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON.")
+def evaluate_cmd(model_dir: str, output: str | None) -> None:
+    """Evaluate a saved model again, on the validation and test parts of its protocol."""
+    run, model, _ = _load_run(model_dir)
+    opts = build_config(DataOptions, run["data"], where="data")
+    ds = _load_with_progress(run["dataset"], opts)
+    proto_cfg = build_config(ProtocolConfig, run["protocol"], where="protocol")
+    pdata = build_protocol(ds, proto_cfg)
+    if pdata.train.nnz != int(run["protocol_description"]["train_interactions"]):
+        raise DataError(f"{run['dataset']}: the data changed since training (training part has "
+                        f"{pdata.train.nnz} interactions, the run had "
+                        f"{run['protocol_description']['train_interactions']})")
+    results = _evaluate_both(model, pdata)
+    _console().print(_metrics_table(f"{run['model']} on {run['dataset_name']} "
+                                    f"({proto_cfg.name})", results))
+    _write_output(output, {"model": run["model"], "dataset": run["dataset_name"],
+                           "protocol": run["protocol"], **results})
+
+
+# ----------------------------------------------------------------------------- recommend
+@cli.command("recommend")
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--user", "user_id", default=None, help="Raw user id from the training data.")
+@click.option("--items", "items_csv", default=None,
+              help="A new user's history as raw item ids, e.g. 1,50,172 (fold-in).")
+@click.option("-k", "--k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many items.")
+@click.option("--include-seen", is_flag=True, help="Do not exclude the user's own items.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the list as JSON.")
+def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> None:
+    """Top-k items for a known user (--user) or a new history (--items)."""
+    if (user_id is None) == (items_csv is None):
+        raise click.UsageError("give exactly one of --user ID or --items ID,ID,...")
+    run, model, data = _load_run(model_dir)
+    users_map, items_map = IdMap(data["user_ids"]), IdMap(data["item_ids"])
+    X = _train_matrix(data)
+    if user_id is not None:
+        u = users_map.index(user_id, "user")
+        users, history = np.array([u]), X[u]
+        who = f"user {user_id}"
+    else:
+        if not type(model).folds_in:
+            raise ConfigError(f"model {model.name} cannot fold in a new history; use --user")
+        raw = [x.strip() for x in items_csv.split(",") if x.strip()]
+        if not raw:
+            raise click.UsageError("--items is empty; give raw item ids like 1,50,172")
+        idx = items_map.indices(raw, "item")
+        history = sp.csr_matrix((np.ones(len(idx), np.float32), (np.zeros(len(idx), int), idx)),
+                                shape=(1, X.shape[1]))
+        users = None
+        who = f"history {', '.join(raw)}"
+    top, scores = model.recommend(users, history, k=k, exclude_seen=not include_seen)
+    titles = data.get("item_titles")
+    rows = []
+    for rank, (i, s) in enumerate(zip(top[0], scores[0]), 1):
+        if i < 0:
+            break
+        row = {"rank": rank, "item": items_map.raw[i].item(), "score": float(s)}
+        if titles is not None:
+            row["title"] = str(titles[i])
+        rows.append(row)
+    table = Table(title=f"{run['model']}: top {k} for {who}")
+    table.add_column("rank", justify="right")
+    table.add_column("item", justify="right")
+    if titles is not None:
+        table.add_column("title")
+    table.add_column("score", justify="right")
+    for r in rows:
+        table.add_row(str(r["rank"]), str(r["item"]), *([r["title"]] if titles is not None else []),
+                      f"{r['score']:.4f}")
+    _console().print(table)
+    _write_output(output, {"model": run["model"], "user": user_id, "items": items_csv,
+                           "recommendations": rows})
+
+
+# ----------------------------------------------------------------------------- predict
+@cli.command("predict")
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--user", "user_id", required=True, help="Raw user id.")
+@click.option("--item", "item_id", required=True, help="Raw item id.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the rating as JSON.")
+def predict_cmd(model_dir, user_id, item_id, output) -> None:
+    """Predicted rating of one (user, item) pair, by raw ids (rating models)."""
+    run, model, data = _load_run(model_dir)
+    if not isinstance(model, RatingPredictor):
+        raise ConfigError(f"model {run['model']} does not predict ratings; use a rating model "
+                          f"(biased-mf, fm, autorec) or `genrec recommend`")
+    u = IdMap(data["user_ids"]).get(user_id)
+    i = IdMap(data["item_ids"]).get(item_id)
+    notes = []
+    if u is None:
+        notes.append(f"user {user_id} unknown: fallback prediction")
+    if i is None:
+        notes.append(f"item {item_id} unknown: fallback prediction")
+    r = float(model.predict(np.array([-1 if u is None else u]),
+                            np.array([-1 if i is None else i]))[0])
+    _console().print(f"predicted rating of item {item_id} by user {user_id}: [bold]{r:.3f}"
+                     + (f" ({'; '.join(notes)})" if notes else ""))
+    _write_output(output, {"model": run["model"], "user": user_id, "item": item_id,
+                           "rating": r, "notes": notes})
+
+
+# ----------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit status 1."""
+    try:
+        cli.main(args=argv, prog_name="genrec", standalone_mode=False)
+    except click.exceptions.Abort:
+        _err_console().print("aborted")
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except GenrecError as e:
+        _err_console().print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        _err_console().print("interrupted")
+        return 130
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        _err_console().print(f"[red]error:[/red] {e.filename or ''}: {e.strerror}", soft_wrap=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

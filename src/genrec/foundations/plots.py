@@ -1,0 +1,153 @@
+"""PNG plots of the foundations models (matplotlib ``Figure`` objects, no global backend)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
+from scipy import stats
+
+from genrec.foundations.io import atomic_write_bytes
+
+__all__ = ["save_figure", "plot_trace", "plot_gmm_2d", "plot_jar_posteriors", "ellipse_params"]
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Render ``fig`` to PNG in memory and write it atomically to ``path``."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_trace(
+    values: Sequence[float], path: str | os.PathLike, ylabel: str, title: str = ""
+) -> None:
+    """Bound per iteration (line with markers)."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    it = np.arange(1, len(values) + 1)
+    ax.plot(it, values, marker="o", ms=3)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def ellipse_params(cov: np.ndarray, n_std: float = 2.0) -> tuple[float, float, float]:
+    """Width, height and angle (degrees) of the ``n_std`` ellipse of a 2x2 covariance."""
+    vals, vecs = np.linalg.eigh(cov)
+    vals = np.maximum(vals, 0.0)
+    angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
+    width, height = 2.0 * n_std * np.sqrt(vals[::-1])
+    return float(width), float(height), angle
+
+
+def _full_covariances(covariances: np.ndarray, covariance_type: str, K: int, d: int) -> np.ndarray:
+    if covariance_type == "full":
+        return covariances
+    if covariance_type == "tied":
+        return np.broadcast_to(covariances, (K, d, d))
+    if covariance_type == "diag":
+        return np.stack([np.diag(c) for c in covariances])
+    return np.stack([np.eye(d) * c for c in covariances])
+
+
+def plot_gmm_2d(
+    X: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    covariance_type: str,
+    path: str | os.PathLike,
+    title: str = "",
+    min_weight: float = 1e-3,
+) -> None:
+    """Scatter of the first two features coloured by component, with 1- and 2-sigma ellipses.
+
+    For ``d > 2`` the ellipses are those of the marginal of features 0 and 1 (the top-left
+    2x2 block of each covariance). Components with weight below ``min_weight`` are omitted.
+    """
+    K, d = means.shape
+    covs = _full_covariances(np.asarray(covariances), covariance_type, K, d)
+    fig = Figure(figsize=(6, 5.5))
+    ax = fig.add_subplot()
+    x1 = X[:, 1] if d > 1 else np.zeros(len(X))
+    ax.scatter(X[:, 0], x1, c=labels, s=6, cmap="tab10", alpha=0.5, vmin=0, vmax=max(K - 1, 1))
+    cmap = ax.collections[0].cmap
+    for k in range(K):
+        if weights[k] < min_weight:
+            continue
+        c2 = covs[k][:2, :2] if d > 1 else np.diag([covs[k][0, 0], 1e-12])
+        color = cmap(k / max(K - 1, 1))
+        for n_std in (1.0, 2.0):
+            w, h, ang = ellipse_params(c2, n_std)
+            ax.add_patch(
+                Ellipse(
+                    (means[k, 0], means[k, 1] if d > 1 else 0.0),
+                    w,
+                    h,
+                    angle=ang,
+                    fill=False,
+                    lw=1.5,
+                    color=color,
+                    alpha=0.9 if n_std == 1 else 0.5,
+                )
+            )
+        ax.annotate(f"{k}: {weights[k]:.2f}", (means[k, 0], means[k, 1] if d > 1 else 0.0))
+    ax.set_xlabel("feature 0")
+    ax.set_ylabel("feature 1" if d > 1 else "")
+    suffix = " (marginal of features 0, 1)" if d > 2 else ""
+    ax.set_title(title + suffix)
+    save_figure(fig, path)
+
+
+def plot_jar_posteriors(
+    exact: Sequence[tuple[float, float]],
+    variational: Sequence[tuple[float, float]],
+    kls: Sequence[float],
+    counts: Sequence[tuple[int, int]],
+    path: str | os.PathLike,
+    prior: tuple[float, float] = (1.0, 1.0),
+    kl_before: Sequence[float] | None = None,
+) -> None:
+    """Left: exact (solid) and variational (dashed) posterior densities per round.
+
+    Right, beside them: KL(q || exact posterior) per round on a log scale, after the fit
+    and (if ``kl_before`` is given) for the q the round started from. Values at or below
+    1e-16 (rounding error, possibly negative) are drawn at 1e-16.
+    """
+    fig = Figure(figsize=(11, 4.5))
+    ax, ax_kl = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+    t = np.linspace(1e-4, 1 - 1e-4, 600)
+    ax.plot(t, stats.beta.pdf(t, *prior), color="0.6", lw=1, label=f"prior Beta{tuple(prior)}")
+    colors = []
+    for r, ((ae, be), (aq, bq), (c, v)) in enumerate(zip(exact, variational, counts), start=1):
+        line = ax.plot(t, stats.beta.pdf(t, ae, be), lw=1.8, label=f"round {r}: {c} choc / {v} van")[0]
+        ax.plot(t, stats.beta.pdf(t, aq, bq), ls="--", lw=1.2, color=line.get_color())
+        colors.append(line.get_color())
+    ax.set_xlabel("θ = P(chocolate)")
+    ax.set_ylabel("density")
+    ax.set_title("Exact Beta posterior (solid) and variational q (dashed)")
+    ax.legend(fontsize=7, loc="upper left")
+
+    rounds = np.arange(1, len(kls) + 1)
+    floor = 1e-16
+    ax_kl.scatter(rounds, np.maximum(np.asarray(kls, dtype=float), floor), c=colors, zorder=3,
+                  label="fitted q")
+    if kl_before is not None:
+        ax_kl.scatter(rounds, np.maximum(np.asarray(kl_before, dtype=float), floor), c=colors,
+                      marker="x", label="q at the start of the round")
+    ax_kl.axhline(1e-3, color="0.5", ls=":", lw=1, label="1e-3")
+    ax_kl.set_yscale("log")
+    ax_kl.set_xticks(rounds)
+    ax_kl.set_xlabel("round")
+    ax_kl.set_ylabel("KL(q || exact posterior)")
+    ax_kl.set_title("KL per round")
+    ax_kl.legend(fontsize=7)
+    save_figure(fig, path)

@@ -1,0 +1,114 @@
+"""Helpers shared by the shallow models (biased MF, BPR-MF, FM, AutoRec).
+
+Rating triples from a CSR matrix, safe lookup of possibly unknown indices, the rating range,
+uniform negative sampling for BPR objectives, and a keep-best tracker for early stopping.
+Each is a few lines; they live here so the four model files do not copy them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from genrec.errors import DataError
+
+__all__ = ["rating_triples", "lookup", "fit_rating_range", "check_rating_range", "sample_negatives",
+           "KeepBest"]
+
+
+def rating_triples(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, items, ratings) of the stored entries of ``X``, row-major, shape (n,) each."""
+    X = sp.csr_matrix(X)
+    users = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+    return users, X.indices.astype(np.int64), X.data.astype(np.float32)
+
+
+def lookup(index: np.ndarray | torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (safe index, known mask): -1 or out of range is unknown (safe 0)."""
+    idx = np.asarray(index, dtype=np.int64).reshape(-1)
+    known = (idx >= 0) & (idx < n)
+    return np.where(known, idx, 0), known
+
+
+def fit_rating_range(ratings: np.ndarray, given: tuple[float, float] | None
+                     ) -> tuple[float, float]:
+    """The range predictions are clipped to: ``given``, or the training min and max."""
+    if given is not None:
+        lo, hi = float(given[0]), float(given[1])
+    elif len(ratings):
+        lo, hi = float(ratings.min()), float(ratings.max())
+    else:
+        raise DataError("cannot fit a rating model on an empty training matrix")
+    return lo, hi
+
+
+def check_rating_range(value: tuple[float, float] | None) -> None:
+    """Config check shared by the rating models' ``__post_init__``."""
+    if value is not None and (len(value) != 2 or not value[0] < value[1]):
+        raise ValueError(f"rating_range must be (low, high) with low < high, got {value}")
+
+
+def sample_negatives(X: sp.csr_matrix, users: np.ndarray, rng: np.random.Generator,
+                     max_rounds: int = 100) -> np.ndarray:
+    """One item per entry of ``users`` drawn uniformly among the items the user has not got.
+
+    Rejection sampling, vectorized: draw uniformly, redraw the draws that hit a training
+    item. A user who has every item keeps a (positive) draw after ``max_rounds``.
+
+    Parameters
+    ----------
+    X : csr_matrix (U, I), canonical (sorted indices)
+    users : ndarray of int64, shape (n,)
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+    """
+    n_items = X.shape[1]
+    keys = (np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr)) * n_items
+            + X.indices)  # (nnz,) sorted because X is canonical CSR
+    out = rng.integers(0, n_items, size=len(users))  # (n,)
+    todo = np.arange(len(users))
+    for _ in range(max_rounds):
+        k = users[todo] * n_items + out[todo]
+        pos = np.searchsorted(keys, k)
+        hit = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == k)
+        todo = todo[hit]
+        if not len(todo):
+            break
+        out[todo] = rng.integers(0, n_items, size=len(todo))
+    return out.astype(np.int64)
+
+
+@dataclass
+class KeepBest:
+    """Keep-best early stopping: remember the best validation value and a copy of the state.
+
+    ``higher_is_better`` for ranking metrics, False for RMSE. ``patience`` is the number of
+    evaluations without improvement before ``update`` returns True (0 = never stop).
+    """
+
+    higher_is_better: bool
+    patience: int
+    best: float = float("nan")
+    best_epoch: int = 0
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    history: list[float] = field(default_factory=list)
+    _bad: int = 0
+
+    def update(self, epoch: int, value: float,
+               snapshot: Callable[[], dict[str, torch.Tensor]]) -> bool:
+        """Record ``value`` at ``epoch``; return True when training should stop."""
+        self.history.append(float(value))
+        better = (np.isnan(self.best)
+                  or (value > self.best if self.higher_is_better else value < self.best))
+        if better and np.isfinite(value):
+            self.best, self.best_epoch, self._bad = float(value), epoch, 0
+            self.state = {k: v.detach().clone() for k, v in snapshot().items()}
+            return False
+        self._bad += 1
+        return self.patience > 0 and self._bad >= self.patience

@@ -1,0 +1,395 @@
+"""Biased matrix factorization for explicit ratings (Koren, Bell & Volinsky, IEEE Computer 2009).
+
+Dimensions: U users, I items, K factors, B ratings in a mini-batch, R rows in an ALS block,
+L the longest row of the block.
+
+Model: a rating is the global mean plus a user and an item bias plus a dot product,
+
+    r_hat_ui = mu + b_u + b_i + p_u . q_i
+
+Objective (both solvers minimize the same function; mu is the training mean, fixed):
+
+    sum_{(u,i) observed} (r_ui - r_hat_ui)^2
+      + sum_u c_u (lambda_b b_u^2 + lambda ||p_u||^2) + sum_i c_i (lambda_b b_i^2 + lambda ||q_i||^2)
+
+with c_u = n_u, the user's number of training ratings, for ``l2_weighting="count"`` (the
+penalty Funk's per-rating SGD applies, and ALS-WR's, Zhou et al. 2008), or c_u = 1 for
+``"uniform"`` (a plain L2 norm).
+
+Solvers
+-------
+``sgd``: SGD over shuffled ratings. Each rating (u, i) with error e = r_ui - r_hat_ui moves
+
+    b_u += lr (e - lambda_b s_u b_u),  p_u += lr (e q_i - lambda s_u p_u)   (items alike)
+
+where s_u = c_u / n_u is the rating's share of the penalty. A mini-batch of ``batch_size``
+ratings applies these updates at once from the same parameters (``index_add_``, so two ratings
+of one user in a batch add up); ``batch_size=1`` is Funk's sequential SGD. The step size is
+multiplied by ``lr_decay`` after each epoch.
+
+``als``: alternating exact minimization. With the items fixed, each user's (b_u, p_u) solves a
+(K+1)-dimensional ridge regression, the normal equations
+
+    (A_u^T A_u + c_u diag(lambda_b, lambda, ..., lambda)) [b_u; p_u] = A_u^T (r_u - mu - b_items)
+
+where A_u stacks the rows [1, q_i] of the items u rated; then the items with the users fixed
+(:func:`als_half_step`, one Cholesky solve per row, rows batched by length).
+
+Model selection: given a validation :class:`~genrec.evaluate.RatingTask`, the validation RMSE is
+computed after every epoch (sweep); the parameters of the best epoch are kept (``best_epoch_``)
+and training stops after ``patience`` epochs without improvement. A final refit on all the
+training ratings with ``epochs=best_epoch_`` and no ``valid`` is the usual next step.
+
+Prediction is clipped to the rating range (``rating_range``, or the training minimum and
+maximum). Unknown users or items (index -1 or beyond the fitted counts) drop their terms:
+mu + b_i for an unknown user, mu + b_u for an unknown item, mu for both.
+
+Ranking (``score``): unclipped predicted ratings of every item (clipping would tie the top of
+the ranking). The model does not fold in: the user comes from ``users``; ``users=None`` (or an
+unknown index) gets mu + b_i, the prediction for a user the model knows nothing about.
+
+Departures from the paper: Koren et al. use per-rating SGD; the mini-batch updates and the ALS
+solver are additions (named config fields). The ``uniform`` penalty is an option, not the paper.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from genrec.errors import DataError
+from genrec.evaluate import RatingTask
+from genrec.metrics import rmse
+from genrec.models._shallow import (
+    KeepBest,
+    check_rating_range,
+    fit_rating_range,
+    lookup,
+    rating_triples,
+)
+from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+
+__all__ = ["BiasedMF", "BiasedMFConfig", "als_half_step", "sgd_step", "mf_predict"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BiasedMFConfig:
+    n_factors: int = 100  # K, the latent dimension (Surprise's SVD default)
+    solver: Literal["sgd", "als"] = "sgd"  # SGD over shuffled ratings, or alternating LS
+    l2: float = 0.02  # lambda, the L2 weight on p_u and q_i
+    l2_bias: float = 0.02  # lambda_b, the L2 weight on b_u and b_i
+    l2_weighting: Literal["count", "uniform"] = "count"  # c_u = n_u (per rating) or 1
+    lr: float = 0.005  # SGD step size gamma
+    lr_decay: float = 1.0  # SGD: the step size is multiplied by this after each epoch
+    batch_size: int = 256  # SGD: ratings per vectorized step (1 = Funk's sequential SGD)
+    epochs: int = 20  # SGD epochs or ALS sweeps (the most, with early stopping)
+    patience: int = 5  # stop after this many epochs without validation gain (0 = never)
+    init_std: float = 0.1  # standard deviation of the normal initialisation of P and Q
+    clip: bool = True  # clip predict() to the rating range
+    rating_range: tuple[float, float] | None = None  # (low, high); None = training min, max
+    seed: int = 0  # initialisation and shuffling
+    device: str = "auto"  # auto, cpu or cuda[:N]
+
+    def __post_init__(self) -> None:
+        if self.n_factors < 1:
+            raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
+        for name in ("l2", "l2_bias"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.solver == "als" and not (self.l2 > 0 and self.l2_bias > 0):
+            raise ValueError("solver als needs l2 > 0 and l2_bias > 0 (the normal equations "
+                             "of a user with few ratings are singular otherwise)")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.batch_size < 1 or self.epochs < 1 or self.patience < 0:
+            raise ValueError("batch_size and epochs must be >= 1 and patience >= 0")
+        if not self.init_std >= 0:
+            raise ValueError(f"init_std must be >= 0, got {self.init_std}")
+        check_rating_range(self.rating_range)
+
+
+# ----------------------------------------------------------------------------- math
+def mf_predict(mu: float, bu: torch.Tensor, bi: torch.Tensor, P: torch.Tensor, Q: torch.Tensor,
+               u: torch.Tensor, i: torch.Tensor, ku: torch.Tensor | None = None,
+               ki: torch.Tensor | None = None) -> torch.Tensor:
+    """r_hat = mu + b_u + b_i + p_u . q_i for index pairs (B,), dropping the terms of unknowns.
+
+    ``ku``/``ki`` (B,) bool mark known users/items (None = all known); unknown indices must
+    still be valid (0) and their terms are zeroed.
+    """
+    pu, qi = P[u], Q[i]  # (B, K)
+    b_u, b_i = bu[u], bi[i]  # (B,)
+    dot = (pu * qi).sum(1)  # (B,)
+    if ku is not None:
+        b_u = b_u * ku
+        dot = dot * ku
+    if ki is not None:
+        b_i = b_i * ki
+        dot = dot * ki
+    return mu + b_u + b_i + dot
+
+
+def sgd_step(mu: float, bu: torch.Tensor, bi: torch.Tensor, P: torch.Tensor, Q: torch.Tensor,
+             u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, lr: float, l2: float,
+             l2_bias: float, su: torch.Tensor, si: torch.Tensor) -> torch.Tensor:
+    """One vectorized SGD step on a mini-batch of ratings, in place; returns the errors (B,).
+
+    All updates use the parameters from before the step (``index_add_`` sums repeats).
+    ``su`` (U,) and ``si`` (I,) are each rating's share of the user's / item's penalty.
+    """
+    pu, qi = P[u], Q[i]  # (B, K)
+    e = r - mf_predict(mu, bu, bi, P, Q, u, i)  # (B,)
+    s_u, s_i = su[u], si[i]  # (B,)
+    d_bu = lr * (e - l2_bias * s_u * bu[u])  # (B,)
+    d_bi = lr * (e - l2_bias * s_i * bi[i])  # (B,)
+    d_p = lr * (e[:, None] * qi - l2 * s_u[:, None] * pu)  # (B, K)
+    d_q = lr * (e[:, None] * pu - l2 * s_i[:, None] * qi)  # (B, K)
+    bu.index_add_(0, u, d_bu)
+    bi.index_add_(0, i, d_bi)
+    P.index_add_(0, u, d_p)
+    Q.index_add_(0, i, d_q)
+    return e
+
+
+def _row_blocks(counts: np.ndarray, width: int, budget: int) -> list[np.ndarray]:
+    """Rows sorted by length, cut into blocks of at most ``budget`` padded entries."""
+    order = np.argsort(counts, kind="stable")
+    c = counts[order]
+    blocks, start, n = [], 0, len(order)
+    while start < n:
+        cost = (np.arange(1, n - start + 1) * np.maximum(c[start:], 1)) * width  # rising
+        stop = start + max(1, int(np.searchsorted(cost, budget, side="right")))
+        blocks.append(order[start:stop])
+        start = stop
+    return blocks
+
+
+def als_half_step(R: sp.csr_matrix, fixed: torch.Tensor, fixed_bias: torch.Tensor, mu: float,
+                  l2: float, l2_bias: float, weighting: str = "count",
+                  budget: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact minimization over one side's (bias, factors), the other side fixed.
+
+    For every row r of ``R`` (users, or items with ``R`` transposed) solve
+
+        (A_r^T A_r + c_r diag(lambda_b, lambda, ..., lambda)) [b_r; x_r] = A_r^T y_r
+
+    with A_r the rows [1, fixed_c] of the columns c that row r rated, y_r = R_rc - mu - b_c,
+    and c_r = the row's rating count ("count") or 1 ("uniform"). A row with no ratings gets 0.
+
+    Parameters
+    ----------
+    R : csr_matrix, shape (N, C)
+        Ratings of the side being solved for (values are ratings).
+    fixed : Tensor, shape (C, K)
+        The other side's factors.
+    fixed_bias : Tensor, shape (C,)
+    budget : padded entries (rows x longest row x (K+1)) per batched solve
+
+    Returns
+    -------
+    factors : Tensor (N, K), biases : Tensor (N,)
+    """
+    R = sp.csr_matrix(R)
+    dev, dt = fixed.device, fixed.dtype
+    N, K = R.shape[0], fixed.shape[1]
+    counts = np.diff(R.indptr)
+    A = torch.cat([torch.ones(len(fixed), 1, dtype=dt, device=dev), fixed], 1)  # (C, K+1)
+    reg = torch.full((K + 1,), float(l2), dtype=dt, device=dev)  # (K+1,)
+    reg[0] = l2_bias
+    c = counts if weighting == "count" else np.ones_like(counts)
+    c = torch.as_tensor(np.maximum(c, 1), dtype=dt, device=dev)  # (N,)
+    out = torch.zeros(N, K + 1, dtype=dt, device=dev)  # (N, K+1)
+    indptr = torch.as_tensor(R.indptr, device=dev)
+    indices = torch.as_tensor(R.indices.astype(np.int64), device=dev)
+    values = torch.as_tensor(R.data, dtype=dt, device=dev)
+    for rows_np in _row_blocks(counts, K + 1, budget):
+        rows = torch.as_tensor(rows_np, device=dev)  # (R,)
+        n_r = indptr[rows + 1] - indptr[rows]  # (R,)
+        L = max(int(n_r.max()), 1)
+        pos = indptr[rows][:, None] + torch.arange(L, device=dev)  # (R, L)
+        mask = torch.arange(L, device=dev) < n_r[:, None]  # (R, L)
+        pos = torch.where(mask, pos, torch.zeros_like(pos))
+        cols = indices[pos] if len(indices) else torch.zeros_like(pos)  # (R, L)
+        m = mask.to(dt)
+        Ar = A[cols] * m[..., None]  # (R, L, K+1)
+        y = ((values[pos] if len(values) else 0.0) - mu - fixed_bias[cols]) * m  # (R, L)
+        G = Ar.transpose(1, 2) @ Ar  # (R, K+1, K+1)
+        G = G + torch.diag_embed(c[rows][:, None] * reg)  # + c_r diag(reg)
+        rhs = (Ar.transpose(1, 2) @ y[..., None])  # (R, K+1, 1)
+        x = torch.cholesky_solve(rhs, torch.linalg.cholesky(G))[..., 0]  # (R, K+1)
+        out[rows] = x
+    return out[:, 1:].contiguous(), out[:, 0].contiguous()
+
+
+# ----------------------------------------------------------------------------- model
+class BiasedMF(Recommender, RatingPredictor):
+    """Biased matrix factorization r_hat = mu + b_u + b_i + p_u . q_i (SGD or ALS).
+
+    Attributes
+    ----------
+    mu_ : float
+        Global mean of the training ratings.
+    user_bias_ : Tensor (n_users,), item_bias_ : Tensor (n_items,)
+    user_factors_ : Tensor (n_users, K), item_factors_ : Tensor (n_items, K)
+    rating_range_ : (float, float)
+        Predictions are clipped to it.
+    best_epoch_ : int
+        Epoch (sweep) whose parameters were kept: the best on validation, else the last.
+    valid_rmse_ : list of float
+        Validation RMSE after each epoch (empty without ``valid``).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> X = sp.csr_matrix(np.array([[5, 4, 0], [4, 0, 1], [0, 2, 1]], np.float32))
+    >>> m = BiasedMF(n_factors=2, solver="als", epochs=5).fit(X)
+    >>> m.predict(np.array([0, -1]), np.array([2, 0])).shape
+    (2,)
+    """
+
+    name = "biased-mf"
+    config_class = BiasedMFConfig
+    fitted_attributes = ("n_items_", "user_factors_", "item_factors_")
+    folds_in = False
+
+    def __init__(self, config: BiasedMFConfig | None = None, **overrides):
+        super().__init__(config, **overrides)
+        self.user_factors_: torch.Tensor | None = None
+        self.item_factors_: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, *, valid: RatingTask | None = None) -> BiasedMF:
+        cfg = self.config
+        X = as_csr(X)
+        if X.nnz == 0:
+            raise DataError("BiasedMF needs at least one training rating")
+        if valid is not None and not isinstance(valid, RatingTask):
+            raise DataError("BiasedMF selects on a RatingTask (protocol rating); got "
+                            f"{type(valid).__name__}")
+        dev = resolve_device(cfg.device)
+        U, I = X.shape
+        K = cfg.n_factors
+        u_np, i_np, r_np = rating_triples(X)
+        self.rating_range_ = fit_rating_range(r_np, cfg.rating_range)
+        self.n_items_, self.n_users_ = I, U
+        gen = torch.Generator().manual_seed(cfg.seed)
+        mu = float(r_np.mean())
+        P = (torch.randn(U, K, generator=gen) * cfg.init_std).to(dev)  # (U, K)
+        Q = (torch.randn(I, K, generator=gen) * cfg.init_std).to(dev)  # (I, K)
+        bu = torch.zeros(U, device=dev)  # (U,)
+        bi = torch.zeros(I, device=dev)  # (I,)
+        params = {"bu": bu, "bi": bi, "P": P, "Q": Q}
+        keep = KeepBest(higher_is_better=False, patience=cfg.patience)
+
+        def publish(state: dict[str, torch.Tensor]) -> None:
+            self.mu_ = mu
+            self.user_bias_, self.item_bias_ = state["bu"].cpu(), state["bi"].cpu()
+            self.user_factors_, self.item_factors_ = state["P"].cpu(), state["Q"].cpu()
+
+        if cfg.solver == "sgd":
+            u, i = torch.as_tensor(u_np, device=dev), torch.as_tensor(i_np, device=dev)
+            r = torch.as_tensor(r_np, device=dev)
+            n_u = torch.as_tensor(np.bincount(u_np, minlength=U), dtype=torch.float32)
+            n_i = torch.as_tensor(np.bincount(i_np, minlength=I), dtype=torch.float32)
+            if cfg.l2_weighting == "count":
+                su, si = torch.ones(U, device=dev), torch.ones(I, device=dev)
+            else:
+                su, si = (1 / n_u.clamp(min=1)).to(dev), (1 / n_i.clamp(min=1)).to(dev)
+        Xt = X.T.tocsr()
+        lr = cfg.lr
+        for epoch in range(1, cfg.epochs + 1):
+            if cfg.solver == "sgd":
+                perm = torch.randperm(len(r_np), generator=gen).to(dev)
+                sq = 0.0
+                for start in range(0, len(perm), cfg.batch_size):
+                    b = perm[start : start + cfg.batch_size]
+                    e = sgd_step(mu, bu, bi, P, Q, u[b], i[b], r[b], lr, cfg.l2, cfg.l2_bias,
+                                 su, si)
+                    sq += float((e * e).sum())
+                lr *= cfg.lr_decay
+                train_rmse = math.sqrt(sq / len(r_np))
+                if not math.isfinite(train_rmse):
+                    raise DataError(f"BiasedMF diverged at epoch {epoch} (lr={cfg.lr} too "
+                                    f"large for batch_size={cfg.batch_size}); lower lr")
+            else:
+                P, bu = als_half_step(X, Q, bi, mu, cfg.l2, cfg.l2_bias, cfg.l2_weighting)
+                Q, bi = als_half_step(Xt, P, bu, mu, cfg.l2, cfg.l2_bias, cfg.l2_weighting)
+                params = {"bu": bu, "bi": bi, "P": P, "Q": Q}
+                train_rmse = float("nan")
+            if valid is None:
+                log.debug("epoch %d train rmse %.4f", epoch, train_rmse)
+                continue
+            publish(params)
+            v = rmse(self.predict(valid.users, valid.items), valid.ratings)
+            log.info("epoch %d train rmse %.4f valid rmse %.4f", epoch, train_rmse, v)
+            if keep.update(epoch, v, lambda: params):
+                break
+        if valid is None:
+            publish(params)
+            self.best_epoch_, self.valid_rmse_ = cfg.epochs, []
+        else:
+            publish(keep.state)
+            self.best_epoch_, self.valid_rmse_ = keep.best_epoch, keep.history
+        return self
+
+    # ------------------------------------------------------------------ predict / score
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings (n,) for index pairs; unknown users/items fall back to biases."""
+        self._check_fitted()
+        u, ku = lookup(users, self.n_users_)
+        i, ki = lookup(items, self.n_items_)
+        if len(u) != len(i):
+            raise DataError(f"predict: {len(u)} users but {len(i)} items")
+        with torch.no_grad():
+            pred = mf_predict(self.mu_, self.user_bias_, self.item_bias_, self.user_factors_,
+                              self.item_factors_, torch.from_numpy(u), torch.from_numpy(i),
+                              torch.from_numpy(ku), torch.from_numpy(ki)).numpy()
+        if self.config.clip:
+            pred = np.clip(pred, *self.rating_range_)
+        return pred.astype(np.float32)
+
+    def score(self, users, X_users) -> torch.Tensor:
+        """Unclipped predicted ratings (B, n_items); ``users=None`` gets mu + b_i."""
+        users, X = self._check_users(users, X_users)
+        B = X.shape[0]
+        if users is None:
+            u, ku = np.zeros(B, np.int64), np.zeros(B, bool)
+        else:
+            u, ku = lookup(users, self.n_users_)
+        u_t, ku_t = torch.from_numpy(u), torch.from_numpy(ku).float()[:, None]  # (B,), (B, 1)
+        with torch.no_grad():
+            personal = self.user_bias_[u_t][:, None] + self.user_factors_[u_t] @ \
+                self.item_factors_.T  # (B, I)
+            return self.mu_ + self.item_bias_[None, :] + ku_t * personal  # (B, I)
+
+    # ------------------------------------------------------------------ state
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {
+            "mu": np.array(self.mu_, np.float64),
+            "user_bias": self.user_bias_.numpy(), "item_bias": self.item_bias_.numpy(),
+            "user_factors": self.user_factors_.numpy(),
+            "item_factors": self.item_factors_.numpy(),
+            "rating_range": np.array(self.rating_range_, np.float64),
+            "best_epoch": np.array(self.best_epoch_, np.int64),
+        }
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.mu_ = float(state["mu"])
+        self.user_bias_ = torch.from_numpy(state["user_bias"].astype(np.float32))
+        self.item_bias_ = torch.from_numpy(state["item_bias"].astype(np.float32))
+        self.user_factors_ = torch.from_numpy(state["user_factors"].astype(np.float32))
+        self.item_factors_ = torch.from_numpy(state["item_factors"].astype(np.float32))
+        self.rating_range_ = tuple(float(x) for x in state["rating_range"])
+        self.best_epoch_ = int(state["best_epoch"])
+        self.valid_rmse_ = []
+        self.n_users_ = len(self.user_factors_)

@@ -1,0 +1,203 @@
+"""Pure tensor functions and two small layers shared by the autoencoder family.
+
+Math (each function has its own unit test in ``tests/models/test_nn_blocks.py``):
+
+* ``gaussian_kl_to_std_normal``: KL(N(mu, diag exp(logvar)) || N(0, I)) in closed form,
+  ``0.5 * sum_k (exp(logvar_k) + mu_k^2 - 1 - logvar_k)``.
+* ``reparameterize``: ``z = mu + noise_scale * exp(logvar / 2) * eps``, eps ~ N(0, I) drawn
+  from an explicit ``torch.Generator``.
+* ``log_normal_pdf``: elementwise log N(z; mu, exp(logvar)).
+* ``multinomial_log_lik``: ``sum_i x_i log softmax(logits)_i`` per user, dense reference;
+  ``multinomial_log_lik_sparse`` computes the same from the CSR parts of x without densifying
+  it: ``sum_{i in x} x_i logits_i - (sum_i x_i) logsumexp(logits)``.
+
+Sparse input (the encoder's first layer): a batch of user rows arrives as the CSR parts
+(indptr, indices, values) of a :class:`genrec.train.Batch`. ``normalize_rows`` (Liang et
+al.'s L2 normalisation) and ``dropout_values`` (input dropout) act on the stored values only,
+which is what dense normalisation and dropout do to a 0/1 row (zeros stay zero).
+:class:`SparseInputLinear` then computes ``x @ W + b`` with ``embedding_bag`` (a weighted sum
+of the rows of W picked by the user's items), so the (B, I) input is never formed.
+
+Dimension letters: B users in a batch, I items, H hidden units, K latent size, N stored
+entries (nnz) of the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "gaussian_kl_to_std_normal",
+    "reparameterize",
+    "log_normal_pdf",
+    "multinomial_log_lik",
+    "multinomial_log_lik_sparse",
+    "row_ids",
+    "normalize_rows",
+    "dropout_values",
+    "SparseInputLinear",
+    "make_linear",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+# ---------------------------------------------------------------- Gaussian latent helpers
+
+
+def gaussian_kl_to_std_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per row, closed form.
+
+    Parameters
+    ----------
+    mu, logvar : Tensor, shape (B, K)
+
+    Returns
+    -------
+    Tensor, shape (B,)
+    """
+    return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(dim=-1)  # (B,)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator,
+                   noise_scale: float = 1.0) -> torch.Tensor:
+    """A sample z = mu + noise_scale * sigma * eps of q(z|x), differentiable in (mu, logvar).
+
+    ``noise_scale`` is 1 in the papers (RecBole's 0.01 is a departure, kept out of defaults).
+    eps is drawn in float32 on ``generator``'s device, then moved to ``mu``'s device.
+    """
+    eps = torch.randn(mu.shape, generator=generator, device=generator.device)  # (B, K)
+    eps = eps.to(device=mu.device, dtype=mu.dtype)
+    return mu + noise_scale * torch.exp(0.5 * logvar) * eps  # (B, K)
+
+
+def log_normal_pdf(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(z; mu, exp(logvar)); broadcasts. Shape of the broadcast inputs."""
+    return -0.5 * (logvar + _LOG_2PI + (z - mu).pow(2) * torch.exp(-logvar))
+
+
+# ---------------------------------------------------------------- likelihoods
+
+
+def multinomial_log_lik(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Multinomial log-likelihood (up to the count constant), dense reference.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (B, I)
+    x : Tensor, shape (B, I)
+        Counts (0/1 for implicit feedback).
+
+    Returns
+    -------
+    Tensor, shape (B,): ``sum_i x_i log softmax(logits)_i``.
+    """
+    return (F.log_softmax(logits.float(), dim=-1) * x).sum(dim=-1)  # (B,)
+
+
+def row_ids(indptr: torch.Tensor) -> torch.Tensor:
+    """The row of every stored entry of a CSR matrix: (N,) int64 from indptr (B + 1,)."""
+    counts = indptr[1:] - indptr[:-1]  # (B,)
+    return torch.repeat_interleave(torch.arange(len(counts), device=indptr.device), counts)
+
+
+def multinomial_log_lik_sparse(logits: torch.Tensor, indptr: torch.Tensor,
+                               indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """:func:`multinomial_log_lik` from the CSR parts of x, without forming x.
+
+    ``sum_i x_i log softmax(l)_i = sum_{i in x} x_i l_i - (sum_i x_i) logsumexp(l)``.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (B, I)
+    indptr : LongTensor, shape (B + 1,)
+    indices : LongTensor, shape (N,)
+    values : Tensor, shape (N,)
+
+    Returns
+    -------
+    Tensor, shape (B,)
+    """
+    logits = logits.float()
+    rows = row_ids(indptr)  # (N,)
+    picked = logits[rows, indices] * values  # (N,)
+    B = logits.shape[0]
+    total = torch.zeros(B, device=logits.device).index_add(0, rows, picked)  # (B,)
+    n = torch.zeros(B, device=logits.device).index_add(0, rows, values)  # (B,) sum_i x_i
+    return total - n * torch.logsumexp(logits, dim=-1)  # (B,)
+
+
+# ---------------------------------------------------------------- sparse input
+
+
+def normalize_rows(indptr: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Values of the L2-normalised rows (x / ||x||_2), (N,); empty rows stay empty."""
+    rows = row_ids(indptr)  # (N,)
+    sq = torch.zeros(len(indptr) - 1, device=values.device).index_add(0, rows, values * values)
+    norm = sq.sqrt().clamp_min(1e-12)  # (B,)
+    return values / norm[rows]  # (N,)
+
+
+def dropout_values(values: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Inverted dropout on the stored values: each kept with prob 1 - p, scaled by 1/(1 - p)."""
+    if p <= 0.0:
+        return values
+    u = torch.rand(values.shape, generator=generator, device=generator.device)  # (N,)
+    keep = (u >= p).to(device=values.device, dtype=values.dtype)
+    return values * keep / (1.0 - p)  # (N,)
+
+
+class SparseInputLinear(nn.Module):
+    """``x @ weight + bias`` for a CSR batch x (B, I); weight is stored (I, H).
+
+    ``forward(indptr, indices, values)`` uses ``embedding_bag`` (weighted sum of weight rows):
+    the dense input is never built and the backward touches only the rows of W that occur.
+    ``forward_dense(x)`` is the reference for a dense x.
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))  # (I, H)
+        self.bias = nn.Parameter(torch.empty(out_features))  # (H,)
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        bound = math.sqrt(6.0 / sum(self.weight.shape))  # Glorot uniform
+        with torch.no_grad():
+            self.weight.copy_(_uniform(self.weight.shape, bound, generator))
+            self.bias.copy_(_normal(self.bias.shape, 0.001, generator))
+
+    def forward(self, indptr: torch.Tensor, indices: torch.Tensor,
+                values: torch.Tensor) -> torch.Tensor:
+        h = F.embedding_bag(indices, self.weight, indptr[:-1], mode="sum",
+                            per_sample_weights=values.float())  # (B, H)
+        return h + self.bias
+
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight + self.bias  # (B, H)
+
+
+def _uniform(shape: tuple[int, ...] | torch.Size, bound: float,
+             generator: torch.Generator) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator, device=generator.device)
+    return ((2.0 * u - 1.0) * bound).cpu()
+
+
+def _normal(shape: tuple[int, ...] | torch.Size, std: float,
+            generator: torch.Generator) -> torch.Tensor:
+    return (torch.randn(shape, generator=generator, device=generator.device) * std).cpu()
+
+
+def make_linear(in_features: int, out_features: int, generator: torch.Generator,
+                bias_std: float = 0.001) -> nn.Linear:
+    """An ``nn.Linear`` with Glorot-uniform weights and N(0, bias_std^2) biases drawn from
+    ``generator`` (as Liang et al.'s code); the global RNG is not touched."""
+    layer = nn.utils.skip_init(nn.Linear, in_features, out_features)
+    bound = math.sqrt(6.0 / (in_features + out_features))
+    with torch.no_grad():
+        layer.weight.copy_(_uniform(layer.weight.shape, bound, generator))
+        layer.bias.copy_(_normal(layer.bias.shape, bias_std, generator))
+    return layer

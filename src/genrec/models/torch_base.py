@@ -1,0 +1,163 @@
+"""The base of gradient-trained models: fit through :mod:`genrec.train`, score in batches,
+save the module's ``state_dict`` as arrays.
+
+A subclass supplies
+
+* ``_build_module(n_items, generator) -> nn.Module``: the network, weights drawn from
+  ``generator`` (a seeded CPU ``torch.Generator``; the global RNG is never used);
+* ``train_step(batch, ctx) -> dict``: the loss and the numbers to log (see
+  :class:`genrec.train.StepContext`);
+* ``_scores(batch) -> (B, I)``: scores from a batch of history rows (eval mode, no grad);
+* ``_encode(batch) -> (B, K)``: the encoder means, for :meth:`user_embeddings`;
+
+and optionally ``phases()``, ``build_optimizers(config)``, ``on_phase_start(phase, ctx)``.
+
+Every config of such a model has the :class:`genrec.train.TrainConfig` fields (epochs,
+batch_size, lr, ..., device, precision, seed) under the same names.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from genrec.errors import ConfigError
+from genrec.models.base import Recommender, as_csr, resolve_device
+from genrec.train import Batch, StepContext, Trainer, TrainConfig, TrainResult
+
+__all__ = ["TorchRecommender"]
+
+logger = logging.getLogger("genrec.train")
+
+SCORE_BATCH = 2048  # users scored at once by ``score`` and ``user_embeddings``
+
+
+class TorchRecommender(Recommender):
+    """A Recommender whose fitted state is one ``nn.Module`` trained by :class:`Trainer`.
+
+    Attributes
+    ----------
+    module_ : nn.Module
+        The trained network (the best validation epoch's weights when ``valid`` was given).
+    history_ : list of dict
+        One record per epoch (losses, validation metrics, seconds), as in train_log.jsonl.
+    best_epoch_ : int or None
+        1-based epoch whose weights were kept (None without validation: the last).
+    """
+
+    #: the CLI passes run_dir / resume / progress to fit when this is True
+    trainable: ClassVar[bool] = True
+    fitted_attributes = ("n_items_", "module_")
+
+    def __init__(self, config: Any = None, **overrides: Any):
+        super().__init__(config, **overrides)
+        self.module_: nn.Module | None = None
+        self.history_: list[dict] | None = None
+        self.best_epoch_: int | None = None
+
+    # ------------------------------------------------------------------ to implement
+    @abstractmethod
+    def _build_module(self, n_items: int, generator: torch.Generator) -> nn.Module:
+        """The network for ``n_items`` items, initialised from ``generator``."""
+
+    @abstractmethod
+    def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
+        """Loss (scalar tensor, key "loss") and numbers to log for one batch."""
+
+    @abstractmethod
+    def _scores(self, batch: Batch) -> torch.Tensor:
+        """Scores (B, I) from the batch's history rows, module in eval mode, no grad."""
+
+    def _encode(self, batch: Batch) -> torch.Tensor:
+        """User embeddings (B, K) from the history rows: the encoder means."""
+        raise NotImplementedError(f"{type(self).__name__} has no encoder")
+
+    # ------------------------------------------------------------------ training
+    def train_config(self) -> TrainConfig:
+        """The trainer's settings, taken from this model's config."""
+        try:
+            return TrainConfig.from_config(self.config)
+        except ValueError as e:
+            raise ConfigError(f"{self.name}: {e}") from None
+
+    def fit(self, X: Any, *, valid: Any = None, run_dir: str | Path | None = None,
+            resume: bool = False, progress: bool = True) -> TorchRecommender:
+        """Train on X (CSR, n_users x n_items), selecting epochs on ``valid`` if given.
+
+        Parameters
+        ----------
+        X : csr_matrix, shape (n_users, n_items)
+        valid : RankingTask, optional
+            Validation task: the epoch with the best ``select_metric`` is kept, and training
+            stops after ``patience`` validations without improvement.
+        run_dir : folder, optional
+            Where ``train_log.jsonl`` and ``checkpoint/`` are written each epoch.
+        resume : continue from ``run_dir``'s checkpoint (same config and data)
+        progress : show a progress bar when stderr is a terminal
+        """
+        X = as_csr(X)
+        cfg = self.train_config()
+        device = resolve_device(cfg.device)
+        init = torch.Generator().manual_seed(cfg.seed)
+        self.module_ = self._build_module(X.shape[1], init).to(device)
+        self.n_items_ = X.shape[1]
+        try:
+            result: TrainResult = Trainer(cfg, run_dir=run_dir, progress=progress).fit(
+                self, X, valid, resume=resume)
+        except BaseException:
+            self.module_, self.n_items_ = None, None
+            raise
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        return self
+
+    # ------------------------------------------------------------------ using
+    def _device(self) -> torch.device:
+        return next(self.module_.parameters()).device
+
+    def _batches(self, X: sp.csr_matrix):
+        device = self._device()
+        for start in range(0, X.shape[0], SCORE_BATCH):
+            yield Batch.from_csr(X[start : start + SCORE_BATCH], None, device)
+
+    def score(self, users: np.ndarray | None, X_users: Any) -> torch.Tensor:
+        """Scores (B, n_items), float32, on the model's device, from the rows ``X_users``
+        alone (fold-in: users unseen in training work). ``users`` is not used."""
+        users, X = self._check_users(users, X_users)
+        self.module_.eval()
+        with torch.inference_mode():
+            out = [self._scores(b).float() for b in self._batches(X)]
+        if not out:
+            return torch.zeros((0, self.n_items_), device=self._device())
+        return torch.cat(out)  # (B, I)
+
+    def user_embeddings(self, X_users: Any) -> np.ndarray:
+        """Encoder means (B, K) of the users with histories ``X_users`` (B, n_items)."""
+        _, X = self._check_users(None, X_users)
+        self.module_.eval()
+        with torch.inference_mode():
+            out = [self._encode(b).float().cpu() for b in self._batches(X)]
+        return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        try:
+            device = resolve_device(self.config.device)
+        except ConfigError:
+            warnings.warn(f"{self.name}: device {self.config.device!r} is not available here; "
+                          f"loading on the CPU", stacklevel=2)
+            device = torch.device("cpu")
+        module = self._build_module(self.n_items_, torch.Generator().manual_seed(0))
+        module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+        self.module_ = module.to(device).eval()

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from genrec.data import Interactions, IdMap, compact, k_core
+from genrec.errors import DataError
+
+
+def test_from_raw_builds_sorted_id_maps_and_dedups_latest():
+    inter = Interactions.from_raw(["b", "a", "a", "b"], [10, 20, 20, 30],
+                                  np.array([1, 2, 5, 3.0]), np.array([1, 2, 3, 4.0]))
+    assert inter.user_ids.tolist() == ["a", "b"]
+    assert inter.item_ids.tolist() == [10, 20, 30]
+    assert inter.matrix.toarray().tolist() == [[0, 5, 0], [1, 0, 3]]  # latest (t=3) kept
+    assert inter.times.tolist() == [3.0, 1.0, 4.0]
+
+
+def test_duplicate_policies():
+    u, i, r, t = [0, 0], [0, 0], np.array([5.0, 2.0]), np.array([2.0, 1.0])
+    kw = dict(user_ids=np.array([7]), item_ids=np.array([9]))
+    assert Interactions.from_arrays(u, i, r, t, **kw, duplicates="last").matrix[0, 0] == 5
+    assert Interactions.from_arrays(u, i, r, t, **kw, duplicates="first").matrix[0, 0] == 2
+    assert Interactions.from_arrays(u, i, r, t, **kw, duplicates="max").matrix[0, 0] == 5
+    with pytest.raises(DataError, match="duplicate interaction .user 7, item 9"):
+        Interactions.from_arrays(u, i, r, t, **kw, duplicates="error")
+
+
+def test_binarize_threshold_and_select_keep_times_aligned():
+    inter = Interactions.from_raw([1, 1, 2], [1, 2, 1], np.array([5, 2, 4.0]),
+                                  np.array([10, 20, 30.0]))
+    b = inter.binarize(4)
+    assert b.matrix.toarray().tolist() == [[1, 0], [1, 0]]
+    assert b.times.tolist() == [10.0, 30.0]
+
+
+def test_idmap_matches_strings_to_int_ids():
+    m = IdMap(np.array([196, 5]))
+    assert m.get("196") == 0 and m.get(5) == 1 and m.get("x") is None
+    with pytest.raises(DataError, match="unknown user '3'"):
+        m.index("3", "user")
+
+
+def test_k_core_reaches_a_fixed_point():
+    rng = np.random.default_rng(0)
+    u = rng.integers(0, 50, 1500)
+    i = (rng.zipf(1.3, 1500) - 1) % 60
+    inter = Interactions.from_raw(u, i)
+    core = k_core(inter, user_k=5, item_k=5)
+    m = core.matrix
+    ucount = np.diff(m.indptr)
+    icount = np.bincount(m.indices, minlength=m.shape[1])
+    assert ((ucount == 0) | (ucount >= 5)).all()
+    assert ((icount == 0) | (icount >= 5)).all()
+    c = compact(core)
+    assert c.nnz == core.nnz and np.diff(c.matrix.indptr).min() >= 5
+    with pytest.raises(DataError, match="removed every interaction"):
+        k_core(inter, user_k=10_000)

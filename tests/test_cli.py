@@ -1,0 +1,123 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from genrec.cli import main
+from tests.synthetic import write_ml100k, write_pair_lists
+
+
+@pytest.fixture(scope="module")
+def ml100k(tmp_path_factory):
+    return write_ml100k(tmp_path_factory.mktemp("data") / "ml-100k")
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_recommend_evaluate_roundtrip(tmp_path, capsys, ml100k):
+    out_dir, res = tmp_path / "run", tmp_path / "res.json"
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--set", "l2=5", "--out", str(out_dir), "--output", str(res))
+    assert code == 0, err
+    assert "recall@20" in out
+    payload = json.loads(res.read_text())
+    assert payload["protocol"]["name"] == "diffrec"
+    assert payload["config"]["l2"] == 5.0
+    assert 0 <= payload["test"]["metrics"]["ndcg@20"] <= 1
+    run_json = json.loads((out_dir / "run.json").read_text())
+    assert run_json["status"] == "done" and (out_dir / "weights.npz").is_file()
+
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", "1", "-k", "3",
+                         "--output", str(tmp_path / "rec.json"))
+    assert code == 0, err
+    recs = json.loads((tmp_path / "rec.json").read_text())["recommendations"]
+    assert len(recs) == 3 and recs[0]["title"].startswith("Movie ")
+    # user 1 is in group 1 (odd ids): its block is the first half of the items
+    code, out, err = run(capsys, "recommend", str(out_dir), "--items", "1,2,3", "-k", "5",
+                         "--output", str(tmp_path / "rec2.json"))
+    assert code == 0, err
+    items = [r["item"] for r in json.loads((tmp_path / "rec2.json").read_text())["recommendations"]]
+    assert not {1, 2, 3} & set(items)
+
+    code, out, err = run(capsys, "evaluate", str(out_dir), "--output", str(tmp_path / "ev.json"))
+    assert code == 0, err
+    again = json.loads((tmp_path / "ev.json").read_text())
+    assert again["test"]["metrics"] == pytest.approx(payload["test"]["metrics"])
+
+
+def test_grid_selects_on_validation(tmp_path, capsys):
+    data = write_pair_lists(tmp_path / "p")
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(data),
+                         "--grid", "l2=1,10,100", "--select", "recall@10",
+                         "--out", str(tmp_path / "r"), "--output", str(tmp_path / "r.json"))
+    assert code == 0, err
+    payload = json.loads((tmp_path / "r.json").read_text())
+    trials = payload["trials"]
+    assert len(trials) == 3
+    best = max(trials, key=lambda t: t["valid"]["recall@10"])
+    assert payload["config"]["l2"] == best["params"]["l2"]
+
+
+def test_data_info_json(tmp_path, capsys, ml100k):
+    code, out, err = run(capsys, "data", "info", str(ml100k), "--output", str(tmp_path / "i.json"))
+    assert code == 0, err
+    info = json.loads((tmp_path / "i.json").read_text())
+    assert info["users"] == 60 and info["items"] == 40
+    assert set(info["rating_histogram"]) <= {"1", "2", "3", "4", "5"}
+
+
+def test_config_file_and_overrides(tmp_path, capsys, ml100k):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('l2 = 7.0\n[protocol]\nname = "loo"\n')
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--config", str(cfg), "--set", "protocol.seed=3",
+                         "--out", str(tmp_path / "r"), "--output", str(tmp_path / "r.json"))
+    assert code == 0, err
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert payload["config"]["l2"] == 7.0 and payload["protocol"]["name"] == "loo"
+    assert payload["protocol"]["seed"] == 3
+
+
+@pytest.mark.parametrize("args,match", [
+    (["train", "--model", "nope", "--dataset", "x"], "unknown model 'nope'"),
+    (["train", "--model", "ease", "--dataset", "/no/such/path"], "no such file or folder"),
+    (["train", "--model", "ease", "--dataset", "{ml100k}", "--set", "lamda=2"],
+     "unknown key lamda"),
+    (["train", "--model", "ease", "--dataset", "{ml100k}", "--set", "l2=-1"], "l2 must be > 0"),
+    (["train", "--model", "ease", "--dataset", "{ml100k}", "--protocol", "rating"],
+     "does not predict ratings"),
+    (["recommend", "{tmp}", "--user", "1"], "no run.json"),
+    (["train", "--model", "ease", "--dataset", "{ml100k}", "--config", "{tmp}/missing.toml"],
+     "config file not found"),
+])
+def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, ml100k, args, match):
+    args = [a.format(ml100k=ml100k, tmp=tmp_path) for a in args]
+    code, out, err = run(capsys, *args, "--out", str(tmp_path / "o")) if args[0] == "train" \
+        else run(capsys, *args)
+    assert code == 1
+    assert match in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3
+
+
+def test_console_script_errors_without_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,rating\n1,2,5\n1,3,oops\n")
+    p = subprocess.run([sys.executable, "-m", "genrec.cli", "data", "info", str(bad)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1
+    assert "line 3: field 'rating' has 'oops'" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_help_for_every_command(capsys):
+    for cmd in (["--help"], ["train", "--help"], ["data", "info", "--help"],
+                ["recommend", "--help"], ["evaluate", "--help"], ["predict", "--help"],
+                ["models"]):
+        code, out, err = run(capsys, *cmd)
+        assert code == 0, (cmd, err)
+        assert out
