@@ -555,6 +555,150 @@ def predict_cmd(model_dir, user_id, item_id, output) -> None:
                            "rating": r, "notes": notes})
 
 
+# ----------------------------------------------------------------------------- clusters
+def _parse_k_range(text: str) -> list[int]:
+    lo, sep, hi = text.partition("-")
+    try:
+        ks = list(range(int(lo), int(hi) + 1)) if sep else [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--k-range {text!r}: expected LO-HI (2-12) or a list (4,8,16)") from None
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"--k-range {text!r}: needs cluster counts >= 1")
+    return ks
+
+
+@cli.command("clusters")
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--k", "k", type=int, default=None, help="Number of clusters (else chosen).")
+@click.option("--k-range", default="2-12", show_default=True,
+              help="Candidates when --k is not given: LO-HI or a list.")
+@click.option("--criterion", type=click.Choice(["bic", "silhouette"]), default=None,
+              help="How K is chosen (default bic for gmm, silhouette for kmeans).")
+@click.option("--method", type=click.Choice(["gmm", "kmeans"]), default="gmm", show_default=True)
+@click.option("--map", "map_method", type=click.Choice(["tsne", "umap", "none"]), default="tsne",
+              show_default=True)
+@click.option("--embedding", type=click.Choice(["model", "svd"]), default="model",
+              show_default=True, help="The model's encoder means, or a truncated SVD.")
+@click.option("--pca", "pca_dim", type=int, default=16, show_default=True,
+              help="Cluster in this many principal components of the standardized embeddings.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for clusters.csv, map.png, map.html, report.html, profiles.json.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the summary as JSON.")
+def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding, pca_dim, seed,
+                 out_dir, output) -> None:
+    """Cluster a model's users in latent space, map them, and profile each cluster."""
+    from genrec.analysis import (
+        ItemUserMeta,
+        cluster_profiles,
+        embed_2d,
+        fit_clusters,
+        model_user_embeddings,
+        reduce_dim,
+        select_k,
+        svd_embeddings,
+    )
+    from genrec.analysis.report import (
+        map_html,
+        map_png,
+        report_html,
+        write_bytes,
+        write_labels_csv,
+    )
+
+    console, err = _console(), _err_console()
+    run, model, data = _load_run(model_dir)
+    X = _train_matrix(data)
+    active = np.flatnonzero(np.diff(X.indptr) > 0)
+    Xa = X[active]
+    user_ids = np.asarray(data["user_ids"])[active]
+    n = len(active)
+    if k is not None and not 1 <= k <= n:
+        raise ConfigError(f"--k {k} is larger than the number of users with interactions ({n})"
+                          if k > n else f"--k must be >= 1, got {k}")
+    ks = [k] if k is not None else [x for x in _parse_k_range(k_range) if x <= n]
+    if not ks:
+        raise ConfigError(f"--k-range {k_range}: every K exceeds the {n} users")
+    criterion = criterion or ("bic" if method == "gmm" else "silhouette")
+    meta = None
+    try:
+        ds = load_dataset(run["dataset"], build_config(DataOptions, {**run["data"],
+                                                                     "download": False},
+                                                       where="data"))
+        meta = ItemUserMeta.from_dataset(ds, np.asarray(data["item_ids"]), user_ids)
+    except GenrecError as e:
+        err.print(f"note: data set metadata unavailable ({e}); profiles show activity and "
+                  f"items only")
+    if meta is None:
+        meta = ItemUserMeta(np.asarray(data["item_ids"]), user_ids,
+                            data.get("item_titles"))
+    if meta.genres is None:
+        err.print(f"note: {run['dataset_name']} has no genre metadata; cluster profiles list "
+                  f"characteristic items and demographics only")
+    t0 = time.perf_counter()
+    with err.status("embedding users..."):
+        Z = (model_user_embeddings(model, Xa) if embedding == "model"
+             else svd_embeddings(Xa, seed=seed)[0])
+        Y = reduce_dim(Z, pca_dim, seed)
+    with _progress() as prog:
+        tid = prog.add_task("clustering", total=len(ks))
+        if len(ks) == 1:
+            result, k_table = fit_clusters(Y, ks[0], method, seed), None
+            prog.update(tid, completed=1)
+        else:
+            result, k_table = select_k(Y, ks, method, criterion, seed,
+                                       on_step=lambda _: prog.advance(tid))
+    xy = None
+    if map_method != "none":
+        with err.status(f"{map_method} map of {n} users..."):
+            xy = embed_2d(Y, map_method, seed)
+    profiles = cluster_profiles(result.labels, Xa, meta)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_labels_csv(out / "clusters.csv", user_ids, result.labels, result.proba)
+    activity = np.diff(Xa.indptr)
+    top_genres = None
+    if meta.genres is not None:
+        g = np.asarray(Xa @ meta.genres.astype(np.float64))
+        top_genres = ["/".join(meta.genre_names[j] for j in np.argsort(-row)[:2] if row[j] > 0)
+                      for row in g]
+    title = f"{run['model']} users of {run['dataset_name']}: {result.k} clusters ({method})"
+    summary = {"model": run["model"], "dataset": run["dataset_name"], "users": n,
+               "embedding": embedding, "clustering space": f"{Y.shape[1]} PCA dims",
+               "method": method, "k": result.k, "silhouette": round(result.silhouette, 4),
+               "k chosen by": criterion if k_table else "--k", "map": map_method}
+    if xy is not None:
+        png = map_png(xy, result.labels, title)
+        write_bytes(out / "map.png", png)
+        from genrec.io import atomic_write_text
+
+        atomic_write_text(out / "map.html", map_html(xy, result.labels, user_ids, activity,
+                                                     top_genres, title))
+        atomic_write_text(out / "report.html", report_html(
+            title=title, summary=summary, profiles=profiles, png=png, xy=xy,
+            labels=result.labels, user_ids=user_ids, activity=activity, top_genres=top_genres,
+            k_table=k_table))
+    payload = {**summary, "bic": result.bic, "k_table": k_table, "profiles": profiles,
+               "seconds": time.perf_counter() - t0}
+    atomic_write_json(out / "profiles.json", payload)
+    table = Table(title=title + f", silhouette {result.silhouette:.3f}")
+    table.add_column("cluster", justify="right")
+    table.add_column("users", justify="right")
+    table.add_column("mean activity", justify="right")
+    table.add_column("top genres (lift)")
+    table.add_column("characteristic items")
+    for p in profiles:
+        genres = ", ".join(f"{g} {lift:.2f}" for g, lift, _ in p.get("top_genres", [])[:3])
+        items = "; ".join(str(i["title"] or i["item"]) for i in p["characteristic_items"][:2])
+        table.add_row(str(p["cluster"]), str(p["size"]), f"{p['mean_activity']:.1f}",
+                      genres or "-", items)
+    console.print(table)
+    console.print(f"wrote {out}/clusters.csv, profiles.json"
+                  + (", map.png, map.html, report.html" if xy is not None else "")
+                  + f" in {time.perf_counter() - t0:.1f} s")
+    _write_output(output, payload)
+
+
 # ----------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 1."""

@@ -236,9 +236,12 @@ class Batch:
         out[row_ids(self.indptr), self.indices] = self.values
         return out
 
-    def counts(self) -> torch.Tensor:
-        """Number of stored entries per row, (B,) float32."""
-        return (self.indptr[1:] - self.indptr[:-1]).float()
+    def row_sums(self) -> torch.Tensor:
+        """sum_i x_ui per row, (B,) float32 (the number of interactions for 0/1 data)."""
+        from genrec.models.nn_blocks import row_ids
+
+        out = torch.zeros(len(self), device=self.values.device)
+        return out.index_add(0, row_ids(self.indptr), self.values)
 
 
 @dataclass
@@ -251,6 +254,7 @@ class StepContext:
     generator: torch.Generator  # all of the model's noise, on the training device
     device: torch.device
     precision: str
+    X: sp.csr_matrix  # the training matrix (for per-user quantities computed per phase)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -406,7 +410,8 @@ class Trainer:
         params = [p for p in module.parameters()]
         out: dict[str, float] = {}
         for phase in phases:
-            ctx = StepContext(state.step, state.epoch, phase, noise_gen, device, cfg.precision)
+            ctx = StepContext(state.step, state.epoch, phase, noise_gen, device, cfg.precision,
+                              X)
             hook = getattr(model, "on_phase_start", None)
             if hook is not None:
                 hook(phase, ctx)
@@ -434,9 +439,10 @@ class Trainer:
                     b = len(batch)
                     n_seen += b
                     for k, v in parts.items():
-                        sums[k] = sums.get(k, 0.0) + b * float(v)
+                        v = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+                        sums[k] = sums.get(k, 0.0) + b * v
                     if bar is not None:
-                        bar.advance(loss=float(loss))
+                        bar.advance(loss=sums["loss"] / n_seen)
             prefix = "" if len(phases) == 1 else f"{phase.name}_"
             out.update({prefix + k: v / max(n_seen, 1) for k, v in sums.items()})
         return out

@@ -41,7 +41,9 @@ def test_elbo_plus_kl_is_log_evidence():
     log_z = beta_log_evidence(a0, b0, c, v)
     exact = beta_posterior(a0, b0, c, v)
     for a, b in [(2.0, 2.0), (13.0, 6.0), (30.0, 4.0)]:
-        assert beta_elbo(a, b, a0, b0, c, v) + kl_beta(a, b, *exact) == pytest.approx(log_z, abs=1e-10)
+        assert beta_elbo(a, b, a0, b0, c, v) + kl_beta(a, b, *exact) == pytest.approx(
+            log_z, abs=1e-10
+        )
     assert beta_elbo(*exact, a0, b0, c, v) == pytest.approx(log_z, abs=1e-10)
 
 
@@ -65,21 +67,23 @@ def test_kl_closed_form_equals_monte_carlo_within_standard_error(params):
 
 
 def test_reparameterised_gradient_is_unbiased():
-    # d/da E[theta] = b / (a + b)^2 for theta ~ Beta(a, b)
-    a = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
-    b = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
-    gen = torch.Generator().manual_seed(3)
-    theta = beta_rsample(a, b, 200_000, gen)
-    grads = torch.autograd.grad(theta.sum(), [a, b])
-    # per-sample gradient variance via a second batch estimate of the spread
-    assert grads[0].item() / 200_000 == pytest.approx(3.0 / 25.0, rel=0.02)
-    assert grads[1].item() / 200_000 == pytest.approx(-2.0 / 25.0, rel=0.02)
+    # d/da E[theta] = b / (a + b)^2 and d/db E[theta] = -a / (a + b)^2 for theta ~ Beta(a, b).
+    # One (a, b) leaf per draw gives per-sample derivatives, hence a standard error.
+    S = 100_000
+    a = torch.full((S,), 2.0, dtype=torch.float64, requires_grad=True)
+    b = torch.full((S,), 3.0, dtype=torch.float64, requires_grad=True)
+    theta = beta_rsample(a, b, S, torch.Generator().manual_seed(3))
+    ga, gb = torch.autograd.grad(theta.sum(), [a, b])
+    for g, expected in ((ga, 3.0 / 25.0), (gb, -2.0 / 25.0)):
+        se = g.std().item() / math.sqrt(S)
+        assert abs(g.mean().item() - expected) < 4 * se
     assert theta.min() > 0 and theta.max() < 1
+    assert theta.mean().item() == pytest.approx(0.4, abs=4 * 0.2 / math.sqrt(S))
 
 
 @pytest.mark.parametrize("estimator", ["reparam", "score"])
 def test_vi_converges_to_exact_posterior_every_round(rounds, estimator):
-    jar = BetaBernoulliJar(1.0, 1.0, estimator=estimator, n_steps=500, random_state=0).fit(rounds)
+    jar = BetaBernoulliJar(estimator=estimator, n_steps=250, lr=0.2, random_state=0).fit(rounds)
     assert len(jar.kl_) == len(rounds)
     assert np.all(jar.kl_ < 1e-3)
     # the round started from a q that was off: VI did the work
@@ -101,7 +105,7 @@ def test_vi_is_repeatable_with_random_state(rounds):
 
 def test_fit_beta_vi_elbo_trace_rises_towards_log_evidence():
     gen = torch.Generator().manual_seed(4)
-    res = fit_beta_vi(20, 8, 1.0, 1.0, estimator="reparam", n_steps=400, generator=gen)
+    res = fit_beta_vi(20, 8, 1.0, 1.0, estimator="reparam", n_steps=600, generator=gen)
     log_z = beta_log_evidence(1.0, 1.0, 20, 8)
     assert res.elbo_trace[0] < log_z - 0.1
     assert log_z - res.elbo_trace[-1] < 1e-6

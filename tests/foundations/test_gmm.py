@@ -39,8 +39,13 @@ def test_log_likelihood_never_decreases(seed, n, d, K, covariance_type, init, sc
     centres = rng.normal(size=(3, d)) * 4 * scale
     X = centres[rng.integers(3, size=n)] + rng.normal(size=(n, d)) * scale
     gm = GaussianMixture(
-        K, covariance_type=covariance_type, init_params=init, tol=0.0, max_iter=40,
-        reg_covar=1e-6 * scale**2, random_state=seed,
+        K,
+        covariance_type=covariance_type,
+        init_params=init,
+        tol=0.0,
+        max_iter=40,
+        reg_covar=1e-6 * scale**2,
+        random_state=seed,
     )
     quiet_fit(gm, X)
     lb = gm.lower_bounds_
@@ -63,10 +68,12 @@ def test_recovers_known_mixture(covariance_type):
         # redraw the same counts from axis-aligned components for the diag model
         data.covariances = np.stack([np.diag(np.diag(c)) for c in data.covariances])
         rng = np.random.default_rng(2)
-        X = np.concatenate([
-            rng.multivariate_normal(data.means[k], data.covariances[k], size=int(c))
-            for k, c in enumerate(np.bincount(data.labels, minlength=3))
-        ])
+        X = np.concatenate(
+            [
+                rng.multivariate_normal(data.means[k], data.covariances[k], size=int(c))
+                for k, c in enumerate(np.bincount(data.labels, minlength=3))
+            ]
+        )
         data.labels = np.sort(data.labels)
     gm = GaussianMixture(3, covariance_type=covariance_type, n_init=2, random_state=0).fit(X)
     assert gm.converged_
@@ -87,14 +94,20 @@ def test_agrees_with_sklearn_from_same_parameters(covariance_type):
     X = data.X
     # a rough starting point (3 iterations from random responsibilities)
     start = quiet_fit(
-        GaussianMixture(3, covariance_type=covariance_type, init_params="random", max_iter=3,
-                        random_state=0), X)
-    init = dict(weights_init=start.weights_, means_init=start.means_,
-                precisions_init=start.precisions_)
-    ours = quiet_fit(GaussianMixture(3, covariance_type=covariance_type, max_iter=15, tol=0.0,
-                                     **init), X)
-    sk = quiet_fit(SkGaussianMixture(3, covariance_type=covariance_type, max_iter=15, tol=0.0,
-                                     **init), X)
+        GaussianMixture(
+            3, covariance_type=covariance_type, init_params="random", max_iter=3, random_state=0
+        ),
+        X,
+    )
+    init = dict(
+        weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_
+    )
+    ours = quiet_fit(
+        GaussianMixture(3, covariance_type=covariance_type, max_iter=15, tol=0.0, **init), X
+    )
+    sk = quiet_fit(
+        SkGaussianMixture(3, covariance_type=covariance_type, max_iter=15, tol=0.0, **init), X
+    )
     assert ours.n_iter_ == sk.n_iter_ == 15
     np.testing.assert_allclose(ours.lower_bounds_, sk.lower_bounds_, rtol=0, atol=1e-6)
     np.testing.assert_allclose(ours.score_samples(X), sk.score_samples(X), rtol=0, atol=1e-6)
@@ -121,8 +134,9 @@ def test_one_e_step_matches_sklearn_private_e_step():
 
 def test_bic_picks_the_true_number_of_components():
     data = make_gaussian_mixture(900, 4, 2, separation=7.0, random_state=5)
-    bics = [GaussianMixture(k, n_init=2, random_state=0).fit(data.X).bic(data.X)
-            for k in range(1, 8)]
+    bics = [
+        GaussianMixture(k, n_init=2, random_state=0).fit(data.X).bic(data.X) for k in range(1, 8)
+    ]
     assert int(np.argmin(bics)) + 1 == 4
 
 
@@ -132,20 +146,31 @@ def test_fit_predict_equals_fit_then_predict_and_is_repeatable():
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         labels = a.fit_predict(data.X)
     np.testing.assert_array_equal(labels, a.predict(data.X))
-    b = quiet_fit(GaussianMixture(3, max_iter=3, tol=0.0, random_state=7, init_params="random"), data.X)
+    b = quiet_fit(
+        GaussianMixture(3, max_iter=3, tol=0.0, random_state=7, init_params="random"), data.X
+    )
     np.testing.assert_array_equal(a.means_, b.means_)
     np.testing.assert_array_equal(a.lower_bounds_, b.lower_bounds_)
-    c = quiet_fit(GaussianMixture(3, max_iter=3, tol=0.0, random_state=8, init_params="random"), data.X)
+    c = quiet_fit(
+        GaussianMixture(3, max_iter=3, tol=0.0, random_state=8, init_params="random"), data.X
+    )
     assert not np.array_equal(a.means_, c.means_)
 
 
 def test_restarts_keep_the_best():
     data = make_gaussian_mixture(300, 4, 2, separation=3.0, random_state=9)
     X = data.X
-    single = [quiet_fit(GaussianMixture(4, init_params="random", max_iter=20,
-                                        random_state=np.random.default_rng(10)), X)]
-    multi = quiet_fit(GaussianMixture(4, init_params="random", n_init=5, max_iter=20,
-                                      random_state=10), X)
+    single = [
+        quiet_fit(
+            GaussianMixture(
+                4, init_params="random", max_iter=20, random_state=np.random.default_rng(10)
+            ),
+            X,
+        )
+    ]
+    multi = quiet_fit(
+        GaussianMixture(4, init_params="random", n_init=5, max_iter=20, random_state=10), X
+    )
     # The five restarts draw from one generator; replay them one by one.
     rng = np.random.default_rng(10)
     bounds = []
@@ -169,10 +194,14 @@ def test_collapsing_component_does_not_crash_with_floor():
 
 
 def test_sample_moments():
-    gm = GaussianMixture(2, covariance_type="full", weights_init=[0.3, 0.7],
-                         means_init=[[0.0, 0.0], [5.0, 5.0]],
-                         precisions_init=[np.eye(2), np.linalg.inv([[2.0, 0.8], [0.8, 1.0]])],
-                         max_iter=0)
+    gm = GaussianMixture(
+        2,
+        covariance_type="full",
+        weights_init=[0.3, 0.7],
+        means_init=[[0.0, 0.0], [5.0, 5.0]],
+        precisions_init=[np.eye(2), np.linalg.inv([[2.0, 0.8], [0.8, 1.0]])],
+        max_iter=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # max_iter=0 must not warn
         gm.fit(np.random.default_rng(0).normal(size=(10, 2)))

@@ -62,15 +62,25 @@ def test_agrees_with_sklearn_same_priors_and_init(blobs, prior_type, explicit_pr
     resp = np.random.default_rng(1).dirichlet(np.ones(K), size=n)
     priors = dict(weight_concentration_prior_type=prior_type)
     if explicit_priors:
-        priors.update(weight_concentration_prior=0.05, mean_precision_prior=0.3,
-                      mean_prior=np.array([1.0, -1.0]), degrees_of_freedom_prior=3.5,
-                      covariance_prior=np.array([[2.0, 0.3], [0.3, 1.0]]))
+        priors.update(
+            weight_concentration_prior=0.05,
+            mean_precision_prior=0.3,
+            mean_prior=np.array([1.0, -1.0]),
+            degrees_of_freedom_prior=3.5,
+            covariance_prior=np.array([[2.0, 0.3], [0.3, 1.0]]),
+        )
     sk, sk_bounds = sklearn_reference(X, resp, 40, **priors)
     ours = quiet_fit(BayesianGaussianMixture(K, resp_init=resp, max_iter=40, tol=0.0, **priors), X)
     # scikit-learn drops constants from its bound; add them back (derived in the docstring)
     offset = sklearn_lower_bound_offset(
-        n, d, K, sk.weight_concentration_prior_, prior_type, sk.mean_precision_prior_,
-        sk.degrees_of_freedom_prior_, sk.covariance_prior_,
+        n,
+        d,
+        K,
+        sk.weight_concentration_prior_,
+        prior_type,
+        sk.mean_precision_prior_,
+        sk.degrees_of_freedom_prior_,
+        sk.covariance_prior_,
     )
     np.testing.assert_allclose(ours.lower_bounds_, sk_bounds + offset, rtol=1e-10, atol=1e-8)
     np.testing.assert_allclose(ours.weights_, sk.weights_, atol=1e-10)
@@ -93,9 +103,18 @@ def test_elbo_never_decreases(seed, K, prior_type, init, concentration):
     n, d = int(rng.integers(30, 150)), int(rng.integers(1, 4))
     centres = rng.normal(size=(3, d)) * 5
     X = centres[rng.integers(3, size=n)] + rng.normal(size=(n, d))
-    vb = quiet_fit(BayesianGaussianMixture(
-        K, weight_concentration_prior_type=prior_type, weight_concentration_prior=concentration,
-        init_params=init, max_iter=30, tol=0.0, random_state=seed), X)
+    vb = quiet_fit(
+        BayesianGaussianMixture(
+            K,
+            weight_concentration_prior_type=prior_type,
+            weight_concentration_prior=concentration,
+            init_params=init,
+            max_iter=30,
+            tol=0.0,
+            random_state=seed,
+        ),
+        X,
+    )
     lb = vb.lower_bounds_
     assert len(lb) == 30
     assert np.all(np.diff(lb) >= -1e-9 * np.abs(lb[1:]))
@@ -104,8 +123,13 @@ def test_elbo_never_decreases(seed, K, prior_type, init, concentration):
 @pytest.mark.parametrize("prior_type", WEIGHT_PRIOR_TYPES)
 def test_superfluous_components_are_emptied_and_true_k_recovered(prior_type):
     data = make_gaussian_mixture(900, 3, 2, separation=6.0, random_state=2)
-    vb = BayesianGaussianMixture(10, weight_concentration_prior_type=prior_type,
-                                 weight_concentration_prior=1e-3, max_iter=500, random_state=0)
+    vb = BayesianGaussianMixture(
+        10,
+        weight_concentration_prior_type=prior_type,
+        weight_concentration_prior=1e-3,
+        max_iter=500,
+        random_state=0,
+    )
     vb.fit(data.X)
     assert vb.converged_
     w = np.sort(vb.weights_)[::-1]
@@ -126,8 +150,9 @@ def test_full_elbo_decomposes_and_is_below_for_worse_q(blobs):
     assert vb.elbo(X, other) < best
     # ELBO = sum r (log rho - log r) - KL(q(pi)||p(pi)) - sum_k KL(q(mu,L)||p(mu,L))
     resp, log_rho = vb.predict_proba(X), vb.weighted_log_prob(X)
-    assert best == pytest.approx(elbo(resp, log_rho) - vb.weights_kl() - vb.components_kl().sum(),
-                                 rel=1e-12)
+    assert best == pytest.approx(
+        elbo(resp, log_rho) - vb.weights_kl() - vb.components_kl().sum(), rel=1e-12
+    )
     assert vb.lower_bound_ == pytest.approx(vb.lower_bounds_[-1])
 
 
@@ -143,8 +168,9 @@ def test_weight_functions_match_sklearn():
             np.testing.assert_allclose(conc[1], sk.weight_concentration_[1])
         else:
             np.testing.assert_allclose(conc, sk.weight_concentration_)
-        np.testing.assert_allclose(expected_log_weights(conc, prior_type),
-                                   sk._estimate_log_weights(), rtol=1e-12)
+        np.testing.assert_allclose(
+            expected_log_weights(conc, prior_type), sk._estimate_log_weights(), rtol=1e-12
+        )
         sk.covariance_type = "diag"
         sk._set_parameters((conc, None, None, None, None, np.ones((4, 1))))
         np.testing.assert_allclose(expected_weights(conc, prior_type), sk.weights_, rtol=1e-12)
@@ -152,8 +178,9 @@ def test_weight_functions_match_sklearn():
 
 def test_expected_log_weights_closed_forms():
     alpha = np.array([2.0, 3.0, 0.5])
-    np.testing.assert_allclose(expected_log_weights(alpha, "dirichlet_distribution"),
-                               digamma(alpha) - digamma(alpha.sum()))
+    np.testing.assert_allclose(
+        expected_log_weights(alpha, "dirichlet_distribution"), digamma(alpha) - digamma(alpha.sum())
+    )
     # stick-breaking, Monte Carlo: pi_k = v_k prod_{j<k} (1 - v_j)
     a, b = np.array([2.0, 4.0, 1.5]), np.array([3.0, 1.0, 2.0])
     rng = np.random.default_rng(4)
@@ -167,10 +194,12 @@ def test_expected_log_weights_closed_forms():
 def test_kl_weights_closed_forms():
     alpha = np.array([2.0, 3.0, 0.5])
     assert kl_weights(alpha, 0.7, "dirichlet_distribution") == pytest.approx(
-        kl_dirichlet(alpha, np.full(3, 0.7)))
+        kl_dirichlet(alpha, np.full(3, 0.7))
+    )
     a, b = np.array([2.0, 4.0]), np.array([3.0, 1.0])
     assert kl_weights((a, b), 0.7, "dirichlet_process") == pytest.approx(
-        kl_beta(2.0, 3.0, 1.0, 0.7) + kl_beta(4.0, 1.0, 1.0, 0.7))
+        kl_beta(2.0, 3.0, 1.0, 0.7) + kl_beta(4.0, 1.0, 1.0, 0.7)
+    )
     with pytest.raises(ValueError, match="weight_concentration_prior_type"):
         kl_weights(alpha, 0.7, "uniform")
 
@@ -210,8 +239,11 @@ def test_expected_log_gaussian_against_monte_carlo():
     chols = np.linalg.cholesky(covs / beta)
     mus = m + (chols @ rng.normal(size=(len(lams), d, 1)))[..., 0]
     diff = x[0] - mus
-    logs = (-0.5 * d * np.log(2 * np.pi) + 0.5 * np.linalg.slogdet(lams)[1]
-            - 0.5 * np.einsum("si,sij,sj->s", diff, lams, diff))
+    logs = (
+        -0.5 * d * np.log(2 * np.pi)
+        + 0.5 * np.linalg.slogdet(lams)[1]
+        - 0.5 * np.einsum("si,sij,sj->s", diff, lams, diff)
+    )
     se = logs.std() / np.sqrt(len(logs))
     assert abs(got - logs.mean()) < 4 * se
 

@@ -15,6 +15,9 @@ from genrec.data.interactions import Interactions
 
 __all__ = ["Dataset"]
 
+#: genre labels that mean "no genre" (ML-100K's "unknown", ML-20M's "(no genres listed)")
+_NO_GENRE = {"unknown", "(no genres listed)"}
+
 
 @dataclass
 class Dataset:
@@ -58,7 +61,7 @@ class Dataset:
             return []
         names: set[str] = set()
         for g in self.items["genres"].dropna():
-            names.update(x for x in str(g).split("|") if x and x != "(no genres listed)")
+            names.update(x for x in str(g).split("|") if x and x not in _NO_GENRE)
         return sorted(names)
 
     def genre_matrix(self) -> np.ndarray:

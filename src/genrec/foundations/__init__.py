@@ -5,7 +5,7 @@ Public API
 Models
     :class:`GaussianMixture` (EM), :class:`BayesianGaussianMixture` (mean-field VI / CAVI),
     :class:`BetaBernoulliJar` (exact vs. variational Beta posterior, round by round).
-The decomposition :math:`\\log p(X\\mid\\theta) = \\mathrm{ELBO}(q,\\theta) + \\mathrm{KL}(q\\|p(z\\mid X,\\theta))`
+The decomposition log p(X | theta) = ELBO(q, theta) + KL(q || p(z | X, theta))
     :func:`log_likelihood`, :func:`elbo`, :func:`kl_posterior`.
 Closed-form divergences
     :func:`kl_categorical`, :func:`kl_beta`, :func:`kl_dirichlet`, :func:`kl_wishart`,

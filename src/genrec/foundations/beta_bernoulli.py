@@ -88,8 +88,13 @@ def beta_posterior(
     return a0 + c, b0 + v
 
 
-def beta_log_evidence(prior_a: float, prior_b: float, n_chocolate: float, n_vanilla: float) -> float:
-    r"""Log marginal likelihood of an ordered sequence: :math:`\log B(a_0+c,b_0+v)-\log B(a_0,b_0)`."""
+def beta_log_evidence(
+    prior_a: float, prior_b: float, n_chocolate: float, n_vanilla: float
+) -> float:
+    r"""Log marginal likelihood of an ordered sequence of draws.
+
+    .. math:: \log p(x) = \log B(a_0+c,b_0+v)-\log B(a_0,b_0)
+    """
     a, b = beta_posterior(prior_a, prior_b, n_chocolate, n_vanilla)
     return float(betaln(a, b) - betaln(prior_a, prior_b))
 
@@ -111,8 +116,8 @@ def beta_elbo(
     c, v = _check_counts(n_chocolate, n_vanilla)
     e_log_t = digamma(a) - digamma(a + b)
     e_log_1mt = digamma(b) - digamma(a + b)
-    entropy = betaln(a, b) - (a - 1) * digamma(a) - (b - 1) * digamma(b) + (a + b - 2) * digamma(
-        a + b
+    entropy = (
+        betaln(a, b) - (a - 1) * digamma(a) - (b - 1) * digamma(b) + (a + b - 2) * digamma(a + b)
     )
     return float(
         (c + prior_a - 1) * e_log_t
@@ -160,7 +165,10 @@ def kl_beta_monte_carlo(
     n_samples: int,
     generator: torch.Generator,
 ) -> tuple[float, float]:
-    r"""Monte-Carlo :math:`\widehat{\mathrm{KL}} = \frac1S\sum_s[\log q(\theta_s) - \log p(\theta_s)]`, :math:`\theta_s\sim q`.
+    r"""Monte-Carlo estimate of :math:`\mathrm{KL}(\mathrm{Beta}(a_q,b_q)\|\mathrm{Beta}(a_p,b_p))`.
+
+    .. math:: \widehat{\mathrm{KL}} = \frac1S\sum_s[\log q(\theta_s) - \log p(\theta_s)],
+        \qquad \theta_s\sim q.
 
     Returns
     -------
@@ -176,7 +184,11 @@ def kl_beta_monte_carlo(
     with torch.no_grad():
         theta = beta_rsample(aq, bq, n_samples, generator)
         q = torch.distributions.Beta(aq, bq, validate_args=False)
-        p = torch.distributions.Beta(torch.tensor(a_p, dtype=torch.float64), torch.tensor(b_p, dtype=torch.float64), validate_args=False)
+        p = torch.distributions.Beta(
+            torch.tensor(a_p, dtype=torch.float64),
+            torch.tensor(b_p, dtype=torch.float64),
+            validate_args=False,
+        )
         terms = q.log_prob(theta) - p.log_prob(theta)
     return float(terms.mean()), float(terms.std(unbiased=True) / math.sqrt(n_samples))
 
@@ -207,15 +219,19 @@ def fit_beta_vi(
     init: tuple[float, float] | None = None,
     estimator: str = "reparam",
     n_samples: int = 64,
-    n_steps: int = 1500,
-    lr: float = 0.05,
+    n_steps: int = 800,
+    lr: float = 0.1,
     generator: torch.Generator | None = None,
 ) -> BetaVIResult:
     r"""Fit :math:`q=\mathrm{Beta}(a,b)` to the posterior by stochastic gradient ascent on the ELBO.
 
     Parameters are :math:`(\log a, \log b)`, optimised with Adam; the learning rate decays
     with a cosine schedule to ``lr / 1000`` so the iterates settle. Each step uses
-    ``n_samples`` Monte-Carlo draws.
+    ``n_samples`` Monte-Carlo draws. Adam moves each log-parameter by at most about ``lr``
+    per step, so the number of steps needed grows with :math:`|\log(a_{post}/a_{init})|`:
+    the defaults reach KL < 1e-6 from a flat prior for tens of draws; for thousands of
+    draws at once raise ``n_steps`` (warm-starting round after round, as
+    :class:`BetaBernoulliJar` does, keeps each move short).
 
     ``'reparam'`` differentiates :math:`\frac1S\sum_s[\log p(x,\theta_s) - \log
     q_{\bar\phi}(\theta_s)]` through :math:`\theta_s(\phi)` with the density of q held fixed
@@ -247,7 +263,9 @@ def fit_beta_vi(
     c, v = _check_counts(n_chocolate, n_vanilla)
     a0, b0 = _check_positive(prior_a, "prior_a"), _check_positive(prior_b, "prior_b")
     if estimator not in GRADIENT_ESTIMATORS:
-        raise ValueError(f"estimator must be one of {', '.join(GRADIENT_ESTIMATORS)}; got {estimator!r}")
+        raise ValueError(
+            f"estimator must be one of {', '.join(GRADIENT_ESTIMATORS)}; got {estimator!r}"
+        )
     if int(n_samples) < 2 or int(n_steps) < 1:
         raise ValueError("n_samples must be >= 2 and n_steps >= 1")
     lr = _check_positive(lr, "lr")
@@ -262,7 +280,11 @@ def fit_beta_vi(
     )
     opt = torch.optim.Adam([params], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(n_steps), eta_min=lr * 1e-3)
-    prior = torch.distributions.Beta(torch.tensor(a0, dtype=torch.float64), torch.tensor(b0, dtype=torch.float64), validate_args=False)
+    prior = torch.distributions.Beta(
+        torch.tensor(a0, dtype=torch.float64),
+        torch.tensor(b0, dtype=torch.float64),
+        validate_args=False,
+    )
     c_t, v_t = torch.tensor(c, dtype=torch.float64), torch.tensor(v, dtype=torch.float64)
 
     def log_joint(theta: torch.Tensor) -> torch.Tensor:
@@ -280,7 +302,9 @@ def fit_beta_vi(
         else:
             with torch.no_grad():
                 theta = beta_rsample(a.detach(), b.detach(), S, generator)
-                f = log_joint(theta) - torch.distributions.Beta(a, b, validate_args=False).log_prob(theta)
+                f = log_joint(theta) - torch.distributions.Beta(a, b, validate_args=False).log_prob(
+                    theta
+                )
                 baseline = (f.sum() - f) / (S - 1)
             log_q = torch.distributions.Beta(a, b, validate_args=False).log_prob(theta)
             objective = torch.mean((f - baseline) * log_q)
@@ -296,7 +320,10 @@ def fit_beta_vi(
 def simulate_jar(
     rate: float, n_rounds: int, draws_per_round: int, random_state: Any = None
 ) -> list[np.ndarray]:
-    """Draw ``n_rounds`` rounds of ``draws_per_round`` cookies (1 = chocolate) with P(chocolate) = rate."""
+    """Simulate the jar: ``n_rounds`` rounds of ``draws_per_round`` cookies.
+
+    Each draw is 1 (chocolate) with probability ``rate``, else 0 (vanilla).
+    """
     if not 0.0 <= float(rate) <= 1.0:
         raise ValueError(f"rate must be in [0, 1]; got {rate!r}")
     if int(n_rounds) < 1 or int(draws_per_round) < 1:
@@ -320,7 +347,7 @@ class BetaBernoulliJar:
         Monte-Carlo draws per gradient step.
     n_steps : int, default=800
         Adam steps per round (each round starts from the previous round's q).
-    lr : float, default=0.05
+    lr : float, default=0.1
     random_state : int or None, default=None
         Seed of the ``torch.Generator`` built in ``fit``.
 
@@ -352,7 +379,7 @@ class BetaBernoulliJar:
         estimator: str = "reparam",
         n_mc_samples: int = 64,
         n_steps: int = 800,
-        lr: float = 0.05,
+        lr: float = 0.1,
         random_state: int | None = None,
     ) -> None:
         self.prior_a = prior_a

@@ -111,30 +111,85 @@ def _data_options(func):
             default=None,
             help="CSV of points (one row per point, header optional). Default: synthetic data.",
         ),
-        click.option("--n-samples", type=click.IntRange(min=2), default=600, show_default=True,
-                     help="Synthetic data: number of points."),
-        click.option("--true-k", type=click.IntRange(min=1), default=3, show_default=True,
-                     help="Synthetic data: number of generating components."),
-        click.option("--n-features", type=click.IntRange(min=1), default=2, show_default=True,
-                     help="Synthetic data: dimension."),
-        click.option("--separation", type=click.FloatRange(min=0.0), default=4.0,
-                     show_default=True, help="Synthetic data: minimum distance between means."),
-        click.option("-k", "--n-components", "n_components", type=click.IntRange(min=1),
-                     default=3, show_default=True, help="Number of mixture components K."),
-        click.option("--seed", type=int, default=0, show_default=True,
-                     help="random_state of the data generator and of the fit."),
+        click.option(
+            "--n-samples",
+            type=click.IntRange(min=2),
+            default=600,
+            show_default=True,
+            help="Synthetic data: number of points.",
+        ),
+        click.option(
+            "--true-k",
+            type=click.IntRange(min=1),
+            default=3,
+            show_default=True,
+            help="Synthetic data: number of generating components.",
+        ),
+        click.option(
+            "--n-features",
+            type=click.IntRange(min=1),
+            default=2,
+            show_default=True,
+            help="Synthetic data: dimension.",
+        ),
+        click.option(
+            "--separation",
+            type=click.FloatRange(min=0.0),
+            default=4.0,
+            show_default=True,
+            help="Synthetic data: minimum distance between means.",
+        ),
+        click.option(
+            "-k",
+            "--n-components",
+            "n_components",
+            type=click.IntRange(min=1),
+            default=3,
+            show_default=True,
+            help="Number of mixture components K.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="random_state of the data generator and of the fit.",
+        ),
         click.option("--max-iter", type=click.IntRange(min=1), default=200, show_default=True),
-        click.option("--tol", type=click.FloatRange(min=0.0), default=None,
-                     help="Convergence threshold on the bound change (default: model default)."),
-        click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Restarts (the best bound is kept)."),
-        click.option("--init", "init_params",
-                     type=click.Choice(["k-means++", "random", "random_from_data"]),
-                     default="k-means++", show_default=True, help="Initial responsibilities."),
-        click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-                     help="Folder for PNG plots."),
-        click.option("--output", type=click.Path(dir_okay=False), default=None,
-                     help="Write the results as JSON to this file."),
+        click.option(
+            "--tol",
+            type=click.FloatRange(min=0.0),
+            default=None,
+            help="Convergence threshold on the bound change (default: model default).",
+        ),
+        click.option(
+            "--n-init",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Restarts (the best bound is kept).",
+        ),
+        click.option(
+            "--init",
+            "init_params",
+            type=click.Choice(["k-means++", "random", "random_from_data"]),
+            default="k-means++",
+            show_default=True,
+            help="Initial responsibilities.",
+        ),
+        click.option(
+            "--out",
+            "out_dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Folder for PNG plots.",
+        ),
+        click.option(
+            "--output",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Write the results as JSON to this file.",
+        ),
     ]
     for opt in reversed(options):
         func = opt(func)
@@ -163,8 +218,16 @@ def _param_table(title: str, weights, means, covariances, covariance_type: str):
     return table
 
 
-def _run_mixture(kind: str, model, X: np.ndarray, desc: str, data_info: dict, out_dir, output,
-                 covariance_type: str) -> None:
+def _run_mixture(
+    kind: str,
+    model,
+    X: np.ndarray,
+    desc: str,
+    data_info: dict,
+    out_dir,
+    output,
+    covariance_type: str,
+) -> None:
     from genrec.foundations import plots
 
     console = _console()
@@ -172,8 +235,9 @@ def _run_mixture(kind: str, model, X: np.ndarray, desc: str, data_info: dict, ou
     bounds = model.lower_bounds_
     console.print(f"[bold]{type(model).__name__}[/bold] on {desc}")
     title = "fitted parameters (sorted by weight)"
-    console.print(_param_table(title, model.weights_, model.means_, model.covariances_,
-                               covariance_type))
+    console.print(
+        _param_table(title, model.weights_, model.means_, model.covariances_, covariance_type)
+    )
     from rich.table import Table
 
     summary = Table(title="summary", show_header=False)
@@ -209,10 +273,13 @@ def _run_mixture(kind: str, model, X: np.ndarray, desc: str, data_info: dict, ou
         effective = int(np.sum(model.weights_ > 0.01))
         summary.add_row("ELBO (nats, full)", f"{model.lower_bound_:.6f}")
         summary.add_row("components with weight > 0.01", str(effective))
-        payload.update(elbo=model.lower_bound_, effective_components=effective,
-                       weight_concentration=model.weight_concentration_,
-                       degrees_of_freedom=model.degrees_of_freedom_,
-                       mean_precision=model.mean_precision_)
+        payload.update(
+            elbo=model.lower_bound_,
+            effective_components=effective,
+            weight_concentration=model.weight_concentration_,
+            degrees_of_freedom=model.degrees_of_freedom_,
+            mean_precision=model.mean_precision_,
+        )
         trace_label, trace_title = "ELBO", "ELBO per iteration (never decreases)"
     console.print(summary)
     console.print(_trace_table(list(bounds), trace_title, trace_label))
@@ -220,11 +287,25 @@ def _run_mixture(kind: str, model, X: np.ndarray, desc: str, data_info: dict, ou
         console.print(f"[yellow]note:[/yellow] {note}")
 
     plot_list = [
-        (f"{kind}_trace.png",
-         lambda p: plots.plot_trace(bounds, p, trace_label, f"{type(model).__name__}: {trace_title}")),
-        (f"{kind}_ellipses.png",
-         lambda p: plots.plot_gmm_2d(X, labels, model.weights_, model.means_, model.covariances_,
-                                     covariance_type, p, f"{type(model).__name__}, K={model.n_components}")),
+        (
+            f"{kind}_trace.png",
+            lambda p: plots.plot_trace(
+                bounds, p, trace_label, f"{type(model).__name__}: {trace_title}"
+            ),
+        ),
+        (
+            f"{kind}_ellipses.png",
+            lambda p: plots.plot_gmm_2d(
+                X,
+                labels,
+                model.weights_,
+                model.means_,
+                model.covariances_,
+                covariance_type,
+                p,
+                f"{type(model).__name__}, K={model.n_components}",
+            ),
+        ),
     ]
     for path in _write_outputs(out_dir, output, plot_list, payload):
         console.print(f"wrote {path}")
@@ -240,20 +321,49 @@ foundations_cli = foundations_group
 
 @foundations_group.command("gmm")
 @_data_options
-@click.option("--covariance-type", type=click.Choice(["full", "tied", "diag", "spherical"]),
-              default="full", show_default=True)
-@click.option("--reg-covar", type=click.FloatRange(min=0.0), default=1e-6, show_default=True,
-              help="Covariance floor added to every diagonal.")
-def gmm_command(csv_path, n_samples, true_k, n_features, separation, n_components, seed, max_iter, tol, n_init,
-                init_params, out_dir, output, covariance_type, reg_covar) -> None:
+@click.option(
+    "--covariance-type",
+    type=click.Choice(["full", "tied", "diag", "spherical"]),
+    default="full",
+    show_default=True,
+)
+@click.option(
+    "--reg-covar",
+    type=click.FloatRange(min=0.0),
+    default=1e-6,
+    show_default=True,
+    help="Covariance floor added to every diagonal.",
+)
+def gmm_command(
+    csv_path,
+    n_samples,
+    true_k,
+    n_features,
+    separation,
+    n_components,
+    seed,
+    max_iter,
+    tol,
+    n_init,
+    init_params,
+    out_dir,
+    output,
+    covariance_type,
+    reg_covar,
+) -> None:
     """Fit a Gaussian mixture by EM; print parameters and the log-likelihood trace."""
     from genrec.foundations.gmm import GaussianMixture
 
     try:
         X, desc, info = _load_points(csv_path, n_samples, true_k, n_features, separation, seed)
         model = GaussianMixture(
-            n_components, covariance_type=covariance_type, tol=1e-3 if tol is None else tol,
-            reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
+            n_components,
+            covariance_type=covariance_type,
+            tol=1e-3 if tol is None else tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
             random_state=seed,
         )
         _run_mixture("gmm", model, X, desc, info, out_dir, output, covariance_type)
@@ -263,16 +373,44 @@ def gmm_command(csv_path, n_samples, true_k, n_features, separation, n_component
 
 @foundations_group.command("vbgmm")
 @_data_options
-@click.option("--prior-type", type=click.Choice(["dirichlet_process", "dirichlet_distribution"]),
-              default="dirichlet_process", show_default=True,
-              help="Stick-breaking (truncated DP) or Dirichlet prior on the weights.")
-@click.option("--weight-concentration", type=click.FloatRange(min=0.0, min_open=True),
-              default=None, help="gamma (DP) or alpha_0 (Dirichlet); default 1/K.")
-@click.option("--covariance-type", type=click.Choice(["full"]), default="full", show_default=True,
-              help="Only 'full' (Normal-Wishart prior).")
-def vbgmm_command(csv_path, n_samples, true_k, n_features, separation, n_components, seed, max_iter, tol,
-                  n_init, init_params, out_dir, output, prior_type, weight_concentration,
-                  covariance_type) -> None:
+@click.option(
+    "--prior-type",
+    type=click.Choice(["dirichlet_process", "dirichlet_distribution"]),
+    default="dirichlet_process",
+    show_default=True,
+    help="Stick-breaking (truncated DP) or Dirichlet prior on the weights.",
+)
+@click.option(
+    "--weight-concentration",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="gamma (DP) or alpha_0 (Dirichlet); default 1/K.",
+)
+@click.option(
+    "--covariance-type",
+    type=click.Choice(["full"]),
+    default="full",
+    show_default=True,
+    help="Only 'full' (Normal-Wishart prior).",
+)
+def vbgmm_command(
+    csv_path,
+    n_samples,
+    true_k,
+    n_features,
+    separation,
+    n_components,
+    seed,
+    max_iter,
+    tol,
+    n_init,
+    init_params,
+    out_dir,
+    output,
+    prior_type,
+    weight_concentration,
+    covariance_type,
+) -> None:
     """Fit a Bayesian Gaussian mixture by CAVI; print parameters and the ELBO trace.
 
     Set -k larger than the truth: superfluous components end with weights near zero.
@@ -282,10 +420,15 @@ def vbgmm_command(csv_path, n_samples, true_k, n_features, separation, n_compone
     try:
         X, desc, info = _load_points(csv_path, n_samples, true_k, n_features, separation, seed)
         model = BayesianGaussianMixture(
-            n_components, covariance_type=covariance_type, tol=1e-3 if tol is None else tol,
-            max_iter=max_iter, n_init=n_init, init_params=init_params,
+            n_components,
+            covariance_type=covariance_type,
+            tol=1e-3 if tol is None else tol,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
             weight_concentration_prior_type=prior_type,
-            weight_concentration_prior=weight_concentration, random_state=seed,
+            weight_concentration_prior=weight_concentration,
+            random_state=seed,
         )
         _run_mixture("vbgmm", model, X, desc, info, out_dir, output, covariance_type)
     except (ValueError, OSError) as exc:
@@ -298,7 +441,9 @@ def _rounds_from_csv(path: str, draws_per_round: int) -> list[np.ndarray]:
     data = read_points_csv(path)
     if data.shape[1] == 1:
         outcomes = data[:, 0]
-        groups = [outcomes[i : i + draws_per_round] for i in range(0, len(outcomes), draws_per_round)]
+        groups = [
+            outcomes[i : i + draws_per_round] for i in range(0, len(outcomes), draws_per_round)
+        ]
     elif data.shape[1] == 2:
         ids = data[:, 0]
         _, first = np.unique(ids, return_index=True)
@@ -311,37 +456,78 @@ def _rounds_from_csv(path: str, draws_per_round: int) -> list[np.ndarray]:
     rounds = []
     for r, g in enumerate(groups, start=1):
         if not np.all(np.isin(g, (0.0, 1.0))):
-            raise ValueError(f"{path}: round {r} has outcomes other than 0 (vanilla) / 1 (chocolate)")
+            raise ValueError(
+                f"{path}: round {r} has outcomes other than 0 (vanilla) / 1 (chocolate)"
+            )
         rounds.append(g.astype(np.int64))
     return rounds
 
 
 @foundations_group.command("beta")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
-              help="CSV of draws: one column of 0/1 (split by --draws-per-round) or two columns "
-              "round,outcome. Default: simulated jar.")
-@click.option("--rate", type=click.FloatRange(0.0, 1.0), default=0.7, show_default=True,
-              help="Simulated jar: true fraction of chocolate cookies.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV of draws: one column of 0/1 (split by --draws-per-round) or two columns "
+    "round,outcome. Default: simulated jar.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.7,
+    show_default=True,
+    help="Simulated jar: true fraction of chocolate cookies.",
+)
 @click.option("--rounds", "n_rounds", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--draws-per-round", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--prior-a", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
-              show_default=True)
-@click.option("--prior-b", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
-              show_default=True)
-@click.option("--estimator", type=click.Choice(["reparam", "score"]), default="reparam",
-              show_default=True, help="Gradient estimator of the variational fit.")
-@click.option("--steps", type=click.IntRange(min=1), default=800, show_default=True,
-              help="Adam steps per round.")
+@click.option(
+    "--prior-a", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True
+)
+@click.option(
+    "--prior-b", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True
+)
+@click.option(
+    "--estimator",
+    type=click.Choice(["reparam", "score"]),
+    default="reparam",
+    show_default=True,
+    help="Gradient estimator of the variational fit.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=800,
+    show_default=True,
+    help="Adam steps per round.",
+)
 @click.option("--mc-samples", type=click.IntRange(min=2), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=0.05,
-              show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for PNG plots.")
-@click.option("--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the results as JSON to this file.")
-def beta_command(csv_path, rate, n_rounds, draws_per_round, prior_a, prior_b, estimator, steps,
-                 mc_samples, lr, seed, out_dir, output) -> None:
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Folder for PNG plots."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the results as JSON to this file.",
+)
+def beta_command(
+    csv_path,
+    rate,
+    n_rounds,
+    draws_per_round,
+    prior_a,
+    prior_b,
+    estimator,
+    steps,
+    mc_samples,
+    lr,
+    seed,
+    out_dir,
+    output,
+) -> None:
     """The cookie jar: exact Beta posterior vs. a variational Beta fit, round by round."""
     import torch
     from rich.table import Table
@@ -360,37 +546,72 @@ def beta_command(csv_path, rate, n_rounds, draws_per_round, prior_a, prior_b, es
         else:
             rounds = simulate_jar(rate, n_rounds, draws_per_round, random_state=seed)
             desc = f"simulated jar, P(chocolate) = {rate}, {n_rounds} rounds of {draws_per_round}"
-        jar = BetaBernoulliJar(prior_a, prior_b, estimator=estimator, n_mc_samples=mc_samples,
-                               n_steps=steps, lr=lr, random_state=seed).fit(rounds)
+        jar = BetaBernoulliJar(
+            prior_a,
+            prior_b,
+            estimator=estimator,
+            n_mc_samples=mc_samples,
+            n_steps=steps,
+            lr=lr,
+            random_state=seed,
+        ).fit(rounds)
     except (ValueError, OSError) as exc:
         raise click.ClickException(_one_line(exc)) from None
 
     gen = torch.Generator().manual_seed(seed + 1)
     console = _console()
-    console.print(f"[bold]Beta-Bernoulli jar[/bold]: {desc}; prior Beta({prior_a:g}, {prior_b:g}); "
-                  f"estimator {estimator}")
+    console.print(
+        f"[bold]Beta-Bernoulli jar[/bold]: {desc}; prior Beta({prior_a:g}, {prior_b:g}); "
+        f"estimator {estimator}"
+    )
     table = Table(title="posterior per round")
-    for col in ("round", "draws c/v", "total c/v", "exact p = Beta", "fitted q = Beta",
-                "KL(q||p)", "KL(q0||p)", "KL(q0||p) MC", "log p(x)", "ELBO"):
+    for col in (
+        "round",
+        "draws c/v",
+        "total c/v",
+        "exact p = Beta",
+        "fitted q = Beta",
+        "KL(q||p)",
+        "KL(q0||p)",
+        "KL(q0||p) MC",
+        "log p(x)",
+        "ELBO",
+    ):
         table.add_column(col, justify="right", no_wrap=True)
-    table.caption = ("q0: the q the round began from (the previous fit, or the prior), against the "
-                     "new posterior p; Monte-Carlo: 4096 draws from q0, ± one standard error")
+    table.caption = (
+        "q0: the q the round began from (the previous fit, or the prior), against the "
+        "new posterior p; Monte-Carlo: 4096 draws from q0, ± one standard error"
+    )
     mc_rows = []
     for r, draws in enumerate(rounds):
-        (c, v), (ae, be), (aq, bq) = (jar.counts_[r], jar.exact_posteriors_[r],
-                                      jar.variational_posteriors_[r])
+        (c, v), (ae, be), (aq, bq) = (
+            jar.counts_[r],
+            jar.exact_posteriors_[r],
+            jar.variational_posteriors_[r],
+        )
         a_start, b_start = (prior_a, prior_b) if r == 0 else jar.variational_posteriors_[r - 1]
         mc, se = kl_beta_monte_carlo(a_start, b_start, ae, be, 4096, gen)
         mc_rows.append((mc, se))
-        table.add_row(str(r + 1), f"{int(draws.sum())}/{int(draws.size - draws.sum())}",
-                      f"{c}/{v}", f"({ae:.2f}, {be:.2f})", f"({aq:.2f}, {bq:.2f})",
-                      f"{jar.kl_[r]:.1e}", f"{jar.kl_before_[r]:.4f}", f"{mc:.4f} ± {se:.4f}",
-                      f"{jar.log_evidence_[r]:.5f}", f"{jar.elbo_[r]:.5f}")
+        table.add_row(
+            str(r + 1),
+            f"{int(draws.sum())}/{int(draws.size - draws.sum())}",
+            f"{c}/{v}",
+            f"({ae:.2f}, {be:.2f})",
+            f"({aq:.2f}, {bq:.2f})",
+            f"{jar.kl_[r]:.1e}",
+            f"{jar.kl_before_[r]:.4f}",
+            f"{mc:.4f} ± {se:.4f}",
+            f"{jar.log_evidence_[r]:.5f}",
+            f"{jar.elbo_[r]:.5f}",
+        )
     console.print(table)
     last = jar.elbo_traces_[-1]
-    step_rows = sorted({0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, len(last) - 1} &
-                       set(range(len(last))))
-    trace = Table(title=f"ELBO per step, last round (exact log evidence {jar.log_evidence_[-1]:.6f})")
+    step_rows = sorted(
+        {0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, len(last) - 1} & set(range(len(last)))
+    )
+    trace = Table(
+        title=f"ELBO per step, last round (exact log evidence {jar.log_evidence_[-1]:.6f})"
+    )
     trace.add_column("step", justify="right")
     trace.add_column("ELBO", justify="right")
     trace.add_column("log evidence - ELBO = KL", justify="right")
@@ -423,13 +644,24 @@ def beta_command(csv_path, rate, n_rounds, draws_per_round, prior_a, prior_b, es
     }
     all_trace = [x for tr in jar.elbo_traces_ for x in tr]
     plot_list = [
-        ("beta_posteriors.png",
-         lambda p: plots.plot_jar_posteriors(jar.exact_posteriors_, jar.variational_posteriors_,
-                                             jar.kl_, jar.counts_, p, (prior_a, prior_b),
-                                             kl_before=jar.kl_before_)),
-        ("beta_trace.png",
-         lambda p: plots.plot_trace(all_trace, p, "ELBO (closed form)",
-                                    "ELBO per step (rounds one after another)")),
+        (
+            "beta_posteriors.png",
+            lambda p: plots.plot_jar_posteriors(
+                jar.exact_posteriors_,
+                jar.variational_posteriors_,
+                jar.kl_,
+                jar.counts_,
+                p,
+                (prior_a, prior_b),
+                kl_before=jar.kl_before_,
+            ),
+        ),
+        (
+            "beta_trace.png",
+            lambda p: plots.plot_trace(
+                all_trace, p, "ELBO (closed form)", "ELBO per step (rounds one after another)"
+            ),
+        ),
     ]
     try:
         for path in _write_outputs(out_dir, output, plot_list, payload):

@@ -29,9 +29,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import linalg
 from scipy.special import betaln, digamma, gammaln, xlogy
 
+from genrec.foundations._linalg import cholesky_lower, solve_triangular
 from genrec.foundations.gaussian import logsumexp
 
 __all__ = [
@@ -70,7 +70,9 @@ def _q_times(q: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 
 def log_likelihood(weighted_log_prob: np.ndarray) -> float:
-    r"""Total log-likelihood :math:`\sum_n \log p(x_n\mid\theta) = \sum_n \operatorname{logsumexp}_k \ell_{nk}`.
+    r"""Total log-likelihood.
+
+    .. math:: \sum_n \log p(x_n\mid\theta) = \sum_n \operatorname{logsumexp}_k \ell_{nk}
 
     Parameters
     ----------
@@ -123,7 +125,12 @@ def kl_categorical(q: np.ndarray, log_p: np.ndarray) -> np.ndarray:
 
 
 def kl_posterior(resp: np.ndarray, weighted_log_prob: np.ndarray) -> float:
-    r""":math:`\sum_n \mathrm{KL}(q(z_n)\,\|\,p(z_n\mid x_n,\theta))` with :math:`\log p(z_n = k\mid x_n,\theta) = \ell_{nk} - \operatorname{logsumexp}_j \ell_{nj}`.
+    r"""KL from q to the exact posterior, summed over samples.
+
+    .. math::
+
+        \sum_n \mathrm{KL}(q(z_n)\,\|\,p(z_n\mid x_n,\theta)),\qquad
+        \log p(z_n = k\mid x_n,\theta) = \ell_{nk} - \operatorname{logsumexp}_j \ell_{nj}.
 
     Parameters
     ----------
@@ -200,7 +207,10 @@ def kl_dirichlet(alpha_q: np.ndarray, alpha_p: np.ndarray) -> float:
 
 
 def log_multivariate_gamma(a, d: int):
-    r""":math:`\log\Gamma_d(a) = \tfrac{d(d-1)}{4}\log\pi + \sum_{i=0}^{d-1}\log\Gamma(a - i/2)` (vectorised)."""
+    r"""Log multivariate gamma function (vectorised over ``a``).
+
+    .. math:: \log\Gamma_d(a) = \tfrac{d(d-1)}{4}\log\pi + \sum_{i=0}^{d-1}\log\Gamma(a - i/2)
+    """
     a = np.asarray(a, dtype=np.float64)
     i = np.arange(d).reshape((d,) + (1,) * a.ndim)
     out = d * (d - 1) / 4.0 * math.log(math.pi) + np.sum(gammaln(a - 0.5 * i), axis=0)
@@ -233,7 +243,13 @@ def wishart_log_norm(log_det_scale, dof, d: int):
 
 
 def wishart_expected_log_det(log_det_scale, dof, d: int):
-    r""":math:`\mathbb E[\log|\Lambda|] = \sum_{i=1}^{d}\psi\!\left(\tfrac{\nu+1-i}{2}\right) + d\log 2 + \log|W|` (Bishop B.81)."""
+    r"""Expected log-determinant under a Wishart (Bishop B.81).
+
+    .. math::
+
+        \mathbb E[\log|\Lambda|] = \sum_{i=1}^{d}\psi\!\left(\tfrac{\nu+1-i}{2}\right)
+        + d\log 2 + \log|W|
+    """
     dof = np.asarray(dof, dtype=np.float64)
     i = np.arange(d).reshape((d,) + (1,) * dof.ndim)
     out = np.sum(digamma(0.5 * (dof - i)), axis=0) + d * math.log(2.0) + log_det_scale
@@ -241,7 +257,13 @@ def wishart_expected_log_det(log_det_scale, dof, d: int):
 
 
 def wishart_entropy(log_det_scale, dof, d: int):
-    r""":math:`H[\mathcal W(W,\nu)] = -\log B(W,\nu) - \tfrac{\nu-d-1}{2}\mathbb E[\log|\Lambda|] + \tfrac{\nu d}{2}` (Bishop B.82)."""
+    r"""Entropy of a Wishart (Bishop B.82).
+
+    .. math::
+
+        H[\mathcal W(W,\nu)] = -\log B(W,\nu) - \tfrac{\nu-d-1}{2}\mathbb E[\log|\Lambda|]
+        + \tfrac{\nu d}{2}
+    """
     dof = np.asarray(dof, dtype=np.float64)
     out = (
         -wishart_log_norm(log_det_scale, dof, d)
@@ -252,18 +274,23 @@ def wishart_entropy(log_det_scale, dof, d: int):
 
 
 def _chol(m: np.ndarray, what: str) -> np.ndarray:
-    try:
-        return linalg.cholesky(np.asarray(m, dtype=np.float64), lower=True, check_finite=False)
-    except linalg.LinAlgError:
-        raise ValueError(f"{what} must be symmetric positive definite") from None
+    m = np.asarray(m, dtype=np.float64)
+    chol = cholesky_lower(m) if m.ndim == 2 and np.allclose(m, m.T) else None
+    if chol is None:
+        raise ValueError(f"{what} must be symmetric positive definite")
+    return chol
 
 
 def _logdet_from_chol(chol: np.ndarray) -> float:
     return float(2.0 * np.sum(np.log(np.diag(chol))))
 
 
-def kl_wishart(inv_scale_q: np.ndarray, dof_q: float, inv_scale_p: np.ndarray, dof_p: float) -> float:
-    r""":math:`\mathrm{KL}(\mathcal W(W_q,\nu_q)\,\|\,\mathcal W(W_p,\nu_p))`, given :math:`\Psi = W^{-1}`.
+def kl_wishart(
+    inv_scale_q: np.ndarray, dof_q: float, inv_scale_p: np.ndarray, dof_p: float
+) -> float:
+    r"""KL between Wisharts :math:`\mathcal W(W_q,\nu_q)` and :math:`\mathcal W(W_p,\nu_p)`.
+
+    Given the inverse scales :math:`\Psi = W^{-1}`:
 
     .. math::
 
@@ -289,7 +316,7 @@ def kl_wishart(inv_scale_q: np.ndarray, dof_q: float, inv_scale_p: np.ndarray, d
     d = lq.shape[0]
     log_det_wq = -_logdet_from_chol(lq)
     log_det_wp = -_logdet_from_chol(lp)
-    trace = float(np.sum(linalg.solve_triangular(lq, lp, lower=True, check_finite=False) ** 2))
+    trace = float(np.sum(solve_triangular(lq, lp, lower=True) ** 2))
     return float(
         wishart_log_norm(log_det_wq, dof_q, d)
         - wishart_log_norm(log_det_wp, dof_p, d)
@@ -309,7 +336,10 @@ def kl_normal_wishart(
     inv_scale_p: np.ndarray,
     dof_p: float,
 ) -> float:
-    r"""KL between Normal-Wishart distributions :math:`\mathcal N(\mu\mid m,(\beta\Lambda)^{-1})\,\mathcal W(\Lambda\mid W,\nu)`.
+    r"""KL between Normal-Wishart distributions.
+
+    The density is :math:`\mathcal N(\mu\mid m,(\beta\Lambda)^{-1})\,\mathcal W(\Lambda\mid W,\nu)`
+    and the KL is
 
     .. math::
 
@@ -335,6 +365,6 @@ def kl_normal_wishart(
     lq = _chol(inv_scale_q, "inv_scale_q")
     d = lq.shape[0]
     diff = np.asarray(mean_q, dtype=np.float64) - np.asarray(mean_p, dtype=np.float64)
-    quad = float(np.sum(linalg.solve_triangular(lq, diff, lower=True, check_finite=False) ** 2))
+    quad = float(np.sum(solve_triangular(lq, diff, lower=True) ** 2))
     gauss = 0.5 * (d * beta_p / beta_q + beta_p * dof_q * quad - d + d * math.log(beta_q / beta_p))
     return kl_wishart(inv_scale_q, dof_q, inv_scale_p, dof_p) + gauss

@@ -29,7 +29,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import linalg
+
+from genrec.foundations._linalg import cholesky_lower, triangular_inverse
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -61,8 +62,7 @@ def check_covariance_type(covariance_type: str) -> str:
     """Return ``covariance_type`` if valid, else raise a ``ValueError`` naming the choices."""
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(
-            f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
-            f"got {covariance_type!r}"
+            f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; got {covariance_type!r}"
         )
     return covariance_type
 
@@ -110,19 +110,14 @@ def compute_precision_cholesky(
     covariances = np.asarray(covariances, dtype=np.float64)
     if covariance_type in ("full", "tied"):
         stack = covariances[None] if covariance_type == "tied" else covariances
-        d = stack.shape[-1]
-        eye = np.eye(d)
         out = np.empty_like(stack)
         for k, cov in enumerate(stack):
-            try:
-                cov_chol = linalg.cholesky(cov, lower=True, check_finite=False)
-            except linalg.LinAlgError:
-                comp = None if covariance_type == "tied" else k
-                raise DegenerateCovarianceError(_degenerate_message(comp, reg_covar)) from None
-            if not np.all(np.isfinite(cov_chol)) or np.any(np.diag(cov_chol) <= 0):
+            cov_chol = cholesky_lower(cov)
+            if cov_chol is None or np.any(np.diag(cov_chol) <= 0):
                 comp = None if covariance_type == "tied" else k
                 raise DegenerateCovarianceError(_degenerate_message(comp, reg_covar))
-            out[k] = linalg.solve_triangular(cov_chol, eye, lower=True, check_finite=False).T
+            # U = L^{-T}: the triangular solve L X = I, transposed
+            out[k] = triangular_inverse(cov_chol, lower=True).T
         return out[0] if covariance_type == "tied" else out
     bad = ~(covariances > 0) | ~np.isfinite(covariances)
     if np.any(bad):
@@ -154,12 +149,9 @@ def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: 
         stack = precisions[None] if covariance_type == "tied" else precisions
         out = np.empty_like(stack)
         for k, prec in enumerate(stack):
-            try:
-                chol = linalg.cholesky(prec[::-1, ::-1], lower=True, check_finite=False)
-            except linalg.LinAlgError:
-                raise ValueError(
-                    f"precision matrix {k} is not symmetric positive definite"
-                ) from None
+            chol = cholesky_lower(prec[::-1, ::-1])
+            if chol is None or not np.allclose(prec, prec.T):
+                raise ValueError(f"precision matrix {k} is not symmetric positive definite")
             out[k] = chol[::-1, ::-1]
         return out[0] if covariance_type == "tied" else out
     if np.any(~(precisions > 0)):
@@ -186,10 +178,9 @@ def covariances_from_precision_cholesky(
     check_covariance_type(covariance_type)
     if covariance_type in ("full", "tied"):
         stack = precisions_chol[None] if covariance_type == "tied" else precisions_chol
-        d = stack.shape[-1]
         out = np.empty_like(stack)
         for k, u in enumerate(stack):
-            v = linalg.solve_triangular(u, np.eye(d), lower=False, check_finite=False)
+            v = triangular_inverse(u, lower=False)  # U^{-1}
             out[k] = v.T @ v
         return out[0] if covariance_type == "tied" else out
     return 1.0 / precisions_chol**2
@@ -227,12 +218,13 @@ def log_det_cholesky(
 def log_gaussian_prob(
     X: np.ndarray, means: np.ndarray, precisions_chol: np.ndarray, covariance_type: str
 ) -> np.ndarray:
-    r"""Log densities :math:`\log \mathcal N(x_n \mid \mu_k, \Sigma_k)` for every sample and component.
+    r"""Log densities :math:`\log \mathcal N(x_n \mid \mu_k, \Sigma_k)`, every sample and component.
 
     .. math::
 
         \log \mathcal N(x_n \mid \mu_k, \Sigma_k)
-        = -\tfrac{d}{2}\log 2\pi + \log|U_k| - \tfrac12 \lVert x_n^\top U_k - \mu_k^\top U_k \rVert^2 .
+        = -\tfrac{d}{2}\log 2\pi + \log|U_k|
+          - \tfrac12 \lVert x_n^\top U_k - \mu_k^\top U_k \rVert^2 .
 
     For 'full' the products :math:`x_n^\top U_k` of all components are computed as one
     matrix product per block of rows (``X_block @ [U_1 ... U_K]``), so the cost is a

@@ -1,6 +1,7 @@
 r"""Gaussian mixture fitted by maximum likelihood with EM.
 
-Model: :math:`z_n \sim \mathrm{Cat}(\pi)`, :math:`x_n \mid z_n = k \sim \mathcal N(\mu_k, \Sigma_k)`.
+Model: :math:`z_n \sim \mathrm{Cat}(\pi)`,
+:math:`x_n \mid z_n = k \sim \mathcal N(\mu_k, \Sigma_k)`.
 Each EM iteration of :class:`GaussianMixture` performs
 
 E-step (:func:`~genrec.foundations.gaussian.estimate_log_resp`), in log space:
@@ -243,19 +244,22 @@ class GaussianMixture(BaseMixture):
         return gmm_n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
 
     def bic(self, X: Any) -> float:
-        r"""Bayesian information criterion :math:`-2\log p(X\mid\hat\theta) + p\log n` (lower is better)."""
+        r"""Bayesian information criterion :math:`-2\log p(X\mid\hat\theta) + p\log n`.
+
+        ``p`` counts free parameters; lower is better.
+        """
         X = check_array(X)
         n = X.shape[0]
         return -2.0 * self.score(X) * n + self._n_parameters() * math.log(n)
 
     def aic(self, X: Any) -> float:
-        r"""Akaike information criterion :math:`-2\log p(X\mid\hat\theta) + 2p` (lower is better)."""
+        r"""Akaike information criterion :math:`-2\log p(X\mid\hat\theta) + 2p` (lower: better)."""
         X = check_array(X)
         return -2.0 * self.score(X) * X.shape[0] + 2.0 * self._n_parameters()
 
     # ------------------------------------------------------------------ the identity
     def elbo(self, X: Any, q: Any) -> float:
-        r"""ELBO(q, θ) = :math:`\sum_{n,k} q_{nk}(\ell_{nk} - \log q_{nk})` at the fitted parameters.
+        r"""ELBO(q, θ) = :math:`\sum_{n,k} q_{nk}(\ell_{nk} - \log q_{nk})` at the fitted θ.
 
         Parameters
         ----------
@@ -270,5 +274,8 @@ class GaussianMixture(BaseMixture):
         return _kl_posterior(q, self.weighted_log_prob(X))
 
     def log_likelihood(self, X: Any) -> float:
-        r"""Total :math:`\log p(X\mid\theta) = \mathrm{ELBO}(q,\theta) + \mathrm{KL}(q\|p(z\mid X,\theta))`."""
+        r"""Total log-likelihood at the fitted θ.
+
+        .. math:: \log p(X\mid\theta) = \mathrm{ELBO}(q,\theta) + \mathrm{KL}(q\|p(z\mid X,\theta))
+        """
         return _log_likelihood(self.weighted_log_prob(X))

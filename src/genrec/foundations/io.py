@@ -47,7 +47,9 @@ def read_points_csv(path: str | os.PathLike) -> np.ndarray:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read {p}: {exc}") from None
-    rows = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines())) if any(c.strip() for c in r)]
+    rows = [
+        (i + 1, r) for i, r in enumerate(csv.reader(text.splitlines())) if any(c.strip() for c in r)
+    ]
     if not rows:
         raise ValueError(f"{p} contains no data rows")
     first_line, first = rows[0]

@@ -74,7 +74,9 @@ def check_array(X: Any, name: str = "X", n_features: int | None = None) -> np.nd
     try:
         arr = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a numeric array of shape (n_samples, n_features)") from None
+        raise ValueError(
+            f"{name} must be a numeric array of shape (n_samples, n_features)"
+        ) from None
     if arr.ndim == 1:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features); got a 1-D array of shape {arr.shape}. "
@@ -87,7 +89,9 @@ def check_array(X: Any, name: str = "X", n_features: int | None = None) -> np.nd
     finite = np.isfinite(arr)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        raise ValueError(f"{name} contains NaN or infinite values (first at row {row}, column {col})")
+        raise ValueError(
+            f"{name} contains NaN or infinite values (first at row {row}, column {col})"
+        )
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(
             f"{name} has {arr.shape[1]} features but the model was fitted with {n_features}"
@@ -226,8 +230,9 @@ class BaseMixture(ABC):
         return self
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if not
-                         isinstance(v, np.ndarray))
+        args = ", ".join(
+            f"{k}={v!r}" for k, v in self.get_params().items() if not isinstance(v, np.ndarray)
+        )
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ validation
@@ -254,16 +259,16 @@ class BaseMixture(ABC):
                     f"resp_init must have shape (n_samples, n_components) = {(n, K)}; "
                     f"got {resp.shape}"
                 )
-            if not np.all(np.isfinite(resp)) or np.any(resp < 0) or not np.allclose(
-                resp.sum(axis=1), 1.0
+            if (
+                not np.all(np.isfinite(resp))
+                or np.any(resp < 0)
+                or not np.allclose(resp.sum(axis=1), 1.0)
             ):
                 raise ValueError("every row of resp_init must be non-negative and sum to 1")
 
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):
-            raise NotFittedError(
-                f"this {type(self).__name__} is not fitted yet; call fit(X) first"
-            )
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
 
     # ------------------------------------------------------------------ initialisation
     def _initial_resp(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -448,7 +453,10 @@ class BaseMixture(ABC):
         return self._estimate_weighted_log_prob(X)
 
     def sample(self, n_samples: int = 1, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        r"""Draw from the fitted mixture: :math:`z\sim\mathrm{Cat}(\pi)`, :math:`x = \mu_z + U_z^{-\top}\varepsilon`.
+        r"""Draw from the fitted mixture.
+
+        :math:`z\sim\mathrm{Cat}(\pi)`, :math:`x = \mu_z + U_z^{-\top}\varepsilon`,
+        :math:`\varepsilon\sim\mathcal N(0, I)`.
 
         Parameters
         ----------
@@ -462,7 +470,7 @@ class BaseMixture(ABC):
         y : ndarray of shape (n_samples,)
             Component of each draw (sorted by component).
         """
-        from scipy import linalg
+        from genrec.foundations._linalg import solve_triangular
 
         self._check_is_fitted()
         n_samples = _check_int(n_samples, "n_samples", 1)
@@ -474,9 +482,9 @@ class BaseMixture(ABC):
         for k, m in enumerate(counts):
             eps = rng.standard_normal((d, int(m)))
             if self.covariance_type == "full":
-                z = linalg.solve_triangular(chol[k], eps, trans="T", lower=False)
+                z = solve_triangular(chol[k], eps, lower=False, trans=True)
             elif self.covariance_type == "tied":
-                z = linalg.solve_triangular(chol, eps, trans="T", lower=False)
+                z = solve_triangular(chol, eps, lower=False, trans=True)
             elif self.covariance_type == "diag":
                 z = eps / chol[k][:, None]
             else:

@@ -128,7 +128,9 @@ def plot_jar_posteriors(
     ax.plot(t, stats.beta.pdf(t, *prior), color="0.6", lw=1, label=f"prior Beta{tuple(prior)}")
     colors = []
     for r, ((ae, be), (aq, bq), (c, v)) in enumerate(zip(exact, variational, counts), start=1):
-        line = ax.plot(t, stats.beta.pdf(t, ae, be), lw=1.8, label=f"round {r}: {c} choc / {v} van")[0]
+        line = ax.plot(
+            t, stats.beta.pdf(t, ae, be), lw=1.8, label=f"round {r}: {c} choc / {v} van"
+        )[0]
         ax.plot(t, stats.beta.pdf(t, aq, bq), ls="--", lw=1.2, color=line.get_color())
         colors.append(line.get_color())
     ax.set_xlabel("θ = P(chocolate)")
@@ -138,11 +140,21 @@ def plot_jar_posteriors(
 
     rounds = np.arange(1, len(kls) + 1)
     floor = 1e-16
-    ax_kl.scatter(rounds, np.maximum(np.asarray(kls, dtype=float), floor), c=colors, zorder=3,
-                  label="fitted q")
+    ax_kl.scatter(
+        rounds,
+        np.maximum(np.asarray(kls, dtype=float), floor),
+        c=colors,
+        zorder=3,
+        label="fitted q",
+    )
     if kl_before is not None:
-        ax_kl.scatter(rounds, np.maximum(np.asarray(kl_before, dtype=float), floor), c=colors,
-                      marker="x", label="q at the start of the round")
+        ax_kl.scatter(
+            rounds,
+            np.maximum(np.asarray(kl_before, dtype=float), floor),
+            c=colors,
+            marker="x",
+            label="q at the start of the round",
+        )
     ax_kl.axhline(1e-3, color="0.5", ls=":", lw=1, label="1e-3")
     ax_kl.set_yscale("log")
     ax_kl.set_xticks(rounds)

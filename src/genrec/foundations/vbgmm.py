@@ -36,10 +36,12 @@ and :math:`\mathbb E[\log\pi_k] = \psi(\alpha_k)-\psi(\sum_j\alpha_j)` (Dirichle
 
 .. math::
 
-    \alpha_k &= \alpha_0 + N_k \quad\text{or}\quad a_k = 1 + N_k,\ b_k = \gamma + \textstyle\sum_{j>k}N_j\\
+    \alpha_k &= \alpha_0 + N_k \quad\text{or}\quad
+        a_k = 1 + N_k,\ b_k = \gamma + \textstyle\sum_{j>k}N_j\\
     \beta_k &= \beta_0 + N_k,\qquad m_k = (\beta_0 m_0 + N_k\bar x_k)/\beta_k,\qquad
     \nu_k = \nu_0 + N_k\\
-    \Psi_k = W_k^{-1} &= \Psi_0 + N_k S_k + \tfrac{\beta_0N_k}{\beta_0+N_k}(\bar x_k-m_0)(\bar x_k-m_0)^\top .
+    \Psi_k = W_k^{-1} &= \Psi_0 + N_k S_k
+        + \tfrac{\beta_0N_k}{\beta_0+N_k}(\bar x_k-m_0)(\bar x_k-m_0)^\top .
 
 **ELBO**, computed in full (with every constant) after every iteration:
 
@@ -61,9 +63,9 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import linalg
 from scipy.special import digamma
 
+from genrec.foundations._linalg import cholesky_lower
 from genrec.foundations.elbo import (
     elbo,
     kl_beta,
@@ -161,7 +163,11 @@ def expected_weights(concentration: Any, prior_type: str) -> np.ndarray:
 
 
 def kl_weights(concentration: Any, weight_concentration_prior: float, prior_type: str) -> float:
-    r""":math:`\mathrm{KL}(q(\pi)\|p(\pi))`: Dirichlet KL, or :math:`\sum_k\mathrm{KL}(\mathrm{Beta}(a_k,b_k)\|\mathrm{Beta}(1,\gamma))`."""
+    r""":math:`\mathrm{KL}(q(\pi)\|p(\pi))` of the weights.
+
+    Dirichlet: :func:`~genrec.foundations.elbo.kl_dirichlet`; stick-breaking:
+    :math:`\sum_k\mathrm{KL}(\mathrm{Beta}(a_k,b_k)\|\mathrm{Beta}(1,\gamma))`.
+    """
     _check_prior_type(prior_type)
     if prior_type == "dirichlet_process":
         a, b = concentration
@@ -179,7 +185,10 @@ def estimate_normal_wishart(
     degrees_of_freedom_prior: float,
     covariance_prior: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    r"""CAVI update of :math:`q(\mu_k,\Lambda_k)=\mathcal N(m_k,(\beta_k\Lambda_k)^{-1})\mathcal W(W_k,\nu_k)`.
+    r"""CAVI update of :math:`q(\mu_k,\Lambda_k)`.
+
+    :math:`q(\mu_k,\Lambda_k)=\mathcal N(m_k,(\beta_k\Lambda_k)^{-1})\mathcal W(W_k,\nu_k)`, with
+    the updates of the module docstring.
 
     Parameters
     ----------
@@ -253,7 +262,11 @@ def expected_log_gaussian(
 def variational_elbo(
     resp: np.ndarray, log_rho: np.ndarray, weights_kl: float, components_kl: np.ndarray
 ) -> float:
-    r"""Full ELBO :math:`\sum_{nk}r_{nk}(\log\rho_{nk}-\log r_{nk}) - \mathrm{KL}_\pi - \sum_k\mathrm{KL}_k`.
+    r"""Full ELBO of the variational mixture.
+
+    .. math::
+
+        \sum_{nk}r_{nk}(\log\rho_{nk}-\log r_{nk}) - \mathrm{KL}_\pi - \sum_k\mathrm{KL}_k
 
     Parameters
     ----------
@@ -381,7 +394,9 @@ default='dirichlet_process'
         self.weight_concentration_prior_ = positive(
             self.weight_concentration_prior, "weight_concentration_prior", 1.0 / self.n_components
         )
-        self.mean_precision_prior_ = positive(self.mean_precision_prior, "mean_precision_prior", 1.0)
+        self.mean_precision_prior_ = positive(
+            self.mean_precision_prior, "mean_precision_prior", 1.0
+        )
         if self.mean_prior is None:
             self.mean_prior_ = X.mean(axis=0)
         else:
@@ -409,12 +424,8 @@ default='dirichlet_process'
             if psi0.shape != (d, d):
                 raise ValueError(f"covariance_prior must have shape ({d}, {d}); got {psi0.shape}")
             what = "covariance_prior must be symmetric positive definite"
-        if not np.allclose(psi0, psi0.T):
+        if not np.allclose(psi0, psi0.T) or cholesky_lower(psi0) is None:
             raise ValueError(what)
-        try:
-            linalg.cholesky(psi0, lower=True)
-        except (linalg.LinAlgError, ValueError):
-            raise ValueError(what) from None
         self.covariance_prior_ = psi0
 
     # ------------------------------------------------------------------ template hooks
@@ -448,15 +459,21 @@ default='dirichlet_process'
         self._update_q_params(X, np.exp(log_resp))
 
     def _estimate_log_weights(self) -> np.ndarray:
-        return expected_log_weights(self.weight_concentration_, self.weight_concentration_prior_type)
+        return expected_log_weights(
+            self.weight_concentration_, self.weight_concentration_prior_type
+        )
 
     def _estimate_log_prob(self, X: np.ndarray) -> np.ndarray:
         return expected_log_gaussian(
-            X, self.means_, self.precisions_cholesky_, self.degrees_of_freedom_, self.mean_precision_
+            X,
+            self.means_,
+            self.precisions_cholesky_,
+            self.degrees_of_freedom_,
+            self.mean_precision_,
         )
 
     def components_kl(self) -> np.ndarray:
-        r""":math:`\mathrm{KL}(q(\mu_k,\Lambda_k)\|p(\mu_k,\Lambda_k))` per component, shape (K,)."""
+        r""":math:`\mathrm{KL}(q(\mu_k,\Lambda_k)\|p(\mu_k,\Lambda_k))` per component, (K,)."""
         return np.array(
             [
                 kl_normal_wishart(
@@ -560,7 +577,9 @@ def sklearn_lower_bound_offset(
     if weight_concentration_prior_type == "dirichlet_process":
         c_pi = K * math.log(weight_concentration_prior)
     else:
-        c_pi = float(gammaln(K * weight_concentration_prior) - K * gammaln(weight_concentration_prior))
+        c_pi = float(
+            gammaln(K * weight_concentration_prior) - K * gammaln(weight_concentration_prior)
+        )
     return float(
         -0.5 * n * d * math.log(2.0 * math.pi)
         - 0.5 * K * nu0 * d * math.log(2.0)

@@ -9,11 +9,19 @@ from __future__ import annotations
 from genrec.errors import ConfigError
 from genrec.models.base import RatingPredictor, Recommender
 from genrec.models.ease import EASE, EASEConfig
+from genrec.models.gaussian_vae import GaussianVAE, GaussianVAEConfig
+from genrec.models.mult_dae import MultDAE, MultDAEConfig
+from genrec.models.mult_vae import MultVAE, MultVAEConfig
 from genrec.models.popularity import Popularity, PopularityConfig
+from genrec.models.recvae import RecVAE, RecVAEConfig
 
 MODELS: dict[str, type[Recommender]] = {
     "popularity": Popularity,
     "ease": EASE,
+    "gaussian-vae": GaussianVAE,
+    "mult-vae": MultVAE,
+    "mult-dae": MultDAE,
+    "recvae": RecVAE,
 }
 
 
@@ -33,6 +41,14 @@ __all__ = [
     "RatingPredictor",
     "EASE",
     "EASEConfig",
+    "GaussianVAE",
+    "GaussianVAEConfig",
+    "MultVAE",
+    "MultVAEConfig",
+    "MultDAE",
+    "MultDAEConfig",
+    "RecVAE",
+    "RecVAEConfig",
     "Popularity",
     "PopularityConfig",
 ]

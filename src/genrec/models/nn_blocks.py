@@ -40,7 +40,9 @@ __all__ = [
     "normalize_rows",
     "dropout_values",
     "SparseInputLinear",
+    "MLPAutoencoder",
     "make_linear",
+    "init_linear_",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -151,53 +153,98 @@ def dropout_values(values: torch.Tensor, p: float, generator: torch.Generator) -
     return values * keep / (1.0 - p)  # (N,)
 
 
-class SparseInputLinear(nn.Module):
-    """``x @ weight + bias`` for a CSR batch x (B, I); weight is stored (I, H).
+def init_linear_(weight: torch.Tensor, bias: torch.Tensor, scheme: str,
+                 generator: torch.Generator) -> None:
+    """Initialise a linear layer in place from ``generator``; ``weight`` is (out, in).
 
-    ``forward(indptr, indices, values)`` uses ``embedding_bag`` (weighted sum of weight rows):
-    the dense input is never built and the backward touches only the rows of W that occur.
-    ``forward_dense(x)`` is the reference for a dense x.
+    ``"glorot"``: Glorot-uniform weights, truncated N(0, 0.001^2) biases (Liang et al.'s code);
+    ``"torch"``: PyTorch's ``nn.Linear`` default (Kaiming-uniform, a = sqrt(5); biases
+    U(-1/sqrt(in), 1/sqrt(in))), which the RecVAE code uses.
+    """
+    with torch.no_grad():
+        if scheme == "glorot":
+            nn.init.xavier_uniform_(weight, generator=generator)
+            nn.init.trunc_normal_(bias, std=0.001, a=-0.002, b=0.002, generator=generator)
+        elif scheme == "torch":
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+            bound = 1.0 / math.sqrt(weight.shape[1])
+            nn.init.uniform_(bias, -bound, bound, generator=generator)
+        else:
+            raise ValueError(f"unknown init scheme {scheme!r}; use glorot or torch")
+
+
+def make_linear(in_features: int, out_features: int, generator: torch.Generator,
+                scheme: str = "glorot") -> nn.Linear:
+    """An ``nn.Linear`` initialised by :func:`init_linear_` (the global RNG is not touched)."""
+    layer = nn.utils.skip_init(nn.Linear, in_features, out_features)
+    init_linear_(layer.weight, layer.bias, scheme, generator)
+    return layer
+
+
+class SparseInputLinear(nn.Module):
+    """``x @ weight + bias`` for a CSR batch x (B, I); ``weight`` is stored (I, H).
+
+    ``forward(indptr, indices, values)`` uses ``embedding_bag`` (a weighted sum of the rows
+    of ``weight`` picked by the user's items): the dense input is never built and the
+    backward touches only the rows that occur. ``forward_dense(x)`` is the dense reference.
     """
 
-    def __init__(self, in_features: int, out_features: int):
+    def __init__(self, in_features: int, out_features: int, generator: torch.Generator,
+                 scheme: str = "glorot"):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(in_features, out_features))  # (I, H)
         self.bias = nn.Parameter(torch.empty(out_features))  # (H,)
-
-    def reset_parameters(self, generator: torch.Generator) -> None:
-        bound = math.sqrt(6.0 / sum(self.weight.shape))  # Glorot uniform
-        with torch.no_grad():
-            self.weight.copy_(_uniform(self.weight.shape, bound, generator))
-            self.bias.copy_(_normal(self.bias.shape, 0.001, generator))
+        init_linear_(self.weight.T, self.bias, scheme, generator)
 
     def forward(self, indptr: torch.Tensor, indices: torch.Tensor,
                 values: torch.Tensor) -> torch.Tensor:
         h = F.embedding_bag(indices, self.weight, indptr[:-1], mode="sum",
                             per_sample_weights=values.float())  # (B, H)
-        return h + self.bias
+        return h + self.bias  # (B, H)
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.weight + self.bias  # (B, H)
 
 
-def _uniform(shape: tuple[int, ...] | torch.Size, bound: float,
-             generator: torch.Generator) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=generator.device)
-    return ((2.0 * u - 1.0) * bound).cpu()
+_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
-def _normal(shape: tuple[int, ...] | torch.Size, std: float,
-            generator: torch.Generator) -> torch.Tensor:
-    return (torch.randn(shape, generator=generator, device=generator.device) * std).cpu()
+class MLPAutoencoder(nn.Module):
+    """The feed-forward autoencoder of Mult-VAE, Mult-DAE and the Gaussian VAE.
 
+    Encoder ``[I, *hidden_dims, K]`` (``2K`` outputs, split into mu and logvar, when
+    ``variational``), decoder ``[K, *reversed(hidden_dims), I]``, ``activation`` after every
+    layer except the encoder head of a VAE and the decoder's output layer (so a DAE's code
+    is ``activation``-ed, as in Liang et al.'s MultiDAE). The first layer reads the sparse
+    input (:class:`SparseInputLinear`).
+    """
 
-def make_linear(in_features: int, out_features: int, generator: torch.Generator,
-                bias_std: float = 0.001) -> nn.Linear:
-    """An ``nn.Linear`` with Glorot-uniform weights and N(0, bias_std^2) biases drawn from
-    ``generator`` (as Liang et al.'s code); the global RNG is not touched."""
-    layer = nn.utils.skip_init(nn.Linear, in_features, out_features)
-    bound = math.sqrt(6.0 / (in_features + out_features))
-    with torch.no_grad():
-        layer.weight.copy_(_uniform(layer.weight.shape, bound, generator))
-        layer.bias.copy_(_normal(layer.bias.shape, bias_std, generator))
-    return layer
+    def __init__(self, n_items: int, hidden_dims: tuple[int, ...], latent_dim: int,
+                 variational: bool, activation: str, generator: torch.Generator):
+        super().__init__()
+        self.variational = variational
+        self.latent_dim = latent_dim
+        self.act = _ACTIVATIONS[activation]
+        enc = [n_items, *hidden_dims, latent_dim * (2 if variational else 1)]
+        dec = [latent_dim, *reversed(hidden_dims), n_items]
+        self.input = SparseInputLinear(enc[0], enc[1], generator)
+        self.encoder = nn.ModuleList(
+            make_linear(a, b, generator) for a, b in zip(enc[1:-1], enc[2:]))
+        self.decoder = nn.ModuleList(make_linear(a, b, generator) for a, b in zip(dec, dec[1:]))
+
+    def encode(self, indptr: torch.Tensor, indices: torch.Tensor,
+               values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mu, logvar), each (B, K), for a VAE; (code (B, K), None) for a DAE."""
+        h = self.input(indptr, indices, values)  # (B, H1)
+        for layer in self.encoder:
+            h = layer(self.act(h))  # (B, H_next)
+        if not self.variational:
+            return self.act(h), None  # (B, K)
+        return h[:, : self.latent_dim], h[:, self.latent_dim :]  # (B, K), (B, K)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits (B, I) from codes (B, K)."""
+        h = z
+        for i, layer in enumerate(self.decoder):
+            h = layer(h) if i == 0 else layer(self.act(h))  # (B, D_i)
+        return h  # (B, I)

@@ -31,7 +31,7 @@ from torch import nn
 
 from genrec.errors import ConfigError
 from genrec.models.base import Recommender, as_csr, resolve_device
-from genrec.train import Batch, StepContext, Trainer, TrainConfig, TrainResult
+from genrec.train import Batch, StepContext, TrainConfig, Trainer, TrainResult
 
 __all__ = ["TorchRecommender"]
 

@@ -1,0 +1,110 @@
+"""Clustering users in latent space: K-Means or genrec's own Gaussian mixture (EM).
+
+Embeddings are standardized and projected on their first ``pca_dim`` principal components
+before clustering: full-covariance mixtures in 200 dimensions need far more users per
+component than a data set has, and the leading components carry the taste structure.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import silhouette_score
+
+from genrec.errors import ConfigError
+from genrec.foundations import GaussianMixture
+
+__all__ = ["Clustering", "reduce_dim", "fit_clusters", "select_k"]
+
+
+@dataclass
+class Clustering:
+    """Cluster assignment of n users.
+
+    Attributes
+    ----------
+    labels : ndarray of int, shape (n,)
+    proba : ndarray, shape (n,)
+        Probability of the assigned cluster (GMM responsibilities; 1.0 for K-Means).
+    k : int
+    method : "gmm" or "kmeans"
+    silhouette : float
+        Silhouette score in the clustering space (sampled on at most 5,000 users).
+    bic : float or None
+        GMM only.
+    """
+
+    labels: np.ndarray
+    proba: np.ndarray
+    k: int
+    method: str
+    silhouette: float
+    bic: float | None
+
+
+def reduce_dim(Z: np.ndarray, dim: int | None = 16, seed: int = 0) -> np.ndarray:
+    """Standardize the columns of Z (n, d) and keep the first ``dim`` principal components."""
+    Z = np.asarray(Z, dtype=np.float64)
+    if not np.isfinite(Z).all():
+        raise ConfigError("embeddings contain NaN or infinite values; the model is not usable")
+    sd = Z.std(axis=0)
+    Zs = (Z - Z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    if dim is None or dim >= min(Zs.shape):
+        return Zs
+    return PCA(n_components=dim, random_state=seed).fit_transform(Zs)
+
+
+def _silhouette(Y: np.ndarray, labels: np.ndarray, seed: int) -> float:
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    n = len(Y)
+    return float(silhouette_score(Y, labels, sample_size=min(n, 5000), random_state=seed))
+
+
+def fit_clusters(Y: np.ndarray, k: int, method: Literal["gmm", "kmeans"] = "gmm",
+                 seed: int = 0) -> Clustering:
+    """Cluster the rows of Y (n, d) into k groups."""
+    n = len(Y)
+    if not 1 <= k <= n:
+        raise ConfigError(f"k = {k} clusters for {n} users; choose 1 <= k <= {n}")
+    if method == "kmeans":
+        km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(Y)
+        labels = km.labels_.astype(np.int64)
+        return Clustering(labels, np.ones(n), k, method, _silhouette(Y, labels, seed), None)
+    if method == "gmm":
+        gmm = GaussianMixture(k, covariance_type="full", n_init=3, reg_covar=1e-4,
+                              max_iter=200, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence warnings: the best restart is kept
+            gmm.fit(Y)
+        resp = gmm.predict_proba(Y)
+        labels = resp.argmax(1).astype(np.int64)
+        return Clustering(labels, resp.max(1), k, method, _silhouette(Y, labels, seed),
+                          float(gmm.bic(Y)))
+    raise ConfigError(f"clustering method must be gmm or kmeans, got {method!r}")
+
+
+def select_k(Y: np.ndarray, ks: Sequence[int], method: Literal["gmm", "kmeans"] = "gmm",
+             criterion: Literal["bic", "silhouette"] = "bic", seed: int = 0,
+             on_step: Callable[[int], None] | None = None) -> tuple[Clustering, list[dict]]:
+    """Fit every k in ``ks``; keep the lowest BIC (GMM) or the highest silhouette."""
+    if criterion == "bic" and method != "gmm":
+        raise ConfigError("BIC needs a likelihood: use --method gmm, or --criterion silhouette")
+    rows, fits = [], []
+    for k in ks:
+        c = fit_clusters(Y, k, method, seed)
+        fits.append(c)
+        rows.append({"k": k, "silhouette": c.silhouette, "bic": c.bic})
+        if on_step is not None:
+            on_step(k)
+    if criterion == "bic":
+        best = min(range(len(fits)), key=lambda j: fits[j].bic)
+    else:
+        best = max(range(len(fits)), key=lambda j: np.nan_to_num(fits[j].silhouette, nan=-2))
+    return fits[best], rows

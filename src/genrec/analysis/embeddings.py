@@ -1,0 +1,47 @@
+"""User (and item) embeddings from a trained model, or a truncated SVD as the comparison point."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+
+from genrec.errors import ConfigError, DataError
+
+__all__ = ["model_user_embeddings", "svd_embeddings"]
+
+
+def model_user_embeddings(model, X: sp.csr_matrix) -> np.ndarray:
+    """The model's user embeddings of the history rows ``X`` (B, I) -> (B, K).
+
+    Latent-variable models (the VAE family, DiffRec's latent variants) expose
+    ``user_embeddings`` (the encoder means). Other models have none: use
+    :func:`svd_embeddings` instead.
+    """
+    fn = getattr(model, "user_embeddings", None)
+    if fn is None:
+        raise ConfigError(
+            f"model {getattr(model, 'name', type(model).__name__)} has no user embeddings (only "
+            f"latent-variable models such as mult-vae or recvae do); use --embedding svd for a "
+            f"truncated SVD of the interactions"
+        )
+    Z = np.asarray(fn(X), dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[0] != X.shape[0]:
+        raise DataError(f"user_embeddings returned shape {Z.shape} for {X.shape[0]} users")
+    return Z
+
+
+def svd_embeddings(X: sp.csr_matrix, dim: int = 64, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Truncated SVD of the binarized interactions: user factors U S (U, d), item factors V (I, d).
+
+    Rows are L2-normalized first so heavy users do not dominate the components.
+    """
+    X = sp.csr_matrix(X, dtype=np.float64)
+    X.data = np.ones_like(X.data)
+    norms = np.sqrt(np.asarray(X.sum(axis=1)).ravel())
+    Xn = sp.diags(1.0 / np.maximum(norms, 1.0)) @ X
+    d = max(1, min(dim, min(X.shape) - 1))
+    svd = TruncatedSVD(n_components=d, random_state=seed, algorithm="randomized", n_iter=7)
+    users = svd.fit_transform(Xn)  # (U, d) = U S
+    return users, svd.components_.T  # (I, d)

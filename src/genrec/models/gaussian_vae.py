@@ -1,0 +1,118 @@
+"""The Gaussian VAE (Kingma & Welling 2014) on user histories: the textbook model.
+
+Each user's history x (1 x I, 0/1, treated as real numbers) has a latent z (K):
+
+    z ~ N(0, I_K),   x | z ~ N(f_theta(z), I_I),   q(z|x) = N(mu_phi(x), diag sigma^2_phi(x))
+
+and training maximises the ELBO, per user and averaged over a batch:
+
+    ELBO(x) = E_q[log N(x; f(z), I)] - KL(q(z|x) || N(0, I))
+            ~= -0.5 sum_i (x_i - f_i(z))^2
+               - beta * 0.5 sum_k (sigma_k^2 + mu_k^2 - 1 - log sigma_k^2)
+
+(dropping the constant -I/2 log 2 pi), with one sample z = mu + sigma * eps, eps ~ N(0, I),
+and beta = 1 (the ELBO itself). Encoder I - 512 - (mu, log sigma^2) in 256, decoder
+256 - 512 - I, ReLU; Adam, lr 1e-3, batches of 500 users. Users are scored by f(mu(x)).
+
+Why it is here: it is where learners start, and it shows what the multinomial likelihood of
+Mult-VAE buys. Squared error spends the model on the (B, I) zeros, weighting a missing item
+as much as a present one, and its gradient per item does not compete across items; the
+multinomial's softmax makes items compete for a fixed probability budget per user, which is
+what ranking needs. See docs/models/vae.md and the benchmark.
+
+Departures from the textbook: none in the model; the encoder's first layer reads the sparse
+input (same numbers as the dense product). ``beta`` is a field for experiments.
+
+Dimension letters: B users in a batch, I items, K latent size.
+
+References
+----------
+Kingma, Welling. Auto-Encoding Variational Bayes. ICLR 2014. https://arxiv.org/abs/1312.6114
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from genrec.models.nn_blocks import MLPAutoencoder, gaussian_kl_to_std_normal, reparameterize
+from genrec.models.torch_base import TorchRecommender
+from genrec.train import Batch, StepContext, TrainConfig
+
+__all__ = ["GaussianVAE", "GaussianVAEConfig", "gaussian_recon_loss"]
+
+
+@dataclass(frozen=True)
+class GaussianVAEConfig:
+    hidden_dims: tuple[int, ...] = (512,)  # encoder hidden sizes; the decoder mirrors them
+    latent_dim: int = 256  # K, the size of z
+    beta: float = 1.0  # KL weight (1 = the ELBO)
+    epochs: int = 100  # maximum epochs
+    batch_size: int = 500  # users per batch
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0  # optimizer weight decay
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    patience: int | None = None  # validations without improvement; None = run every epoch
+    select_metric: str = "ndcg@20"  # validation metric choosing the epoch
+    eval_every: int = 1  # validate every this many epochs
+    eval_batch_size: int = 2048  # users per validation batch
+    device: str = "auto"  # auto | cpu | cuda
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast matmuls, fp32 weights
+    seed: int = 0  # weights, shuffling and noise
+
+    def __post_init__(self) -> None:
+        TrainConfig.from_config(self)  # range checks of the trainer's fields
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise ValueError(f"hidden_dims must be positive sizes, got {self.hidden_dims}")
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+
+
+def gaussian_recon_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log N(x; x_hat, I) per user, without the constant: 0.5 sum_i (x_i - x_hat_i)^2, (B,)."""
+    return 0.5 * (x - x_hat.float()).pow(2).sum(dim=-1)  # (B,)
+
+
+class GaussianVAE(TorchRecommender):
+    """The textbook VAE: Gaussian likelihood (squared error) and closed-form Gaussian KL.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
+    >>> X.data[:] = 1
+    >>> m = GaussianVAE(epochs=2, hidden_dims=(16,), latent_dim=4, device="cpu").fit(
+    ...     X, progress=False)
+    >>> m.score(None, X[:2]).shape
+    torch.Size([2, 30])
+    """
+
+    name = "gaussian-vae"
+    config_class = GaussianVAEConfig
+
+    def _build_module(self, n_items: int, generator: torch.Generator) -> MLPAutoencoder:
+        c = self.config
+        return MLPAutoencoder(n_items, tuple(c.hidden_dims), c.latent_dim, True, "relu",
+                              generator)
+
+    def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
+        net = self.module_
+        mu, logvar = net.encode(batch.indptr, batch.indices, batch.values)  # (B, K) x 2
+        mu, logvar = mu.float(), logvar.float()
+        z = reparameterize(mu, logvar, ctx.generator)  # (B, K)
+        recon = gaussian_recon_loss(net.decode(z), batch.dense()).mean()
+        kl = gaussian_kl_to_std_normal(mu, logvar).mean()
+        return {"loss": recon + self.config.beta * kl, "recon": recon.detach(),
+                "kl": kl.detach()}
+
+    def _encode(self, batch: Batch) -> torch.Tensor:
+        mu, _ = self.module_.encode(batch.indptr, batch.indices, batch.values)
+        return mu  # (B, K)
+
+    def _scores(self, batch: Batch) -> torch.Tensor:
+        return self.module_.decode(self._encode(batch).float())  # (B, I)

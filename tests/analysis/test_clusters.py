@@ -1,0 +1,164 @@
+"""Latent space of users: the acceptance test on synthetic taste groups, profiles, the CLI."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import adjusted_rand_score
+
+from genrec.analysis import (
+    ItemUserMeta,
+    cluster_profiles,
+    fit_clusters,
+    model_user_embeddings,
+    reduce_dim,
+    select_k,
+    svd_embeddings,
+)
+from genrec.cli import main
+from genrec.errors import ConfigError
+from genrec.models import EASE, get_model_class
+from tests.synthetic import write_pair_lists
+
+K_GROUPS = 4
+
+
+def taste_groups(n_users=240, n_items=80, k=K_GROUPS, p_in=0.35, p_out=0.02, seed=0):
+    """Users of group g choose items of block g with p_in, any other item with p_out."""
+    rng = np.random.default_rng(seed)
+    groups = np.arange(n_users) % k
+    block = np.arange(n_items) * k // n_items  # (I,) block of each item
+    p = np.where(groups[:, None] == block[None, :], p_in, p_out)
+    X = (rng.random((n_users, n_items)) < p).astype(np.float32)
+    X[X.sum(1) == 0, 0] = 1
+    return sp.csr_matrix(X), groups, block
+
+
+@pytest.fixture(scope="module")
+def trained():
+    X, groups, block = taste_groups()
+    vae = get_model_class("mult-vae")(hidden_dims=(64,), latent_dim=16, epochs=60,
+                                      batch_size=60, total_anneal_steps=200, seed=0,
+                                      device="cpu")
+    vae.fit(X, progress=False)
+    return vae, X, groups, block
+
+
+def test_vae_latent_clusters_recover_taste_groups(trained):
+    vae, X, groups, block = trained
+    Z = model_user_embeddings(vae, X)
+    Y = reduce_dim(Z, 8, seed=0)
+    result = fit_clusters(Y, K_GROUPS, "gmm", seed=0)
+    assert adjusted_rand_score(groups, result.labels) >= 0.9
+    # each cluster's most over-represented "genre" is its group's block
+    meta = ItemUserMeta(np.arange(X.shape[1]), np.arange(X.shape[0]),
+                        genres=np.eye(K_GROUPS, dtype=bool)[block],
+                        genre_names=tuple(f"block{g}" for g in range(K_GROUPS)))
+    for prof in cluster_profiles(result.labels, X, meta):
+        members = groups[result.labels == prof["cluster"]]
+        majority = np.bincount(members, minlength=K_GROUPS).argmax()
+        assert prof["top_genres"][0][0] == f"block{majority}"
+        assert prof["top_genres"][0][1] > 1.5
+
+
+def test_bic_picks_the_true_number_of_groups(trained):
+    vae, X, groups, _ = trained
+    Y = reduce_dim(model_user_embeddings(vae, X), 8, seed=0)
+    best, table = select_k(Y, [2, 3, 4, 5, 6], "gmm", "bic", seed=0)
+    assert best.k == K_GROUPS
+    assert [r["k"] for r in table] == [2, 3, 4, 5, 6]
+
+
+def test_kmeans_on_svd_embeddings_also_separates_groups():
+    X, groups, _ = taste_groups(seed=1)
+    users, items = svd_embeddings(X, dim=8, seed=0)
+    assert users.shape == (X.shape[0], 8) and items.shape == (X.shape[1], 8)
+    result = fit_clusters(reduce_dim(users, 8), K_GROUPS, "kmeans", seed=0)
+    assert adjusted_rand_score(groups, result.labels) >= 0.9
+    assert result.silhouette > 0.1 and (result.proba == 1).all()
+
+
+def test_profile_lifts_by_hand():
+    # users 0,1 in cluster 0; user 2 in cluster 1; items: 0 genre A, 1 genre B, 2 genre A
+    X = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [0, 1, 1]], np.float32))
+    meta = ItemUserMeta(np.array([10, 11, 12]), np.array([1, 2, 3]),
+                        titles=np.array(["a", "b", "c"]),
+                        genres=np.array([[1, 0], [0, 1], [1, 0]], bool), genre_names=("A", "B"),
+                        users=pd.DataFrame({"user_id": [1, 2, 3], "age": [20, 30, 60],
+                                            "gender": ["F", "F", "M"]}))
+    p0, p1 = cluster_profiles(np.array([0, 0, 1]), X, meta, min_share=0.0)
+    # population: 5 interactions, A: 3, B: 2. cluster 0: 3 interactions, A: 2, B: 1
+    lifts = {g: lift for g, lift, _ in p0["top_genres"]}
+    assert lifts["A"] == pytest.approx((2 / 3) / (3 / 5))
+    assert lifts["B"] == pytest.approx((1 / 3) / (2 / 5))
+    # item 10: chosen by 2/2 of cluster 0, 2/3 of everyone: lift 1.5
+    assert p0["characteristic_items"][0] == {"item": 10, "title": "a", "lift": pytest.approx(1.5),
+                                             "share": 1.0}
+    assert p0["size"] == 2 and p0["mean_activity"] == 1.5
+    assert dict((v, s) for v, s, _ in p0["demographics"]["gender"]) == {"F": 1.0}
+    assert p1["demographics"]["age"][0][0] == "56+"
+
+
+def test_k_larger_than_users_is_an_error():
+    with pytest.raises(ConfigError, match="k = 5 clusters for 3 users"):
+        fit_clusters(np.zeros((3, 2)), 5)
+
+
+def test_model_without_embeddings_is_refused():
+    X = sp.csr_matrix(np.eye(4, dtype=np.float32))
+    with pytest.raises(ConfigError, match="has no user embeddings.*--embedding svd"):
+        model_user_embeddings(EASE(l2=1.0).fit(X), X)
+
+
+# ----------------------------------------------------------------------------- the CLI
+@pytest.fixture(scope="module")
+def ease_run(tmp_path_factory):
+    from tests.synthetic import write_ml100k
+
+    tmp = tmp_path_factory.mktemp("clusters")
+    data = write_ml100k(tmp / "ml-100k", n_users=80)
+    assert main(["train", "--model", "ease", "--dataset", str(data), "--set", "l2=5",
+                 "--out", str(tmp / "ease")]) == 0
+    return tmp / "ease"
+
+
+def test_cli_clusters_writes_report(ease_run, tmp_path, capsys):
+    out = tmp_path / "cl"
+    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k-range", "2-3",
+                 "--method", "kmeans", "--out", str(out), "--output", str(tmp_path / "s.json")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    for name in ("clusters.csv", "map.png", "map.html", "report.html", "profiles.json"):
+        assert (out / name).is_file(), name
+    labels = pd.read_csv(out / "clusters.csv")
+    assert labels.columns.tolist() == ["user_id", "cluster", "probability"]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["k"] in (2, 3) and len(summary["k_table"]) == 2
+    assert sum(p["size"] for p in summary["profiles"]) == len(labels)
+    page = (out / "report.html").read_text()
+    assert "<canvas" in page and "over-represented genres" in page and "silhouette" in page
+    assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--k", "3"], "has no user embeddings"),
+    (["--embedding", "svd", "--k", "500"], "larger than the number of users"),
+    (["--embedding", "svd", "--method", "kmeans", "--criterion", "bic"], "BIC needs"),
+])
+def test_cli_clusters_bad_input(ease_run, tmp_path, capsys, args, match):
+    code = main(["clusters", str(ease_run), *args, "--map", "none", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and match in err and "Traceback" not in err
+
+
+def test_cli_clusters_without_genre_metadata_says_so(tmp_path, capsys):
+    data = write_pair_lists(tmp_path / "p", n_users=40)
+    assert main(["train", "--model", "ease", "--dataset", str(data), "--set", "l2=5",
+                 "--out", str(tmp_path / "m")]) == 0
+    code = main(["clusters", str(tmp_path / "m"), "--embedding", "svd", "--k", "2",
+                 "--map", "none", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "no genre metadata" in err

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from genrec.errors import ConfigError
+from genrec.models import RecVAE, get_model_class
+from genrec.models.recvae import composite_prior_log_density, swish
+from genrec.train import Batch, Phase, StepContext
+from tests.models.conformance import RecommenderConformance, checkerboard
+
+TINY = dict(hidden_dim=32, latent_dim=8, batch_size=8, epochs=10, lr=3e-3, device="cpu")
+
+
+class TestRecVAE(RecommenderConformance):
+    def make_model(self, seed: int = 0):
+        return RecVAE(seed=seed, **TINY)
+
+
+def test_registered_and_paper_defaults():
+    assert get_model_class("recvae") is RecVAE
+    c = RecVAE().config
+    assert (c.hidden_dim, c.latent_dim, c.gamma, c.lr, c.epochs) == (600, 200, 0.005, 5e-4, 50)
+    assert (c.n_enc_epochs, c.n_dec_epochs, c.dropout, c.ln_eps) == (3, 1, 0.5, 0.1)
+    np.testing.assert_allclose(c.prior_weights, (3 / 20, 3 / 4, 1 / 10))
+    with pytest.raises(ConfigError, match="prior_weights"):
+        RecVAE(prior_weights=(0.5, 0.5, 0.5))
+
+
+def test_swish():
+    x = torch.tensor([-2.0, 0.0, 3.0])
+    torch.testing.assert_close(swish(x), x / (1 + torch.exp(-x)))
+
+
+def test_composite_prior_equals_hand_computed_mixture():
+    rng = np.random.default_rng(0)
+    z, mu = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    logvar = rng.normal(size=(3, 4))
+    w = (0.15, 0.75, 0.1)
+    hand = (w[0] * norm.pdf(z, 0, 1) + w[1] * norm.pdf(z, mu, np.exp(0.5 * logvar))
+            + w[2] * norm.pdf(z, 0, np.exp(0.5 * 10.0)))
+    got = composite_prior_log_density(*(torch.from_numpy(a) for a in (z, mu, logvar)), w, 10.0)
+    np.testing.assert_allclose(got.numpy(), np.log(hand), rtol=1e-10)
+
+
+def _fitted(epochs=1, **kw):
+    X, _ = checkerboard()
+    return X, RecVAE(**{**TINY, "epochs": epochs, **kw}).fit(X)
+
+
+def test_phases_update_only_their_half():
+    X, m = _fitted()
+    net = m.module_
+    enc0 = {k: v.clone() for k, v in net.encoder.state_dict().items()}
+    dec0 = {k: v.clone() for k, v in net.decoder.state_dict().items()}
+    opts = m.build_optimizers(m.train_config())
+    gen = torch.Generator().manual_seed(0)
+    net.train()
+    for phase in m.phases():
+        ctx = StepContext(0, 0, phase, gen, torch.device("cpu"), "fp32", X)
+        m.on_phase_start(phase, ctx)
+        batch = Batch.from_csr(X[:8], torch.arange(8))
+        net.zero_grad(set_to_none=True)
+        m.train_step(batch, ctx)["loss"].backward()
+        opts[phase.optimizer].step()
+        enc_same = all(torch.equal(v, enc0[k]) for k, v in net.encoder.state_dict().items())
+        dec_same = all(torch.equal(v, dec0[k]) for k, v in net.decoder.state_dict().items())
+        if phase.name == "encoder":
+            assert not enc_same and dec_same
+            assert all(p.grad is None for p in net.decoder.parameters())
+        else:
+            assert not dec_same
+            assert all(p.grad is None for p in net.encoder.parameters())
+        enc0 = {k: v.clone() for k, v in net.encoder.state_dict().items()}
+        dec0 = {k: v.clone() for k, v in net.decoder.state_dict().items()}
+
+
+def test_old_posterior_is_the_encoder_at_the_start_of_the_encoder_phase():
+    X, m = _fitted()
+    ctx = StepContext(0, 0, Phase("encoder", 1, "encoder"), torch.Generator(),
+                      torch.device("cpu"), "fp32", X)
+    m.on_phase_start(ctx.phase, ctx)
+    mu, logvar = m._old_posterior
+    np.testing.assert_allclose(mu.numpy(), m.user_embeddings(X), rtol=1e-6, atol=1e-6)
+    assert logvar.shape == mu.shape == (X.shape[0], 8)
+
+
+def test_kl_weight_is_gamma_times_user_interactions():
+    X, m = _fitted(gamma=0.01)
+    rows = [r for r in m.history_]
+    n_u = np.asarray(X.sum(1)).ravel()
+    np.testing.assert_allclose(rows[0]["encoder_beta"], 0.01 * n_u.mean(), rtol=1e-6)
+    assert "encoder_kl" in rows[0] and "decoder_recon" in rows[0]
+    assert np.isclose(rows[0]["decoder_loss"], rows[0]["decoder_recon"])
