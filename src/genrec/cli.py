@@ -31,6 +31,7 @@ from genrec.config import build_config, config_to_dict, load_toml, parse_overrid
 from genrec.data import DataOptions, Dataset, IdMap, load_dataset
 from genrec.errors import ConfigError, DataError, GenrecError
 from genrec.evaluate import RankingTask, RatingTask, evaluate_ranking, evaluate_rating
+from genrec.foundations.cli import foundations_cli
 from genrec.io import atomic_write_json, load_arrays, save_arrays
 from genrec.models import MODELS, get_model_class
 from genrec.models.base import RatingPredictor, Recommender
@@ -697,6 +698,9 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
                   + (", map.png, map.html, report.html" if xy is not None else "")
                   + f" in {time.perf_counter() - t0:.1f} s")
     _write_output(output, payload)
+
+
+cli.add_command(foundations_cli, "foundations")
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from genrec.data import Interactions, IdMap, compact, k_core
+from genrec.data import IdMap, Interactions, compact, k_core
 from genrec.errors import DataError
 
 

@@ -34,7 +34,8 @@ def test_ml100k_folds_without_base_files(tmp_path):
 def test_ml1m_layout_latin1_and_double_colon(tmp_path):
     d = tmp_path / "ml-1m"
     d.mkdir()
-    (d / "ratings.dat").write_text("1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n")
+    (d / "ratings.dat").write_text("1::10::5::978300760\n1::20::3::978302109\n"
+                                   "2::10::4::978301968\n")
     (d / "movies.dat").write_bytes("10::Am\xe9lie (2001)::Comedy|Romance\n20::Heat (1995)::Action\n"
                                    .encode("latin-1"))
     (d / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
@@ -133,3 +134,15 @@ def test_unknown_path_and_undetectable_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="cannot tell the format"):
         load_dataset(tmp_path / "empty")
+
+
+def test_ml10m_layout_detected_without_users_file(tmp_path):
+    d = tmp_path / "ml-10M100K"
+    d.mkdir()
+    (d / "ratings.dat").write_text("1::122::5::838985046\n1::185::4.5::838983525\n")
+    (d / "movies.dat").write_text("122::Boomerang (1992)::Comedy|Romance\n"
+                                  "185::Net, The (1995)::Action|Crime|Thriller\n")
+    ds = load_dataset(d)
+    assert ds.interactions.matrix.toarray().tolist() == [[5.0, 4.5]]
+    assert ds.rating_range == (0.5, 5.0) and ds.users is None
+    assert "Thriller" in ds.genre_names

@@ -90,7 +90,7 @@ def test_agrees_with_sklearn_same_priors_and_init(blobs, prior_type, explicit_pr
     np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), atol=1e-8)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
     K=st.integers(1, 6),

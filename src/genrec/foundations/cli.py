@@ -47,7 +47,8 @@ def _trace_table(values: Sequence[float], title: str, label: str):
         rows = list(range(_TRACE_HEAD)) + [-1] + list(range(n - _TRACE_HEAD, n))
     for i in rows:
         if i < 0:
-            table.add_row("…", f"({n - 2 * _TRACE_HEAD} more rows in --output JSON)", "")
+            hidden = n - 2 * _TRACE_HEAD
+            table.add_row("…", f"({hidden} rows not shown: see --output / --out)", "")
             continue
         change = "" if i == 0 else f"{values[i] - values[i - 1]:+.3e}"
         table.add_row(str(i + 1), f"{values[i]:.8f}", change)
@@ -78,12 +79,18 @@ def _load_points(
 
 
 def _fit_quietly(model, X: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        labels = model.fit_predict(X)
+    """Fit; turn a ConvergenceWarning into a note for the table, re-emit other warnings."""
     from genrec.foundations.mixture_base import ConvergenceWarning
 
-    notes = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        labels = model.fit_predict(X)
+    notes = []
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return labels, notes
 
 

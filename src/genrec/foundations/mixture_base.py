@@ -389,7 +389,7 @@ class BaseMixture(ABC):
                 if abs(change) < self.tol:
                     converged = True
                     break
-            logger.info(
+            logger.debug(
                 "init %d: %s after %d iterations, bound %.10g",
                 init,
                 "converged" if converged else "did not converge",

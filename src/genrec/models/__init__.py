@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from genrec.errors import ConfigError
 from genrec.models.base import RatingPredictor, Recommender
+from genrec.models.diffrec import DiffRec, DiffRecConfig
 from genrec.models.ease import EASE, EASEConfig
 from genrec.models.gaussian_vae import GaussianVAE, GaussianVAEConfig
+from genrec.models.ldiffrec import LDiffRec, LDiffRecConfig
 from genrec.models.mult_dae import MultDAE, MultDAEConfig
 from genrec.models.mult_vae import MultVAE, MultVAEConfig
 from genrec.models.popularity import Popularity, PopularityConfig
@@ -22,6 +24,8 @@ MODELS: dict[str, type[Recommender]] = {
     "mult-vae": MultVAE,
     "mult-dae": MultDAE,
     "recvae": RecVAE,
+    "diffrec": DiffRec,
+    "ldiffrec": LDiffRec,
 }
 
 
@@ -51,4 +55,8 @@ __all__ = [
     "RecVAEConfig",
     "Popularity",
     "PopularityConfig",
+    "DiffRec",
+    "DiffRecConfig",
+    "LDiffRec",
+    "LDiffRecConfig",
 ]

@@ -1,0 +1,359 @@
+"""AutoRec: autoencoders meet collaborative filtering (Sedhain, Menon, Sanner & Xie, WWW 2015).
+
+Dimensions: U users, I items, N rows (items for I-AutoRec, users for U-AutoRec), D their
+length (users for I-AutoRec, items for U-AutoRec), H hidden units, B rows in a batch.
+
+I-AutoRec (``variant="item"``, the paper's best) encodes each item's partially observed
+vector of ratings r^(i) in R^U and reconstructs it; U-AutoRec (``variant="user"``) does the
+same with each user's vector over items. With h(r) = g(W f(V r + mu) + b),
+
+    min_{W, V, mu, b}  sum_rows || r - h(r) ||^2_O  +  lambda/2 (||W||_F^2 + ||V||_F^2)
+
+where ||.||^2_O sums over the observed entries only: unobserved entries are 0 in the input and
+give no gradient (:func:`masked_sse`). f is the sigmoid and g the identity by default (the
+paper's best ablation); H = 500. The prediction of rating (u, i) is h(r^(i))_u (I-AutoRec) or
+h(r^(u))_i (U-AutoRec), clipped to the rating range. A user or item with no training rating
+gets the default rating (the paper's 3 on a 1-5 scale: the range midpoint).
+
+Optimization: full-batch L-BFGS (the paper's; strong-Wolfe line search) or Rprop, computed in
+row chunks so memory stays bounded; or mini-batch Adam (a common re-implementation choice).
+Given a validation :class:`~genrec.evaluate.RatingTask`, the validation RMSE is checked every
+``eval_every`` iterations; the best weights are kept (``best_epoch_``) and training stops after
+``patience`` checks without improvement.
+
+State: predictions need the training vectors as input, so the fitted model keeps the training
+matrix (``train_``) beside the weights and saves both.
+
+Ranking (``score``): unclipped predicted ratings. I-AutoRec does not fold in: it reads the
+user's column of the reconstruction (``users``); ``users=None`` (or an unknown user) ranks by
+each item's mean predicted rating over the training users. U-AutoRec scores from ``X_users``
+(it folds in); the class-level ``folds_in`` is False because the item variant cannot.
+
+Departures from the paper: Adam is an addition; the weight initialisation (uniform
++-1/sqrt(fan_in), PyTorch's) is not specified in the paper.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from genrec.errors import DataError
+from genrec.evaluate import RatingTask
+from genrec.metrics import rmse
+from genrec.models._shallow import KeepBest, check_rating_range, fit_rating_range, lookup
+from genrec.models._sparse import csr_to_dense
+from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+
+__all__ = ["AutoRec", "AutoRecConfig", "AutoRecNet", "masked_sse", "autorec_objective"]
+
+log = logging.getLogger(__name__)
+
+ACTIVATIONS = {
+    "sigmoid": torch.sigmoid,
+    "identity": lambda x: x,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "elu": nn.functional.elu,
+}
+Activation = Literal["sigmoid", "identity", "relu", "tanh", "elu"]
+_DEFAULT_LR = {"lbfgs": 1.0, "rprop": 0.01, "adam": 1e-3}
+_CHUNK = 1 << 23  # entries per dense row chunk (memory bound of a forward pass)
+
+
+@dataclass(frozen=True)
+class AutoRecConfig:
+    variant: Literal["item", "user"] = "item"  # I-AutoRec (paper's best) or U-AutoRec
+    hidden: int = 500  # k, the hidden units
+    l2: float = 1.0  # lambda; the penalty is lambda/2 (||W||^2 + ||V||^2), sums over ratings
+    encoder: Activation = "sigmoid"  # f
+    decoder: Activation = "identity"  # g
+    optimizer: Literal["lbfgs", "rprop", "adam"] = "lbfgs"  # paper: L-BFGS or Rprop
+    lr: float | None = None  # step size; None = 1.0 (lbfgs), 0.01 (rprop), 1e-3 (adam)
+    batch_size: int = 0  # adam: rows per step; 0 = full batch (lbfgs and rprop always are)
+    epochs: int = 500  # iterations (full-batch steps), or passes over the rows for adam
+    eval_every: int = 10  # iterations between validation checks
+    patience: int = 5  # validation checks without gain before stopping (0 = never)
+    default_rating: float | None = None  # rating for unseen users/items; None = range midpoint
+    clip: bool = True  # clip predict() to the rating range
+    rating_range: tuple[float, float] | None = None  # (low, high); None = training min, max
+    seed: int = 0  # initialisation and batch order
+    device: str = "auto"  # auto, cpu or cuda[:N]
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
+        if self.l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {self.l2}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.batch_size < 0 or self.epochs < 1 or self.eval_every < 1 or self.patience < 0:
+            raise ValueError("batch_size >= 0, epochs >= 1, eval_every >= 1, patience >= 0")
+        check_rating_range(self.rating_range)
+
+
+# ----------------------------------------------------------------------------- math
+def masked_sse(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum over observed entries of (target - out)^2; unobserved entries give no gradient.
+
+    out, target : (B, D); mask : (B, D) bool or 0/1, True where the rating is observed.
+    """
+    diff = torch.where(mask.bool(), target - out, torch.zeros_like(out))  # (B, D)
+    return (diff * diff).sum()
+
+
+class AutoRecNet(nn.Module):
+    """h(r) = g(W f(V r + mu) + b): encoder ``V, mu`` (D -> H), decoder ``W, b`` (H -> D)."""
+
+    def __init__(self, n_in: int, hidden: int, encoder: str, decoder: str,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.encode = nn.Linear(n_in, hidden)  # V (H, D), mu (H,)
+        self.decode = nn.Linear(hidden, n_in)  # W (D, H), b (D,)
+        self.f, self.g = ACTIVATIONS[encoder], ACTIVATIONS[decoder]
+        with torch.no_grad():  # PyTorch's default bounds, drawn from our generator
+            for lin in (self.encode, self.decode):
+                bound = 1 / math.sqrt(lin.in_features)
+                for p in (lin.weight, lin.bias):
+                    p.copy_((torch.rand(p.shape, generator=generator) * 2 - 1) * bound)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        return self.g(self.decode(self.f(self.encode(r))))  # (B, D)
+
+    def penalty(self) -> torch.Tensor:
+        """||W||_F^2 + ||V||_F^2 (the biases are not penalised)."""
+        return self.encode.weight.square().sum() + self.decode.weight.square().sum()
+
+
+def autorec_objective(net: AutoRecNet, r: torch.Tensor, mask: torch.Tensor,
+                      l2: float) -> torch.Tensor:
+    """The paper's objective on rows ``r`` (B, D) observed where ``mask``."""
+    return masked_sse(net(r), r, mask) + 0.5 * l2 * net.penalty()
+
+
+# ----------------------------------------------------------------------------- model
+class AutoRec(Recommender, RatingPredictor):
+    """I-AutoRec / U-AutoRec rating prediction.
+
+    Attributes
+    ----------
+    net_ : AutoRecNet
+    train_ : csr_matrix (n_users, n_items)
+        The training ratings (the network's inputs at prediction time).
+    rating_range_ : (float, float)
+    default_rating_ : float
+        Prediction for users and items without training ratings.
+    best_epoch_ : int
+    valid_rmse_ : list of float
+        Validation RMSE at each check (empty without ``valid``).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> X = sp.csr_matrix(np.array([[5, 4, 0], [4, 0, 1], [0, 2, 1]], np.float32))
+    >>> m = AutoRec(hidden=4, epochs=20, device="cpu").fit(X)
+    >>> m.predict(np.array([0, 9]), np.array([2, 0])).shape
+    (2,)
+    """
+
+    name = "autorec"
+    config_class = AutoRecConfig
+    fitted_attributes = ("n_items_", "net_", "train_")
+    folds_in = False
+
+    def __init__(self, config: AutoRecConfig | None = None, **overrides):
+        super().__init__(config, **overrides)
+        self.net_: AutoRecNet | None = None
+        self.train_: sp.csr_matrix | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _rows_matrix(self) -> sp.csr_matrix:
+        """The training matrix oriented as the network's rows: (N, D)."""
+        return self.train_.T.tocsr() if self.config.variant == "item" else self.train_
+
+    def _reconstruct(self, rows: sp.csr_matrix, device: torch.device) -> torch.Tensor:
+        """h(r) for every row of ``rows`` (N, D), in chunks; returned on the CPU."""
+        step = max(1, _CHUNK // max(rows.shape[1], 1))
+        outs = []
+        with torch.no_grad():
+            for s in range(0, rows.shape[0], step):
+                x = csr_to_dense(rows[s : s + step], device)  # (B, D)
+                outs.append(self.net_(x).float().cpu())
+        return torch.cat(outs) if outs else torch.zeros(0, rows.shape[1])
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, *, valid: RatingTask | None = None) -> AutoRec:
+        cfg = self.config
+        X = as_csr(X)
+        if X.nnz == 0:
+            raise DataError("AutoRec needs at least one training rating")
+        if valid is not None and not isinstance(valid, RatingTask):
+            raise DataError("AutoRec selects on a RatingTask (protocol rating); got "
+                            f"{type(valid).__name__}")
+        dev = resolve_device(cfg.device)
+        self.train_ = X
+        self.n_items_, self.n_users_ = X.shape[1], X.shape[0]
+        self.rating_range_ = fit_rating_range(X.data, cfg.rating_range)
+        lo, hi = self.rating_range_
+        self.default_rating_ = (float(cfg.default_rating) if cfg.default_rating is not None
+                                else (lo + hi) / 2)
+        rows = self._rows_matrix()  # (N, D)
+        N, D = rows.shape
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self.net_ = net = AutoRecNet(D, cfg.hidden, cfg.encoder, cfg.decoder, gen).to(dev)
+        full_batch = cfg.optimizer != "adam" or cfg.batch_size == 0
+        step = max(1, _CHUNK // max(D, 1)) if full_batch else cfg.batch_size
+        chunks = []  # dense (rows, mask) pairs, kept for the whole fit
+        for s in range(0, N, step):
+            part = rows[s : s + step]
+            mask = part.copy()
+            mask.data = np.ones_like(mask.data)
+            chunks.append((csr_to_dense(part, dev), csr_to_dense(mask, dev).bool()))
+        lr = cfg.lr if cfg.lr is not None else _DEFAULT_LR[cfg.optimizer]
+        params = list(net.parameters())
+        if cfg.optimizer == "lbfgs":
+            opt = torch.optim.LBFGS(params, lr=lr, max_iter=cfg.eval_every, history_size=10,
+                                    line_search_fn="strong_wolfe")
+        elif cfg.optimizer == "rprop":
+            opt = torch.optim.Rprop(params, lr=lr)
+        else:
+            opt = torch.optim.Adam(params, lr=lr)
+
+        def full_objective() -> torch.Tensor:
+            opt.zero_grad()
+            total = 0.0
+            for x, m in chunks:
+                loss = masked_sse(net(x), x, m)
+                loss.backward()
+                total += float(loss.detach())
+            pen = 0.5 * cfg.l2 * net.penalty()
+            pen.backward()
+            return torch.tensor(total + float(pen.detach()))
+
+        keep = KeepBest(higher_is_better=False, patience=cfg.patience)
+        done = 0
+        loss = float("nan")
+        while done < cfg.epochs:
+            n_iter = min(cfg.eval_every, cfg.epochs - done)
+            if cfg.optimizer == "lbfgs":
+                opt.param_groups[0]["max_iter"] = n_iter
+                opt.param_groups[0]["max_eval"] = n_iter * 5 // 4
+                loss = float(opt.step(full_objective))
+            elif full_batch:
+                for _ in range(n_iter):
+                    loss = float(full_objective())
+                    opt.step()
+            else:
+                for _ in range(n_iter):
+                    order = torch.randperm(len(chunks), generator=gen).tolist()
+                    loss = 0.0
+                    for c in order:
+                        x, m = chunks[c]
+                        opt.zero_grad()
+                        obj = masked_sse(net(x), x, m) + (
+                            0.5 * cfg.l2 * len(x) / N * net.penalty())
+                        obj.backward()
+                        opt.step()
+                        loss += float(obj)
+            done += n_iter
+            if not math.isfinite(loss):
+                raise DataError(f"AutoRec diverged after {done} iterations (objective {loss}); "
+                                f"lower lr or raise l2")
+            if valid is None:
+                log.debug("iter %d objective %.2f", done, loss)
+                continue
+            v = rmse(self.predict(valid.users, valid.items), valid.ratings)
+            log.info("iter %d objective %.2f valid rmse %.4f", done, loss, v)
+            if keep.update(done, v, net.state_dict):
+                break
+        if valid is None:
+            self.best_epoch_, self.valid_rmse_ = done, []
+        else:
+            net.load_state_dict(keep.state)
+            self.best_epoch_, self.valid_rmse_ = keep.best_epoch, keep.history
+        self.net_ = net.cpu()
+        return self
+
+    # ------------------------------------------------------------------ predict / score
+    def _seen(self) -> tuple[np.ndarray, np.ndarray]:
+        """(users with a training rating (U,), items with one (I,)) as bool arrays."""
+        X = self.train_
+        return np.diff(X.indptr) > 0, np.bincount(X.indices, minlength=X.shape[1]) > 0
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings (n,); users or items without training ratings get the default."""
+        self._check_fitted()
+        u, ku = lookup(users, self.n_users_)
+        i, ki = lookup(items, self.n_items_)
+        if len(u) != len(i):
+            raise DataError(f"predict: {len(u)} users but {len(i)} items")
+        seen_u, seen_i = self._seen()
+        ok = ku & ki & seen_u[u] & seen_i[i]
+        pred = np.full(len(u), self.default_rating_, np.float32)
+        if ok.any():
+            row, col = (i[ok], u[ok]) if self.config.variant == "item" else (u[ok], i[ok])
+            uniq, inv = np.unique(row, return_inverse=True)
+            dev = next(self.net_.parameters()).device
+            out = self._reconstruct(self._rows_matrix()[uniq], dev)  # (n_unique, D)
+            pred[ok] = out[torch.from_numpy(inv), torch.from_numpy(col)].numpy()
+        if self.config.clip:
+            pred = np.clip(pred, *self.rating_range_)
+        return pred
+
+    def score(self, users, X_users) -> torch.Tensor:
+        """Unclipped predicted ratings (B, n_items); see the module docstring for unknowns."""
+        users, X = self._check_users(users, X_users)
+        dev = next(self.net_.parameters()).device
+        seen_u, seen_i = self._seen()
+        if self.config.variant == "user":
+            out = self._reconstruct(X, dev)  # (B, I), folds in from the given rows
+        else:
+            full = self._reconstruct(self._rows_matrix(), dev)  # (I, U)
+            if users is None:
+                u, ku = np.zeros(X.shape[0], np.int64), np.zeros(X.shape[0], bool)
+            else:
+                u, ku = lookup(users, self.n_users_)
+                ku &= seen_u[u]
+            out = full[:, torch.from_numpy(u)].T.clone()  # (B, I)
+            if not ku.all():
+                mean_item = full[:, torch.from_numpy(seen_u)].mean(1)  # (I,)
+                out[torch.from_numpy(~ku)] = mean_item
+        out[:, torch.from_numpy(~seen_i)] = self.default_rating_
+        return out
+
+    # ------------------------------------------------------------------ state
+    def _get_state(self) -> dict[str, np.ndarray]:
+        sd = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        X = self.train_
+        return {
+            **sd,
+            "train_indptr": X.indptr.astype(np.int64), "train_indices": X.indices.astype(np.int64),
+            "train_data": X.data.astype(np.float32),
+            "train_shape": np.array(X.shape, np.int64),
+            "rating_range": np.array(self.rating_range_, np.float64),
+            "default_rating": np.array(self.default_rating_, np.float64),
+            "best_epoch": np.array(self.best_epoch_, np.int64),
+        }
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        shape = tuple(int(x) for x in state["train_shape"])
+        self.train_ = sp.csr_matrix((state["train_data"], state["train_indices"],
+                                     state["train_indptr"]), shape=shape)
+        self.n_users_ = shape[0]
+        D = shape[0] if self.config.variant == "item" else shape[1]
+        cfg = self.config
+        net = AutoRecNet(D, cfg.hidden, cfg.encoder, cfg.decoder)
+        net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()
+                             if k.startswith("net.")})
+        self.net_ = net
+        self.rating_range_ = tuple(float(x) for x in state["rating_range"])
+        self.default_rating_ = float(state["default_rating"])
+        self.best_epoch_ = int(state["best_epoch"])
+        self.valid_rmse_ = []

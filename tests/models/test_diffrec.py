@@ -1,0 +1,202 @@
+"""DiffRec: conformance, the denoiser, the loss, importance sampling, resume."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genrec.errors import ConfigError
+from genrec.models import DiffRec, get_model_class
+from genrec.models.denoiser import Denoiser, timestep_embedding
+from genrec.models.diffrec import (
+    TimestepSampler,
+    diffusion_loss,
+    importance_probs,
+    update_loss_history,
+)
+from genrec.models.diffusion_schedule import DiffusionSchedule
+from tests.models.conformance import RecommenderConformance, checkerboard
+
+
+def tiny(seed: int = 0, **kw) -> DiffRec:
+    cfg = dict(dims=(32,), steps=5, noise_scale=0.1, noise_min=0.01, noise_max=0.1, epochs=40,
+               batch_size=8, lr=1e-2, device="cpu", seed=seed)
+    cfg.update(kw)
+    return DiffRec(**cfg)
+
+
+class TestDiffRec(RecommenderConformance):
+    def make_model(self, seed: int = 0):
+        return tiny(seed)
+
+
+# ---------------------------------------------------------------- denoiser
+
+
+def test_timestep_embedding_values():
+    t = torch.tensor([0, 3])
+    e = timestep_embedding(t, 6)  # half = 3 frequencies 10000^(-k/3)
+    freqs = torch.tensor([10000.0 ** (-k / 3) for k in range(3)])
+    torch.testing.assert_close(e[1], torch.cat([torch.cos(3 * freqs), torch.sin(3 * freqs)]))
+    torch.testing.assert_close(e[0], torch.tensor([1.0, 1, 1, 0, 0, 0]))
+    odd = timestep_embedding(t, 5)
+    assert odd.shape == (2, 5) and (odd[:, -1] == 0).all()
+
+
+def test_denoiser_layout_and_init():
+    g = torch.Generator().manual_seed(0)
+    net = Denoiser(500, (200, 600), 10, g)
+    shapes = [tuple(l.weight.shape) for l in [*net.in_layers, *net.out_layers]]
+    assert shapes == [(600, 510), (200, 600), (600, 200), (500, 600)]  # (out, in)
+    w = net.in_layers[0].weight
+    assert w.std().item() == pytest.approx(math.sqrt(2 / (510 + 600)), rel=0.02)
+    assert net.in_layers[0].bias.std().item() == pytest.approx(0.001, rel=0.2)
+    same = Denoiser(500, (200, 600), 10, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(same.out_layers[1].weight, net.out_layers[1].weight)
+
+
+def test_denoiser_dropout_only_in_training_and_from_the_generator():
+    net = Denoiser(20, (8,), 4, torch.Generator().manual_seed(0))
+    x, t = torch.ones((3, 20)), torch.tensor([0, 1, 2])
+    net.eval()
+    torch.testing.assert_close(net(x, t), net(x, t))
+    net.train()
+    a = net(x, t, torch.Generator().manual_seed(5))
+    b = net(x, t, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="generator"):
+        net(x, t)
+
+
+# ---------------------------------------------------------------- loss
+
+
+def test_diffusion_loss_is_weighted_mse_and_zero_for_a_perfect_denoiser():
+    sched = DiffusionSchedule("linear-var", 5, 0.5, 0.01, 0.1)
+    g = torch.Generator().manual_seed(0)
+    x0 = (torch.rand((6, 7), generator=g) < 0.3).float()
+    noise = torch.randn((6, 7), generator=g)
+    t = torch.tensor([0, 1, 2, 3, 4, 4])
+    perfect = lambda x, t, gen=None: x0  # noqa: E731
+    loss, pred = diffusion_loss(sched, perfect, x0, t, noise, reweight=True)
+    assert torch.equal(loss, torch.zeros(6)) and torch.equal(pred, x0)
+    zero = lambda x, t, gen=None: torch.zeros_like(x)  # noqa: E731
+    mse = x0.pow(2).mean(-1)
+    plain, _ = diffusion_loss(sched, zero, x0, t, noise, reweight=False)
+    torch.testing.assert_close(plain, mse)
+    weighted, _ = diffusion_loss(sched, zero, x0, t, noise, reweight=True)
+    torch.testing.assert_close(weighted, sched.loss_weight(t).float() * mse)
+
+
+# ---------------------------------------------------------------- importance sampling
+
+
+def _sequential_history(history, count, t, losses):
+    """DiffRec's per-element loop (the readable reference)."""
+    history, count = history.clone(), count.clone()
+    H = history.shape[1]
+    for ti, li in zip(t.tolist(), losses.tolist()):
+        if count[ti] == H:
+            history[ti, :-1] = history[ti, 1:].clone()
+            history[ti, -1] = li
+        else:
+            history[ti, count[ti]] = li
+            count[ti] += 1
+    return history, count
+
+
+def test_vectorised_history_update_equals_the_loop():
+    g = torch.Generator().manual_seed(0)
+    T, H = 6, 4
+    hist, count = torch.zeros(T, H, dtype=torch.float64), torch.zeros(T, dtype=torch.long)
+    ref_h, ref_c = hist.clone(), count.clone()
+    for _ in range(12):  # partial fills, overflow within a batch, full FIFOs
+        n = int(torch.randint(1, 15, (1,), generator=g))
+        t = torch.randint(0, T, (n,), generator=g)
+        losses = torch.rand(n, generator=g, dtype=torch.float64)
+        hist, count = update_loss_history(hist, count, t, losses)
+        ref_h, ref_c = _sequential_history(ref_h, ref_c, t, losses)
+        torch.testing.assert_close(hist, ref_h)
+        assert torch.equal(count, ref_c)
+
+
+def test_importance_sampler_is_uniform_until_every_history_fills():
+    s = TimestepSampler(steps=4, history_per_step=2)
+    g = torch.Generator().manual_seed(0)
+    for t in (0, 0, 1, 1, 2, 2, 3):  # step 3 has one entry: not full yet
+        s.record(torch.tensor([t]), torch.tensor([10.0 if t == 0 else 1.0]))
+    assert not s.full
+    t, pt = s.sample(20_000, g)
+    assert torch.equal(pt, torch.ones_like(pt))
+    freq = torch.bincount(t, minlength=4).double() / len(t)
+    assert (freq - 0.25).abs().max() < 0.02
+    s.record(torch.tensor([3]), torch.tensor([1.0]))
+    assert s.full
+    t, pt = s.sample(40_000, g)
+    p = importance_probs(s.lt_history, 0.001)
+    torch.testing.assert_close(p, torch.tensor([10.0, 1, 1, 1], dtype=torch.float64) / 13 * 0.999
+                               + 0.001 / 4)
+    freq = torch.bincount(t, minlength=4).double() / len(t)
+    assert (freq - p).abs().max() < 0.01
+    torch.testing.assert_close(pt, p[t] * 4)
+    t, pt = s.sample(100, g, method="uniform")
+    assert torch.equal(pt, torch.ones_like(pt))
+
+
+def test_loss_history_is_module_state_and_fills_during_training():
+    X, _ = checkerboard()
+    m = tiny(epochs=3, steps=3, history_per_step=2).fit(X, progress=False)
+    state = m.module_.state_dict()
+    assert "sampler.lt_history" in state and "sampler.lt_count" in state
+    assert (state["sampler.lt_count"] == 2).all()
+    assert not any(k.startswith("schedule.") for k in state)
+
+
+# ---------------------------------------------------------------- model-level
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    X, _ = checkerboard()
+    full = tiny(epochs=4, steps=3, history_per_step=2).fit(X, run_dir=tmp_path / "a",
+                                                            progress=False)
+    tiny(epochs=2, steps=3, history_per_step=2).fit(X, run_dir=tmp_path / "b", progress=False)
+    resumed = tiny(epochs=4, steps=3, history_per_step=2).fit(X, run_dir=tmp_path / "b",
+                                                               resume=True, progress=False)
+    a, b = full.module_.state_dict(), resumed.module_.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_inference_settings():
+    X, _ = checkerboard()
+    m = tiny(epochs=2)
+    m.fit(X, progress=False)
+    calls = []
+    orig = m.module_.denoiser.forward
+    m.module_.denoiser.forward = lambda x, t, g=None: calls.append(1) or orig(x, t, g)
+    m.score(None, X[:3])
+    assert len(calls) == 5  # all T reverse steps (the authors' code)
+    calls.clear()
+    m.config = dataclasses.replace(m.config, reverse_steps=2, sampling_steps=3)
+    a = np.asarray(m.score(None, X[:3]))
+    assert len(calls) == 2
+    np.testing.assert_array_equal(a, np.asarray(m.score(None, X[:3])))  # seeded noise
+
+
+def test_config_errors_and_registry():
+    assert get_model_class("diffrec") is DiffRec
+    assert DiffRec().config.select_metric == "recall@20"
+    for bad in (dict(sampling_steps=41), dict(reverse_steps=0), dict(noise_min=0.02),
+                dict(noise_schedule="quadratic"), dict(dims=()), dict(mean_type="v")):
+        with pytest.raises(ConfigError):
+            DiffRec(**bad)
+
+
+def test_eps_prediction_trains():
+    X, _ = checkerboard()
+    m = tiny(mean_type="eps", epochs=3).fit(X, progress=False)
+    assert all(np.isfinite(r["loss"]) for r in m.history_)
+    assert np.isfinite(np.asarray(m.score(None, X))).all()

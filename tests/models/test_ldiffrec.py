@@ -1,0 +1,96 @@
+"""L-DiffRec: conformance, item clustering, the clustered VAE, the loss weights."""
+
+import numpy as np
+import pytest
+import torch
+
+from genrec.errors import ConfigError
+from genrec.models import LDiffRec, MultVAE, get_model_class
+from genrec.models.ldiffrec import (
+    ClusteredVAE,
+    autoencoder_item_embeddings,
+    cluster_items,
+    split_sizes,
+    svd_item_embeddings,
+)
+from tests.models.conformance import RecommenderConformance, checkerboard
+
+
+def tiny(seed: int = 0, **kw) -> LDiffRec:
+    # lamda tiny: on this toy data the reweighted diffusion loss (~1e4) would swamp the
+    # reconstruction term (~30 nats); on real data the authors' 0.05 balances them
+    cfg = dict(latent_dim=8, embedding_dim=4, dims=(16,), epochs=40, batch_size=8, lr=1e-2,
+               vae_lr=1e-2, lamda=1e-4, lamda_min=1e-4, device="cpu", seed=seed)
+    cfg.update(kw)
+    return LDiffRec(**cfg)
+
+
+class TestLDiffRec(RecommenderConformance):
+    def make_model(self, seed: int = 0):
+        return tiny(seed)
+
+
+def test_svd_kmeans_clusters_recover_the_blocks():
+    X, _ = checkerboard(n_groups=3)
+    labels = cluster_items(svd_item_embeddings(X, 4, seed=0), 3, seed=0)
+    assert labels.tolist() == [0] * 12 + [1] * 12 + [2] * 12  # canonical numbering
+    assert (cluster_items(np.zeros((5, 2)), 1) == 0).all()
+
+
+def test_split_sizes_follows_the_authors_rule():
+    assert split_sizes(300, np.array([100, 200])) == [100, 200]
+    assert split_sizes(10, np.array([1, 1, 1])) == [3, 3, 4]
+    assert split_sizes(4, np.array([1, 1000, 1000])) == [1, 1, 2]  # at least one unit each
+    with pytest.raises(ConfigError, match="cannot split"):
+        split_sizes(4, np.array([1, 1000, 1]))
+
+
+def test_clustered_vae_maps_each_slice_to_its_own_latent_and_back():
+    cluster = np.array([1, 0, 1, 0, 0, 1])  # items 1, 3, 4 in cluster 0
+    vae = ClusteredVAE(cluster, latent_dim=4, hidden=(), generator=torch.Generator())
+    assert vae.item_sizes == [3, 3] and vae.latent_sizes == [2, 2]
+    x = torch.zeros((1, 6))
+    x[0, 0] = 1.0  # an item of cluster 1 only
+    mu0, _ = vae.encode(torch.zeros((1, 6)))
+    mu, _ = vae.encode(x)
+    assert torch.equal(mu[:, :2], mu0[:, :2])  # cluster 0's latent does not see item 0
+    assert not torch.equal(mu[:, 2:], mu0[:, 2:])
+    z = torch.zeros((1, 4))
+    z[0, 2:] = 1.0  # move cluster 1's latent only
+    diff = vae.decode(z) - vae.decode(torch.zeros((1, 4)))
+    assert (diff[0, cluster == 0] == 0).all() and (diff[0, cluster == 1] != 0).all()
+
+
+def test_lamda_schedule_and_loss_parts():
+    m = tiny(lamda=0.05, lamda_min=0.005, lamda_anneal_epochs=10)
+    assert m.lamda_at(0) == pytest.approx(0.05)
+    assert m.lamda_at(5) == pytest.approx(0.025)
+    assert m.lamda_at(20) == pytest.approx(0.005)
+    X, _ = checkerboard()
+    m = tiny(epochs=2).fit(X, progress=False)
+    rec = m.history_[-1]
+    for key in ("diff", "recon", "kl", "beta", "lamda"):
+        assert key in rec
+    assert rec["loss"] == pytest.approx(rec["lamda"] * rec["diff"] + rec["recon"]
+                                        + rec["beta"] * rec["kl"], rel=0.05)
+
+
+def test_item_embeddings_from_a_trained_mult_vae():
+    X, withheld = checkerboard()
+    vae = MultVAE(hidden_dims=(8,), latent_dim=4, epochs=2, batch_size=8, device="cpu").fit(
+        X, progress=False)
+    emb = autoencoder_item_embeddings(vae)
+    assert emb.shape == (X.shape[1], 8)
+    m = tiny(epochs=2).fit(X, item_embeddings=emb, progress=False)
+    assert m.item_cluster_.shape == (X.shape[1],)
+    with pytest.raises(ConfigError, match="rows"):
+        tiny().fit(X, item_embeddings=emb[:3], progress=False)
+
+
+def test_user_embeddings_and_registry():
+    X, _ = checkerboard()
+    m = tiny(epochs=1).fit(X, progress=False)
+    assert m.user_embeddings(X).shape == (X.shape[0], 8)
+    assert get_model_class("ldiffrec") is LDiffRec
+    with pytest.raises(ConfigError):
+        LDiffRec(n_clusters=4, latent_dim=3)

@@ -1,0 +1,201 @@
+"""The shared trainer: resume equals an uninterrupted run, early stopping keeps the best
+weights, schedules, logs and checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from genrec.errors import ConfigError, DataError
+from genrec.evaluate import RankingTask
+from genrec.models import MultVAE, RecVAE
+from genrec.train import (
+    Constant,
+    LinearAnneal,
+    TrainConfig,
+    make_optimizer,
+    parse_metric,
+)
+
+
+def _data(seed=0, U=60, I=40):
+    rng = np.random.default_rng(seed)
+    taste = rng.integers(0, 3, U)
+    p = np.where((np.arange(I)[None, :] % 3) == taste[:, None], 0.5, 0.05)
+    full = (rng.random((U, I)) < p).astype(np.float32)
+    held = (rng.random((U, I)) < 0.2) & (full > 0)
+    train = sp.csr_matrix(np.where(held, 0, full).astype(np.float32))
+    truth = sp.csr_matrix(held.astype(np.float32))
+    valid = RankingTask(np.arange(U), train, train, truth, "zero", "valid")
+    return train, valid
+
+
+def _mult_vae(**kw):
+    base = dict(hidden_dims=(16,), latent_dim=4, batch_size=16, epochs=6, lr=3e-3,
+                device="cpu", seed=1)
+    return MultVAE(**{**base, **kw})
+
+
+def _recvae(**kw):
+    base = dict(hidden_dim=16, latent_dim=4, batch_size=16, epochs=4, lr=3e-3, device="cpu",
+                seed=1, n_enc_epochs=2)
+    return RecVAE(**{**base, **kw})
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(model, step):
+    original = model.train_step
+
+    def train_step(batch, ctx):
+        if ctx.step == step:
+            raise _Interrupt
+        return original(batch, ctx)
+
+    model.train_step = train_step
+    return model
+
+
+def _strip_times(history):
+    return [{k: v for k, v in r.items() if "seconds" not in k} for r in history]
+
+
+@pytest.mark.parametrize("make, kill_step", [(_mult_vae, 9), (_recvae, 21)])
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill_step):
+    X, valid = _data()
+    ref = make().fit(X, valid=valid, run_dir=tmp_path / "ref")
+    # interrupted mid-epoch (4 batches per pass): the last checkpoint is an earlier epoch
+    with pytest.raises(_Interrupt):
+        _interrupt_at(make(), kill_step).fit(X, valid=valid, run_dir=tmp_path / "run")
+    ck = torch.load(tmp_path / "run/checkpoint/state.pt", weights_only=True)
+    assert 0 < ck["epoch"] < ref.config.epochs
+    resumed = make().fit(X, valid=valid, run_dir=tmp_path / "run", resume=True)
+    for (k, a), (_, b) in zip(ref.module_.state_dict().items(),
+                              resumed.module_.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert _strip_times(resumed.history_) == _strip_times(ref.history_)
+    assert resumed.best_epoch_ == ref.best_epoch_
+    lines = (tmp_path / "run/train_log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == list(range(1, ref.config.epochs + 1))
+    np.testing.assert_array_equal(ref.score(None, X).numpy(), resumed.score(None, X).numpy())
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path):
+    X, valid = _data()
+    ref = _mult_vae(epochs=2).fit(X, valid=valid, run_dir=tmp_path)
+    again = _mult_vae(epochs=2).fit(X, valid=valid, run_dir=tmp_path, resume=True)
+    np.testing.assert_array_equal(ref.score(None, X).numpy(), again.score(None, X).numpy())
+
+
+def test_resume_refuses_missing_checkpoint_and_changed_settings(tmp_path):
+    X, valid = _data()
+    with pytest.raises(DataError, match="no checkpoint"):
+        _mult_vae().fit(X, run_dir=tmp_path / "none", resume=True)
+    with pytest.raises(ConfigError, match="run directory"):
+        _mult_vae().fit(X, resume=True)
+    _mult_vae(epochs=1).fit(X, run_dir=tmp_path / "a")
+    with pytest.raises(ConfigError, match="lr"):
+        _mult_vae(lr=0.1).fit(X, run_dir=tmp_path / "a", resume=True)
+
+
+def test_early_stopping_keeps_the_best_weights():
+    X, valid = _data(3)
+    m = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid)
+    vals = [r["valid"]["ndcg@20"] for r in m.history_]
+    best = int(np.argmax(vals)) + 1  # first maximum
+    assert m.best_epoch_ == best
+    assert len(m.history_) == best + 3 < 60  # stopped after 3 validations without gain
+    # the kept weights are those after epoch `best`: retrain exactly that long
+    again = _mult_vae(epochs=best, lr=0.02).fit(X)
+    for (k, a), (_, b) in zip(m.module_.state_dict().items(),
+                              again.module_.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_jsonl_log_has_losses_metrics_and_seconds(tmp_path):
+    X, valid = _data()
+    _mult_vae(epochs=3, eval_every=2).fit(X, valid=valid, run_dir=tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert {"loss", "recon", "kl", "beta", "seconds", "train_seconds", "step"} <= set(r)
+    assert "valid" not in rows[0]  # eval_every=2, and always after the last epoch
+    assert {"recall@20", "ndcg@20"} <= set(rows[1]["valid"]) and "valid" in rows[2]
+    assert rows[2]["best_epoch"] in (2, 3)
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    X, _ = _data()
+    m = _mult_vae(epochs=2).fit(X, run_dir=tmp_path)
+    ck = torch.load(tmp_path / "checkpoint/state.pt", weights_only=True)
+    assert ck["epoch"] == 2 and ck["step"] == 8
+    assert set(ck["optimizers"]) == {"main"}
+    assert [p.name for p in (tmp_path / "checkpoint").iterdir()] == ["state.pt"]  # no temps
+    for k, v in m.module_.state_dict().items():
+        assert torch.equal(ck["module"][k], v)
+
+
+def test_linear_anneal_hits_its_cap_at_the_right_step():
+    s = LinearAnneal(cap=0.2, total_steps=1000)
+    assert s(0) == 0.0 and s(100) == pytest.approx(0.1)
+    assert s.cap_step == 200
+    assert s(199) < 0.2 and s(200) == 0.2 and s(10**6) == 0.2
+    odd = LinearAnneal(cap=0.3, total_steps=7)  # 0.3 * 7 = 2.1 -> first reached at step 3
+    assert odd.cap_step == 3 and odd(2) < 0.3 and odd(3) == 0.3
+    assert Constant(0.5)(123) == 0.5
+    with pytest.raises(ValueError):
+        LinearAnneal(cap=0.2, total_steps=0)
+
+
+def test_train_config_from_model_config_and_checks():
+    cfg = TrainConfig.from_config(MultVAE(lr=0.01, seed=4).config)
+    assert (cfg.lr, cfg.seed, cfg.batch_size, cfg.epochs) == (0.01, 4, 500, 200)
+    assert parse_metric("recall@20") == ("recall", 20)
+    for bad in (dict(select_metric="auc@20"), dict(patience=0), dict(precision="fp8"),
+                dict(device="tpu"), dict(grad_clip=0.0)):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+
+
+def test_make_optimizer_uses_the_fused_adam_on_cpu():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = make_optimizer([p], TrainConfig(lr=0.1, weight_decay=0.01))
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["fused"]
+    assert opt.defaults["weight_decay"] == 0.01
+    assert isinstance(make_optimizer([p], TrainConfig(optimizer="sgd")), torch.optim.SGD)
+
+
+def test_grad_clip_bounds_the_update():
+    X, _ = _data()
+    a = _mult_vae(epochs=1, grad_clip=1e-6, optimizer="sgd", lr=1.0).fit(X)
+    init = a._build_module(X.shape[1], torch.Generator().manual_seed(1))  # fit's init
+    moved = sum((p - q).norm() ** 2 for p, q in zip(a.module_.parameters(),
+                                                    init.parameters())) ** 0.5
+    assert moved <= 4 * 1e-6 * 1.0001  # 4 SGD steps of norm <= 1e-6
+
+
+def test_training_touches_no_global_rng():
+    X, _ = _data()
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    _mult_vae(epochs=1).fit(X)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_rating_task_validation_is_refused():
+    from genrec.evaluate import RatingTask
+
+    X, _ = _data()
+    task = RatingTask(np.array([0]), np.array([1]), np.array([4.0]))
+    with pytest.raises(ConfigError, match="ranking protocol"):
+        _mult_vae(epochs=1).fit(X, valid=task)
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    X, _ = _data()
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        _mult_vae(epochs=3, lr=1e9, optimizer="sgd").fit(X)
