@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError, DataError
+from genrec.errors import ConfigError
 from genrec.evaluate import RankingTask
 from genrec.models import MultVAE, RecVAE
 from genrec.train import (
@@ -91,10 +91,17 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     np.testing.assert_array_equal(ref.score(None, X).numpy(), again.score(None, X).numpy())
 
 
-def test_resume_refuses_missing_checkpoint_and_changed_settings(tmp_path):
+def test_resume_before_the_first_checkpoint_starts_over(tmp_path):
+    X, _ = _data()
+    ref = _mult_vae(epochs=2).fit(X)
+    with pytest.raises(_Interrupt):  # killed in epoch 1: no checkpoint yet
+        _interrupt_at(_mult_vae(epochs=2), 2).fit(X, run_dir=tmp_path)
+    again = _mult_vae(epochs=2).fit(X, run_dir=tmp_path, resume=True)
+    np.testing.assert_array_equal(ref.score(None, X).numpy(), again.score(None, X).numpy())
+
+
+def test_resume_refuses_changed_settings(tmp_path):
     X, valid = _data()
-    with pytest.raises(DataError, match="no checkpoint"):
-        _mult_vae().fit(X, run_dir=tmp_path / "none", resume=True)
     with pytest.raises(ConfigError, match="run directory"):
         _mult_vae().fit(X, resume=True)
     _mult_vae(epochs=1).fit(X, run_dir=tmp_path / "a")

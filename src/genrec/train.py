@@ -368,7 +368,14 @@ class Trainer:
         noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         state = _State()
         if resume:
-            state = self._load_checkpoint(module, optimizers, shuffle_gen, noise_gen, device)
+            if self.run_dir is None:
+                raise ConfigError("resume needs a run directory (run_dir)")
+            if (self.run_dir / CHECKPOINT_NAME).is_file():
+                state = self._load_checkpoint(module, optimizers, shuffle_gen, noise_gen,
+                                              device)
+            else:  # killed before the first checkpoint: the same seed redoes the same run
+                logger.warning("%s: no checkpoint yet; training from the start",
+                               self.run_dir / CHECKPOINT_NAME)
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / LOG_NAME,
@@ -534,11 +541,7 @@ class Trainer:
     def _load_checkpoint(self, module: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
                          shuffle_gen: torch.Generator, noise_gen: torch.Generator,
                          device: torch.device) -> _State:
-        if self.run_dir is None:
-            raise ConfigError("resume needs a run directory (run_dir)")
         path = self.run_dir / CHECKPOINT_NAME
-        if not path.is_file():
-            raise DataError(f"{path}: no checkpoint to resume from; train without --resume")
         ck = torch.load(path, map_location=device, weights_only=True)
         if ck.get("format") != CHECKPOINT_FORMAT:
             raise DataError(f"{path}: unsupported checkpoint format {ck.get('format')!r}")

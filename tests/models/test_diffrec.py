@@ -20,8 +20,17 @@ from genrec.models.diffusion_schedule import DiffusionSchedule
 from tests.models.conformance import RecommenderConformance, checkerboard
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks: one thread avoids OpenMP spin-waits on this shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny(seed: int = 0, **kw) -> DiffRec:
-    cfg = dict(dims=(32,), steps=5, noise_scale=0.1, noise_min=0.01, noise_max=0.1, epochs=40,
+    cfg = dict(dims=(32,), steps=5, noise_scale=0.1, noise_min=0.01, noise_max=0.1, epochs=20,
                batch_size=8, lr=1e-2, device="cpu", seed=seed)
     cfg.update(kw)
     return DiffRec(**cfg)

@@ -19,6 +19,15 @@ from genrec.models.diffusion_schedule import (
 NOISY = dict(name="linear-var", steps=10, noise_scale=0.5, noise_min=0.1, noise_max=0.9)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks: one thread avoids OpenMP spin-waits on this shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _loop_linear_var(steps, noise_scale, noise_min, noise_max):
     """DiffRec's betas_from_linear_variance, written as its loop."""
     variance = np.linspace(noise_scale * noise_min, noise_scale * noise_max, steps)

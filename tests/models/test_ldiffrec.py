@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from genrec.errors import ConfigError
@@ -13,7 +14,17 @@ from genrec.models.ldiffrec import (
     split_sizes,
     svd_item_embeddings,
 )
+from genrec.train import Batch
 from tests.models.conformance import RecommenderConformance, checkerboard
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks: one thread avoids OpenMP spin-waits on this shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny(seed: int = 0, **kw) -> LDiffRec:
@@ -49,12 +60,23 @@ def test_clustered_vae_maps_each_slice_to_its_own_latent_and_back():
     cluster = np.array([1, 0, 1, 0, 0, 1])  # items 1, 3, 4 in cluster 0
     vae = ClusteredVAE(cluster, latent_dim=4, hidden=(), generator=torch.Generator())
     assert vae.item_sizes == [3, 3] and vae.latent_sizes == [2, 2]
-    x = torch.zeros((1, 6))
-    x[0, 0] = 1.0  # an item of cluster 1 only
-    mu0, _ = vae.encode(torch.zeros((1, 6)))
-    mu, _ = vae.encode(x)
+    assert vae.local_index.tolist() == [0, 0, 1, 1, 2, 2]
+
+    def enc(rows):
+        b = Batch.from_csr(sp.csr_matrix(np.array(rows, np.float32)))
+        return vae.encode(b.indptr, b.indices, b.values)
+
+    mu0, _ = enc([[0, 0, 0, 0, 0, 0]])
+    mu, _ = enc([[1, 0, 0, 0, 0, 0]])  # an item of cluster 1 only
     assert torch.equal(mu[:, :2], mu0[:, :2])  # cluster 0's latent does not see item 0
     assert not torch.equal(mu[:, 2:], mu0[:, 2:])
+    # the sparse first layer equals the dense product with the cluster's slice
+    x = np.array([[1, 1, 0, 0, 1, 1], [0, 1, 1, 1, 0, 0]], np.float32)
+    mu, logvar = enc(x)
+    w0, b0 = vae.inputs[0].weight, vae.inputs[0].bias  # (3, 4): cluster 0, 2 K_0 outputs
+    dense0 = torch.from_numpy(x[:, cluster == 0]) @ w0 + b0
+    torch.testing.assert_close(mu[:, :2], dense0[:, :2])
+    torch.testing.assert_close(logvar[:, :2], dense0[:, 2:])
     z = torch.zeros((1, 4))
     z[0, 2:] = 1.0  # move cluster 1's latent only
     diff = vae.decode(z) - vae.decode(torch.zeros((1, 4)))

@@ -7,9 +7,13 @@ one line. ``Recommender.load`` rebuilds saved models through it.
 from __future__ import annotations
 
 from genrec.errors import ConfigError
+from genrec.models.autorec import AutoRec, AutoRecConfig
 from genrec.models.base import RatingPredictor, Recommender
+from genrec.models.biased_mf import BiasedMF, BiasedMFConfig
+from genrec.models.bpr_mf import BPRMF, BPRMFConfig
 from genrec.models.diffrec import DiffRec, DiffRecConfig
 from genrec.models.ease import EASE, EASEConfig
+from genrec.models.fm import FM, FMConfig
 from genrec.models.gaussian_vae import GaussianVAE, GaussianVAEConfig
 from genrec.models.ldiffrec import LDiffRec, LDiffRecConfig
 from genrec.models.mult_dae import MultDAE, MultDAEConfig
@@ -26,6 +30,10 @@ MODELS: dict[str, type[Recommender]] = {
     "recvae": RecVAE,
     "diffrec": DiffRec,
     "ldiffrec": LDiffRec,
+    "biased-mf": BiasedMF,
+    "bpr-mf": BPRMF,
+    "fm": FM,
+    "autorec": AutoRec,
 }
 
 
@@ -59,4 +67,12 @@ __all__ = [
     "DiffRecConfig",
     "LDiffRec",
     "LDiffRecConfig",
+    "BiasedMF",
+    "BiasedMFConfig",
+    "BPRMF",
+    "BPRMFConfig",
+    "FM",
+    "FMConfig",
+    "AutoRec",
+    "AutoRecConfig",
 ]

@@ -261,7 +261,7 @@ class AutoRec(Recommender, RatingPredictor):
                             0.5 * cfg.l2 * len(x) / N * net.penalty())
                         obj.backward()
                         opt.step()
-                        loss += float(obj)
+                        loss += float(obj.detach())
             done += n_iter
             if not math.isfinite(loss):
                 raise DataError(f"AutoRec diverged after {done} iterations (objective {loss}); "

@@ -10,7 +10,8 @@ Model: a rating is the global mean plus a user and an item bias plus a dot produ
 Objective (both solvers minimize the same function; mu is the training mean, fixed):
 
     sum_{(u,i) observed} (r_ui - r_hat_ui)^2
-      + sum_u c_u (lambda_b b_u^2 + lambda ||p_u||^2) + sum_i c_i (lambda_b b_i^2 + lambda ||q_i||^2)
+      + sum_u c_u (lambda_b b_u^2 + lambda ||p_u||^2)
+      + sum_i c_i (lambda_b b_i^2 + lambda ||q_i||^2)
 
 with c_u = n_u, the user's number of training ratings, for ``l2_weighting="count"`` (the
 penalty Funk's per-rating SGD applies, and ALS-WR's, Zhou et al. 2008), or c_u = 1 for
@@ -41,8 +42,10 @@ and training stops after ``patience`` epochs without improvement. A final refit 
 training ratings with ``epochs=best_epoch_`` and no ``valid`` is the usual next step.
 
 Prediction is clipped to the rating range (``rating_range``, or the training minimum and
-maximum). Unknown users or items (index -1 or beyond the fitted counts) drop their terms:
-mu + b_i for an unknown user, mu + b_u for an unknown item, mu for both.
+maximum). Users or items without training ratings have zero factors and biases after fitting
+(their random initialisation was never updated). Unknown users or items (index -1 or beyond
+the fitted counts) drop their terms: mu + b_i for an unknown user, mu + b_u for an unknown
+item, mu for both.
 
 Ranking (``score``): unclipped predicted ratings of every item (clipping would tie the top of
 the ranking). The model does not fold in: the user comes from ``users``; ``users=None`` (or an
@@ -291,10 +294,15 @@ class BiasedMF(Recommender, RatingPredictor):
         params = {"bu": bu, "bi": bi, "P": P, "Q": Q}
         keep = KeepBest(higher_is_better=False, patience=cfg.patience)
 
+        no_u = torch.from_numpy(np.diff(X.indptr) == 0)  # (U,) users without ratings
+        no_i = torch.from_numpy(np.bincount(i_np, minlength=I) == 0)  # (I,)
+
         def publish(state: dict[str, torch.Tensor]) -> None:
             self.mu_ = mu
             self.user_bias_, self.item_bias_ = state["bu"].cpu(), state["bi"].cpu()
-            self.user_factors_, self.item_factors_ = state["P"].cpu(), state["Q"].cpu()
+            # rows never updated keep their random initialisation: zero them (= the fallback)
+            self.user_factors_ = state["P"].cpu().masked_fill(no_u[:, None], 0.0)
+            self.item_factors_ = state["Q"].cpu().masked_fill(no_i[:, None], 0.0)
 
         if cfg.solver == "sgd":
             u, i = torch.as_tensor(u_np, device=dev), torch.as_tensor(i_np, device=dev)
@@ -332,7 +340,7 @@ class BiasedMF(Recommender, RatingPredictor):
             publish(params)
             v = rmse(self.predict(valid.users, valid.items), valid.ratings)
             log.info("epoch %d train rmse %.4f valid rmse %.4f", epoch, train_rmse, v)
-            if keep.update(epoch, v, lambda: params):
+            if keep.update(epoch, v, lambda p=params: p):
                 break
         if valid is None:
             publish(params)

@@ -3,7 +3,8 @@
 1. Items are clustered into C groups: k-means (scikit-learn, seeded) on item embeddings, by
    default the item factors V S of a rank-``embedding_dim`` truncated SVD of X, or any (I, d)
    array passed to ``fit(item_embeddings=...)`` (e.g. :func:`autoencoder_item_embeddings` of a
-   trained Mult-VAE: its output layer's weights).
+   trained Mult-VAE: its output layer's weights); by default on the unit-length embeddings
+   (``normalize_embeddings``).
 2. A small VAE per cluster c compresses the user's slice x_c (1 x I_c) to a latent z_c of size
    K_c (K_c proportional to I_c, summing to ``latent_dim`` = K): q(z_c | x_c) = N(mu_c, sigma_c^2).
    z = [z_1, ..., z_C] (1 x K).
@@ -26,7 +27,9 @@ Inference: z = mu(x); run DiffRec's reverse process on z; decode; rank.
 Departures from the authors' code (the paper does not fix these details):
 
 * Item embeddings: the code loads LightGCN embeddings trained elsewhere; genrec uses a truncated
-  SVD of X by default (or a model genrec trains, see above).
+  SVD of X by default (or a model genrec trains, see above), and clusters their directions
+  (``normalize_embeddings=True``; the code: Euclidean k-means on the raw embeddings, which
+  with SVD factors isolates the most popular items).
 * Decoders: one per cluster (the paper's description). The code's default (``out_dims=[]``)
   is a single linear layer from the whole latent to all items.
 * The encoder head is linear; the code applies tanh to its (mu, logvar) outputs too.
@@ -61,10 +64,12 @@ from genrec.models.diffrec import (
 )
 from genrec.models.diffusion_schedule import DiffusionSchedule
 from genrec.models.nn_blocks import (
+    SparseInputLinear,
     dropout_values,
     gaussian_kl_to_std_normal,
     multinomial_log_lik_sparse,
     reparameterize,
+    row_ids,
 )
 from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, LinearAnneal, StepContext, TrainConfig, make_optimizer
@@ -87,6 +92,7 @@ class LDiffRecConfig:
 
     n_clusters: int = 2  # C, item groups (the code's n_cate)
     embedding_dim: int = 64  # d, truncated-SVD item embedding size used for k-means
+    normalize_embeddings: bool = True  # k-means on unit-length embeddings (False: raw, the code)
     latent_dim: int = 300  # K, total VAE latent size, split over clusters by item count
     vae_hidden: tuple[int, ...] = ()  # encoder hidden sizes (totals, split like K); () = none
     vae_dropout: float = 0.1  # input dropout of the encoders
@@ -166,12 +172,20 @@ def svd_item_embeddings(X: Any, dim: int, seed: int = 0) -> np.ndarray:
     return (svd.components_.T * svd.singular_values_).astype(np.float32)  # (I, d)
 
 
-def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
+def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int = 0,
+                  normalize: bool = True) -> np.ndarray:
     """k-means labels (I,) int64 of the item embeddings (I, d), relabelled so that cluster
-    ids follow the order of each cluster's first item (a canonical numbering)."""
+    ids follow the order of each cluster's first item (a canonical numbering).
+
+    ``normalize``: cluster the unit-length embeddings (directions: taste), not the raw ones,
+    whose norms mostly measure popularity (raw SVD factors put the few most popular items in
+    a cluster of their own).
+    """
     from sklearn.cluster import KMeans
 
     emb = np.asarray(embeddings, dtype=np.float64)
+    if normalize:
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     if n_clusters == 1:
         return np.zeros(len(emb), np.int64)
     if len(emb) < n_clusters:
@@ -221,9 +235,11 @@ class ClusteredVAE(nn.Module):
     """One Gaussian encoder and one decoder per item cluster.
 
     Encoder c: [I_c, *hidden_c, 2 K_c] (tanh between layers, linear head -> (mu_c, logvar_c));
-    decoder c: [K_c, *reversed(hidden_c), I_c] (tanh between layers, linear output).
-    Buffers (saved): ``item_cluster`` (I,), ``perm`` (I,) items grouped by cluster,
-    ``inv_perm`` (I,) its inverse.
+    its first layer reads the user's entries in cluster c sparsely (``embedding_bag``, see
+    :class:`genrec.models.nn_blocks.SparseInputLinear`), so no (B, I) input is formed.
+    Decoder c: [K_c, *reversed(hidden_c), I_c] (tanh between layers, linear output).
+    Buffers (saved): ``item_cluster`` (I,), ``local_index`` (I,) each item's index inside its
+    cluster, ``inv_perm`` (I,) the item order of the concatenated decoder outputs.
     """
 
     def __init__(self, item_cluster: np.ndarray, latent_dim: int, hidden: tuple[int, ...],
@@ -234,45 +250,59 @@ class ClusteredVAE(nn.Module):
         counts = np.bincount(item_cluster, minlength=n_clusters)
         if (counts == 0).any():
             raise ConfigError(f"empty item cluster(s) {np.flatnonzero(counts == 0).tolist()}")
-        perm = np.argsort(item_cluster, kind="stable")
+        perm = np.argsort(item_cluster, kind="stable")  # items grouped by cluster
+        local = np.empty_like(perm)
+        local[perm] = np.arange(len(perm)) - np.repeat(np.cumsum(counts) - counts, counts)
         self.register_buffer("item_cluster", torch.from_numpy(item_cluster))
-        self.register_buffer("perm", torch.from_numpy(perm))
+        self.register_buffer("local_index", torch.from_numpy(local))
         self.register_buffer("inv_perm", torch.from_numpy(np.argsort(perm)))
         self.item_sizes = counts.tolist()  # I_c
         self.latent_sizes = split_sizes(latent_dim, counts)  # K_c
         hidden_c = [split_sizes(h, counts) for h in hidden]  # per layer, per cluster
+        self.inputs = nn.ModuleList()
         self.encoders = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for c in range(n_clusters):
             hid = [h[c] for h in hidden_c]
             enc = [self.item_sizes[c], *hid, 2 * self.latent_sizes[c]]
             dec = [self.latent_sizes[c], *reversed(hid), self.item_sizes[c]]
+            first = SparseInputLinear(enc[0], enc[1], generator)
+            with torch.no_grad():  # the autoencoder's init: Glorot-normal, zero bias
+                nn.init.xavier_normal_(first.weight.T, generator=generator)
+                first.bias.zero_()
+            self.inputs.append(first)
             self.encoders.append(nn.ModuleList(
-                _xavier_linear(a, b, generator) for a, b in zip(enc[:-1], enc[1:])))
+                _xavier_linear(a, b, generator) for a, b in zip(enc[1:-1], enc[2:])))
             self.decoders.append(nn.ModuleList(
                 _xavier_linear(a, b, generator) for a, b in zip(dec[:-1], dec[1:])))
 
-    @staticmethod
-    def _mlp(layers: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(layers):
-            h = layer(h if i == 0 else torch.tanh(h))
-        return h
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar), each (B, K), from histories x (B, I) in item order."""
-        parts = torch.split(x[:, self.perm], self.item_sizes, dim=1)  # C x (B, I_c)
+    def encode(self, indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar), each (B, K), from the CSR parts of histories x (B, I)."""
+        B = len(indptr) - 1
+        rows = row_ids(indptr)  # (N,)
+        cluster = self.item_cluster[indices]  # (N,)
         mus, logvars = [], []
-        for enc, xc, k in zip(self.encoders, parts, self.latent_sizes):
-            h = self._mlp(enc, xc)  # (B, 2 K_c)
-            mus.append(h[:, :k])
+        for c, k in enumerate(self.latent_sizes):
+            m = cluster == c  # (N,) entries of cluster c, still in row order
+            ptr = torch.zeros(B + 1, dtype=torch.long, device=indptr.device)
+            ptr[1:] = torch.cumsum(torch.bincount(rows[m], minlength=B), 0)  # (B + 1,)
+            h = self.inputs[c](ptr, self.local_index[indices[m]], values[m])  # (B, H_1)
+            for layer in self.encoders[c]:
+                h = layer(torch.tanh(h))  # (B, H_next)
+            mus.append(h[:, :k])  # (B, K_c)
             logvars.append(h[:, k:])
         return torch.cat(mus, dim=1), torch.cat(logvars, dim=1)  # (B, K), (B, K)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Logits (B, I) in item order from latents z (B, K)."""
         parts = torch.split(z, self.latent_sizes, dim=1)  # C x (B, K_c)
-        out = torch.cat([self._mlp(dec, zc) for dec, zc in zip(self.decoders, parts)], dim=1)
-        return out[:, self.inv_perm]  # (B, I)
+        outs = []
+        for layers, h in zip(self.decoders, parts):
+            for i, layer in enumerate(layers):
+                h = layer(h if i == 0 else torch.tanh(h))  # (B, ...)
+            outs.append(h)  # (B, I_c)
+        return torch.cat(outs, dim=1)[:, self.inv_perm]  # (B, I)
 
 
 class LDiffRecNet(nn.Module):
@@ -338,7 +368,8 @@ class LDiffRec(TorchRecommender):
         elif np.shape(item_embeddings)[0] != X.shape[1]:
             raise ConfigError(f"item_embeddings has {np.shape(item_embeddings)[0]} rows for "
                               f"{X.shape[1]} items")
-        self.item_cluster_ = cluster_items(item_embeddings, c.n_clusters, c.seed)
+        self.item_cluster_ = cluster_items(item_embeddings, c.n_clusters, c.seed,
+                                           c.normalize_embeddings)
         try:
             return super().fit(X, valid=valid, run_dir=run_dir, resume=resume, progress=progress)
         except BaseException:
@@ -366,8 +397,8 @@ class LDiffRec(TorchRecommender):
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         c, net, gen = self.config, self.module_, ctx.generator
-        x = batch.dense()  # (B, I)
-        mu, logvar = net.vae.encode(dropout_values(x, c.vae_dropout, gen))  # (B, K) x 2
+        values = dropout_values(batch.values, c.vae_dropout, gen)  # (N,) input dropout
+        mu, logvar = net.vae.encode(batch.indptr, batch.indices, values)  # (B, K) x 2
         mu, logvar = mu.float(), logvar.float()
         z = reparameterize(mu, logvar, gen)  # (B, K)
         t, pt = net.sampler.sample(len(batch), gen, c.timestep_sampling, c.uniform_prob)
@@ -388,7 +419,7 @@ class LDiffRec(TorchRecommender):
                 "kl": kl.detach(), "beta": beta, "lamda": lam}
 
     def _encode(self, batch: Batch) -> torch.Tensor:
-        mu, _ = self.module_.vae.encode(batch.dense())
+        mu, _ = self.module_.vae.encode(batch.indptr, batch.indices, batch.values)
         return mu  # (B, K)
 
     def _scores(self, batch: Batch) -> torch.Tensor:

@@ -1,0 +1,155 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from genrec.errors import ConfigError, DataError
+from genrec.evaluate import RatingTask
+from genrec.models import AutoRec, get_model_class
+from genrec.models.autorec import AutoRecNet, autorec_objective, masked_sse
+from tests.models.rating_conformance import RatingConformance, rating_checkerboard
+
+
+class TestIAutoRec(RatingConformance):
+    def make_model(self, seed: int = 0):
+        return AutoRec(hidden=16, l2=0.1, epochs=60, eval_every=20, seed=seed, device="cpu")
+
+
+class TestUAutoRec(RatingConformance):
+    def make_model(self, seed: int = 0):
+        return AutoRec(variant="user", hidden=16, l2=0.1, epochs=60, eval_every=20, seed=seed,
+                       device="cpu")
+
+    def test_user_variant_folds_in(self, fitted, data):
+        X, _ = data
+        np.testing.assert_allclose(np.asarray(fitted.score(np.arange(4), X[:4])),
+                                   np.asarray(fitted.score(None, X[:4])), rtol=1e-6)
+
+
+def _net_and_data(seed=0, B=6, D=9, H=5):
+    g = torch.Generator().manual_seed(seed)
+    net = AutoRecNet(D, H, "sigmoid", "identity", g)
+    mask = torch.rand(B, D, generator=g) < 0.4
+    mask[:, 0] = False  # a column observed nowhere
+    r = torch.where(mask, torch.randint(1, 6, (B, D), generator=g).float(), torch.zeros(B, D))
+    return net, r, mask
+
+
+def test_masked_sse_gradient_comes_only_from_observed_entries():
+    net, r, mask = _net_and_data()
+    out = net(r).detach().requires_grad_(True)
+    masked_sse(out, r, mask).backward()
+    assert torch.all(out.grad[~mask] == 0)
+    assert torch.all(out.grad[mask] != 0)
+    # what the target says at unobserved entries changes nothing
+    noisy = torch.where(mask, r, torch.full_like(r, 99.0))
+    with torch.no_grad():
+        assert float(masked_sse(out, noisy, mask)) == pytest.approx(
+            float(masked_sse(out, r, mask)))
+
+
+def test_decoder_rows_of_never_observed_outputs_get_only_the_weight_decay_gradient():
+    net, r, mask = _net_and_data()
+    l2 = 0.7
+    autorec_objective(net, r, mask, l2).backward()
+    W = net.decode.weight  # (D, H); row 0 decodes the never-observed column
+    torch.testing.assert_close(W.grad[0], l2 * W[0].detach())
+    assert float(net.decode.bias.grad[0]) == 0.0
+    assert not torch.allclose(W.grad[1:], l2 * W[1:].detach())
+
+
+def test_objective_is_masked_sse_plus_half_lambda_frobenius():
+    net, r, mask = _net_and_data(seed=1)
+    l2 = 2.5
+    with torch.no_grad():
+        sse = ((net(r) - r)[mask] ** 2).sum()
+        pen = (net.encode.weight**2).sum() + (net.decode.weight**2).sum()
+        torch.testing.assert_close(autorec_objective(net, r, mask, l2), sse + l2 / 2 * pen)
+
+
+def test_item_autorec_predicts_the_item_reconstruction():
+    X, _ = rating_checkerboard()
+    m = AutoRec(hidden=8, epochs=10, device="cpu", clip=False).fit(X)
+    i, u = 5, 7
+    with torch.no_grad():
+        rec = m.net_(torch.from_numpy(X[:, i].toarray().T))  # (1, U): item i's vector
+    assert m.predict(np.array([u]), np.array([i]))[0] == pytest.approx(float(rec[0, u]),
+                                                                      rel=1e-5)
+
+
+def test_unseen_users_and_items_get_the_default_rating():
+    X, _ = rating_checkerboard()
+    X = X.tolil()
+    X[2, :] = 0
+    X[:, 4] = 0
+    X = sp.csr_matrix(X)
+    X.eliminate_zeros()
+    m = AutoRec(hidden=8, epochs=5, device="cpu").fit(X)
+    pred = m.predict(np.array([2, 0, -1, 0, X.shape[0]]), np.array([0, 4, 1, -1, 1]))
+    np.testing.assert_array_equal(pred, np.full(5, 3.0, np.float32))  # midpoint of 1..5
+    m2 = AutoRec(hidden=8, epochs=5, default_rating=2.5, device="cpu").fit(X)
+    assert m2.predict(np.array([2]), np.array([0]))[0] == 2.5
+    s = np.asarray(m.score(np.arange(3), X[:3]))
+    assert (s[:, 4] == 3.0).all()
+
+
+def test_predictions_are_clipped():
+    X, _ = rating_checkerboard()
+    m = AutoRec(hidden=8, epochs=5, device="cpu").fit(X)
+    with torch.no_grad():
+        m.net_.decode.bias.fill_(100.0)
+    assert (m.predict(np.arange(5), np.arange(5)) == 5.0).all()
+    with torch.no_grad():
+        m.net_.decode.bias.fill_(-100.0)
+    assert (m.predict(np.arange(5), np.arange(5)) == 1.0).all()
+
+
+def test_unknown_users_rank_by_mean_predicted_rating():
+    X, _ = rating_checkerboard()
+    m = AutoRec(hidden=8, epochs=5, device="cpu").fit(X)
+    s_none = np.asarray(m.score(None, X[:2]))
+    full = np.vstack([np.asarray(m.score(np.array([u]), X[u])) for u in range(X.shape[0])])
+    np.testing.assert_allclose(s_none[0], full.mean(0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "rprop", "adam"])
+def test_each_optimizer_lowers_the_objective(optimizer):
+    X, _ = rating_checkerboard()
+    kw = dict(hidden=8, l2=0.1, device="cpu", optimizer=optimizer, clip=False)
+    if optimizer == "adam":
+        kw.update(lr=0.01, batch_size=8)
+    before = AutoRec(epochs=1, **kw).fit(X)
+    after = AutoRec(epochs=40, **kw).fit(X)
+    c = X.tocoo()
+
+    def err(m):
+        return np.mean((m.predict(c.row, c.col) - c.data) ** 2)
+
+    assert err(after) < 0.5 * err(before)
+
+
+def test_validation_keeps_the_best_check():
+    X, _ = rating_checkerboard()
+    c = X.tocoo()
+    hold = np.random.default_rng(0).random(X.nnz) < 0.2
+    train = sp.csr_matrix((c.data[~hold], (c.row[~hold], c.col[~hold])), shape=X.shape)
+    valid = RatingTask(c.row[hold], c.col[hold], c.data[hold], "valid")
+    m = AutoRec(hidden=8, epochs=40, eval_every=5, patience=0, device="cpu").fit(
+        train, valid=valid)
+    assert len(m.valid_rmse_) == 8
+    assert m.best_epoch_ == 5 * (int(np.argmin(m.valid_rmse_)) + 1)
+    got = np.sqrt(np.mean((m.predict(valid.users, valid.items) - valid.ratings) ** 2))
+    assert got == pytest.approx(min(m.valid_rmse_), rel=1e-5)
+
+
+def test_config_checks_and_errors():
+    with pytest.raises(ConfigError, match="hidden"):
+        AutoRec(hidden=0)
+    with pytest.raises(ConfigError, match="variant"):
+        AutoRec(variant="both")
+    with pytest.raises(DataError, match="at least one"):
+        AutoRec().fit(sp.csr_matrix((3, 3), dtype=np.float32))
+
+
+def test_registered():
+    assert get_model_class("autorec") is AutoRec

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from genrec.errors import ConfigError, DataError
+from genrec.evaluate import RankingTask, RatingTask
+from genrec.models import BPRMF, get_model_class
+from genrec.models._shallow import sample_negatives
+from genrec.models.bpr_mf import bpr_loss
+from tests.models.conformance import RecommenderConformance, checkerboard
+
+
+class TestBPRMF(RecommenderConformance):
+    def make_model(self, seed: int = 0):
+        return BPRMF(n_factors=8, lr=0.05, epochs=20, batch_size=64, l2=1e-4, seed=seed,
+                     device="cpu")
+
+
+def test_bpr_loss_is_minus_log_sigmoid_of_the_difference():
+    x = torch.tensor([-2.0, 0.0, 3.0])
+    expect = -sum(np.log(1 / (1 + np.exp(-v))) for v in x.tolist())
+    assert float(bpr_loss(x)) == pytest.approx(expect, rel=1e-6)
+    big = torch.tensor([-200.0])  # no overflow for large negative differences
+    assert float(bpr_loss(big)) == pytest.approx(200.0)
+
+
+def test_negatives_are_never_training_items():
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix((rng.random((50, 20)) < 0.5).astype(np.float32))
+    users = np.repeat(np.arange(50), 40)
+    j = sample_negatives(X, users, rng)
+    assert not X[users, j].A1.any()
+    # uniform over the user's non-items: 2000 draws hit each of them about equally
+    u0 = sample_negatives(X, np.zeros(2000, np.int64), rng)
+    free = np.flatnonzero(X[0].toarray()[0] == 0)
+    counts = np.bincount(u0, minlength=20)[free]
+    assert counts.sum() == 2000 and counts.min() > 0.5 * 2000 / len(free)
+
+
+def test_validation_keeps_the_best_epoch_and_its_factors():
+    X, withheld = checkerboard()
+    truth = sp.csr_matrix((np.ones(len(withheld), np.float32),
+                           (np.arange(len(withheld)), withheld)), shape=X.shape)
+    task = RankingTask(np.arange(X.shape[0]), X, X, truth, name="valid")
+    m = BPRMF(n_factors=4, lr=0.05, epochs=8, batch_size=32, patience=0, device="cpu",
+              valid_metric="ndcg@2").fit(X, valid=task)
+    assert len(m.valid_history_) == 8
+    assert m.best_epoch_ == int(np.argmax(m.valid_history_)) + 1
+    from genrec.evaluate import evaluate_ranking
+
+    got = evaluate_ranking(m, task, ks=(2,), metrics=("ndcg",)).metrics["ndcg@2"]
+    assert got == pytest.approx(max(m.valid_history_))
+
+
+def test_unknown_users_get_the_mean_user_factor():
+    X, _ = checkerboard()
+    m = BPRMF(n_factors=4, epochs=3, device="cpu").fit(X)
+    s = np.asarray(m.score(None, X[:1]))[0]
+    s2 = np.asarray(m.score(np.array([-1]), X[:1]))[0]
+    expect = (m.user_factors_.mean(0) @ m.item_factors_.T).numpy()
+    np.testing.assert_allclose(s, expect, rtol=1e-5)
+    np.testing.assert_allclose(s2, expect, rtol=1e-5)
+    assert m.predict(np.array([0, -1]), np.array([-1, 2])).shape == (2,)
+
+
+def test_users_without_items_get_the_mean_user():
+    X, _ = checkerboard()
+    X = X.tolil()
+    X[3, :] = 0
+    X = sp.csr_matrix(X)
+    X.eliminate_zeros()
+    m = BPRMF(n_factors=4, epochs=3, device="cpu").fit(X)
+    others = np.r_[0:3, 4 : X.shape[0]]
+    torch.testing.assert_close(m.user_factors_[3], m.user_factors_[others].mean(0))
+
+
+def test_item_bias_is_learned_when_asked():
+    X, _ = checkerboard()
+    assert float(BPRMF(n_factors=2, epochs=2, device="cpu").fit(X).item_bias_.abs().sum()) == 0
+    m = BPRMF(n_factors=2, epochs=2, item_bias=True, lr=0.05, device="cpu").fit(X)
+    assert float(m.item_bias_.abs().sum()) > 0
+
+
+def test_errors():
+    X, _ = checkerboard()
+    with pytest.raises(DataError, match="RankingTask"):
+        BPRMF(epochs=1).fit(X, valid=RatingTask(np.zeros(1), np.zeros(1), np.ones(1)))
+    with pytest.raises(ConfigError, match="valid_metric"):
+        BPRMF(valid_metric="recall")
+    with pytest.raises(DataError, match="at least one"):
+        BPRMF().fit(sp.csr_matrix((2, 2), dtype=np.float32))
+
+
+def test_registered():
+    assert get_model_class("bpr-mf") is BPRMF

@@ -1,0 +1,189 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genrec.data.features import SideFeatures
+from genrec.errors import DataError
+from genrec.evaluate import RankingTask
+from genrec.models import FM, Recommender, get_model_class
+from genrec.models.fm import (
+    design_matrix,
+    fm_feature_blocks,
+    fm_padded,
+    fm_pairwise,
+    fm_pairwise_naive,
+    fm_predict,
+    padded_rows,
+)
+from tests.models.conformance import RecommenderConformance, checkerboard
+from tests.models.rating_conformance import RatingConformance, rating_checkerboard
+
+
+class TestFMRegression(RatingConformance):
+    def make_model(self, seed: int = 0):
+        return FM(n_factors=4, lr=0.05, epochs=40, batch_size=32, l2_w=1e-4, l2_v=1e-4,
+                  use_side_features=False, seed=seed, device="cpu")
+
+
+class TestFMBPR(RecommenderConformance):
+    def make_model(self, seed: int = 0):
+        return FM(objective="bpr", n_factors=4, lr=0.05, epochs=20, batch_size=32,
+                  l2_w=1e-4, l2_v=1e-4, use_side_features=False, seed=seed, device="cpu")
+
+
+def _side(U, I, rng):
+    """Random side features: a one-hot user attribute (3 values), two-hot item sets (4)."""
+    user = sp.csr_matrix(np.eye(3, dtype=np.float32)[rng.integers(0, 3, U)])
+    item = sp.csr_matrix((rng.random((I, 4)) < 0.4).astype(np.float32))
+    return SideFeatures(user, item, [f"a={k}" for k in range(3)], [f"g={k}" for k in range(4)])
+
+
+# ----------------------------------------------------------------------------- the identity
+def test_pairwise_identity_equals_the_naive_double_sum():
+    rng = np.random.default_rng(0)
+    X = sp.random(20, 12, density=0.3, format="csr", random_state=1, dtype=np.float64)
+    X.data = rng.normal(size=X.nnz)  # real-valued features, not only 0/1
+    V = torch.from_numpy(rng.normal(size=(12, 5)))
+    naive = fm_pairwise_naive(torch.from_numpy(X.toarray()), V)
+    # the definition written as two loops, on a couple of rows
+    Xd = X.toarray()
+    for n in range(3):
+        s = sum(float(V[j] @ V[l]) * Xd[n, j] * Xd[n, l]
+                for j in range(12) for l in range(j + 1, 12))
+        assert float(naive[n]) == pytest.approx(s, rel=1e-10)
+    # the sparse path goes through float32 CSR tensors (genrec.models._sparse)
+    torch.testing.assert_close(fm_pairwise(X, V), naive, rtol=1e-5, atol=1e-5)
+    idx, val = padded_rows(X)
+    pair = fm_padded(idx[:-1], val[:-1].double(), 0.0, torch.zeros(12, dtype=torch.float64), V)
+    torch.testing.assert_close(pair, naive)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 6), F=st.integers(1, 8), K=st.integers(1, 4), seed=st.integers(0, 99))
+def test_pairwise_identity_property(n, F, K, seed):
+    rng = np.random.default_rng(seed)
+    Xd = np.where(rng.random((n, F)) < 0.5, rng.normal(size=(n, F)), 0.0)
+    V = torch.from_numpy(rng.normal(size=(F, K)))
+    torch.testing.assert_close(fm_pairwise(sp.csr_matrix(Xd), V),
+                               fm_pairwise_naive(torch.from_numpy(Xd), V), rtol=1e-5, atol=1e-5)
+    idx, val = padded_rows(sp.csr_matrix(Xd))
+    pair = fm_padded(idx[:-1], val[:-1].double(), 0.0, torch.zeros(F, dtype=torch.float64), V)
+    torch.testing.assert_close(pair, fm_pairwise_naive(torch.from_numpy(Xd), V))
+
+
+def test_design_matrix_is_one_hots_then_side_features():
+    rng = np.random.default_rng(1)
+    U, I = 4, 5
+    side = _side(U, I, rng)
+    ub, ib = fm_feature_blocks(U, I, side)
+    X = design_matrix(np.array([2, 0]), np.array([1, 4]), ub, ib).toarray()
+    F = U + I + 3 + 4
+    assert X.shape == (2, F)
+    for row, (u, i) in enumerate([(2, 1), (0, 4)]):
+        expect = np.concatenate([np.eye(U)[u], np.eye(I)[i], side.user[u].toarray()[0],
+                                 side.item[i].toarray()[0]])
+        np.testing.assert_array_equal(X[row], expect)
+    Xunk = design_matrix(np.array([-1]), np.array([3]), ub, ib).toarray()[0]
+    assert Xunk[:U].sum() == 0 and Xunk[U + 3] == 1 and Xunk[U + I : U + I + 3].sum() == 0
+
+
+# ----------------------------------------------------------------------------- the model
+@pytest.fixture(scope="module")
+def fitted_with_side():
+    X, _ = rating_checkerboard()
+    side = _side(*X.shape, np.random.default_rng(2))
+    m = FM(n_factors=4, lr=0.05, epochs=15, batch_size=32, device="cpu", clip=False)
+    return m.fit(X, side=side), X, side
+
+
+def test_predict_equals_the_formula_on_the_design_matrix(fitted_with_side):
+    m, X, side = fitted_with_side
+    c = X.tocoo()
+    D = design_matrix(c.row, c.col, m.user_block_, m.item_block_)
+    ref = fm_predict(D, m.w0_, m.w_, m.V_).numpy()
+    np.testing.assert_allclose(m.predict(c.row, c.col), ref, rtol=1e-5, atol=1e-5)
+    assert m.user_block_.shape[1] == X.shape[0] + X.shape[1] + 3 + 4
+
+
+def test_score_equals_predict_for_every_pair(fitted_with_side):
+    m, X, _ = fitted_with_side
+    users = np.array([0, 5, 13, -1])
+    s = np.asarray(m.score(users, X[:4]))
+    uu = np.repeat(users, X.shape[1])
+    ii = np.tile(np.arange(X.shape[1]), len(users))
+    np.testing.assert_allclose(s.ravel(), m.predict(uu, ii), rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_user_falls_back_to_w0_plus_item_terms(fitted_with_side):
+    m, X, _ = fitted_with_side
+    i = 3
+    row = m.item_block_[i]
+    lin = float((row @ m.w_.numpy())[0])
+    a = row @ m.V_.numpy()  # (1, K)
+    own = 0.5 * (float((a**2).sum()) - float((row.multiply(row) @ (m.V_.numpy() ** 2).sum(1))[0]))
+    expect = float(m.w0_) + lin + own
+    assert m.predict(np.array([-1]), np.array([i]))[0] == pytest.approx(expect, rel=1e-5)
+    assert m.predict(np.array([-1]), np.array([-1]))[0] == pytest.approx(float(m.w0_))
+
+
+def test_side_features_survive_save_and_load(fitted_with_side, tmp_path):
+    m, X, side = fitted_with_side
+    m.save(tmp_path / "fm")
+    loaded = Recommender.load(tmp_path / "fm")
+    c = X.tocoo()
+    np.testing.assert_array_equal(m.predict(c.row, c.col), loaded.predict(c.row, c.col))
+    assert loaded.feature_names_[-4:] == side.item_names
+    assert (loaded.user_block_ != m.user_block_).nnz == 0
+
+
+def test_side_features_are_ignored_when_switched_off():
+    X, _ = rating_checkerboard()
+    side = _side(*X.shape, np.random.default_rng(3))
+    m = FM(n_factors=2, epochs=2, use_side_features=False, device="cpu").fit(X, side=side)
+    assert m.user_block_.shape[1] == X.shape[0] + X.shape[1]
+
+
+def test_features_no_training_row_uses_are_zero():
+    X, _ = rating_checkerboard()
+    X = X.tolil()
+    X[:, 2] = 0
+    X = sp.csr_matrix(X)
+    X.eliminate_zeros()
+    m = FM(n_factors=3, epochs=3, use_side_features=False, device="cpu").fit(X)
+    col = X.shape[0] + 2  # item 2's one-hot column
+    assert float(m.w_[col]) == 0.0 and float(m.V_[col].abs().max()) == 0.0
+
+
+def test_predictions_are_clipped_for_regression():
+    X, _ = rating_checkerboard()
+    m = FM(n_factors=2, epochs=2, use_side_features=False, device="cpu").fit(X)
+    m.w0_ = torch.tensor(100.0)
+    assert (m.predict(np.arange(4), np.arange(4)) == 5.0).all()
+
+
+def test_side_feature_shape_mismatch_is_an_error():
+    X, _ = rating_checkerboard()
+    side = _side(X.shape[0] + 1, X.shape[1], np.random.default_rng(0))
+    with pytest.raises(DataError, match="side features have"):
+        FM(epochs=1).fit(X, side=side)
+
+
+def test_bpr_objective_selects_on_a_ranking_task():
+    X, withheld = checkerboard()
+    truth = sp.csr_matrix((np.ones(len(withheld), np.float32),
+                           (np.arange(len(withheld)), withheld)), shape=X.shape)
+    task = RankingTask(np.arange(X.shape[0]), X, X, truth, name="valid")
+    m = FM(objective="bpr", n_factors=4, lr=0.05, epochs=6, batch_size=32, patience=0,
+           use_side_features=False, valid_metric="recall@1", device="cpu").fit(X, valid=task)
+    assert len(m.valid_history_) == 6
+    assert m.best_epoch_ == int(np.argmax(m.valid_history_)) + 1
+    with pytest.raises(DataError, match="RankingTask"):
+        FM(objective="bpr", epochs=1).fit(X, valid=object())
+
+
+def test_registered_and_flags():
+    assert get_model_class("fm") is FM
+    assert FM.uses_side_features is True
