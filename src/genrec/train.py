@@ -345,10 +345,15 @@ class Trainer:
     # -------------------------------------------------------------- public
     def fit(self, model: Trainable, X: sp.csr_matrix, valid: Any = None, *,
             resume: bool = False) -> TrainResult:
-        """Train ``model.module_`` on X (CSR, n_users x n_items); keep the best weights."""
-        cfg = self.config
+        """Train ``model.module_`` on X (CSR, n_users x n_items); keep the best weights.
+
+        ``valid`` (a RankingTask) is evaluated every ``eval_every`` epochs with
+        :func:`genrec.evaluate.evaluate_ranking`; ``resume`` continues from
+        ``run_dir/checkpoint`` (or starts over when no epoch was checkpointed yet).
+        """
         from genrec.evaluate import RankingTask
 
+        cfg = self.config
         X = sp.csr_matrix(X, dtype=np.float32)
         if X.shape[0] == 0:
             raise DataError("cannot train on a matrix with no users")
@@ -382,7 +387,7 @@ class Trainer:
                               "".join(json.dumps(r) + "\n" for r in state.history))
 
         n_batches = sum(ph.passes for ph in phases) * math.ceil(X.shape[0] / cfg.batch_size)
-        with self._progress_bar(n_batches) as bar:
+        with self._progress_bar(n_batches, state.epoch) as bar:
             while state.epoch < cfg.epochs and not state.stopped_early:
                 t0 = time.perf_counter()
                 numbers = self.train_epoch(model, X, phases, optimizers, state, shuffle_gen,
@@ -511,9 +516,9 @@ class Trainer:
             with open(self.run_dir / LOG_NAME, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def _progress_bar(self, n_batches: int) -> _Bar:
+    def _progress_bar(self, n_batches: int, start_epoch: int) -> _Bar:
         enabled = self.progress and sys.stderr.isatty()
-        return _Bar(self.config.epochs, n_batches, enabled)
+        return _Bar(self.config.epochs, n_batches, enabled, start_epoch)
 
     # -------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, module: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
@@ -570,8 +575,9 @@ class Trainer:
 class _Bar:
     """A transient rich progress bar on stderr with the live numbers (or nothing)."""
 
-    def __init__(self, epochs: int, batches_per_epoch: int, enabled: bool):
+    def __init__(self, epochs: int, batches_per_epoch: int, enabled: bool, start_epoch: int):
         self.enabled = enabled
+        self.start_epoch = start_epoch
         self.batches_per_epoch = batches_per_epoch
         self.epochs = epochs
         self._progress = None
@@ -590,7 +596,8 @@ class _Bar:
             TimeElapsedColumn(), console=Console(stderr=True), transient=True,
         )
         self._progress.__enter__()
-        self._task = self._progress.add_task("epoch 1", total=self.batches_per_epoch, info="")
+        self._task = self._progress.add_task(f"epoch {self.start_epoch + 1}/{self.epochs}",
+                                             total=self.batches_per_epoch, info="")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -605,6 +612,7 @@ class _Bar:
     def epoch_done(self, record: dict[str, Any], sel: str) -> None:
         if "valid" in record:
             self._valid = f"  {sel} {record['valid'][sel]:.4f} best {record['best_' + sel]:.4f}"
+        nxt = min(record["epoch"] + 1, self.epochs)
         self._progress.reset(self._task, total=self.batches_per_epoch,
-                             description=f"epoch {record['epoch'] + 1}/{self.epochs}",
+                             description=f"epoch {nxt}/{self.epochs}",
                              info=f"loss {self._loss:.4g}{self._valid}")

@@ -94,3 +94,11 @@ def test_errors():
 
 def test_registered():
     assert get_model_class("bpr-mf") is BPRMF
+
+
+def test_sampler_handles_unsorted_csr_indices():
+    X = sp.csr_matrix((np.ones(3, np.float32), np.array([2, 0, 1]), np.array([0, 3, 3])),
+                      shape=(2, 4))
+    assert not X.has_sorted_indices
+    j = sample_negatives(X, np.zeros(200, np.int64), np.random.default_rng(1))
+    assert set(j) == {3}

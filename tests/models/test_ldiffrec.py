@@ -83,6 +83,19 @@ def test_clustered_vae_maps_each_slice_to_its_own_latent_and_back():
     assert (diff[0, cluster == 0] == 0).all() and (diff[0, cluster == 1] != 0).all()
 
 
+def test_shared_decoder_reads_the_whole_latent():
+    cluster = np.array([1, 0, 1, 0, 0, 1])
+    vae = ClusteredVAE(cluster, 4, (), torch.Generator(), shared_decoder=True)
+    assert len(vae.decoders) == 1 and vae.decoders[0][0].weight.shape == (6, 4)
+    z = torch.zeros((1, 4))
+    z[0, 2:] = 1.0
+    diff = vae.decode(z) - vae.decode(torch.zeros((1, 4)))
+    assert (diff != 0).all()  # cluster 1's latent moves every item
+    X, _ = checkerboard()
+    m = tiny(epochs=2, shared_decoder=True).fit(X, progress=False)
+    assert m.score(None, X).shape == X.shape
+
+
 def test_lamda_schedule_and_loss_parts():
     m = tiny(lamda=0.05, lamda_min=0.005, lamda_anneal_epochs=10)
     assert m.lamda_at(0) == pytest.approx(0.05)

@@ -16,8 +16,8 @@ import torch
 
 from genrec.errors import DataError
 
-__all__ = ["rating_triples", "lookup", "fit_rating_range", "check_rating_range", "sample_negatives",
-           "KeepBest"]
+__all__ = ["rating_triples", "lookup", "fit_rating_range", "check_rating_range", "NegativeSampler",
+           "sample_negatives", "KeepBest"]
 
 
 def rating_triples(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,36 +52,46 @@ def check_rating_range(value: tuple[float, float] | None) -> None:
         raise ValueError(f"rating_range must be (low, high) with low < high, got {value}")
 
 
-def sample_negatives(X: sp.csr_matrix, users: np.ndarray, rng: np.random.Generator,
-                     max_rounds: int = 100) -> np.ndarray:
-    """One item per entry of ``users`` drawn uniformly among the items the user has not got.
+class NegativeSampler:
+    """Draws, for each given user, one item uniformly among the items the user has not got.
 
     Rejection sampling, vectorized: draw uniformly, redraw the draws that hit a training
-    item. A user who has every item keeps a (positive) draw after ``max_rounds``.
+    item (found by binary search in the sorted (user, item) keys, built once). A user who
+    has every item keeps a (positive) draw after ``max_rounds``.
 
     Parameters
     ----------
-    X : csr_matrix (U, I), canonical (sorted indices)
-    users : ndarray of int64, shape (n,)
-
-    Returns
-    -------
-    ndarray of int64, shape (n,)
+    X : csr_matrix (U, I)
+        The training interactions.
     """
-    n_items = X.shape[1]
-    keys = (np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr)) * n_items
-            + X.indices)  # (nnz,) sorted because X is canonical CSR
-    out = rng.integers(0, n_items, size=len(users))  # (n,)
-    todo = np.arange(len(users))
-    for _ in range(max_rounds):
-        k = users[todo] * n_items + out[todo]
-        pos = np.searchsorted(keys, k)
-        hit = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == k)
-        todo = todo[hit]
-        if not len(todo):
-            break
-        out[todo] = rng.integers(0, n_items, size=len(todo))
-    return out.astype(np.int64)
+
+    def __init__(self, X: sp.csr_matrix, max_rounds: int = 100):
+        X = sp.csr_matrix(X)
+        self.n_items = X.shape[1]
+        rows = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+        self.keys = np.sort(rows * self.n_items + X.indices)  # (nnz,)
+        self.max_rounds = max_rounds
+
+    def __call__(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Items (n,) int64 for ``users`` (n,)."""
+        users = np.asarray(users, dtype=np.int64)
+        out = rng.integers(0, self.n_items, size=len(users))  # (n,)
+        todo = np.arange(len(users))
+        keys = self.keys
+        for _ in range(self.max_rounds):
+            if not len(todo) or not len(keys):
+                break
+            k = users[todo] * self.n_items + out[todo]
+            pos = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
+            todo = todo[keys[pos] == k]
+            out[todo] = rng.integers(0, self.n_items, size=len(todo))
+        return out.astype(np.int64)
+
+
+def sample_negatives(X: sp.csr_matrix, users: np.ndarray, rng: np.random.Generator
+                     ) -> np.ndarray:
+    """One negative item per entry of ``users`` (see :class:`NegativeSampler`)."""
+    return NegativeSampler(X)(users, rng)
 
 
 @dataclass

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from genrec.errors import DataError
 from genrec.evaluate import RankingTask, evaluate_ranking
-from genrec.models._shallow import KeepBest, lookup, rating_triples, sample_negatives
+from genrec.models._shallow import KeepBest, NegativeSampler, lookup, rating_triples
 from genrec.models.base import Recommender, as_csr, resolve_device
 
 __all__ = ["BPRMF", "BPRMFConfig", "bpr_loss"]
@@ -121,7 +121,6 @@ class BPRMF(Recommender):
     def fit(self, X, *, valid: RankingTask | None = None) -> BPRMF:
         cfg = self.config
         X = as_csr(X)
-        X.sort_indices()
         if X.nnz == 0:
             raise DataError("BPR-MF needs at least one training interaction")
         if valid is not None and not isinstance(valid, RankingTask):
@@ -143,11 +142,12 @@ class BPRMF(Recommender):
             trained, lr=cfg.lr)
         u_np, i_np, _ = rating_triples(X)
         n = len(u_np)
+        negatives = NegativeSampler(X)
         keep = KeepBest(higher_is_better=True, patience=cfg.patience)
         metric, k = cfg.valid_metric.split("@")
         for epoch in range(1, cfg.epochs + 1):
             perm = rng.permutation(n)
-            j_np = sample_negatives(X, u_np[perm], rng)  # (n,) one negative per pair
+            j_np = negatives(u_np[perm], rng)  # (n,) one negative per pair
             total = 0.0
             for s in range(0, n, cfg.batch_size):
                 sel = perm[s : s + cfg.batch_size]

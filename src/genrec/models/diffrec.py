@@ -32,9 +32,10 @@ Departures from the paper, and quirks of the authors' code kept as named fields:
 * ``eval_every`` = 5 and ``patience`` = 4: the code validates every 5 epochs and stops 20
   epochs after the best one; the best epoch is chosen on validation Recall@20.
 * Optimizer: the code uses AdamW with weight decay 0, which is Adam; ``optimizer="adam"``.
-* In the authors' script ``--reweight`` is parsed with ``type=bool`` (any non-empty value,
-  "0" included, is True), and its ``reweight=False`` branch uses an undefined variable; so
-  their runs always reweighted. Here ``reweight=False`` does what it says.
+* The released ``main.py`` parses ``--reweight`` with ``type=bool`` (any non-empty value, "0"
+  included, is True) and its ``reweight=False`` branch uses an undefined variable, while the
+  released checkpoints' names (``reweight0`` for ML-1M noisy) suggest they came from another
+  version of the script. Here ``reweight=False`` does what it says.
 
 Dimension letters: B users in a batch, I items, T diffusion steps, H history length per step.
 

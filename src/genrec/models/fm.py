@@ -56,11 +56,11 @@ from genrec.evaluate import RankingTask, RatingTask, evaluate_ranking
 from genrec.metrics import rmse
 from genrec.models._shallow import (
     KeepBest,
+    NegativeSampler,
     check_rating_range,
     fit_rating_range,
     lookup,
     rating_triples,
-    sample_negatives,
 )
 from genrec.models._sparse import sparse_matmul
 from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
@@ -304,6 +304,7 @@ class FM(Recommender, RatingPredictor):
         r_all = torch.as_tensor(r_np, device=dev)
         keep = KeepBest(higher_is_better=not regression, patience=cfg.patience)
         n = len(r_np)
+        negatives = None if regression else NegativeSampler(X)
 
         def batch_rows(u: np.ndarray, i: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             ut, it = torch.as_tensor(u, device=dev), torch.as_tensor(i, device=dev)
@@ -324,7 +325,7 @@ class FM(Recommender, RatingPredictor):
                     err = r_all[torch.as_tensor(b, device=dev)] - fm_padded(idx, val, w0, w, V)
                     loss = (err * err).sum() + penalty(idx, val)
                 else:
-                    j = sample_negatives(X, u_np[b], rng)
+                    j = negatives(u_np[b], rng)
                     jdx, jval = batch_rows(u_np[b], j)
                     diff = fm_padded(idx, val, w0, w, V) - fm_padded(jdx, jval, w0, w, V)
                     loss = -torch.nn.functional.logsigmoid(diff).sum() + penalty(

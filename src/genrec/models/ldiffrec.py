@@ -30,8 +30,8 @@ Departures from the authors' code (the paper does not fix these details):
   SVD of X by default (or a model genrec trains, see above), and clusters their directions
   (``normalize_embeddings=True``; the code: Euclidean k-means on the raw embeddings, which
   with SVD factors isolates the most popular items).
-* Decoders: one per cluster (the paper's description). The code's default (``out_dims=[]``)
-  is a single linear layer from the whole latent to all items.
+* Decoders: one per cluster (the paper's description) by default; ``shared_decoder=True`` is
+  the code's default (``out_dims=[]``): one decoder from the whole latent to all items.
 * The encoder head is linear; the code applies tanh to its (mu, logvar) outputs too.
 * The reconstruction target is the clean x; the code reconstructs the dropped-out input.
 * Defaults: the authors' example run (Amazon-Book: 2 clusters, latent 300, mlp dims [300],
@@ -96,6 +96,7 @@ class LDiffRecConfig:
     latent_dim: int = 300  # K, total VAE latent size, split over clusters by item count
     vae_hidden: tuple[int, ...] = ()  # encoder hidden sizes (totals, split like K); () = none
     vae_dropout: float = 0.1  # input dropout of the encoders
+    shared_decoder: bool = False  # one decoder from the whole latent (the code's default)
     vae_lr: float = 5e-4  # learning rate of the VAEs (the code's lr1)
     vae_anneal_cap: float = 0.3  # largest KL weight beta
     vae_anneal_steps: int = 200  # beta = min(cap, step / this), per batch
@@ -237,14 +238,17 @@ class ClusteredVAE(nn.Module):
     Encoder c: [I_c, *hidden_c, 2 K_c] (tanh between layers, linear head -> (mu_c, logvar_c));
     its first layer reads the user's entries in cluster c sparsely (``embedding_bag``, see
     :class:`genrec.models.nn_blocks.SparseInputLinear`), so no (B, I) input is formed.
-    Decoder c: [K_c, *reversed(hidden_c), I_c] (tanh between layers, linear output).
+    Decoder c: [K_c, *reversed(hidden_c), I_c] (tanh between layers, linear output); or, with
+    ``shared_decoder``, one decoder [K, *reversed(hidden), I] reading the whole latent (the
+    authors' code default), so that every cluster's latent can inform every item.
     Buffers (saved): ``item_cluster`` (I,), ``local_index`` (I,) each item's index inside its
     cluster, ``inv_perm`` (I,) the item order of the concatenated decoder outputs.
     """
 
     def __init__(self, item_cluster: np.ndarray, latent_dim: int, hidden: tuple[int, ...],
-                 generator: torch.Generator):
+                 generator: torch.Generator, shared_decoder: bool = False):
         super().__init__()
+        self.shared_decoder = shared_decoder
         item_cluster = np.asarray(item_cluster, dtype=np.int64)
         n_clusters = int(item_cluster.max()) + 1
         counts = np.bincount(item_cluster, minlength=n_clusters)
@@ -273,6 +277,11 @@ class ClusteredVAE(nn.Module):
             self.inputs.append(first)
             self.encoders.append(nn.ModuleList(
                 _xavier_linear(a, b, generator) for a, b in zip(enc[1:-1], enc[2:])))
+            if not shared_decoder:
+                self.decoders.append(nn.ModuleList(
+                    _xavier_linear(a, b, generator) for a, b in zip(dec[:-1], dec[1:])))
+        if shared_decoder:
+            dec = [latent_dim, *reversed(hidden), len(item_cluster)]
             self.decoders.append(nn.ModuleList(
                 _xavier_linear(a, b, generator) for a, b in zip(dec[:-1], dec[1:])))
 
@@ -296,12 +305,14 @@ class ClusteredVAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Logits (B, I) in item order from latents z (B, K)."""
-        parts = torch.split(z, self.latent_sizes, dim=1)  # C x (B, K_c)
+        parts = [z] if self.shared_decoder else torch.split(z, self.latent_sizes, dim=1)
         outs = []
-        for layers, h in zip(self.decoders, parts):
+        for layers, h in zip(self.decoders, parts):  # C x (B, K_c), or the whole (B, K)
             for i, layer in enumerate(layers):
                 h = layer(h if i == 0 else torch.tanh(h))  # (B, ...)
-            outs.append(h)  # (B, I_c)
+            outs.append(h)  # (B, I_c), or (B, I) in item order
+        if self.shared_decoder:
+            return outs[0]  # (B, I)
         return torch.cat(outs, dim=1)[:, self.inv_perm]  # (B, I)
 
 
@@ -310,7 +321,8 @@ class LDiffRecNet(nn.Module):
 
     def __init__(self, item_cluster: np.ndarray, c: LDiffRecConfig, generator: torch.Generator):
         super().__init__()
-        self.vae = ClusteredVAE(item_cluster, c.latent_dim, tuple(c.vae_hidden), generator)
+        self.vae = ClusteredVAE(item_cluster, c.latent_dim, tuple(c.vae_hidden), generator,
+                                c.shared_decoder)
         self.denoiser = Denoiser(c.latent_dim, tuple(c.dims), c.emb_size, generator, c.dropout,
                                  c.norm)
         self.schedule = DiffusionSchedule(c.noise_schedule, c.steps, c.noise_scale, c.noise_min,

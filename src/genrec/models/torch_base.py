@@ -78,7 +78,8 @@ class TorchRecommender(Recommender):
 
     def _encode(self, batch: Batch) -> torch.Tensor:
         """User embeddings (B, K) from the history rows: the encoder means."""
-        raise NotImplementedError(f"{type(self).__name__} has no encoder")
+        raise ConfigError(f"model {self.name} has no encoder, so no user embeddings; use a "
+                          f"latent-variable model (mult-vae, recvae) or an SVD of the data")
 
     # ------------------------------------------------------------------ training
     def train_config(self) -> TrainConfig:
