@@ -6,7 +6,7 @@ from genrec.models.mult_dae import weight_l2
 from genrec.train import Batch, Phase, StepContext
 from tests.models.conformance import RecommenderConformance, checkerboard
 
-TINY = dict(latent_dim=16, batch_size=8, epochs=30, lr=3e-3, device="cpu")
+TINY = dict(latent_dim=16, batch_size=8, epochs=12, lr=1e-2, device="cpu")
 
 
 class TestMultDAE(RecommenderConformance):

@@ -10,7 +10,7 @@ from genrec.models.nn_blocks import gaussian_kl_to_std_normal, multinomial_log_l
 from genrec.train import Batch
 from tests.models.conformance import RecommenderConformance, checkerboard
 
-TINY = dict(hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=30, lr=3e-3, device="cpu")
+TINY = dict(hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=12, lr=1e-2, device="cpu")
 
 
 class TestMultVAE(RecommenderConformance):

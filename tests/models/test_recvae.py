@@ -9,7 +9,7 @@ from genrec.models.recvae import composite_prior_log_density, swish
 from genrec.train import Batch, Phase, StepContext
 from tests.models.conformance import RecommenderConformance, checkerboard
 
-TINY = dict(hidden_dim=32, latent_dim=8, batch_size=8, epochs=10, lr=3e-3, device="cpu")
+TINY = dict(hidden_dim=32, latent_dim=8, batch_size=8, epochs=4, lr=1e-2, device="cpu")
 
 
 class TestRecVAE(RecommenderConformance):
