@@ -318,14 +318,14 @@ class BiasedMF(Recommender, RatingPredictor):
         for epoch in range(1, cfg.epochs + 1):
             if cfg.solver == "sgd":
                 perm = torch.randperm(len(r_np), generator=gen).to(dev)
-                sq = 0.0
+                sq = torch.zeros((), device=dev)
                 for start in range(0, len(perm), cfg.batch_size):
                     b = perm[start : start + cfg.batch_size]
                     e = sgd_step(mu, bu, bi, P, Q, u[b], i[b], r[b], lr, cfg.l2, cfg.l2_bias,
                                  su, si)
-                    sq += float((e * e).sum())
+                    sq += (e * e).sum()
                 lr *= cfg.lr_decay
-                train_rmse = math.sqrt(sq / len(r_np))
+                train_rmse = math.sqrt(float(sq) / len(r_np))
                 if not math.isfinite(train_rmse):
                     raise DataError(f"BiasedMF diverged at epoch {epoch} (lr={cfg.lr} too "
                                     f"large for batch_size={cfg.batch_size}); lower lr")
