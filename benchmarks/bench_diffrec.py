@@ -46,7 +46,10 @@ NOISY = dict(steps=5, noise_scale=0.5, noise_min=0.001, noise_max=0.01, reweight
 # validation-only tuning around the published settings (each line: what changes)
 TUNING = [
     ("lr 5e-4", dict(lr=5e-4)),
+    ("lr 5e-4, validated every epoch, patience 10", dict(lr=5e-4, eval_every=1, patience=10)),
     ("lr 5e-4, 10 steps", dict(lr=5e-4, steps=10)),
+    ("lr 1e-4", dict(lr=1e-4)),
+    ("noise_scale 0.01", dict(noise_scale=0.01)),
 ]
 # tried while developing (same code, data and seed; run separately, not re-run here)
 DEV_TRIED = [

@@ -214,3 +214,9 @@ def test_mf_predict_zeroes_unknown_terms():
 def test_registered():
     assert get_model_class("biased-mf") is BiasedMF
     assert get_model_class("biased_mf") is BiasedMF
+
+
+def test_divergence_is_reported_as_a_config_problem():
+    X, _ = rating_checkerboard()
+    with pytest.raises(ConfigError, match="diverged"):
+        BiasedMF(n_factors=4, lr=50.0, batch_size=64, epochs=20, device="cpu").fit(X)

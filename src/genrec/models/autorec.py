@@ -48,7 +48,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from genrec.errors import DataError
+from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RatingTask
 from genrec.metrics import rmse
 from genrec.models._shallow import KeepBest, check_rating_range, fit_rating_range, lookup
@@ -267,7 +267,7 @@ class AutoRec(Recommender, RatingPredictor):
                         loss += float(obj.detach())
             done += n_iter
             if not math.isfinite(loss):
-                raise DataError(f"AutoRec diverged after {done} iterations (objective {loss}); "
+                raise ConfigError(f"AutoRec diverged after {done} iterations (objective {loss}); "
                                 f"lower lr or raise l2")
             if valid is None:
                 log.debug("iter %d objective %.2f", done, loss)

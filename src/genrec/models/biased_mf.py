@@ -66,7 +66,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import DataError
+from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RatingTask
 from genrec.metrics import rmse
 from genrec.models._shallow import (
@@ -327,7 +327,7 @@ class BiasedMF(Recommender, RatingPredictor):
                 lr *= cfg.lr_decay
                 train_rmse = math.sqrt(float(sq) / len(r_np))
                 if not math.isfinite(train_rmse):
-                    raise DataError(f"BiasedMF diverged at epoch {epoch} (lr={cfg.lr} too "
+                    raise ConfigError(f"BiasedMF diverged at epoch {epoch} (lr={cfg.lr} too "
                                     f"large for batch_size={cfg.batch_size}); lower lr")
             else:
                 P, bu = als_half_step(X, Q, bi, mu, cfg.l2, cfg.l2_bias, cfg.l2_weighting)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrec.errors import DataError
+from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RankingTask, evaluate_ranking
 from genrec.models._shallow import KeepBest, NegativeSampler, lookup, rating_triples
 from genrec.models.base import Recommender, as_csr, resolve_device
@@ -165,7 +165,7 @@ class BPRMF(Recommender):
                 opt.step()
                 total += float(loss.detach())
             if not math.isfinite(total):
-                raise DataError(f"BPR-MF diverged at epoch {epoch}; lower lr")
+                raise ConfigError(f"BPR-MF diverged at epoch {epoch}; lower lr")
             if valid is None or epoch % cfg.eval_every:
                 log.debug("epoch %d loss %.4f", epoch, total / n)
                 continue

@@ -51,7 +51,7 @@ import scipy.sparse as sp
 import torch
 
 from genrec.data.features import SideFeatures
-from genrec.errors import DataError
+from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RankingTask, RatingTask, evaluate_ranking
 from genrec.metrics import rmse
 from genrec.models._shallow import (
@@ -228,7 +228,7 @@ class FM(Recommender, RatingPredictor):
     --------
     >>> import numpy as np, scipy.sparse as sp
     >>> X = sp.csr_matrix(np.array([[5, 4, 0], [4, 0, 1], [0, 2, 1]], np.float32))
-    >>> m = FM(n_factors=2, epochs=3, device="cpu").fit(X)
+    >>> m = FM(n_factors=2, epochs=3, use_side_features=False, device="cpu").fit(X)
     >>> m.predict(np.array([0, -1]), np.array([2, 0])).shape
     (2,)
     """
@@ -336,7 +336,7 @@ class FM(Recommender, RatingPredictor):
                 total += float(loss.detach())
             sched.step()
             if not math.isfinite(total):
-                raise DataError(f"FM diverged at epoch {epoch}; lower lr")
+                raise ConfigError(f"FM diverged at epoch {epoch}; lower lr")
             if valid is None:
                 log.debug("epoch %d loss %.4f", epoch, total / n)
                 continue
