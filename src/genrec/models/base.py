@@ -20,7 +20,6 @@ Fitted state ends with ``_`` and is created only by ``fit`` (or ``load``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -223,10 +222,6 @@ class RatingPredictor(ABC):
         Users or items unknown to the model (index -1 or out of range) get a fallback
         prediction (the biases or the global mean), never an error.
         """
-
-
-def _dataclass_fields(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
 
 
 __all__ += ["NotFittedError"]
