@@ -6,7 +6,13 @@ import torch
 from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RatingTask
 from genrec.models import AutoRec, get_model_class
-from genrec.models.autorec import AutoRecNet, autorec_objective, masked_sse
+from genrec.models.autorec import (
+    AutoRecNet,
+    autorec_objective,
+    drop_inputs,
+    masked_sse,
+    normalize_rows,
+)
 from tests.models.rating_conformance import RatingConformance, rating_checkerboard
 
 
@@ -77,6 +83,74 @@ def test_item_autorec_predicts_the_item_reconstruction():
                                                                       rel=1e-5)
 
 
+def test_normalize_rows_rescales_each_row_and_keeps_zero_rows():
+    x = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    y = normalize_rows(x, 10.0)
+    torch.testing.assert_close(y, torch.tensor([[6.0, 8.0, 0.0], [0.0, 0.0, 0.0],
+                                                [10.0, 0.0, 0.0]]))
+    assert normalize_rows(x, 0.0) is x
+
+
+@pytest.mark.parametrize("variant", ["item", "user"])
+def test_input_norm_feeds_rescaled_rows_and_fits_raw_targets(variant):
+    X, _ = rating_checkerboard()
+    m = AutoRec(variant=variant, hidden=8, l2=0.1, epochs=40, input_norm=5.0, device="cpu",
+                clip=False).fit(X)
+    rows = X.T.toarray() if variant == "item" else X.toarray()  # (N, D)
+    r, c = 5, 7
+    x = torch.from_numpy(rows[r : r + 1].astype(np.float32))
+    with torch.no_grad():
+        rec = m.net_(x * (5.0 / x.norm()))  # the rescaled row, not the raw one
+        raw = m.net_(x)
+    u, i = (c, r) if variant == "item" else (r, c)
+    got = m.predict(np.array([u]), np.array([i]))[0]
+    assert got == pytest.approx(float(rec[0, c]), rel=1e-5)
+    assert got != pytest.approx(float(raw[0, c]), rel=1e-3)
+    # the targets are the raw ratings: the fit reconstructs them, not the rescaled inputs
+    co = X.tocoo()
+    err = np.mean((m.predict(co.row, co.col) - co.data) ** 2)
+    assert err < 0.1 * np.var(co.data)
+
+
+def test_drop_inputs_zeroes_a_fraction_p_and_rescales_the_rest():
+    x = torch.full((200, 300), 2.0)
+    assert drop_inputs(x, 0.0, None) is x
+    y = drop_inputs(x, 0.4, torch.Generator().manual_seed(0))
+    assert float((y == 0).float().mean()) == pytest.approx(0.4, abs=0.01)
+    assert torch.all((y == 0) | torch.isclose(y, torch.tensor(2.0 / 0.6)))
+
+
+@pytest.mark.parametrize("variant", ["item", "user"])
+def test_input_dropout_trains_on_dropped_rescaled_inputs_and_predicts_without(variant):
+    X, _ = rating_checkerboard()
+    kw = dict(variant=variant, hidden=6, l2=0.5, input_norm=4.0, optimizer="rprop", epochs=1,
+              eval_every=1, device="cpu", clip=False, seed=3)
+    m = AutoRec(input_dropout=0.5, **kw).fit(X)
+    # replay the one Rprop step: the same initialisation, then a dropout mask from the same
+    # generator over the rescaled rows; Rprop's first step is -lr * sign(gradient)
+    rows = torch.from_numpy((X.T.toarray() if variant == "item" else X.toarray()).astype(
+        np.float32))  # (N, D)
+    gen = torch.Generator().manual_seed(3)
+    net = AutoRecNet(rows.shape[1], 6, "sigmoid", "identity", gen)
+    init = {k: v.clone() for k, v in net.state_dict().items()}
+    xin = drop_inputs(normalize_rows(rows, 4.0), 0.5, gen)
+    (masked_sse(net(xin), rows, rows != 0) + 0.25 * net.penalty()).backward()
+    grads = {k: p.grad for k, p in net.named_parameters()}
+    for k, v in m.net_.state_dict().items():
+        torch.testing.assert_close(v, init[k] - 0.01 * grads[k].sign())
+    # without dropout the first step differs
+    m0 = AutoRec(**kw).fit(X)
+    assert not torch.equal(m0.net_.encode.weight, m.net_.encode.weight)
+    # prediction uses no dropout: deterministic, the rescaled rows' reconstruction
+    with torch.no_grad():
+        full = m.net_(normalize_rows(rows, 4.0))  # (N, D)
+    co = X.tocoo()
+    got = m.predict(co.row, co.col)
+    want = (full[co.col, co.row] if variant == "item" else full[co.row, co.col]).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_array_equal(got, m.predict(co.row, co.col))
+
+
 def test_unseen_users_and_items_get_the_default_rating():
     X, _ = rating_checkerboard()
     X = X.tolil()
@@ -145,6 +219,12 @@ def test_validation_keeps_the_best_check():
 def test_config_checks_and_errors():
     with pytest.raises(ConfigError, match="hidden"):
         AutoRec(hidden=0)
+    with pytest.raises(ConfigError, match="input_norm"):
+        AutoRec(input_norm=-1.0)
+    with pytest.raises(ConfigError, match="input_dropout"):
+        AutoRec(input_dropout=1.0, optimizer="rprop")
+    with pytest.raises(ConfigError, match="input_dropout"):
+        AutoRec(input_dropout=0.5)  # L-BFGS, the default optimizer
     with pytest.raises(ConfigError, match="variant"):
         AutoRec(variant="both")
     with pytest.raises(DataError, match="at least one"):

@@ -11,6 +11,7 @@ from genrec.models.autorec import AutoRec, AutoRecConfig
 from genrec.models.base import RatingPredictor, Recommender
 from genrec.models.biased_mf import BiasedMF, BiasedMFConfig
 from genrec.models.bpr_mf import BPRMF, BPRMFConfig
+from genrec.models.cdae import CDAE, CDAEConfig
 from genrec.models.diffrec import DiffRec, DiffRecConfig
 from genrec.models.ease import EASE, EASEConfig
 from genrec.models.fm import FM, FMConfig
@@ -28,6 +29,7 @@ MODELS: dict[str, type[Recommender]] = {
     "mult-vae": MultVAE,
     "mult-dae": MultDAE,
     "recvae": RecVAE,
+    "cdae": CDAE,
     "diffrec": DiffRec,
     "ldiffrec": LDiffRec,
     "biased-mf": BiasedMF,
@@ -61,6 +63,8 @@ __all__ = [
     "MultDAEConfig",
     "RecVAE",
     "RecVAEConfig",
+    "CDAE",
+    "CDAEConfig",
     "Popularity",
     "PopularityConfig",
     "DiffRec",

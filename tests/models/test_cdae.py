@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from torch.nn import functional as F
+
+from genrec.errors import ConfigError, DataError
+from genrec.models import CDAE, get_model_class
+from genrec.models.base import Recommender
+from genrec.models.cdae import cdae_loss
+from genrec.train import Batch, Phase, StepContext
+from tests.models.conformance import RecommenderConformance, checkerboard
+
+TINY = dict(latent_dim=16, batch_size=8, epochs=30, lr=3e-2, corruption=0.2, l2=1e-3,
+            device="cpu")
+
+
+class TestCDAE(RecommenderConformance):
+    def make_model(self, seed: int = 0):
+        return CDAE(seed=seed, **TINY)
+
+
+def test_registered_and_paper_defaults():
+    assert get_model_class("cdae") is CDAE
+    c = CDAE().config
+    assert (c.latent_dim, c.hidden_activation, c.corruption) == (50, "sigmoid", 0.2)
+    assert not CDAE.folds_in
+
+
+@pytest.mark.parametrize("bad", [dict(corruption=1.0), dict(latent_dim=0), dict(l2=-1.0),
+                                 dict(hidden_activation="gelu")])
+def test_bad_config_values_raise(bad):
+    with pytest.raises(ConfigError):
+        CDAE(**bad)
+
+
+def test_loss_equals_dense_binary_cross_entropy():
+    g = torch.Generator().manual_seed(0)
+    X = sp.random(6, 9, density=0.4, format="csr", random_state=1, dtype=np.float32)
+    X.data[:] = 1
+    logits = torch.randn(6, 9, generator=g)
+    dense = torch.from_numpy(X.toarray())
+    expected = F.binary_cross_entropy_with_logits(logits, dense, reduction="sum") / 6
+    torch.testing.assert_close(cdae_loss(logits, Batch.from_csr(X)), expected)
+
+
+def test_network_forward_matches_the_formula():
+    X, _ = checkerboard()
+    m = CDAE(**{**TINY, "epochs": 1}).fit(X, progress=False)
+    net = m.module_
+    users = np.array([0, 5, 13])
+    x = torch.from_numpy(X[users].toarray())
+    W, b = net.input.weight, net.input.bias  # (I, K), (K,)
+    V = net.user_node.weight[torch.from_numpy(users)]  # (3, K)
+    z = torch.sigmoid(x @ W + V + b)
+    expected = z @ net.output.weight.T + net.output.bias
+    torch.testing.assert_close(m.score(users, X[users]), expected.detach())
+    # without users: no user node (fold-in of a new history)
+    z0 = torch.sigmoid(x @ W + b)
+    torch.testing.assert_close(m.score(None, X[users]),
+                               (z0 @ net.output.weight.T + net.output.bias).detach())
+    torch.testing.assert_close(torch.from_numpy(m.user_embeddings(X[users])), z0.detach())
+
+
+def test_l2_penalty_once_per_epoch_for_shared_weights():
+    X, _ = checkerboard()
+    m = CDAE(**{**TINY, "epochs": 1, "corruption": 0.0, "l2": 0.3}).fit(X, progress=False)
+    net = m.module_
+    users = torch.arange(6)
+    batch = Batch.from_csr(X[:6], users)
+    ctx = StepContext(0, 0, Phase(), torch.Generator().manual_seed(0), torch.device("cpu"),
+                      "fp32", X)
+    out = m.train_step(batch, ctx)
+    shared = sum(p.pow(2).sum() for n, p in net.named_parameters()
+                 if not n.startswith("user_node"))
+    nodes = net.user_node.weight[:6].pow(2).sum()
+    pen = 0.5 * 0.3 * (6 / X.shape[0] * shared + nodes) / 6
+    torch.testing.assert_close(out["loss"], out["recon"] + pen)
+
+
+def test_user_node_matters_and_bad_user_indices_raise():
+    X, _ = checkerboard()
+    m = CDAE(**TINY).fit(X, progress=False)
+    users = np.arange(X.shape[0])
+    assert not np.allclose(np.asarray(m.score(users, X)), np.asarray(m.score(None, X)))
+    with pytest.raises(DataError, match="training users"):
+        m.score(np.array([X.shape[0]]), X[:1])
+
+
+def test_save_load_keeps_user_count(tmp_path):
+    X, _ = checkerboard()
+    m = CDAE(**{**TINY, "epochs": 2}).fit(X, progress=False)
+    m.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert loaded.n_users_ == X.shape[0]
