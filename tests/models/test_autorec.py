@@ -9,10 +9,10 @@ from genrec.models import AutoRec, get_model_class
 from genrec.models.autorec import (
     AutoRecNet,
     autorec_objective,
-    drop_inputs,
     masked_sse,
     normalize_rows,
 )
+from genrec.models.nn_blocks import dropout_values
 from tests.models.rating_conformance import RatingConformance, rating_checkerboard
 
 
@@ -112,10 +112,10 @@ def test_input_norm_feeds_rescaled_rows_and_fits_raw_targets(variant):
     assert err < 0.1 * np.var(co.data)
 
 
-def test_drop_inputs_zeroes_a_fraction_p_and_rescales_the_rest():
+def test_input_dropout_zeroes_a_fraction_p_and_rescales_the_rest():
     x = torch.full((200, 300), 2.0)
-    assert drop_inputs(x, 0.0, None) is x
-    y = drop_inputs(x, 0.4, torch.Generator().manual_seed(0))
+    assert dropout_values(x, 0.0, None) is x
+    y = dropout_values(x, 0.4, torch.Generator().manual_seed(0))
     assert float((y == 0).float().mean()) == pytest.approx(0.4, abs=0.01)
     assert torch.all((y == 0) | torch.isclose(y, torch.tensor(2.0 / 0.6)))
 
@@ -133,7 +133,7 @@ def test_input_dropout_trains_on_dropped_rescaled_inputs_and_predicts_without(va
     gen = torch.Generator().manual_seed(3)
     net = AutoRecNet(rows.shape[1], 6, "sigmoid", "identity", gen)
     init = {k: v.clone() for k, v in net.state_dict().items()}
-    xin = drop_inputs(normalize_rows(rows, 4.0), 0.5, gen)
+    xin = dropout_values(normalize_rows(rows, 4.0), 0.5, gen)
     (masked_sse(net(xin), rows, rows != 0) + 0.25 * net.penalty()).backward()
     grads = {k: p.grad for k, p in net.named_parameters()}
     for k, v in m.net_.state_dict().items():

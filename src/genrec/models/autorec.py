@@ -42,7 +42,7 @@ effective weight decay), so tune them together.
 
 Input dropout (``input_dropout = p``, an addition; off by default; Rprop or Adam only): at
 every training step each entry of the (rescaled) input is zeroed with probability p and the
-rest scaled by 1/(1-p), a fresh mask per step (:func:`drop_inputs`, as in denoising
+rest scaled by 1/(1-p), a fresh mask per step (``nn_blocks.dropout_values``, as in denoising
 autoencoders); the targets and the observed-entry loss are unchanged and prediction uses the
 full input. L-BFGS is refused with it: its line search needs one fixed objective. With
 ``input_norm = 20`` under full-batch Rprop, p in {0.3, 0.4, 0.5} with lambda 100, 80, 60 gives
@@ -75,9 +75,10 @@ from genrec.metrics import rmse
 from genrec.models._shallow import KeepBest, check_rating_range, fit_rating_range, lookup
 from genrec.models._sparse import csr_to_dense
 from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.nn_blocks import dropout_values
 
 __all__ = ["AutoRec", "AutoRecConfig", "AutoRecNet", "masked_sse", "autorec_objective",
-           "normalize_rows", "drop_inputs"]
+           "normalize_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +145,6 @@ def normalize_rows(x: torch.Tensor, norm: float) -> torch.Tensor:
         return x
     n = torch.linalg.vector_norm(x, dim=1, keepdim=True)  # (B, 1)
     return x * (norm / torch.where(n > 0, n, torch.ones_like(n)))
-
-
-def drop_inputs(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Inverted dropout: each entry of ``x`` (B, D) zeroed with probability ``p``, the rest
-    scaled by 1 / (1 - p); the mask is drawn on the CPU from ``generator``. p = 0: as is."""
-    if not p:
-        return x
-    keep = torch.rand(x.shape, generator=generator) >= p  # (B, D)
-    return x * keep.to(x.device) / (1 - p)
 
 
 def masked_sse(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -286,7 +278,7 @@ class AutoRec(Recommender, RatingPredictor):
             opt.zero_grad()
             total = 0.0
             for x, xin, m in chunks:
-                loss = masked_sse(net(drop_inputs(xin, cfg.input_dropout, gen)), x, m)
+                loss = masked_sse(net(dropout_values(xin, cfg.input_dropout, gen)), x, m)
                 loss.backward()
                 total += float(loss.detach())
             pen = 0.5 * cfg.l2 * net.penalty()
@@ -313,7 +305,7 @@ class AutoRec(Recommender, RatingPredictor):
                     for c in order:
                         x, xin, m = chunks[c]
                         opt.zero_grad()
-                        xin = drop_inputs(xin, cfg.input_dropout, gen)
+                        xin = dropout_values(xin, cfg.input_dropout, gen)
                         obj = masked_sse(net(xin), x, m) + (
                             0.5 * cfg.l2 * len(x) / N * net.penalty())
                         obj.backward()
