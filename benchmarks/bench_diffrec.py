@@ -343,7 +343,8 @@ def worker(kind: str, matrix: str, sample: bool) -> None:
     if kind == "ldiffrec":
         out["cluster_items"] = model.module_.vae.item_sizes
     n = SYN_SCORE_USERS if sample else X.shape[0]
-    truth = X[np.roll(np.arange(X.shape[0]), -n)[:n]]  # other users' rows: timing only
+    # timing only: rows n, n+1, ... (wrapping) as truth; X itself when every user is ranked
+    truth = X[np.roll(np.arange(X.shape[0]), -n)[:n]]
     task = RankingTask(np.arange(n), X[:n], X[:n], truth, "zero", "timing")
     out["scored_users"] = n
     out["score_s"] = evaluate_ranking(model, task, ks=KS, metrics=METRICS).seconds

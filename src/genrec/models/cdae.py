@@ -58,7 +58,7 @@ from torch.nn import functional as F
 from genrec.errors import DataError
 from genrec.models.base import as_csr
 from genrec.models.nn_blocks import SparseInputLinear, dropout_values, make_linear, row_ids
-from genrec.models.torch_base import SCORE_BATCH, TorchRecommender
+from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, StepContext, TrainConfig
 
 __all__ = ["CDAE", "CDAEConfig", "CDAENet", "cdae_loss"]
@@ -186,27 +186,15 @@ class CDAE(TorchRecommender):
             loss = recon + 0.5 * self.config.l2 * (share * shared + nodes) / len(batch)
         return {"loss": loss, "recon": recon.detach()}
 
-    # scoring: the user node is added for known training users
     def score(self, users: np.ndarray | None, X_users: Any) -> torch.Tensor:
         """Logits (B, n_items) from the rows ``X_users``; ``users`` (training row indices)
         adds their user node, ``None`` scores from the history alone (fold-in)."""
-        users, X = self._check_users(users, X_users)
-        if users is not None and len(users) and (users.min() < 0
-                                                 or users.max() >= self.n_users_):
+        self._check_fitted()
+        u = None if users is None else np.asarray(users, dtype=np.int64).reshape(-1)
+        if u is not None and len(u) and (u.min() < 0 or u.max() >= self.n_users_):
             raise DataError(f"user indices must be in [0, {self.n_users_}) (the training "
                             f"users); score new users with users=None")
-        net: CDAENet = self.module_
-        net.eval()
-        device = self._device()
-        out = []
-        with torch.inference_mode():
-            for start, b in zip(range(0, X.shape[0], SCORE_BATCH), self._batches(X)):
-                u = None if users is None else torch.from_numpy(
-                    users[start : start + len(b)]).to(device)
-                out.append(net(b.indptr, b.indices, b.values, u).float())
-        if not out:
-            return torch.zeros((0, self.n_items_), device=device)
-        return torch.cat(out)  # (B, I)
+        return super().score(users, X_users)
 
     def _scores(self, batch: Batch) -> torch.Tensor:
         users = None if batch.users is None else batch.users.to(batch.indptr.device)

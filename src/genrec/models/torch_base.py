@@ -124,18 +124,22 @@ class TorchRecommender(Recommender):
     def _device(self) -> torch.device:
         return next(self.module_.parameters()).device
 
-    def _batches(self, X: sp.csr_matrix):
+    def _batches(self, X: sp.csr_matrix, users: np.ndarray | None = None):
+        """Scoring batches of ``SCORE_BATCH`` rows; ``Batch.users`` holds the rows' training
+        indices when ``users`` is given, else None."""
         device = self._device()
         for start in range(0, X.shape[0], SCORE_BATCH):
-            yield Batch.from_csr(X[start : start + SCORE_BATCH], None, device)
+            u = None if users is None else torch.from_numpy(users[start : start + SCORE_BATCH])
+            yield Batch.from_csr(X[start : start + SCORE_BATCH], u, device)
 
     def score(self, users: np.ndarray | None, X_users: Any) -> torch.Tensor:
         """Scores (B, n_items), float32, on the model's device, from the rows ``X_users``
-        alone (fold-in: users unseen in training work). ``users`` is not used."""
+        (fold-in: users unseen in training work). ``users`` reaches ``_scores`` as
+        ``Batch.users``; only models with per-user parameters read it."""
         users, X = self._check_users(users, X_users)
         self.module_.eval()
         with torch.inference_mode():
-            out = [self._scores(b).float() for b in self._batches(X)]
+            out = [self._scores(b).float() for b in self._batches(X, users)]
         if not out:
             return torch.zeros((0, self.n_items_), device=self._device())
         return torch.cat(out)  # (B, I)
