@@ -15,6 +15,7 @@ from genrec.train import (
     Constant,
     LinearAnneal,
     TrainConfig,
+    WeightAverage,
     make_optimizer,
     parse_metric,
 )
@@ -64,7 +65,11 @@ def _strip_times(history):
     return [{k: v for k, v in r.items() if "seconds" not in k} for r in history]
 
 
-@pytest.mark.parametrize("make, kill_step", [(_mult_vae, 9), (_recvae, 21)])
+def _mult_vae_ema(**kw):
+    return _mult_vae(ema_decay=0.9, **kw)
+
+
+@pytest.mark.parametrize("make, kill_step", [(_mult_vae, 9), (_recvae, 21), (_mult_vae_ema, 9)])
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill_step):
     X, valid = _data()
     ref = make().fit(X, valid=valid, run_dir=tmp_path / "ref")
@@ -163,7 +168,8 @@ def test_train_config_from_model_config_and_checks():
     assert (cfg.lr, cfg.seed, cfg.batch_size, cfg.epochs) == (0.01, 4, 500, 200)
     assert parse_metric("recall@20") == ("recall", 20)
     for bad in (dict(select_metric="auc@20"), dict(patience=0), dict(precision="fp8"),
-                dict(device="tpu"), dict(grad_clip=0.0)):
+                dict(device="tpu"), dict(grad_clip=0.0), dict(ema_decay=1.0),
+                dict(ema_decay=0.0)):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
 
@@ -206,3 +212,62 @@ def test_nan_loss_stops_with_a_clear_error():
     X, _ = _data()
     with pytest.raises(FloatingPointError, match="lower lr"):
         _mult_vae(epochs=3, lr=1e9, optimizer="sgd").fit(X)
+
+
+def test_weight_average_follows_its_recurrence():
+    lin = torch.nn.Linear(2, 1)
+    lin.register_buffer("count", torch.tensor(0))  # not floating: copied, not averaged
+    start = lin.weight.detach().clone()
+    avg = WeightAverage(lin, decay=0.9)
+    values = [1.0, -2.0, 4.0, 0.5] + [3.0] * 300
+    for t, v in enumerate(values, start=1):
+        with torch.no_grad():
+            lin.weight.fill_(v)
+            lin.count.fill_(t)
+        avg.update(lin)
+        # the closed form: the decay^(t - s)-weighted mean of w_1..w_t (no share for start)
+        w = 0.9 ** np.arange(t - 1, -1, -1)
+        expect = float(np.dot(w, values[:t]) / w.sum())
+        assert torch.allclose(avg.shadow["weight"], torch.full_like(start, expect),
+                              atol=1e-5), t
+    assert avg.updates == 304 and avg.rate() == pytest.approx(0.9)
+    assert int(avg.shadow["count"]) == 304
+    with avg.swapped_in(lin):
+        assert torch.equal(lin.weight, avg.shadow["weight"])
+    assert torch.equal(lin.weight, torch.full_like(lin.weight, 3.0))  # raw weights are back
+
+
+def test_ema_averages_the_raw_training_trajectory():
+    X, _ = _data()
+    raw = _mult_vae(epochs=2).fit(X)  # the same seed: EMA must not change the raw steps
+    seen = []
+    m = _mult_vae(epochs=2, ema_decay=0.8)
+    original = m.train_step
+
+    def train_step(batch, ctx):  # record the weights each step starts from
+        seen.append({k: v.detach().clone() for k, v in m.module_.state_dict().items()})
+        return original(batch, ctx)
+
+    m.train_step = train_step
+    m.fit(X)  # no validation: the module ends with the average of the last weights
+    steps = seen[1:] + [raw.module_.state_dict()]  # the weights after update 1, 2, ..., T
+    assert len(steps) == 8
+    for name, final in m.module_.state_dict().items():
+        expect = seen[0][name].clone()
+        for t, w in enumerate(steps, start=1):
+            d = 1 - 0.2 / (1 - 0.8**t)
+            expect = d * expect + (1 - d) * w[name]
+        assert torch.allclose(final, expect, atol=1e-6), name
+        assert not torch.allclose(final, raw.module_.state_dict()[name]), name
+
+
+def test_ema_validates_and_keeps_the_averaged_weights():
+    from genrec.evaluate import evaluate_ranking
+
+    X, valid = _data()
+    m = _mult_vae(epochs=8, ema_decay=0.9).fit(X, valid=valid)
+    kept = evaluate_ranking(m, valid, ks=(20,), metrics=("ndcg",)).metrics["ndcg@20"]
+    assert kept == pytest.approx(m.history_[m.best_epoch_ - 1]["valid"]["ndcg@20"], abs=1e-12)
+    plain = _mult_vae(epochs=8).fit(X, valid=valid)
+    assert [r["valid"]["ndcg@20"] for r in m.history_] != \
+        [r["valid"]["ndcg@20"] for r in plain.history_]

@@ -30,6 +30,10 @@ the optimizer states, both generator states, the step and epoch counters, the be
 the early-stopping state and the log records; ``resume=True`` continues from it and ends
 with the same weights as an uninterrupted run (on CPU, bit for bit).
 
+Weight averaging: with ``ema_decay`` an exponential moving average of the weights
+(:class:`WeightAverage`) is updated after every step; it is what validation scores and what
+is kept as the best weights (and checkpointed with the rest).
+
 Precision: ``"bf16"`` runs ``train_step`` under ``torch.autocast`` (bfloat16 matmuls on CPU
 or CUDA, float32 master weights); models keep their losses in float32.
 """
@@ -66,6 +70,7 @@ __all__ = [
     "Trainable",
     "TrainResult",
     "Trainer",
+    "WeightAverage",
     "make_optimizer",
     "autocast",
     "CHECKPOINT_FORMAT",
@@ -94,6 +99,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # optimizer weight decay (L2 for adam/sgd, decoupled for adamw)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     grad_clip: float | None = None  # clip the global gradient norm to this; None = no clipping
+    ema_decay: float | None = None  # validate/keep an exponential moving average of the weights
     patience: int | None = 20  # validations without improvement before stopping; None = never
     select_metric: str = "ndcg@20"  # validation metric that picks the best epoch ("recall@20")
     eval_every: int = 1  # validate every this many epochs (and after the last)
@@ -113,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
         if self.eval_every < 1:
@@ -189,6 +197,55 @@ class Constant:
 
     def __call__(self, step: int) -> float:
         return self.value
+
+
+# ---------------------------------------------------------------------------- weight averaging
+
+
+class WeightAverage:
+    """An exponential moving average of a module's weights (Polyak-Ruppert averaging).
+
+    After the t-th optimizer update (t = 1, 2, ...) the average is the mean of the weights
+    w_1..w_t after each update, w_s weighted by decay^(t - s) (normalised, as Adam corrects
+    its moments' bias), so the random initial weights get no share. As a recurrence::
+
+        avg_t = d_t * avg_(t-1) + (1 - d_t) * w_t,    d_t = 1 - (1 - decay) / (1 - decay^t)
+
+    (d_1 = 0: the first average is w_1; d_t falls towards ``decay`` as t grows). Every
+    floating-point tensor of the ``state_dict`` is averaged; other buffers are copied.
+    The average only changes what is validated and kept: training steps use the raw weights.
+    """
+
+    def __init__(self, module: nn.Module, decay: float, updates: int = 0):
+        self.decay = decay
+        self.updates = updates
+        self.shadow = {n: t.detach().clone() for n, t in module.state_dict().items()}
+
+    def rate(self) -> float:
+        """d_t for the next update."""
+        t = self.updates + 1
+        return 1.0 - (1.0 - self.decay) / (1.0 - self.decay**t)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        d = self.rate()
+        for name, w in module.state_dict().items():
+            avg = self.shadow[name]
+            if avg.dtype.is_floating_point:
+                avg.lerp_(w.to(avg.dtype), 1.0 - d)
+            else:
+                avg.copy_(w)
+        self.updates += 1
+
+    @contextlib.contextmanager
+    def swapped_in(self, module: nn.Module) -> Iterator[None]:
+        """Within the block the module holds the averaged weights; the raw ones come back."""
+        raw = {n: t.detach().clone() for n, t in module.state_dict().items()}
+        module.load_state_dict(self.shadow)
+        try:
+            yield
+        finally:
+            module.load_state_dict(raw)
 
 
 # ---------------------------------------------------------------------------- batches
@@ -321,6 +378,7 @@ class _State:
     best_weights: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    ema: WeightAverage | None = None
 
 
 # ---------------------------------------------------------------------------- the trainer
@@ -372,6 +430,8 @@ class Trainer:
         shuffle_gen = torch.Generator().manual_seed(cfg.seed)
         noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         state = _State()
+        if cfg.ema_decay is not None:
+            state.ema = WeightAverage(module, cfg.ema_decay)
         if resume:
             if self.run_dir is None:
                 raise ConfigError("resume needs a run directory (run_dir)")
@@ -405,6 +465,8 @@ class Trainer:
                     self._save_checkpoint(module, optimizers, shuffle_gen, noise_gen, state)
         if state.best_weights is not None:
             module.load_state_dict(state.best_weights)
+        elif state.ema is not None:  # no validation: the average of the last weights
+            module.load_state_dict(state.ema.shadow)
         module.eval()
         return TrainResult(state.best_epoch, state.best_metric, state.epoch,
                            state.stopped_early, state.history)
@@ -447,6 +509,8 @@ class Trainer:
                         torch.nn.utils.clip_grad_norm_(
                             [p for p in params if p.grad is not None], cfg.grad_clip)
                     opt.step()
+                    if state.ema is not None:
+                        state.ema.update(module)
                     state.step += 1
                     b = len(batch)
                     n_seen += b
@@ -482,16 +546,21 @@ class Trainer:
         name, k = parse_metric(cfg.select_metric)
         ks = sorted({10, 20, k})
         metrics = tuple(dict.fromkeys(["recall", "ndcg", name]))
-        model.module_.eval()
-        res = evaluate_ranking(model, valid, ks=ks, metrics=metrics,
-                               batch_size=cfg.eval_batch_size)
-        value = res.metrics[cfg.select_metric]
+        module = model.module_
+        module.eval()
+        # with ema_decay, the averaged weights are the ones validated and kept
+        with state.ema.swapped_in(module) if state.ema is not None else contextlib.nullcontext():
+            res = evaluate_ranking(model, valid, ks=ks, metrics=metrics,
+                                   batch_size=cfg.eval_batch_size)
+            value = res.metrics[cfg.select_metric]
+            better = state.best_metric is None or value > state.best_metric
+            if better:
+                state.best_weights = {n: t.detach().clone()
+                                      for n, t in module.state_dict().items()}
         record["valid"] = {m: v for m, v in res.metrics.items() if not m.startswith("coverage")}
         record["eval_seconds"] = res.seconds
-        if state.best_metric is None or value > state.best_metric:
+        if better:
             state.best_metric, state.best_epoch, state.bad_evals = value, state.epoch + 1, 0
-            state.best_weights = {n: t.detach().clone()
-                                  for n, t in model.module_.state_dict().items()}
         else:
             state.bad_evals += 1
             if cfg.patience is not None and state.bad_evals >= cfg.patience:
@@ -540,6 +609,8 @@ class Trainer:
             "stopped_early": state.stopped_early,
             "best_weights": state.best_weights,
             "history": json.dumps(state.history),
+            "ema": None if state.ema is None else state.ema.shadow,
+            "ema_updates": 0 if state.ema is None else state.ema.updates,
         }
         atomic_write_bytes(self.run_dir / CHECKPOINT_NAME, lambda f: torch.save(payload, f))
 
@@ -565,11 +636,18 @@ class Trainer:
             o.load_state_dict(ck["optimizers"][k])
         shuffle_gen.set_state(ck["shuffle_generator"].cpu())
         noise_gen.set_state(ck["noise_generator"].cpu())
+        ema = None
+        if self.config.ema_decay is not None:
+            if ck.get("ema") is None:
+                raise ConfigError(f"{path}: the checkpoint was written without ema_decay; "
+                                  "resume with the configuration it was trained with")
+            ema = WeightAverage(module, self.config.ema_decay, ck["ema_updates"])
+            ema.shadow = ck["ema"]
         logger.info("resuming from %s after epoch %d (step %d)", path, ck["epoch"], ck["step"])
         return _State(epoch=ck["epoch"], step=ck["step"], best_metric=ck["best_metric"],
                       best_epoch=ck["best_epoch"], bad_evals=ck["bad_evals"],
                       best_weights=ck["best_weights"], history=json.loads(ck["history"]),
-                      stopped_early=ck["stopped_early"])
+                      stopped_early=ck["stopped_early"], ema=ema)
 
 
 class _Bar:

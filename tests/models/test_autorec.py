@@ -147,7 +147,7 @@ def test_input_dropout_trains_on_dropped_rescaled_inputs_and_predicts_without(va
     co = X.tocoo()
     got = m.predict(co.row, co.col)
     want = (full[co.col, co.row] if variant == "item" else full[co.row, co.col]).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(got, m.predict(co.row, co.col))
 
 

@@ -79,6 +79,7 @@ class CDAEConfig:
     weight_decay: float = 0.0  # optimizer weight decay (0: l2 above is the paper's penalty)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    ema_decay: float | None = None  # validate/keep a moving average of the weights
     patience: int | None = 20  # validations without improvement; None = run every epoch
     select_metric: str = "ndcg@20"  # validation metric choosing the epoch
     eval_every: int = 1  # validate every this many epochs

@@ -103,6 +103,7 @@ class DiffRecConfig:
     weight_decay: float = 0.0  # optimizer weight decay
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    ema_decay: float | None = None  # validate/keep a moving average of the weights
     patience: int | None = 4  # validations without improvement (4 x 5 = 20 epochs, the code)
     select_metric: str = "recall@20"  # validation metric choosing the epoch (the paper's)
     eval_every: int = 5  # validate every this many epochs (the code)

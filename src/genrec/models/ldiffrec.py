@@ -127,6 +127,7 @@ class LDiffRecConfig:
     weight_decay: float = 0.0
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     grad_clip: float | None = None
+    ema_decay: float | None = None  # validate/keep a moving average of the weights
     patience: int | None = 4  # validations without improvement (4 x 5 = 20 epochs)
     select_metric: str = "recall@20"
     eval_every: int = 5

@@ -49,6 +49,7 @@ class MultDAEConfig:
     weight_decay: float = 0.0  # optimizer weight decay (on every parameter; paper: 0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    ema_decay: float | None = None  # validate/keep a moving average of the weights
     patience: int | None = None  # validations without improvement; None = run every epoch
     select_metric: str = "ndcg@20"  # validation metric choosing the epoch (paper: ndcg@100)
     eval_every: int = 1  # validate every this many epochs
