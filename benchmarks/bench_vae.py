@@ -127,15 +127,20 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}"
 
 
+def fit_selected(name: str, config: dict, pdata, quick: bool):
+    """Train `name` with COMMON[name] and `config` over the defaults, validated every epoch
+    on pdata.valid (the best epoch's weights kept); 3 epochs with --quick."""
+    kw = {**COMMON[name], **config, "device": "cpu"}
+    if quick:
+        kw["epochs"] = 3
+    return get_model_class(name)(**kw).fit(pdata.train.matrix, valid=pdata.valid, progress=False)
+
+
 def run_grid(name: str, grid: list[dict], pdata, quick: bool) -> list[dict]:
     rows = []
     for over in grid:
-        kw = {**COMMON[name], **over, "device": "cpu"}
-        if quick:
-            kw["epochs"] = 3
         t0 = time.perf_counter()
-        model = get_model_class(name)(**kw).fit(pdata.train.matrix, valid=pdata.valid,
-                                                 progress=False)
+        model = fit_selected(name, over, pdata, quick)
         best = model.history_[model.best_epoch_ - 1]
         rows.append({"model": name, "config": over, "obj": model, "best_epoch": model.best_epoch_,
                      "epochs_run": len(model.history_), "valid": best["valid"],
@@ -243,23 +248,15 @@ def main() -> None:
     for name in [n for n in ("mult-vae", "mult-dae", "recvae") if n in chosen]:
         spread[name] = [chosen[name]["test"]]
         for seed in range(1, args.seeds):
-            kw = {**COMMON[name], **chosen[name]["config"], "seed": seed, "device": "cpu"}
-            if args.quick:
-                kw["epochs"] = 3
-            m = get_model_class(name)(**kw).fit(pdata.train.matrix, valid=pdata.valid,
-                                                 progress=False)
+            m = fit_selected(name, {**chosen[name]["config"], "seed": seed}, pdata, args.quick)
             spread[name].append(evaluate_ranking(m, pdata.test, ks=KS, metrics=METRICS).metrics)
             print(f"{name} seed {seed}: test R@20 {spread[name][-1]['recall@20']:.4f}",
                   flush=True)
 
     if "mult-vae" in chosen:
         # bf16 quality: same configuration and seed as the chosen fp32 run
-        kw = {**COMMON["mult-vae"], **chosen["mult-vae"]["config"], "precision": "bf16",
-              "device": "cpu"}
-        if args.quick:
-            kw["epochs"] = 3
-        m16 = get_model_class("mult-vae")(**kw).fit(pdata.train.matrix, valid=pdata.valid,
-                                                     progress=False)
+        m16 = fit_selected("mult-vae", {**chosen["mult-vae"]["config"], "precision": "bf16"},
+                           pdata, args.quick)
         bf16_test = evaluate_ranking(m16, pdata.test, ks=KS, metrics=METRICS).metrics
         bf16_best = m16.best_epoch_
     total = time.perf_counter() - t_start

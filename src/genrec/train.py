@@ -202,6 +202,11 @@ class Constant:
 # ---------------------------------------------------------------------------- weight averaging
 
 
+def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the module's state_dict (best weights, averages, swaps)."""
+    return {n: t.detach().clone() for n, t in module.state_dict().items()}
+
+
 class WeightAverage:
     """An exponential moving average of a module's weights (Polyak-Ruppert averaging).
 
@@ -216,10 +221,11 @@ class WeightAverage:
     The average only changes what is validated and kept: training steps use the raw weights.
     """
 
-    def __init__(self, module: nn.Module, decay: float, updates: int = 0):
+    def __init__(self, module: nn.Module, decay: float, updates: int = 0,
+                 shadow: dict[str, torch.Tensor] | None = None):
         self.decay = decay
         self.updates = updates
-        self.shadow = {n: t.detach().clone() for n, t in module.state_dict().items()}
+        self.shadow = _snapshot(module) if shadow is None else shadow  # given: a checkpoint's
 
     def rate(self) -> float:
         """d_t for the next update."""
@@ -240,7 +246,7 @@ class WeightAverage:
     @contextlib.contextmanager
     def swapped_in(self, module: nn.Module) -> Iterator[None]:
         """Within the block the module holds the averaged weights; the raw ones come back."""
-        raw = {n: t.detach().clone() for n, t in module.state_dict().items()}
+        raw = _snapshot(module)
         module.load_state_dict(self.shadow)
         try:
             yield
@@ -555,8 +561,7 @@ class Trainer:
             value = res.metrics[cfg.select_metric]
             better = state.best_metric is None or value > state.best_metric
             if better:
-                state.best_weights = {n: t.detach().clone()
-                                      for n, t in module.state_dict().items()}
+                state.best_weights = _snapshot(module)
         record["valid"] = {m: v for m, v in res.metrics.items() if not m.startswith("coverage")}
         record["eval_seconds"] = res.seconds
         if better:
@@ -641,8 +646,7 @@ class Trainer:
             if ck.get("ema") is None:
                 raise ConfigError(f"{path}: the checkpoint was written without ema_decay; "
                                   "resume with the configuration it was trained with")
-            ema = WeightAverage(module, self.config.ema_decay, ck["ema_updates"])
-            ema.shadow = ck["ema"]
+            ema = WeightAverage(module, self.config.ema_decay, ck["ema_updates"], ck["ema"])
         logger.info("resuming from %s after epoch %d (step %d)", path, ck["epoch"], ck["step"])
         return _State(epoch=ck["epoch"], step=ck["step"], best_metric=ck["best_metric"],
                       best_epoch=ck["best_epoch"], bad_evals=ck["bad_evals"],
