@@ -26,9 +26,13 @@ def machine() -> str:
     import numpy
     import torch
 
-    return (f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy "
-            f"{numpy.__version__}, load average at start {os.getloadavg()[0]:.2f}")
+    from genrec.train import native_bf16
+
+    bf16 = "native bf16" if native_bf16(torch.device("cpu")) else "no native bf16"
+    return (f"{cpu_model()} ({bf16}), {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), numpy {numpy.__version__}, load average at "
+            f"start {os.getloadavg()[0]:.2f}")
 
 
 def header(title: str) -> str:

@@ -1,15 +1,18 @@
 """The VAE family on the DiffRec ML-1M clean split, protocol ``diffrec``.
 
 For each model a small grid of configurations is trained; each run keeps its best epoch on
-validation NDCG@20 (early stopping with patience), the configuration with the best
-validation NDCG@20 is chosen, and only then is its test score read. Timing runs (no
+validation Recall@20 (early stopping with patience), the configuration with the best
+validation Recall@20 is chosen, and only then is its test score read. Timing runs (no
 validation inside) give seconds per training epoch (median); a full validation pass is timed
 separately (median of repeats). Mult-VAE is also trained in bf16 (autocast) with the chosen
 configuration and the same seed. When the RecBole side environment exists
 (``--peers-venv``, see ``benchmarks/peers_recbole.py``) its MultiVAE / RecVAE epochs are timed
 on the same data in the same run.
 
-Usage: python benchmarks/bench_vae.py [--data PATH] [--quick] [--peers-venv DIR]
+Usage: python benchmarks/bench_vae.py [--data PATH] [--quick] [--models a,b] [--seeds N]
+       [--peers-venv DIR] [--speed-only]
+A subset of models writes results/vae-NAMES.md, beside the full run's results/vae.md;
+``--speed-only`` runs the timing rows alone (about 10 minutes) into results/vae-speed.md
 (wrap in ``flock /tmp/genrec-heavy.lock`` on a shared machine).
 """
 
@@ -24,12 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from _common import ROOT, header, write_result
 
 from genrec.data import load_dataset
 from genrec.evaluate import evaluate_ranking
 from genrec.models import get_model_class
 from genrec.protocols import ProtocolConfig, build_protocol
+from genrec.train import native_bf16
 
 KS = (10, 20)
 METRICS = ("recall", "ndcg")
@@ -106,6 +111,12 @@ one thread, test never read; valid R@20 / N@20, best epoch):
   lr 1e-3 0.1163 / 0.0968 (41); gamma 0.02 with latent 300 0.1145 / 0.0969 (32); gamma 0.02
   seed 1 0.1177 / 0.0964 (61); gamma 0.02 (150 epochs) with ema 0.99 0.1174 / 0.0971 (69),
   ema 0.997 0.1185 / 0.0975 (78), ema 0.999 0.1165 / 0.0981 (61).
+- recvae, the chosen gamma 0.02 / 150 epochs / ema 0.997 with one setting changed (looking for
+  NDCG; none beats it on validation): gamma 0.015 0.1178 / 0.0970 (54); gamma 0.025 0.1161 /
+  0.0969 (81); ema 0.998 0.1182 / 0.0974 (81); input dropout 0.4 0.1178 / 0.0969 (60), 0.6
+  0.1147 / 0.0968 (63); lr 3e-4 with 200 epochs 0.1175 / 0.0974 (85); 4 encoder passes per
+  epoch 0.1174 / 0.0970 (68); 2 decoder passes 0.1159 / 0.0972 (40); hidden 800 0.1167 /
+  0.0965 (65); batch 250 0.1178 / 0.0971 (51).
 
 Validation Recall@20 of every Mult-VAE variant lies within 0.110-0.113, about the spread of
 two seeds of one configuration: on this split validation cannot tell these settings apart,
@@ -195,28 +206,80 @@ def recbole_timings(venv: Path, data: str, epochs: int) -> dict | str:
         return json.loads(out.read_text())
 
 
+def speed_section(speed: dict[str, list[float]], peers: dict | str, peers_venv: str) -> str:
+    """The speed table (medians, every run, targets, RecBole beside) and its RecBole note."""
+    out = ("Speed (seconds; median of the epochs of a run without validation, run_dir None; "
+            "fp32 unless said):\n\n")
+    out += "| what | median s | all runs | target | RecBole 1.2.1 here |\n|---|---|---|---|---|\n"
+    rb = {}
+    if isinstance(peers, dict):
+        rb = {r["model"]: r["s_per_epoch_median"] for r in peers["results"]}
+    bf16_note = ("" if native_bf16(torch.device("cpu")) else
+                 " (this CPU has no bf16 instructions: autocast is emulated)")
+    targets = {"mult-vae fp32": ("<= 0.8 s / epoch", rb.get("MultiVAE")),
+               "mult-vae bf16": ("<= 0.35 s / epoch" + bf16_note, None),
+               "mult-vae valid pass": ("<= 0.3 s (evaluate_ranking, 5,949 users)", None),
+               "mult-vae scoring only": ("(part of the pass: model.score on all users)", None),
+               "recvae fp32": ("<= 2.5 s / epoch (3 encoder + 1 decoder passes)",
+                               rb.get("RecVAE")),
+               "recvae bf16": ("-", None)}
+    for k, v in speed.items():
+        tgt, r = targets[k]
+        out += (f"| {k} | **{statistics.median(v):.3f}** | {', '.join(f'{x:.2f}' for x in v)} | {tgt} | "
+                f"{'-' if r is None else f'{r:.2f}'} |\n")
+    out += "\n"
+    if isinstance(peers, dict):
+        vs = peers["versions"]
+        out += (f"RecBole timings: measured in this run by `benchmarks/peers_recbole.py` in the "
+                f"side environment {peers_venv} (Python {vs['python']}, recbole "
+                f"{vs['recbole']}, torch {vs['torch']}, numpy {vs['numpy']}; pins as in its "
+                f"docstring: numpy<2, pandas<2.3, scipy<1.14, setuptools<81, ray), RecBole "
+                f"defaults (MultiVAE train batch {peers['results'][0]['train_batch_size']}), "
+                f"median of {peers['results'][0]['epochs']} epochs without validation.\n\n")
+    else:
+        out += f"RecBole timings: {peers}.\n\n"
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/ml-1m-diffrec/ml-1m_clean"))
     ap.add_argument("--quick", action="store_true", help="3 epochs per run (smoke test)")
-    ap.add_argument("--models", default="mult-vae,mult-dae,recvae,gaussian-vae,cdae")
+    ap.add_argument("--models", default=",".join(GRIDS),
+                    help="comma-separated subset; a subset writes results/vae-NAMES.md")
     ap.add_argument("--timing-epochs", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seeds", type=int, default=3,
                     help="seeds of each chosen config for the spread table (Mult-VAE, Mult-DAE, "
                          "RecVAE); 1 = none")
     ap.add_argument("--peers-venv", default="/tmp/peers/venv")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the timing rows and RecBole's (minutes, not hours); writes "
+                         "results/vae-speed.md")
     args = ap.parse_args()
     data = str(Path(args.data).resolve()) if Path(args.data).is_absolute() else str(
         (ROOT / args.data).resolve())
-    head = header("The VAE family, ML-1M clean (DiffRec split), protocol diffrec")
+    models = args.models.split(",")
+    unknown = [m for m in models if m not in GRIDS]
+    if unknown:
+        ap.error(f"--models: unknown {', '.join(unknown)}; choose among {', '.join(GRIDS)}")
+    partial = models != list(GRIDS)  # a subset goes to its own section, beside the full run
+    title = "The VAE family, ML-1M clean (DiffRec split), protocol diffrec"
+    if args.speed_only:
+        title += ": speed rows only"
+    elif partial:
+        title += f": a run of {', '.join(models)} only"
+    head = header(title)
+    if partial and not args.speed_only:
+        head += ("This run covers only the models named; the others are in the full run's "
+                 "section (benchmarks/results/vae.md). Where both have a model, this run is "
+                 "the later one.\n\n")
     t_start = time.perf_counter()
     pdata = build_protocol(load_dataset(data), ProtocolConfig(name="diffrec"))
     n_timing = 2 if args.quick else args.timing_epochs
 
     # speed first, while the machine is as quiet as this run can make it: the paper's
     # networks (Mult-VAE [I-600-200-600-I], RecVAE 600/200) whatever the grids choose
-    models = args.models.split(",")
     speed: dict[str, list[float]] = {}
     if "mult-vae" in models:
         speed["mult-vae fp32"], mv = epoch_seconds("mult-vae", {}, pdata, n_timing)
@@ -230,6 +293,13 @@ def main() -> None:
         speed["recvae bf16"], _ = epoch_seconds("recvae", {"precision": "bf16"}, pdata,
                                                 max(2, n_timing // 2))
     peers = recbole_timings(Path(args.peers_venv), data, 2 if args.quick else 5)
+    if args.speed_only:
+        out = head + (f"Timing runs only (no grids, no test scores) of {', '.join(models)}; "
+                      f"whole script {(time.perf_counter() - t_start) / 60:.1f} min. Quality "
+                      f"is in the full run's section (benchmarks/results/vae.md).\n\n")
+        out += speed_section(speed, peers, args.peers_venv)
+        write_result("vae-speed", out.rstrip() + "\n")
+        return
 
     chosen: dict[str, dict] = {}
     all_rows: list[dict] = []
@@ -261,7 +331,6 @@ def main() -> None:
         bf16_best = m16.best_epoch_
     total = time.perf_counter() - t_start
 
-    med = statistics.median
     out = head
     out += ("Selection: each configuration keeps its best epoch on validation Recall@20 "
             "(validated every epoch; early stopping after 20 validations without gain, 10 for "
@@ -309,34 +378,7 @@ def main() -> None:
     out += (f"Goal (the best VAE beats EASE): best VAE on test is {best_vae}, "
             f"R@20 {gap:+.4f} / N@20 {gap_n:+.4f} against EASE's 0.1816 / 0.1165.\n\n")
 
-    out += ("Speed (seconds; median of the epochs of a run without validation, run_dir None; "
-            "fp32 unless said):\n\n")
-    out += "| what | median s | all runs | target | RecBole 1.2.1 here |\n|---|---|---|---|---|\n"
-    rb = {}
-    if isinstance(peers, dict):
-        rb = {r["model"]: r["s_per_epoch_median"] for r in peers["results"]}
-    targets = {"mult-vae fp32": ("<= 0.8 s / epoch", rb.get("MultiVAE")),
-               "mult-vae bf16": ("<= 0.35 s / epoch", None),
-               "mult-vae valid pass": ("<= 0.3 s (evaluate_ranking, 5,949 users)", None),
-               "mult-vae scoring only": ("(part of the pass: model.score on all users)", None),
-               "recvae fp32": ("<= 2.5 s / epoch (3 encoder + 1 decoder passes)",
-                               rb.get("RecVAE")),
-               "recvae bf16": ("-", None)}
-    for k, v in speed.items():
-        tgt, r = targets[k]
-        out += (f"| {k} | **{med(v):.3f}** | {', '.join(f'{x:.2f}' for x in v)} | {tgt} | "
-                f"{'-' if r is None else f'{r:.2f}'} |\n")
-    out += "\n"
-    if isinstance(peers, dict):
-        vs = peers["versions"]
-        out += (f"RecBole timings: measured in this run by `benchmarks/peers_recbole.py` in the "
-                f"side environment {args.peers_venv} (Python {vs['python']}, recbole "
-                f"{vs['recbole']}, torch {vs['torch']}, numpy {vs['numpy']}; pins as in its "
-                f"docstring: numpy<2, pandas<2.3, scipy<1.14, setuptools<81, ray), RecBole "
-                f"defaults (MultiVAE train batch {peers['results'][0]['train_batch_size']}), "
-                f"median of {peers['results'][0]['epochs']} epochs without validation.\n\n")
-    else:
-        out += f"RecBole timings: {peers}.\n\n"
+    out += speed_section(speed, peers, args.peers_venv)
 
     out += "Every configuration tried (validation only decides; seconds are train s / epoch):\n\n"
     out += ("| model | config (over the defaults) | best epoch / run | valid R@20 | "
@@ -350,7 +392,7 @@ def main() -> None:
             "jobs (load average at start above); medians are reported. Scoring is fp32 in "
             "both precisions. The Gaussian VAE's squared error on 0/1 data ranks far below "
             "the multinomial models (docs/models/vae.md explains why).\n")
-    write_result("vae", out)
+    write_result("vae-" + "-".join(models) if partial else "vae", out)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,11 @@ the selected configuration.
 def main() -> None:
     from genrec.io import atomic_write_text
 
-    files = sorted(RESULTS.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER
-                                                        else len(ORDER), p.stem))
+    def rank(p):  # a partial run (vae-recvae.md) right after its full run (vae.md)
+        base = p.stem.split("-")[0]
+        return (ORDER.index(base) if base in ORDER else len(ORDER), p.stem)
+
+    files = sorted(RESULTS.glob("*.md"), key=rank)
     parts = [INTRO] + [p.read_text().rstrip() + "\n\n" for p in files]
     atomic_write_text(ROOT / "BENCHMARKS.md", "".join(parts))
     print(f"wrote {ROOT / 'BENCHMARKS.md'} from {len(files)} result files")

@@ -118,6 +118,19 @@ def test_topk_boundary_ties_in_large_rows_are_exact():
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("k", [1, 3, 9, 10, 12])
+def test_topk_equals_a_stable_sort_with_ties_and_masked_items(k):
+    # rows with a tie at the k-th place, rows without, rows with fewer than k finite scores
+    rng = np.random.default_rng(k)
+    s = rng.integers(0, 4, size=(300, 10)).astype(np.float32)
+    s[rng.random(s.shape) < 0.3] = -np.inf
+    s[:20] = rng.permutation(10 * 20).reshape(20, 10)  # all distinct: no boundary tie
+    want = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    want = np.where(np.take_along_axis(s, want, 1) == -np.inf, -1, want)
+    want = np.pad(want, ((0, 0), (0, k - want.shape[1])), constant_values=-1)
+    np.testing.assert_array_equal(topk_indices(torch.from_numpy(s), k).numpy(), want)
+
+
 def test_coverage_and_rating_metrics():
     assert item_coverage_at_k(np.array([[0, 1], [1, -1]]), 4) == 0.5
     assert rmse([1, 2, 3], [1, 2, 5]) == pytest.approx(math.sqrt(4 / 3))

@@ -17,6 +17,7 @@ from genrec.train import (
     TrainConfig,
     WeightAverage,
     make_optimizer,
+    native_bf16,
     parse_metric,
 )
 
@@ -271,3 +272,21 @@ def test_ema_validates_and_keeps_the_averaged_weights():
     plain = _mult_vae(epochs=8).fit(X, valid=valid)
     assert [r["valid"]["ndcg@20"] for r in m.history_] != \
         [r["valid"]["ndcg@20"] for r in plain.history_]
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_without_hardware_support_warns(monkeypatch, caplog, native):
+    monkeypatch.setattr("genrec.train.native_bf16", lambda device: native)
+    X, _ = _data()
+    with caplog.at_level("WARNING", logger="genrec.train"):
+        _mult_vae(epochs=1, precision="bf16").fit(X)
+        _mult_vae(epochs=1).fit(X)  # fp32 never warns
+    warned = [r for r in caplog.records if "bfloat16" in r.getMessage()]
+    assert len(warned) == (0 if native else 1)
+    if warned:
+        assert "use precision fp32" in warned[0].getMessage()
+
+
+def test_native_bf16_answers_for_cpu_and_other_devices():
+    assert isinstance(native_bf16(torch.device("cpu")), bool)
+    assert native_bf16(torch.device("meta")) is True  # not a compute device: no warning

@@ -70,17 +70,21 @@ def topk_indices(scores: np.ndarray | torch.Tensor, k: int) -> torch.Tensor:
         raise ValueError(f"scores must be 2-D (users, items), got shape {tuple(s.shape)}")
     B, I = s.shape
     k_eff = min(k, I)
-    vals, idx = torch.topk(s, k_eff, dim=1, sorted=True)  # (B, k_eff)
+    # one extra item tells whether the k-th score is tied with one left outside the top k
+    vals, idx = torch.topk(s, min(k_eff + 1, I), dim=1, sorted=True)  # (B, k_eff [+ 1])
     if torch.isnan(vals).any():
         raise ValueError("scores contain NaN: the model produced invalid scores")
+    if vals.shape[1] > k_eff:
+        crowded = vals[:, k_eff] == vals[:, k_eff - 1]  # (B,) more than k items >= boundary
+        vals, idx = vals[:, :k_eff], idx[:, :k_eff]
+    else:  # every item is in the top k: nothing is left out
+        crowded = torch.zeros(B, dtype=torch.bool, device=s.device)
     # within the selected set, order by (score desc, index asc): sort by index, then stably by score
     idx, perm = idx.sort(dim=1)
     vals = vals.gather(1, perm)
     vals, order = torch.sort(vals, dim=1, descending=True, stable=True)
     idx = idx.gather(1, order)
     # rows with a tie at the boundary may have selected the wrong tied items: redo exactly
-    boundary = vals[:, -1:]
-    crowded = (s >= boundary).sum(dim=1) > k_eff  # (B,)
     if crowded.any():
         rows = crowded.nonzero().squeeze(1)
         v_full, i_full = torch.sort(s[rows], dim=1, descending=True, stable=True)

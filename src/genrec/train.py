@@ -320,6 +320,20 @@ class StepContext:
     X: sp.csr_matrix  # the training matrix (for per-user quantities computed per phase)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matmuls in hardware: on CPU, oneDNN's bf16 check
+    (AVX512 with BF16/AMX, as on recent Xeons); on CUDA, ``torch.cuda.is_bf16_supported``.
+    Without it autocast still works, emulated, and is far slower than float32."""
+    try:
+        if device.type == "cuda":
+            return bool(torch.cuda.is_bf16_supported())
+        if device.type == "cpu":
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older or a different build: do not guess
+        return True
+    return True
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on ``device`` for ``precision == "bf16"``, else a no-op."""
     if precision == "bf16":
@@ -433,6 +447,10 @@ class Trainer:
             if ph.optimizer not in optimizers:
                 raise ConfigError(f"phase {ph.name!r} uses optimizer {ph.optimizer!r}, "
                                   f"not among {sorted(optimizers)}")
+        if cfg.precision == "bf16" and not native_bf16(device):
+            logger.warning("precision bf16: this %s has no bfloat16 instructions, so autocast "
+                           "is emulated and much slower than fp32; use precision fp32 here",
+                           device.type.upper())
         shuffle_gen = torch.Generator().manual_seed(cfg.seed)
         noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         state = _State()

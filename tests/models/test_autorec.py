@@ -10,7 +10,7 @@ from genrec.models.autorec import (
     AutoRecNet,
     autorec_objective,
     masked_sse,
-    normalize_rows,
+    rescale_rows,
 )
 from genrec.models.nn_blocks import dropout_values
 from tests.models.rating_conformance import RatingConformance, rating_checkerboard
@@ -85,10 +85,10 @@ def test_item_autorec_predicts_the_item_reconstruction():
 
 def test_normalize_rows_rescales_each_row_and_keeps_zero_rows():
     x = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
-    y = normalize_rows(x, 10.0)
+    y = rescale_rows(x, 10.0)
     torch.testing.assert_close(y, torch.tensor([[6.0, 8.0, 0.0], [0.0, 0.0, 0.0],
                                                 [10.0, 0.0, 0.0]]))
-    assert normalize_rows(x, 0.0) is x
+    assert rescale_rows(x, 0.0) is x
 
 
 @pytest.mark.parametrize("variant", ["item", "user"])
@@ -133,7 +133,7 @@ def test_input_dropout_trains_on_dropped_rescaled_inputs_and_predicts_without(va
     gen = torch.Generator().manual_seed(3)
     net = AutoRecNet(rows.shape[1], 6, "sigmoid", "identity", gen)
     init = {k: v.clone() for k, v in net.state_dict().items()}
-    xin = dropout_values(normalize_rows(rows, 4.0), 0.5, gen)
+    xin = dropout_values(rescale_rows(rows, 4.0), 0.5, gen)
     (masked_sse(net(xin), rows, rows != 0) + 0.25 * net.penalty()).backward()
     grads = {k: p.grad for k, p in net.named_parameters()}
     for k, v in m.net_.state_dict().items():
@@ -143,7 +143,7 @@ def test_input_dropout_trains_on_dropped_rescaled_inputs_and_predicts_without(va
     assert not torch.equal(m0.net_.encode.weight, m.net_.encode.weight)
     # prediction uses no dropout: deterministic, the rescaled rows' reconstruction
     with torch.no_grad():
-        full = m.net_(normalize_rows(rows, 4.0))  # (N, D)
+        full = m.net_(rescale_rows(rows, 4.0))  # (N, D)
     co = X.tocoo()
     got = m.predict(co.row, co.col)
     want = (full[co.col, co.row] if variant == "item" else full[co.row, co.col]).numpy()

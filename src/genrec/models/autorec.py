@@ -78,7 +78,7 @@ from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_dev
 from genrec.models.nn_blocks import dropout_values
 
 __all__ = ["AutoRec", "AutoRecConfig", "AutoRecNet", "masked_sse", "autorec_objective",
-           "normalize_rows"]
+           "rescale_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class AutoRecConfig:
 
 
 # ----------------------------------------------------------------------------- math
-def normalize_rows(x: torch.Tensor, norm: float) -> torch.Tensor:
+def rescale_rows(x: torch.Tensor, norm: float) -> torch.Tensor:
     """Rows of ``x`` (B, D) rescaled to L2 norm ``norm`` (all-zero rows stay zero); 0 = as is."""
     if not norm:
         return x
@@ -232,7 +232,7 @@ class AutoRec(Recommender, RatingPredictor):
         with torch.no_grad():
             for s in range(0, rows.shape[0], step):
                 x = csr_to_dense(rows[s : s + step], device)  # (B, D)
-                outs.append(self.net_(normalize_rows(x, self.config.input_norm)).float().cpu())
+                outs.append(self.net_(rescale_rows(x, self.config.input_norm)).float().cpu())
         return torch.cat(outs) if outs else torch.zeros(0, rows.shape[1])
 
     # ------------------------------------------------------------------ fit
@@ -263,7 +263,7 @@ class AutoRec(Recommender, RatingPredictor):
             mask = part.copy()
             mask.data = np.ones_like(mask.data)
             x = csr_to_dense(part, dev)
-            chunks.append((x, normalize_rows(x, cfg.input_norm), csr_to_dense(mask, dev).bool()))
+            chunks.append((x, rescale_rows(x, cfg.input_norm), csr_to_dense(mask, dev).bool()))
         lr = cfg.lr if cfg.lr is not None else _DEFAULT_LR[cfg.optimizer]
         params = list(net.parameters())
         if cfg.optimizer == "lbfgs":

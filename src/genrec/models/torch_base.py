@@ -142,7 +142,7 @@ class TorchRecommender(Recommender):
             out = [self._scores(b).float() for b in self._batches(X, users)]
         if not out:
             return torch.zeros((0, self.n_items_), device=self._device())
-        return torch.cat(out)  # (B, I)
+        return out[0] if len(out) == 1 else torch.cat(out)  # (B, I)
 
     def user_embeddings(self, X_users: Any) -> np.ndarray:
         """Encoder means (B, K) of the users with histories ``X_users`` (B, n_items)."""
