@@ -82,8 +82,9 @@ def main() -> None:
             f"{pt['recall@20']:.4f} | {pt['ndcg@10']:.4f} | {pt['ndcg@20']:.4f} | - |\n\n")
     out += (f"Speed, EASE lambda={best_l2:g}, median of {args.repeats}: fit {med(fit_s):.3f} s + "
             f"full test evaluation {med(eval_s):.3f} s = **{med(total_s):.3f} s** (target < 2 s; "
-            f"RecBole 1.2.1 here: 1.5 s fit + 0.65 s evaluation at a tuned evaluation batch, "
-            f"11 s at its default). All runs: {', '.join(f'{x:.2f}' for x in total_s)} s. "
+            f"RecBole 1.2.1, measured once on the Intel Xeon of 2026-11-22, not in this run: "
+            f"1.5 s fit + 0.65 s evaluation at a tuned evaluation batch, 11 s at its "
+            f"default). All runs: {', '.join(f'{x:.2f}' for x in total_s)} s. "
             f"Peak RSS of the whole script {rss:.0f} MiB; EASE's own estimate for "
             f"{X.shape[1]:,} items: {ease_memory_bytes(X.shape[1]) / 2**30:.2f} GiB.\n\n")
     out += ("Every grid point (selection uses the validation columns only; test shown for "

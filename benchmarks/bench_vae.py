@@ -212,7 +212,7 @@ def recbole_timings(venv: Path, data: str, epochs: int) -> dict | str:
 def speed_section(speed: dict[str, list[float]], peers: dict | str, peers_venv: str) -> str:
     """The speed table (medians, every run, targets, RecBole beside) and its RecBole note."""
     out = ("Speed (seconds; median of the epochs of a run without validation, run_dir None; "
-            "fp32 unless said):\n\n")
+           "fp32 unless said):\n\n")
     out += "| what | median s | all runs | target | RecBole 1.2.1 here |\n|---|---|---|---|---|\n"
     rb = {}
     if isinstance(peers, dict):
@@ -228,7 +228,8 @@ def speed_section(speed: dict[str, list[float]], peers: dict | str, peers_venv: 
                "recvae bf16": ("-", None)}
     for k, v in speed.items():
         tgt, r = targets[k]
-        out += (f"| {k} | **{statistics.median(v):.3f}** | {', '.join(f'{x:.2f}' for x in v)} | {tgt} | "
+        runs = ", ".join(f"{x:.2f}" for x in v)
+        out += (f"| {k} | **{statistics.median(v):.3f}** | {runs} | {tgt} | "
                 f"{'-' if r is None else f'{r:.2f}'} |\n")
     out += "\n"
     if isinstance(peers, dict):
@@ -268,7 +269,7 @@ def main() -> None:
         ap.error(f"--models: unknown {', '.join(unknown)}; choose among {', '.join(GRIDS)}")
     if args.speed_only and not {"mult-vae", "recvae"} & set(models):
         ap.error("--speed-only times Mult-VAE and RecVAE: put one of them in --models")
-    partial = models != list(GRIDS)  # a subset goes to its own section, beside the full run
+    partial = set(models) != set(GRIDS)  # a subset goes to its own section, beside the full run
     title = "The VAE family, ML-1M clean (DiffRec split), protocol diffrec"
     if args.speed_only:
         title += ": speed rows only"

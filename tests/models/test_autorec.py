@@ -83,7 +83,7 @@ def test_item_autorec_predicts_the_item_reconstruction():
                                                                       rel=1e-5)
 
 
-def test_normalize_rows_rescales_each_row_and_keeps_zero_rows():
+def test_rescale_rows_sets_each_row_norm_and_keeps_zero_rows():
     x = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
     y = rescale_rows(x, 10.0)
     torch.testing.assert_close(y, torch.tensor([[6.0, 8.0, 0.0], [0.0, 0.0, 0.0],
