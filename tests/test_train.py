@@ -70,7 +70,12 @@ def _mult_vae_ema(**kw):
     return _mult_vae(ema_decay=0.9, **kw)
 
 
-@pytest.mark.parametrize("make, kill_step", [(_mult_vae, 9), (_recvae, 21), (_mult_vae_ema, 9)])
+def _recvae_joint(**kw):  # one pass of 4 batches per epoch
+    return _recvae(alternating=False, n_enc_epochs=3, **kw)
+
+
+@pytest.mark.parametrize("make, kill_step", [(_mult_vae, 9), (_recvae, 21), (_mult_vae_ema, 9),
+                                             (_recvae_joint, 10)])
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill_step):
     X, valid = _data()
     ref = make().fit(X, valid=valid, run_dir=tmp_path / "ref")

@@ -92,3 +92,43 @@ def test_kl_weight_is_gamma_times_user_interactions():
     np.testing.assert_allclose(rows[0]["encoder_beta"], 0.01 * n_u.mean(), rtol=1e-6)
     assert "encoder_kl" in rows[0] and "decoder_recon" in rows[0]
     assert np.isclose(rows[0]["decoder_loss"], rows[0]["decoder_recon"])
+
+
+class TestRecVAEJoint(RecommenderConformance):
+    def make_model(self, seed: int = 0):
+        # one pass per epoch instead of four: four times the epochs
+        return RecVAE(seed=seed, alternating=False, **{**TINY, "epochs": 16})
+
+
+def test_joint_pass_updates_both_halves_with_the_full_loss():
+    X, m = _fitted(alternating=False, gamma=0.01)
+    assert [(p.name, p.passes, p.optimizer) for p in m.phases()] == [("joint", 1, "joint")]
+    opts = m.build_optimizers(m.train_config())
+    assert list(opts) == ["joint"]
+    assert {id(p) for g in opts["joint"].param_groups for p in g["params"]} == {
+        id(p) for p in m.module_.parameters()}
+    net = m.module_
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
+    phase = m.phases()[0]
+    ctx = StepContext(0, 0, phase, torch.Generator().manual_seed(0), torch.device("cpu"),
+                      "fp32", X)
+    m.on_phase_start(phase, ctx)
+    out = m.train_step(Batch.from_csr(X[:8], torch.arange(8)), ctx)
+    assert float(out["kl"]) != 0.0 and float(out["loss"].detach()) > float(out["recon"])
+    net.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    assert all(p.grad is not None for p in net.parameters())
+    opts["joint"].step()
+    for name, v in net.state_dict().items():
+        if name.endswith("weight") and "lns" not in name:
+            assert not torch.equal(v, before[name]), name
+    # the log has no phase prefix and carries the KL weight
+    row = m.history_[0]
+    np.testing.assert_allclose(row["beta"], 0.01 * np.asarray(X.sum(1)).mean(), rtol=1e-6)
+    assert "kl" in row and "encoder_kl" not in row
+
+
+def test_joint_training_refuses_phase_counts():
+    with pytest.raises(ConfigError, match="alternating"):
+        RecVAE(alternating=False, n_enc_epochs=2)

@@ -11,6 +11,9 @@ Mult-VAE's model (z ~ prior, x ~ Mult(N_u, softmax(W z + b))) with four changes:
 3. **beta scaled by the user**: the KL weight of user u is gamma * |x_u| (gamma = 0.005).
 4. **Alternating training**: each epoch runs 3 passes updating only the encoder (input
    dropout 0.5), then 1 pass updating only the decoder (no dropout); each has its own Adam.
+   With ``alternating=False`` (the code's ``--not-alternating``) an epoch is instead one
+   pass updating encoder and decoder together on the encoder phase's loss (input dropout
+   0.5).
 
 The encoder phase minimises, averaged over a batch,
 
@@ -33,6 +36,10 @@ Departures from the paper's code (none changes an update's expected value):
   the decoder, so its gradients are the same.
 * The best epoch is chosen by validation NDCG@20 (the code: NDCG@100).
 * The first layer reads the sparse input (same numbers as the dense product).
+* With ``alternating=False`` the old posterior is still refreshed at the start of every
+  epoch (the code never calls ``update_prior`` in that mode, so its prior keeps the random
+  initial encoder), and one Adam covers both halves (the code steps two Adams with the same
+  settings: the same updates, as Adam acts per parameter).
 
 Dimension letters: B users in a batch, I items, H hidden units, K latent size.
 
@@ -76,8 +83,9 @@ class RecVAEConfig:
     prior_weights: tuple[float, ...] = (3 / 20, 3 / 4, 1 / 10)  # N(0,I), old posterior, wide
     wide_logvar: float = 10.0  # log variance of the wide prior component
     ln_eps: float = 0.1  # layer norm epsilon (the authors' code)
-    n_enc_epochs: int = 3  # encoder passes per epoch
-    n_dec_epochs: int = 1  # decoder passes per epoch
+    alternating: bool = True  # False: one joint pass per epoch (the code's --not-alternating)
+    n_enc_epochs: int = 3  # encoder passes per epoch (alternating only)
+    n_dec_epochs: int = 1  # decoder passes per epoch (alternating only)
     epochs: int = 50  # maximum epochs (each = n_enc_epochs + n_dec_epochs passes)
     batch_size: int = 500  # users per batch
     lr: float = 5e-4  # Adam learning rate (both optimizers)
@@ -109,6 +117,9 @@ class RecVAEConfig:
                              f"got {self.prior_weights}")
         if self.n_enc_epochs < 1 or self.n_dec_epochs < 1:
             raise ValueError("n_enc_epochs and n_dec_epochs must be >= 1")
+        if not self.alternating and (self.n_enc_epochs, self.n_dec_epochs) != (3, 1):
+            raise ValueError("n_enc_epochs and n_dec_epochs apply only to alternating "
+                             "training; leave them at 3 and 1 with alternating false")
 
 
 # ---------------------------------------------------------------------------- math
@@ -211,19 +222,23 @@ class RecVAE(TorchRecommender):
     # -------------------------------------------------------------- training
     def phases(self) -> tuple[Phase, ...]:
         c = self.config
+        if not c.alternating:
+            return (Phase("joint", 1, "joint"),)
         return (Phase("encoder", c.n_enc_epochs, "encoder"),
                 Phase("decoder", c.n_dec_epochs, "decoder"))
 
     def build_optimizers(self, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
         net = self.module_
+        if not self.config.alternating:
+            return {"joint": make_optimizer(net.parameters(), config)}
         return {"encoder": make_optimizer(net.encoder.parameters(), config),
                 "decoder": make_optimizer(net.decoder.parameters(), config)}
 
     def on_phase_start(self, phase: Phase, ctx: StepContext) -> None:
         net = self.module_
-        encoder_phase = phase.name == "encoder"
+        encoder_phase = phase.name != "decoder"  # "encoder" or "joint": the full loss
         net.encoder.requires_grad_(encoder_phase)
-        net.decoder.requires_grad_(not encoder_phase)
+        net.decoder.requires_grad_(phase.name != "encoder")
         if encoder_phase:  # phi_old := the encoder now; its posterior for every user
             net.eval()
             mus, logvars = [], []
@@ -237,7 +252,7 @@ class RecVAE(TorchRecommender):
 
     def _input(self, batch: Batch, ctx: StepContext | None) -> tuple[torch.Tensor, ...]:
         values = normalize_rows(batch.indptr, batch.values)  # (N,)
-        if ctx is not None and ctx.phase.name == "encoder":
+        if ctx is not None and ctx.phase.name != "decoder":
             values = dropout_values(values, self.config.dropout, ctx.generator)
         return batch.indptr, batch.indices, values
 
