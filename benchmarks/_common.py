@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +52,20 @@ def write_result(name: str, text: str) -> Path:
     atomic_write_text(path, text)
     print(f"wrote {path}")
     return path
+
+
+def run_recbole(venv: Path, data: str, args: list[str]) -> dict | str:
+    """Run ``benchmarks/peers_recbole.py`` in RecBole's side environment ``venv`` on ``data``
+    with the extra ``args``; its JSON, or one line saying why there is none."""
+    py = venv / "bin" / "python"
+    if not py.exists():
+        return f"not run: no RecBole environment at {venv} (see benchmarks/peers_recbole.py)"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "recbole.json"
+        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+        cmd = [str(py), str(ROOT / "benchmarks/peers_recbole.py"), "--data", data, "--out",
+               str(out), *args]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0 or not out.exists():
+            return "failed: " + (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return json.loads(out.read_text())

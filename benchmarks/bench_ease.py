@@ -5,7 +5,8 @@ lambda is chosen on validation Recall@20 (DiffRec's own selection criterion) ove
 every grid point is printed too, with what selecting on validation NDCG@20 would have given. Time: EASE fit plus one full test evaluation (all 5,949 users x 2,810 items, masks,
 top-20, metrics), median of several repeats.
 
-Usage: python benchmarks/bench_ease.py [--data PATH] [--repeats 5]
+Usage: python benchmarks/bench_ease.py [--data PATH] [--repeats 5] [--peers-venv DIR]
+(RecBole's EASE is timed beside it, at the chosen lambda, when its side environment exists.)
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import argparse
 import resource
 import statistics
 import time
+from pathlib import Path
 
-from _common import ROOT, header, write_result
+from _common import ROOT, header, run_recbole, write_result
 
 from genrec.data import load_dataset
 from genrec.evaluate import evaluate_ranking
@@ -28,10 +30,26 @@ KS = (10, 20)
 METRICS = ("recall", "ndcg")
 
 
+def recbole_cell(peers: dict | str) -> str:
+    """RecBole's EASE seconds (and its test scores at the same lambda) from this run."""
+    if isinstance(peers, str):
+        return f"RecBole 1.2.1: {peers}"
+    parts = []
+    for r in peers["results"]:
+        parts.append(f"fit {r['fit_s_median']:.2f} s + evaluation {r['eval_s_median']:.2f} s at "
+                     f"evaluation batch {r['eval_batch_size']:,}")
+    t = peers["results"][0]["test"]
+    return (f"RecBole 1.2.1 EASE at the same lambda, measured in this run (median of "
+            f"{len(peers['results'][0]['fit_s'])}): " + "; ".join(parts) + f"; its test R@20 / "
+            f"N@20 {t['recall@20']:.4f} / {t['ndcg@20']:.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/ml-1m-diffrec/ml-1m_clean"))
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--peers-venv", default="/tmp/peers/venv",
+                    help="RecBole's side environment (benchmarks/peers_recbole.py)")
     args = ap.parse_args()
     head = header("EASE and Popularity, ML-1M clean (DiffRec split), protocol diffrec")
 
@@ -62,6 +80,9 @@ def main() -> None:
         eval_s.append(t2 - t1)
         total_s.append(t2 - t0)
     t = test.metrics
+    # RecBole's EASE at the same lambda, on the same data and machine, in this run
+    peers = run_recbole(Path(args.peers_venv), str(Path(args.data).resolve()),
+                        ["--models", "EASE", "--reg-weight", str(best_l2), "--repeats", "3"])
     pop = Popularity().fit(X)
     pv = evaluate_ranking(pop, pdata.valid, ks=KS, metrics=METRICS).metrics
     pt = evaluate_ranking(pop, pdata.test, ks=KS, metrics=METRICS).metrics
@@ -82,9 +103,7 @@ def main() -> None:
             f"{pt['recall@20']:.4f} | {pt['ndcg@10']:.4f} | {pt['ndcg@20']:.4f} | - |\n\n")
     out += (f"Speed, EASE lambda={best_l2:g}, median of {args.repeats}: fit {med(fit_s):.3f} s + "
             f"full test evaluation {med(eval_s):.3f} s = **{med(total_s):.3f} s** (target < 2 s; "
-            f"RecBole 1.2.1, measured once on the Intel Xeon of 2026-11-22, not in this run: "
-            f"1.5 s fit + 0.65 s evaluation at a tuned evaluation batch, 11 s at its "
-            f"default). All runs: {', '.join(f'{x:.2f}' for x in total_s)} s. "
+            f"{recbole_cell(peers)}). All runs: {', '.join(f'{x:.2f}' for x in total_s)} s. "
             f"Peak RSS of the whole script {rss:.0f} MiB; EASE's own estimate for "
             f"{X.shape[1]:,} items: {ease_memory_bytes(X.shape[1]) / 2**30:.2f} GiB.\n\n")
     out += ("Every grid point (selection uses the validation columns only; test shown for "

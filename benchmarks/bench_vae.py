@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _common import ROOT, header, write_result
+from _common import ROOT, header, run_recbole, write_result
 
 from genrec.data import load_dataset
 from genrec.evaluate import evaluate_ranking
@@ -217,18 +214,7 @@ def score_seconds(model, pdata, repeats: int) -> list[float]:
 
 
 def recbole_timings(venv: Path, data: str, epochs: int) -> dict | str:
-    py = venv / "bin" / "python"
-    if not py.exists():
-        return f"not run: no RecBole environment at {venv} (see benchmarks/peers_recbole.py)"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "recbole.json"
-        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-        cmd = [str(py), str(ROOT / "benchmarks/peers_recbole.py"), "--data", data, "--out",
-               str(out), "--epochs", str(epochs)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-        if proc.returncode != 0 or not out.exists():
-            return "failed: " + (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return json.loads(out.read_text())
+    return run_recbole(venv, data, ["--epochs", str(epochs)])
 
 
 def speed_section(speed: dict[str, list[float]], peers: dict | str, peers_venv: str) -> str:

@@ -44,8 +44,11 @@ def test_ease_weights_match_constrained_least_squares():
 def test_gram_matrix_blocks_equal_direct_product():
     rng = np.random.default_rng(1)
     X = _random_binary(rng, U=50)
-    G = gram_matrix(X, block=7).numpy()
-    np.testing.assert_allclose(G, (X.T @ X).toarray())
+    direct = (X.T @ X).toarray()
+    for block_cols in (7, None):  # several blocks with a ragged last one; one block
+        G = gram_matrix(X, block_cols=block_cols)
+        assert G.dtype == torch.float64
+        np.testing.assert_allclose(G.numpy(), direct)
 
 
 def test_ease_scores_are_history_times_B():
