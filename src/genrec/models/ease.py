@@ -81,7 +81,7 @@ def gram_matrix(X, block_cols: int | None = None) -> torch.Tensor:
     """
     X = as_csr(X).astype(np.float64)
     n_items = X.shape[1]
-    step = block_cols or max(1, 2**24 // (12 * n_items))
+    step = block_cols or max(1, 2**24 // (12 * max(n_items, 1)))
     XT, Xc = X.T.tocsr(), X.tocsc()  # (I, U), (U, I) by columns
     G = np.empty((n_items, n_items))
     for j in range(0, n_items, step):

@@ -86,7 +86,7 @@ class RecVAEConfig:
     alternating: bool = True  # False: one joint pass per epoch (the code's --not-alternating)
     n_enc_epochs: int = 3  # encoder passes per epoch (alternating only)
     n_dec_epochs: int = 1  # decoder passes per epoch (alternating only)
-    epochs: int = 50  # maximum epochs (each = n_enc_epochs + n_dec_epochs passes)
+    epochs: int = 50  # maximum epochs (each n_enc_epochs + n_dec_epochs passes; joint: 1)
     batch_size: int = 500  # users per batch
     lr: float = 5e-4  # Adam learning rate (both optimizers)
     weight_decay: float = 0.0  # optimizer weight decay
