@@ -2,8 +2,9 @@
 
 lambda is chosen on validation Recall@20 (DiffRec's own selection criterion) over a fixed
 1-2-5 log grid; the test numbers are those of the chosen lambda. For transparency the table of
-every grid point is printed too, with what selecting on validation NDCG@20 would have given. Time: EASE fit plus one full test evaluation (all 5,949 users x 2,810 items, masks,
-top-20, metrics), median of several repeats.
+every grid point is printed too, with what selecting on validation NDCG@20 would have given.
+Time: EASE fit plus one full test evaluation (all 5,949 users x 2,810 items, masks, top-20,
+metrics), median of several repeats.
 
 Usage: python benchmarks/bench_ease.py [--data PATH] [--repeats 5] [--peers-venv DIR]
 (RecBole's EASE is timed beside it, at the chosen lambda, when its side environment exists.)

@@ -281,18 +281,22 @@ def main() -> None:
     if args.speed_only and not {"mult-vae", "recvae"} & set(models):
         ap.error("--speed-only times Mult-VAE and RecVAE: put one of them in --models")
     partial = set(models) != set(GRIDS)  # a subset goes to its own section, beside the full run
+    sel = {"recall@20": "Recall@20", "ndcg@20": "NDCG@20"}[args.select]
     title = "The VAE family, ML-1M clean (DiffRec split), protocol diffrec"
     if args.speed_only:
         title += ": speed rows only"
     elif partial:
         title += f": a run of {', '.join(models)} only"
     if args.select != SELECT and not args.speed_only:
-        title += f", selected on validation {args.select.replace('ndcg', 'NDCG')}"
+        title += f", selected on validation {sel}"
     head = header(title)
     if partial and not args.speed_only:
         head += ("This run covers only the models named; the others are in the full run's "
-                 "section (benchmarks/results/vae.md). Where both have a model, this run is "
-                 "the later one.\n\n")
+                 "section (benchmarks/results/vae.md). " + (
+                     "Where both have a model, this run is the later one.\n\n"
+                     if args.select == SELECT else
+                     f"This run selects on validation {sel}, the full run on Recall@20: it "
+                     f"does not replace the full run's rows.\n\n"))
     t_start = time.perf_counter()
     pdata = build_protocol(load_dataset(data), ProtocolConfig(name="diffrec"))
     n_timing = 2 if args.quick else args.timing_epochs
@@ -354,7 +358,6 @@ def main() -> None:
     total = time.perf_counter() - t_start
 
     out = head
-    sel = {"recall@20": "Recall@20", "ndcg@20": "NDCG@20"}[args.select]
     out += (f"Selection: each configuration keeps its best epoch on validation {sel} "
             "(validated every epoch; early stopping after 20 validations without gain, 10 for "
             "RecVAE (30 for its one-pass-per-epoch joint runs), 15 for the Gaussian VAE and "

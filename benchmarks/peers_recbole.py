@@ -11,10 +11,11 @@ Runs inside the RecBole side environment, never genrec's (RecBole needs numpy < 
         --data ../shared/data/ml-1m-diffrec/ml-1m_clean --out /tmp/peers/recbole.json
 
 (see /work/shared/peers/README.md for why each pin). ``bench_vae.py`` and ``bench_ease.py``
-call it when the environment exists. It imports nothing from genrec. RecBole's model defaults are kept (MultiVAE:
-[600], latent 128, train batch 2048; RecVAE: hidden 600, latent 200, 3 encoder + 1 decoder
-passes per epoch); each epoch's training time is measured around ``Trainer._train_epoch``,
-without validation, and the median over ``--epochs`` epochs is written as JSON.
+call it when the environment exists. It imports nothing from genrec. RecBole's model defaults
+are kept (MultiVAE: [600], latent 128, train batch 2048; RecVAE: hidden 600, latent 200,
+3 encoder + 1 decoder passes per epoch); each epoch's training time is measured around
+``Trainer._train_epoch``, without validation, and the median over ``--epochs`` epochs is
+written as JSON.
 """
 
 from __future__ import annotations
