@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
+import genrec.models.nn_blocks as nn_blocks
 from genrec.models.nn_blocks import (
+    BlockedLinear,
     MLPAutoencoder,
     SparseInputLinear,
     dropout_values,
@@ -167,6 +169,43 @@ def test_init_draws_from_the_generator_only():
     assert t.weight.abs().max() <= 1 / math.sqrt(30)
     with pytest.raises(ValueError, match="unknown init"):
         make_linear(3, 2, _gen(0), scheme="he")
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7, 10])
+def test_blocked_linear_equals_f_linear_with_gradients(monkeypatch, rows):
+    monkeypatch.setattr(nn_blocks, "TILE", 3)  # 11 outputs > 2 * 3: ragged 3 x 3 tiles
+    layer = make_linear(5, 11, _gen(11))
+    assert isinstance(layer, BlockedLinear)
+    x = torch.randn(rows, 5, generator=_gen(12), requires_grad=True)
+    calls = []
+    monkeypatch.setattr(nn_blocks._BlockedAddmm, "apply",
+                        lambda *a, _f=nn_blocks._BlockedAddmm.apply: calls.append(1) or _f(*a))
+    out = layer(x)
+    assert calls, "the tiled path was not taken"
+    g = torch.randn(out.shape, generator=_gen(13))
+    (out * g).sum().backward()
+    grads = [t.grad.clone() for t in (x, layer.weight, layer.bias)]
+    x.grad = layer.weight.grad = layer.bias.grad = None
+    ref = F.linear(x, layer.weight, layer.bias)
+    (ref * g).sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    for got, want in zip(grads, (x.grad, layer.weight.grad, layer.bias.grad)):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    # the same state as nn.Linear: a saved model loads into either
+    assert list(layer.state_dict()) == list(torch.nn.Linear(5, 11).state_dict())
+
+
+def test_blocked_linear_falls_back_to_f_linear(monkeypatch):
+    monkeypatch.setattr(nn_blocks, "TILE", 3)
+    calls = []
+    monkeypatch.setattr(nn_blocks._BlockedAddmm, "apply", lambda *a: calls.append(1))
+    wide, narrow = make_linear(5, 11, _gen(14)), make_linear(5, 6, _gen(14))
+    narrow(torch.randn(4, 5))  # 6 outputs: not wider than 2 * TILE
+    wide(torch.randn(2, 4, 5))  # 3-D input
+    wide.double()(torch.randn(4, 5, dtype=torch.float64))  # float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        wide.float()(torch.randn(4, 5))  # autocast decides the precision
+    assert calls == []
 
 
 @pytest.mark.parametrize("variational", [True, False])

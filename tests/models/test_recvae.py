@@ -85,6 +85,34 @@ def test_old_posterior_is_the_encoder_at_the_start_of_the_encoder_phase():
     assert logvar.shape == mu.shape == (X.shape[0], 8)
 
 
+def test_decoder_phase_posterior_is_reused_as_the_next_old_posterior():
+    X, m = _fitted()
+    net, cpu = m.module_, torch.device("cpu")
+    gen = torch.Generator().manual_seed(0)
+    dec = Phase("decoder", 1, "decoder")
+    m.on_phase_start(dec, StepContext(0, 0, dec, gen, cpu, "fp32", X))
+    epoch, (mu, logvar) = m._decoder_posterior
+    assert epoch == 0
+    np.testing.assert_allclose(mu.numpy(), m.user_embeddings(X), rtol=1e-6, atol=1e-6)
+    # the decoder's batch uses the cached rows: same as running the frozen encoder on it
+    batch = Batch.from_csr(X[[5, 0, 9]], torch.tensor([5, 0, 9]))
+    with torch.no_grad():
+        want_mu, want_logvar = net.encoder(*m._input(batch, None))
+    torch.testing.assert_close(mu[batch.users], want_mu, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(logvar[batch.users], want_logvar, rtol=1e-6, atol=1e-6)
+    enc = Phase("encoder", 1, "encoder")
+    m.on_phase_start(enc, StepContext(0, 1, enc, gen, cpu, "fp32", X))  # the next epoch
+    assert m._old_posterior[0] is mu and m._decoder_posterior is None
+    # not the epoch right after: recomputed from the encoder
+    m._decoder_posterior = (0, (mu + 1.0, logvar))
+    m.on_phase_start(enc, StepContext(0, 5, enc, gen, cpu, "fp32", X))
+    torch.testing.assert_close(m._old_posterior[0], mu)
+    # a new network (each fit builds one) forgets the cache
+    m._decoder_posterior = (-1, (mu + 1.0, logvar))
+    m._build_module(X.shape[1], gen)
+    assert m._decoder_posterior is None and m._old_posterior is None
+
+
 def test_kl_weight_is_gamma_times_user_interactions():
     X, m = _fitted(gamma=0.01)
     rows = [r for r in m.history_]

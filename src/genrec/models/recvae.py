@@ -33,7 +33,10 @@ Departures from the paper's code (none changes an update's expected value):
   numbers the code recomputes per batch), and in the first epoch phi_old is the initial
   encoder (the code draws a separate random one).
 * The decoder phase computes only the reconstruction term: the KL term does not depend on
-  the decoder, so its gradients are the same.
+  the decoder, so its gradients are the same. Its encoder is frozen and dropout-free, so
+  its posterior is computed for every user once at the start of the phase; that is also
+  phi_old's posterior for the next epoch's encoder phase, which reuses it (one encoder
+  pass per epoch saved, the same numbers).
 * The best epoch is chosen by validation NDCG@20 (the code: NDCG@100).
 * The first layer reads the sparse input (same numbers as the dense product).
 * With ``alternating=False`` the old posterior is still refreshed at the start of every
@@ -213,9 +216,13 @@ class RecVAE(TorchRecommender):
 
     def __init__(self, config: RecVAEConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
-        self._old_posterior: tuple[torch.Tensor, torch.Tensor] | None = None  # training only
+        # training only: phi_old's posterior of every user, and the decoder phase's
+        # (epoch, posterior of the frozen encoder)
+        self._old_posterior: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._decoder_posterior: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> RecVAENet:
+        self._old_posterior = self._decoder_posterior = None  # a new network: nothing cached
         c = self.config
         return RecVAENet(n_items, c.hidden_dim, c.latent_dim, c.ln_eps, generator)
 
@@ -239,16 +246,31 @@ class RecVAE(TorchRecommender):
         encoder_phase = phase.name != "decoder"  # "encoder" or "joint": the full loss
         net.encoder.requires_grad_(encoder_phase)
         net.decoder.requires_grad_(phase.name != "encoder")
-        if encoder_phase:  # phi_old := the encoder now; its posterior for every user
-            net.eval()
-            mus, logvars = [], []
-            with torch.no_grad(), autocast(ctx.device, ctx.precision):
-                for b in self._batches(ctx.X):
-                    mu, logvar = net.encoder(*self._input(b, None))
-                    mus.append(mu.float())
-                    logvars.append(logvar.float())
-            self._old_posterior = (torch.cat(mus), torch.cat(logvars))  # (U, K) x 2
-            net.train()
+        if not encoder_phase:  # the frozen encoder's posterior, for the decoder's batches
+            self._decoder_posterior = (ctx.epoch, self._posterior_all_users(ctx))
+            return
+        # phi_old := the encoder now. After a decoder phase of the previous epoch (the
+        # encoder unchanged since) its posterior is the one that phase computed.
+        cached = self._decoder_posterior
+        if cached is not None and cached[0] == ctx.epoch - 1:
+            self._old_posterior = cached[1]
+        else:
+            self._old_posterior = self._posterior_all_users(ctx)
+        self._decoder_posterior = None
+
+    def _posterior_all_users(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar), each (U, K) float32, of every training user under the encoder now
+        (no input dropout, no gradients)."""
+        net = self.module_
+        net.eval()
+        mus, logvars = [], []
+        with torch.no_grad(), autocast(ctx.device, ctx.precision):
+            for b in self._batches(ctx.X):
+                mu, logvar = net.encoder(*self._input(b, None))
+                mus.append(mu.float())
+                logvars.append(logvar.float())
+        net.train()
+        return torch.cat(mus), torch.cat(logvars)  # (U, K) x 2
 
     def _input(self, batch: Batch, ctx: StepContext | None) -> tuple[torch.Tensor, ...]:
         values = normalize_rows(batch.indptr, batch.values)  # (N,)
@@ -259,9 +281,8 @@ class RecVAE(TorchRecommender):
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         c, net = self.config, self.module_
         if ctx.phase.name == "decoder":
-            with torch.no_grad():
-                mu, logvar = net.encoder(*self._input(batch, ctx))
-                z = reparameterize(mu.float(), logvar.float(), ctx.generator)  # (B, K)
+            mu, logvar = (t[batch.users.to(t.device)] for t in self._decoder_posterior[1])
+            z = reparameterize(mu, logvar, ctx.generator)  # (B, K), no gradient to the encoder
             mll = multinomial_log_lik_sparse(net.decoder(z), batch.indptr, batch.indices,
                                              batch.values)  # (B,)
             recon = -mll.mean()
