@@ -204,6 +204,13 @@ class _BlockedAddmm(torch.autograd.Function):
         return gx, gw, gb
 
 
+def _cpu_autocast_on() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_cpu_enabled()
+
+
 class BlockedLinear(nn.Linear):
     """``nn.Linear`` (same parameters, same state_dict) whose forward on the CPU, in float32
     without autocast, computes a wide output (more than ``2 * TILE`` columns, such as a
@@ -213,7 +220,7 @@ class BlockedLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.out_features > 2 * TILE and x.dim() == 2 and x.device.type == "cpu"
                 and x.dtype == torch.float32 and self.weight.dtype == torch.float32
-                and not torch.is_autocast_enabled("cpu")):
+                and not _cpu_autocast_on()):
             return _BlockedAddmm.apply(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
