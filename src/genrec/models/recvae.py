@@ -36,7 +36,7 @@ Departures from the paper's code (none changes an update's expected value):
   the decoder, so its gradients are the same. Its encoder is frozen and dropout-free, so
   its posterior is computed for every user once at the start of the phase; that is also
   phi_old's posterior for the next epoch's encoder phase, which reuses it (one encoder
-  pass per epoch saved, the same numbers).
+  pass per epoch saved; the rows equal a per-batch computation up to float rounding).
 * The best epoch is chosen by validation NDCG@20 (the code: NDCG@100).
 * The first layer reads the sparse input (same numbers as the dense product).
 * With ``alternating=False`` the old posterior is still refreshed at the start of every
