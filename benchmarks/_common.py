@@ -13,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+ML1M_CLEAN = ROOT.parent / "shared" / "data" / "ml-1m-diffrec" / "ml-1m_clean"  # DiffRec split
 
 
 def cpu_model() -> str:

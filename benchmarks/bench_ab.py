@@ -22,9 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, header, write_result
-
-DATA = ROOT.parent / "shared" / "data" / "ml-1m-diffrec" / "ml-1m_clean"
+from _common import ML1M_CLEAN, ROOT, header, write_result
 
 
 def child(src: str, model: str, epochs: int, data: str) -> None:
@@ -69,7 +67,7 @@ def main() -> None:
     ap.add_argument("--models", default="mult-vae,recvae")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each side, interleaved")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per run")
-    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--data", default=str(ML1M_CLEAN))
     args = ap.parse_args()
     if not Path(args.data).is_dir():
         sys.exit(f"bench_ab: data folder {args.data} not found; pass --data DIR")

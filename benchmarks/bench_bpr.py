@@ -19,7 +19,7 @@ import json
 import time
 
 import torch
-from _common import ROOT, header, write_result
+from _common import ML1M_CLEAN, header, write_result
 
 from genrec.data import load_dataset
 from genrec.evaluate import evaluate_ranking
@@ -43,7 +43,7 @@ def _fmt(m: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/ml-1m-diffrec/ml-1m_clean"))
+    ap.add_argument("--data", default=str(ML1M_CLEAN))
     ap.add_argument("--quick", action="store_true", help="2 epochs per fit (smoke test)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest on a shared 2-core machine)")

@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import ROOT, header, run_recbole, write_result
+from _common import ML1M_CLEAN, header, run_recbole, write_result
 
 from genrec.data import load_dataset
 from genrec.evaluate import evaluate_ranking
@@ -47,7 +47,7 @@ def recbole_cell(peers: dict | str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/ml-1m-diffrec/ml-1m_clean"))
+    ap.add_argument("--data", default=str(ML1M_CLEAN))
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--peers-venv", default="/tmp/peers/venv",
                     help="RecBole's side environment (benchmarks/peers_recbole.py)")

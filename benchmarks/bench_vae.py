@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import ROOT, header, run_recbole, write_result
+from _common import ML1M_CLEAN, ROOT, header, run_recbole, write_result
 
 from genrec.data import load_dataset
 from genrec.evaluate import evaluate_ranking
@@ -213,10 +213,6 @@ def score_seconds(model, pdata, repeats: int) -> list[float]:
     return out
 
 
-def recbole_timings(venv: Path, data: str, epochs: int) -> dict | str:
-    return run_recbole(venv, data, ["--epochs", str(epochs)])
-
-
 def speed_section(speed: dict[str, list[float]], peers: dict | str, peers_venv: str) -> str:
     """The speed table (medians, every run, targets, RecBole beside) and its RecBole note."""
     out = ("Speed (seconds; median of the epochs of a run without validation, run_dir None; "
@@ -255,7 +251,7 @@ def speed_section(speed: dict[str, list[float]], peers: dict | str, peers_venv: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/ml-1m-diffrec/ml-1m_clean"))
+    ap.add_argument("--data", default=str(ML1M_CLEAN))
     ap.add_argument("--quick", action="store_true", help="3 epochs per run (smoke test)")
     ap.add_argument("--models", default=",".join(GRIDS),
                     help="comma-separated subset; a subset writes results/vae-NAMES.md")
@@ -317,7 +313,7 @@ def main() -> None:
                                                 max(2, n_timing // 2))
     peers: dict | str = "not run: neither Mult-VAE nor RecVAE is in this run"
     if speed:  # RecBole's MultiVAE and RecVAE stand beside ours
-        peers = recbole_timings(Path(args.peers_venv), data, 2 if args.quick else 5)
+        peers = run_recbole(Path(args.peers_venv), data, ["--epochs", "2" if args.quick else "5"])
     if args.speed_only:
         out = head + (f"Timing runs only (no grids, no test scores) of {', '.join(models)}; "
                       f"whole script {(time.perf_counter() - t_start) / 60:.1f} min. Quality "
