@@ -121,3 +121,107 @@ def test_help_for_every_command(capsys):
         code, out, err = run(capsys, *cmd)
         assert code == 0, (cmd, err)
         assert out
+
+
+def _text_id_log(path):
+    """A CSV log with text ids (two groups of users, each on its own half of the items)."""
+    rows = ["user,item,rating"]
+    for u in range(40):
+        half = range(0, 10) if u % 2 else range(10, 20)
+        rows += [f"u{u},sku-{i},{1 + (u + i) % 5}" for i in half if (u + i) % 4]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_text_ids_train_recommend_and_duplicate_items(tmp_path, capsys):
+    log = _text_id_log(tmp_path / "log.csv")
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(log),
+                         "--out", str(out_dir))
+    assert code == 0, err
+    assert json.loads((out_dir / "run.json").read_text())["status"] == "done"
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", "u1", "-k", "3")
+    assert code == 0, err
+    lists = []
+    for i, items in enumerate(["sku-1,sku-2", "sku-1,sku-1, sku-2,sku-1"]):
+        res = tmp_path / f"rec{i}.json"
+        code, out, err = run(capsys, "recommend", str(out_dir), "--items", items, "-k", "5",
+                             "--output", str(res))
+        assert code == 0, err
+        payload = json.loads(res.read_text())
+        assert payload["items"] == ["sku-1", "sku-2"]  # a list of ids, duplicates dropped
+        lists.append(payload["recommendations"])
+    assert lists[0] == lists[1]  # a repeated id is the same yes/no history
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--model", "cdae", "--protocol", "strong"], "cdae cannot score users unseen"),
+    (["--model", "ease", "--grid", "l2=1,10", "--set", "protocol.ks=[5]"],
+     "--select 'ndcg@20' (the default) is not among the validation metrics"),
+    (["--model", "ease", "--grid", "l2=1,10", "--select", "recall@30"],
+     "--select 'recall@30' is not among"),
+])
+def test_config_errors_come_before_training_and_writing(tmp_path, capsys, ml100k, args, match):
+    out_dir = tmp_path / "o"
+    code, out, err = run(capsys, "train", "--dataset", str(ml100k), *args, "--out", str(out_dir))
+    assert code == 1 and match in err, err
+    assert not out_dir.exists()  # nothing trained, nothing written
+
+
+def test_cuda_without_cuda_fails_before_loading(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    code, out, err = run(capsys, "train", "--model", "mult-vae", "--dataset", "/no/such/data",
+                         "--device", "cuda", "--out", str(tmp_path / "o"))
+    assert code == 1 and "CUDA is not available" in err  # not "no such file": checked first
+
+
+def test_unfinished_run_is_kept_unless_forced(tmp_path, capsys, ml100k):
+    out_dir = tmp_path / "o"
+    out_dir.mkdir()
+    (out_dir / "run.json").write_text(json.dumps({"status": "running"}))
+    args = ["train", "--model", "ease", "--dataset", str(ml100k), "--out", str(out_dir)]
+    code, out, err = run(capsys, *args)
+    assert code == 1 and f"--resume {out_dir}" in err and "--force" in err
+    assert json.loads((out_dir / "run.json").read_text()) == {"status": "running"}
+    code, out, err = run(capsys, *args, "--force")
+    assert code == 0, err
+    code, out, err = run(capsys, *args)  # a finished model is replaced without --force
+    assert code == 0, err
+
+
+def test_damaged_files_are_one_line_errors(tmp_path, capsys, ml100k):
+    out_dir = tmp_path / "o"
+    code, out, err = run(capsys, "train", "--model", "mult-vae", "--dataset", str(ml100k),
+                         "--set", "epochs=1", "--set", "hidden_dims=[8]", "--set",
+                         "latent_dim=4", "--out", str(out_dir))
+    assert code == 0, err
+    weights = out_dir / "weights.npz"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", "1")
+    assert code == 1 and "weights.npz: unreadable" in err and "Traceback" not in err
+    weights.write_bytes(good)
+
+    run_json = out_dir / "run.json"
+    record = json.loads(run_json.read_text())
+    run_json.write_text(json.dumps({**record, "status": "running"}))
+    (out_dir / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
+    code, out, err = run(capsys, "train", "--resume", str(out_dir))
+    assert code == 1 and "the checkpoint is unreadable" in err and "Traceback" not in err
+    run_json.write_text("{not json")
+    code, out, err = run(capsys, "train", "--resume", str(out_dir))
+    assert code == 1 and "not a genrec run record" in err and "Traceback" not in err
+
+
+def test_resume_of_a_finished_run_says_so_and_writes_nothing(tmp_path, capsys, ml100k):
+    out_dir = tmp_path / "o"
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--out", str(out_dir))
+    assert code == 0, err
+    before = {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()}
+    code, out, err = run(capsys, "train", "--resume", str(out_dir))
+    assert code == 0 and "finished already" in out
+    assert {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()} == before

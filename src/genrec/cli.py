@@ -29,12 +29,19 @@ from rich.table import Table
 from genrec import __version__
 from genrec.config import build_config, config_to_dict, load_toml, parse_overrides
 from genrec.data import DataOptions, Dataset, IdMap, load_dataset
+from genrec.data.interactions import as_id_array
 from genrec.errors import ConfigError, DataError, GenrecError
-from genrec.evaluate import RankingTask, RatingTask, evaluate_ranking, evaluate_rating
+from genrec.evaluate import (
+    DEFAULT_METRICS,
+    RankingTask,
+    RatingTask,
+    evaluate_ranking,
+    evaluate_rating,
+)
 from genrec.foundations.cli import foundations_cli
 from genrec.io import atomic_write_json, load_arrays, save_arrays
 from genrec.models import MODELS, get_model_class
-from genrec.models.base import RatingPredictor, Recommender
+from genrec.models.base import RatingPredictor, Recommender, resolve_device
 from genrec.protocols import PROTOCOLS, ProtocolConfig, ProtocolData, build_protocol
 
 log = logging.getLogger("genrec")
@@ -128,15 +135,20 @@ def _metrics_table(title: str, results: dict[str, Any]) -> Table:
     return table
 
 
-def _evaluate(model: Recommender, task, ks, on_batch: Callable | None = None) -> dict:
-    if isinstance(task, RatingTask):
-        if not isinstance(model, RatingPredictor):
-            raise ConfigError(f"model {model.name} does not predict ratings; the rating "
-                              f"protocol needs a rating model (biased-mf, fm, autorec)")
-        return evaluate_rating(model, task).to_dict()
-    if task.users is None and not type(model).folds_in:
-        raise ConfigError(f"model {model.name} cannot score users unseen in training; the "
+def _check_evaluable(cls: type[Recommender], task) -> None:
+    """A model of class ``cls`` can be evaluated on ``task``, or a ConfigError says why."""
+    if isinstance(task, RatingTask) and not issubclass(cls, RatingPredictor):
+        raise ConfigError(f"model {cls.name} does not predict ratings; the rating "
+                          f"protocol needs a rating model (biased-mf, fm, autorec)")
+    if isinstance(task, RankingTask) and task.users is None and not cls.folds_in:
+        raise ConfigError(f"model {cls.name} cannot score users unseen in training; the "
                           f"strong protocol needs a fold-in model (ease, mult-vae, ...)")
+
+
+def _evaluate(model: Recommender, task, ks, on_batch: Callable | None = None) -> dict:
+    _check_evaluable(type(model), task)
+    if isinstance(task, RatingTask):
+        return evaluate_rating(model, task).to_dict()
     return evaluate_ranking(model, task, ks=ks, on_batch=on_batch).to_dict()
 
 
@@ -157,7 +169,8 @@ def _save_run_data(out: Path, pdata: ProtocolData, ds: Dataset) -> None:
     m = pdata.train.matrix
     arrays = {"indptr": m.indptr.astype(np.int64), "indices": m.indices.astype(np.int64),
               "data": m.data.astype(np.float32), "shape": np.array(m.shape, np.int64),
-              "user_ids": pdata.train.user_ids, "item_ids": pdata.train.item_ids}
+              "user_ids": as_id_array(pdata.train.user_ids),
+              "item_ids": as_id_array(pdata.train.item_ids)}
     titles = ds.titles()
     if titles is not None:
         arrays["item_titles"] = titles.astype(str)
@@ -297,6 +310,40 @@ def _select_value(result: dict, metric: str) -> float:
     return m[metric]
 
 
+def _preflight(cls: type[Recommender], pdata: ProtocolData, select_metric: str | None,
+               select_default: bool) -> None:
+    """What would otherwise fail only after training: the model cannot be evaluated under
+    the protocol, or the selection metric (--grid) is not computed."""
+    for task in (pdata.valid, pdata.test):
+        _check_evaluable(cls, task)
+    if select_metric is None:
+        return
+    if isinstance(pdata.valid, RatingTask):
+        names = ["rmse", "mae"]
+    else:
+        names = [f"{m}@{k}" for m in DEFAULT_METRICS for k in pdata.config.ks]
+    if select_metric not in names:
+        hint = " (the default)" if select_default else ""
+        raise ConfigError(f"--select {select_metric!r}{hint} is not among the validation "
+                          f"metrics ({', '.join(names)}); pass --select with one of them")
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    """Refuse to start over in a folder holding an unfinished (resumable) run."""
+    run_path = out / "run.json"
+    if not run_path.is_file():
+        return
+    try:
+        status = json.loads(run_path.read_text()).get("status")
+    except (json.JSONDecodeError, AttributeError, OSError):
+        status = None
+    if status == "running" and not force:
+        raise ConfigError(f"{out} holds an unfinished run: continue it with `genrec train "
+                          f"--resume {out}`, or pass --force to start over there")
+    if status == "done":
+        log.info("replacing the trained model in %s", out)
+
+
 def _fit(model: Recommender, pdata: ProtocolData, ds: Dataset, run_dir: Path | None,
          resume: bool) -> None:
     kwargs: dict[str, Any] = {"valid": pdata.valid}
@@ -333,8 +380,10 @@ def _fit(model: Recommender, pdata: ProtocolData, ds: Dataset, run_dir: Path | N
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue an interrupted run in this folder (same config).")
+@click.option("--force", is_flag=True,
+              help="Start over in --out even if it holds an unfinished (resumable) run.")
 def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, select_metric,
-              device, precision, seed, out_dir, output, resume_dir) -> None:
+              device, precision, seed, out_dir, output, resume_dir, force) -> None:
     """Train a model, evaluate it on validation and test, and save it."""
     console = _console()
     resume = resume_dir is not None
@@ -345,8 +394,16 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         run_path = Path(resume_dir) / "run.json"
         if not run_path.is_file():
             raise DataError(f"{resume_dir}: no run.json; nothing to resume")
-        prev = json.loads(run_path.read_text())
-        model_name, dataset = prev["model"], prev["dataset"]
+        try:
+            prev = json.loads(run_path.read_text())
+            model_name, dataset = prev["model"], prev["dataset"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DataError(f"{run_path}: not a genrec run record ({type(e).__name__}: {e}); "
+                            f"start the run again without --resume") from None
+        if prev.get("status") == "done":
+            console.print(f"{resume_dir}: this run finished already; nothing to resume "
+                          f"(`genrec evaluate {resume_dir}` evaluates it again)")
+            return
         values = {**prev["config"], "protocol": prev["protocol"], "data": prev["data"]}
         out = Path(resume_dir)
     else:
@@ -381,14 +438,19 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
     model_cfg = build_config(cls.config_class, model_vals, where=cls.name)
     proto_cfg = build_config(ProtocolConfig, proto_vals, where="protocol")
     data_opts = build_config(DataOptions, data_vals, where="data")
+    if hasattr(model_cfg, "device"):
+        resolve_device(model_cfg.device)  # cuda without CUDA: say so before loading data
 
     ds = _load_with_progress(dataset, data_opts)
     pdata = build_protocol(ds, proto_cfg)
     kind = pdata.kind
+    select_default = select_metric is None
     select_metric = select_metric or ("rmse" if kind == "rating" else "ndcg@20")
+    _preflight(cls, pdata, select_metric if grid else None, select_default)
     if out is None:
         base = Path(out_dir) if out_dir else Path("runs") / f"{cls.name}-{ds.name}"
         out = base
+        _check_out_dir(out, force)
     out.mkdir(parents=True, exist_ok=True)
     dataset_spec = dataset if not Path(dataset).exists() else str(Path(dataset).resolve())
     run = {
@@ -400,6 +462,7 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }
     atomic_write_json(out / "run.json", run)
+    _save_run_data(out, pdata, ds)  # before training: a failure here costs no training
     log.info("%s on %s (%s): %d users x %d items, %d training interactions", cls.name, ds.name,
              proto_cfg.name, pdata.train.n_users, pdata.train.n_items, pdata.train.nnz)
 
@@ -414,8 +477,8 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         _fit(model, pdata, ds, out if len(combos) == 1 else None, resume)
         fit_s = time.perf_counter() - t0
         valid = _evaluate(model, pdata.valid, proto_cfg.ks)
-        score = _select_value(valid, select_metric)
         trials.append({"params": combo, "valid": valid["metrics"], "fit_seconds": fit_s})
+        score = _select_value(valid, select_metric) if grid else 0.0
         if combo:
             log.info("%s: valid %s = %.4f", combo, select_metric, score)
         better = best is None or (score < best[0] if select_metric in ("rmse", "mae")
@@ -430,7 +493,6 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
 
     # write the final folder contents (each file atomically), run.json last
     model.save(out)
-    _save_run_data(out, pdata, ds)
     run.update({
         "status": "done", "config": config_to_dict(model_cfg), "fit_seconds": fit_s,
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -497,7 +559,7 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> Non
     else:
         if not type(model).folds_in:
             raise ConfigError(f"model {model.name} cannot fold in a new history; use --user")
-        raw = [x.strip() for x in items_csv.split(",") if x.strip()]
+        raw = list(dict.fromkeys(x.strip() for x in items_csv.split(",") if x.strip()))
         if not raw:
             raise click.UsageError("--items is empty; give raw item ids like 1,50,172")
         idx = items_map.indices(raw, "item")
@@ -525,7 +587,8 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> Non
         table.add_row(str(r["rank"]), str(r["item"]), *([r["title"]] if titles is not None else []),
                       f"{r['score']:.4f}")
     _console().print(table)
-    _write_output(output, {"model": run["model"], "user": user_id, "items": items_csv,
+    _write_output(output, {"model": run["model"], "user": user_id,
+                           "items": None if items_csv is None else raw,
                            "recommendations": rows})
 
 

@@ -10,11 +10,14 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from genrec.errors import DataError
 
 
 def _umask() -> int:
@@ -86,5 +89,12 @@ def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
 
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Load a ``.npz`` written by :func:`save_arrays` with pickling disabled."""
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise DataError(f"{path}: unreadable, the file is damaged or not a genrec .npz "
+                        f"({type(e).__name__}); write it again (e.g. train the model again)"
+                        ) from None

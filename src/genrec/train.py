@@ -45,6 +45,7 @@ import dataclasses
 import json
 import logging
 import math
+import pickle
 import sys
 import time
 from collections.abc import Iterator
@@ -641,9 +642,14 @@ class Trainer:
                          shuffle_gen: torch.Generator, noise_gen: torch.Generator,
                          device: torch.device) -> _State:
         path = self.run_dir / CHECKPOINT_NAME
-        ck = torch.load(path, map_location=device, weights_only=True)
-        if ck.get("format") != CHECKPOINT_FORMAT:
-            raise DataError(f"{path}: unsupported checkpoint format {ck.get('format')!r}")
+        try:
+            ck = torch.load(path, map_location=device, weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+            raise DataError(f"{path}: the checkpoint is unreadable ({type(e).__name__}); delete "
+                            f"it to restart that run from the beginning") from None
+        if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+            fmt = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
+            raise DataError(f"{path}: unsupported checkpoint format {fmt!r}")
         saved = json.loads(ck["train_config"])
         mine = dataclasses.asdict(self.config)
         free = ("epochs", "patience", "device", "eval_batch_size")  # may change on resume

@@ -32,3 +32,14 @@ def test_saved_weights_are_plain_npz_without_pickle(tmp_path):
     with np.load(tmp_path / "m" / "weights.npz", allow_pickle=False) as z:
         assert z["B"].shape == (3, 3)
     assert not [p for p in (tmp_path / "m").iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_is_refused_by_name(bad):
+    X = sp.random(20, 10, density=0.3, format="csr", random_state=0)
+    X.data[3] = bad
+    r, c = X.tocoo().row[3], X.tocoo().col[3]
+    with pytest.raises(DataError, match=f"1 values that are NaN or infinite.*row {r}, column {c}"):
+        get_model_class("mult-vae")(epochs=1, device="cpu").fit(X, progress=False)
+    with pytest.raises(DataError, match="NaN or infinite"):
+        EASE().fit(X)

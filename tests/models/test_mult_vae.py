@@ -70,6 +70,7 @@ def test_fold_in_unseen_user_and_embeddings():
     assert emb.shape == (X.shape[0], 8) and emb.dtype == np.float32
     # the embeddings are the encoder means: the same users get the same means
     np.testing.assert_allclose(emb[:1], m.user_embeddings(new), rtol=1e-6, atol=1e-6)
+    assert m.user_embeddings(X[:0]).shape == (0, 8)  # no users: still K columns
 
 
 def test_bf16_training_runs_and_ranks():

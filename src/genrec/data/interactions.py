@@ -15,7 +15,20 @@ import scipy.sparse as sp
 
 from genrec.errors import DataError
 
-__all__ = ["Interactions", "IdMap"]
+__all__ = ["Interactions", "IdMap", "as_id_array"]
+
+
+def as_id_array(raw_ids: Sequence | np.ndarray) -> np.ndarray:
+    """Raw ids as a plain numpy array: integers, or fixed-width unicode (``<U``), never object.
+
+    Object arrays (pandas string columns) would make ``np.savez`` refuse the ids.
+    """
+    arr = np.asarray(raw_ids)
+    if arr.dtype == object:
+        arr = np.asarray(arr.tolist()) if len(arr) else arr.astype(str)
+        if arr.dtype.kind not in "iuU":
+            arr = arr.astype(str)
+    return arr
 
 
 class IdMap:
@@ -84,6 +97,8 @@ class Interactions:
     times: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        self.user_ids = as_id_array(self.user_ids)
+        self.item_ids = as_id_array(self.item_ids)
         m = self.matrix
         if not sp.isspmatrix_csr(m) and not isinstance(m, sp.csr_array):
             raise TypeError("Interactions.matrix must be a scipy CSR matrix")
@@ -162,7 +177,7 @@ class Interactions:
         np.cumsum(np.bincount(u, minlength=len(user_ids)), out=indptr[1:])
         mat = sp.csr_matrix((r[keep], i.astype(np.int32), indptr), shape=(len(user_ids), n_items))
         mat.has_sorted_indices = True
-        return cls(mat, np.asarray(user_ids), np.asarray(item_ids), None if t is None else t[keep])
+        return cls(mat, user_ids, item_ids, None if t is None else t[keep])
 
     @classmethod
     def from_raw(
@@ -175,8 +190,8 @@ class Interactions:
         duplicates: str = "last",
     ) -> Interactions:
         """Build from raw ids; the id maps are the sorted unique raw ids."""
-        uid, u = np.unique(np.asarray(users), return_inverse=True)
-        iid, i = np.unique(np.asarray(items), return_inverse=True)
+        uid, u = np.unique(as_id_array(users), return_inverse=True)
+        iid, i = np.unique(as_id_array(items), return_inverse=True)
         return cls.from_arrays(
             u, i, ratings, times, user_ids=uid, item_ids=iid, duplicates=duplicates
         )

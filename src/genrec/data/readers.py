@@ -6,6 +6,7 @@ Each reader returns a :class:`~genrec.data.dataset.Dataset`. Malformed input rai
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from genrec.data.dataset import Dataset
-from genrec.data.interactions import Interactions
+from genrec.data.interactions import Interactions, as_id_array
 from genrec.errors import DataError
 
 __all__ = [
@@ -41,24 +42,87 @@ ML1M_OCCUPATIONS = [
 
 
 # ----------------------------------------------------------------------------- parsing
-def _read_table(
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _decode(path: Path, data: bytes, encoding: str = "utf-8") -> str:
+    """``data`` as text; for UTF-8 a leading byte-order mark (Excel's exports) is dropped."""
+    if encoding == "utf-8":
+        data = data.removeprefix(_UTF8_BOM)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        label = "UTF-8" if encoding == "utf-8" else encoding
+        raise DataError(f"{path}, line {line}: not {label} text ({e.reason} at byte {e.start}); "
+                        f"save it as {label}") from None
+
+
+def _quoting(sep: str) -> int:
+    """Quotes are honoured in comma-separated files only (TSV and '::' fields are verbatim)."""
+    return csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE
+
+
+def _split_line(line: str, sep: str) -> list[str]:
+    """The fields of one line, split the way :func:`_read_table` splits it."""
+    if len(sep) > 1 or _quoting(sep) == csv.QUOTE_NONE:
+        return line.split(sep)
+    return next(csv.reader([line], delimiter=sep), [""])
+
+
+def _load_text(path: Path, encoding: str = "utf-8") -> str:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    return _decode(path, path.read_bytes(), encoding)
+
+
+def _header(raw: str, sep: str) -> list[str]:
+    """Column names on the first line of ``raw``."""
+    end = raw.find("\n")
+    first = raw[:end if end >= 0 else len(raw)].rstrip("\r")
+    return [c.strip() for c in _split_line(first, sep)]
+
+
+def _blank_rows(df: pd.DataFrame) -> np.ndarray:
+    """Rows whose fields are all empty or whitespace (blank lines, ',,,' lines).
+
+    A blank line is one field, padded with empty ones: only rows whose last field is empty
+    are candidates, which keeps this cheap on large files.
+    """
+    blank = (df.iloc[:, -1] == "").to_numpy(copy=True)
+    for col in df.columns[:-1]:
+        rows = np.flatnonzero(blank)
+        blank[rows] = (df[col].iloc[rows].str.strip() == "").to_numpy()
+    return blank
+
+
+def _field_error(path: Path, raw: str, line: int, sep: str, n_fields: int, header: bool,
+                 problem: str) -> DataError:
+    """``problem`` on file line ``line``, unless the line is short: then say that."""
+    text = raw.split("\n", line)[line - 1].rstrip("\r")
+    n = len(_split_line(text, sep))
+    if n < n_fields:
+        want = f"the header has {n_fields}" if header else f"expected {n_fields}"
+        return DataError(f"{path}, line {line} has {n} field{'s' if n != 1 else ''}, {want}; "
+                         f"every line needs {n_fields} fields separated by {sep!r}")
+    return DataError(f"{path}, line {line}: {problem}")
+
+
+def _parse_table(
     path: Path,
+    raw: str,
     sep: str,
     names: list[str],
     numeric: list[str],
     *,
     header: bool = False,
-    encoding: str = "utf-8",
-) -> pd.DataFrame:
-    """Read a delimited file; every problem is reported with the file and line number."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        raw = path.read_bytes().decode(encoding)
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"{path}: not valid {encoding} text ({e.reason} at byte {e.start})"
-        ) from None
+    required: tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Parse the text ``raw`` of the delimited file ``path``: strings (``numeric``: numbers).
+
+    Blank lines are skipped. Returns the frame and the file line number of each row; every
+    problem is reported with the file and line number. ``required`` columns may not be empty.
+    """
     if len(sep) > 1:  # '::' layouts: pandas' C parser takes one-character separators only
         raw = raw.replace(sep, "\t")
         sep = "\t"
@@ -67,38 +131,63 @@ def _read_table(
         df = pd.read_csv(
             io.StringIO(raw), sep=sep, header=0 if header else None,
             names=None if header else names, dtype=str, keep_default_na=False,
-            skip_blank_lines=False, engine="c", quoting=3 if sep != "," else 0,
+            skip_blank_lines=False, engine="c", quoting=_quoting(sep),
         )
     except pd.errors.ParserError as e:
         msg = " ".join(str(e).split())  # pandas' message spans lines
-        raise DataError(f"{path}: malformed line ({msg}); every line needs {len(names)} fields "
+        want = "as many fields as the header" if header else f"{len(names)} fields"
+        raise DataError(f"{path}: malformed line ({msg}); every line needs {want} "
                         f"separated by {sep!r}") from None
+    n_fields = df.shape[1]
     if header:
+        df.columns = [str(c).strip() for c in df.columns]
         missing = [c for c in names if c not in df.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)} in the header "
-                            f"(found {', '.join(map(str, df.columns))})")
-        df = df[names]
-    if df.shape[1] != len(names):
-        raise DataError(f"{path}: expected {len(names)} fields per line, found {df.shape[1]}")
-    # drop a trailing empty line (common), then any empty line is an error
-    while len(df) and (df.iloc[-1] == "").all():
-        df = df.iloc[:-1]
-    for col in names:
-        if col not in numeric:
-            continue
-        s = df[col].str.strip()
-        vals = pd.to_numeric(s, errors="coerce")
+                            f"(found {', '.join(df.columns)})")
+    elif n_fields != len(names):
+        raise DataError(f"{path}: expected {len(names)} fields per line, found {n_fields}")
+    lines = np.arange(len(df)) + offset
+    if len(df):
+        keep = ~_blank_rows(df)
+        df, lines = df[keep], lines[keep]
+    df = df[names].reset_index(drop=True)
+    for col in required:
+        empty = (df[col].str.strip() == "").to_numpy()
+        if empty.any():
+            line = int(lines[np.flatnonzero(empty)[0]])
+            raise _field_error(path, raw, line, sep, n_fields, header,
+                               f"field {col!r} is empty")
+    for col in numeric:
+        vals = pd.to_numeric(df[col].str.strip(), errors="coerce")
         bad = vals.isna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             what = repr(df[col].iloc[row]) if df[col].iloc[row] != "" else "an empty value"
-            raise DataError(
-                f"{path}, line {row + offset}: field {col!r} has {what}, expected a number "
-                f"(NaN and empty values are not allowed)"
-            )
+            raise _field_error(path, raw, int(lines[row]), sep, n_fields, header,
+                               f"field {col!r} has {what}, expected a number "
+                               f"(NaN and empty values are not allowed)")
         df[col] = vals
-    return df.reset_index(drop=True)
+    return df, lines
+
+
+def _read_table(path: Path, sep: str, names: list[str], numeric: list[str], *,
+                header: bool = False, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a delimited file; every problem is reported with the file and line number."""
+    return _parse_table(path, _load_text(path, encoding), sep, names, numeric, header=header)[0]
+
+
+def _id_values(ids: pd.Series) -> np.ndarray:
+    """Raw ids: int64 when every id reads back exactly as written ('7', not '07' or '+7').
+
+    Otherwise strings, so that '007', '07' and '7' stay three users.
+    """
+    if ids.str.fullmatch(r"0|-?[1-9]\d*").all():
+        try:
+            return ids.astype(np.int64).to_numpy()
+        except (OverflowError, ValueError):  # beyond int64
+            pass
+    return ids.to_numpy(dtype=str)
 
 
 def _build(name: str, ratings: pd.DataFrame, source: Path, *, rating_range=None,
@@ -107,12 +196,9 @@ def _build(name: str, ratings: pd.DataFrame, source: Path, *, rating_range=None,
     """Make a Dataset from a (user, item, rating[, timestamp]) frame and metadata frames."""
     if len(ratings) == 0:
         raise DataError(f"{source}: no interactions found")
-    uid = np.unique(ratings["user"].to_numpy())
-    iid_log = np.unique(ratings["item"].to_numpy())
     # items known from metadata but never rated are not given columns: nothing can be learned
-    iid = iid_log
-    u = np.searchsorted(uid, ratings["user"].to_numpy())
-    i = np.searchsorted(iid, ratings["item"].to_numpy())
+    uid, u = np.unique(as_id_array(ratings["user"].to_numpy()), return_inverse=True)
+    iid, i = np.unique(as_id_array(ratings["item"].to_numpy()), return_inverse=True)
     r = None if implicit else ratings["rating"].to_numpy(np.float32)
     t = ratings["timestamp"].to_numpy(np.float64) if "timestamp" in ratings else None
     inter = Interactions.from_arrays(u, i, r, t, user_ids=uid, item_ids=iid, duplicates=duplicates)
@@ -263,26 +349,25 @@ def _load_npy_pairs(path: Path) -> np.ndarray:
 def _read_text_pairs(path: Path) -> pd.DataFrame:
     """Whitespace ``user item [rating]`` lines."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) not in (2, 3):
-                raise DataError(f"{path}, line {lineno}: expected 'user item [rating]', got "
-                                f"{line.strip()!r}")
-            if len(parts) == 3:
-                try:
-                    r = float(parts[2])
-                except ValueError:
-                    raise DataError(f"{path}, line {lineno}: rating {parts[2]!r} is not a "
-                                    f"number") from None
-                if not np.isfinite(r):
-                    raise DataError(f"{path}, line {lineno}: rating is {parts[2]}; NaN and "
-                                    f"infinite ratings are not allowed")
-            else:
-                r = 1.0
-            rows.append((parts[0], parts[1], r))
+    for lineno, line in enumerate(_load_text(path).split("\n"), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) not in (2, 3):
+            raise DataError(f"{path}, line {lineno}: expected 'user item [rating]', got "
+                            f"{line.strip()!r}")
+        if len(parts) == 3:
+            try:
+                r = float(parts[2])
+            except ValueError:
+                raise DataError(f"{path}, line {lineno}: rating {parts[2]!r} is not a "
+                                f"number") from None
+            if not np.isfinite(r):
+                raise DataError(f"{path}, line {lineno}: rating is {parts[2]}; NaN and "
+                                f"infinite ratings are not allowed")
+        else:
+            r = 1.0
+        rows.append((parts[0], parts[1], r))
     if not rows:
         raise DataError(f"{path}: no interactions found")
     return pd.DataFrame(rows, columns=["user", "item", "rating"])
@@ -370,36 +455,29 @@ def read_log(
         present = list(df.columns)
     else:
         sep = sep or ("\t" if fmt == "tsv" else ",")
-        with open(p, encoding="utf-8") as f:
-            present = [c.strip() for c in f.readline().rstrip("\n\r").split(sep)]
-    for role, col in (("user", user_col), ("item", item_col)):
-        if col not in present:
-            raise DataError(f"{p}: no column {col!r} for the {role} ids (columns: "
-                            f"{', '.join(present)}); map it with --set data.{role}_col=NAME")
+        raw = _load_text(p)
+        present = _header(raw, sep)
+    _check_columns(p, present, user_col, item_col, rating_col, time_col, text=fmt != "parquet")
     has_r = rating_col is not None and rating_col in present
     has_t = time_col is not None and time_col in present
     cols = [user_col, item_col] + ([rating_col] if has_r else []) + ([time_col] if has_t else [])
     numeric = ([rating_col] if has_r else []) + ([time_col] if has_t else [])
     if fmt == "parquet":
-        df = df[cols]
-        for c in numeric:
-            vals = pd.to_numeric(df[c], errors="coerce")
-            if vals.isna().any():
-                row = int(np.flatnonzero(vals.isna().to_numpy())[0])
-                raise DataError(f"{p}, row {row}: column {c!r} has {df[c].iloc[row]!r}, expected "
-                                f"a number")
-            df = df.assign(**{c: vals})
+        df = _parquet_columns(p, df[cols], [user_col, item_col], numeric)
+        lines = None
     else:
-        df = _read_table(p, sep, cols, numeric, header=True)
+        df, lines = _parse_table(p, raw, sep, cols, numeric, header=True,
+                                 required=(user_col, item_col))
     out = pd.DataFrame({"user": df[user_col].astype(str).str.strip(),
                         "item": df[item_col].astype(str).str.strip()})
     for role, col in (("user", user_col), ("item", item_col)):
         empty = (out[role] == "") | (out[role].str.lower() == "nan")
         if empty.any():
             row = int(np.flatnonzero(empty.to_numpy())[0])
-            raise DataError(f"{p}, line {row + 2}: empty {role} id in column {col!r}")
-        if out[role].str.fullmatch(r"-?\d+").all():
-            out[role] = out[role].astype(np.int64)
+            where = f"row {row}" if lines is None else f"line {lines[row]}"
+            raise DataError(f"{p}, {where}: missing {role} id ({out[role].iloc[row]!r}) "
+                            f"in column {col!r}")
+    out = pd.DataFrame({"user": _id_values(out["user"]), "item": _id_values(out["item"])})
     if has_r:
         out["rating"] = df[rating_col].to_numpy(np.float32)
     if has_t:
@@ -408,3 +486,44 @@ def read_log(
     if has_r:
         ds.rating_range = (float(out["rating"].min()), float(out["rating"].max()))
     return ds
+
+
+def _parquet_columns(p: Path, df: pd.DataFrame, ids: list[str], numeric: list[str]) -> pd.DataFrame:
+    """Parquet columns checked: ids not null, ``numeric`` columns numbers."""
+    for c in ids:
+        if df[c].isna().any():
+            row = int(np.flatnonzero(df[c].isna().to_numpy())[0])
+            raise DataError(f"{p}, row {row}: column {c!r} has no id (null)")
+    for c in numeric:
+        vals = pd.to_numeric(df[c], errors="coerce")
+        if vals.isna().any():
+            row = int(np.flatnonzero(vals.isna().to_numpy())[0])
+            raise DataError(f"{p}, row {row}: column {c!r} has {df[c].iloc[row]!r}, expected "
+                            f"a number")
+        df = df.assign(**{c: vals})
+    return df
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_columns(p: Path, present: list[str], user_col: str, item_col: str,
+                   rating_col: str | None, time_col: str | None, *, text: bool) -> None:
+    """The id columns are in the header; a first line that is data is named as such."""
+    expected = [c for c in (user_col, item_col, rating_col, time_col) if c]
+    if all(c in present for c in (user_col, item_col)):
+        return
+    if text and not any(c in present for c in expected) and any(map(_is_number, present)):
+        shape = f"{user_col}, {item_col}" + "".join(f"[, {c}]" for c in (rating_col, time_col) if c)
+        raise DataError(f"{p}: the first line ({', '.join(present)}) looks like data, not a "
+                        f"header; add a header line naming the columns ({shape}), or if the "
+                        f"columns have other names map them with --set data.user_col=NAME")
+    for role, col in (("user", user_col), ("item", item_col)):
+        if col not in present:
+            raise DataError(f"{p}: no column {col!r} for the {role} ids (columns: "
+                            f"{', '.join(present)}); map it with --set data.{role}_col=NAME")

@@ -64,6 +64,12 @@ def as_csr(X: Any, n_items: int | None = None, what: str = "X") -> sp.csr_matrix
         if X.ndim != 2:
             raise DataError(f"{what} must be a 2-D user x item matrix, got shape {X.shape}")
     X = sp.csr_matrix(X, dtype=np.float32)
+    bad = ~np.isfinite(X.data)
+    if bad.any():
+        X_coo = X.tocoo()
+        r, c = int(X_coo.row[bad.argmax()]), int(X_coo.col[bad.argmax()])
+        raise DataError(f"{what} has {int(bad.sum())} values that are NaN or infinite (the "
+                        f"first at row {r}, column {c}); remove or fill them before fitting")
     if n_items is not None and X.shape[1] != n_items:
         raise DataError(
             f"{what} has {X.shape[1]} item columns but the model was fitted on {n_items} items"

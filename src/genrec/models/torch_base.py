@@ -149,8 +149,10 @@ class TorchRecommender(Recommender):
         _, X = self._check_users(None, X_users)
         self.module_.eval()
         with torch.inference_mode():
+            if X.shape[0] == 0:  # one empty batch: the right width, (0, K)
+                return self._encode(Batch.from_csr(X, None, self._device())).float().cpu().numpy()
             out = [self._encode(b).float().cpu() for b in self._batches(X)]
-        return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+        return torch.cat(out).numpy()
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, np.ndarray]:

@@ -1,0 +1,191 @@
+"""Generic CSV/TSV logs: id types, encodings and the messages for malformed files."""
+
+import numpy as np
+import pytest
+
+from genrec.data import DataOptions, Interactions, load_dataset
+from genrec.data.readers import read_log, read_pair_lists
+from genrec.errors import DataError
+from genrec.protocols import build_protocol
+
+TEXT_LOG = ("user,item,rating,timestamp\n"
+            "u0,sku-12,3,1000\nu1,sku-1,4,1001\nu0,sku-1,5,1002\nu2,sku-12,2,1003\n")
+
+
+def _write(tmp_path, content, name="log.csv"):
+    p = tmp_path / name
+    if isinstance(content, bytes):
+        p.write_bytes(content)
+    else:
+        p.write_text(content, encoding="utf-8")
+    return p
+
+
+def _error(path, **kwargs) -> str:
+    with pytest.raises(DataError) as e:
+        load_dataset(path, DataOptions(**kwargs))
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+# ----------------------------------------------------------------------------- id types
+def test_ids_with_leading_zeros_stay_distinct_strings(tmp_path):
+    p = _write(tmp_path, "user,item\n007,10\n7,11\n07,12\n1,10\n1,11\n")
+    inter = load_dataset(p).interactions
+    assert inter.user_ids.tolist() == ["007", "07", "1", "7"]
+    assert inter.user_ids.dtype.kind == "U"
+    assert inter.item_ids.dtype == np.int64  # canonical integers stay integers
+    assert inter.nnz == 5
+
+
+@pytest.mark.parametrize("ids", [["+7", "8"], ["-0", "1"], ["1.0", "2"],
+                                 ["99999999999999999999", "1"]])
+def test_ids_that_do_not_round_trip_through_int_stay_strings(tmp_path, ids):
+    p = _write(tmp_path, "user,item\n" + "".join(f"{u},5\n" for u in ids))
+    inter = load_dataset(p).interactions
+    assert inter.user_ids.dtype.kind == "U"
+    assert sorted(inter.user_ids.tolist()) == sorted(ids)
+
+
+def test_integer_ids_stay_integers(tmp_path):
+    p = _write(tmp_path, "user,item\n10,-3\n0,20\n")
+    inter = load_dataset(p).interactions
+    assert inter.user_ids.tolist() == [0, 10] and inter.user_ids.dtype == np.int64
+    assert inter.item_ids.tolist() == [-3, 20] and inter.item_ids.dtype == np.int64
+
+
+def test_text_ids_are_fixed_width_unicode_everywhere(tmp_path):
+    p = _write(tmp_path, TEXT_LOG)
+    ds = load_dataset(p)
+    arrays = [ds.interactions.user_ids, ds.interactions.item_ids]
+    pdata = build_protocol(ds)
+    arrays += [pdata.train.user_ids, pdata.train.item_ids]
+    for a in arrays:
+        assert a.dtype.kind == "U", a.dtype
+    assert ds.interactions.item_ids.tolist() == ["sku-1", "sku-12"]
+    np.savez(tmp_path / "ids.npz", user_ids=pdata.train.user_ids, item_ids=pdata.train.item_ids)
+    with np.load(tmp_path / "ids.npz", allow_pickle=False) as z:
+        assert z["item_ids"].tolist() == pdata.train.item_ids.tolist()
+
+
+def test_object_id_arrays_become_unicode_or_integers():
+    inter = Interactions.from_raw(np.array(["b", "a", "b"], dtype=object),
+                                  np.array([3, 1, 3], dtype=object))
+    assert inter.user_ids.dtype.kind == "U" and inter.user_ids.tolist() == ["a", "b"]
+    assert inter.item_ids.dtype == np.int64 and inter.item_ids.tolist() == [1, 3]
+
+
+# ----------------------------------------------------------------------------- encodings
+@pytest.mark.parametrize("content,line", [
+    ("user,item\nu1,caf\xe9\n".encode("latin-1"), 2),
+    (b"us\xe9r,item\nu1,i1\n", 1),
+    (b"\x93NUMPY\x01\x00v\x00{'descr': '<i8'}\n\x00\x00", 1),
+    (bytes(range(256)) * 4, 2),
+])
+def test_non_utf8_files_give_one_line(tmp_path, content, line):
+    p = _write(tmp_path, content)
+    msg = _error(p)
+    assert f"log.csv, line {line}: not UTF-8 text" in msg
+    assert "save it as UTF-8" in msg
+
+
+def test_npy_given_as_a_log(tmp_path):
+    np.save(tmp_path / "x.npy", np.arange(6).reshape(3, 2))
+    with pytest.raises(DataError, match=r"x\.npy, line 1: not UTF-8 text.*save it as UTF-8"):
+        read_log(tmp_path / "x.npy")
+
+
+def test_non_utf8_pair_list_text(tmp_path):
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / "train.txt").write_bytes(b"u1 i1\nu2 caf\xe9\n")
+    (d / "test.txt").write_bytes(b"u1 i1\n")
+    with pytest.raises(DataError, match=r"train\.txt, line 2: not UTF-8 text"):
+        read_pair_lists(d)
+
+
+@pytest.mark.parametrize("name", ["log.csv", "log.tsv"])
+def test_utf8_byte_order_mark_is_stripped(tmp_path, name):
+    sep = "\t" if name.endswith("tsv") else ","
+    text = TEXT_LOG.replace(",", sep)
+    p = _write(tmp_path, "\ufeff" + text, name)
+    ds = load_dataset(p)
+    assert ds.interactions.user_ids.tolist() == ["u0", "u1", "u2"]
+    assert ds.interactions.nnz == 4 and ds.interactions.times is not None
+
+
+def test_byte_order_mark_in_movielens_csv(tmp_path):
+    d = tmp_path / "ml-latest-small"
+    d.mkdir()
+    (d / "ratings.csv").write_text("\ufeffuserId,movieId,rating,timestamp\n1,2,4.5,10\n",
+                                   encoding="utf-8")
+    assert load_dataset(d).interactions.nnz == 1
+
+
+def test_quoted_header(tmp_path):
+    p = _write(tmp_path, '"user","item"\n"u 1","i,1"\n')
+    assert load_dataset(p).interactions.item_ids.tolist() == ["i,1"]
+
+
+# ----------------------------------------------------------------------------- layout
+@pytest.mark.parametrize("blank", ["", "   ", ",,,", "\t"])
+def test_blank_lines_are_skipped_and_line_numbers_kept(tmp_path, blank):
+    lines = TEXT_LOG.splitlines()
+    lines[2:2] = [blank, blank]
+    lines.append("u3,sku-1,x,1")  # line 8 of the file
+    p = _write(tmp_path, "\n".join(lines) + "\n")
+    assert "line 8: field 'rating' has 'x'" in _error(p)
+    del lines[-1]
+    p.write_text("\n".join(lines) + "\n\n")
+    assert load_dataset(p).interactions.nnz == 4
+
+
+def test_blank_lines_in_two_column_log(tmp_path):
+    p = _write(tmp_path, "user,item\nu1,i1\n\nu2,i2\n")
+    assert load_dataset(p).interactions.nnz == 2
+
+
+def test_short_line_is_reported_as_short(tmp_path):
+    p = _write(tmp_path, TEXT_LOG + "u3,sku-1\n")
+    msg = _error(p)
+    assert "log.csv, line 6 has 2 fields, the header has 4" in msg
+    p = _write(tmp_path, "user,item\nu1,i1\nu2\n")
+    assert "log.csv, line 3 has 1 field, the header has 2" in _error(p)
+
+
+def test_short_line_in_headerless_movielens_file(tmp_path):
+    d = tmp_path / "ml-1m"
+    d.mkdir()
+    (d / "ratings.dat").write_text("1::2::5::100\n1::3\n", encoding="latin-1")
+    with pytest.raises(DataError, match=r"ratings\.dat, line 2 has 2 fields, expected 4"):
+        load_dataset(d, DataOptions(format="ml-10m"))
+
+
+def test_empty_id_is_still_reported_as_empty(tmp_path):
+    p = _write(tmp_path, "user,item,rating\nu1,i1,5\n,i2,4\n")
+    assert "log.csv, line 3: field 'user' is empty" in _error(p)
+
+
+@pytest.mark.parametrize("content,fmt", [("u0,sku-12,4,1000\nu1,sku-3,5,1001\n", "csv"),
+                                         ("1\t2\n3\t4\n", "tsv")])
+def test_missing_header_line_is_named(tmp_path, content, fmt):
+    p = _write(tmp_path, content, f"log.{fmt}")
+    msg = _error(p)
+    assert "looks like data, not a header" in msg
+    assert "add a header line naming the columns (user, item[, rating][, timestamp]" in msg
+    assert "--set data.user_col=NAME" in msg
+
+
+def test_wrong_header_still_suggests_the_mapping(tmp_path):
+    p = _write(tmp_path, "uid,sku,stars\nu1,i1,5\n")
+    msg = _error(p)
+    assert "no column 'user' for the user ids (columns: uid, sku, stars)" in msg
+    assert "looks like data" not in msg
+    assert load_dataset(p, DataOptions(user_col="uid", item_col="sku",
+                                       rating_col="stars")).interactions.nnz == 1
+
+
+def test_nan_id_is_reported_with_its_file_line(tmp_path):
+    p = _write(tmp_path, "user,item\nu1,i1\n\nNaN,i2\n")
+    assert "log.csv, line 4: missing user id ('NaN') in column 'user'" in _error(p)
