@@ -626,6 +626,8 @@ def _parse_k_range(text: str) -> list[int]:
         ks = list(range(int(lo), int(hi) + 1)) if sep else [int(x) for x in text.split(",")]
     except ValueError:
         raise ConfigError(f"--k-range {text!r}: expected LO-HI (2-12) or a list (4,8,16)") from None
+    if sep and int(lo) > int(hi):
+        raise ConfigError(f"--k-range {text!r}: LO is above HI; write it as {hi}-{lo}")
     if not ks or min(ks) < 1:
         raise ConfigError(f"--k-range {text!r}: needs cluster counts >= 1")
     return ks
@@ -643,7 +645,7 @@ def _parse_k_range(text: str) -> list[int]:
               show_default=True)
 @click.option("--embedding", type=click.Choice(["model", "svd"]), default="model",
               show_default=True, help="The model's encoder means, or a truncated SVD.")
-@click.option("--pca", "pca_dim", type=int, default=16, show_default=True,
+@click.option("--pca", "pca_dim", type=click.IntRange(min=1), default=16, show_default=True,
               help="Cluster in this many principal components of the standardized embeddings.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -680,9 +682,12 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
     if k is not None and not 1 <= k <= n:
         raise ConfigError(f"--k {k} is larger than the number of users with interactions ({n})"
                           if k > n else f"--k must be >= 1, got {k}")
-    ks = [k] if k is not None else [x for x in _parse_k_range(k_range) if x <= n]
-    if not ks:
-        raise ConfigError(f"--k-range {k_range}: every K exceeds the {n} users")
+    ks = [k] if k is not None else _parse_k_range(k_range)
+    if k is None and max(ks) > n:
+        ks = [x for x in ks if x <= n]
+        if not ks:
+            raise ConfigError(f"--k-range {k_range}: every K exceeds the {n} users")
+        err.print(f"note: --k-range {k_range}: K above the {n} users with interactions dropped")
     criterion = criterion or ("bic" if method == "gmm" else "silhouette")
     meta = None
     try:
@@ -719,6 +724,12 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
     profiles = cluster_profiles(result.labels, Xa, meta)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if xy is None:  # an earlier run's map and report would describe other clusters
+        stale = [f for f in ("map.png", "map.html", "report.html") if (out / f).is_file()]
+        for f in stale:
+            (out / f).unlink()
+        if stale:
+            err.print(f"note: removed {', '.join(stale)} of an earlier run from {out}")
     write_labels_csv(out / "clusters.csv", user_ids, result.labels, result.proba)
     activity = np.diff(Xa.indptr)
     top_genres = None
@@ -757,6 +768,10 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
         table.add_row(str(p["cluster"]), str(p["size"]), f"{p['mean_activity']:.1f}",
                       genres or "-", items)
     console.print(table)
+    if k_table:
+        score = "bic" if criterion == "bic" else "silhouette"
+        console.print(f"K = {result.k} chosen by {criterion} among "
+                      + ", ".join(f"{r['k']} ({r[score]:.4g})" for r in k_table))
     console.print(f"wrote {out}/clusters.csv, profiles.json"
                   + (", map.png, map.html, report.html" if xy is not None else "")
                   + f" in {time.perf_counter() - t0:.1f} s")

@@ -162,3 +162,35 @@ def test_cli_clusters_without_genre_metadata_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0
     assert "no genre metadata" in err
+
+
+def test_cli_clusters_edge_values_are_not_tracebacks(ease_run, tmp_path, capsys):
+    from genrec.io import load_arrays
+
+    n = int((np.diff(load_arrays(ease_run / "data.npz")["indptr"]) > 0).sum())
+    base = ["clusters", str(ease_run), "--embedding", "svd", "--map", "none"]
+    # one cluster per user: the silhouette is undefined, not an error
+    code = main([*base, "--k", str(n), "--method", "kmeans", "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err, err
+    code = main([*base, "--pca", "0", "--out", str(tmp_path / "b")])
+    assert code == 2 and "--pca" in capsys.readouterr().err
+    code = main([*base, "--k-range", "5-2", "--out", str(tmp_path / "c")])
+    assert code == 1 and "LO is above HI" in capsys.readouterr().err
+    code = main([*base, "--k-range", f"{n - 1}-{n + 3}",
+                 "--method", "kmeans", "--criterion", "silhouette", "--out", str(tmp_path / "d")])
+    out = capsys.readouterr()
+    assert code == 0 and f"K above the {n} users" in out.err and "chosen by silhouette" in out.out
+
+
+def test_cli_clusters_map_none_removes_an_earlier_map(ease_run, tmp_path, capsys):
+    out = tmp_path / "cl"
+    base = ["clusters", str(ease_run), "--embedding", "svd", "--method", "kmeans", "--out",
+            str(out)]
+    assert main([*base, "--k", "3"]) == 0
+    assert (out / "report.html").is_file()
+    capsys.readouterr()
+    assert main([*base, "--k", "2", "--map", "none"]) == 0
+    assert "removed map.png, map.html, report.html" in capsys.readouterr().err
+    assert not any((out / f).exists() for f in ("map.png", "map.html", "report.html"))
+    assert json.loads((out / "profiles.json").read_text(), parse_constant=float)["k"] == 2

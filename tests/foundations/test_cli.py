@@ -179,6 +179,7 @@ def test_bad_input_errors_are_one_line(runner, tmp_path):
         (["gmm", "--csv", str(tmp_path / "missing.csv")], "cannot read"),
         # three collinear points: the default Wishart prior (data covariance) is singular
         (["vbgmm", "--csv", str(path), "-k", "2"], "the default covariance_prior (the data"),
+        (["gmm", "--true-k", "50", "--n-samples", "10"], "--true-k 50 is larger than --n-samples"),
     ]
     for args, message in cases:
         result = runner.invoke(foundations_cli, args)

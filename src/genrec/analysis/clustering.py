@@ -51,6 +51,8 @@ class Clustering:
 def reduce_dim(Z: np.ndarray, dim: int | None = 16, seed: int = 0) -> np.ndarray:
     """Standardize the columns of Z (n, d) and keep the first ``dim`` principal components."""
     Z = np.asarray(Z, dtype=np.float64)
+    if dim is not None and dim < 1:
+        raise ConfigError(f"the number of principal components must be >= 1, got {dim}")
     if not np.isfinite(Z).all():
         raise ConfigError("embeddings contain NaN or infinite values; the model is not usable")
     sd = Z.std(axis=0)
@@ -61,10 +63,11 @@ def reduce_dim(Z: np.ndarray, dim: int | None = 16, seed: int = 0) -> np.ndarray
 
 
 def _silhouette(Y: np.ndarray, labels: np.ndarray, seed: int) -> float:
-    if len(np.unique(labels)) < 2:
-        return float("nan")
     n = len(Y)
-    return float(silhouette_score(Y, labels, sample_size=min(n, 5000), random_state=seed))
+    sample = min(n, 5000)
+    if not 2 <= len(np.unique(labels)) < sample:  # undefined: one cluster, or one per point
+        return float("nan")
+    return float(silhouette_score(Y, labels, sample_size=sample, random_state=seed))
 
 
 def fit_clusters(Y: np.ndarray, k: int, method: Literal["gmm", "kmeans"] = "gmm",

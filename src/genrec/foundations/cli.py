@@ -69,6 +69,9 @@ def _load_points(
     if csv_path is not None:
         X = read_points_csv(csv_path)
         return X, f"{csv_path} ({X.shape[0]} points, {X.shape[1]} features)", {"csv": csv_path}
+    if true_k > n_samples:
+        raise ValueError(f"--true-k {true_k} is larger than --n-samples {n_samples}: the "
+                         f"synthetic data needs at least one point per Gaussian")
     data = make_gaussian_mixture(
         n_samples, true_k, n_features, separation=separation, random_state=seed
     )
