@@ -633,6 +633,17 @@ def _parse_k_range(text: str) -> list[int]:
     return ks
 
 
+def _nan_to_null(obj: Any) -> Any:
+    """``obj`` with every float NaN (an undefined silhouette) as None: strict JSON."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_null(v) for v in obj]
+    return obj
+
+
 @cli.command("clusters")
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.option("--k", "k", type=int, default=None, help="Number of clusters (else chosen).")
@@ -753,8 +764,8 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
             title=title, summary=summary, profiles=profiles, png=png, xy=xy,
             labels=result.labels, user_ids=user_ids, activity=activity, top_genres=top_genres,
             k_table=k_table))
-    payload = {**summary, "bic": result.bic, "k_table": k_table, "profiles": profiles,
-               "seconds": time.perf_counter() - t0}
+    payload = _nan_to_null({**summary, "bic": result.bic, "k_table": k_table,
+                            "profiles": profiles, "seconds": time.perf_counter() - t0})
     atomic_write_json(out / "profiles.json", payload)
     table = Table(title=title + f", silhouette {result.silhouette:.3f}")
     table.add_column("cluster", justify="right")

@@ -173,6 +173,9 @@ def test_cli_clusters_edge_values_are_not_tracebacks(ease_run, tmp_path, capsys)
     code = main([*base, "--k", str(n), "--method", "kmeans", "--out", str(tmp_path / "a")])
     err = capsys.readouterr().err
     assert code == 0 and "Traceback" not in err, err
+    summary = json.loads((tmp_path / "a" / "profiles.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"{c} is not strict JSON"))
+    assert summary["k"] == n and summary["silhouette"] is None
     code = main([*base, "--pca", "0", "--out", str(tmp_path / "b")])
     assert code == 2 and "--pca" in capsys.readouterr().err
     code = main([*base, "--k-range", "5-2", "--out", str(tmp_path / "c")])
@@ -193,4 +196,4 @@ def test_cli_clusters_map_none_removes_an_earlier_map(ease_run, tmp_path, capsys
     assert main([*base, "--k", "2", "--map", "none"]) == 0
     assert "removed map.png, map.html, report.html" in capsys.readouterr().err
     assert not any((out / f).exists() for f in ("map.png", "map.html", "report.html"))
-    assert json.loads((out / "profiles.json").read_text(), parse_constant=float)["k"] == 2
+    assert json.loads((out / "profiles.json").read_text())["k"] == 2

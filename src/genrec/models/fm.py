@@ -342,7 +342,8 @@ class FM(Recommender, RatingPredictor):
                 continue
             self._publish(params)
             v = self._validate(valid)
-            log.info("epoch %d loss %.4f valid %.4f", epoch, total / n, v)
+            log.info("epoch %d loss %.4f valid %s %.4f", epoch, total / n,
+                     "rmse" if isinstance(valid, RatingTask) else self.config.valid_metric, v)
             if keep.update(epoch, v, lambda: params):
                 break
         if valid is None:
