@@ -189,3 +189,15 @@ def test_wrong_header_still_suggests_the_mapping(tmp_path):
 def test_nan_id_is_reported_with_its_file_line(tmp_path):
     p = _write(tmp_path, "user,item\nu1,i1\n\nNaN,i2\n")
     assert "log.csv, line 4: missing user id ('NaN') in column 'user'" in _error(p)
+
+
+@pytest.mark.parametrize("sep,hint", [("\t", "data.sep='\\t'"), (";", "data.sep=';'")])
+def test_a_header_split_on_another_separator_names_it(tmp_path, sep, hint):
+    path = tmp_path / "log.csv"
+    path.write_text(sep.join(["user", "item", "rating"]) + "\n" + sep.join(["u1", "i1", "5"])
+                    + "\n" + sep.join(["u2", "i2", "4"]) + "\n")
+    with pytest.raises(DataError, match="the header is one field") as e:
+        read_log(path)
+    assert hint in str(e.value)
+    typed = "\\t" if sep == "\t" else sep  # what the shell passes for --set data.sep='\t'
+    assert read_log(path, sep=typed).interactions.nnz == 2

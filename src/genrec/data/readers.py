@@ -454,10 +454,13 @@ def read_log(
         df.columns = [str(c) for c in df.columns]
         present = list(df.columns)
     else:
+        if sep == "\\t":  # typed as --set data.sep='\t': a backslash and a t, meant as a tab
+            sep = "\t"
         sep = sep or ("\t" if fmt == "tsv" else ",")
         raw = _load_text(p)
         present = _header(raw, sep)
-    _check_columns(p, present, user_col, item_col, rating_col, time_col, text=fmt != "parquet")
+    _check_columns(p, present, user_col, item_col, rating_col, time_col, text=fmt != "parquet",
+                   sep=sep)
     has_r = rating_col is not None and rating_col in present
     has_t = time_col is not None and time_col in present
     cols = [user_col, item_col] + ([rating_col] if has_r else []) + ([time_col] if has_t else [])
@@ -513,11 +516,19 @@ def _is_number(text: str) -> bool:
 
 
 def _check_columns(p: Path, present: list[str], user_col: str, item_col: str,
-                   rating_col: str | None, time_col: str | None, *, text: bool) -> None:
-    """The id columns are in the header; a first line that is data is named as such."""
+                   rating_col: str | None, time_col: str | None, *, text: bool,
+                   sep: str | None = None) -> None:
+    """The id columns are in the header; a first line that is data, or a header split on
+    another separator, is named as such."""
     expected = [c for c in (user_col, item_col, rating_col, time_col) if c]
     if all(c in present for c in (user_col, item_col)):
         return
+    if text and len(present) == 1:
+        for other, name in (("\t", "a tab"), (";", "';'"), ("|", "'|'"), (",", "','")):
+            if other != sep and {user_col, item_col} <= set(present[0].split(other)):
+                arg = "'\\t'" if other == "\t" else repr(other)
+                raise DataError(f"{p}: the header is one field split on {sep!r}, but {name} "
+                                f"separates its columns; pass --set data.sep={arg}")
     if text and not any(c in present for c in expected) and any(map(_is_number, present)):
         shape = f"{user_col}, {item_col}" + "".join(f"[, {c}]" for c in (rating_col, time_col) if c)
         raise DataError(f"{p}: the first line ({', '.join(present)}) looks like data, not a "
