@@ -100,7 +100,7 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, ml100k, args, match)
     code, out, err = run(capsys, *args, "--out", str(tmp_path / "o")) if args[0] == "train" \
         else run(capsys, *args)
     assert code == 1
-    assert match in err
+    assert match in err and err.startswith("Error: ")  # the prefix click's own errors use
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 3
 
 

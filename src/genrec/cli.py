@@ -806,13 +806,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as e:
         return e.exit_code
     except GenrecError as e:
-        _err_console().print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        _err_console().print(f"[red]Error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         _err_console().print("interrupted")
         return 130
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-        _err_console().print(f"[red]error:[/red] {e.filename or ''}: {e.strerror}", soft_wrap=True)
+        _err_console().print(f"[red]Error:[/red] {e.filename or ''}: {e.strerror}", soft_wrap=True)
         return 1
     return 0
 
