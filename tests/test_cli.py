@@ -168,6 +168,15 @@ def test_config_errors_come_before_training_and_writing(tmp_path, capsys, ml100k
     assert not out_dir.exists()  # nothing trained, nothing written
 
 
+def test_every_validation_metric_can_select(tmp_path, capsys, ml100k):
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--grid", "l2=1,10", "--select", "coverage@20",
+                         "--out", str(tmp_path / "o"), "--output", str(tmp_path / "r.json"))
+    assert code == 0, err
+    trials = json.loads((tmp_path / "r.json").read_text())["trials"]
+    assert all("coverage@20" in t["valid"] for t in trials)
+
+
 def test_cuda_without_cuda_fails_before_loading(tmp_path, capsys):
     import torch
 

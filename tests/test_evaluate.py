@@ -120,3 +120,13 @@ def test_rating_protocol_refuses_implicit_data(tmp_path):
     ds = load_dataset(write_pair_lists(tmp_path / "p"))
     with pytest.raises(DataError, match="needs explicit ratings"):
         build_protocol(ds, ProtocolConfig(name="rating"))
+
+
+def test_ranking_metric_names_are_the_keys_evaluate_ranking_writes():
+    from genrec.evaluate import ranking_metric_names
+
+    X = sp.random(30, 12, density=0.3, format="csr", random_state=1)
+    X.data[:] = 1
+    task = RankingTask(np.arange(30), X, X, X, "zero")
+    res = evaluate_ranking(EASE(l2=1.0).fit(X), task, ks=(5, 3, 5))
+    assert ranking_metric_names((5, 3, 5)) == list(res.metrics)

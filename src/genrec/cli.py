@@ -29,14 +29,13 @@ from rich.table import Table
 from genrec import __version__
 from genrec.config import build_config, config_to_dict, load_toml, parse_overrides
 from genrec.data import DataOptions, Dataset, IdMap, load_dataset
-from genrec.data.interactions import as_id_array
 from genrec.errors import ConfigError, DataError, GenrecError
 from genrec.evaluate import (
-    DEFAULT_METRICS,
     RankingTask,
     RatingTask,
     evaluate_ranking,
     evaluate_rating,
+    ranking_metric_names,
 )
 from genrec.foundations.cli import foundations_cli
 from genrec.io import atomic_write_json, load_arrays, save_arrays
@@ -169,8 +168,7 @@ def _save_run_data(out: Path, pdata: ProtocolData, ds: Dataset) -> None:
     m = pdata.train.matrix
     arrays = {"indptr": m.indptr.astype(np.int64), "indices": m.indices.astype(np.int64),
               "data": m.data.astype(np.float32), "shape": np.array(m.shape, np.int64),
-              "user_ids": as_id_array(pdata.train.user_ids),
-              "item_ids": as_id_array(pdata.train.item_ids)}
+              "user_ids": pdata.train.user_ids, "item_ids": pdata.train.item_ids}
     titles = ds.titles()
     if titles is not None:
         arrays["item_titles"] = titles.astype(str)
@@ -302,14 +300,6 @@ def _parse_grid(grid: tuple[str, ...]) -> list[dict[str, Any]]:
     return combos
 
 
-def _select_value(result: dict, metric: str) -> float:
-    m = result["metrics"]
-    if metric not in m:
-        raise ConfigError(f"--select {metric!r} is not among the validation metrics "
-                          f"({', '.join(m)})")
-    return m[metric]
-
-
 def _preflight(cls: type[Recommender], pdata: ProtocolData, select_metric: str | None,
                select_default: bool) -> None:
     """What would otherwise fail only after training: the model cannot be evaluated under
@@ -321,7 +311,7 @@ def _preflight(cls: type[Recommender], pdata: ProtocolData, select_metric: str |
     if isinstance(pdata.valid, RatingTask):
         names = ["rmse", "mae"]
     else:
-        names = [f"{m}@{k}" for m in DEFAULT_METRICS for k in pdata.config.ks]
+        names = ranking_metric_names(pdata.config.ks)
     if select_metric not in names:
         hint = " (the default)" if select_default else ""
         raise ConfigError(f"--select {select_metric!r}{hint} is not among the validation "
@@ -478,7 +468,7 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         fit_s = time.perf_counter() - t0
         valid = _evaluate(model, pdata.valid, proto_cfg.ks)
         trials.append({"params": combo, "valid": valid["metrics"], "fit_seconds": fit_s})
-        score = _select_value(valid, select_metric) if grid else 0.0
+        score = valid["metrics"][select_metric] if grid else 0.0  # _preflight checked it
         if combo:
             log.info("%s: valid %s = %.4f", combo, select_metric, score)
         better = best is None or (score < best[0] if select_metric in ("rmse", "mae")

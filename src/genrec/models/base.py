@@ -66,10 +66,10 @@ def as_csr(X: Any, n_items: int | None = None, what: str = "X") -> sp.csr_matrix
     X = sp.csr_matrix(X, dtype=np.float32)
     bad = ~np.isfinite(X.data)
     if bad.any():
-        X_coo = X.tocoo()
-        r, c = int(X_coo.row[bad.argmax()]), int(X_coo.col[bad.argmax()])
+        j = int(bad.argmax())  # the first stored entry that is not finite
+        r = int(np.searchsorted(X.indptr, j, side="right")) - 1
         raise DataError(f"{what} has {int(bad.sum())} values that are NaN or infinite (the "
-                        f"first at row {r}, column {c}); remove or fill them before fitting")
+                        f"first at row {r}, column {int(X.indices[j])}); remove or fill them")
     if n_items is not None and X.shape[1] != n_items:
         raise DataError(
             f"{what} has {X.shape[1]} item columns but the model was fitted on {n_items} items"
