@@ -40,8 +40,8 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from genrec.foundations import ConvergenceWarning, GaussianMixture
-from genrec.foundations.io import atomic_write_text
 from genrec.foundations.synthetic import make_gaussian_mixture
+from genrec.io import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gmm.md"
 

@@ -610,28 +610,30 @@ def predict_cmd(model_dir, user_id, item_id, output) -> None:
 
 
 # ----------------------------------------------------------------------------- clusters
+MAX_K_CANDIDATES = 100  # each candidate K is a full clustering fit
+
+
 def _parse_k_range(text: str) -> list[int]:
     lo, sep, hi = text.partition("-")
     try:
-        ks = list(range(int(lo), int(hi) + 1)) if sep else [int(x) for x in text.split(",")]
+        bounds = (int(lo), int(hi)) if sep else None
+        ks = [] if sep else [int(x) for x in text.split(",")]
     except ValueError:
         raise ConfigError(f"--k-range {text!r}: expected LO-HI (2-12) or a list (4,8,16)") from None
-    if sep and int(lo) > int(hi):
-        raise ConfigError(f"--k-range {text!r}: LO is above HI; write it as {hi}-{lo}")
+    if bounds is not None:
+        if bounds[0] > bounds[1]:
+            raise ConfigError(f"--k-range {text!r}: LO is above HI; write it as {hi}-{lo}")
+        n = bounds[1] - bounds[0] + 1
+        if n > MAX_K_CANDIDATES:
+            raise ConfigError(f"--k-range {text!r}: {n} candidates, at most {MAX_K_CANDIDATES} "
+                              f"(each is a full fit); narrow it, list values (4,8,16), or use --k")
+        ks = list(range(bounds[0], bounds[1] + 1))
+    elif len(set(ks)) > MAX_K_CANDIDATES:
+        raise ConfigError(f"--k-range {text!r}: {len(set(ks))} candidates, at most "
+                          f"{MAX_K_CANDIDATES} (each is a full fit); narrow it, or use --k")
     if not ks or min(ks) < 1:
         raise ConfigError(f"--k-range {text!r}: needs cluster counts >= 1")
     return ks
-
-
-def _nan_to_null(obj: Any) -> Any:
-    """``obj`` with every float NaN (an undefined silhouette) as None: strict JSON."""
-    if isinstance(obj, float) and obj != obj:
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_null(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_null(v) for v in obj]
-    return obj
 
 
 @cli.command("clusters")
@@ -754,8 +756,8 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
             title=title, summary=summary, profiles=profiles, png=png, xy=xy,
             labels=result.labels, user_ids=user_ids, activity=activity, top_genres=top_genres,
             k_table=k_table))
-    payload = _nan_to_null({**summary, "bic": result.bic, "k_table": k_table,
-                            "profiles": profiles, "seconds": time.perf_counter() - t0})
+    payload = {**summary, "bic": result.bic, "k_table": k_table,  # NaN silhouette -> null
+               "profiles": profiles, "seconds": time.perf_counter() - t0}
     atomic_write_json(out / "profiles.json", payload)
     table = Table(title=title + f", silhouette {result.silhouette:.3f}")
     table.add_column("cluster", justify="right")

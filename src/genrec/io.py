@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -57,25 +58,36 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def _json_default(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON values: numpy scalars and arrays converted, paths as text,
+    dict keys as text, and every non-finite float (NaN, inf) as ``None``: strict JSON,
+    which every reader (browsers, ``jq``, other languages) accepts."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
     if isinstance(obj, np.integer):
         return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    return obj
 
 
-def to_json(obj: Any) -> str:
-    """JSON text with numpy scalars and arrays converted, indented for people."""
-    return json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n"
+def to_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON text of :func:`jsonable` ``(obj)``; a newline ends it."""
+    return json.dumps(jsonable(obj), indent=indent, allow_nan=False) + "\n"
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as JSON atomically."""
+    """Write ``obj`` as strict JSON (see :func:`jsonable`) atomically; nothing is written
+    when ``obj`` cannot be serialised."""
     atomic_write_text(path, to_json(obj))
 
 

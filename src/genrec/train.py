@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from genrec.errors import ConfigError, DataError
-from genrec.io import atomic_write_bytes, atomic_write_text
+from genrec.io import atomic_write_bytes, atomic_write_text, to_json
 
 __all__ = [
     "TrainConfig",
@@ -469,7 +469,7 @@ class Trainer:
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / LOG_NAME,
-                              "".join(json.dumps(r) + "\n" for r in state.history))
+                              "".join(to_json(r, indent=None) for r in state.history))
 
         n_batches = sum(ph.passes for ph in phases) * math.ceil(X.shape[0] / cfg.batch_size)
         with self._progress_bar(n_batches, state.epoch) as bar:
@@ -607,7 +607,7 @@ class Trainer:
             bar.epoch_done(record, sel)
         if self.run_dir is not None:
             with open(self.run_dir / LOG_NAME, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(to_json(record, indent=None))
 
     def _progress_bar(self, n_batches: int, start_epoch: int) -> _Bar:
         enabled = self.progress and sys.stderr.isatty()

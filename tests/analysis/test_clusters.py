@@ -180,6 +180,10 @@ def test_cli_clusters_edge_values_are_not_tracebacks(ease_run, tmp_path, capsys)
     assert code == 2 and "--pca" in capsys.readouterr().err
     code = main([*base, "--k-range", "5-2", "--out", str(tmp_path / "c")])
     assert code == 1 and "LO is above HI" in capsys.readouterr().err
+    code = main([*base, "--k-range", "2-1000000000000", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 1 and "at most 100" in err and "--k" in err and "Traceback" not in err
+    assert not (tmp_path / "c").exists()
     code = main([*base, "--k-range", f"{n - 1}-{n + 3}",
                  "--method", "kmeans", "--criterion", "silhouette", "--out", str(tmp_path / "d")])
     out = capsys.readouterr()

@@ -162,6 +162,16 @@ def test_short_line_in_headerless_movielens_file(tmp_path):
         load_dataset(d, DataOptions(format="ml-10m"))
 
 
+def test_line_numbers_count_line_breaks_inside_quoted_fields(tmp_path):
+    head = 'user,item,rating\nu1,"the\nlong\nname",5\n'  # the record spans lines 2-4
+    assert "line 6: field 'rating' has 'x'" in _error(_write(tmp_path, head + "u2,i2,4\nu3,i3,x\n"))
+    assert "line 5 has 2 fields" in _error(_write(tmp_path, head + "u2,i2\n"))
+    p = _write(tmp_path, head + 'u2,"two\nlines"\n')  # a short record that spans lines
+    assert "line 5 has 2 fields, the header has 3" in _error(p)
+    assert load_dataset(_write(tmp_path, head)).interactions.item_ids.tolist() == [
+        "the\nlong\nname"]
+
+
 def test_empty_id_is_still_reported_as_empty(tmp_path):
     p = _write(tmp_path, "user,item,rating\nu1,i1,5\n,i2,4\n")
     assert "log.csv, line 3: field 'user' is empty" in _error(p)

@@ -76,6 +76,23 @@ def test_pair_lists_text(tmp_path):
     assert ds.splits["given"]["test"].matrix.toarray().tolist() == [[0, 0], [1, 0]]
 
 
+def test_pair_lists_text_ids_are_integers_as_in_logs(tmp_path):
+    d = tmp_path / "n"
+    d.mkdir()
+    (d / "train.txt").write_text("10 7\n10 8\n2 8\n")
+    (d / "test.txt").write_text("2 7\n")
+    ds = load_dataset(d)
+    inter = ds.interactions
+    assert inter.user_ids.dtype == np.int64 and inter.user_ids.tolist() == [2, 10]
+    assert inter.item_ids.dtype == np.int64 and inter.item_ids.tolist() == [7, 8]
+    assert ds.splits["given"]["test"].matrix.toarray().tolist() == [[1, 0], [0, 0]]
+    (d / "test.txt").write_text("02 7\n")  # '02' is not '2': every user id stays text
+    ds = load_dataset(d)
+    assert ds.interactions.user_ids.dtype.kind == "U"
+    assert sorted(ds.interactions.user_ids.tolist()) == ["02", "10", "2"]
+    assert ds.interactions.item_ids.dtype == np.int64
+
+
 def test_generic_csv_tsv_parquet_with_column_mapping(tmp_path):
     df = pd.DataFrame({"uid": ["a", "a", "b"], "sku": [1, 2, 1], "stars": [5, 3, 4],
                        "ts": [1, 2, 3]})

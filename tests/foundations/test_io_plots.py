@@ -5,8 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from genrec.foundations.io import atomic_write_json, atomic_write_text, read_points_csv
+from genrec.foundations.io import read_points_csv
 from genrec.foundations.plots import ellipse_params, plot_gmm_2d, plot_trace
+from genrec.io import atomic_write_json, atomic_write_text
 
 
 def test_read_points_csv_header_blank_lines_and_bom(tmp_path):

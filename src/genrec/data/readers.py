@@ -99,13 +99,32 @@ def _blank_rows(df: pd.DataFrame) -> np.ndarray:
 def _field_error(path: Path, raw: str, line: int, sep: str, n_fields: int, header: bool,
                  problem: str) -> DataError:
     """``problem`` on file line ``line``, unless the line is short: then say that."""
-    text = raw.split("\n", line)[line - 1].rstrip("\r")
-    n = len(_split_line(text, sep))
+    rest = raw.split("\n", line - 1)[line - 1]  # the file from that line on
+    if _quoting(sep) == csv.QUOTE_NONE:
+        n = len(_split_line(rest.split("\n", 1)[0].rstrip("\r"), sep))
+    else:  # a quoted field may run over several lines
+        n = len(next(csv.reader(io.StringIO(rest), delimiter=sep), [""]))
     if n < n_fields:
         want = f"the header has {n_fields}" if header else f"expected {n_fields}"
         return DataError(f"{path}, line {line} has {n} field{'s' if n != 1 else ''}, {want}; "
                          f"every line needs {n_fields} fields separated by {sep!r}")
     return DataError(f"{path}, line {line}: {problem}")
+
+
+def _row_lines(raw: str, sep: str, offset: int, n_rows: int) -> np.ndarray:
+    """The file line on which each of the ``n_rows`` data rows starts (``offset``: the line of
+    row 0 when every row is one line). A quoted field holding a line break makes its record
+    span lines; only then is the text walked with :mod:`csv` to count them."""
+    simple = np.arange(n_rows) + offset
+    if _quoting(sep) == csv.QUOTE_NONE or '"' not in raw:
+        return simple
+    reader = csv.reader(io.StringIO(raw), delimiter=sep)
+    starts, prev = [], 0
+    for _ in reader:
+        starts.append(prev + 1)
+        prev = reader.line_num
+    starts = starts[offset - 1:]  # the header record
+    return np.asarray(starts, dtype=np.int64) if len(starts) == n_rows else simple
 
 
 def _parse_table(
@@ -147,7 +166,7 @@ def _parse_table(
                             f"(found {', '.join(df.columns)})")
     elif n_fields != len(names):
         raise DataError(f"{path}: expected {len(names)} fields per line, found {n_fields}")
-    lines = np.arange(len(df)) + offset
+    lines = _row_lines(raw, sep, offset, len(df))
     if len(df):
         keep = ~_blank_rows(df)
         df, lines = df[keep], lines[keep]
@@ -413,6 +432,11 @@ def read_pair_lists(folder: str | Path, *, name: str | None = None,
         if "test" not in frames:
             raise DataError(f"{d}: test.txt is missing (found {', '.join(frames)})")
         allf = pd.concat(list(frames.values()), ignore_index=True)
+        for col in ("user", "item"):  # integer ids when all read back as written, as in logs
+            if _id_values(allf[col]).dtype.kind == "i":
+                allf[col] = allf[col].astype(np.int64)
+                for f in frames.values():
+                    f[col] = f[col].astype(np.int64)
         implicit = bool((allf["rating"] == 1.0).all())
         ds, umap, imap = _build(label, allf, d, implicit=implicit)
         ds.splits["given"] = {p: _part(ds, f, umap, imap, txt[p], implicit)

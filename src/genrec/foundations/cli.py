@@ -105,7 +105,7 @@ def _write_outputs(out_dir: str | None, output: str | None, plots, payload: dict
             fn(path)
             written.append(str(path))
     if output is not None:
-        from genrec.foundations.io import atomic_write_json
+        from genrec.io import atomic_write_json
 
         atomic_write_json(output, payload)
         written.append(output)

@@ -1,18 +1,16 @@
-"""Reading point files and writing results atomically."""
+"""Reading point files (the foundations commands' input). Results are written with
+:mod:`genrec.io`'s atomic writers."""
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-__all__ = ["read_points_csv", "atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+__all__ = ["read_points_csv"]
 
 
 def _parse_row(row: list[str]) -> list[float] | None:
@@ -72,49 +70,3 @@ def read_points_csv(path: str | os.PathLike) -> np.ndarray:
             raise ValueError(f"{p}, line {line}: NaN or infinite value in {row!r}")
         data.append(values)
     return np.asarray(data, dtype=np.float64)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file in the target's folder, then ``os.replace`` it."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    mode = (target.stat().st_mode & 0o777) if target.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Atomic UTF-8 text write (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Atomic JSON write; numpy values become plain numbers, non-finite floats ``null``."""
-    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 from scipy import stats
 
-from genrec.foundations.io import atomic_write_bytes
+from genrec.io import atomic_write_bytes
 
 __all__ = ["save_figure", "plot_trace", "plot_gmm_2d", "plot_jar_posteriors", "ellipse_params"]
 
@@ -20,7 +20,7 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     """Render ``fig`` to PNG in memory and write it atomically to ``path``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
 
 
 def plot_trace(

@@ -1,0 +1,43 @@
+"""genrec.io: strict JSON and atomic writes."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genrec.io import atomic_write_json, jsonable, to_json
+
+
+def _strict_loads(text: str):
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_jsonable_converts_numpy_paths_and_non_finite_floats():
+    obj = {1: np.float32(np.nan), "inf": [float("inf"), -math.inf],
+           "t": (np.int64(3), np.bool_(True)),
+           "a": np.array([[0.5, np.nan]]), "p": Path("x") / "y", "s": "nan"}
+    assert jsonable(obj) == {"1": None, "inf": [None, None], "t": [3, True],
+                             "a": [[0.5, None]], "p": str(Path("x") / "y"), "s": "nan"}
+    assert type(jsonable(np.bool_(False))) is bool
+    assert type(jsonable(np.int32(7))) is int
+
+
+def test_to_json_is_strict_and_one_line_without_indent():
+    text = to_json({"loss": float("nan"), "k": [1, 2]}, indent=None)
+    assert text.endswith("\n") and text.count("\n") == 1
+    assert _strict_loads(text) == {"loss": None, "k": [1, 2]}
+
+
+def test_atomic_write_json_writes_nothing_when_serialisation_fails(tmp_path):
+    target = tmp_path / "o.json"
+    atomic_write_json(target, {"ok": np.float64(-np.inf)})
+    assert _strict_loads(target.read_text()) == {"ok": None}
+    with pytest.raises(TypeError):
+        atomic_write_json(target, {"bad": object()})
+    assert _strict_loads(target.read_text()) == {"ok": None}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.json"]
