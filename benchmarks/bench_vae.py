@@ -77,6 +77,10 @@ GRIDS: dict[str, list[dict]] = {
          "patience": 30},
         {"alternating": False, "gamma": 0.01, "epochs": 400, "ema_decay": 0.999, "dropout": 0.4,
          "patience": 30},
+        {"alternating": False, "gamma": 0.015, "epochs": 400, "ema_decay": 0.999, "lr": 1e-3,
+         "patience": 30},
+        {"alternating": False, "gamma": 0.015, "epochs": 400, "ema_decay": 0.9995, "lr": 1e-3,
+         "patience": 30},
     ],
     "gaussian-vae": [
         {},
@@ -139,6 +143,11 @@ one thread, test never read; valid R@20 / N@20, best epoch):
   alternating runs (best 0.0981) at about the same Recall@20, which is why the RecVAE grid
   holds joint runs. Selected on NDCG@20 (`--models recvae --select ndcg@20`,
   results/vae-recvae-ndcg20.md) the gain did not reach test: see that section.
+  Joint runs with lr 1e-3 and more weight averaging (session 9, one thread): gamma 0.015,
+  ema 0.999 0.1202 / 0.0999 (155) [0.1001 (143)], seed 1 0.1210 / 0.0997 (134); ema 0.9995
+  0.1210 / 0.1007 (176); gamma 0.015, ema 0.999, lr 2e-3 0.1190 / 0.1000 (125); gamma
+  0.0125 0.1195 / 0.0995 (118); gamma 0.02 0.1188 / 0.0987 (259). The first two joined the
+  grid: the first joint runs to pass the alternating runs' validation Recall@20 (0.1185).
 
 Validation Recall@20 of every Mult-VAE variant lies within 0.110-0.113, about the spread of
 two seeds of one configuration: on this split validation cannot tell these settings apart,
