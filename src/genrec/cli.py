@@ -175,15 +175,28 @@ def _save_run_data(out: Path, pdata: ProtocolData, ds: Dataset) -> None:
     save_arrays(out / "data.npz", arrays)
 
 
+def _read_run_record(run_path: Path, advice: str, keys: tuple[str, ...] = ()) -> dict:
+    """The run record ``run.json`` that `genrec train` writes, holding ``keys``; a DataError
+    ending in ``advice`` if it is not one."""
+    try:
+        run = json.loads(run_path.read_text())
+        if not isinstance(run, dict):
+            raise TypeError(f"a JSON {type(run).__name__}, not an object")
+        missing = [k for k in keys if k not in run]
+        if missing:
+            raise KeyError(missing[0])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{run_path}: not a genrec run record ({type(e).__name__}: {e}); "
+                        f"{advice}") from None
+    return run
+
+
 def _load_run(model_dir: str) -> tuple[dict, Recommender, dict]:
     d = Path(model_dir)
     run_path = d / "run.json"
     if not run_path.is_file():
         raise DataError(f"{d}: no run.json here; pass a folder written by `genrec train`")
-    try:
-        run = json.loads(run_path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{run_path}: invalid JSON ({e})") from None
+    run = _read_run_record(run_path, "train the model again", keys=("model",))
     if run.get("status") != "done":
         raise DataError(f"{d}: training did not finish (status {run.get('status')!r}); "
                         f"continue it with `genrec train --resume {d}`")
@@ -324,8 +337,8 @@ def _check_out_dir(out: Path, force: bool) -> None:
     if not run_path.is_file():
         return
     try:
-        status = json.loads(run_path.read_text()).get("status")
-    except (json.JSONDecodeError, AttributeError, OSError):
+        status = _read_run_record(run_path, "").get("status")
+    except (DataError, OSError):  # not a run record: nothing to resume there
         status = None
     if status == "running" and not force:
         raise ConfigError(f"{out} holds an unfinished run: continue it with `genrec train "
@@ -384,12 +397,9 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         run_path = Path(resume_dir) / "run.json"
         if not run_path.is_file():
             raise DataError(f"{resume_dir}: no run.json; nothing to resume")
-        try:
-            prev = json.loads(run_path.read_text())
-            model_name, dataset = prev["model"], prev["dataset"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise DataError(f"{run_path}: not a genrec run record ({type(e).__name__}: {e}); "
-                            f"start the run again without --resume") from None
+        prev = _read_run_record(run_path, "start the run again without --resume",
+                                keys=("model", "dataset"))
+        model_name, dataset = prev["model"], prev["dataset"]
         if prev.get("status") == "done":
             console.print(f"{resume_dir}: this run finished already; nothing to resume "
                           f"(`genrec evaluate {resume_dir}` evaluates it again)")
@@ -620,17 +630,14 @@ def _parse_k_range(text: str) -> list[int]:
         ks = [] if sep else [int(x) for x in text.split(",")]
     except ValueError:
         raise ConfigError(f"--k-range {text!r}: expected LO-HI (2-12) or a list (4,8,16)") from None
+    if bounds is not None and bounds[0] > bounds[1]:
+        raise ConfigError(f"--k-range {text!r}: LO is above HI; write it as {hi}-{lo}")
+    n = bounds[1] - bounds[0] + 1 if bounds is not None else len(set(ks))
+    if n > MAX_K_CANDIDATES:  # checked before a range is built: 2-10**12 would fill memory
+        raise ConfigError(f"--k-range {text!r}: {n} candidates, at most {MAX_K_CANDIDATES} "
+                          f"(each is a full fit); narrow it, list values (4,8,16), or use --k")
     if bounds is not None:
-        if bounds[0] > bounds[1]:
-            raise ConfigError(f"--k-range {text!r}: LO is above HI; write it as {hi}-{lo}")
-        n = bounds[1] - bounds[0] + 1
-        if n > MAX_K_CANDIDATES:
-            raise ConfigError(f"--k-range {text!r}: {n} candidates, at most {MAX_K_CANDIDATES} "
-                              f"(each is a full fit); narrow it, list values (4,8,16), or use --k")
         ks = list(range(bounds[0], bounds[1] + 1))
-    elif len(set(ks)) > MAX_K_CANDIDATES:
-        raise ConfigError(f"--k-range {text!r}: {len(set(ks))} candidates, at most "
-                          f"{MAX_K_CANDIDATES} (each is a full fit); narrow it, or use --k")
     if not ks or min(ks) < 1:
         raise ConfigError(f"--k-range {text!r}: needs cluster counts >= 1")
     return ks

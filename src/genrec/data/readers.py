@@ -63,11 +63,12 @@ def _quoting(sep: str) -> int:
     return csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE
 
 
-def _split_line(line: str, sep: str) -> list[str]:
-    """The fields of one line, split the way :func:`_read_table` splits it."""
+def _split_record(text: str, sep: str) -> list[str]:
+    """The fields of the record that starts ``text``, split the way :func:`_parse_table`
+    splits it: in a comma-separated file a quoted field may run over line breaks."""
     if len(sep) > 1 or _quoting(sep) == csv.QUOTE_NONE:
-        return line.split(sep)
-    return next(csv.reader([line], delimiter=sep), [""])
+        return text.split("\n", 1)[0].rstrip("\r").split(sep)
+    return next(csv.reader(io.StringIO(text), delimiter=sep), [""])
 
 
 def _load_text(path: Path, encoding: str = "utf-8") -> str:
@@ -80,7 +81,7 @@ def _header(raw: str, sep: str) -> list[str]:
     """Column names on the first line of ``raw``."""
     end = raw.find("\n")
     first = raw[:end if end >= 0 else len(raw)].rstrip("\r")
-    return [c.strip() for c in _split_line(first, sep)]
+    return [c.strip() for c in _split_record(first, sep)]
 
 
 def _blank_rows(df: pd.DataFrame) -> np.ndarray:
@@ -99,11 +100,7 @@ def _blank_rows(df: pd.DataFrame) -> np.ndarray:
 def _field_error(path: Path, raw: str, line: int, sep: str, n_fields: int, header: bool,
                  problem: str) -> DataError:
     """``problem`` on file line ``line``, unless the line is short: then say that."""
-    rest = raw.split("\n", line - 1)[line - 1]  # the file from that line on
-    if _quoting(sep) == csv.QUOTE_NONE:
-        n = len(_split_line(rest.split("\n", 1)[0].rstrip("\r"), sep))
-    else:  # a quoted field may run over several lines
-        n = len(next(csv.reader(io.StringIO(rest), delimiter=sep), [""]))
+    n = len(_split_record(raw.split("\n", line - 1)[line - 1], sep))  # from that line on
     if n < n_fields:
         want = f"the header has {n_fields}" if header else f"expected {n_fields}"
         return DataError(f"{path}, line {line} has {n} field{'s' if n != 1 else ''}, {want}; "
@@ -433,8 +430,9 @@ def read_pair_lists(folder: str | Path, *, name: str | None = None,
             raise DataError(f"{d}: test.txt is missing (found {', '.join(frames)})")
         allf = pd.concat(list(frames.values()), ignore_index=True)
         for col in ("user", "item"):  # integer ids when all read back as written, as in logs
-            if _id_values(allf[col]).dtype.kind == "i":
-                allf[col] = allf[col].astype(np.int64)
+            ids = _id_values(allf[col])
+            if ids.dtype.kind == "i":
+                allf[col] = ids
                 for f in frames.values():
                     f[col] = f[col].astype(np.int64)
         implicit = bool((allf["rating"] == 1.0).all())
