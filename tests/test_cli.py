@@ -234,3 +234,88 @@ def test_resume_of_a_finished_run_says_so_and_writes_nothing(tmp_path, capsys, m
     code, out, err = run(capsys, "train", "--resume", str(out_dir))
     assert code == 0 and "finished already" in out
     assert {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()} == before
+
+
+def _interrupted_vae_run(capsys, ml100k, out_dir):
+    """A finished small mult-vae run marked unfinished, as a kill after its last epoch
+    leaves it (the checkpoint holds every epoch)."""
+    code, out, err = run(capsys, "train", "--model", "mult-vae", "--dataset", str(ml100k),
+                         "--set", "epochs=1", "--set", "hidden_dims=[8]", "--set",
+                         "latent_dim=4", "--out", str(out_dir))
+    assert code == 0, err
+    run_json = out_dir / "run.json"
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "status": "running"}))
+    return run_json
+
+
+@pytest.mark.parametrize("extra", [["--protocol", "loo"], ["--seed", "0"],
+                                   ["--precision", "bf16"], ["--format", "ml-100k"],
+                                   ["--out", "elsewhere"], ["--force"]])
+def test_resume_refuses_options_that_would_change_the_run(tmp_path, capsys, ml100k, extra):
+    run_json = _interrupted_vae_run(capsys, ml100k, tmp_path / "o")
+    before = run_json.read_text()
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "o"), *extra)
+    assert code == 1 and f"do not pass {extra[0]}" in err and "Traceback" not in err
+    assert run_json.read_text() == before  # the run is left as it was, still resumable
+
+
+def test_resume_applies_device(tmp_path, capsys, ml100k):
+    run_json = _interrupted_vae_run(capsys, ml100k, tmp_path / "o")
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "o"), "--device", "cpu")
+    assert code == 0, err
+    record = json.loads(run_json.read_text())
+    assert record["status"] == "done" and record["config"]["device"] == "cpu"
+
+
+def test_empty_validation_fails_before_writing(tmp_path, capsys):
+    log = tmp_path / "tiny.csv"  # one interaction per user: nothing left for validation
+    log.write_text("user,item\nu1,i1\nu2,i1\nu3,i2\n")
+    out_dir = tmp_path / "o"
+    code, out, err = run(capsys, "train", "--model", "mult-vae", "--dataset", str(log),
+                         "--out", str(out_dir))
+    assert code == 1 and "validation part of protocol diffrec holds no interactions" in err
+    assert "valid=None" not in err and "Traceback" not in err
+    assert not out_dir.exists()  # no unfinished run that --resume could never finish
+
+
+def test_output_path_under_a_file_fails_before_training(tmp_path, capsys, ml100k):
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    out_dir = tmp_path / "o"
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--out", str(out_dir), "--output", str(a_file / "r.json"))
+    assert code == 1 and "is a file, not a folder" in err and "Traceback" not in err
+    assert not out_dir.exists()
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--out", str(a_file / "run"))
+    assert code == 1 and "--out" in err and "is a file, not a folder" in err
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--out", str(out_dir))
+    assert code == 0, err
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", "1",
+                         "--output", str(a_file / "rec.json"))
+    assert code == 1 and "is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_recommend_says_how_many_items_it_lists(tmp_path, capsys, ml100k):
+    out_dir = tmp_path / "o"
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--out", str(out_dir))
+    assert code == 0, err
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", "1", "-k", "1000",
+                         "--include-seen")
+    assert code == 0, err
+    assert "top 40 for user 1" in out and "only 40 items" in err  # the 40 items, not 1000
+
+
+def test_interrupted_grid_search_is_not_resumed_as_a_single_fit(tmp_path, capsys, ml100k):
+    out_dir = tmp_path / "o"
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--grid", "l2=1,10", "--out", str(out_dir))
+    assert code == 0, err
+    run_json = out_dir / "run.json"
+    record = json.loads(run_json.read_text())
+    run_json.write_text(json.dumps({**record, "status": "running"}))  # as a kill leaves it
+    code, out, err = run(capsys, "train", "--resume", str(out_dir))
+    assert code == 1 and "--grid search" in err and "--force" in err
+    assert json.loads(run_json.read_text())["status"] == "running"  # not "done" without a search

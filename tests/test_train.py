@@ -8,10 +8,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RankingTask
 from genrec.models import MultVAE, RecVAE
 from genrec.train import (
+    CHECKPOINT_NAME,
     Constant,
     LinearAnneal,
     TrainConfig,
@@ -295,3 +296,79 @@ def test_bf16_without_hardware_support_warns(monkeypatch, caplog, native):
 def test_native_bf16_answers_for_cpu_and_other_devices():
     assert isinstance(native_bf16(torch.device("cpu")), bool)
     assert native_bf16(torch.device("meta")) is True  # not a compute device: no warning
+
+
+@pytest.mark.parametrize("bad, field", [
+    (dict(eval_batch_size=0), "eval_batch_size"), (dict(lr=float("inf")), "lr"),
+    (dict(weight_decay=float("nan")), "weight_decay"), (dict(grad_clip=float("inf")), "grad_clip"),
+    (dict(device="cudax"), "device"), (dict(device="cuda:abc"), "device"),
+    (dict(device=None), "device"), (dict(seed=2**64 - 1), "seed")])
+def test_train_config_refuses_values_that_would_fail_later(bad, field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**bad)
+    with pytest.raises(ConfigError, match=field):
+        MultVAE(**bad)
+    assert TrainConfig(device="cuda:1", seed=-3).device == "cuda:1"  # well-formed: accepted
+
+
+def test_matrix_without_items_is_refused_before_training():
+    X = sp.csr_matrix((5, 0), dtype=np.float32)
+    for model in (_mult_vae(epochs=1), _recvae(epochs=1)):
+        with pytest.raises(DataError, match="at least one user and one item"):
+            model.fit(X)
+        assert model.module_ is None
+
+
+def test_validation_task_is_checked_before_the_first_epoch():
+    X, valid = _data()
+    calls = []
+    m = _mult_vae(epochs=1)
+    step = m.train_step
+    m.train_step = lambda batch, ctx: calls.append(1) or step(batch, ctx)
+    narrow = RankingTask(None, X[:, :5], X[:, :5], X[:, :5])
+    with pytest.raises(DataError, match="5 item columns but the training matrix has 40"):
+        m.fit(X, valid=narrow)
+    no_truth = RankingTask(valid.users, valid.inputs, valid.exclude,
+                           sp.csr_matrix(valid.truth.shape, dtype=np.float32), "skip", "valid")
+    with pytest.raises(DataError, match="no held-out items"):  # every metric would be NaN
+        m.fit(X, valid=no_truth)
+    assert not calls
+
+
+def test_resume_refuses_other_training_data(tmp_path):
+    X, _ = _data()
+    _mult_vae(epochs=1).fit(X, run_dir=tmp_path)
+    with pytest.raises(DataError, match="60 users x 40 items.*same training data"):
+        _mult_vae(epochs=2).fit(X[:30], run_dir=tmp_path, resume=True)
+    with pytest.raises(DataError, match="same training data"):  # a different item count
+        _mult_vae(epochs=2).fit(X[:, :30], run_dir=tmp_path, resume=True)
+
+
+def test_make_optimizer_leaves_cpu_adam_unfused_before_torch_2_4(monkeypatch):
+    # torch 2.2 and 2.3 have no fused CPU Adam: asking for one raises in the constructor
+    monkeypatch.setattr("genrec.train._FUSED_ADAM_CPU", False)
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = make_optimizer([p], TrainConfig(lr=0.1))
+    assert isinstance(opt, torch.optim.Adam) and not opt.defaults["fused"]
+
+
+def test_native_bf16_on_cuda_needs_compute_capability_8(monkeypatch):
+    # is_bf16_supported() also says yes for emulated bf16 (V100, T4); the capability does not
+    for major, native in ((7, False), (8, True), (9, True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, m=major: (m, 0))
+        assert native_bf16(torch.device("cuda")) is native
+
+
+def test_resume_from_a_checkpoint_of_another_device_type_continues(tmp_path, caplog):
+    # a CUDA generator's state (16 bytes) cannot be loaded into a CPU generator: simulated by
+    # writing such a state into a CPU run's checkpoint
+    X, valid = _data()
+    _mult_vae(epochs=1).fit(X, valid=valid, run_dir=tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    ck = torch.load(path, weights_only=True)
+    ck["noise_generator"] = torch.zeros(16, dtype=torch.uint8)
+    torch.save(ck, path)
+    with caplog.at_level("WARNING", logger="genrec.train"):
+        m = _mult_vae(epochs=2).fit(X, valid=valid, run_dir=tmp_path, resume=True)
+    assert len(m.history_) == 2
+    assert any("another device type" in r.getMessage() for r in caplog.records)

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -68,6 +69,22 @@ def _write_output(path: str | None, payload: dict) -> None:
     if path:
         atomic_write_json(path, payload)
         _err_console().print(f"wrote {path}")
+
+
+def _check_writable(path: str | None, option: str) -> None:
+    """``path`` (a file or folder that genrec will create or replace) can be written: no
+    part of it is a file, and its nearest existing folder is writable. Checked before any
+    long work, so that a bad path fails at once and not after training."""
+    if not path:
+        return
+    # the nearest existing ancestor ("." or the root at worst)
+    parent = next((a for a in Path(path).parents if a.exists()), Path("."))
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {path}: {parent} is a file, not a folder; choose a path "
+                          f"in a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: cannot write in {parent} (permission denied); "
+                          f"choose a path in a folder you can write to")
 
 
 def _load_with_progress(spec: str, options: DataOptions) -> Dataset:
@@ -264,6 +281,7 @@ _format_option = click.option(
 @click.option("--output", type=click.Path(dir_okay=False), help="Also write the summary as JSON.")
 def data_info(dataset: str, fmt: str | None, sets: tuple[str, ...], output: str | None) -> None:
     """Users, items, interactions, density and the rating histogram of DATASET."""
+    _check_writable(output, "--output")
     over = parse_overrides(sets)
     _, _, data_sec = _split_sections(over)
     if set(over) - {"data"}:
@@ -319,6 +337,15 @@ def _preflight(cls: type[Recommender], pdata: ProtocolData, select_metric: str |
     the protocol, or the selection metric (--grid) is not computed."""
     for task in (pdata.valid, pdata.test):
         _check_evaluable(cls, task)
+    valid = pdata.valid
+    if (isinstance(valid, RankingTask) and valid.truth.nnz == 0
+            and (getattr(cls, "trainable", False) or select_metric is not None)):
+        use = "--grid selects" if select_metric is not None else f"{cls.name} picks its epoch"
+        raise ConfigError(f"the validation part of protocol {pdata.config.name} holds no "
+                          f"interactions ({valid.truth.shape[0]} users, "
+                          f"{pdata.train.nnz} training interactions), and {use} on it; use "
+                          f"more data (users need more interactions for this split) or "
+                          f"another protocol (--protocol loo or strong)")
     if select_metric is None:
         return
     if isinstance(pdata.valid, RatingTask):
@@ -382,7 +409,8 @@ def _fit(model: Recommender, pdata: ProtocolData, ds: Dataset, run_dir: Path | N
               help="Folder for the trained model (default runs/MODEL-DATASET).")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
-              help="Continue an interrupted run in this folder (same config).")
+              help="Continue an interrupted run in this folder, with its config (only "
+                   "--device and --output may be given with it).")
 @click.option("--force", is_flag=True,
               help="Start over in --out even if it holds an unfinished (resumable) run.")
 def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, select_metric,
@@ -390,21 +418,35 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
     """Train a model, evaluate it on validation and test, and save it."""
     console = _console()
     resume = resume_dir is not None
+    prev: dict = {}
+    _check_writable(output, "--output")
     if resume:
-        if model_name or dataset or config_file or sets or grid:
-            raise ConfigError("--resume takes the config of the interrupted run; do not pass "
-                              "--model, --dataset, --config, --set or --grid with it")
+        given = [name for name, v in (
+            ("--model", model_name), ("--dataset", dataset), ("--config", config_file),
+            ("--set", sets), ("--grid", grid), ("--select", select_metric),
+            ("--protocol", protocol), ("--format", fmt), ("--precision", precision),
+            ("--seed", seed), ("--out", out_dir), ("--force", force or None))
+            if v is not None and v != ()]
+        if given:
+            raise ConfigError(f"--resume takes the config of the interrupted run; do not pass "
+                              f"{', '.join(given)} with it (only --device and --output apply)")
         run_path = Path(resume_dir) / "run.json"
         if not run_path.is_file():
             raise DataError(f"{resume_dir}: no run.json; nothing to resume")
         prev = _read_run_record(run_path, "start the run again without --resume",
                                 keys=("model", "dataset"))
         model_name, dataset = prev["model"], prev["dataset"]
+        if prev.get("grid") and prev.get("status") != "done":
+            raise ConfigError(f"{resume_dir} holds an interrupted --grid search "
+                              f"({' '.join(prev['grid'])}), which cannot be resumed; run the "
+                              f"search again with --force")
         if prev.get("status") == "done":
             console.print(f"{resume_dir}: this run finished already; nothing to resume "
                           f"(`genrec evaluate {resume_dir}` evaluates it again)")
             return
         values = {**prev["config"], "protocol": prev["protocol"], "data": prev["data"]}
+        if device is not None:  # the trainer lets the device change on resume
+            values["device"] = device
         out = Path(resume_dir)
     else:
         if not model_name or not dataset:
@@ -421,6 +463,7 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         if fmt:
             values.setdefault("data", {})["format"] = fmt
         out = None
+        _check_writable(out_dir, "--out")
     cls = get_model_class(model_name)
     model_vals, proto_vals, data_vals = _split_sections(values)
     if protocol is not None:
@@ -458,8 +501,10 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         "model": cls.name, "dataset": dataset_spec, "dataset_name": ds.name,
         "config": config_to_dict(model_cfg), "protocol": config_to_dict(proto_cfg),
         "data": config_to_dict(data_opts),
-        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "started": (prev.get("started") if resume else None)
+        or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "grid": list(grid) or None,  # a search: --resume cannot continue it
     }
     atomic_write_json(out / "run.json", run)
     _save_run_data(out, pdata, ds)  # before training: a failure here costs no training
@@ -474,7 +519,13 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
             else model_cfg
         model = cls(cfg)
         t0 = time.perf_counter()
-        _fit(model, pdata, ds, out if len(combos) == 1 else None, resume)
+        try:
+            _fit(model, pdata, ds, out if len(combos) == 1 else None, resume)
+        except KeyboardInterrupt:
+            _err_console().print(
+                "interrupted: a --grid search cannot be resumed; run it again with --force"
+                if grid else f"interrupted: continue with `genrec train --resume {out}`")
+            raise
         fit_s = time.perf_counter() - t0
         valid = _evaluate(model, pdata.valid, proto_cfg.ks)
         trials.append({"params": combo, "valid": valid["metrics"], "fit_seconds": fit_s})
@@ -519,6 +570,7 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 def evaluate_cmd(model_dir: str, output: str | None) -> None:
     """Evaluate a saved model again, on the validation and test parts of its protocol."""
+    _check_writable(output, "--output")
     run, model, _ = _load_run(model_dir)
     opts = build_config(DataOptions, run["data"], where="data")
     ds = _load_with_progress(run["dataset"], opts)
@@ -547,6 +599,7 @@ def evaluate_cmd(model_dir: str, output: str | None) -> None:
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the list as JSON.")
 def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> None:
     """Top-k items for a known user (--user) or a new history (--items)."""
+    _check_writable(output, "--output")
     if (user_id is None) == (items_csv is None):
         raise click.UsageError("give exactly one of --user ID or --items ID,ID,...")
     run, model, data = _load_run(model_dir)
@@ -577,7 +630,11 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> Non
         if titles is not None:
             row["title"] = str(titles[i])
         rows.append(row)
-    table = Table(title=f"{run['model']}: top {k} for {who}")
+    if len(rows) < k:
+        _err_console().print(f"note: only {len(rows)} items can be recommended "
+                             f"({'all items' if include_seen else 'the unseen items'}), "
+                             f"fewer than -k {k}")
+    table = Table(title=f"{run['model']}: top {len(rows)} for {who}")
     table.add_column("rank", justify="right")
     table.add_column("item", justify="right")
     if titles is not None:
@@ -600,6 +657,7 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> Non
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the rating as JSON.")
 def predict_cmd(model_dir, user_id, item_id, output) -> None:
     """Predicted rating of one (user, item) pair, by raw ids (rating models)."""
+    _check_writable(output, "--output")
     run, model, data = _load_run(model_dir)
     if not isinstance(model, RatingPredictor):
         raise ConfigError(f"model {run['model']} does not predict ratings; use a rating model "
@@ -683,6 +741,8 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
     )
 
     console, err = _console(), _err_console()
+    _check_writable(out_dir, "--out")
+    _check_writable(output, "--output")
     run, model, data = _load_run(model_dir)
     X = _train_matrix(data)
     active = np.flatnonzero(np.diff(X.indptr) > 0)
@@ -810,8 +870,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err_console().print("interrupted")
         return 130
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-        _err_console().print(f"[red]Error:[/red] {e.filename or ''}: {e.strerror}", soft_wrap=True)
+    except OSError as e:  # a path that cannot be read or written, a full disk, ...
+        where = f"{e.filename}: " if e.filename else ""
+        _err_console().print(f"[red]Error:[/red] {where}{e.strerror or e}", soft_wrap=True)
         return 1
     return 0
 

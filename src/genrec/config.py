@@ -8,6 +8,7 @@ the environment; the CLI passes in what the user gave.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import types
 import typing
@@ -23,7 +24,8 @@ else:  # pragma: no cover
 
 C = TypeVar("C")
 
-__all__ = ["build_config", "parse_overrides", "load_toml", "config_to_dict", "convert_value"]
+__all__ = ["build_config", "parse_overrides", "load_toml", "config_to_dict", "convert_value",
+           "valid_device_name"]
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -151,3 +153,8 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return {
         k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
     }
+
+
+def valid_device_name(name: Any) -> bool:
+    """Whether ``name`` is a device setting: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+    return isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None

@@ -27,7 +27,8 @@ Reproducibility: all randomness comes from two generators seeded from ``TrainCon
 (one for shuffling, on the CPU; one for the model's noise, on the training device); nothing
 global is seeded. Resuming: each epoch ends with an atomic checkpoint holding the weights,
 the optimizer states, both generator states, the step and epoch counters, the best weights,
-the early-stopping state and the log records; ``resume=True`` continues from it and ends
+the early-stopping state, the log records and the training matrix's shape and entry count
+(a resume on other data is refused); ``resume=True`` continues from it and ends
 with the same weights as an uninterrupted run (on CPU, bit for bit).
 
 Weight averaging: with ``ema_decay`` an exponential moving average of the weights
@@ -58,6 +59,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from genrec.config import valid_device_name
 from genrec.errors import ConfigError, DataError
 from genrec.io import atomic_write_bytes, atomic_write_text, to_json
 
@@ -114,23 +116,27 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be >= 0 and finite, got {self.weight_decay}")
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ValueError(f"grad_clip must be > 0 and finite, or None, got {self.grad_clip}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
         if self.eval_every < 1:
             raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         parse_metric(self.select_metric)
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
-        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+        if not valid_device_name(self.device):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if not -SEED_LIMIT < self.seed < SEED_LIMIT:  # torch seeds are 64-bit; seed + 2 is used
+            raise ValueError(f"seed must be an integer with |seed| < 2**62, got {self.seed}")
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> TrainConfig:
@@ -139,6 +145,9 @@ class TrainConfig:
         values = {n: getattr(config, n) for n in names if hasattr(config, n)}
         values.update(overrides)
         return cls(**values)
+
+
+SEED_LIMIT = 2**62
 
 
 def parse_metric(name: str) -> tuple[str, int]:
@@ -323,11 +332,12 @@ class StepContext:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 matmuls in hardware: on CPU, oneDNN's bf16 check
-    (AVX512 with BF16/AMX, as on recent Xeons); on CUDA, ``torch.cuda.is_bf16_supported``.
+    (AVX512 with BF16/AMX, as on recent Xeons); on CUDA, compute capability 8 or more (Ampere
+    on; ``torch.cuda.is_bf16_supported`` also counts emulation as support).
     Without it autocast still works, emulated, and is far slower than float32."""
     try:
-        if device.type == "cuda":
-            return bool(torch.cuda.is_bf16_supported())
+        if device.type == "cuda":  # Ampere (compute capability 8) and later; not emulation
+            return torch.cuda.get_device_capability(device)[0] >= 8
         if device.type == "cpu":
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # an older or a different build: do not guess
@@ -355,6 +365,9 @@ class Trainable(Protocol):
     def score(self, users: np.ndarray | None, X_users: Any) -> Any: ...
 
 
+_FUSED_ADAM_CPU = torch.torch_version.TorchVersion(torch.__version__) >= (2, 4)  # CPU kernel
+
+
 def make_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named by ``config.optimizer`` over ``params`` (tensors or groups).
 
@@ -365,8 +378,8 @@ def make_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer in ("adam", "adamw"):
         cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
         tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
-        fused = all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda")
-                    for p in tensors)
+        devices = ("cpu", "cuda") if _FUSED_ADAM_CPU else ("cuda",)
+        fused = all(p.dtype.is_floating_point and p.device.type in devices for p in tensors)
         return cls(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -436,10 +449,20 @@ class Trainer:
         X = sp.csr_matrix(X, dtype=np.float32)
         if X.shape[0] == 0:
             raise DataError("cannot train on a matrix with no users")
+        if X.shape[1] == 0:
+            raise DataError("cannot train on a matrix with no items")
         if valid is not None and not isinstance(valid, RankingTask):
             raise ConfigError(f"{type(model).__name__} ranks items and validates on a ranking "
                               f"task, got {type(valid).__name__}; use a ranking protocol "
                               f"(diffrec, strong or loo)")
+        if valid is not None and valid.inputs.shape[1] != X.shape[1]:
+            raise DataError(f"the validation task {valid.name!r} has {valid.inputs.shape[1]} "
+                            f"item columns but the training matrix has {X.shape[1]}")
+        if valid is not None and valid.truth.nnz == 0:
+            raise DataError(f"the validation task {valid.name!r} has no held-out items, so "
+                            f"there is nothing to choose the epoch on; give the validation "
+                            f"split some interactions, or train without it (valid=None)")
+        data = [int(X.shape[0]), int(X.shape[1]), int(X.nnz)]  # checked on resume
         module = model.module_
         device = next(module.parameters()).device
         phases = tuple(getattr(model, "phases", lambda: (Phase(),))())
@@ -462,7 +485,7 @@ class Trainer:
                 raise ConfigError("resume needs a run directory (run_dir)")
             if (self.run_dir / CHECKPOINT_NAME).is_file():
                 state = self._load_checkpoint(module, optimizers, shuffle_gen, noise_gen,
-                                              device)
+                                              device, data)
             else:  # killed before the first checkpoint: the same seed redoes the same run
                 logger.warning("%s: no checkpoint yet; training from the start",
                                self.run_dir / CHECKPOINT_NAME)
@@ -487,7 +510,8 @@ class Trainer:
                 state.history.append(record)
                 self._log(record, bar)
                 if self.run_dir is not None:
-                    self._save_checkpoint(module, optimizers, shuffle_gen, noise_gen, state)
+                    self._save_checkpoint(module, optimizers, shuffle_gen, noise_gen, state,
+                                          data)
         if state.best_weights is not None:
             module.load_state_dict(state.best_weights)
         elif state.ema is not None:  # no validation: the average of the last weights
@@ -616,11 +640,12 @@ class Trainer:
     # -------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, module: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
                          shuffle_gen: torch.Generator, noise_gen: torch.Generator,
-                         state: _State) -> None:
+                         state: _State, data: list[int]) -> None:
         assert self.run_dir is not None
         payload = {
             "format": CHECKPOINT_FORMAT,
             "train_config": json.dumps(dataclasses.asdict(self.config)),
+            "data": data,  # users, items, stored entries of the training matrix
             "module": module.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "shuffle_generator": shuffle_gen.get_state(),
@@ -640,7 +665,7 @@ class Trainer:
 
     def _load_checkpoint(self, module: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
                          shuffle_gen: torch.Generator, noise_gen: torch.Generator,
-                         device: torch.device) -> _State:
+                         device: torch.device, data: list[int]) -> _State:
         path = self.run_dir / CHECKPOINT_NAME
         try:
             ck = torch.load(path, map_location=device, weights_only=True)
@@ -657,6 +682,12 @@ class Trainer:
         if differ:
             raise ConfigError(f"{path}: the checkpoint was trained with different "
                               f"{', '.join(differ)}; resume with the same settings")
+        saved_data = ck.get("data")
+        if saved_data is not None and list(saved_data) != data:
+            u, i, n = saved_data
+            raise DataError(f"{path}: the checkpoint was trained on {u} users x {i} items "
+                            f"({n} entries), this data has {data[0]} x {data[1]} ({data[2]}); "
+                            f"resume with the same training data")
         module.load_state_dict(ck["module"])
         if set(ck["optimizers"]) != set(optimizers):
             raise DataError(f"{path}: checkpoint optimizers {sorted(ck['optimizers'])} do not "
@@ -664,7 +695,14 @@ class Trainer:
         for k, o in optimizers.items():
             o.load_state_dict(ck["optimizers"][k])
         shuffle_gen.set_state(ck["shuffle_generator"].cpu())
-        noise_gen.set_state(ck["noise_generator"].cpu())
+        noise_state = ck["noise_generator"].cpu()
+        if noise_state.numel() == noise_gen.get_state().numel():
+            noise_gen.set_state(noise_state)
+        else:  # written on another device type (CPU and CUDA generator states differ)
+            logger.warning("%s: the checkpoint's noise generator is from another device type; "
+                           "continuing with a fresh one (the run will not repeat an "
+                           "uninterrupted one exactly)", path)
+            noise_gen.manual_seed(self.config.seed + 1 + int(ck["step"]))
         ema = None
         if self.config.ema_decay is not None:
             if ck.get("ema") is None:

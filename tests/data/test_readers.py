@@ -109,7 +109,11 @@ def test_generic_csv_tsv_parquet_with_column_mapping(tmp_path):
 @pytest.mark.parametrize("content,match", [
     ("user,item,rating\n1,2,5\n1,3,nan\n", r"log\.csv, line 3: field 'rating' has 'nan'"),
     ("user,item,rating\n1,2,5\n1,3,\n", r"line 3: field 'rating' has an empty value"),
-    ("user,item,rating\n1,2,5\n1,3,4,9\n", r"log\.csv: malformed line"),
+    ("user,item,rating\n1,2,5\n1,3,4,9\n",
+     r"log\.csv, line 3 has 4 fields, the header has 3; every line needs 3 fields"),
+    ("user,item,rating\n1,2,5\n\n1,3,4,9\n", r"log\.csv, line 4 has 4 fields"),
+    ('user,item,rating\n1,"2",5\n1,3,4,9\n', r"log\.csv: malformed line"),  # quoted: pandas'
+    ("", r"log\.csv: the file is empty \(no header line\)"),
     ("uid,item,rating\n1,2,5\n", r"no column 'user' for the user ids.*data\.user_col"),
     ("user,item,rating\n", r"no interactions found"),
 ])

@@ -93,3 +93,13 @@ def test_save_load_keeps_user_count(tmp_path):
     m.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
     assert loaded.n_users_ == X.shape[0]
+
+
+def test_targets_outside_zero_one_are_refused():
+    X, _ = checkerboard()
+    X = X.copy()
+    X.data[:] = 3.0  # ratings or counts: the logistic loss would fall without bound
+    with pytest.raises(DataError, match="0/1 targets"):
+        CDAE(**TINY).fit(X)
+    X.data[:] = 0.5  # soft targets are fine
+    CDAE(**{**TINY, "epochs": 1}).fit(X)

@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, DataError
 from genrec.models import MultVAE, get_model_class
 from genrec.models.mult_vae import mult_vae_loss
 from genrec.models.nn_blocks import gaussian_kl_to_std_normal, multinomial_log_lik
@@ -80,3 +80,14 @@ def test_bf16_training_runs_and_ranks():
     assert m.module_.input.weight.dtype == torch.float32  # fp32 master weights
     items, _ = m.recommend(np.arange(X.shape[0]), X, k=1)
     assert (items[:, 0] == withheld).mean() >= 0.9
+
+
+def test_nan_settings_and_negative_training_values_are_refused():
+    for bad in ("anneal_cap", "noise_scale"):
+        with pytest.raises(ConfigError, match=bad):
+            MultVAE(**{bad: float("nan")})
+    X, _ = checkerboard()
+    X = X.copy()
+    X.data[0] = -1.0  # the multinomial "loss" would fall without bound
+    with pytest.raises(DataError, match="negative"):
+        MultVAE(**TINY).fit(X)

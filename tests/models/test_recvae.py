@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, DataError
 from genrec.models import RecVAE, get_model_class
 from genrec.models.recvae import composite_prior_log_density, swish
 from genrec.train import Batch, Phase, StepContext
@@ -160,3 +160,37 @@ def test_joint_pass_updates_both_halves_with_the_full_loss():
 def test_joint_training_refuses_phase_counts():
     with pytest.raises(ConfigError, match="alternating"):
         RecVAE(alternating=False, n_enc_epochs=2)
+
+
+@pytest.mark.parametrize("bad, field", [
+    (dict(beta=0.2), "beta"),  # gamma > 0 would silently ignore it
+    (dict(gamma=0.0, beta=-1.0), "beta"), (dict(gamma=float("nan")), "gamma"),
+    (dict(ln_eps=0.0), "ln_eps"), (dict(wide_logvar=float("nan")), "wide_logvar")])
+def test_config_refuses_ignored_or_invalid_kl_settings(bad, field):
+    with pytest.raises(ConfigError, match=field):
+        RecVAE(**bad)
+    assert RecVAE(gamma=0.0, beta=0.2).config.beta == 0.2
+
+
+def test_a_zero_prior_weight_drops_its_component():
+    rng = np.random.default_rng(1)
+    z, mu, logvar = (torch.from_numpy(rng.normal(size=(3, 4))) for _ in range(3))
+    got = composite_prior_log_density(z, mu, logvar, (0.25, 0.75, 0.0), 10.0)
+    hand = 0.25 * norm.pdf(z, 0, 1) + 0.75 * norm.pdf(z, mu, np.exp(0.5 * logvar.numpy()))
+    np.testing.assert_allclose(got.numpy(), np.log(hand), rtol=1e-10)
+    X, m = _fitted(prior_weights=(0.25, 0.75, 0.0))  # trains (was: math domain error)
+    assert np.isfinite(m.history_[0]["encoder_loss"])
+
+
+def test_fit_drops_the_training_caches_and_unfreezes_the_network():
+    X, m = _fitted()
+    assert m._old_posterior is None and m._decoder_posterior is None  # 2 x (U, K) each
+    assert all(p.requires_grad for p in m.module_.parameters())
+
+
+def test_negative_training_values_are_refused():
+    X, _ = checkerboard()
+    X = X.copy()
+    X.data[0] = -1.0
+    with pytest.raises(DataError, match="negative"):
+        RecVAE(**TINY).fit(X)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,14 @@ def _parse_table(
         )
     except pd.errors.ParserError as e:
         msg = " ".join(str(e).split())  # pandas' message spans lines
+        long = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+        if long and '"' not in raw:  # then pandas' line is the file line: say it plainly
+            want_n, line, n = (int(g) for g in long.groups())
+            text = raw.split("\n", line - 1)[line - 1] if line >= 1 else ""
+            if len(_split_record(text, sep)) == n:  # the line pandas means
+                what = f"the header has {want_n}" if header else f"expected {want_n}"
+                raise DataError(f"{path}, line {line} has {n} fields, {what}; every line "
+                                f"needs {want_n} fields separated by {sep!r}") from None
         want = "as many fields as the header" if header else f"{len(names)} fields"
         raise DataError(f"{path}: malformed line ({msg}); every line needs {want} "
                         f"separated by {sep!r}") from None
@@ -545,6 +554,9 @@ def _check_columns(p: Path, present: list[str], user_col: str, item_col: str,
     expected = [c for c in (user_col, item_col, rating_col, time_col) if c]
     if all(c in present for c in (user_col, item_col)):
         return
+    if text and not any(present):
+        raise DataError(f"{p}: the file is empty (no header line); a log starts with a header "
+                        f"naming its columns ({', '.join(expected)})")
     if text and len(present) == 1:
         for other, name in (("\t", "a tab"), (";", "';'"), ("|", "'|'"), (",", "','")):
             if other != sep and {user_col, item_col} <= set(present[0].split(other)):

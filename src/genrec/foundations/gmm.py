@@ -22,7 +22,11 @@ M-step (:func:`~genrec.foundations.gaussian.estimate_gaussian_parameters`):
 and :math:`U_k` is recomputed from the Cholesky factor of :math:`\Sigma_k`. The recorded bound
 of iteration :math:`t` is :math:`\frac1n\log p(X\mid\theta^{(t)})`, the mean log-likelihood of
 the parameters entering that iteration (equal to the ELBO, since the E-step makes the KL
-term zero); it never decreases (up to the effect of ``reg_covar``).
+term zero). Exact EM never decreases it. The ``reg`` added to each covariance makes the
+M-step inexact: a step can then lose at most
+:math:`\frac{1}{2n}\sum_k N_k \sum_j [\log(1 + \text{reg}/\lambda_{kj}) -
+\text{reg}/(\lambda_{kj} + \text{reg})]` (:math:`\lambda_{kj}` the eigenvalues of the unregularised
+covariance), which matters only for a nearly flat component (the test suite checks this bound).
 """
 
 from __future__ import annotations

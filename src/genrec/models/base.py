@@ -30,7 +30,7 @@ import scipy.sparse as sp
 import torch
 
 from genrec import __version__
-from genrec.config import build_config, config_to_dict
+from genrec.config import build_config, config_to_dict, valid_device_name
 from genrec.errors import ConfigError, DataError, NotFittedError, check_is_fitted
 from genrec.io import atomic_write_json, load_arrays, save_arrays
 from genrec.metrics import topk_indices
@@ -42,13 +42,18 @@ MODEL_FORMAT = "genrec-model/1"
 
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is an error."""
+    if not valid_device_name(name):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available; use cpu or auto")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {name!r}")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and (
+            device.index >= torch.cuda.device_count()):
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s), numbered from 0; use cuda, cuda:0 or auto")
+    return device
 
 
 def as_csr(X: Any, n_items: int | None = None, what: str = "X") -> sp.csr_matrix:
@@ -159,6 +164,8 @@ class Recommender(ABC):
         scores : ndarray of float32, shape (B, k)
             Their scores (-inf at -1 pads).
         """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
         users, X = self._check_users(users, X_users)
         scores = torch.as_tensor(self.score(users, X)).float().cpu()  # (B, I)
         if exclude_seen and X.nnz:
@@ -190,9 +197,13 @@ class Recommender(ABC):
         atomic_write_json(out / "model.json", meta)
         return out
 
-    @staticmethod
-    def load(path: str | Path) -> Recommender:
-        """Rebuild a saved model through the registry (no pickle)."""
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Rebuild a saved model through the registry (no pickle).
+
+        ``Recommender.load`` loads any saved model; ``SomeModel.load`` also checks that the
+        saved model is a ``SomeModel`` (a DataError names the saved class otherwise).
+        """
         from genrec.models import get_model_class
 
         p = Path(path)
@@ -207,9 +218,13 @@ class Recommender(ABC):
         if meta.get("format") != MODEL_FORMAT:
             raise DataError(f"{meta_path}: unsupported format {meta.get('format')!r}, "
                             f"expected {MODEL_FORMAT}")
-        cls = get_model_class(meta["model"])
-        config = build_config(cls.config_class, meta["config"], where=str(meta_path))
-        model = cls(config)
+        saved = get_model_class(meta["model"])
+        if not issubclass(saved, cls):
+            raise DataError(f"{p}: holds a saved {meta['model']} model ({saved.__name__}), not "
+                            f"a {cls.__name__}; load it with Recommender.load or "
+                            f"{saved.__name__}.load")
+        config = build_config(saved.config_class, meta["config"], where=str(meta_path))
+        model = saved(config)
         weights = p / "weights.npz"
         if not weights.is_file():
             raise DataError(f"{p}: weights.npz is missing")

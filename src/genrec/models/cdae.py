@@ -1,9 +1,10 @@
 """CDAE: collaborative denoising auto-encoders for top-N recommendation (Wu, DuBois, Zheng &
 Ester, WSDM 2016).
 
-A one-hidden-layer denoising autoencoder over each user's 0/1 history y_u (1 x I) with one
-extra input: a latent vector V_u per user (the "user node"). With the corrupted input
-y~_u (dropout q, kept entries scaled by 1 / (1 - q)),
+A one-hidden-layer denoising autoencoder over each user's 0/1 history y_u (1 x I; values
+outside [0, 1] are refused, the logistic loss needing them as targets) with one extra
+input: a latent vector V_u per user (the "user node"). With the corrupted input y~_u
+(dropout q, kept entries scaled by 1 / (1 - q)),
 
     z_u    = h(W^T y~_u + V_u + b)                    (K,)
     y^_ui  = f(W'_i^T z_u + b'_i)                      for every item i
@@ -47,10 +48,12 @@ Systems. WSDM 2016. https://doi.org/10.1145/2835776.2835837
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -94,8 +97,8 @@ class CDAEConfig:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if not 0 <= self.corruption < 1:
             raise ValueError(f"corruption must be in [0, 1), got {self.corruption}")
-        if self.l2 < 0:
-            raise ValueError(f"l2 must be >= 0, got {self.l2}")
+        if not 0 <= self.l2 < math.inf:
+            raise ValueError(f"l2 must be >= 0 and finite, got {self.l2}")
         if self.hidden_activation not in _ACT:
             raise ValueError(f"hidden_activation must be one of {sorted(_ACT)}, got "
                              f"{self.hidden_activation!r}")
@@ -167,6 +170,13 @@ class CDAE(TorchRecommender):
         X = as_csr(X)
         self.n_users_ = X.shape[0]
         return super().fit(X, **kwargs)
+
+    def _check_train_data(self, X: sp.csr_matrix) -> None:
+        if X.nnz and (X.data.min() < 0 or X.data.max() > 1):
+            raise DataError(f"{self.name}: the logistic loss needs 0/1 targets, but the training "
+                            f"matrix has values in [{float(X.data.min()):g}, "
+                            f"{float(X.data.max()):g}]; binarize it (X.data[:] = 1 keeps every "
+                            f"interaction)")
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> CDAENet:
         c = self.config

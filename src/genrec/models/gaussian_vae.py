@@ -32,6 +32,7 @@ Kingma, Welling. Auto-Encoding Variational Bayes. ICLR 2014. https://arxiv.org/a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -70,8 +71,8 @@ class GaussianVAEConfig:
             raise ValueError(f"hidden_dims must be positive sizes, got {self.hidden_dims}")
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if not 0 <= self.beta < math.inf:
+            raise ValueError(f"beta must be >= 0 and finite, got {self.beta}")
 
 
 def gaussian_recon_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

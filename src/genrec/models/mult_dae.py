@@ -25,6 +25,7 @@ WWW 2018. https://arxiv.org/abs/1802.05814
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -66,8 +67,8 @@ class MultDAEConfig:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.l2 < 0:
-            raise ValueError(f"l2 must be >= 0, got {self.l2}")
+        if not 0 <= self.l2 < math.inf:
+            raise ValueError(f"l2 must be >= 0 and finite, got {self.l2}")
 
 
 def weight_l2(module: torch.nn.Module) -> torch.Tensor:

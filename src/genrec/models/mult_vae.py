@@ -1,7 +1,7 @@
 """Mult-VAE: variational autoencoders for collaborative filtering (Liang et al., WWW 2018).
 
-Each user's history x (1 x I, 0/1) is explained by a latent z (K) through a multinomial over
-the items:
+Each user's history x (1 x I, 0/1 or counts; negative values are refused) is explained by a
+latent z (K) through a multinomial over the items:
 
     z ~ N(0, I_K),   pi(z) = softmax(f_theta(z)),   x ~ Mult(N_u, pi(z))
 
@@ -44,9 +44,11 @@ WWW 2018. https://arxiv.org/abs/1802.05814
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import scipy.sparse as sp
 import torch
 
 from genrec.models.nn_blocks import (
@@ -57,7 +59,7 @@ from genrec.models.nn_blocks import (
     normalize_rows,
     reparameterize,
 )
-from genrec.models.torch_base import TorchRecommender
+from genrec.models.torch_base import TorchRecommender, check_counts
 from genrec.train import Batch, LinearAnneal, StepContext, TrainConfig
 
 __all__ = ["MultVAE", "MultVAEConfig", "mult_vae_loss"]
@@ -94,12 +96,12 @@ class MultVAEConfig:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.anneal_cap < 0:
-            raise ValueError(f"anneal_cap must be >= 0, got {self.anneal_cap}")
+        if not 0 <= self.anneal_cap < math.inf:
+            raise ValueError(f"anneal_cap must be >= 0 and finite, got {self.anneal_cap}")
         if self.total_anneal_steps < 1:
             raise ValueError(f"total_anneal_steps must be >= 1, got {self.total_anneal_steps}")
-        if self.noise_scale < 0:
-            raise ValueError(f"noise_scale must be >= 0, got {self.noise_scale}")
+        if not 0 <= self.noise_scale < math.inf:
+            raise ValueError(f"noise_scale must be >= 0 and finite, got {self.noise_scale}")
 
 
 def mult_vae_loss(logits: torch.Tensor, batch: Batch, mu: torch.Tensor, logvar: torch.Tensor,
@@ -151,6 +153,9 @@ class MultVAE(TorchRecommender):
         c = self.config
         return MLPAutoencoder(n_items, tuple(c.hidden_dims), c.latent_dim, self.variational,
                               "tanh", generator)
+
+    def _check_train_data(self, X: sp.csr_matrix) -> None:
+        check_counts(X, self.name)
 
     def _input(self, batch: Batch, ctx: StepContext | None) -> tuple[torch.Tensor, ...]:
         """CSR parts of the encoder input: L2-normalised rows, dropout when training."""

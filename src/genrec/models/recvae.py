@@ -58,6 +58,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -70,7 +71,7 @@ from genrec.models.nn_blocks import (
     normalize_rows,
     reparameterize,
 )
-from genrec.models.torch_base import TorchRecommender
+from genrec.models.torch_base import TorchRecommender, check_counts
 from genrec.train import Batch, Phase, StepContext, TrainConfig, autocast, make_optimizer
 
 __all__ = ["RecVAE", "RecVAEConfig", "composite_prior_log_density", "swish"]
@@ -82,7 +83,7 @@ class RecVAEConfig:
     latent_dim: int = 200  # K
     dropout: float = 0.5  # input dropout in the encoder phase (none in the decoder phase)
     gamma: float = 0.005  # KL weight per interaction: beta_u = gamma * |x_u|
-    beta: float | None = None  # constant KL weight, used only when gamma = 0
+    beta: float | None = None  # constant KL weight; needs gamma = 0 (refused otherwise)
     prior_weights: tuple[float, ...] = (3 / 20, 3 / 4, 1 / 10)  # N(0,I), old posterior, wide
     wide_logvar: float = 10.0  # log variance of the wide prior component
     ln_eps: float = 0.1  # layer norm epsilon (the authors' code)
@@ -110,10 +111,20 @@ class RecVAEConfig:
             raise ValueError("hidden_dim and latent_dim must be >= 1")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
+        if not 0 <= self.gamma < math.inf:
+            raise ValueError(f"gamma must be >= 0 and finite, got {self.gamma}")
         if self.gamma == 0 and self.beta is None:
             raise ValueError("with gamma = 0 set a constant beta")
+        if self.gamma > 0 and self.beta is not None:
+            raise ValueError(f"beta (a constant KL weight) applies only with gamma = 0, but "
+                             f"gamma = {self.gamma}; set gamma=0 to use beta = {self.beta}, or "
+                             f"leave beta None")
+        if self.beta is not None and not 0 <= self.beta < math.inf:
+            raise ValueError(f"beta must be >= 0 and finite, got {self.beta}")
+        if not 0 < self.ln_eps < math.inf:
+            raise ValueError(f"ln_eps must be > 0 and finite, got {self.ln_eps}")
+        if not math.isfinite(self.wide_logvar):
+            raise ValueError(f"wide_logvar must be finite, got {self.wide_logvar}")
         if len(self.prior_weights) != 3 or min(self.prior_weights) < 0 or not math.isclose(
                 sum(self.prior_weights), 1.0, rel_tol=1e-6):
             raise ValueError(f"prior_weights must be 3 non-negative weights summing to 1, "
@@ -144,7 +155,7 @@ def composite_prior_log_density(z: torch.Tensor, post_mu: torch.Tensor,
     Parameters
     ----------
     z, post_mu, post_logvar : (B, K)
-    weights : the three mixture weights
+    weights : the three mixture weights (a zero weight drops its component)
     wide_logvar : log variance of the wide component
 
     Returns
@@ -152,10 +163,11 @@ def composite_prior_log_density(z: torch.Tensor, post_mu: torch.Tensor,
     (B, K); the prior factorises over k, as in the paper's code.
     """
     zero = torch.zeros_like(z)
+    log_w = [math.log(w) if w > 0 else -math.inf for w in weights]
     comps = torch.stack([
-        log_normal_pdf(z, zero, zero) + math.log(weights[0]),
-        log_normal_pdf(z, post_mu, post_logvar) + math.log(weights[1]),
-        log_normal_pdf(z, zero, torch.full_like(z, wide_logvar)) + math.log(weights[2]),
+        log_normal_pdf(z, zero, zero) + log_w[0],
+        log_normal_pdf(z, post_mu, post_logvar) + log_w[1],
+        log_normal_pdf(z, zero, torch.full_like(z, wide_logvar)) + log_w[2],
     ], dim=-1)  # (B, K, 3)
     return torch.logsumexp(comps, dim=-1)  # (B, K)
 
@@ -227,6 +239,17 @@ class RecVAE(TorchRecommender):
         return RecVAENet(n_items, c.hidden_dim, c.latent_dim, c.ln_eps, generator)
 
     # -------------------------------------------------------------- training
+    def fit(self, X: Any, **kwargs: Any) -> RecVAE:
+        try:
+            return super().fit(X, **kwargs)
+        finally:  # the per-user posteriors (2 x U x K floats each) serve training only
+            self._old_posterior = self._decoder_posterior = None
+            if self.module_ is not None:  # the last phase froze one half
+                self.module_.requires_grad_(True)
+
+    def _check_train_data(self, X: sp.csr_matrix) -> None:
+        check_counts(X, self.name)
+
     def phases(self) -> tuple[Phase, ...]:
         c = self.config
         if not c.alternating:

@@ -10,7 +10,8 @@ A subclass supplies
 * ``_scores(batch) -> (B, I)``: scores from a batch of history rows (eval mode, no grad);
 * ``_encode(batch) -> (B, K)``: the encoder means, for :meth:`user_embeddings`;
 
-and optionally ``phases()``, ``build_optimizers(config)``, ``on_phase_start(phase, ctx)``.
+and optionally ``phases()``, ``build_optimizers(config)``, ``on_phase_start(phase, ctx)``,
+``_check_train_data(X)`` (refuse values the likelihood is not defined for).
 
 Every config of such a model has the :class:`genrec.train.TrainConfig` fields (epochs,
 batch_size, lr, ..., device, precision, seed) under the same names.
@@ -29,7 +30,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, DataError
 from genrec.models.base import Recommender, as_csr, resolve_device
 from genrec.train import Batch, StepContext, TrainConfig, Trainer, TrainResult
 
@@ -38,6 +39,14 @@ __all__ = ["TorchRecommender"]
 logger = logging.getLogger("genrec.train")
 
 SCORE_BATCH = 2048  # users scored at once by ``score`` and ``user_embeddings``
+
+
+def check_counts(X: sp.csr_matrix, name: str) -> None:
+    """A multinomial likelihood needs counts: a DataError on a negative value."""
+    if X.nnz and X.data.min() < 0:
+        raise DataError(f"{name}: the training matrix has {int((X.data < 0).sum())} negative "
+                        f"values (the smallest {float(X.data.min()):g}); the multinomial "
+                        f"likelihood needs counts or 0/1 interactions")
 
 
 class TorchRecommender(Recommender):
@@ -76,6 +85,10 @@ class TorchRecommender(Recommender):
     def _scores(self, batch: Batch) -> torch.Tensor:
         """Scores (B, I) from the batch's history rows, module in eval mode, no grad."""
 
+    def _check_train_data(self, X: sp.csr_matrix) -> None:
+        """Refuse training values the model's likelihood is not defined for (default: any
+        finite value is accepted)."""
+
     def _encode(self, batch: Batch) -> torch.Tensor:
         """User embeddings (B, K) from the history rows: the encoder means."""
         raise ConfigError(f"model {self.name} has no encoder, so no user embeddings; use a "
@@ -105,6 +118,10 @@ class TorchRecommender(Recommender):
         progress : show a progress bar when stderr is a terminal
         """
         X = as_csr(X)
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise DataError(f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix: it needs at "
+                            f"least one user and one item")
+        self._check_train_data(X)
         cfg = self.train_config()
         device = resolve_device(cfg.device)
         init = torch.Generator().manual_seed(cfg.seed)
@@ -149,8 +166,10 @@ class TorchRecommender(Recommender):
         _, X = self._check_users(None, X_users)
         self.module_.eval()
         with torch.inference_mode():
-            if X.shape[0] == 0:  # one empty batch: the right width, (0, K)
-                return self._encode(Batch.from_csr(X, None, self._device())).float().cpu().numpy()
+            if X.shape[0] == 0:  # the width K from one empty history, then no rows: (0, K)
+                empty = sp.csr_matrix((1, self.n_items_), dtype=np.float32)
+                code = self._encode(Batch.from_csr(empty, None, self._device()))
+                return code[:0].float().cpu().numpy()
             out = [self._encode(b).float().cpu() for b in self._batches(X)]
         return torch.cat(out).numpy()
 
@@ -166,5 +185,12 @@ class TorchRecommender(Recommender):
                           f"loading on the CPU", stacklevel=2)
             device = torch.device("cpu")
         module = self._build_module(self.n_items_, torch.Generator().manual_seed(0))
-        module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+        try:
+            module.load_state_dict({k: torch.from_numpy(np.asarray(v))
+                                    for k, v in state.items()})
+        except RuntimeError as e:  # missing, unexpected or mis-sized arrays
+            detail = " ".join(str(e).split("\n", 1)[-1].split())
+            raise DataError(f"{self.name}: the saved weights do not match the saved config "
+                            f"and item count ({detail[:300]}); were model.json and weights.npz "
+                            f"written together?") from None
         self.module_ = module.to(device).eval()
