@@ -148,6 +148,9 @@ one thread, test never read; valid R@20 / N@20, best epoch):
   0.1210 / 0.1007 (176); gamma 0.015, ema 0.999, lr 2e-3 0.1190 / 0.1000 (125); gamma
   0.0125 0.1195 / 0.0995 (118); gamma 0.02 0.1188 / 0.0987 (259). The first two joined the
   grid: the first joint runs to pass the alternating runs' validation Recall@20 (0.1185).
+  Looking for NDCG@20 beside the chosen joint run (gamma 0.015, ema 0.9995, lr 1e-3: 0.1210
+  / 0.1007), session 10: hidden 800 with latent 300 0.1190 / 0.0994 (204) [0.1004 (133)];
+  input dropout 0.6 0.1202 / 0.0997 (246) [0.0998 (218)]. Neither beats it.
 
 Validation Recall@20 of every Mult-VAE variant lies within 0.110-0.113, about the spread of
 two seeds of one configuration: on this split validation cannot tell these settings apart,

@@ -35,14 +35,18 @@ def test_train_recommend_evaluate_roundtrip(tmp_path, capsys, ml100k):
     code, out, err = run(capsys, "recommend", str(out_dir), "--user", "1", "-k", "3",
                          "--output", str(tmp_path / "rec.json"))
     assert code == 0, err
-    recs = json.loads((tmp_path / "rec.json").read_text())["recommendations"]
+    rec = json.loads((tmp_path / "rec.json").read_text())
+    recs = rec["recommendations"]
     assert len(recs) == 3 and recs[0]["title"].startswith("Movie ")
+    assert rec["user"] == 1 and isinstance(recs[0]["item"], int)  # raw ids typed alike
     # user 1 is in group 1 (odd ids): its block is the first half of the items
     code, out, err = run(capsys, "recommend", str(out_dir), "--items", "1,2,3", "-k", "5",
                          "--output", str(tmp_path / "rec2.json"))
     assert code == 0, err
-    items = [r["item"] for r in json.loads((tmp_path / "rec2.json").read_text())["recommendations"]]
+    rec2 = json.loads((tmp_path / "rec2.json").read_text())
+    items = [r["item"] for r in rec2["recommendations"]]
     assert not {1, 2, 3} & set(items)
+    assert rec2["items"] == [1, 2, 3] and rec2["user"] is None
 
     code, out, err = run(capsys, "evaluate", str(out_dir), "--output", str(tmp_path / "ev.json"))
     assert code == 0, err
@@ -319,3 +323,36 @@ def test_interrupted_grid_search_is_not_resumed_as_a_single_fit(tmp_path, capsys
     code, out, err = run(capsys, "train", "--resume", str(out_dir))
     assert code == 1 and "--grid search" in err and "--force" in err
     assert json.loads(run_json.read_text())["status"] == "running"  # not "done" without a search
+
+
+def test_recommend_notes_a_user_without_training_interactions(tmp_path, capsys):
+    import numpy as np
+
+    data = write_pair_lists(tmp_path / "p")
+    test = np.load(data / "test_list.npy")
+    cold = int(test[:, 0].max()) + 1  # a user seen only in the test part
+    np.save(data / "test_list.npy", np.vstack([test, [[cold, 0], [cold, 1]]]))
+    out_dir = tmp_path / "o"
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(data),
+                         "--out", str(out_dir))
+    assert code == 0, err
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", str(cold), "-k", "3")
+    assert code == 0, err
+    assert f"user {cold} has no interactions in the training part" in err
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", "0", "-k", "3")
+    assert code == 0 and "no interactions" not in err
+
+
+def test_train_warns_when_validation_rests_on_few_users(tmp_path, capsys):
+    import numpy as np
+
+    data = write_pair_lists(tmp_path / "p")
+    valid = np.load(data / "valid_list.npy")
+    np.save(data / "valid_list.npy", valid[np.isin(valid[:, 0], np.unique(valid[:, 0])[:3])])
+    code, out, err = run(capsys, "train", "--model", "mult-dae", "--dataset", str(data),
+                         "--set", "epochs=1", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert "rests on very few users" in err and "of 3 users" in err
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(data),
+                         "--out", str(tmp_path / "e"))  # EASE chooses nothing on validation
+    assert code == 0 and "very few users" not in err

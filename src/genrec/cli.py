@@ -331,6 +331,9 @@ def _parse_grid(grid: tuple[str, ...]) -> list[dict[str, Any]]:
     return combos
 
 
+MIN_VALID_USERS = 20  # fewer users with validation items: a warning that selection is noisy
+
+
 def _preflight(cls: type[Recommender], pdata: ProtocolData, select_metric: str | None,
                select_default: bool) -> None:
     """What would otherwise fail only after training: the model cannot be evaluated under
@@ -346,6 +349,13 @@ def _preflight(cls: type[Recommender], pdata: ProtocolData, select_metric: str |
                           f"{pdata.train.nnz} training interactions), and {use} on it; use "
                           f"more data (users need more interactions for this split) or "
                           f"another protocol (--protocol loo or strong)")
+    if isinstance(valid, RankingTask) and valid.truth.nnz and (
+            getattr(cls, "trainable", False) or select_metric is not None):
+        n_users = int((np.diff(valid.truth.indptr) > 0).sum())
+        if n_users < MIN_VALID_USERS:
+            log.warning("the validation part holds %d interactions of %d users: the choice "
+                        "made on it (best epoch, --grid) rests on very few users",
+                        valid.truth.nnz, n_users)
     if select_metric is None:
         return
     if isinstance(pdata.valid, RatingTask):
@@ -609,6 +619,9 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> Non
         u = users_map.index(user_id, "user")
         users, history = np.array([u]), X[u]
         who = f"user {user_id}"
+        if history.nnz == 0:
+            _err_console().print(f"note: user {user_id} has no interactions in the training "
+                                 f"part, so this is the model's answer to an empty history")
     else:
         if not type(model).folds_in:
             raise ConfigError(f"model {model.name} cannot fold in a new history; use --user")
@@ -644,9 +657,11 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> Non
         table.add_row(str(r["rank"]), str(r["item"]), *([r["title"]] if titles is not None else []),
                       f"{r['score']:.4f}")
     _console().print(table)
-    _write_output(output, {"model": run["model"], "user": user_id,
-                           "items": None if items_csv is None else raw,
-                           "recommendations": rows})
+    _write_output(output, {  # raw ids typed as in the data (as "item" in the rows)
+        "model": run["model"],
+        "user": None if user_id is None else users_map.raw[users[0]].item(),
+        "items": None if items_csv is None else [items_map.raw[i].item() for i in idx],
+        "recommendations": rows})
 
 
 # ----------------------------------------------------------------------------- predict
