@@ -713,7 +713,7 @@ def _parse_k_range(text: str) -> list[int]:
         ks = list(range(bounds[0], bounds[1] + 1))
     if not ks or min(ks) < 1:
         raise ConfigError(f"--k-range {text!r}: needs cluster counts >= 1")
-    return ks
+    return sorted(set(ks))  # a repeated K would be fitted twice
 
 
 @cli.command("clusters")
@@ -730,7 +730,7 @@ def _parse_k_range(text: str) -> list[int]:
               show_default=True, help="The model's encoder means, or a truncated SVD.")
 @click.option("--pca", "pca_dim", type=click.IntRange(min=1), default=16, show_default=True,
               help="Cluster in this many principal components of the standardized embeddings.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for clusters.csv, map.png, map.html, report.html, profiles.json.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the summary as JSON.")
@@ -774,6 +774,11 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
             raise ConfigError(f"--k-range {k_range}: every K exceeds the {n} users")
         err.print(f"note: --k-range {k_range}: K above the {n} users with interactions dropped")
     criterion = criterion or ("bic" if method == "gmm" else "silhouette")
+    from importlib.util import find_spec
+
+    if map_method == "umap" and find_spec("umap") is None:  # fail before the fits
+        raise ConfigError("--map umap needs the optional package umap-learn "
+                          "(pip install umap-learn); or use --map tsne")
     meta = None
     try:
         ds = load_dataset(run["dataset"], build_config(DataOptions, {**run["data"],
@@ -826,7 +831,9 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
     summary = {"model": run["model"], "dataset": run["dataset_name"], "users": n,
                "embedding": embedding, "clustering space": f"{Y.shape[1]} PCA dims",
                "method": method, "k": result.k, "silhouette": round(result.silhouette, 4),
-               "k chosen by": criterion if k_table else "--k", "map": map_method}
+               "k chosen by": criterion if k_table else ("--k" if k is not None
+                                                          else "--k-range (one candidate)"),
+               "map": map_method}
     if xy is not None:
         png = map_png(xy, result.labels, title)
         write_bytes(out / "map.png", png)

@@ -6,9 +6,11 @@
     except the user's training items against the validation items; test ranks all items
     except training and validation items against the test items. Every user is averaged; a
     user with no held-out item counts 0. Data with a given train/valid/test split (DiffRec's
-    pair lists) is used as is; other data is binarized (rating >= ``binarize_threshold``),
-    k-core filtered, and split per user by time (random when there are no timestamps) into
-    ``ratios``.
+    pair lists) is used as is; a given train/test split without validation keeps its test
+    part and takes validation out of its train part (per user, by time when there are
+    timestamps, else seeded, in the proportion ``ratios[1] / (ratios[0] + ratios[1])``).
+    Other data is binarized (rating >= ``binarize_threshold``), k-core filtered, and split
+    per user by time (random when there are no timestamps) into ``ratios``.
 ``strong``
     Strong generalization (Liang et al., WWW 2018). ``n_heldout`` users go to validation and
     as many to test; the model trains on the remaining users' full histories. Each held-out
@@ -132,6 +134,21 @@ def _rating_task(inter: Interactions, name: str) -> RatingTask:
     return RatingTask(u, i, r.astype(np.float32), name)
 
 
+def _checked(ds: Dataset, pdata: ProtocolData, why: str = "") -> ProtocolData:
+    """``pdata``, unless its test part holds nothing: these protocols skip users without
+    held-out items, so every test metric would be NaN. (diffrec averages every user, a user
+    without test items counting 0.)"""
+    test = pdata.test
+    n = int(test.truth.nnz) if isinstance(test, RankingTask) else len(test.ratings)
+    if n == 0:
+        name = pdata.config.name
+        raise DataError(f"{ds.name}: protocol {name} leaves no test interactions "
+                        f"({pdata.train.nnz} training interactions of {pdata.train.n_users} "
+                        f"users{'; ' + why if why else ''}); use more data (more interactions "
+                        f"per user) or another protocol")
+    return pdata
+
+
 def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolData:
     """Build the training data and the validation/test tasks of protocol ``cfg.name``."""
     cfg = cfg or ProtocolConfig()
@@ -139,6 +156,17 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
         given = ds.splits.get("given")
         if given is not None and {"train", "valid", "test"} <= set(given):
             parts = {p: given[p].binarize() for p in ("train", "valid", "test")}
+        elif given is not None and {"train", "test"} <= set(given):
+            # never re-split the whole data: that would put given test items into training
+            if len(cfg.ratios) != 3:
+                raise DataError(f"protocol diffrec needs three ratios, got {cfg.ratios}")
+            r_train, r_valid = cfg.ratios[0], cfg.ratios[1]
+            share = (r_train / (r_train + r_valid), r_valid / (r_train + r_valid))
+            train = given["train"].binarize()
+            inner = (temporal_ratio_split(train, share, names=("train", "valid"))
+                     if train.times is not None else
+                     random_ratio_split(train, share, names=("train", "valid"), seed=cfg.seed))
+            parts = {**inner, "test": given["test"].binarize()}
         else:
             inter = _ranking_parts(ds, cfg)
             if len(cfg.ratios) != 3:
@@ -152,7 +180,8 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
     if cfg.name == "loo":
         parts = leave_last_one_out(_ranking_parts(ds, cfg), seed=cfg.seed)
         valid, test = _masked_tasks(parts, "skip")
-        return ProtocolData(cfg, parts["train"], valid, test)
+        return _checked(ds, ProtocolData(cfg, parts["train"], valid, test),
+                        "loo holds out items only of users with 3 or more interactions")
     if cfg.name == "strong":
         inter = _ranking_parts(ds, cfg)
         n = cfg.n_heldout if cfg.n_heldout < 1 else int(cfg.n_heldout)
@@ -163,7 +192,7 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
             rows = np.flatnonzero(np.diff((fin + fout).tocsr().indptr))
             tasks.append(RankingTask(None, _rows(fin, rows), _rows(fin, rows), _rows(fout, rows),
                                      "skip", side))
-        return ProtocolData(cfg, p["train"], tasks[0], tasks[1])
+        return _checked(ds, ProtocolData(cfg, p["train"], tasks[0], tasks[1]))
     if cfg.name == "rating":
         if ds.implicit:
             raise DataError(f"{ds.name}: protocol rating needs explicit ratings, and this data "
@@ -176,6 +205,7 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
             full, test = sp_["train"], sp_["test"]
         inner = random_split(full, (1 - cfg.valid_fraction, cfg.valid_fraction),
                              names=("train", "valid"), seed=cfg.seed)
-        return ProtocolData(cfg, inner["train"], _rating_task(inner["valid"], "valid"),
-                            _rating_task(test, "test"), train_full=full)
+        return _checked(ds, ProtocolData(cfg, inner["train"],
+                                         _rating_task(inner["valid"], "valid"),
+                                         _rating_task(test, "test"), train_full=full))
     raise DataError(f"unknown protocol {cfg.name!r}; known: {', '.join(PROTOCOLS)}")

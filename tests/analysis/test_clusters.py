@@ -201,3 +201,64 @@ def test_cli_clusters_map_none_removes_an_earlier_map(ease_run, tmp_path, capsys
     assert "removed map.png, map.html, report.html" in capsys.readouterr().err
     assert not any((out / f).exists() for f in ("map.png", "map.html", "report.html"))
     assert json.loads((out / "profiles.json").read_text())["k"] == 2
+
+
+def test_identical_embeddings_are_refused_not_clustered():
+    # a collapsed encoder: the same mean for every user (up to float32 rounding)
+    Z = np.tile(np.float32([0.3, -1.2, 5.0]), (40, 1)).astype(np.float64)
+    with pytest.raises(ConfigError, match="same embedding.*--embedding svd"):
+        reduce_dim(Z, 2)
+    Z[:, 1] = np.arange(40)  # one informative column: kept; the constant ones stay 0
+    Y = reduce_dim(Z, None)
+    assert np.all(Y[:, [0, 2]] == 0) and np.isclose(Y[:, 1].std(), 1.0)
+
+
+def test_small_map_needs_no_perplexity_correction(capfd, caplog):
+    from genrec.analysis import embed_2d
+
+    xy = embed_2d(np.random.default_rng(0).normal(size=(5, 3)), "tsne", seed=0)
+    assert xy.shape == (5, 2) and np.isfinite(xy).all()
+    # openTSNE logged "Perplexity value 2 is too high" for 5 points
+    assert "too high" not in caplog.text + capfd.readouterr().err
+
+
+def test_k_range_list_with_repeats_is_fitted_once():
+    from genrec.cli import _parse_k_range
+
+    assert _parse_k_range("4,3,3,4") == [3, 4]
+
+
+def test_cli_clusters_umap_missing_fails_before_fitting(ease_run, tmp_path, capsys,
+                                                       monkeypatch):
+    import importlib.util
+
+    import genrec.analysis
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "umap" else real(name, *a))
+    monkeypatch.setattr(genrec.analysis, "fit_clusters",
+                        lambda *a, **k: pytest.fail("clustered before checking --map umap"))
+    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "2", "--map", "umap",
+                 "--out", str(tmp_path / "u")])
+    err = capsys.readouterr().err
+    assert code == 1 and "umap-learn" in err and "Traceback" not in err
+    assert not (tmp_path / "u").exists()
+
+
+def test_cli_clusters_single_candidate_k_range_is_not_reported_as_k(ease_run, tmp_path,
+                                                                    capsys):
+    code = main(["clusters", str(ease_run), "--embedding", "svd", "--method", "kmeans",
+                 "--k-range", "3", "--map", "none", "--out", str(tmp_path / "c")])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "c" / "profiles.json").read_text())
+    assert summary["k"] == 3 and summary["k chosen by"] != "--k"
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_cli_clusters_out_of_range_seed_names_the_option(ease_run, tmp_path, capsys, seed):
+    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "2", "--map", "none",
+                 "--seed", seed, "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--seed" in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()

@@ -125,3 +125,10 @@ def test_bad_input():
         BetaBernoulliJar().fit([])
     with pytest.raises(ValueError, match="rate must be in"):
         simulate_jar(1.5, 1, 1)
+
+
+@pytest.mark.parametrize("lr", [1e6, 50.0])
+def test_diverging_fit_names_the_learning_rate(lr):
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="diverged.*lower the learning rate lr"):
+        fit_beta_vi(7, 3, lr=lr, n_steps=200, generator=gen)

@@ -192,3 +192,33 @@ def test_bad_input_errors_are_one_line(runner, tmp_path):
     assert result.exit_code == 1 and "outcomes other than 0" in result.output
     result = runner.invoke(foundations_cli, ["gmm", "--covariance-type", "banana"])
     assert result.exit_code == 2  # click's own usage error
+
+
+@pytest.mark.parametrize("command", ["gmm", "vbgmm", "beta"])
+@pytest.mark.parametrize("option", ["--out", "--output"])
+def test_output_path_under_a_file_fails_before_fitting(runner, tmp_path, command, option):
+    (tmp_path / "afile").write_text("x")
+    plots = tmp_path / "plots"
+    other = ["--output", str(tmp_path / "r.json")] if option == "--out" else ["--out", str(plots)]
+    args = [command, option, str(tmp_path / "afile" / "sub"), *other]
+    result = runner.invoke(foundations_cli, args + (["--steps", "5"] if command == "beta" else []))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {option} ")
+    assert "is a file, not a folder" in result.output
+    assert result.output.count("\n") == 1  # nothing fitted or printed before the error
+    assert not plots.exists() and not (tmp_path / "r.json").exists()
+
+
+def test_beta_diverging_learning_rate_is_a_one_line_error(runner):
+    result = runner.invoke(foundations_cli, ["beta", "--rounds", "1", "--lr", "1e6"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "diverged" in result.output and "lr" in result.output
+    assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("args", [["gmm", "--seed", "-1"], ["vbgmm", "--seed", "-1"],
+                                  ["beta", "--seed", "-1"],
+                                  ["beta", "--seed", str(2**64 - 1), "--steps", "2"]])
+def test_out_of_range_seed_is_a_usage_error_naming_the_option(runner, args):
+    result = runner.invoke(foundations_cli, args)
+    assert result.exit_code == 2 and "--seed" in result.output, result.output

@@ -233,3 +233,29 @@ def test_config_checks_and_errors():
 
 def test_registered():
     assert get_model_class("autorec") is AutoRec
+
+
+@pytest.mark.parametrize("kw", [dict(l2=float("nan")), dict(l2=float("inf")),
+                                dict(lr=float("inf")), dict(input_norm=float("inf")),
+                                dict(default_rating=float("nan")),
+                                dict(default_rating=float("inf"))])
+def test_non_finite_settings_are_config_errors(kw):
+    # before: NaN default_rating gave NaN predictions for unseen items, lr=inf with L-BFGS
+    # returned a model with NaN weights and no error
+    with pytest.raises(ConfigError, match="finite"):
+        AutoRec(**kw)
+
+
+def test_non_finite_weights_after_fit_are_an_error(monkeypatch):
+    X, _ = rating_checkerboard()
+    real_step = torch.optim.LBFGS.step
+
+    def poisoned(self, closure):  # an L-BFGS run whose last step blows up the weights
+        out = real_step(self, closure)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.LBFGS, "step", poisoned)
+    with pytest.raises(ConfigError, match="non-finite weights"):
+        AutoRec(hidden=4, epochs=3, device="cpu").fit(X)

@@ -220,3 +220,12 @@ def test_divergence_is_reported_as_a_config_problem():
     X, _ = rating_checkerboard()
     with pytest.raises(ConfigError, match="diverged"):
         BiasedMF(n_factors=4, lr=50.0, batch_size=64, epochs=20, device="cpu").fit(X)
+
+
+@pytest.mark.parametrize("kw", [dict(l2=float("nan")), dict(l2=float("inf")),
+                                dict(l2_bias=float("nan")), dict(lr=float("inf")),
+                                dict(init_std=float("inf")), dict(solver="als", l2=float("inf"))])
+def test_non_finite_settings_are_config_errors_not_divergence(kw):
+    # before: accepted, then "diverged ... lower lr" at fit (or a Cholesky error for ALS)
+    with pytest.raises(ConfigError, match="finite"):
+        BiasedMF(**kw)

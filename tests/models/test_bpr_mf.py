@@ -102,3 +102,16 @@ def test_sampler_handles_unsorted_csr_indices():
     assert not X.has_sorted_indices
     j = sample_negatives(X, np.zeros(200, np.int64), np.random.default_rng(1))
     assert set(j) == {3}
+
+
+@pytest.mark.parametrize("kw", [dict(l2=float("nan")), dict(l2=float("inf")),
+                                dict(lr=float("inf")), dict(init_std=float("inf"))])
+def test_non_finite_settings_are_config_errors_not_divergence(kw):
+    with pytest.raises(ConfigError, match="finite"):
+        BPRMF(**kw)
+
+
+@pytest.mark.parametrize("metric", ["bogus@20", "recall@x", "ndcg@0"])
+def test_valid_metric_is_checked_at_construction(metric):
+    with pytest.raises(ConfigError, match="valid_metric"):
+        BPRMF(valid_metric=metric)

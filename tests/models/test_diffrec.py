@@ -209,3 +209,21 @@ def test_eps_prediction_trains():
     m = tiny(mean_type="eps", epochs=3).fit(X, progress=False)
     assert all(np.isfinite(r["loss"]) for r in m.history_)
     assert np.isfinite(np.asarray(m.score(None, X))).all()
+
+
+# ---------------------------------------------------------------- edges found in QA
+
+
+def test_timestep_embedding_of_size_one_and_a_model_using_it():
+    e = timestep_embedding(torch.tensor([0, 3, 7]), 1)  # no frequency: one zero column
+    assert e.shape == (3, 1) and (e == 0).all()
+    X, _ = checkerboard()
+    m = tiny(emb_size=1, epochs=2).fit(X, progress=False)
+    assert torch.isfinite(torch.as_tensor(m.score(None, X[:2]))).all()
+
+
+def test_linear_var_with_equal_noise_bounds_is_refused_at_construction():
+    with pytest.raises(ConfigError, match="noise_min < noise_max"):
+        tiny(noise_min=0.05, noise_max=0.05)
+    tiny(noise_min=0.05, noise_max=0.05, steps=1)  # one step: no growth needed
+    tiny(noise_schedule="linear", noise_min=0.05, noise_max=0.05)  # constant betas are fine

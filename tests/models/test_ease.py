@@ -80,3 +80,11 @@ def test_popularity_ranks_by_count():
     X = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0]], np.float32))
     items, _ = Popularity().fit(X).recommend(None, sp.csr_matrix((1, 4), dtype=np.float32), k=4)
     assert items[0].tolist() == [1, 2, 0, 3]
+
+
+@pytest.mark.parametrize("kw", [dict(l2=float("inf")), dict(max_memory_gb=float("nan")),
+                                dict(max_memory_gb=-1.0), dict(max_memory_gb=0.0)])
+def test_non_finite_l2_and_bad_memory_limits_are_refused(kw):
+    # before: l2=inf fitted NaN weights silently; a NaN memory limit disabled the check
+    with pytest.raises(ConfigError):
+        EASE(**kw)

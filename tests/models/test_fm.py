@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genrec.data.features import SideFeatures
-from genrec.errors import DataError
+from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RankingTask
 from genrec.models import FM, Recommender, get_model_class
 from genrec.models.fm import (
@@ -187,3 +187,11 @@ def test_bpr_objective_selects_on_a_ranking_task():
 def test_registered_and_flags():
     assert get_model_class("fm") is FM
     assert FM.uses_side_features is True
+
+
+@pytest.mark.parametrize("kw", [dict(l2_w=float("nan")), dict(l2_v=float("inf")),
+                                dict(lr=float("inf")), dict(init_std=float("inf")),
+                                dict(valid_metric="ndcg@x"), dict(valid_metric="bogus@20")])
+def test_non_finite_settings_and_bad_metrics_are_config_errors(kw):
+    with pytest.raises(ConfigError):
+        FM(**kw)

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, DataError
 from genrec.models import LDiffRec, MultVAE, get_model_class
 from genrec.models.ldiffrec import (
     ClusteredVAE,
@@ -129,3 +129,43 @@ def test_user_embeddings_and_registry():
     assert get_model_class("ldiffrec") is LDiffRec
     with pytest.raises(ConfigError):
         LDiffRec(n_clusters=4, latent_dim=3)
+
+
+# ---------------------------------------------------------------- degenerate data (QA)
+
+
+def test_fewer_distinct_item_embeddings_than_clusters_is_a_clear_error():
+    with pytest.raises(ConfigError, match="distinct"):
+        cluster_items(np.ones((6, 3)), 2)
+    X = sp.csr_matrix(np.ones((1, 6), np.float32))  # one user: every item looks the same
+    with pytest.raises(ConfigError, match="distinct"):
+        tiny(epochs=1).fit(X, progress=False)
+    with pytest.raises(ConfigError, match="distinct"):  # no interactions at all
+        tiny(epochs=1).fit(sp.csr_matrix((4, 6), dtype=np.float32), progress=False)
+
+
+def test_tiny_shapes_give_model_errors_not_scikit_learn_ones():
+    one_item = sp.csr_matrix(np.ones((3, 1), np.float32))
+    with pytest.raises(ConfigError, match="n_clusters=2 but only 1 items"):
+        tiny(epochs=1).fit(one_item, progress=False)
+    m = tiny(epochs=1, n_clusters=1).fit(one_item, progress=False)  # one cluster: no SVD
+    assert m.item_cluster_.tolist() == [0]
+    with pytest.raises(DataError, match="0 x 6"):
+        tiny(epochs=1).fit(sp.csr_matrix((0, 6), dtype=np.float32), progress=False)
+
+
+def test_item_embeddings_are_validated():
+    X, _ = checkerboard()
+    for bad in (np.arange(X.shape[1], dtype=float), np.ones((X.shape[1] - 1, 2))):
+        with pytest.raises(ConfigError, match="item_embeddings must be"):
+            tiny(epochs=1).fit(X, item_embeddings=bad, progress=False)
+    with pytest.raises(DataError, match="NaN"):
+        tiny(epochs=1).fit(X, item_embeddings=np.full((X.shape[1], 2), np.nan), progress=False)
+
+
+@pytest.mark.parametrize("kw", [dict(lamda=float("nan")), dict(lamda_min=float("nan")),
+                                dict(lamda=float("inf")), dict(vae_anneal_cap=float("nan")),
+                                dict(vae_lr=float("inf")), dict(seed=-1), dict(seed=2**32)])
+def test_config_refuses_non_finite_weights_and_seeds_scikit_learn_cannot_take(kw):
+    with pytest.raises(ConfigError):
+        tiny(**kw)

@@ -55,8 +55,13 @@ def reduce_dim(Z: np.ndarray, dim: int | None = 16, seed: int = 0) -> np.ndarray
         raise ConfigError(f"the number of principal components must be >= 1, got {dim}")
     if not np.isfinite(Z).all():
         raise ConfigError("embeddings contain NaN or infinite values; the model is not usable")
-    sd = Z.std(axis=0)
-    Zs = (Z - Z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    mean, sd = Z.mean(axis=0), Z.std(axis=0)
+    varies = sd > 1e-10 * (1.0 + np.abs(mean))  # below: rounding noise of a constant column
+    if len(Z) > 1 and not varies.any():
+        raise ConfigError("every user has the same embedding, so there is nothing to cluster "
+                          "(from a model: an untrained or collapsed encoder); train the model "
+                          "longer, or use --embedding svd")
+    Zs = np.where(varies, (Z - mean) / np.where(varies, sd, 1.0), 0.0)
     if dim is None or dim >= min(Zs.shape):
         return Zs
     return PCA(n_components=dim, random_state=seed).fit_transform(Zs)

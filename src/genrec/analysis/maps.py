@@ -17,8 +17,10 @@ def embed_2d(Y: np.ndarray, method: Literal["tsne", "umap"] = "tsne", seed: int 
     Y = np.asarray(Y, dtype=np.float64)
     n = len(Y)
     if n < 5:
-        raise ConfigError(f"a map needs at least 5 users, got {n}")
-    perplexity = float(min(perplexity, max(2.0, (n - 1) / 3)))
+        raise ConfigError(f"a map needs at least 5 users, got {n}; use --map none")
+    # t-SNE needs about 3 * perplexity neighbours per point: clamp for small n (openTSNE
+    # would otherwise lower it itself, printing a notice on stdout)
+    perplexity = float(min(perplexity, (n - 1) / 3))
     if method == "tsne":
         try:
             from openTSNE import TSNE as OpenTSNE

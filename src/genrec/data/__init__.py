@@ -16,6 +16,7 @@ from genrec.data.download import KNOWN_DATASETS, resolve_known
 from genrec.data.interactions import IdMap, Interactions
 from genrec.data.preprocess import binarize, compact, k_core
 from genrec.data.readers import (
+    log_format,
     read_log,
     read_ml1m,
     read_ml10m,
@@ -62,8 +63,7 @@ class DataOptions:
 
 def _detect(path: Path) -> str:
     if path.is_file():
-        return {".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv", ".tab": "tsv"}.get(
-            path.suffix.lower(), "csv")
+        return log_format(path)
     if (path / "u.data").is_file():
         return "ml-100k"
     if (path / "ratings.dat").is_file():

@@ -6,9 +6,13 @@ Each reader returns a :class:`~genrec.data.dataset.Dataset`. Malformed input rai
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import io
+import lzma
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +76,36 @@ def _split_record(text: str, sep: str) -> list[str]:
     return next(csv.reader(io.StringIO(text), delimiter=sep), [""])
 
 
+#: leading bytes of the compressed formats read transparently (``log.csv.gz``)
+_COMPRESSED = [("gzip", re.compile(rb"\x1f\x8b"), gzip.decompress),
+               ("bzip2", re.compile(rb"BZh[1-9]1AY&SY"), bz2.decompress),
+               ("xz", re.compile(rb"\xfd7zXZ\x00"), lzma.decompress)]
+COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz")
+
+
+def log_format(path: Path) -> str:
+    """``csv``, ``tsv`` or ``parquet`` from the suffix of ``path``; a compression suffix
+    (``.csv.gz``, ``.tsv.bz2``) is looked through."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    last = suffixes[-1] if suffixes else ""
+    return {".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv", ".tab": "tsv"}.get(last, "csv")
+
+
 def _load_text(path: Path, encoding: str = "utf-8") -> str:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    return _decode(path, path.read_bytes(), encoding)
+    data = path.read_bytes()
+    for kind, magic, decompress in _COMPRESSED:
+        if magic.match(data):
+            try:
+                data = decompress(data)
+            except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
+                raise DataError(f"{path}: cannot decompress this {kind} file ({e}); the file "
+                                f"is truncated or corrupt, copy it again") from None
+            break
+    return _decode(path, data, encoding)
 
 
 def _header(raw: str, sep: str) -> list[str]:
@@ -99,14 +129,27 @@ def _blank_rows(df: pd.DataFrame) -> np.ndarray:
 
 
 def _field_error(path: Path, raw: str, line: int, sep: str, n_fields: int, header: bool,
-                 problem: str) -> DataError:
-    """``problem`` on file line ``line``, unless the line is short: then say that."""
+                 problem: str, shown: str | None = None) -> DataError:
+    """``problem`` on file line ``line``, unless the line is short: then say that.
+    (``shown``: the separator to name, when the text was parsed on another.)"""
     n = len(_split_record(raw.split("\n", line - 1)[line - 1], sep))  # from that line on
     if n < n_fields:
         want = f"the header has {n_fields}" if header else f"expected {n_fields}"
         return DataError(f"{path}, line {line} has {n} field{'s' if n != 1 else ''}, {want}; "
-                         f"every line needs {n_fields} fields separated by {sep!r}")
+                         f"every line needs {n_fields} fields separated by {shown or sep!r}")
     return DataError(f"{path}, line {line}: {problem}")
+
+
+def _first_long_record(raw: str, sep: str, n_fields: int) -> tuple[int, int]:
+    """(file line, field count) of the first record of ``raw`` with more than ``n_fields``
+    fields, split as :func:`_parse_table` splits them."""
+    reader = csv.reader(io.StringIO(raw), delimiter=sep, quoting=_quoting(sep))
+    start = 1
+    for fields in reader:
+        if len(fields) > n_fields:
+            return start, len(fields)
+        start = reader.line_num + 1
+    return 1, n_fields + 1  # not found again: the first line is the best guess
 
 
 def _row_lines(raw: str, sep: str, offset: int, n_rows: int) -> np.ndarray:
@@ -140,16 +183,21 @@ def _parse_table(
     Blank lines are skipped. Returns the frame and the file line number of each row; every
     problem is reported with the file and line number. ``required`` columns may not be empty.
     """
+    shown = sep  # the separator messages name ('::', not the tab it is parsed as)
     if len(sep) > 1:  # '::' layouts: pandas' C parser takes one-character separators only
         raw = raw.replace(sep, "\t")
         sep = "\t"
     offset = 2 if header else 1  # file line of data row 0
     try:
-        df = pd.read_csv(
-            io.StringIO(raw), sep=sep, header=0 if header else None,
-            names=None if header else names, dtype=str, keep_default_na=False,
-            skip_blank_lines=False, engine="c", quoting=_quoting(sep),
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            # index_col=False: a first row longer than the header must not silently become
+            # an index column (shifting every field one column left)
+            df = pd.read_csv(
+                io.StringIO(raw), sep=sep, header=0 if header else None,
+                names=None if header else names, dtype=str, keep_default_na=False,
+                skip_blank_lines=False, engine="c", quoting=_quoting(sep), index_col=False,
+            )
     except pd.errors.ParserError as e:
         msg = " ".join(str(e).split())  # pandas' message spans lines
         long = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
@@ -159,11 +207,16 @@ def _parse_table(
             if len(_split_record(text, sep)) == n:  # the line pandas means
                 what = f"the header has {want_n}" if header else f"expected {want_n}"
                 raise DataError(f"{path}, line {line} has {n} fields, {what}; every line "
-                                f"needs {want_n} fields separated by {sep!r}") from None
+                                f"needs {want_n} fields separated by {shown!r}") from None
         want = "as many fields as the header" if header else f"{len(names)} fields"
         raise DataError(f"{path}: malformed line ({msg}); every line needs {want} "
-                        f"separated by {sep!r}") from None
+                        f"separated by {shown!r}") from None
     n_fields = df.shape[1]
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        line, n = _first_long_record(raw, sep, n_fields)
+        what = f"the header has {n_fields}" if header else f"expected {n_fields}"
+        raise DataError(f"{path}, line {line} has {n} fields, {what}; every line needs "
+                        f"{n_fields} fields separated by {shown!r}")
     if header:
         df.columns = [str(c).strip() for c in df.columns]
         missing = [c for c in names if c not in df.columns]
@@ -182,16 +235,16 @@ def _parse_table(
         if empty.any():
             line = int(lines[np.flatnonzero(empty)[0]])
             raise _field_error(path, raw, line, sep, n_fields, header,
-                               f"field {col!r} is empty")
+                               f"field {col!r} is empty", shown)
     for col in numeric:
         vals = pd.to_numeric(df[col].str.strip(), errors="coerce")
-        bad = vals.isna().to_numpy()
+        bad = ~np.isfinite(vals.to_numpy(np.float64))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             what = repr(df[col].iloc[row]) if df[col].iloc[row] != "" else "an empty value"
             raise _field_error(path, raw, int(lines[row]), sep, n_fields, header,
-                               f"field {col!r} has {what}, expected a number "
-                               f"(NaN and empty values are not allowed)")
+                               f"field {col!r} has {what}, expected a finite number "
+                               f"(NaN, infinite and empty values are not allowed)", shown)
         df[col] = vals
     return df, lines
 
@@ -226,7 +279,13 @@ def _build(name: str, ratings: pd.DataFrame, source: Path, *, rating_range=None,
     iid, i = np.unique(as_id_array(ratings["item"].to_numpy()), return_inverse=True)
     r = None if implicit else ratings["rating"].to_numpy(np.float32)
     t = ratings["timestamp"].to_numpy(np.float64) if "timestamp" in ratings else None
-    inter = Interactions.from_arrays(u, i, r, t, user_ids=uid, item_ids=iid, duplicates=duplicates)
+    try:
+        inter = Interactions.from_arrays(u, i, r, t, user_ids=uid, item_ids=iid,
+                                         duplicates=duplicates)
+    except DataError as e:  # a duplicate under duplicates="error": name the file and the option
+        what = str(e).split(";")[0]
+        raise DataError(f"{source}: {what}; to keep one of the repeats pass --set "
+                        f"data.duplicates=last (or first, max)") from None
     item_df = None
     if items is not None:
         item_df = items.drop_duplicates("item_id").set_index("item_id").reindex(iid)
@@ -417,6 +476,8 @@ def read_pair_lists(folder: str | Path, *, name: str | None = None,
         arrays = {p: _load_npy_pairs(f) for p, f in npy.items() if f.is_file()}
         if "test" not in arrays:
             raise DataError(f"{d}: test_list.npy is missing (found {', '.join(arrays)})")
+        if not any(len(a) for a in arrays.values()):
+            raise DataError(f"{d}: no interactions found (every pair list is empty)")
         max_u = max(int(a[:, 0].max()) for a in arrays.values() if len(a)) + 1
         max_i = max(int(a[:, 1].max()) for a in arrays.values() if len(a)) + 1
         U = n_users if n_users is not None else max_u
@@ -475,8 +536,14 @@ def read_log(
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: file not found")
-    fmt = fmt or {".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv", ".tab": "tsv"}.get(
-        p.suffix.lower(), "csv")
+    roles = [(r, c) for r, c in (("user_col", user_col), ("item_col", item_col),
+                                 ("rating_col", rating_col), ("time_col", time_col)) if c]
+    for j, (role, col) in enumerate(roles):
+        for other, col2 in roles[:j]:
+            if col == col2:
+                raise DataError(f"{p}: data.{other} and data.{role} both name the column "
+                                f"{col!r}; map each role to its own column")
+    fmt = fmt or log_format(p)
     if fmt == "parquet":
         try:
             df = pd.read_parquet(p)
@@ -495,7 +562,7 @@ def read_log(
     has_r = rating_col is not None and rating_col in present
     has_t = time_col is not None and time_col in present
     cols = [user_col, item_col] + ([rating_col] if has_r else []) + ([time_col] if has_t else [])
-    numeric = ([rating_col] if has_r else []) + ([time_col] if has_t else [])
+    numeric = [rating_col] if has_r else []  # timestamps: numbers or ISO 8601 dates, below
     if fmt == "parquet":
         df = _parquet_columns(p, df[cols], [user_col, item_col], numeric)
         lines = None
@@ -515,11 +582,52 @@ def read_log(
     if has_r:
         out["rating"] = df[rating_col].to_numpy(np.float32)
     if has_t:
-        out["timestamp"] = df[time_col].to_numpy(np.float64)
-    ds, _, _ = _build(name or p.stem, out, p, duplicates=duplicates, implicit=not has_r)
+        out["timestamp"] = _times(p, df[time_col], time_col, lines)
+    stem = p.name
+    for suffix in reversed(p.suffixes):  # 'log.csv.gz' -> 'log'
+        if suffix.lower() not in COMPRESSED_SUFFIXES + (".csv", ".tsv", ".tab", ".parquet", ".pq"):
+            break
+        stem = stem[: -len(suffix)]
+    ds, _, _ = _build(name or stem or p.stem, out, p, duplicates=duplicates, implicit=not has_r)
     if has_r:
         ds.rating_range = (float(out["rating"].min()), float(out["rating"].max()))
     return ds
+
+
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+def _times(p: Path, col: pd.Series, name: str, lines: np.ndarray | None) -> np.ndarray:
+    """Timestamps as float64 seconds: numbers as they are (Unix time, or any increasing
+    count), dates (ISO 8601 text, Parquet timestamps) as seconds since 1970 (UTC when the
+    text gives no zone). Only their order is used, but one column must be all one kind."""
+    def where(row: int) -> str:
+        return f"row {row}" if lines is None else f"line {lines[row]}"
+
+    if pd.api.types.is_datetime64_any_dtype(col):
+        if col.isna().any():
+            row = int(np.flatnonzero(col.isna().to_numpy())[0])
+            raise DataError(f"{p}, {where(row)}: column {name!r} has no timestamp (null)")
+        dt = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
+        return ((dt - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(np.float64)
+    is_text = not pd.api.types.is_numeric_dtype(col)
+    text = col.astype(str).str.strip() if is_text else col
+    nums = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
+    finite = np.isfinite(nums)
+    if finite.all():
+        return nums
+    if not finite.any() and is_text:
+        dates = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        if not dates.isna().any():
+            return ((dates - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(np.float64)
+        row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+    else:
+        row = int(np.flatnonzero(~finite)[0])
+    value = col.iloc[row]
+    what = "an empty value" if str(value).strip() == "" else repr(str(value))
+    raise DataError(f"{p}, {where(row)}: field {name!r} has {what}, expected a timestamp: "
+                    f"a finite number (Unix time) or an ISO 8601 date such as "
+                    f"2024-01-31T12:00:00, the same kind on every line")
 
 
 def _parquet_columns(p: Path, df: pd.DataFrame, ids: list[str], numeric: list[str]) -> pd.DataFrame:
@@ -530,10 +638,14 @@ def _parquet_columns(p: Path, df: pd.DataFrame, ids: list[str], numeric: list[st
             raise DataError(f"{p}, row {row}: column {c!r} has no id (null)")
     for c in numeric:
         vals = pd.to_numeric(df[c], errors="coerce")
-        if vals.isna().any():
-            row = int(np.flatnonzero(vals.isna().to_numpy())[0])
-            raise DataError(f"{p}, row {row}: column {c!r} has {df[c].iloc[row]!r}, expected "
-                            f"a number")
+        bad = ~np.isfinite(vals.to_numpy(np.float64))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            value = df[c].iloc[row]
+            what = "null" if pd.isna(value) else repr(value.item() if hasattr(value, "item")
+                                                      else value)
+            raise DataError(f"{p}, row {row}: column {c!r} has {what}, expected a finite "
+                            f"number (null, NaN and infinite values are not allowed)")
         df = df.assign(**{c: vals})
     return df
 

@@ -135,9 +135,17 @@ def strong_generalization_split(
     rng = np.random.default_rng(seed)
     active = np.flatnonzero(np.diff(inter.matrix.indptr) >= 2)
     n = int(round(n_heldout * len(active))) if isinstance(n_heldout, float) else int(n_heldout)
-    if n < 1 or 2 * n >= len(active):
-        raise DataError(f"strong generalization needs 1 <= n_heldout < {len(active) // 2} users "
-                        f"with >= 2 interactions, got {n}")
+    most = (len(active) - 1) // 2  # per side, leaving at least one training user
+    if most < 1:
+        raise DataError(f"strong generalization needs at least 3 users with >= 2 "
+                        f"interactions (one for validation, one for test, one to train), "
+                        f"found {len(active)}; use more data or another protocol")
+    if not 1 <= n <= most:
+        given = (f"n_heldout {n_heldout} of {len(active)} users is {n}"
+                 if isinstance(n_heldout, float) else f"n_heldout is {n}")
+        raise DataError(f"strong generalization holds out 1 to {most} users per side of the "
+                        f"{len(active)} with >= 2 interactions, but {given}; set "
+                        f"protocol.n_heldout to a count in 1..{most} or a fraction")
     perm = rng.permutation(active)
     valid_users, test_users = perm[:n], perm[n : 2 * n]
     users, _, _ = inter.coo()

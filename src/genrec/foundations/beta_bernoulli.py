@@ -210,6 +210,9 @@ class BetaVIResult:
     elbo_trace: list[float] = field(default_factory=list)
 
 
+_MAX_LOG_PARAM = 600.0  # exp(600) is near the float64 limit: beyond it q is not a usable Beta
+
+
 def fit_beta_vi(
     n_chocolate: float,
     n_vanilla: float,
@@ -292,7 +295,7 @@ def fit_beta_vi(
 
     trace: list[float] = []
     S = int(n_samples)
-    for _ in range(int(n_steps)):
+    for step in range(int(n_steps)):
         opt.zero_grad()
         a, b = torch.exp(params[0]), torch.exp(params[1])
         if estimator == "reparam":
@@ -312,8 +315,19 @@ def fit_beta_vi(
         opt.step()
         sched.step()
         with torch.no_grad():
-            a_now, b_now = math.exp(float(params[0])), math.exp(float(params[1]))
-        trace.append(beta_elbo(a_now, b_now, a0, b0, c, v))
+            log_a, log_b = float(params[0]), float(params[1])
+        elbo_now = (
+            beta_elbo(math.exp(log_a), math.exp(log_b), a0, b0, c, v)
+            if max(abs(log_a), abs(log_b)) < _MAX_LOG_PARAM
+            else math.nan
+        )
+        if not math.isfinite(elbo_now):  # an overshoot of Adam: q left the representable range
+            raise ValueError(
+                f"the variational fit diverged at step {step + 1} (log a = {log_a:.3g}, "
+                f"log b = {log_b:.3g}); lower the learning rate lr (now {lr:g})"
+            )
+        a_now, b_now = math.exp(log_a), math.exp(log_b)
+        trace.append(elbo_now)
     return BetaVIResult(a=a_now, b=b_now, elbo_trace=trace)
 
 

@@ -97,6 +97,25 @@ def _fit_quietly(model, X: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return labels, notes
 
 
+def _check_writable(path: str | None, option: str, folder: bool) -> None:
+    """Fail before any fitting when ``path`` cannot be created: a part of it is a file, the
+    folder is a file, or its nearest existing folder is not writable."""
+    import os
+
+    if path is None:
+        return
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"{option} {path} is a file, not a folder; choose a folder path")
+    parent = next((a for a in p.parents if a.exists()), Path("."))
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: {parent} is a file, not a folder; choose a path "
+                         f"in a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: cannot write in {parent} (permission denied); "
+                         f"choose a path in a folder you can write to")
+
+
 def _write_outputs(out_dir: str | None, output: str | None, plots, payload: dict) -> list[str]:
     written = []
     if out_dir is not None:
@@ -160,7 +179,7 @@ def _data_options(func):
         ),
         click.option(
             "--seed",
-            type=int,
+            type=click.IntRange(min=0),
             default=0,
             show_default=True,
             help="random_state of the data generator and of the fit.",
@@ -365,6 +384,8 @@ def gmm_command(
     from genrec.foundations.gmm import GaussianMixture
 
     try:
+        _check_writable(out_dir, "--out", folder=True)
+        _check_writable(output, "--output", folder=False)
         X, desc, info = _load_points(csv_path, n_samples, true_k, n_features, separation, seed)
         model = GaussianMixture(
             n_components,
@@ -428,6 +449,8 @@ def vbgmm_command(
     from genrec.foundations.vbgmm import BayesianGaussianMixture
 
     try:
+        _check_writable(out_dir, "--out", folder=True)
+        _check_writable(output, "--output", folder=False)
         X, desc, info = _load_points(csv_path, n_samples, true_k, n_features, separation, seed)
         model = BayesianGaussianMixture(
             n_components,
@@ -513,7 +536,7 @@ def _rounds_from_csv(path: str, draws_per_round: int) -> list[np.ndarray]:
 )
 @click.option("--mc-samples", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Folder for PNG plots."
 )
@@ -550,6 +573,8 @@ def beta_command(
     )
 
     try:
+        _check_writable(out_dir, "--out", folder=True)
+        _check_writable(output, "--output", folder=False)
         if csv_path is not None:
             rounds = _rounds_from_csv(csv_path, draws_per_round)
             desc = f"{csv_path} ({len(rounds)} rounds)"

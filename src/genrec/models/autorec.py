@@ -122,17 +122,19 @@ class AutoRecConfig:
     def __post_init__(self) -> None:
         if self.hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {self.hidden}")
-        if self.l2 < 0:
-            raise ValueError(f"l2 must be >= 0, got {self.l2}")
-        if not self.input_norm >= 0:
-            raise ValueError(f"input_norm must be >= 0, got {self.input_norm}")
+        if not 0 <= self.l2 < math.inf:
+            raise ValueError(f"l2 must be >= 0 and finite, got {self.l2}")
+        if not 0 <= self.input_norm < math.inf:
+            raise ValueError(f"input_norm must be >= 0 and finite, got {self.input_norm}")
+        if self.default_rating is not None and not math.isfinite(self.default_rating):
+            raise ValueError(f"default_rating must be finite or None, got {self.default_rating}")
         if not 0 <= self.input_dropout < 1:
             raise ValueError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
         if self.input_dropout and self.optimizer == "lbfgs":
             raise ValueError("input_dropout needs optimizer rprop or adam (a fresh mask each "
                              "step would break L-BFGS's line search)")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.lr is not None and not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
         if self.batch_size < 0 or self.epochs < 1 or self.eval_every < 1 or self.patience < 0:
             raise ValueError("batch_size >= 0, epochs >= 1, eval_every >= 1, patience >= 0")
         check_rating_range(self.rating_range)
@@ -322,6 +324,10 @@ class AutoRec(Recommender, RatingPredictor):
             log.info("iter %d objective %.2f valid rmse %.4f", done, loss, v)
             if keep.update(done, v, net.state_dict):
                 break
+        if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+            # L-BFGS reports the objective from before its last step: check the weights too
+            raise ConfigError(f"AutoRec diverged after {done} iterations (non-finite weights); "
+                              f"lower lr or raise l2")
         if valid is None:
             self.best_epoch_, self.valid_rmse_ = done, []
         else:

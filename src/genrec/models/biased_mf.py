@@ -105,19 +105,19 @@ class BiasedMFConfig:
         if self.n_factors < 1:
             raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
         for name in ("l2", "l2_bias"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be >= 0 and finite, got {getattr(self, name)}")
         if self.solver == "als" and not (self.l2 > 0 and self.l2_bias > 0):
             raise ValueError("solver als needs l2 > 0 and l2_bias > 0 (the normal equations "
                              "of a user with few ratings are singular otherwise)")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.batch_size < 1 or self.epochs < 1 or self.patience < 0:
             raise ValueError("batch_size and epochs must be >= 1 and patience >= 0")
-        if not self.init_std >= 0:
-            raise ValueError(f"init_std must be >= 0, got {self.init_std}")
+        if not 0 <= self.init_std < math.inf:
+            raise ValueError(f"init_std must be >= 0 and finite, got {self.init_std}")
         check_rating_range(self.rating_range)
 
 

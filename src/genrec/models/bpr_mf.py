@@ -45,6 +45,7 @@ from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RankingTask, evaluate_ranking
 from genrec.models._shallow import KeepBest, NegativeSampler, lookup, rating_triples
 from genrec.models.base import Recommender, as_csr, resolve_device
+from genrec.train import parse_metric
 
 __all__ = ["BPRMF", "BPRMFConfig", "bpr_loss"]
 
@@ -70,16 +71,18 @@ class BPRMFConfig:
     def __post_init__(self) -> None:
         if self.n_factors < 1:
             raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
-        if self.l2 < 0:
-            raise ValueError(f"l2 must be >= 0, got {self.l2}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.l2 < math.inf:
+            raise ValueError(f"l2 must be >= 0 and finite, got {self.l2}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
         if min(self.batch_size, self.epochs, self.eval_every) < 1 or self.patience < 0:
             raise ValueError("batch_size, epochs, eval_every must be >= 1 and patience >= 0")
-        if not self.init_std >= 0:
-            raise ValueError(f"init_std must be >= 0, got {self.init_std}")
-        if "@" not in self.valid_metric:
-            raise ValueError(f"valid_metric must look like recall@20, got {self.valid_metric!r}")
+        if not 0 <= self.init_std < math.inf:
+            raise ValueError(f"init_std must be >= 0 and finite, got {self.init_std}")
+        try:
+            parse_metric(self.valid_metric)
+        except ValueError as e:
+            raise ValueError(str(e).replace("select_metric", "valid_metric")) from None
 
 
 def bpr_loss(x_uij: torch.Tensor) -> torch.Tensor:

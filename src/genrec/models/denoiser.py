@@ -40,8 +40,8 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
                       * torch.arange(half, dtype=torch.float32, device=t.device) / half)  # (E/2,)
     args = t.float()[:, None] * freqs[None]  # (B, E/2)
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, 2 * (E/2))
-    if dim % 2:
-        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)  # (B, E)
+    if dim % 2:  # a zero column (built from t: with E = 1, emb has no column to copy)
+        emb = torch.cat([emb, torch.zeros((len(t), 1), device=t.device)], dim=-1)  # (B, E)
     return emb
 
 

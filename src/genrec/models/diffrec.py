@@ -9,12 +9,14 @@ steps (the schedule: :mod:`genrec.models.diffusion_schedule`):
 and a denoiser MLP (:mod:`genrec.models.denoiser`) predicts xhat_0 from [x_t, emb(t)] (or the
 noise). Training draws one t per user and minimises, averaged over the batch,
 
-    L = w_t * mean_i (x_0 - xhat_0(x_t, t))_i^2 / p_t
+    L = w_t * mean_i (x_0 - xhat_0(x_t, t))_i^2 / (T p_t)
+
+with p_t the probability t was drawn with (1 / T while t is drawn uniformly, so T p_t = 1).
 
 * ``reweight``: w_t = SNR(t-1) - SNR(t) (1 at t = 0), the ELBO's weight of step t for x0
   prediction, SNR = abar / (1 - abar); without it w_t = 1.
 * ``timestep_sampling="importance"``: the last ``history_per_step`` (10) values of w_t * mse
-  are kept per step; until every step has that many, t ~ U{0..T-1} and p_t = 1; afterwards
+  are kept per step; until every step has that many, t ~ U{0..T-1} (T p_t = 1); afterwards
   t ~ p with p_t proportional to sqrt(mean(history_t^2)), mixed with ``uniform_prob`` (0.001)
   of the uniform distribution, and the loss is divided by p_t * T. The history is part of the
   module state (registered buffers), so checkpoints and resumed runs are exact.
@@ -55,7 +57,7 @@ import torch
 from torch import nn
 
 from genrec.models.denoiser import Denoiser
-from genrec.models.diffusion_schedule import SCHEDULES, DiffusionSchedule
+from genrec.models.diffusion_schedule import SCHEDULES, DiffusionSchedule, make_betas
 from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, StepContext
 
@@ -142,6 +144,13 @@ def check_diffusion_config(c: Any) -> None:
                              f"{c.noise_scale * c.noise_max}")
     if c.first_beta is not None and not 0 < c.first_beta < 1:
         raise ValueError(f"first_beta must be in (0, 1) or None, got {c.first_beta}")
+    if c.noise_schedule == "linear-var" and c.steps > 1 and c.noise_min >= c.noise_max:
+        raise ValueError(f"noise_schedule linear-var needs noise_min < noise_max when steps > 1 "
+                         f"(the variance must grow: equal values give beta_t = 0 for t >= 1), "
+                         f"got {c.noise_min} and {c.noise_max}; the linear schedule allows "
+                         f"constant betas")
+    # the betas themselves (T floats), so that a bad schedule is refused here, not at fit
+    make_betas(c.noise_schedule, c.steps, c.noise_scale, c.noise_min, c.noise_max, c.first_beta)
     if c.timestep_sampling not in ("importance", "uniform"):
         raise ValueError(f"timestep_sampling must be importance or uniform, "
                          f"got {c.timestep_sampling!r}")

@@ -23,6 +23,7 @@ Departures from the paper: none in the model. The paper's ``lambda`` is ``l2`` h
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -43,8 +44,11 @@ class EASEConfig:
     seed: int = 0  # unused (closed form); kept so every config has a seed
 
     def __post_init__(self) -> None:
-        if not self.l2 > 0:
-            raise ValueError(f"l2 must be > 0 (got {self.l2}); it keeps X^T X + l2 I invertible")
+        if not 0 < self.l2 < math.inf:
+            raise ValueError(f"l2 must be > 0 and finite (got {self.l2}); it keeps X^T X + l2 I "
+                             f"invertible")
+        if self.max_memory_gb is not None and not self.max_memory_gb > 0:
+            raise ValueError(f"max_memory_gb must be > 0 or None, got {self.max_memory_gb}")
 
 
 def ease_memory_bytes(n_items: int) -> int:

@@ -64,6 +64,7 @@ from genrec.models._shallow import (
 )
 from genrec.models._sparse import sparse_matmul
 from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.train import parse_metric
 
 __all__ = ["FM", "FMConfig", "fm_pairwise", "fm_pairwise_naive", "fm_predict", "fm_padded",
            "fm_feature_blocks", "design_matrix", "padded_rows"]
@@ -94,18 +95,21 @@ class FMConfig:
     def __post_init__(self) -> None:
         if self.n_factors < 1:
             raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
-        if self.l2_w < 0 or self.l2_v < 0:
-            raise ValueError("l2_w and l2_v must be >= 0")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (0 <= self.l2_w < math.inf and 0 <= self.l2_v < math.inf):
+            raise ValueError(f"l2_w and l2_v must be >= 0 and finite, got {self.l2_w}, "
+                             f"{self.l2_v}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.batch_size < 1 or self.epochs < 1 or self.patience < 0:
             raise ValueError("batch_size and epochs must be >= 1 and patience >= 0")
-        if not self.init_std >= 0:
-            raise ValueError(f"init_std must be >= 0, got {self.init_std}")
-        if "@" not in self.valid_metric:
-            raise ValueError(f"valid_metric must look like ndcg@20, got {self.valid_metric!r}")
+        if not 0 <= self.init_std < math.inf:
+            raise ValueError(f"init_std must be >= 0 and finite, got {self.init_std}")
+        try:
+            parse_metric(self.valid_metric)
+        except ValueError as e:
+            raise ValueError(str(e).replace("select_metric", "valid_metric")) from None
         check_rating_range(self.rating_range)
 
 

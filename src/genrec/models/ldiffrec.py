@@ -44,6 +44,7 @@ size (K_c per cluster), d item-embedding size.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, DataError
 from genrec.models.base import as_csr
 from genrec.models.denoiser import Denoiser
 from genrec.models.diffrec import (
@@ -151,12 +152,18 @@ class LDiffRecConfig:
         for name in ("vae_dropout", "dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not self.vae_lr > 0:
-            raise ValueError(f"vae_lr must be > 0, got {self.vae_lr}")
-        if self.vae_anneal_cap < 0 or self.vae_anneal_steps < 1:
-            raise ValueError("vae_anneal_cap must be >= 0 and vae_anneal_steps >= 1")
-        if self.lamda < 0 or self.lamda_min < 0 or self.lamda_anneal_epochs < 1:
-            raise ValueError("lamda and lamda_min must be >= 0, lamda_anneal_epochs >= 1")
+        if not 0 < self.vae_lr < math.inf:
+            raise ValueError(f"vae_lr must be > 0 and finite, got {self.vae_lr}")
+        if not 0 <= self.vae_anneal_cap < math.inf or self.vae_anneal_steps < 1:
+            raise ValueError(f"vae_anneal_cap must be >= 0 and finite and vae_anneal_steps >= 1, "
+                             f"got {self.vae_anneal_cap} and {self.vae_anneal_steps}")
+        if (not 0 <= self.lamda < math.inf or not 0 <= self.lamda_min < math.inf
+                or self.lamda_anneal_epochs < 1):
+            raise ValueError(f"lamda and lamda_min must be >= 0 and finite, lamda_anneal_epochs "
+                             f">= 1; got {self.lamda}, {self.lamda_min}, "
+                             f"{self.lamda_anneal_epochs}")
+        if not 0 <= self.seed < 2**32:  # scikit-learn's SVD and k-means take no other seeds
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
         check_diffusion_config(self)
 
 
@@ -192,6 +199,12 @@ def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int = 0,
         return np.zeros(len(emb), np.int64)
     if len(emb) < n_clusters:
         raise ConfigError(f"n_clusters={n_clusters} but only {len(emb)} items")
+    distinct = len(np.unique(emb, axis=0))
+    if distinct < n_clusters:  # k-means would leave clusters empty
+        raise ConfigError(f"n_clusters={n_clusters} but the {len(emb)} item embeddings take only "
+                          f"{distinct} distinct values{' after normalisation' if normalize else ''}"
+                          f" (e.g. items without interactions all get the zero embedding); lower "
+                          f"n_clusters or pass other item_embeddings")
     labels = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(emb)
     _, first = np.unique(labels, return_index=True)
     order = np.argsort(first)  # clusters by first appearance
@@ -376,11 +389,22 @@ class LDiffRec(TorchRecommender):
         """
         c = self.config
         X = as_csr(X)
-        if item_embeddings is None:
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise DataError(f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix: it needs at "
+                            f"least one user and one item")
+        if c.n_clusters > X.shape[1]:
+            raise ConfigError(f"n_clusters={c.n_clusters} but only {X.shape[1]} items")
+        if item_embeddings is not None:
+            item_embeddings = np.asarray(item_embeddings, dtype=np.float64)
+            if item_embeddings.ndim != 2 or item_embeddings.shape[0] != X.shape[1]:
+                raise ConfigError(f"item_embeddings must be an (n_items={X.shape[1]}, d) array "
+                                  f"(rows: items), got shape {item_embeddings.shape}")
+            if not np.isfinite(item_embeddings).all():
+                raise DataError("item_embeddings has NaN or infinite values")
+        elif c.n_clusters == 1:  # one cluster whatever the embeddings: no SVD needed
+            item_embeddings = np.zeros((X.shape[1], 1))
+        else:
             item_embeddings = svd_item_embeddings(X, c.embedding_dim, c.seed)
-        elif np.shape(item_embeddings)[0] != X.shape[1]:
-            raise ConfigError(f"item_embeddings has {np.shape(item_embeddings)[0]} rows for "
-                              f"{X.shape[1]} items")
         self.item_cluster_ = cluster_items(item_embeddings, c.n_clusters, c.seed,
                                            c.normalize_embeddings)
         try:
