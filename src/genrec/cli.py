@@ -11,7 +11,6 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
-import os
 import platform
 import sys
 import time
@@ -39,7 +38,7 @@ from genrec.evaluate import (
     ranking_metric_names,
 )
 from genrec.foundations.cli import foundations_cli
-from genrec.io import atomic_write_json, load_arrays, save_arrays
+from genrec.io import atomic_write_json, check_writable, load_arrays, save_arrays
 from genrec.models import MODELS, get_model_class
 from genrec.models.base import RatingPredictor, Recommender, resolve_device
 from genrec.protocols import PROTOCOLS, ProtocolConfig, ProtocolData, build_protocol
@@ -71,20 +70,9 @@ def _write_output(path: str | None, payload: dict) -> None:
         _err_console().print(f"wrote {path}")
 
 
-def _check_writable(path: str | None, option: str) -> None:
-    """``path`` (a file or folder that genrec will create or replace) can be written: no
-    part of it is a file, and its nearest existing folder is writable. Checked before any
-    long work, so that a bad path fails at once and not after training."""
-    if not path:
-        return
-    # the nearest existing ancestor ("." or the root at worst)
-    parent = next((a for a in Path(path).parents if a.exists()), Path("."))
-    if not parent.is_dir():
-        raise ConfigError(f"{option} {path}: {parent} is a file, not a folder; choose a path "
-                          f"in a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: cannot write in {parent} (permission denied); "
-                          f"choose a path in a folder you can write to")
+def _check_writable(path: str | None, option: str, folder: bool = False) -> None:
+    """:func:`genrec.io.check_writable`, failing as a ConfigError."""
+    check_writable(path, option, folder, ConfigError)
 
 
 def _load_with_progress(spec: str, options: DataOptions) -> Dataset:
@@ -473,7 +461,7 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         if fmt:
             values.setdefault("data", {})["format"] = fmt
         out = None
-        _check_writable(out_dir, "--out")
+        _check_writable(out_dir, "--out", folder=True)
     cls = get_model_class(model_name)
     model_vals, proto_vals, data_vals = _split_sections(values)
     if protocol is not None:
@@ -756,7 +744,7 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
     )
 
     console, err = _console(), _err_console()
-    _check_writable(out_dir, "--out")
+    _check_writable(out_dir, "--out", folder=True)
     _check_writable(output, "--output")
     run, model, data = _load_run(model_dir)
     X = _train_matrix(data)

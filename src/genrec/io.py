@@ -110,3 +110,23 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: unreadable, the file is damaged or not a genrec .npz "
                         f"({type(e).__name__}); write it again (e.g. train the model again)"
                         ) from None
+
+
+def check_writable(path: str | os.PathLike[str] | None, option: str, folder: bool = False,
+                   error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` (one line naming ``option``) when ``path``, a file or (``folder``) a
+    folder that a command will create or replace, cannot be written: a part of it is a file,
+    or its nearest existing folder is not writable. Commands call it before any long work,
+    so that a bad path fails at once and not after training or fitting."""
+    if not path:
+        return
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise error(f"{option} {path} is a file, not a folder; choose a folder path")
+    parent = next((a for a in p.parents if a.exists()), Path("."))  # "." or the root at worst
+    if not parent.is_dir():
+        raise error(f"{option} {path}: {parent} is a file, not a folder; choose a path in a "
+                    f"folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise error(f"{option} {path}: cannot write in {parent} (permission denied); choose a "
+                    f"path in a folder you can write to")

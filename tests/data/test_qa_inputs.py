@@ -9,28 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrec.data import DataOptions, Interactions, load_dataset
+from genrec.data import Interactions, load_dataset
 from genrec.data.dataset import Dataset
 from genrec.data.splits import strong_generalization_split
 from genrec.errors import DataError
 from genrec.protocols import ProtocolConfig, build_protocol
-
-
-def _write(tmp_path, content, name="log.csv"):
-    p = tmp_path / name
-    if isinstance(content, bytes):
-        p.write_bytes(content)
-    else:
-        p.write_text(content, encoding="utf-8")
-    return p
-
-
-def _error(path, **kwargs) -> str:
-    with pytest.raises(DataError) as e:
-        load_dataset(path, DataOptions(**kwargs))
-    msg = str(e.value)
-    assert "\n" not in msg
-    return msg
+from tests.data.test_logs import _error, _write
 
 
 # ----------------------------------------------------------------------------- long rows

@@ -98,22 +98,9 @@ def _fit_quietly(model, X: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def _check_writable(path: str | None, option: str, folder: bool) -> None:
-    """Fail before any fitting when ``path`` cannot be created: a part of it is a file, the
-    folder is a file, or its nearest existing folder is not writable."""
-    import os
+    from genrec.io import check_writable
 
-    if path is None:
-        return
-    p = Path(path)
-    if folder and p.exists() and not p.is_dir():
-        raise ValueError(f"{option} {path} is a file, not a folder; choose a folder path")
-    parent = next((a for a in p.parents if a.exists()), Path("."))
-    if not parent.is_dir():
-        raise ValueError(f"{option} {path}: {parent} is a file, not a folder; choose a path "
-                         f"in a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: cannot write in {parent} (permission denied); "
-                         f"choose a path in a folder you can write to")
+    check_writable(path, option, folder)  # a ValueError, reported as the others here
 
 
 def _write_outputs(out_dir: str | None, output: str | None, plots, payload: dict) -> list[str]:

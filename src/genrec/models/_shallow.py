@@ -16,8 +16,8 @@ import torch
 
 from genrec.errors import DataError
 
-__all__ = ["rating_triples", "lookup", "fit_rating_range", "check_rating_range", "NegativeSampler",
-           "sample_negatives", "KeepBest"]
+__all__ = ["rating_triples", "lookup", "fit_rating_range", "check_rating_range",
+           "check_valid_metric", "NegativeSampler", "sample_negatives", "KeepBest"]
 
 
 def rating_triples(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,6 +50,16 @@ def check_rating_range(value: tuple[float, float] | None) -> None:
     """Config check shared by the rating models' ``__post_init__``."""
     if value is not None and (len(value) != 2 or not value[0] < value[1]):
         raise ValueError(f"rating_range must be (low, high) with low < high, got {value}")
+
+
+def check_valid_metric(name: str) -> None:
+    """A ValueError naming ``valid_metric`` unless ``name`` is a metric such as ``ndcg@20``."""
+    from genrec.train import parse_metric
+
+    try:
+        parse_metric(name)
+    except ValueError as e:
+        raise ValueError(str(e).replace("select_metric", "valid_metric")) from None
 
 
 class NegativeSampler:

@@ -43,9 +43,14 @@ import torch.nn.functional as F
 
 from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RankingTask, evaluate_ranking
-from genrec.models._shallow import KeepBest, NegativeSampler, lookup, rating_triples
+from genrec.models._shallow import (
+    KeepBest,
+    NegativeSampler,
+    check_valid_metric,
+    lookup,
+    rating_triples,
+)
 from genrec.models.base import Recommender, as_csr, resolve_device
-from genrec.train import parse_metric
 
 __all__ = ["BPRMF", "BPRMFConfig", "bpr_loss"]
 
@@ -79,10 +84,7 @@ class BPRMFConfig:
             raise ValueError("batch_size, epochs, eval_every must be >= 1 and patience >= 0")
         if not 0 <= self.init_std < math.inf:
             raise ValueError(f"init_std must be >= 0 and finite, got {self.init_std}")
-        try:
-            parse_metric(self.valid_metric)
-        except ValueError as e:
-            raise ValueError(str(e).replace("select_metric", "valid_metric")) from None
+        check_valid_metric(self.valid_metric)
 
 
 def bpr_loss(x_uij: torch.Tensor) -> torch.Tensor:

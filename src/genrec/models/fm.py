@@ -58,13 +58,13 @@ from genrec.models._shallow import (
     KeepBest,
     NegativeSampler,
     check_rating_range,
+    check_valid_metric,
     fit_rating_range,
     lookup,
     rating_triples,
 )
 from genrec.models._sparse import sparse_matmul
 from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
-from genrec.train import parse_metric
 
 __all__ = ["FM", "FMConfig", "fm_pairwise", "fm_pairwise_naive", "fm_predict", "fm_padded",
            "fm_feature_blocks", "design_matrix", "padded_rows"]
@@ -106,10 +106,7 @@ class FMConfig:
             raise ValueError("batch_size and epochs must be >= 1 and patience >= 0")
         if not 0 <= self.init_std < math.inf:
             raise ValueError(f"init_std must be >= 0 and finite, got {self.init_std}")
-        try:
-            parse_metric(self.valid_metric)
-        except ValueError as e:
-            raise ValueError(str(e).replace("select_metric", "valid_metric")) from None
+        check_valid_metric(self.valid_metric)
         check_rating_range(self.rating_range)
 
 
