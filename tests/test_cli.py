@@ -356,3 +356,18 @@ def test_train_warns_when_validation_rests_on_few_users(tmp_path, capsys):
     code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(data),
                          "--out", str(tmp_path / "e"))  # EASE chooses nothing on validation
     assert code == 0 and "very few users" not in err
+
+
+def test_ctrl_c_during_training_says_how_to_resume_once(tmp_path, capsys, ml100k, monkeypatch):
+    from genrec.models import MultVAE
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MultVAE, "fit", interrupted)
+    out_dir = tmp_path / "o"
+    code, out, err = run(capsys, "train", "--model", "mult-vae", "--dataset", str(ml100k),
+                         "--set", "epochs=1", "--out", str(out_dir))
+    assert code == 130
+    assert f"continue with `genrec train --resume {out_dir}`" in err
+    assert "aborted" not in err and err.count("interrupted") == 1

@@ -130,3 +130,10 @@ def test_ranking_metric_names_are_the_keys_evaluate_ranking_writes():
     task = RankingTask(np.arange(30), X, X, X, "zero")
     res = evaluate_ranking(EASE(l2=1.0).fit(X), task, ks=(5, 3, 5))
     assert ranking_metric_names((5, 3, 5)) == list(res.metrics)
+
+
+@pytest.mark.parametrize("bad", [1.5, 0.0, -2.0, 1.0 + 1e-9])
+def test_strong_n_heldout_is_a_fraction_or_a_whole_count(bad):
+    with pytest.raises(ValueError, match="n_heldout must be a fraction in \\(0, 1\\) or a whole"):
+        ProtocolConfig(name="strong", n_heldout=bad)
+    assert ProtocolConfig(name="strong", n_heldout=6.0).n_heldout == 6.0

@@ -522,8 +522,9 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         except KeyboardInterrupt:
             _err_console().print(
                 "interrupted: a --grid search cannot be resumed; run it again with --force"
-                if grid else f"interrupted: continue with `genrec train --resume {out}`")
-            raise
+                if grid else f"interrupted: continue with `genrec train --resume {out}`",
+                soft_wrap=True)  # a command to copy: not broken over lines
+            raise click.exceptions.Exit(130) from None  # said: no second "aborted"
         fit_s = time.perf_counter() - t0
         valid = _evaluate(model, pdata.valid, proto_cfg.ks)
         trials.append({"params": combo, "valid": valid["metrics"], "fit_seconds": fit_s})
@@ -865,7 +866,9 @@ cli.add_command(foundations_cli, "foundations")
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 1."""
     try:
-        cli.main(args=argv, prog_name="genrec", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="genrec", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool):  # click returns an Exit's code
+            return code
     except click.exceptions.Abort:
         _err_console().print("aborted")
         return 130

@@ -77,6 +77,10 @@ class ProtocolConfig:
             raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
+        if not (0 < self.n_heldout < 1 or (self.n_heldout >= 1
+                                           and float(self.n_heldout).is_integer())):
+            raise ValueError(f"n_heldout must be a fraction in (0, 1) or a whole number of "
+                             f"users, got {self.n_heldout}")
 
 
 @dataclass
