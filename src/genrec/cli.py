@@ -756,6 +756,9 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
     if k is not None and not 1 <= k <= n:
         raise ConfigError(f"--k {k} is larger than the number of users with interactions ({n})"
                           if k > n else f"--k must be >= 1, got {k}")
+    if k is not None and criterion is not None:
+        raise click.UsageError("--criterion chooses K among --k-range; with --k there is "
+                               "nothing to choose: drop --k or --criterion")
     ks = [k] if k is not None else _parse_k_range(k_range)
     if k is None and max(ks) > n:
         ks = [x for x in ks if x <= n]
@@ -816,10 +819,18 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
         g = np.asarray(Xa @ meta.genres.astype(np.float64))
         top_genres = ["/".join(meta.genre_names[j] for j in np.argsort(-row)[:2] if row[j] > 0)
                       for row in g]
-    title = f"{run['model']} users of {run['dataset_name']}: {result.k} clusters ({method})"
+    found = len(np.unique(result.labels))  # duplicate points can leave a cluster empty
+    shown = f"{result.k}" if found == result.k else f"{found} (of K = {result.k})"
+    if found < result.k:
+        err.print(f"note: {result.k - found} of the {result.k} clusters came out empty (users "
+                  f"with identical embeddings); {found} are listed")
+    title = f"{run['model']} users of {run['dataset_name']}: {shown} clusters ({method})"
+    space = (f"{Y.shape[1]} PCA dims" if pca_dim < min(Z.shape)
+             else f"{Y.shape[1]} standardized dims (no PCA: --pca {pca_dim} >= {min(Z.shape)})")
     summary = {"model": run["model"], "dataset": run["dataset_name"], "users": n,
-               "embedding": embedding, "clustering space": f"{Y.shape[1]} PCA dims",
-               "method": method, "k": result.k, "silhouette": round(result.silhouette, 4),
+               "embedding": embedding, "clustering space": space,
+               "method": method, "k": result.k, "clusters found": found,
+               "silhouette": round(result.silhouette, 4),
                "k chosen by": criterion if k_table else ("--k" if k is not None
                                                           else "--k-range (one candidate)"),
                "map": map_method}

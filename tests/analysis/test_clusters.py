@@ -262,3 +262,45 @@ def test_cli_clusters_out_of_range_seed_names_the_option(ease_run, tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and "--seed" in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
+
+
+def test_cli_clusters_refuses_a_criterion_with_k(ease_run, tmp_path, capsys):
+    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "3", "--criterion",
+                 "bic", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--criterion" in err and "nothing to choose" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_cli_clusters_says_when_no_pca_ran(ease_run, tmp_path, capsys):
+    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "2", "--pca", "500",
+                 "--map", "none", "--out", str(tmp_path / "c")])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "c" / "profiles.json").read_text())
+    space = summary["clustering space"]
+    d = int(space.split()[0])  # the SVD embedding's width, all kept
+    assert space == f"{d} standardized dims (no PCA: --pca 500 >= {d})"
+    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "2", "--pca", "2",
+                 "--map", "none", "--out", str(tmp_path / "d")])
+    assert code == 0
+    assert json.loads((tmp_path / "d" / "profiles.json").read_text())[
+        "clustering space"] == "2 PCA dims"
+
+
+def test_cli_clusters_reports_empty_clusters(ease_run, tmp_path, capsys, monkeypatch):
+    import genrec.analysis as analysis
+    from genrec.analysis.clustering import Clustering
+
+    def one_cluster_of_three(Y, k, method, seed):  # as duplicate points can leave
+        n = len(Y)
+        return Clustering(np.zeros(n, int), np.ones(n), k, method, float("nan"), None)
+
+    monkeypatch.setattr(analysis, "fit_clusters", one_cluster_of_three)
+    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "3", "--map", "none",
+                 "--out", str(tmp_path / "c")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "2 of the 3 clusters came out empty" in " ".join(out.err.split())
+    assert "1 (of K = 3) clusters" in " ".join(out.out.split())
+    summary = json.loads((tmp_path / "c" / "profiles.json").read_text())
+    assert summary["k"] == 3 and summary["clusters found"] == 1 and len(summary["profiles"]) == 1
