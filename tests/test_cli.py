@@ -371,3 +371,41 @@ def test_ctrl_c_during_training_says_how_to_resume_once(tmp_path, capsys, ml100k
     assert code == 130
     assert f"continue with `genrec train --resume {out_dir}`" in err
     assert "aborted" not in err and err.count("interrupted") == 1
+
+
+def _vae_args(ml100k, out_dir, epochs):
+    return ["train", "--model", "mult-vae", "--dataset", str(ml100k), "--set",
+            f"epochs={epochs}", "--set", "hidden_dims=[8]", "--set", "latent_dim=4",
+            "--out", str(out_dir)]
+
+
+def test_resume_with_more_epochs_continues_a_finished_run(tmp_path, capsys, ml100k):
+    code, out, err = run(capsys, *_vae_args(ml100k, tmp_path / "a", 1))
+    assert code == 0, err
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"))  # nothing to do
+    assert code == 0 and "--set epochs=N" in " ".join(out.split())
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"), "--set", "epochs=3")
+    assert code == 0, err
+    code, out, err = run(capsys, *_vae_args(ml100k, tmp_path / "b", 3))  # in one go
+    assert code == 0, err
+    a, b = (json.loads((tmp_path / d / "run.json").read_text()) for d in "ab")
+    assert a["status"] == "done" and a["config"]["epochs"] == 3
+    assert a["results"]["test"]["metrics"] == b["results"]["test"]["metrics"]  # 1 + 2 = 3 epochs
+    log = (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in log] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("sets, match", [(["--set", "lr=0.1"], "only epochs, patience, not lr"),
+                                         (["--set", "epochs=3"], "has no epochs to change")])
+def test_resume_takes_only_epoch_settings(tmp_path, capsys, ml100k, sets, match):
+    if "lr" in sets[1]:
+        run_json = _interrupted_vae_run(capsys, ml100k, tmp_path / "o")
+    else:  # EASE does not train by epochs
+        code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                             "--out", str(tmp_path / "o"))
+        assert code == 0, err
+        run_json = tmp_path / "o" / "run.json"
+    before = run_json.read_text()
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "o"), *sets)
+    assert code == 1 and match in " ".join(err.split()) and "Traceback" not in err
+    assert run_json.read_text() == before

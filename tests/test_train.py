@@ -372,3 +372,18 @@ def test_resume_from_a_checkpoint_of_another_device_type_continues(tmp_path, cap
         m = _mult_vae(epochs=2).fit(X, valid=valid, run_dir=tmp_path, resume=True)
     assert len(m.history_) == 2
     assert any("another device type" in r.getMessage() for r in caplog.records)
+
+
+def test_an_early_stopped_run_resumes_only_with_more_patience(tmp_path):
+    X, valid = _data(3)
+    m = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid, run_dir=tmp_path)
+    stopped = len(m.history_)
+    assert stopped < 60
+    same = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid, run_dir=tmp_path,
+                                                         resume=True)
+    assert len(same.history_) == stopped  # still stopped: nothing more to do
+    more = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid, run_dir=tmp_path,
+                                                         resume=True)
+    assert len(more.history_) > stopped  # 3 more validations without gain allowed
+    ref = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid)
+    assert len(ref.history_) == len(more.history_)  # as one run with patience 6

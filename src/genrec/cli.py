@@ -42,6 +42,7 @@ from genrec.io import atomic_write_json, check_writable, load_arrays, save_array
 from genrec.models import MODELS, get_model_class
 from genrec.models.base import RatingPredictor, Recommender, resolve_device
 from genrec.protocols import PROTOCOLS, ProtocolConfig, ProtocolData, build_protocol
+from genrec.train import CHECKPOINT_NAME
 
 log = logging.getLogger("genrec")
 RUN_FORMAT = "genrec-run/1"
@@ -356,6 +357,9 @@ def _preflight(cls: type[Recommender], pdata: ProtocolData, select_metric: str |
                           f"metrics ({', '.join(names)}); pass --select with one of them")
 
 
+RESUME_SETTINGS = ("epochs", "patience")  # --set keys that --resume takes
+
+
 def _check_out_dir(out: Path, force: bool) -> None:
     """Refuse to start over in a folder holding an unfinished (resumable) run."""
     run_path = out / "run.json"
@@ -408,7 +412,8 @@ def _fit(model: Recommender, pdata: ProtocolData, ds: Dataset, run_dir: Path | N
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue an interrupted run in this folder, with its config (only "
-                   "--device and --output may be given with it).")
+                   "--device, --output and --set epochs=N / patience=N may be given with it; "
+                   "a larger epochs also continues a finished run).")
 @click.option("--force", is_flag=True,
               help="Start over in --out even if it holds an unfinished (resumable) run.")
 def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, select_metric,
@@ -421,13 +426,19 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
     if resume:
         given = [name for name, v in (
             ("--model", model_name), ("--dataset", dataset), ("--config", config_file),
-            ("--set", sets), ("--grid", grid), ("--select", select_metric),
+            ("--grid", grid), ("--select", select_metric),
             ("--protocol", protocol), ("--format", fmt), ("--precision", precision),
             ("--seed", seed), ("--out", out_dir), ("--force", force or None))
             if v is not None and v != ()]
         if given:
             raise ConfigError(f"--resume takes the config of the interrupted run; do not pass "
-                              f"{', '.join(given)} with it (only --device and --output apply)")
+                              f"{', '.join(given)} with it (only --device, --output and --set "
+                              f"{'/'.join(RESUME_SETTINGS)} apply)")
+        more = parse_overrides(sets)  # the trainer lets these change on resume
+        if set(more) - set(RESUME_SETTINGS):
+            raise ConfigError(f"--resume: --set may change only {', '.join(RESUME_SETTINGS)}, "
+                              f"not {', '.join(sorted(set(more) - set(RESUME_SETTINGS)))}; "
+                              f"for other settings train again without --resume")
         run_path = Path(resume_dir) / "run.json"
         if not run_path.is_file():
             raise DataError(f"{resume_dir}: no run.json; nothing to resume")
@@ -438,11 +449,23 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
             raise ConfigError(f"{resume_dir} holds an interrupted --grid search "
                               f"({' '.join(prev['grid'])}), which cannot be resumed; run the "
                               f"search again with --force")
+        absent = [k for k in more if k not in prev.get("config", {})]
+        if absent:
+            raise ConfigError(f"--resume: model {model_name} has no {', '.join(absent)} to "
+                              f"change (it does not train by epochs)")
         if prev.get("status") == "done":
-            console.print(f"{resume_dir}: this run finished already; nothing to resume "
-                          f"(`genrec evaluate {resume_dir}` evaluates it again)")
-            return
-        values = {**prev["config"], "protocol": prev["protocol"], "data": prev["data"]}
+            if not more:
+                console.print(f"{resume_dir}: this run finished already; nothing to resume "
+                              f"(`genrec evaluate {resume_dir}` evaluates it again; `--set "
+                              f"epochs=N` with --resume trains it further)")
+                return
+            if not (Path(resume_dir) / CHECKPOINT_NAME).is_file():
+                raise ConfigError(f"{resume_dir}: this finished run has no training checkpoint "
+                                  f"to continue from (a --grid search keeps none); train again "
+                                  f"with the new settings")
+            log.info("continuing the finished run in %s with %s", resume_dir,
+                     ", ".join(f"{k}={v}" for k, v in more.items()))
+        values = {**prev["config"], **more, "protocol": prev["protocol"], "data": prev["data"]}
         if device is not None:  # the trainer lets the device change on resume
             values["device"] = device
         out = Path(resume_dir)

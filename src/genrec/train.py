@@ -713,7 +713,13 @@ class Trainer:
         return _State(epoch=ck["epoch"], step=ck["step"], best_metric=ck["best_metric"],
                       best_epoch=ck["best_epoch"], bad_evals=ck["bad_evals"],
                       best_weights=ck["best_weights"], history=json.loads(ck["history"]),
-                      stopped_early=ck["stopped_early"], ema=ema)
+                      stopped_early=self._still_stopped(ck), ema=ema)
+
+    def _still_stopped(self, ck: dict) -> bool:
+        """A run that stopped early stays stopped, unless resumed with more patience than
+        its validations without gain."""
+        patience = self.config.patience
+        return bool(ck["stopped_early"]) and patience is not None and ck["bad_evals"] >= patience
 
 
 class _Bar:
