@@ -387,3 +387,13 @@ def test_an_early_stopped_run_resumes_only_with_more_patience(tmp_path):
     assert len(more.history_) > stopped  # 3 more validations without gain allowed
     ref = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid)
     assert len(ref.history_) == len(more.history_)  # as one run with patience 6
+
+
+def test_matrix_without_interactions_is_refused_before_training():
+    explicit_zeros = sp.csr_matrix((np.zeros(3, np.float32), ([0, 1, 2], [0, 1, 2])),
+                                   shape=(4, 5))
+    for X in (sp.csr_matrix((4, 5), dtype=np.float32), explicit_zeros):
+        for model in (_mult_vae(epochs=1), _recvae(epochs=1)):
+            with pytest.raises(DataError, match="without interactions"):
+                model.fit(X)
+            assert model.module_ is None

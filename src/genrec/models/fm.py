@@ -275,9 +275,8 @@ class FM(Recommender, RatingPredictor):
             if side.user.shape[0] != U or side.item.shape[0] != I:
                 raise DataError(f"side features have {side.user.shape[0]} users and "
                                 f"{side.item.shape[0]} items; the training matrix {U} x {I}")
-        elif cfg.use_side_features:
-            log.warning("FM: use_side_features is set but fit() got no side features; "
-                        "fitting on one-hot users and items only")
+        elif cfg.use_side_features:  # the default: use side features when given; none is fine
+            log.info("FM: no side features given to fit(); fitting on one-hot users and items")
         use = side if cfg.use_side_features else None
         self.user_block_, self.item_block_ = fm_feature_blocks(U, I, use)
         self.feature_names_ = ([f"user={k}" for k in range(U)] + [f"item={k}" for k in range(I)]

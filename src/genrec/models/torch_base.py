@@ -121,6 +121,9 @@ class TorchRecommender(Recommender):
         if X.shape[0] == 0 or X.shape[1] == 0:
             raise DataError(f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix: it needs at "
                             f"least one user and one item")
+        if X.nnz == 0 or not X.data.any():
+            raise DataError(f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix without "
+                            f"interactions (every value is 0): there is nothing to learn")
         self._check_train_data(X)
         cfg = self.train_config()
         device = resolve_device(cfg.device)
