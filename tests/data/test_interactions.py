@@ -54,3 +54,27 @@ def test_k_core_reaches_a_fixed_point():
     assert c.nnz == core.nnz and np.diff(c.matrix.indptr).min() >= 5
     with pytest.raises(DataError, match="removed every interaction"):
         k_core(inter, user_k=10_000)
+
+
+def test_whole_float_ids_become_integer_ids():
+    from genrec.data.interactions import as_id_array
+
+    ids = as_id_array(np.array([1.0, 20.0, 3.0]))  # a Parquet id column stored as float
+    assert ids.dtype == np.int64 and ids.tolist() == [1, 20, 3]
+    assert IdMap(ids).index("20", "user") == 1  # matches --user 20
+    assert as_id_array(np.array([1.5, 2.0])).tolist() == ["1.5", "2.0"]  # not whole: text
+    assert as_id_array(np.array([1.0, np.nan])).dtype.kind == "U"
+    assert as_id_array(np.array(["a", "b"], dtype=object)).tolist() == ["a", "b"]
+
+
+def test_parquet_float_id_columns_load_as_integer_ids(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from genrec.data import load_dataset
+
+    path = tmp_path / "log.parquet"
+    pd.DataFrame({"user": [1.0, 2.0, 2.0], "item": [10.0, 10.0, 11.0]}).to_parquet(path)
+    ds = load_dataset(path)
+    assert ds.interactions.user_ids.dtype.kind == "i"
+    assert sorted(ds.interactions.user_ids.tolist()) == [1, 2]
+    assert sorted(ds.interactions.item_ids.tolist()) == [10, 11]

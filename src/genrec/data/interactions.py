@@ -19,15 +19,20 @@ __all__ = ["Interactions", "IdMap", "as_id_array"]
 
 
 def as_id_array(raw_ids: Sequence | np.ndarray) -> np.ndarray:
-    """Raw ids as a plain numpy array: integers, or fixed-width unicode (``<U``), never object.
+    """Raw ids as a plain numpy array: integers, or fixed-width unicode (``<U``), never object
+    (whole floats such as 1.0 become the integer ids they stand for).
 
     Object arrays (pandas string columns) would make ``np.savez`` refuse the ids.
     """
     arr = np.asarray(raw_ids)
     if arr.dtype == object:
         arr = np.asarray(arr.tolist()) if len(arr) else arr.astype(str)
-        if arr.dtype.kind not in "iuU":
+        if arr.dtype.kind not in "iufU":
             arr = arr.astype(str)
+    if arr.dtype.kind == "f":  # e.g. a Parquet id column stored as float: 1.0 is the id 1
+        whole = np.isfinite(arr).all() and (arr == np.round(arr)).all() and (
+            np.abs(arr) < 2**53).all()
+        arr = arr.astype(np.int64) if whole else arr.astype(str)
     return arr
 
 

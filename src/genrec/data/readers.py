@@ -636,6 +636,10 @@ def _parquet_columns(p: Path, df: pd.DataFrame, ids: list[str], numeric: list[st
         if df[c].isna().any():
             row = int(np.flatnonzero(df[c].isna().to_numpy())[0])
             raise DataError(f"{p}, row {row}: column {c!r} has no id (null)")
+        if pd.api.types.is_float_dtype(df[c]):  # ids stored as float: 1.0 is the id 1
+            vals = as_id_array(df[c].to_numpy(np.float64))
+            if vals.dtype.kind == "i":
+                df = df.assign(**{c: vals})
     for c in numeric:
         vals = pd.to_numeric(df[c], errors="coerce")
         bad = ~np.isfinite(vals.to_numpy(np.float64))
