@@ -211,3 +211,10 @@ def test_a_header_split_on_another_separator_names_it(tmp_path, sep, hint):
     assert hint in str(e.value)
     typed = "\\t" if sep == "\t" else sep  # what the shell passes for --set data.sep='\t'
     assert read_log(path, sep=typed).interactions.nnz == 2
+
+
+def test_a_repeated_header_name_is_refused(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("user,user,item\nu1,u9,i1\nu2,u8,i2\n")
+    with pytest.raises(DataError, match="names column 'user' more than once"):
+        read_log(p)

@@ -229,3 +229,14 @@ def test_non_finite_settings_are_config_errors_not_divergence(kw):
     # before: accepted, then "diverged ... lower lr" at fit (or a Cholesky error for ALS)
     with pytest.raises(ConfigError, match="finite"):
         BiasedMF(**kw)
+
+
+def test_predict_takes_whole_number_indices_only():
+    X = sp.csr_matrix(np.array([[5, 0, 3], [0, 4, 1]], dtype=np.float32))
+    m = BiasedMF(n_factors=2, solver="als", epochs=2, device="cpu", seed=0).fit(X)
+    exact = m.predict(np.array([0, 1]), np.array([2, 0]))
+    np.testing.assert_array_equal(m.predict(np.array([0.0, 1.0]), np.array([2.0, 0.0])), exact)
+    np.testing.assert_array_equal(m.predict([0, 1], [2, 0]), exact)
+    for bad in ([0.5, 1.0], [np.nan, 1.0], ["a", "b"]):
+        with pytest.raises(ValueError, match="indices must be"):
+            m.predict(np.array(bad), np.array([2, 0]))

@@ -668,6 +668,10 @@ def _check_columns(p: Path, present: list[str], user_col: str, item_col: str,
     """The id columns are in the header; a first line that is data, or a header split on
     another separator, is named as such."""
     expected = [c for c in (user_col, item_col, rating_col, time_col) if c]
+    twice = sorted({c for c in expected if present.count(c) > 1})
+    if twice:  # pandas would silently read the first of them
+        raise DataError(f"{p}: the header names column {', '.join(map(repr, twice))} more than "
+                        f"once; rename the repeats so that each column has its own name")
     if all(c in present for c in (user_col, item_col)):
         return
     if text and not any(present):

@@ -28,8 +28,18 @@ def rating_triples(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def lookup(index: np.ndarray | torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into (safe index, known mask): -1 or out of range is unknown (safe 0)."""
-    idx = np.asarray(index, dtype=np.int64).reshape(-1)
+    """Split indices into (safe index, known mask): -1 or out of range is unknown (safe 0).
+    Indices must be whole numbers (2.0 is index 2; 2.5 is an error, not index 2)."""
+    raw = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index).reshape(-1)
+    if raw.dtype.kind not in "iub":
+        try:
+            as_float = raw.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"user and item indices must be integers, got {raw[:3]!r}") from None
+        if not (np.isfinite(as_float) & (as_float == np.round(as_float))).all():
+            raise ValueError("user and item indices must be whole numbers; got a fractional or "
+                             "non-finite index")
+    idx = raw.astype(np.int64)
     known = (idx >= 0) & (idx < n)
     return np.where(known, idx, 0), known
 
