@@ -397,3 +397,17 @@ def test_matrix_without_interactions_is_refused_before_training():
             with pytest.raises(DataError, match="without interactions"):
                 model.fit(X)
             assert model.module_ is None
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(epochs="3"), "epochs must be an integer"), (dict(lr="x"), "lr must be a number"),
+    (dict(patience=2.5), "patience must be an integer or None"),
+    (dict(batch_size=True), "batch_size must be an integer")])
+def test_a_config_built_directly_with_a_wrong_type_names_the_field(bad, message):
+    from genrec.models.mult_vae import MultVAEConfig
+
+    for cls in (TrainConfig, MultVAEConfig):  # no conversion here, unlike MultVAE(**kwargs)
+        with pytest.raises(ValueError, match=message):
+            cls(**bad)
+    assert TrainConfig(epochs=np.int64(3), lr=np.float32(0.01), patience=None).epochs == 3
+

@@ -51,6 +51,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -112,6 +113,13 @@ class TrainConfig:
     seed: int = 0  # seeds the shuffling and noise generators
 
     def __post_init__(self) -> None:
+        for name, kind in _FIELD_TYPES.items():  # a config built directly, unconverted
+            v = getattr(self, name)
+            if not (v is None and name in _OPTIONAL) and (
+                    isinstance(v, bool) or not isinstance(v, kind)):
+                what = "an integer" if kind is Integral else "a number"
+                raise ValueError(f"{name} must be {what}"
+                                 f"{' or None' if name in _OPTIONAL else ''}, got {v!r}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -148,6 +156,10 @@ class TrainConfig:
 
 
 SEED_LIMIT = 2**62
+_FIELD_TYPES = {"epochs": Integral, "batch_size": Integral, "eval_every": Integral,
+                "eval_batch_size": Integral, "seed": Integral, "patience": Integral,
+                "lr": Real, "weight_decay": Real, "grad_clip": Real, "ema_decay": Real}
+_OPTIONAL = ("patience", "grad_clip", "ema_decay")
 
 
 def parse_metric(name: str) -> tuple[str, int]:
