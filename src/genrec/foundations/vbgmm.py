@@ -416,8 +416,9 @@ default='dirichlet_process'
             psi0 = np.atleast_2d(np.cov(X.T))
             what = (
                 "the default covariance_prior (the data covariance) is singular: some feature "
-                "is constant or linearly dependent, or n_samples <= n_features. Pass "
-                "covariance_prior explicitly or remove the degenerate features."
+                "is constant or linearly dependent, or n_samples <= n_features. Remove the "
+                "degenerate features (columns) or add samples; in Python, covariance_prior can "
+                "also be passed explicitly."
             )
         else:
             psi0 = np.asarray(self.covariance_prior, dtype=np.float64)
