@@ -177,7 +177,8 @@ def svd_item_embeddings(X: Any, dim: int, seed: int = 0) -> np.ndarray:
     X = as_csr(X)
     dim = max(1, min(dim, min(X.shape) - 1))
     svd = TruncatedSVD(n_components=dim, algorithm="randomized", random_state=seed)
-    svd.fit(X)
+    with np.errstate(divide="ignore", invalid="ignore"):  # its explained-variance ratio is
+        svd.fit(X)  # 0/0 on data without variance; the factors are still what is asked for
     return (svd.components_.T * svd.singular_values_).astype(np.float32)  # (I, d)
 
 
