@@ -44,14 +44,15 @@ def test_atomic_write_json_writes_nothing_when_serialisation_fails(tmp_path):
 
 
 def test_check_writable_names_the_option_and_the_blocking_file(tmp_path):
+    from genrec.errors import ConfigError
     from genrec.io import check_writable
 
     a_file = tmp_path / "log.csv"
     a_file.write_text("x")
     check_writable(None, "--out")  # nothing asked: nothing to check
     check_writable(tmp_path / "new" / "deeper" / "r.json", "--output")  # folders get made
-    with pytest.raises(ValueError, match=r"^--output .*log.csv is a file, not a folder"):
+    with pytest.raises(ConfigError, match=r"^--output .*log.csv is a file, not a folder"):
         check_writable(a_file / "r.json", "--output")
-    with pytest.raises(KeyError, match="--out .* is a file, not a folder"):
-        check_writable(a_file, "--out", folder=True, error=KeyError)
+    with pytest.raises(ConfigError, match="--out .* is a file, not a folder"):
+        check_writable(a_file, "--out", folder=True)
     check_writable(a_file, "--output")  # a file to replace is fine

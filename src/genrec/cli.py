@@ -71,11 +71,6 @@ def _write_output(path: str | None, payload: dict) -> None:
         _err_console().print(f"wrote {path}")
 
 
-def _check_writable(path: str | None, option: str, folder: bool = False) -> None:
-    """:func:`genrec.io.check_writable`, failing as a ConfigError."""
-    check_writable(path, option, folder, ConfigError)
-
-
 def _load_with_progress(spec: str, options: DataOptions) -> Dataset:
     prog = Progress(TextColumn("[bold]downloading {task.description}"), BarColumn(),
                     DownloadColumn(), console=_err_console(), transient=True,
@@ -270,7 +265,7 @@ _format_option = click.option(
 @click.option("--output", type=click.Path(dir_okay=False), help="Also write the summary as JSON.")
 def data_info(dataset: str, fmt: str | None, sets: tuple[str, ...], output: str | None) -> None:
     """Users, items, interactions, density and the rating histogram of DATASET."""
-    _check_writable(output, "--output")
+    check_writable(output, "--output")
     over = parse_overrides(sets)
     _, _, data_sec = _split_sections(over)
     if set(over) - {"data"}:
@@ -330,16 +325,16 @@ def _preflight(cls: type[Recommender], pdata: ProtocolData, select_metric: str |
     for task in (pdata.valid, pdata.test):
         _check_evaluable(cls, task)
     valid = pdata.valid
-    if (isinstance(valid, RankingTask) and valid.truth.nnz == 0
-            and (getattr(cls, "trainable", False) or select_metric is not None)):
-        use = "--grid selects" if select_metric is not None else f"{cls.name} picks its epoch"
-        raise ConfigError(f"the validation part of protocol {pdata.config.name} holds no "
-                          f"interactions ({valid.truth.shape[0]} users, "
-                          f"{pdata.train.nnz} training interactions), and {use} on it; use "
-                          f"more data (users need more interactions for this split) or "
-                          f"another protocol (--protocol loo or strong)")
-    if isinstance(valid, RankingTask) and valid.truth.nnz and (
-            getattr(cls, "trainable", False) or select_metric is not None):
+    chooses = getattr(cls, "trainable", False) or select_metric is not None
+    if isinstance(valid, RankingTask) and chooses:  # the epoch or the --grid is picked on it
+        if valid.truth.nnz == 0:
+            use = ("--grid selects" if select_metric is not None
+                   else f"{cls.name} picks its epoch")
+            raise ConfigError(f"the validation part of protocol {pdata.config.name} holds no "
+                              f"interactions ({valid.truth.shape[0]} users, "
+                              f"{pdata.train.nnz} training interactions), and {use} on it; use "
+                              f"more data (users need more interactions for this split) or "
+                              f"another protocol (--protocol loo or strong)")
         n_users = int((np.diff(valid.truth.indptr) > 0).sum())
         if n_users < MIN_VALID_USERS:
             log.warning("the validation part holds %d interactions of %d users: the choice "
@@ -422,7 +417,7 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
     console = _console()
     resume = resume_dir is not None
     prev: dict = {}
-    _check_writable(output, "--output")
+    check_writable(output, "--output")
     if resume:
         given = [name for name, v in (
             ("--model", model_name), ("--dataset", dataset), ("--config", config_file),
@@ -484,7 +479,7 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         if fmt:
             values.setdefault("data", {})["format"] = fmt
         out = None
-        _check_writable(out_dir, "--out", folder=True)
+        check_writable(out_dir, "--out", folder=True)
     cls = get_model_class(model_name)
     model_vals, proto_vals, data_vals = _split_sections(values)
     if protocol is not None:
@@ -592,7 +587,7 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 def evaluate_cmd(model_dir: str, output: str | None) -> None:
     """Evaluate a saved model again, on the validation and test parts of its protocol."""
-    _check_writable(output, "--output")
+    check_writable(output, "--output")
     run, model, _ = _load_run(model_dir)
     opts = build_config(DataOptions, run["data"], where="data")
     ds = _load_with_progress(run["dataset"], opts)
@@ -621,7 +616,7 @@ def evaluate_cmd(model_dir: str, output: str | None) -> None:
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the list as JSON.")
 def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> None:
     """Top-k items for a known user (--user) or a new history (--items)."""
-    _check_writable(output, "--output")
+    check_writable(output, "--output")
     if (user_id is None) == (items_csv is None):
         raise click.UsageError("give exactly one of --user ID or --items ID,ID,...")
     run, model, data = _load_run(model_dir)
@@ -684,7 +679,7 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> Non
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the rating as JSON.")
 def predict_cmd(model_dir, user_id, item_id, output) -> None:
     """Predicted rating of one (user, item) pair, by raw ids (rating models)."""
-    _check_writable(output, "--output")
+    check_writable(output, "--output")
     run, model, data = _load_run(model_dir)
     if not isinstance(model, RatingPredictor):
         raise ConfigError(f"model {run['model']} does not predict ratings; use a rating model "
@@ -768,8 +763,8 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
     )
 
     console, err = _console(), _err_console()
-    _check_writable(out_dir, "--out", folder=True)
-    _check_writable(output, "--output")
+    check_writable(out_dir, "--out", folder=True)
+    check_writable(output, "--output")
     run, model, data = _load_run(model_dir)
     X = _train_matrix(data)
     active = np.flatnonzero(np.diff(X.indptr) > 0)

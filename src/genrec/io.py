@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from genrec.errors import DataError
+from genrec.errors import ConfigError, DataError
 
 
 def _umask() -> int:
@@ -112,9 +112,9 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                         ) from None
 
 
-def check_writable(path: str | os.PathLike[str] | None, option: str, folder: bool = False,
-                   error: type[Exception] = ValueError) -> None:
-    """Raise ``error`` (one line naming ``option``) when ``path``, a file or (``folder``) a
+def check_writable(path: str | os.PathLike[str] | None, option: str,
+                   folder: bool = False) -> None:
+    """A ConfigError (one line naming ``option``) when ``path``, a file or (``folder``) a
     folder that a command will create or replace, cannot be written: a part of it is a file,
     or its nearest existing folder is not writable. Commands call it before any long work,
     so that a bad path fails at once and not after training or fitting."""
@@ -122,11 +122,11 @@ def check_writable(path: str | os.PathLike[str] | None, option: str, folder: boo
         return
     p = Path(path)
     if folder and p.exists() and not p.is_dir():
-        raise error(f"{option} {path} is a file, not a folder; choose a folder path")
+        raise ConfigError(f"{option} {path} is a file, not a folder; choose a folder path")
     parent = next((a for a in p.parents if a.exists()), Path("."))  # "." or the root at worst
     if not parent.is_dir():
-        raise error(f"{option} {path}: {parent} is a file, not a folder; choose a path in a "
-                    f"folder")
+        raise ConfigError(f"{option} {path}: {parent} is a file, not a folder; choose a path "
+                          f"in a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise error(f"{option} {path}: cannot write in {parent} (permission denied); choose a "
-                    f"path in a folder you can write to")
+        raise ConfigError(f"{option} {path}: cannot write in {parent} (permission denied); "
+                          f"choose a path in a folder you can write to")

@@ -461,8 +461,6 @@ class Trainer:
         X = sp.csr_matrix(X, dtype=np.float32)
         if X.shape[0] == 0:
             raise DataError("cannot train on a matrix with no users")
-        if X.shape[1] == 0:
-            raise DataError("cannot train on a matrix with no items")
         if valid is not None and not isinstance(valid, RankingTask):
             raise ConfigError(f"{type(model).__name__} ranks items and validates on a ranking "
                               f"task, got {type(valid).__name__}; use a ranking protocol "

@@ -81,6 +81,8 @@ _COMPRESSED = [("gzip", re.compile(rb"\x1f\x8b"), gzip.decompress),
                ("bzip2", re.compile(rb"BZh[1-9]1AY&SY"), bz2.decompress),
                ("xz", re.compile(rb"\xfd7zXZ\x00"), lzma.decompress)]
 COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz")
+_LOG_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv",
+                ".tab": "tsv"}  # by suffix; anything else is read as CSV
 
 
 def log_format(path: Path) -> str:
@@ -90,7 +92,7 @@ def log_format(path: Path) -> str:
     if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
         suffixes.pop()
     last = suffixes[-1] if suffixes else ""
-    return {".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv", ".tab": "tsv"}.get(last, "csv")
+    return _LOG_FORMATS.get(last, "csv")
 
 
 def _load_text(path: Path, encoding: str = "utf-8") -> str:
@@ -134,10 +136,16 @@ def _field_error(path: Path, raw: str, line: int, sep: str, n_fields: int, heade
     (``shown``: the separator to name, when the text was parsed on another.)"""
     n = len(_split_record(raw.split("\n", line - 1)[line - 1], sep))  # from that line on
     if n < n_fields:
-        want = f"the header has {n_fields}" if header else f"expected {n_fields}"
-        return DataError(f"{path}, line {line} has {n} field{'s' if n != 1 else ''}, {want}; "
-                         f"every line needs {n_fields} fields separated by {shown or sep!r}")
+        return _field_count_error(path, line, n, n_fields, header, shown or sep)
     return DataError(f"{path}, line {line}: {problem}")
+
+
+def _field_count_error(path: Path, line: int, n: int, n_fields: int, header: bool,
+                       sep: str) -> DataError:
+    """Line ``line`` has ``n`` fields where every line needs ``n_fields``."""
+    want = f"the header has {n_fields}" if header else f"expected {n_fields}"
+    return DataError(f"{path}, line {line} has {n} field{'s' if n != 1 else ''}, {want}; "
+                     f"every line needs {n_fields} fields separated by {sep!r}")
 
 
 def _first_long_record(raw: str, sep: str, n_fields: int) -> tuple[int, int]:
@@ -205,18 +213,14 @@ def _parse_table(
             want_n, line, n = (int(g) for g in long.groups())
             text = raw.split("\n", line - 1)[line - 1] if line >= 1 else ""
             if len(_split_record(text, sep)) == n:  # the line pandas means
-                what = f"the header has {want_n}" if header else f"expected {want_n}"
-                raise DataError(f"{path}, line {line} has {n} fields, {what}; every line "
-                                f"needs {want_n} fields separated by {shown!r}") from None
+                raise _field_count_error(path, line, n, want_n, header, shown) from None
         want = "as many fields as the header" if header else f"{len(names)} fields"
         raise DataError(f"{path}: malformed line ({msg}); every line needs {want} "
                         f"separated by {shown!r}") from None
     n_fields = df.shape[1]
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
-        line, n = _first_long_record(raw, sep, n_fields)
-        what = f"the header has {n_fields}" if header else f"expected {n_fields}"
-        raise DataError(f"{path}, line {line} has {n} fields, {what}; every line needs "
-                        f"{n_fields} fields separated by {shown!r}")
+        raise _field_count_error(path, *_first_long_record(raw, sep, n_fields), n_fields,
+                                 header, shown)
     if header:
         df.columns = [str(c).strip() for c in df.columns]
         missing = [c for c in names if c not in df.columns]
@@ -585,7 +589,7 @@ def read_log(
         out["timestamp"] = _times(p, df[time_col], time_col, lines)
     stem = p.name
     for suffix in reversed(p.suffixes):  # 'log.csv.gz' -> 'log'
-        if suffix.lower() not in COMPRESSED_SUFFIXES + (".csv", ".tsv", ".tab", ".parquet", ".pq"):
+        if suffix.lower() not in COMPRESSED_SUFFIXES + tuple(_LOG_FORMATS):
             break
         stem = stem[: -len(suffix)]
     ds, _, _ = _build(name or stem or p.stem, out, p, duplicates=duplicates, implicit=not has_r)

@@ -15,6 +15,8 @@ from typing import Any
 import click
 import numpy as np
 
+from genrec.io import check_writable  # a ConfigError (a ValueError): reported as the others
+
 __all__ = ["foundations_cli", "foundations_group"]
 
 _MAX_DIMS_SHOWN = 6
@@ -95,12 +97,6 @@ def _fit_quietly(model, X: np.ndarray) -> tuple[np.ndarray, list[str]]:
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return labels, notes
-
-
-def _check_writable(path: str | None, option: str, folder: bool) -> None:
-    from genrec.io import check_writable
-
-    check_writable(path, option, folder)  # a ValueError, reported as the others here
 
 
 def _write_outputs(out_dir: str | None, output: str | None, plots, payload: dict) -> list[str]:
@@ -371,8 +367,8 @@ def gmm_command(
     from genrec.foundations.gmm import GaussianMixture
 
     try:
-        _check_writable(out_dir, "--out", folder=True)
-        _check_writable(output, "--output", folder=False)
+        check_writable(out_dir, "--out", folder=True)
+        check_writable(output, "--output", folder=False)
         X, desc, info = _load_points(csv_path, n_samples, true_k, n_features, separation, seed)
         model = GaussianMixture(
             n_components,
@@ -436,8 +432,8 @@ def vbgmm_command(
     from genrec.foundations.vbgmm import BayesianGaussianMixture
 
     try:
-        _check_writable(out_dir, "--out", folder=True)
-        _check_writable(output, "--output", folder=False)
+        check_writable(out_dir, "--out", folder=True)
+        check_writable(output, "--output", folder=False)
         X, desc, info = _load_points(csv_path, n_samples, true_k, n_features, separation, seed)
         model = BayesianGaussianMixture(
             n_components,
@@ -560,8 +556,8 @@ def beta_command(
     )
 
     try:
-        _check_writable(out_dir, "--out", folder=True)
-        _check_writable(output, "--output", folder=False)
+        check_writable(out_dir, "--out", folder=True)
+        check_writable(output, "--output", folder=False)
         if csv_path is not None:
             rounds = _rounds_from_csv(csv_path, draws_per_round)
             desc = f"{csv_path} ({len(rounds)} rounds)"

@@ -72,7 +72,7 @@ from genrec.models.nn_blocks import (
     reparameterize,
     row_ids,
 )
-from genrec.models.torch_base import TorchRecommender
+from genrec.models.torch_base import TorchRecommender, check_train_shape
 from genrec.train import Batch, LinearAnneal, StepContext, TrainConfig, make_optimizer
 
 __all__ = [
@@ -390,9 +390,7 @@ class LDiffRec(TorchRecommender):
         """
         c = self.config
         X = as_csr(X)
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            raise DataError(f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix: it needs at "
-                            f"least one user and one item")
+        check_train_shape(X)  # before the item clustering below
         if c.n_clusters > X.shape[1]:
             raise ConfigError(f"n_clusters={c.n_clusters} but only {X.shape[1]} items")
         if item_embeddings is not None:

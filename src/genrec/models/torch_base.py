@@ -41,6 +41,13 @@ logger = logging.getLogger("genrec.train")
 SCORE_BATCH = 2048  # users scored at once by ``score`` and ``user_embeddings``
 
 
+def check_train_shape(X: sp.csr_matrix) -> None:
+    """A DataError unless the training matrix has at least one user and one item."""
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix: it needs at "
+                        f"least one user and one item")
+
+
 def check_counts(X: sp.csr_matrix, name: str) -> None:
     """A multinomial likelihood needs counts: a DataError on a negative value."""
     if X.nnz and X.data.min() < 0:
@@ -118,9 +125,7 @@ class TorchRecommender(Recommender):
         progress : show a progress bar when stderr is a terminal
         """
         X = as_csr(X)
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            raise DataError(f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix: it needs at "
-                            f"least one user and one item")
+        check_train_shape(X)
         if X.nnz == 0 or not X.data.any():
             raise DataError(f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix without "
                             f"interactions (every value is 0): there is nothing to learn")
