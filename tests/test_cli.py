@@ -231,13 +231,19 @@ def test_damaged_files_are_one_line_errors(tmp_path, capsys, ml100k):
 
 def test_resume_of_a_finished_run_says_so_and_writes_nothing(tmp_path, capsys, ml100k):
     out_dir = tmp_path / "o"
-    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
-                         "--out", str(out_dir))
-    assert code == 0, err
+    _ease_run(capsys, ml100k, out_dir)
     before = {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()}
     code, out, err = run(capsys, "train", "--resume", str(out_dir))
     assert code == 0 and "finished already" in out
     assert {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()} == before
+
+
+def _ease_run(capsys, ml100k, out_dir):
+    """An EASE model trained on the synthetic ML-100K into ``out_dir``."""
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--out", str(out_dir))
+    assert code == 0, err
+    return out_dir
 
 
 def _interrupted_vae_run(capsys, ml100k, out_dir):
@@ -293,9 +299,7 @@ def test_output_path_under_a_file_fails_before_training(tmp_path, capsys, ml100k
     code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
                          "--out", str(a_file / "run"))
     assert code == 1 and "--out" in err and "is a file, not a folder" in err
-    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
-                         "--out", str(out_dir))
-    assert code == 0, err
+    _ease_run(capsys, ml100k, out_dir)
     code, out, err = run(capsys, "recommend", str(out_dir), "--user", "1",
                          "--output", str(a_file / "rec.json"))
     assert code == 1 and "is a file, not a folder" in err and "Traceback" not in err
@@ -303,9 +307,7 @@ def test_output_path_under_a_file_fails_before_training(tmp_path, capsys, ml100k
 
 def test_recommend_says_how_many_items_it_lists(tmp_path, capsys, ml100k):
     out_dir = tmp_path / "o"
-    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
-                         "--out", str(out_dir))
-    assert code == 0, err
+    _ease_run(capsys, ml100k, out_dir)
     code, out, err = run(capsys, "recommend", str(out_dir), "--user", "1", "-k", "1000",
                          "--include-seen")
     assert code == 0, err
@@ -401,9 +403,7 @@ def test_resume_takes_only_epoch_settings(tmp_path, capsys, ml100k, sets, match)
     if "lr" in sets[1]:
         run_json = _interrupted_vae_run(capsys, ml100k, tmp_path / "o")
     else:  # EASE does not train by epochs
-        code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
-                             "--out", str(tmp_path / "o"))
-        assert code == 0, err
+        _ease_run(capsys, ml100k, tmp_path / "o")
         run_json = tmp_path / "o" / "run.json"
     before = run_json.read_text()
     code, out, err = run(capsys, "train", "--resume", str(tmp_path / "o"), *sets)
