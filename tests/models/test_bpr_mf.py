@@ -6,7 +6,7 @@ import torch
 from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RankingTask, RatingTask
 from genrec.models import BPRMF, get_model_class
-from genrec.models._shallow import sample_negatives
+from genrec.models._shallow import gather_rows, sample_negatives
 from genrec.models.bpr_mf import bpr_loss
 from tests.models.conformance import RecommenderConformance, checkerboard
 
@@ -115,3 +115,49 @@ def test_non_finite_settings_are_config_errors_not_divergence(kw):
 def test_valid_metric_is_checked_at_construction(metric):
     with pytest.raises(ConfigError, match="valid_metric"):
         BPRMF(valid_metric=metric)
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_same_seed_same_factors_with_two_threads(two_threads):
+    """Batches big enough for torch's parallel backward of a gather (B * K >= 32,768): the
+    factors still repeat bit for bit (``P[u]``'s backward adds atomically across threads)."""
+    rng = np.random.default_rng(0)
+    X = sp.random(300, 200, density=0.2, format="csr", random_state=rng, dtype=np.float32)
+    X.data[:] = 1
+
+    def fit():
+        return BPRMF(n_factors=64, batch_size=4096, epochs=4, lr=0.01, device="cpu",
+                     seed=0).fit(X)
+
+    first = fit()
+    for _ in range(2):
+        again = fit()
+        assert torch.equal(first.user_factors_, again.user_factors_)
+        assert torch.equal(first.item_factors_, again.item_factors_)
+
+
+def test_gather_rows_is_indexing_with_a_reproducible_gradient(two_threads):
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(500, 64, generator=g, requires_grad=True)
+    index = torch.randint(0, 500, (2048, 3), generator=g)  # repeats in every column
+    weight = torch.randn(2048, 3, 64, generator=g)
+    assert torch.equal(gather_rows(table, index), table[index])
+    (table[index] * weight).sum().backward()
+    reference = table.grad.clone()
+    grads = []
+    for _ in range(10):
+        table.grad = None
+        (gather_rows(table, index) * weight).sum().backward()
+        grads.append(table.grad.clone())
+    torch.testing.assert_close(grads[0], reference)
+    assert all(torch.equal(grads[0], g_) for g_ in grads[1:])
+    vector = torch.arange(5.0)
+    assert torch.equal(gather_rows(vector, torch.tensor([[4, 0], [1, 1]])),
+                       torch.tensor([[4.0, 0.0], [1.0, 1.0]]))

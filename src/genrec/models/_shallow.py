@@ -16,7 +16,7 @@ import torch
 
 from genrec.errors import DataError
 
-__all__ = ["rating_triples", "lookup", "fit_rating_range", "check_rating_range",
+__all__ = ["rating_triples", "gather_rows", "lookup", "fit_rating_range", "check_rating_range",
            "check_valid_metric", "NegativeSampler", "sample_negatives", "KeepBest"]
 
 
@@ -25,6 +25,19 @@ def rating_triples(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray
     X = sp.csr_matrix(X)
     users = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
     return users, X.indices.astype(np.int64), X.data.astype(np.float32)
+
+
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for an integer index of any shape: rows of ``table`` (N, ...) gathered
+    into shape ``index.shape + table.shape[1:]``.
+
+    Built on ``index_select``, whose backward (``index_add_``) sums repeated indices in a fixed
+    order on CPU. Plain ``table[index]`` is not reproducible there: its backward accumulates
+    with atomic adds across threads once the batch is large, so two runs with the same seed
+    and more than one thread can differ in the last bits.
+    """
+    picked = table.index_select(0, index.reshape(-1))  # (index.numel(), ...)
+    return picked.view(*index.shape, *table.shape[1:])
 
 
 def lookup(index: np.ndarray | torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -47,6 +47,7 @@ from genrec.models._shallow import (
     KeepBest,
     NegativeSampler,
     check_valid_metric,
+    gather_rows,
     lookup,
     rating_triples,
 )
@@ -159,11 +160,12 @@ class BPRMF(Recommender):
                 u = torch.as_tensor(u_np[sel], device=dev)  # (B,)
                 i = torch.as_tensor(i_np[sel], device=dev)  # (B,)
                 j = torch.as_tensor(j_np[s : s + cfg.batch_size], device=dev)  # (B,)
-                pu, qi, qj = P[u], Q[i], Q[j]  # (B, K)
-                x_uij = (pu * (qi - qj)).sum(1) + b[i] - b[j]  # (B,)
+                pu, qi, qj = gather_rows(P, u), gather_rows(Q, i), gather_rows(Q, j)  # (B, K)
+                bi, bj = gather_rows(b, i), gather_rows(b, j)  # (B,)
+                x_uij = (pu * (qi - qj)).sum(1) + bi - bj  # (B,)
                 reg = (pu * pu).sum() + (qi * qi).sum() + (qj * qj).sum()
                 if cfg.item_bias:
-                    reg = reg + (b[i] ** 2).sum() + (b[j] ** 2).sum()
+                    reg = reg + (bi**2).sum() + (bj**2).sum()
                 loss = bpr_loss(x_uij) + cfg.l2 * reg
                 opt.zero_grad()
                 loss.backward()

@@ -60,6 +60,7 @@ from genrec.models._shallow import (
     check_rating_range,
     check_valid_metric,
     fit_rating_range,
+    gather_rows,
     lookup,
     rating_triples,
 )
@@ -193,18 +194,18 @@ def fm_predict(X: sp.csr_matrix, w0: torch.Tensor, w: torch.Tensor,
 def fm_padded(idx: torch.Tensor, val: torch.Tensor, w0: torch.Tensor, w: torch.Tensor,
               V: torch.Tensor) -> torch.Tensor:
     """y_hat for padded rows (B, L) of (feature index, value): the identity, batched."""
-    Vx = V[idx] * val[..., None]  # (B, L, K) x_j v_j
+    Vx = gather_rows(V, idx) * val[..., None]  # (B, L, K) x_j v_j
     s = Vx.sum(1)  # (B, K)
     pair = 0.5 * (s * s - (Vx * Vx).sum(1)).sum(1)  # (B,)
-    return w0 + (w[idx] * val).sum(1) + pair  # (B,)
+    return w0 + (gather_rows(w, idx) * val).sum(1) + pair  # (B,)
 
 
 def _parts(idx: torch.Tensor, val: torch.Tensor, w: torch.Tensor, V: torch.Tensor
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row sums a = sum_j x_j v_j (R, K) and the row's own terms (R,) (linear + pairwise)."""
-    Vx = V[idx] * val[..., None]  # (R, L, K)
+    Vx = gather_rows(V, idx) * val[..., None]  # (R, L, K)
     a = Vx.sum(1)  # (R, K)
-    own = (w[idx] * val).sum(1) + 0.5 * (a * a - (Vx * Vx).sum(1)).sum(1)  # (R,)
+    own = (gather_rows(w, idx) * val).sum(1) + 0.5 * (a * a - (Vx * Vx).sum(1)).sum(1)  # (R,)
     return a, own
 
 
