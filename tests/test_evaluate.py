@@ -116,6 +116,47 @@ def test_rating_protocol_uses_canonical_fold(tmp_path):
     assert p.train_full.nnz == ds.splits["u2"]["train"].nnz
 
 
+def _rated_split(folder, parts):
+    """Text pair lists with ratings: {part: [(user, item, rating), ...]}."""
+    folder.mkdir()
+    for name, rows in parts.items():
+        (folder / f"{name}.txt").write_text("".join(f"{u} {i} {r}\n" for u, i, r in rows))
+    return folder
+
+
+def test_rating_protocol_keeps_a_given_train_test_split(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [(u, i, int(rng.integers(1, 6))) for u in range(30) for i in range(20) if (u + i) % 3]
+    train, test = rows[::2] + rows[1::4], rows[3::4]
+    ds = load_dataset(_rated_split(tmp_path / "given", {"train": train, "test": test}))
+    p = build_protocol(ds, ProtocolConfig(name="rating"))
+    test_pairs = {(ds.interactions.user_ids[u], ds.interactions.item_ids[i])
+                  for u, i in zip(p.test.users, p.test.items)}
+    assert test_pairs == {(u, i) for u, i, _ in test}
+    assert sorted(p.test.ratings.tolist()) == sorted(float(r) for *_, r in test)
+    assert p.train_full.nnz == len(train)
+    assert p.train.nnz + len(p.valid.ratings) == len(train)
+    assert len(p.valid.ratings) == round(0.05 * len(train))
+
+
+def test_rating_protocol_uses_a_given_validation_part(tmp_path):
+    rows = [(u, i, 1 + (u * i) % 5) for u in range(20) for i in range(15)]
+    train, valid, test = rows[::3], rows[1::3], rows[2::3]
+    ds = load_dataset(_rated_split(tmp_path / "given",
+                                   {"train": train, "valid": valid, "test": test}))
+    p = build_protocol(ds, ProtocolConfig(name="rating"))
+    assert p.train.nnz == len(train) and len(p.valid.ratings) == len(valid)
+    assert len(p.test.ratings) == len(test)
+    assert p.train_full.nnz == len(train) + len(valid)
+    full = p.train_full.matrix.toarray()
+    for u, i, r in valid[:5] + train[:5]:
+        assert full[p.train.user_map.index(u), p.train.item_map.index(i)] == r
+    clash = _rated_split(tmp_path / "clash", {"train": train, "valid": valid + [train[0]],
+                                               "test": test})
+    with pytest.raises(DataError, match="both the given train and valid parts"):
+        build_protocol(load_dataset(clash), ProtocolConfig(name="rating"))
+
+
 def test_rating_protocol_refuses_implicit_data(tmp_path):
     ds = load_dataset(write_pair_lists(tmp_path / "p"))
     with pytest.raises(DataError, match="needs explicit ratings"):

@@ -22,9 +22,11 @@
     validation item; masks as in ``diffrec``; users without a held-out item are skipped.
 ``rating``
     RMSE and MAE on held-out ratings. ML-100K uses its canonical fold ``u{fold}`` (base /
-    test); other data a seeded random 90/10 split. A validation slice (``valid_fraction`` of
-    the training part, seeded) is held out of fitting for model selection; ``train_full``
-    keeps the whole training part for a final refit.
+    test); data with a given train/test split (a folder of ``train.txt``, ``test.txt`` with
+    ratings) keeps it; other data a seeded random 90/10 split. A validation slice
+    (``valid_fraction`` of the training part, seeded; the given ``valid.txt`` when there is
+    one) is held out of fitting for model selection; ``train_full`` keeps the whole training
+    part (with a given validation part) for a final refit.
 """
 
 from __future__ import annotations
@@ -138,6 +140,18 @@ def _rating_task(inter: Interactions, name: str) -> RatingTask:
     return RatingTask(u, i, r.astype(np.float32), name)
 
 
+def _union(ds: Dataset, train: Interactions, valid: Interactions) -> Interactions:
+    """The given training and validation ratings together (the rating protocol's refit set);
+    a (user, item) pair given in both would have two ratings, so it is refused."""
+    both = train.binarize().matrix.multiply(valid.binarize().matrix)  # stored pairs of both
+    if both.nnz:
+        u, i = (int(x[0]) for x in both.nonzero())
+        raise DataError(f"{ds.name}: user {train.user_ids[u]!r} rates item "
+                        f"{train.item_ids[i]!r} in both the given train and valid parts; "
+                        f"keep each rating in one part")
+    return train.with_matrix(train.matrix + valid.matrix)
+
+
 def _checked(ds: Dataset, pdata: ProtocolData, why: str = "") -> ProtocolData:
     """``pdata``, unless its test part holds nothing: these protocols skip users without
     held-out items, so every test metric would be NaN. (diffrec averages every user, a user
@@ -201,14 +215,21 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
         if ds.implicit:
             raise DataError(f"{ds.name}: protocol rating needs explicit ratings, and this data "
                             f"set is implicit; use diffrec, strong or loo")
-        fold = ds.splits.get(f"u{cfg.fold}")
+        fold, given = ds.splits.get(f"u{cfg.fold}"), ds.splits.get("given")
+        inner = None  # the fitted part and the validation slice, unless given
         if fold is not None:
             full, test = fold["train"], fold["test"]
+        elif given is not None and {"train", "test"} <= set(given):
+            full, test = given["train"], given["test"]  # never re-split a given test part
+            if "valid" in given:
+                inner = {"train": full, "valid": given["valid"]}
+                full = _union(ds, full, given["valid"])
         else:
             sp_ = random_split(ds.interactions, (0.9, 0.1), seed=cfg.seed)
             full, test = sp_["train"], sp_["test"]
-        inner = random_split(full, (1 - cfg.valid_fraction, cfg.valid_fraction),
-                             names=("train", "valid"), seed=cfg.seed)
+        if inner is None:
+            inner = random_split(full, (1 - cfg.valid_fraction, cfg.valid_fraction),
+                                 names=("train", "valid"), seed=cfg.seed)
         return _checked(ds, ProtocolData(cfg, inner["train"],
                                          _rating_task(inner["valid"], "valid"),
                                          _rating_task(test, "test"), train_full=full))
