@@ -15,6 +15,7 @@ from genrec.models.fm import (
     fm_padded,
     fm_pairwise,
     fm_pairwise_naive,
+    fm_penalty,
     fm_predict,
     padded_rows,
 )
@@ -182,6 +183,41 @@ def test_bpr_objective_selects_on_a_ranking_task():
     assert m.best_epoch_ == int(np.argmax(m.valid_history_)) + 1
     with pytest.raises(DataError, match="RankingTask"):
         FM(objective="bpr", epochs=1).fit(X, valid=object())
+
+
+def test_penalty_sums_the_features_each_row_uses():
+    w = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    V = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [3.0, 0.0]])
+    idx = torch.tensor([[0, 2, 3], [1, 1, 0]])
+    val = torch.tensor([[1.0, 0.5, 0.0], [1.0, 1.0, 0.0]])  # value 0 = padding, not used
+    # row 0 uses features 0 and 2; row 1 uses feature 1 twice
+    expect_w = (1 + 9) + (4 + 4)
+    expect_v = (1 + 2) + (4 + 4)
+    got = fm_penalty(idx, val, w, V, l2_w=0.1, l2_v=0.01)
+    torch.testing.assert_close(got, torch.tensor(0.1 * expect_w + 0.01 * expect_v))
+
+
+def test_bpr_triple_penalizes_its_user_features_once(monkeypatch):
+    """A (u, i, j) triple uses u's features once and both items' (not u's twice)."""
+    import genrec.models.fm as fm_module
+
+    seen = []
+
+    def recording(idx, val, *args):
+        seen.append(idx.clone())
+        return fm_penalty(idx, val, *args)
+
+    monkeypatch.setattr(fm_module, "fm_penalty", recording)
+    X, _ = checkerboard()
+    U, I = X.shape
+    FM(objective="bpr", n_factors=4, epochs=1, batch_size=1000, use_side_features=False,
+       device="cpu").fit(X)
+    (idx,) = seen  # one batch: one penalty over all triples
+    assert idx.shape == (X.nnz, 3)  # one-hot user, positive item, negative item
+    u, i = X.nonzero()
+    assert sorted(map(tuple, idx[:, :2].tolist())) == sorted(zip(u.tolist(), (U + i).tolist()))
+    assert ((idx[:, 2] >= U) & (idx[:, 2] < U + I)).all()
+    assert (idx[:, 0] < U).all()
 
 
 def test_registered_and_flags():

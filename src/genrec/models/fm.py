@@ -16,7 +16,7 @@ and the pairwise term is computed in O(K n_nz) with Rendle's identity (:func:`fm
 
 Objectives (both with the same penalty, applied to the parameters a row uses, as libFM's SGD
 does: over the data it is sum_j n_j (lambda_w w_j^2 + lambda_v ||v_j||^2), n_j the number of
-training rows with x_j != 0):
+training rows with x_j != 0; a bpr triple uses its user's features once and both items'):
 
 * ``regression``: squared error on ratings, sum (r - y_hat)^2; predictions are clipped to the
   rating range.
@@ -68,6 +68,7 @@ from genrec.models._sparse import sparse_matmul
 from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
 
 __all__ = ["FM", "FMConfig", "fm_pairwise", "fm_pairwise_naive", "fm_predict", "fm_padded",
+           "fm_penalty",
            "fm_feature_blocks", "design_matrix", "padded_rows"]
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,15 @@ def fm_padded(idx: torch.Tensor, val: torch.Tensor, w0: torch.Tensor, w: torch.T
     return w0 + (gather_rows(w, idx) * val).sum(1) + pair  # (B,)
 
 
+def fm_penalty(idx: torch.Tensor, val: torch.Tensor, w: torch.Tensor, V: torch.Tensor,
+               l2_w: float, l2_v: float) -> torch.Tensor:
+    """sum over padded rows (B, L) of lambda_w w_j^2 + lambda_v ||v_j||^2 for each feature j the
+    row uses (x_j != 0; padding has value 0)."""
+    used = (val != 0).float()  # (B, L)
+    return (l2_w * (gather_rows(w, idx) ** 2 * used).sum()
+            + l2_v * ((gather_rows(V, idx) ** 2).sum(-1) * used).sum())
+
+
 def _parts(idx: torch.Tensor, val: torch.Tensor, w: torch.Tensor, V: torch.Tensor
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row sums a = sum_j x_j v_j (R, K) and the row's own terms (R,) (linear + pairwise)."""
@@ -311,11 +321,6 @@ class FM(Recommender, RatingPredictor):
             ut, it = torch.as_tensor(u, device=dev), torch.as_tensor(i, device=dev)
             return torch.cat([uidx[ut], iidx[it]], 1), torch.cat([uval[ut], ival[it]], 1)
 
-        def penalty(idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
-            used = (val != 0).float()  # (B, L)
-            return (cfg.l2_w * (w[idx] ** 2 * used).sum()
-                    + cfg.l2_v * ((V[idx] ** 2).sum(-1) * used).sum())
-
         for epoch in range(1, cfg.epochs + 1):
             perm = torch.randperm(n, generator=gen).numpy()
             total = 0.0
@@ -324,13 +329,16 @@ class FM(Recommender, RatingPredictor):
                 idx, val = batch_rows(u_np[b], i_np[b])  # (B, L)
                 if regression:
                     err = r_all[torch.as_tensor(b, device=dev)] - fm_padded(idx, val, w0, w, V)
-                    loss = (err * err).sum() + penalty(idx, val)
+                    loss = (err * err).sum() + fm_penalty(idx, val, w, V, cfg.l2_w, cfg.l2_v)
                 else:
                     j = negatives(u_np[b], rng)
                     jdx, jval = batch_rows(u_np[b], j)
                     diff = fm_padded(idx, val, w0, w, V) - fm_padded(jdx, jval, w0, w, V)
-                    loss = -torch.nn.functional.logsigmoid(diff).sum() + penalty(
-                        idx, val) + penalty(jdx, jval)
+                    # the triple's features: the user's once, both items' (user columns first)
+                    lu = uidx.shape[1]
+                    tidx, tval = torch.cat([idx, jdx[:, lu:]], 1), torch.cat([val, jval[:, lu:]], 1)
+                    loss = (-torch.nn.functional.logsigmoid(diff).sum()
+                            + fm_penalty(tidx, tval, w, V, cfg.l2_w, cfg.l2_v))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
