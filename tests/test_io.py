@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genrec.io import atomic_write_json, jsonable, to_json
+from genrec.io import atomic_write_files, atomic_write_json, jsonable, to_json
 
 
 def _strict_loads(text: str):
@@ -56,3 +56,27 @@ def test_check_writable_names_the_option_and_the_blocking_file(tmp_path):
     with pytest.raises(ConfigError, match="--out .* is a file, not a folder"):
         check_writable(a_file, "--out", folder=True)
     check_writable(a_file, "--output")  # a file to replace is fine
+
+
+def test_atomic_write_files_lands_all_or_nothing(tmp_path):
+    folder = tmp_path / "out"
+    atomic_write_files(folder, {"a.txt": "caf\u00e9", "b.bin": b"\x00\x01"})
+    assert (folder / "a.txt").read_text(encoding="utf-8") == "caf\u00e9"
+    assert (folder / "b.bin").read_bytes() == b"\x00\x01"
+    for bad in ({"c.txt": 3, "a.txt": "new", "b.bin": b"new"},  # fails first or last
+                {"a.txt": "new", "b.bin": b"new", "c.txt": 3}):
+        with pytest.raises(TypeError):  # an int is no file content
+            atomic_write_files(folder, bad)
+    assert (folder / "a.txt").read_text(encoding="utf-8") == "caf\u00e9"
+    assert (folder / "b.bin").read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in folder.iterdir()) == ["a.txt", "b.bin"]  # no temp left
+
+
+def test_atomic_write_files_renames_in_the_order_given(tmp_path, monkeypatch):
+    import os
+
+    renamed = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(Path(b).name), real(a, b)))
+    atomic_write_files(tmp_path, {"z": "1", "a": "2", "m": "3"})
+    assert renamed == ["z", "a", "m"]

@@ -38,7 +38,14 @@ from genrec.evaluate import (
     ranking_metric_names,
 )
 from genrec.foundations.cli import foundations_cli
-from genrec.io import atomic_write_json, check_writable, load_arrays, save_arrays
+from genrec.io import (
+    atomic_write_files,
+    atomic_write_json,
+    check_writable,
+    load_arrays,
+    save_arrays,
+    to_json,
+)
 from genrec.models import MODELS, get_model_class
 from genrec.models.base import RatingPredictor, Recommender, resolve_device
 from genrec.protocols import PROTOCOLS, ProtocolConfig, ProtocolData, build_protocol
@@ -754,13 +761,7 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
         select_k,
         svd_embeddings,
     )
-    from genrec.analysis.report import (
-        map_html,
-        map_png,
-        report_html,
-        write_bytes,
-        write_labels_csv,
-    )
+    from genrec.analysis.report import labels_csv, map_html, map_png, report_html
 
     console, err = _console(), _err_console()
     check_writable(out_dir, "--out", folder=True)
@@ -822,15 +823,8 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
         with err.status(f"{map_method} map of {n} users..."):
             xy = embed_2d(Y, map_method, seed)
     profiles = cluster_profiles(result.labels, Xa, meta)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if xy is None:  # an earlier run's map and report would describe other clusters
-        stale = [f for f in ("map.png", "map.html", "report.html") if (out / f).is_file()]
-        for f in stale:
-            (out / f).unlink()
-        if stale:
-            err.print(f"note: removed {', '.join(stale)} of an earlier run from {out}")
-    write_labels_csv(out / "clusters.csv", user_ids, result.labels, result.proba)
+    files: dict[str, str | bytes] = {
+        "clusters.csv": labels_csv(user_ids, result.labels, result.proba)}
     activity = np.diff(Xa.indptr)
     top_genres = None
     if meta.genres is not None:
@@ -854,18 +848,23 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
                "map": map_method}
     if xy is not None:
         png = map_png(xy, result.labels, title)
-        write_bytes(out / "map.png", png)
-        from genrec.io import atomic_write_text
-
-        atomic_write_text(out / "map.html", map_html(xy, result.labels, user_ids, activity,
-                                                     top_genres, title))
-        atomic_write_text(out / "report.html", report_html(
+        files["map.png"] = png
+        files["map.html"] = map_html(xy, result.labels, user_ids, activity, top_genres, title)
+        files["report.html"] = report_html(
             title=title, summary=summary, profiles=profiles, png=png, xy=xy,
             labels=result.labels, user_ids=user_ids, activity=activity, top_genres=top_genres,
-            k_table=k_table))
+            k_table=k_table)
     payload = {**summary, "bic": result.bic, "k_table": k_table,  # NaN silhouette -> null
                "profiles": profiles, "seconds": time.perf_counter() - t0}
-    atomic_write_json(out / "profiles.json", payload)
+    files["profiles.json"] = to_json(payload)
+    out = Path(out_dir)
+    atomic_write_files(out, files)  # all or nothing: every file is complete before any lands
+    if xy is None:  # an earlier run's map and report would describe other clusters
+        stale = [f for f in ("map.png", "map.html", "report.html") if (out / f).is_file()]
+        for f in stale:
+            (out / f).unlink()
+        if stale:
+            err.print(f"note: removed {', '.join(stale)} of an earlier run from {out}")
     table = Table(title=title + f", silhouette {result.silhouette:.3f}")
     table.add_column("cluster", justify="right")
     table.add_column("users", justify="right")

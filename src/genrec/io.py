@@ -58,6 +58,21 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def atomic_write_files(folder: str | os.PathLike[str], files: dict[str, bytes | str]) -> None:
+    """Write several files of ``folder`` as one step, as far as a file system allows: each is
+    first written in full to a temporary file beside it, and only then are they all renamed
+    into place, in the order given. A failure while writing (disk full, Ctrl-C) removes the
+    temporary files and leaves every target as it was. ``str`` contents are written as UTF-8.
+    """
+    with contextlib.ExitStack() as stack:  # on leaving, the last entered is renamed first
+        for name, data in reversed(list(files.items())):
+            tmp = stack.enter_context(atomic_path(Path(folder) / name))
+            with open(tmp, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+
+
 def jsonable(obj: Any) -> Any:
     """``obj`` as plain JSON values: numpy scalars and arrays converted, paths as text,
     dict keys as text, and every non-finite float (NaN, inf) as ``None``: strict JSON,

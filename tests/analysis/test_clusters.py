@@ -190,6 +190,28 @@ def test_cli_clusters_edge_values_are_not_tracebacks(ease_run, tmp_path, capsys)
     assert code == 0 and f"K above the {n} users" in out.err and "chosen by silhouette" in out.out
 
 
+def test_cli_clusters_failing_late_leaves_the_earlier_files(ease_run, tmp_path, capsys,
+                                                             monkeypatch):
+    """The report is built after the labels: a failure there must not leave a new
+    clusters.csv beside the earlier run's profiles and map."""
+    import genrec.analysis.report as report
+
+    out = tmp_path / "cl"
+    base = ["clusters", str(ease_run), "--embedding", "svd", "--method", "kmeans", "--out",
+            str(out)]
+    assert main([*base, "--k", "3"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+
+    def fail(**_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "report_html", fail)
+    assert main([*base, "--k", "2"]) != 0
+    assert "No space left" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_cli_clusters_map_none_removes_an_earlier_map(ease_run, tmp_path, capsys):
     out = tmp_path / "cl"
     base = ["clusters", str(ease_run), "--embedding", "svd", "--method", "kmeans", "--out",

@@ -60,6 +60,25 @@ def test_gmm_synthetic_writes_plots_and_json(runner, tmp_path):
     assert not list(out.glob(".*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_gmm_plot_failing_late_leaves_the_earlier_plots(runner, tmp_path, monkeypatch):
+    """The ellipse plot is drawn after the trace: when it fails, the folder keeps the earlier
+    run's pair (no new trace beside an old ellipse plot), and no temp file is left."""
+    from genrec.foundations import plots
+
+    out = tmp_path / "plots"
+    args = ["gmm", "-k", "2", "--n-samples", "200", "--seed", "1", "--out", str(out)]
+    assert run(runner, args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fail(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plots, "plot_gmm_2d", fail)
+    result = run(runner, [*args[:-3], "7", "--out", str(out)])  # another seed: another trace
+    assert result.exit_code != 0 and "No space left" in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_gmm_from_csv_with_and_without_header(runner, tmp_path):
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(-5, 1, (60, 2)), rng.normal(5, 1, (60, 2))])

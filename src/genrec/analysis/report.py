@@ -1,6 +1,7 @@
 """Outputs of a clustering: labels CSV, PNG map, interactive HTML map, one HTML report.
 
-Every file is written atomically. The HTML is self-contained (no network, no CDN): points
+Each function returns the file's contents; the caller writes them together
+(:func:`genrec.io.atomic_write_files`). The HTML is self-contained (no network, no CDN): points
 are drawn on a canvas by a few lines of inline JavaScript, with a tooltip on hover showing
 the user id, cluster, activity and top genres.
 """
@@ -13,13 +14,10 @@ import html
 import io
 import json
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
-from genrec.io import atomic_write_bytes, atomic_write_text
-
-__all__ = ["write_labels_csv", "map_png", "map_html", "report_html", "PALETTE"]
+__all__ = ["labels_csv", "map_png", "map_html", "report_html", "PALETTE"]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
@@ -30,15 +28,14 @@ def _color(c: int) -> str:
     return PALETTE[c % len(PALETTE)]
 
 
-def write_labels_csv(path: Path, user_ids: np.ndarray, labels: np.ndarray,
-                     proba: np.ndarray) -> None:
-    """CSV with columns user_id, cluster, probability."""
+def labels_csv(user_ids: np.ndarray, labels: np.ndarray, proba: np.ndarray) -> str:
+    """CSV text with columns user_id, cluster, probability."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["user_id", "cluster", "probability"])
     for u, c, p in zip(user_ids.tolist(), labels.tolist(), proba.tolist()):
         w.writerow([u, c, f"{p:.4f}"])
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def map_png(xy: np.ndarray, labels: np.ndarray, title: str) -> bytes:
@@ -139,6 +136,3 @@ def report_html(*, title: str, summary: dict, profiles: list[dict], png: bytes, 
     parts.append("</body></html>")
     return "".join(parts)
 
-
-def write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_bytes(path, lambda f: f.write(data))

@@ -7,6 +7,7 @@ reported as a one-line ``click.ClickException`` (exit status 1, no traceback).
 from __future__ import annotations
 
 import datetime as _dt
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,11 @@ from typing import Any
 import click
 import numpy as np
 
-from genrec.io import check_writable  # a ConfigError (a ValueError): reported as the others
+from genrec.io import (  # check_writable raises a ConfigError: reported as the others
+    atomic_write_files,
+    atomic_write_json,
+    check_writable,
+)
 
 __all__ = ["foundations_cli", "foundations_group"]
 
@@ -100,15 +105,17 @@ def _fit_quietly(model, X: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def _write_outputs(out_dir: str | None, output: str | None, plots, payload: dict) -> list[str]:
+    """Draw every plot (``fn(path)`` each) into a scratch folder, then land them in ``out_dir``
+    together (a plot that fails leaves the earlier ones as they were); then the JSON."""
     written = []
     if out_dir is not None:
-        for name, fn in plots:
-            path = Path(out_dir) / name
-            fn(path)
-            written.append(str(path))
+        with tempfile.TemporaryDirectory() as scratch:
+            for name, fn in plots:
+                fn(Path(scratch) / name)
+            atomic_write_files(out_dir, {name: (Path(scratch) / name).read_bytes()
+                                         for name, _ in plots})
+        written += [str(Path(out_dir) / name) for name, _ in plots]
     if output is not None:
-        from genrec.io import atomic_write_json
-
         atomic_write_json(output, payload)
         written.append(output)
     return written
