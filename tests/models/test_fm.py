@@ -55,7 +55,7 @@ def test_pairwise_identity_equals_the_naive_double_sum():
         s = sum(float(V[j] @ V[l]) * Xd[n, j] * Xd[n, l]
                 for j in range(12) for l in range(j + 1, 12))
         assert float(naive[n]) == pytest.approx(s, rel=1e-10)
-    # the sparse path goes through float32 CSR tensors (genrec.models._sparse)
+    # the sparse path (genrec.models._sparse.sparse_matmul)
     torch.testing.assert_close(fm_pairwise(X, V), naive, rtol=1e-5, atol=1e-5)
     idx, val = padded_rows(X)
     pair = fm_padded(idx[:-1], val[:-1].double(), 0.0, torch.zeros(12, dtype=torch.float64), V)

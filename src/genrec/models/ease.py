@@ -157,7 +157,7 @@ class EASE(Recommender):
                 f"(k-core) or use a factorized model"
             )
         G = gram_matrix(X)  # (I, I) float64
-        self.B_ = ease_weights(G, self.config.l2).float()  # (I, I)
+        self.B_ = ease_weights(G, self.config.l2).float().contiguous()  # (I, I), row-major
         self.n_items_ = n_items
         return self
 
