@@ -55,18 +55,24 @@ def write_result(name: str, text: str) -> Path:
     return path
 
 
-def run_recbole(venv: Path, data: str, args: list[str]) -> dict | str:
-    """Run ``benchmarks/peers_recbole.py`` in RecBole's side environment ``venv`` on ``data``
-    with the extra ``args``; its JSON, or one line saying why there is none."""
+def run_peer(venv: Path, script: str, args: list[str], env: dict[str, str] | None = None,
+             timeout: int = 1800) -> dict | str:
+    """Run ``benchmarks/<script>`` in a peer library's side environment ``venv`` with ``args``
+    and ``--out FILE``; the JSON it wrote, or one line saying why there is none."""
     py = venv / "bin" / "python"
     if not py.exists():
-        return f"not run: no RecBole environment at {venv} (see benchmarks/peers_recbole.py)"
+        return f"not run: no environment at {venv} (see benchmarks/{script})"
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "recbole.json"
-        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-        cmd = [str(py), str(ROOT / "benchmarks/peers_recbole.py"), "--data", data, "--out",
-               str(out), *args]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        out = Path(tmp) / "peer.json"
+        cmd = [str(py), str(ROOT / "benchmarks" / script), *args, "--out", str(out)]
+        proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True,
+                              text=True, timeout=timeout)
         if proc.returncode != 0 or not out.exists():
             return "failed: " + (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return json.loads(out.read_text())
+
+
+def run_recbole(venv: Path, data: str, args: list[str]) -> dict | str:
+    """``benchmarks/peers_recbole.py`` in RecBole's side environment ``venv`` on ``data``."""
+    return run_peer(venv, "peers_recbole.py", ["--data", data, *args],
+                    env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
