@@ -68,8 +68,7 @@ from genrec.models._sparse import sparse_matmul
 from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
 
 __all__ = ["FM", "FMConfig", "fm_pairwise", "fm_pairwise_naive", "fm_predict", "fm_padded",
-           "fm_penalty",
-           "fm_feature_blocks", "design_matrix", "padded_rows"]
+           "fm_penalty", "fm_feature_blocks", "design_matrix", "padded_rows"]
 
 log = logging.getLogger(__name__)
 
