@@ -409,3 +409,49 @@ def test_resume_takes_only_epoch_settings(tmp_path, capsys, ml100k, sets, match)
     code, out, err = run(capsys, "train", "--resume", str(tmp_path / "o"), *sets)
     assert code == 1 and match in " ".join(err.split()) and "Traceback" not in err
     assert run_json.read_text() == before
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--model", "biased-mf", "--protocol", "diffrec"], "biased-mf selects on a RatingTask"),
+    (["--model", "bpr-mf", "--protocol", "rating"], "does not predict ratings"),
+    (["--model", "fm", "--set", "objective=bpr", "--protocol", "rating"],
+     "fm selects on a RankingTask"),
+    (["--model", "fm", "--grid", "objective=regression,bpr", "--protocol", "rating"],
+     "fm selects on a RankingTask"),  # one of the configs to try
+    (["--model", "ease", "--grid", "l2=abc"], "ease.l2"),
+    (["--model", "ease", "--grid", "foo=1,2"], "foo"),
+    (["--model", "mult-vae", "--grid", "epochs=1,x"], "epochs"),
+])
+def test_train_refuses_bad_pairings_and_grids_before_writing(tmp_path, capsys, ml100k, args,
+                                                             match):
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--dataset", str(ml100k), *args, "--out", str(out_dir))
+    assert code in (1, 2) and match in err and "Traceback" not in err, err
+    assert not out_dir.exists()  # nothing half-written that would block the next run
+
+
+def test_fm_trained_to_rank_defaults_to_a_ranking_protocol_and_predicts_no_rating(
+        tmp_path, capsys, ml100k):
+    out_dir = tmp_path / "fm"
+    code, out, err = run(capsys, "train", "--model", "fm", "--set", "objective=bpr",
+                         "--set", "epochs=1", "--dataset", str(ml100k), "--out", str(out_dir))
+    assert code == 0, err
+    assert json.loads((out_dir / "run.json").read_text())["protocol"]["name"] == "diffrec"
+    code, out, err = run(capsys, "predict", str(out_dir), "--user", "1", "--item", "2")
+    assert code == 1 and "trained to rank (objective bpr)" in err
+
+
+def test_ids_and_messages_print_literally_not_as_markup(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    rows = ["user,item"] + [f"[red]alice,[b]item[/b]-{i}" for i in range(6)] + [
+        f"u{u},[b]item[/b]-{i}" for u in range(12) for i in range(u % 3, 9, 2)]
+    log.write_text("\n".join(rows) + "\n")
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(log),
+                         "--protocol", "loo", "--out", str(out_dir))
+    assert code == 0, err
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", "[red]alice", "-k", "2")
+    assert code == 0, err
+    assert "top 2 for user [red]alice" in out and "[b]item[/b]-" in out
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", "bob[x]")
+    assert code == 1 and "bob[x]" in err

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -57,11 +58,12 @@ RUN_FORMAT = "genrec-run/1"
 
 # ----------------------------------------------------------------------------- helpers
 def _console() -> Console:
-    return Console(stderr=False, highlight=False)
+    """Standard output. No markup: ids, titles and paths (``[red]x``) print as they are."""
+    return Console(stderr=False, highlight=False, markup=False)
 
 
 def _err_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, markup=False)
 
 
 def _progress(transient: bool = True) -> Progress:
@@ -325,12 +327,15 @@ def _parse_grid(grid: tuple[str, ...]) -> list[dict[str, Any]]:
 MIN_VALID_USERS = 20  # fewer users with validation items: a warning that selection is noisy
 
 
-def _preflight(cls: type[Recommender], pdata: ProtocolData, select_metric: str | None,
-               select_default: bool) -> None:
-    """What would otherwise fail only after training: the model cannot be evaluated under
-    the protocol, or the selection metric (--grid) is not computed."""
+def _preflight(cls: type[Recommender], configs: list, pdata: ProtocolData,
+               select_metric: str | None, select_default: bool) -> None:
+    """What would otherwise fail only after the run folder is written or after training: the
+    model (under any of the ``configs`` to try) cannot select on or be evaluated under the
+    protocol, or the selection metric (--grid) is not computed."""
     for task in (pdata.valid, pdata.test):
         _check_evaluable(cls, task)
+    for cfg in configs:
+        cls(cfg).check_valid_task(pdata.valid)
     valid = pdata.valid
     chooses = getattr(cls, "trainable", False) or select_metric is not None
     if isinstance(valid, RankingTask) and chooses:  # the epoch or the --grid is picked on it
@@ -489,11 +494,6 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         check_writable(out_dir, "--out", folder=True)
     cls = get_model_class(model_name)
     model_vals, proto_vals, data_vals = _split_sections(values)
-    if protocol is not None:
-        proto_vals = {**proto_vals, "name": protocol}
-    elif "name" not in proto_vals:
-        proto_vals = {**proto_vals, "name": "rating" if issubclass(cls, RatingPredictor)
-                      and not getattr(cls, "ranking_default", False) else "diffrec"}
     for key in ("device", "precision"):
         fields = {f.name for f in dataclasses.fields(cls.config_class)}
         if key in model_vals and key not in fields:
@@ -502,6 +502,14 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
             else:
                 raise ConfigError(f"--{key} does not apply to {cls.name}")
     model_cfg = build_config(cls.config_class, model_vals, where=cls.name)
+    combos = _parse_grid(grid) if grid else [{}]
+    configs = [build_config(cls.config_class, c, base=model_cfg, where=cls.name) if c
+               else model_cfg for c in combos]  # every --grid value checked before any work
+    if protocol is not None:
+        proto_vals = {**proto_vals, "name": protocol}
+    elif "name" not in proto_vals:  # the protocol the model selects on (FM: by objective)
+        proto_vals = {**proto_vals, "name": "rating" if cls(model_cfg).selects_on() == "rating"
+                      else "diffrec"}
     proto_cfg = build_config(ProtocolConfig, proto_vals, where="protocol")
     data_opts = build_config(DataOptions, data_vals, where="data")
     if hasattr(model_cfg, "device"):
@@ -512,7 +520,7 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
     kind = pdata.kind
     select_default = select_metric is None
     select_metric = select_metric or ("rmse" if kind == "rating" else "ndcg@20")
-    _preflight(cls, pdata, select_metric if grid else None, select_default)
+    _preflight(cls, configs, pdata, select_metric if grid else None, select_default)
     if out is None:
         base = Path(out_dir) if out_dir else Path("runs") / f"{cls.name}-{ds.name}"
         out = base
@@ -535,11 +543,8 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
              proto_cfg.name, pdata.train.n_users, pdata.train.n_items, pdata.train.nnz)
 
     trials = []
-    combos = _parse_grid(grid) if grid else [{}]
     best = None
-    for combo in combos:
-        cfg = build_config(cls.config_class, combo, base=model_cfg, where=cls.name) if combo \
-            else model_cfg
+    for combo, cfg in zip(combos, configs):
         model = cls(cfg)
         t0 = time.perf_counter()
         try:
@@ -688,9 +693,11 @@ def predict_cmd(model_dir, user_id, item_id, output) -> None:
     """Predicted rating of one (user, item) pair, by raw ids (rating models)."""
     check_writable(output, "--output")
     run, model, data = _load_run(model_dir)
-    if not isinstance(model, RatingPredictor):
-        raise ConfigError(f"model {run['model']} does not predict ratings; use a rating model "
-                          f"(biased-mf, fm, autorec) or `genrec recommend`")
+    if not isinstance(model, RatingPredictor) or model.selects_on() != "rating":
+        what = ("was trained to rank (objective bpr), not to predict ratings"
+                if isinstance(model, RatingPredictor) else "does not predict ratings")
+        raise ConfigError(f"model {run['model']} {what}; use a rating model (biased-mf, fm, "
+                          f"autorec) or `genrec recommend`")
     u = IdMap(data["user_ids"]).get(user_id)
     i = IdMap(data["item_ids"]).get(item_id)
     notes = []
@@ -700,7 +707,7 @@ def predict_cmd(model_dir, user_id, item_id, output) -> None:
         notes.append(f"item {item_id} unknown: fallback prediction")
     r = float(model.predict(np.array([-1 if u is None else u]),
                             np.array([-1 if i is None else i]))[0])
-    _console().print(f"predicted rating of item {item_id} by user {user_id}: [bold]{r:.3f}"
+    _console().print(f"predicted rating of item {item_id} by user {user_id}: {r:.3f}"
                      + (f" ({'; '.join(notes)})" if notes else ""))
     _write_output(output, {"model": run["model"], "user": user_id, "item": item_id,
                            "rating": r, "notes": notes})
@@ -906,14 +913,15 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as e:
         return e.exit_code
     except GenrecError as e:
-        _err_console().print(f"[red]Error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        _err_console().print(f"[red]Error:[/red] {escape(str(e))}", markup=True, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         _err_console().print("interrupted")
         return 130
     except OSError as e:  # a path that cannot be read or written, a full disk, ...
         where = f"{e.filename}: " if e.filename else ""
-        _err_console().print(f"[red]Error:[/red] {where}{e.strerror or e}", soft_wrap=True)
+        _err_console().print(f"[red]Error:[/red] {escape(f'{where}{e.strerror or e}')}",
+                             markup=True, soft_wrap=True)
         return 1
     return 0
 

@@ -455,16 +455,12 @@ class Trainer:
         :func:`genrec.evaluate.evaluate_ranking`; ``resume`` continues from
         ``run_dir/checkpoint`` (or starts over when no epoch was checkpointed yet).
         """
-        from genrec.evaluate import RankingTask
 
         cfg = self.config
         X = sp.csr_matrix(X, dtype=np.float32)
         if X.shape[0] == 0:
             raise DataError("cannot train on a matrix with no users")
-        if valid is not None and not isinstance(valid, RankingTask):
-            raise ConfigError(f"{type(model).__name__} ranks items and validates on a ranking "
-                              f"task, got {type(valid).__name__}; use a ranking protocol "
-                              f"(diffrec, strong or loo)")
+        model.check_valid_task(valid)
         if valid is not None and valid.inputs.shape[1] != X.shape[1]:
             raise DataError(f"the validation task {valid.name!r} has {valid.inputs.shape[1]} "
                             f"item columns but the training matrix has {X.shape[1]}")

@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError, DataError
+from genrec.errors import ConfigError
 from genrec.evaluate import RatingTask
 from genrec.models import BiasedMF, get_model_class
 from genrec.models.biased_mf import als_half_step, mf_predict, sgd_step
@@ -188,7 +188,7 @@ def test_ranking_task_is_refused():
 
     X, _ = rating_checkerboard()
     t = RankingTask(np.arange(2), X[:2], X[:2], X[:2])
-    with pytest.raises(DataError, match="RatingTask"):
+    with pytest.raises(ConfigError, match="selects on a RatingTask.*rating protocol"):
         BiasedMF(epochs=1).fit(X, valid=t)
 
 

@@ -84,7 +84,7 @@ def test_item_bias_is_learned_when_asked():
 
 def test_errors():
     X, _ = checkerboard()
-    with pytest.raises(DataError, match="RankingTask"):
+    with pytest.raises(ConfigError, match="selects on a RankingTask"):
         BPRMF(epochs=1).fit(X, valid=RatingTask(np.zeros(1), np.zeros(1), np.ones(1)))
     with pytest.raises(ConfigError, match="valid_metric"):
         BPRMF(valid_metric="recall")

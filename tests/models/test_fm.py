@@ -181,7 +181,7 @@ def test_bpr_objective_selects_on_a_ranking_task():
            use_side_features=False, valid_metric="recall@1", device="cpu").fit(X, valid=task)
     assert len(m.valid_history_) == 6
     assert m.best_epoch_ == int(np.argmax(m.valid_history_)) + 1
-    with pytest.raises(DataError, match="RankingTask"):
+    with pytest.raises(ConfigError, match="fm selects on a RankingTask.*ranking protocol"):
         FM(objective="bpr", epochs=1).fit(X, valid=object())
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 import numpy as np
+from rich.markup import escape
 
 from genrec.io import (  # check_writable raises a ConfigError: reported as the others
     atomic_write_files,
@@ -252,7 +253,7 @@ def _run_mixture(
     console = _console()
     labels, notes = _fit_quietly(model, X)
     bounds = model.lower_bounds_
-    console.print(f"[bold]{type(model).__name__}[/bold] on {desc}")
+    console.print(f"[bold]{type(model).__name__}[/bold] on {escape(desc)}")
     title = "fitted parameters (sorted by weight)"
     console.print(
         _param_table(title, model.weights_, model.means_, model.covariances_, covariance_type)
@@ -303,7 +304,7 @@ def _run_mixture(
     console.print(summary)
     console.print(_trace_table(list(bounds), trace_title, trace_label))
     for note in notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
 
     plot_list = [
         (
@@ -327,7 +328,7 @@ def _run_mixture(
         ),
     ]
     for path in _write_outputs(out_dir, output, plot_list, payload):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {escape(path)}")
 
 
 foundations_group = click.Group(
@@ -586,7 +587,7 @@ def beta_command(
     gen = torch.Generator().manual_seed(seed + 1)
     console = _console()
     console.print(
-        f"[bold]Beta-Bernoulli jar[/bold]: {desc}; prior Beta({prior_a:g}, {prior_b:g}); "
+        f"[bold]Beta-Bernoulli jar[/bold]: {escape(desc)}; prior Beta({prior_a:g}, {prior_b:g}); "
         f"estimator {estimator}"
     )
     table = Table(title="posterior per round")
@@ -690,7 +691,7 @@ def beta_command(
     ]
     try:
         for path in _write_outputs(out_dir, output, plot_list, payload):
-            console.print(f"wrote {path}")
+            console.print(f"wrote {escape(path)}")
     except (ValueError, OSError) as exc:
         raise click.ClickException(_one_line(exc)) from None
 

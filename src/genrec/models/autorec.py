@@ -216,6 +216,7 @@ class AutoRec(Recommender, RatingPredictor):
     config_class = AutoRecConfig
     fitted_attributes = ("n_items_", "net_", "train_")
     folds_in = False
+    validation = "rating"
 
     def __init__(self, config: AutoRecConfig | None = None, **overrides):
         super().__init__(config, **overrides)
@@ -243,9 +244,7 @@ class AutoRec(Recommender, RatingPredictor):
         X = as_csr(X)
         if X.nnz == 0:
             raise DataError("AutoRec needs at least one training rating")
-        if valid is not None and not isinstance(valid, RatingTask):
-            raise DataError("AutoRec selects on a RatingTask (protocol rating); got "
-                            f"{type(valid).__name__}")
+        self.check_valid_task(valid)
         dev = resolve_device(cfg.device)
         self.train_ = X
         self.n_items_, self.n_users_ = X.shape[1], X.shape[0]

@@ -99,6 +99,9 @@ class Recommender(ABC):
     fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_",)
     #: True when ``score`` uses only ``X_users`` (new users work without retraining)
     folds_in: ClassVar[bool] = True
+    #: the validation ``fit(valid=...)`` selects on: "ranking" (a RankingTask), "rating" (a
+    #: RatingTask), or None when fit takes no validation (see :meth:`selects_on`)
+    validation: ClassVar[str | None] = None
 
     def __init__(self, config: Any = None, **overrides: Any):
         if config is None:
@@ -115,6 +118,26 @@ class Recommender(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
+
+    def selects_on(self) -> str | None:
+        """"ranking" or "rating": the kind of task ``fit(valid=...)`` selects on, under this
+        config; None when fit takes no validation."""
+        return self.validation
+
+    def check_valid_task(self, valid: Any) -> None:
+        """A ConfigError unless ``valid`` is None or the kind of task ``fit`` selects on (the
+        CLI asks this before it trains or writes anything)."""
+        from genrec.evaluate import RankingTask, RatingTask
+
+        kind = self.selects_on()
+        if valid is None or kind is None:
+            return
+        want = RatingTask if kind == "rating" else RankingTask
+        if not isinstance(valid, want):
+            fix = ("the rating protocol" if kind == "rating"
+                   else "a ranking protocol (diffrec, strong or loo)")
+            raise ConfigError(f"{self.name} selects on a {want.__name__} under this config, got "
+                              f"{type(valid).__name__}; use {fix}")
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod

@@ -264,6 +264,7 @@ class BiasedMF(Recommender, RatingPredictor):
     config_class = BiasedMFConfig
     fitted_attributes = ("n_items_", "user_factors_", "item_factors_")
     folds_in = False
+    validation = "rating"
 
     def __init__(self, config: BiasedMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)
@@ -276,9 +277,7 @@ class BiasedMF(Recommender, RatingPredictor):
         X = as_csr(X)
         if X.nnz == 0:
             raise DataError("BiasedMF needs at least one training rating")
-        if valid is not None and not isinstance(valid, RatingTask):
-            raise DataError("BiasedMF selects on a RatingTask (protocol rating); got "
-                            f"{type(valid).__name__}")
+        self.check_valid_task(valid)
         dev = resolve_device(cfg.device)
         U, I = X.shape
         K = cfg.n_factors

@@ -118,6 +118,7 @@ class BPRMF(Recommender):
     config_class = BPRMFConfig
     fitted_attributes = ("n_items_", "user_factors_", "item_factors_")
     folds_in = False
+    validation = "ranking"
 
     def __init__(self, config: BPRMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)
@@ -129,9 +130,7 @@ class BPRMF(Recommender):
         X = as_csr(X)
         if X.nnz == 0:
             raise DataError("BPR-MF needs at least one training interaction")
-        if valid is not None and not isinstance(valid, RankingTask):
-            raise DataError(f"BPR-MF selects on a RankingTask (ranking protocols), got "
-                            f"{type(valid).__name__}")
+        self.check_valid_task(valid)
         dev = resolve_device(cfg.device)
         U, I = X.shape
         self.n_items_, self.n_users_ = I, U

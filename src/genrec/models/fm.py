@@ -248,6 +248,9 @@ class FM(Recommender, RatingPredictor):
     config_class = FMConfig
     fitted_attributes = ("n_items_", "V_", "user_block_")
     folds_in = False
+
+    def selects_on(self) -> str:
+        return "rating" if self.config.objective == "regression" else "ranking"
     uses_side_features: ClassVar[bool] = True
 
     def __init__(self, config: FMConfig | None = None, **overrides):
@@ -276,10 +279,7 @@ class FM(Recommender, RatingPredictor):
         X = as_csr(X)
         if X.nnz == 0:
             raise DataError("FM needs at least one training interaction")
-        want = RatingTask if cfg.objective == "regression" else RankingTask
-        if valid is not None and not isinstance(valid, want):
-            raise DataError(f"FM with objective {cfg.objective} selects on a {want.__name__}, "
-                            f"got {type(valid).__name__}")
+        self.check_valid_task(valid)
         U, I = X.shape
         if side is not None and cfg.use_side_features:
             if side.user.shape[0] != U or side.item.shape[0] != I:

@@ -71,6 +71,7 @@ class TorchRecommender(Recommender):
 
     #: the CLI passes run_dir / resume / progress to fit when this is True
     trainable: ClassVar[bool] = True
+    validation = "ranking"
     fitted_attributes = ("n_items_", "module_")
 
     def __init__(self, config: Any = None, **overrides: Any):
