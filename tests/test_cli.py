@@ -235,6 +235,7 @@ def test_resume_of_a_finished_run_says_so_and_writes_nothing(tmp_path, capsys, m
     before = {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()}
     code, out, err = run(capsys, "train", "--resume", str(out_dir))
     assert code == 0 and "finished already" in out
+    assert "epochs" not in out  # EASE does not train by epochs: no --set epochs=N hint
     assert {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()} == before
 
 
@@ -395,6 +396,12 @@ def test_resume_with_more_epochs_continues_a_finished_run(tmp_path, capsys, ml10
     assert a["results"]["test"]["metrics"] == b["results"]["test"]["metrics"]  # 1 + 2 = 3 epochs
     log = (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in log] == [1, 2, 3]
+    before = {f.name: f.read_bytes() for f in (tmp_path / "a").iterdir() if f.is_file()}
+    for fewer in (3, 2):  # not more than the epochs trained: nothing to do, nothing rewritten
+        code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"), "--set",
+                             f"epochs={fewer}")
+        assert code == 1 and "not more than the 3 epochs" in " ".join(err.split())
+    assert {f.name: f.read_bytes() for f in (tmp_path / "a").iterdir() if f.is_file()} == before
 
 
 @pytest.mark.parametrize("sets, match", [(["--set", "lr=0.1"], "only epochs, patience, not lr"),

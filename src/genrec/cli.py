@@ -50,7 +50,7 @@ from genrec.io import (
 from genrec.models import MODELS, get_model_class
 from genrec.models.base import RatingPredictor, Recommender, resolve_device
 from genrec.protocols import PROTOCOLS, ProtocolConfig, ProtocolData, build_protocol
-from genrec.train import CHECKPOINT_NAME
+from genrec.train import CHECKPOINT_NAME, LOG_NAME
 
 log = logging.getLogger("genrec")
 RUN_FORMAT = "genrec-run/1"
@@ -367,6 +367,15 @@ def _preflight(cls: type[Recommender], configs: list, pdata: ProtocolData,
 RESUME_SETTINGS = ("epochs", "patience")  # --set keys that --resume takes
 
 
+def _epochs_done(run_dir: Path) -> int:
+    """The last epoch in the run's training log (0 when it has none)."""
+    try:
+        lines = (run_dir / LOG_NAME).read_text().splitlines()
+        return int(json.loads(lines[-1])["epoch"]) if lines else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def _check_out_dir(out: Path, force: bool) -> None:
     """Refuse to start over in a folder holding an unfinished (resumable) run."""
     run_path = out / "run.json"
@@ -460,11 +469,17 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         if absent:
             raise ConfigError(f"--resume: model {model_name} has no {', '.join(absent)} to "
                               f"change (it does not train by epochs)")
+        done = _epochs_done(Path(resume_dir))
+        if "epochs" in more and more["epochs"] <= done:
+            raise ConfigError(f"--resume: --set epochs={more['epochs']} is not more than the "
+                              f"{done} epochs this run has trained; give a larger number to "
+                              f"train it further")
         if prev.get("status") == "done":
             if not more:
+                further = ("; `--set epochs=N` with --resume trains it further"
+                           if "epochs" in prev.get("config", {}) else "")
                 console.print(f"{resume_dir}: this run finished already; nothing to resume "
-                              f"(`genrec evaluate {resume_dir}` evaluates it again; `--set "
-                              f"epochs=N` with --resume trains it further)")
+                              f"(`genrec evaluate {resume_dir}` evaluates it again{further})")
                 return
             if not (Path(resume_dir) / CHECKPOINT_NAME).is_file():
                 raise ConfigError(f"{resume_dir}: this finished run has no training checkpoint "
