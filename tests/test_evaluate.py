@@ -139,6 +139,34 @@ def test_rating_protocol_keeps_a_given_train_test_split(tmp_path):
     assert len(p.valid.ratings) == round(0.05 * len(train))
 
 
+def test_diffrec_binarizes_given_rated_parts_at_the_threshold(tmp_path):
+    rows = [(u, i, 1 + (u + i) % 5) for u in range(20) for i in range(15)]
+    ds = load_dataset(_rated_split(tmp_path / "given", {"train": rows[::3], "valid": rows[1::3],
+                                                       "test": rows[2::3]}))
+    p = build_protocol(ds, ProtocolConfig(name="diffrec", binarize_threshold=4))
+    liked = [sum(r >= 4 for *_, r in rows[k::3]) for k in range(3)]
+    assert [p.train.nnz, p.valid.truth.nnz, p.test.truth.nnz] == liked
+    assert set(np.unique(p.train.matrix.data)) == {1.0}
+
+
+def test_diffrec_averages_only_users_left_with_interactions(tmp_path):
+    log = tmp_path / "log.csv"  # user u has 1 + u % 12 items: user_k=6 drops the light ones
+    log.write_text("user,item\n" + "".join(f"{u},{(u + j) % 30}\n" for u in range(48)
+                                           for j in range(1 + u % 12)))
+    ds = load_dataset(log)
+    full = build_protocol(ds, ProtocolConfig(name="diffrec"))
+    p = build_protocol(ds, ProtocolConfig(name="diffrec", user_k=6))
+    counts = np.zeros(p.train.n_users, int)
+    for m, users in ((p.train.matrix, None), (p.test.truth, p.test.users),
+                     (p.valid.truth, p.valid.users)):
+        rows = np.diff(m.indptr)
+        counts[np.arange(len(rows)) if users is None else users] += rows
+    assert 0 < p.test.n_users == int((counts > 0).sum()) < full.test.n_users
+    assert p.valid.users.tolist() == p.test.users.tolist() == np.flatnonzero(counts).tolist()
+    res = evaluate_ranking(Popularity().fit(p.train.matrix), p.test)
+    assert res.n_evaluated == p.test.n_users
+
+
 def test_rating_protocol_uses_a_given_validation_part(tmp_path):
     rows = [(u, i, 1 + (u * i) % 5) for u in range(20) for i in range(15)]
     train, valid, test = rows[::3], rows[1::3], rows[2::3]

@@ -554,8 +554,11 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
     }
     atomic_write_json(out / "run.json", run)
     _save_run_data(out, pdata, ds)  # before training: a failure here costs no training
-    log.info("%s on %s (%s): %d users x %d items, %d training interactions", cls.name, ds.name,
-             proto_cfg.name, pdata.train.n_users, pdata.train.n_items, pdata.train.nnz)
+    evaluated = (f", {pdata.test.n_users} test users" if isinstance(pdata.test, RankingTask)
+                 else f", {len(pdata.test.ratings)} test ratings")
+    log.info("%s on %s (%s): %d users x %d items, %d training interactions%s", cls.name,
+             ds.name, proto_cfg.name, pdata.train.n_users, pdata.train.n_items, pdata.train.nnz,
+             evaluated)
 
     trials = []
     best = None

@@ -5,8 +5,10 @@
     on the training interactions and scores every user from them. Validation ranks all items
     except the user's training items against the validation items; test ranks all items
     except training and validation items against the test items. Every user is averaged; a
-    user with no held-out item counts 0. Data with a given train/valid/test split (DiffRec's
-    pair lists) is used as is; a given train/test split without validation keeps its test
+    user with no held-out item counts 0 (a user whom binarizing or k-core filtering left with
+    no interaction at all is not a user here). Data with a given train/valid/test split
+    (DiffRec's pair lists) keeps it (given ratings are binarized at ``binarize_threshold``,
+    as below); a given train/test split without validation keeps its test
     part and takes validation out of its train part (per user, by time when there are
     timestamps, else seeded, in the proportion ``ratios[1] / (ratios[0] + ratios[1])``).
     Other data is binarized (rating >= ``binarize_threshold``), k-core filtered, and split
@@ -114,17 +116,24 @@ class ProtocolData:
         return d
 
 
+def _positives(ds: Dataset, inter: Interactions, cfg: ProtocolConfig) -> Interactions:
+    """The interactions the ranking protocols use: all of implicit data, the ratings >=
+    ``binarize_threshold`` of explicit data (each as 1)."""
+    return inter.binarize() if ds.implicit else binarize(inter, cfg.binarize_threshold)
+
+
 def _ranking_parts(ds: Dataset, cfg: ProtocolConfig) -> Interactions:
-    inter = ds.interactions
-    if not ds.implicit:
-        inter = binarize(inter, cfg.binarize_threshold)
-    return k_core(inter, cfg.user_k, cfg.item_k)
+    return k_core(_positives(ds, ds.interactions, cfg), cfg.user_k, cfg.item_k)
 
 
 def _masked_tasks(parts: dict[str, Interactions], empty: str) -> tuple[RankingTask, RankingTask]:
+    """Validation and test of the users left with an interaction in any part (a user whom
+    binarizing or k-core filtering left with none is not averaged)."""
     train, valid, test = parts["train"].matrix, parts["valid"].matrix, parts["test"].matrix
-    users = np.arange(train.shape[0], dtype=np.int64)
     seen = (train + valid).tocsr()
+    users = np.flatnonzero(np.diff((seen + test).tocsr().indptr)).astype(np.int64)
+    if len(users) < train.shape[0]:
+        train, valid, seen, test = (_rows(m, users) for m in (train, valid, seen, test))
     return (
         RankingTask(users, train, train, valid, empty, "valid"),
         RankingTask(users, train, seen, test, empty, "test"),
@@ -173,18 +182,18 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
     if cfg.name == "diffrec":
         given = ds.splits.get("given")
         if given is not None and {"train", "valid", "test"} <= set(given):
-            parts = {p: given[p].binarize() for p in ("train", "valid", "test")}
+            parts = {p: _positives(ds, given[p], cfg) for p in ("train", "valid", "test")}
         elif given is not None and {"train", "test"} <= set(given):
             # never re-split the whole data: that would put given test items into training
             if len(cfg.ratios) != 3:
                 raise DataError(f"protocol diffrec needs three ratios, got {cfg.ratios}")
             r_train, r_valid = cfg.ratios[0], cfg.ratios[1]
             share = (r_train / (r_train + r_valid), r_valid / (r_train + r_valid))
-            train = given["train"].binarize()
+            train = _positives(ds, given["train"], cfg)
             inner = (temporal_ratio_split(train, share, names=("train", "valid"))
                      if train.times is not None else
                      random_ratio_split(train, share, names=("train", "valid"), seed=cfg.seed))
-            parts = {**inner, "test": given["test"].binarize()}
+            parts = {**inner, "test": _positives(ds, given["test"], cfg)}
         else:
             inter = _ranking_parts(ds, cfg)
             if len(cfg.ratios) != 3:
