@@ -218,3 +218,26 @@ def test_a_repeated_header_name_is_refused(tmp_path):
     p.write_text("user,user,item\nu1,u9,i1\nu2,u8,i2\n")
     with pytest.raises(DataError, match="names column 'user' more than once"):
         read_log(p)
+
+
+def test_a_named_rating_or_time_column_must_exist(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("uid,sku,ts,stars\nu1,a,2024-01-01,5\nu2,b,2024-01-02,3\n")
+    for key, value in (("rating_col", "star"), ("time_col", "time")):
+        with pytest.raises(DataError, match=f"no column '{value}'.*data.{key}.*ts, stars"):
+            read_log(p, user_col="uid", item_col="sku", **{key: value})
+    ds = read_log(p, user_col="uid", item_col="sku", rating_col="stars", time_col="ts")
+    assert not ds.implicit and ds.interactions.times is not None
+
+
+def test_columns_left_unread_are_named(tmp_path, caplog):
+    p = tmp_path / "log.csv"
+    p.write_text("uid,sku,ts,stars\nu1,a,2024-01-01,5\nu2,b,2024-01-02,3\n")
+    with caplog.at_level("WARNING"):
+        ds = read_log(p, user_col="uid", item_col="sku")  # the default names are not there
+    assert ds.implicit
+    assert "'ts', 'stars' not read" in caplog.text and "as implicit feedback" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        read_log(p, user_col="uid", item_col="sku", rating_col="stars", time_col="ts")
+    assert caplog.text == ""

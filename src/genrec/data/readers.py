@@ -10,6 +10,7 @@ import bz2
 import csv
 import gzip
 import io
+import logging
 import lzma
 import re
 import warnings
@@ -21,6 +22,8 @@ import pandas as pd
 from genrec.data.dataset import Dataset
 from genrec.data.interactions import Interactions, as_id_array
 from genrec.errors import DataError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "read_ml100k",
@@ -563,8 +566,21 @@ def read_log(
         present = _header(raw, sep)
     _check_columns(p, present, user_col, item_col, rating_col, time_col, text=fmt != "parquet",
                    sep=sep)
+    for role, col, default in (("rating", rating_col, "rating"),
+                               ("time", time_col, "timestamp")):
+        if col is not None and col != default and col not in present:  # named, so meant
+            raise DataError(f"{p}: no column {col!r} for the {role}s (data.{role}_col; "
+                            f"columns: {', '.join(present)}); fix the name, or leave the "
+                            f"setting out")
     has_r = rating_col is not None and rating_col in present
     has_t = time_col is not None and time_col in present
+    unused = [c for c in present if c not in (user_col, item_col, rating_col, time_col)]
+    if unused and not (has_r and has_t):
+        log.warning("%s: column%s %s not read; the log is read %s (map a column with --set "
+                    "data.rating_col=NAME / data.time_col=NAME)", p, "s" * (len(unused) > 1),
+                    ", ".join(map(repr, unused)),
+                    " and ".join(w for w, has in (("as implicit feedback", has_r),
+                                                  ("without timestamps", has_t)) if not has))
     cols = [user_col, item_col] + ([rating_col] if has_r else []) + ([time_col] if has_t else [])
     numeric = [rating_col] if has_r else []  # timestamps: numbers or ISO 8601 dates, below
     if fmt == "parquet":
