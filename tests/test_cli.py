@@ -328,20 +328,26 @@ def test_interrupted_grid_search_is_not_resumed_as_a_single_fit(tmp_path, capsys
     assert json.loads(run_json.read_text())["status"] == "running"  # not "done" without a search
 
 
-def test_recommend_notes_a_user_without_training_interactions(tmp_path, capsys):
+def test_recommend_notes_a_user_without_interactions(tmp_path, capsys):
     import numpy as np
 
     data = write_pair_lists(tmp_path / "p")
     test = np.load(data / "test_list.npy")
-    cold = int(test[:, 0].max()) + 1  # a user seen only in the test part
-    np.save(data / "test_list.npy", np.vstack([test, [[cold, 0], [cold, 1]]]))
+    empty = int(test[:, 0].max()) + 1  # an id of the range with no interaction at all
+    tested = empty + 1  # a user seen only in the test part
+    np.save(data / "test_list.npy", np.vstack([test, [[tested, 0], [tested, 1]]]))
     out_dir = tmp_path / "o"
     code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(data),
                          "--out", str(out_dir))
     assert code == 0, err
-    code, out, err = run(capsys, "recommend", str(out_dir), "--user", str(cold), "-k", "3")
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", str(empty), "-k", "3")
     assert code == 0, err
-    assert f"user {cold} has no interactions in the training part" in err
+    assert f"user {empty} has no interactions in the data" in err
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", str(tested), "-k", "3",
+                         "--output", str(tmp_path / "r.json"))
+    assert code == 0 and "no interactions" not in err  # scored from its test items
+    recs = json.loads((tmp_path / "r.json").read_text())["recommendations"]
+    assert len(recs) == 3 and not {0, 1} & {r["item"] for r in recs}
     code, out, err = run(capsys, "recommend", str(out_dir), "--user", "0", "-k", "3")
     assert code == 0 and "no interactions" not in err
 
@@ -462,3 +468,23 @@ def test_ids_and_messages_print_literally_not_as_markup(tmp_path, capsys):
     assert "top 2 for user [red]alice" in out and "[b]item[/b]-" in out
     code, out, err = run(capsys, "recommend", str(out_dir), "--user", "bob[x]")
     assert code == 1 and "bob[x]" in err
+
+
+@pytest.mark.parametrize("protocol", ["diffrec", "strong"])
+def test_recommend_user_scores_the_whole_history_and_excludes_every_known_item(
+        tmp_path, capsys, ml100k, protocol):
+    out_dir = tmp_path / "run"
+    heldout = ["--set", "protocol.n_heldout=10"] if protocol == "strong" else []
+    code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(ml100k),
+                         "--protocol", protocol, *heldout, "--out", str(out_dir))
+    assert code == 0, err
+    rows = [line.split("\t") for line in (ml100k / "u.data").read_text().splitlines()]
+    n_items = len({r[1] for r in rows})
+    for user in ("1", "2", "7", "30"):
+        mine = {int(i) for u, i, *_ in rows if u == user}  # any rating, any part
+        code, out, err = run(capsys, "recommend", str(out_dir), "--user", user, "-k",
+                             str(n_items), "--output", str(tmp_path / "r.json"))
+        assert code == 0, err
+        got = [r["item"] for r in json.loads((tmp_path / "r.json").read_text())["recommendations"]]
+        assert not mine & set(got) and len(got) == n_items - len(mine)
+        assert "empty history" not in err  # held-out (strong) users fold in their history

@@ -174,11 +174,24 @@ def _evaluate_both(model: Recommender, pdata: ProtocolData) -> dict:
 
 
 def _save_run_data(out: Path, pdata: ProtocolData, ds: Dataset) -> None:
-    """Training matrix, raw ids and titles: what recommend/predict need beside the model."""
+    """Training matrix, raw ids and titles: what recommend/predict need beside the model;
+    and, for `genrec recommend --user`, each user's whole history (``history_*``: the
+    positives of every part, when the protocol held some out) and every item the user has in
+    the data (``known_*``, when that is more: ratings under the threshold)."""
     m = pdata.train.matrix
     arrays = {"indptr": m.indptr.astype(np.int64), "indices": m.indices.astype(np.int64),
               "data": m.data.astype(np.float32), "shape": np.array(m.shape, np.int64),
               "user_ids": pdata.train.user_ids, "item_ids": pdata.train.item_ids}
+    history = pdata.positives if pdata.positives is not None else m
+    known = ds.interactions.matrix
+    for name, extra in (("history", pdata.positives), ("known", known)):
+        if extra is None or extra.shape != m.shape:
+            continue
+        extra = sp.csr_matrix(extra)
+        base = history if name == "known" else m
+        if (extra != 0).astype(bool).sum() > (base != 0).astype(bool).sum():  # adds items
+            arrays[f"{name}_indptr"] = extra.indptr.astype(np.int64)
+            arrays[f"{name}_indices"] = extra.indices.astype(np.int32)
     titles = ds.titles()
     if titles is not None:
         arrays["item_titles"] = titles.astype(str)
@@ -215,9 +228,17 @@ def _load_run(model_dir: str) -> tuple[dict, Recommender, dict]:
     return run, model, data
 
 
-def _train_matrix(data: dict) -> sp.csr_matrix:
-    return sp.csr_matrix((data["data"], data["indices"], data["indptr"]),
-                         shape=tuple(int(x) for x in data["shape"]))
+def _train_matrix(data: dict, part: str = "train") -> sp.csr_matrix:
+    """The training matrix of a saved run, or its ``history`` / ``known`` pattern (0/1; the
+    training matrix when the run has none, as runs before them)."""
+    shape = tuple(int(x) for x in data["shape"])
+    if part != "train" and f"{part}_indptr" in data:
+        indices = data[f"{part}_indices"].astype(np.int64)
+        return sp.csr_matrix((np.ones(len(indices), np.float32), indices,
+                              data[f"{part}_indptr"]), shape=shape)
+    if part == "known":
+        return _train_matrix(data, "history")
+    return sp.csr_matrix((data["data"], data["indices"], data["indptr"]), shape=shape)
 
 
 # ----------------------------------------------------------------------------- root
@@ -637,12 +658,15 @@ def evaluate_cmd(model_dir: str, output: str | None) -> None:
 # ----------------------------------------------------------------------------- recommend
 @cli.command("recommend")
 @click.argument("model_dir", type=click.Path(file_okay=False))
-@click.option("--user", "user_id", default=None, help="Raw user id from the training data.")
+@click.option("--user", "user_id", default=None,
+              help="Raw user id from the data: scored from the user's whole history (held-out "
+                   "parts too); every item the user has in the data is left out.")
 @click.option("--items", "items_csv", default=None,
               help="A new user's history as raw item ids, e.g. 1,50,172 (fold-in).")
 @click.option("-k", "--k", "k", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many items.")
-@click.option("--include-seen", is_flag=True, help="Do not exclude the user's own items.")
+@click.option("--include-seen", is_flag=True,
+              help="Do not leave out the items the user (or --items) already has.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the list as JSON.")
 def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> None:
     """Top-k items for a known user (--user) or a new history (--items)."""
@@ -652,13 +676,16 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> Non
     run, model, data = _load_run(model_dir)
     users_map, items_map = IdMap(data["user_ids"]), IdMap(data["item_ids"])
     X = _train_matrix(data)
+    exclude = None
     if user_id is not None:
         u = users_map.index(user_id, "user")
-        users, history = np.array([u]), X[u]
+        # the user's whole history in the data (held-out parts too), and all their items
+        users, history = np.array([u]), _train_matrix(data, "history")[u]
+        exclude = _train_matrix(data, "known")[u]
         who = f"user {user_id}"
         if history.nnz == 0:
-            _err_console().print(f"note: user {user_id} has no interactions in the training "
-                                 f"part, so this is the model's answer to an empty history")
+            _err_console().print(f"note: user {user_id} has no interactions in the data, so "
+                                 f"this is the model's answer to an empty history")
     else:
         if not type(model).folds_in:
             raise ConfigError(f"model {model.name} cannot fold in a new history; use --user")
@@ -670,7 +697,8 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> Non
                                 shape=(1, X.shape[1]))
         users = None
         who = f"history {', '.join(raw)}"
-    top, scores = model.recommend(users, history, k=k, exclude_seen=not include_seen)
+    top, scores = model.recommend(users, history, k=k, exclude_seen=not include_seen,
+                                  exclude=exclude)
     titles = data.get("item_titles")
     rows = []
     for rank, (i, s) in enumerate(zip(top[0], scores[0]), 1):

@@ -96,6 +96,9 @@ class ProtocolData:
     valid: RankingTask | RatingTask
     test: RankingTask | RatingTask
     train_full: Interactions | None = None  # rating: train + validation slice, for a refit
+    #: ranking protocols: every user's positives in all parts (training, held-out, fold-in),
+    #: 0/1 CSR in the training matrix's shape: the history a deployed model recommends from
+    positives: sp.csr_matrix | None = None
 
     @property
     def kind(self) -> Literal["ranking", "rating"]:
@@ -124,6 +127,13 @@ def _positives(ds: Dataset, inter: Interactions, cfg: ProtocolConfig) -> Interac
 
 def _ranking_parts(ds: Dataset, cfg: ProtocolConfig) -> Interactions:
     return k_core(_positives(ds, ds.interactions, cfg), cfg.user_k, cfg.item_k)
+
+
+def _pattern(parts: dict[str, Interactions]) -> sp.csr_matrix:
+    """Which (user, item) pairs occur in any of ``parts``, as a 0/1 float32 CSR matrix."""
+    m = sum((part.matrix != 0).astype(np.float32) for part in parts.values()).tocsr()
+    m.data[:] = 1.0
+    return m
 
 
 def _masked_tasks(parts: dict[str, Interactions], empty: str) -> tuple[RankingTask, RankingTask]:
@@ -203,11 +213,12 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
             else:
                 parts = random_ratio_split(inter, cfg.ratios, seed=cfg.seed)
         valid, test = _masked_tasks(parts, "zero")
-        return ProtocolData(cfg, parts["train"], valid, test)
+        return ProtocolData(cfg, parts["train"], valid, test, positives=_pattern(parts))
     if cfg.name == "loo":
         parts = leave_last_one_out(_ranking_parts(ds, cfg), seed=cfg.seed)
         valid, test = _masked_tasks(parts, "skip")
-        return _checked(ds, ProtocolData(cfg, parts["train"], valid, test),
+        return _checked(ds, ProtocolData(cfg, parts["train"], valid, test,
+                                         positives=_pattern(parts)),
                         "loo holds out items only of users with 3 or more interactions")
     if cfg.name == "strong":
         inter = _ranking_parts(ds, cfg)
@@ -219,7 +230,8 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
             rows = np.flatnonzero(np.diff((fin + fout).tocsr().indptr))
             tasks.append(RankingTask(None, _rows(fin, rows), _rows(fin, rows), _rows(fout, rows),
                                      "skip", side))
-        return _checked(ds, ProtocolData(cfg, p["train"], tasks[0], tasks[1]))
+        return _checked(ds, ProtocolData(cfg, p["train"], tasks[0], tasks[1],
+                                         positives=_pattern({"all": inter})))
     if cfg.name == "rating":
         if ds.implicit:
             raise DataError(f"{ds.name}: protocol rating needs explicit ratings, and this data "

@@ -177,8 +177,13 @@ class Recommender(ABC):
         X_users: Any,
         k: int = 10,
         exclude_seen: bool = True,
+        exclude: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k items per user, best first.
+
+        ``exclude_seen`` leaves out the items of ``X_users`` and, when given, those of
+        ``exclude`` (CSR, one row per user: items the user has that are not in the history
+        scored from, such as low ratings).
 
         Returns
         -------
@@ -191,12 +196,17 @@ class Recommender(ABC):
             raise ValueError(f"k must be a positive integer, got {k!r}")
         users, X = self._check_users(users, X_users)
         scores = torch.as_tensor(self.score(users, X)).float().cpu()  # (B, I)
-        if exclude_seen and X.nnz:
-            rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        if exclude_seen:
             scores = scores.clone()
-            scores[torch.from_numpy(rows), torch.from_numpy(X.indices.astype(np.int64))] = (
-                float("-inf")
-            )
+            for M in (X, None if exclude is None else as_csr(exclude, X.shape[1], "exclude")):
+                if M is None or not M.nnz:
+                    continue
+                if M.shape[0] != X.shape[0]:
+                    raise DataError(f"exclude has {M.shape[0]} rows for {X.shape[0]} users")
+                rows = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
+                scores[torch.from_numpy(rows), torch.from_numpy(M.indices.astype(np.int64))] = (
+                    float("-inf")
+                )
         top = topk_indices(scores, k)  # (B, k)
         safe = top.clamp(min=0)
         vals = scores.gather(1, safe)
