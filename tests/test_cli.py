@@ -488,3 +488,18 @@ def test_recommend_user_scores_the_whole_history_and_excludes_every_known_item(
         got = [r["item"] for r in json.loads((tmp_path / "r.json").read_text())["recommendations"]]
         assert not mine & set(got) and len(got) == n_items - len(mine)
         assert "empty history" not in err  # held-out (strong) users fold in their history
+
+
+def test_data_info_reads_the_data_table_of_a_train_config(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    log.write_text("uid,sku,stars\nu1,a,5\nu2,b,3\nu2,a,4\n")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('l2 = 5.0\n[data]\nuser_col = "uid"\nitem_col = "sku"\nrating_col = "stars"\n')
+    code, out, err = run(capsys, "data", "info", str(log), "--config", str(cfg),
+                         "--output", str(tmp_path / "i.json"))
+    assert code == 0, err
+    info = json.loads((tmp_path / "i.json").read_text())
+    assert info["users"] == 2 and info["implicit"] is False
+    code, out, err = run(capsys, "data", "info", str(log), "--config", str(cfg), "--set",
+                         "data.rating_col=nope")  # --set wins over the file
+    assert code == 1 and "no column 'nope'" in err

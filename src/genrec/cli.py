@@ -290,16 +290,20 @@ _format_option = click.option(
 @data_group.command("info")
 @click.argument("dataset")
 @_format_option
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML file of genrec train; its [data] table is used.")
 @click.option("--set", "sets", multiple=True, metavar="data.KEY=VALUE",
               help="Reader options, e.g. --set data.user_col=uid.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Also write the summary as JSON.")
-def data_info(dataset: str, fmt: str | None, sets: tuple[str, ...], output: str | None) -> None:
+def data_info(dataset: str, fmt: str | None, config_file: str | None, sets: tuple[str, ...],
+              output: str | None) -> None:
     """Users, items, interactions, density and the rating histogram of DATASET."""
     check_writable(output, "--output")
     over = parse_overrides(sets)
-    _, _, data_sec = _split_sections(over)
     if set(over) - {"data"}:
         raise ConfigError("data info takes only --set data.KEY=VALUE options")
+    from_file = load_toml(config_file).get("data", {}) if config_file else {}
+    _, _, data_sec = _split_sections(_merge({"data": from_file}, over))
     options = build_config(DataOptions, {**data_sec, **({"format": fmt} if fmt else {})},
                            where="data")
     ds = _load_with_progress(dataset, options)

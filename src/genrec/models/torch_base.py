@@ -100,7 +100,8 @@ class TorchRecommender(Recommender):
     def _encode(self, batch: Batch) -> torch.Tensor:
         """User embeddings (B, K) from the history rows: the encoder means."""
         raise ConfigError(f"model {self.name} has no encoder, so no user embeddings; use a "
-                          f"latent-variable model (mult-vae, recvae) or an SVD of the data")
+                          f"latent-variable model (mult-vae, recvae) or an SVD of the data "
+                          f"(genrec clusters --embedding svd; genrec.analysis.svd_embeddings)")
 
     # ------------------------------------------------------------------ training
     def train_config(self) -> TrainConfig:
