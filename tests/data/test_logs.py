@@ -183,8 +183,22 @@ def test_missing_header_line_is_named(tmp_path, content, fmt):
     p = _write(tmp_path, content, f"log.{fmt}")
     msg = _error(p)
     assert "looks like data, not a header" in msg
-    assert "add a header line naming the columns (user, item[, rating][, timestamp]" in msg
-    assert "--set data.user_col=NAME" in msg
+    assert "pass --set data.header=false" in msg
+    assert "add a header line naming them (user, item[, rating][, timestamp]" in msg
+    opts = DataOptions(header=False)
+    ds = load_dataset(p, opts)  # the same file read by position
+    assert ds.interactions.nnz == 2
+    assert ds.interactions.user_ids.tolist() == (["u0", "u1"] if fmt == "csv" else [1, 3])
+    assert ds.implicit == (fmt == "tsv") and (ds.interactions.times is not None) == (fmt == "csv")
+
+
+def test_headerless_log_takes_two_to_four_fields(tmp_path):
+    p = _write(tmp_path, "1\t2\t5\t1000\t7\n", "log.tsv")
+    with pytest.raises(DataError, match="5 field.*without a header has 2 to 4"):
+        load_dataset(p, DataOptions(header=False))
+    p = _write(tmp_path, "1\t2\t4\n3\t4\n", "log.tsv")  # a short line is reported as usual
+    with pytest.raises(DataError, match="line 2"):
+        load_dataset(p, DataOptions(header=False))
 
 
 def test_wrong_header_still_suggests_the_mapping(tmp_path):

@@ -53,6 +53,7 @@ class DataOptions:
     rating_col: str = "rating"  # generic logs: column of ratings (absent = implicit)
     time_col: str = "timestamp"  # generic logs: column of timestamps (optional)
     sep: str | None = None  # generic logs: field separator (default by format)
+    header: bool = True  # generic logs: False = no header, columns user item [rating [time]]
     duplicates: Literal["last", "first", "max", "error"] = "last"  # repeated (user, item)
     download: bool = True  # fetch a known data set when it is not found locally
 
@@ -116,7 +117,7 @@ def load_dataset(
     else:
         ds = read_log(path, user_col=opts.user_col, item_col=opts.item_col,
                       rating_col=opts.rating_col, time_col=opts.time_col, sep=opts.sep,
-                      fmt=fmt, duplicates=opts.duplicates)
+                      fmt=fmt, duplicates=opts.duplicates, header=opts.header)
     if name in KNOWN_DATASETS:
         ds.name = name
     return ds

@@ -533,12 +533,14 @@ def read_log(
     fmt: str | None = None,
     duplicates: str = "last",
     name: str | None = None,
+    header: bool = True,
 ) -> Dataset:
     """Any CSV/TSV/Parquet interaction log with a header, through a column mapping.
 
     ``rating_col`` and ``time_col`` are optional: when the named column is absent the data
     is implicit (or has no timestamps). ``fmt`` is ``csv``, ``tsv`` or ``parquet``, detected
-    from the suffix when None.
+    from the suffix when None. A text log without a header (``header=False``) has its columns
+    in the order user, item[, rating[, timestamp]] (ML-100K's ``u.data`` layout).
     """
     p = Path(path)
     if not p.is_file():
@@ -564,6 +566,13 @@ def read_log(
         sep = sep or ("\t" if fmt == "tsv" else ",")
         raw = _load_text(p)
         present = _header(raw, sep)
+        if not header:  # columns by position, named by the mapping
+            order = [c for c in (user_col, item_col, rating_col, time_col) if c]
+            if not 2 <= len(present) <= len(order):
+                raise DataError(f"{p}, line 1: {len(present)} field(s) separated by {sep!r}; a "
+                                f"log without a header has 2 to {len(order)}: user, item"
+                                f"{'[, rating[, timestamp]]' if len(order) == 4 else ''}")
+            present = order[: len(present)]
     _check_columns(p, present, user_col, item_col, rating_col, time_col, text=fmt != "parquet",
                    sep=sep)
     for role, col, default in (("rating", rating_col, "rating"),
@@ -587,8 +596,8 @@ def read_log(
         df = _parquet_columns(p, df[cols], [user_col, item_col], numeric)
         lines = None
     else:
-        df, lines = _parse_table(p, raw, sep, cols, numeric, header=True,
-                                 required=(user_col, item_col))
+        df, lines = _parse_table(p, raw, sep, cols if header else present, numeric,
+                                 header=header, required=(user_col, item_col))
     out = pd.DataFrame({"user": df[user_col].astype(str).str.strip(),
                         "item": df[item_col].astype(str).str.strip()})
     for role, col in (("user", user_col), ("item", item_col)):
@@ -706,8 +715,9 @@ def _check_columns(p: Path, present: list[str], user_col: str, item_col: str,
     if text and not any(c in present for c in expected) and any(map(_is_number, present)):
         shape = f"{user_col}, {item_col}" + "".join(f"[, {c}]" for c in (rating_col, time_col) if c)
         raise DataError(f"{p}: the first line ({', '.join(present)}) looks like data, not a "
-                        f"header; add a header line naming the columns ({shape}), or if the "
-                        f"columns have other names map them with --set data.user_col=NAME")
+                        f"header; pass --set data.header=false when the columns are user, item"
+                        f"[, rating[, timestamp]] in this order, or add a header line naming "
+                        f"them ({shape})")
     for role, col in (("user", user_col), ("item", item_col)):
         if col not in present:
             raise DataError(f"{p}: no column {col!r} for the {role} ids (columns: "
