@@ -407,6 +407,8 @@ def test_resume_with_more_epochs_continues_a_finished_run(tmp_path, capsys, ml10
         code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"), "--set",
                              f"epochs={fewer}")
         assert code == 1 and "not more than the 3 epochs" in " ".join(err.split())
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"), "--set", "epochs=abc")
+    assert code == 1 and "expected an integer" in err and "Traceback" not in err
     assert {f.name: f.read_bytes() for f in (tmp_path / "a").iterdir() if f.is_file()} == before
 
 

@@ -147,6 +147,10 @@ def test_diffrec_binarizes_given_rated_parts_at_the_threshold(tmp_path):
     liked = [sum(r >= 4 for *_, r in rows[k::3]) for k in range(3)]
     assert [p.train.nnz, p.valid.truth.nnz, p.test.truth.nnz] == liked
     assert set(np.unique(p.train.matrix.data)) == {1.0}
+    disliked = _rated_split(tmp_path / "low", {"train": rows, "valid": [(0, 1, 2)],
+                                                "test": [(1, 1, 5)]})
+    with pytest.raises(DataError, match="the given valid part has no rating >= 4"):
+        build_protocol(load_dataset(disliked), ProtocolConfig(name="diffrec"))
 
 
 def test_diffrec_averages_only_users_left_with_interactions(tmp_path):

@@ -494,8 +494,8 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
         if absent:
             raise ConfigError(f"--resume: model {model_name} has no {', '.join(absent)} to "
                               f"change (it does not train by epochs)")
-        done = _epochs_done(Path(resume_dir))
-        if "epochs" in more and more["epochs"] <= done:
+        done, n = _epochs_done(Path(resume_dir)), more.get("epochs")
+        if isinstance(n, int) and not isinstance(n, bool) and n <= done:  # others: config error
             raise ConfigError(f"--resume: --set epochs={more['epochs']} is not more than the "
                               f"{done} epochs this run has trained; give a larger number to "
                               f"train it further")
@@ -688,7 +688,8 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, output) -> Non
         exclude = _train_matrix(data, "known")[u]
         who = f"user {user_id}"
         if history.nnz == 0:
-            _err_console().print(f"note: user {user_id} has no interactions in the data, so "
+            part = "the data" if "history_indptr" in data else "the training part"
+            _err_console().print(f"note: user {user_id} has no interactions in {part}, so "
                                  f"this is the model's answer to an empty history")
     else:
         if not type(model).folds_in:

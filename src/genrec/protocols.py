@@ -119,10 +119,20 @@ class ProtocolData:
         return d
 
 
-def _positives(ds: Dataset, inter: Interactions, cfg: ProtocolConfig) -> Interactions:
+def _positives(ds: Dataset, inter: Interactions, cfg: ProtocolConfig,
+               part: str | None = None) -> Interactions:
     """The interactions the ranking protocols use: all of implicit data, the ratings >=
-    ``binarize_threshold`` of explicit data (each as 1)."""
-    return inter.binarize() if ds.implicit else binarize(inter, cfg.binarize_threshold)
+    ``binarize_threshold`` of explicit data (each as 1). ``part`` names a given part."""
+    if ds.implicit:
+        return inter.binarize()
+    try:
+        return binarize(inter, cfg.binarize_threshold)
+    except DataError:
+        if part is None:
+            raise
+        raise DataError(f"{ds.name}: the given {part} part has no rating >= "
+                        f"{cfg.binarize_threshold}; lower protocol.binarize_threshold or move "
+                        f"some liked items into it") from None
 
 
 def _ranking_parts(ds: Dataset, cfg: ProtocolConfig) -> Interactions:
@@ -192,18 +202,18 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
     if cfg.name == "diffrec":
         given = ds.splits.get("given")
         if given is not None and {"train", "valid", "test"} <= set(given):
-            parts = {p: _positives(ds, given[p], cfg) for p in ("train", "valid", "test")}
+            parts = {p: _positives(ds, given[p], cfg, p) for p in ("train", "valid", "test")}
         elif given is not None and {"train", "test"} <= set(given):
             # never re-split the whole data: that would put given test items into training
             if len(cfg.ratios) != 3:
                 raise DataError(f"protocol diffrec needs three ratios, got {cfg.ratios}")
             r_train, r_valid = cfg.ratios[0], cfg.ratios[1]
             share = (r_train / (r_train + r_valid), r_valid / (r_train + r_valid))
-            train = _positives(ds, given["train"], cfg)
+            train = _positives(ds, given["train"], cfg, "train")
             inner = (temporal_ratio_split(train, share, names=("train", "valid"))
                      if train.times is not None else
                      random_ratio_split(train, share, names=("train", "valid"), seed=cfg.seed))
-            parts = {**inner, "test": _positives(ds, given["test"], cfg)}
+            parts = {**inner, "test": _positives(ds, given["test"], cfg, "test")}
         else:
             inter = _ranking_parts(ds, cfg)
             if len(cfg.ratios) != 3:

@@ -456,11 +456,16 @@ class Trainer:
         ``run_dir/checkpoint`` (or starts over when no epoch was checkpointed yet).
         """
 
+        from genrec.evaluate import RankingTask
+
         cfg = self.config
         X = sp.csr_matrix(X, dtype=np.float32)
         if X.shape[0] == 0:
             raise DataError("cannot train on a matrix with no users")
-        model.check_valid_task(valid)
+        if valid is not None and not isinstance(valid, RankingTask):  # it validates by ranking
+            raise ConfigError(f"{type(model).__name__} ranks items and validates on a ranking "
+                              f"task, got {type(valid).__name__}; use a ranking protocol "
+                              f"(diffrec, strong or loo)")
         if valid is not None and valid.inputs.shape[1] != X.shape[1]:
             raise DataError(f"the validation task {valid.name!r} has {valid.inputs.shape[1]} "
                             f"item columns but the training matrix has {X.shape[1]}")

@@ -255,3 +255,11 @@ def test_columns_left_unread_are_named(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         read_log(p, user_col="uid", item_col="sku", rating_col="stars", time_col="ts")
     assert caplog.text == ""
+
+
+def test_empty_rating_column_setting_reads_the_log_as_implicit(tmp_path):
+    p = _write(tmp_path, "user,item,rating\nu1,i1,5\nu2,i2,1\n")
+    assert load_dataset(p, DataOptions(rating_col="")).implicit  # '' = no rating column
+    p = _write(tmp_path, "\nu1,i1,1000\nu2,i2,1001\n", "t.csv")  # blank first line skipped
+    ds = load_dataset(p, DataOptions(header=False, rating_col=""))
+    assert ds.implicit and ds.interactions.times is not None

@@ -568,16 +568,19 @@ def read_log(
         present = _header(raw, sep)
         if not header:  # columns by position, named by the mapping
             order = [c for c in (user_col, item_col, rating_col, time_col) if c]
-            if not 2 <= len(present) <= len(order):
-                raise DataError(f"{p}, line 1: {len(present)} field(s) separated by {sep!r}; a "
-                                f"log without a header has 2 to {len(order)}: user, item"
-                                f"{'[, rating[, timestamp]]' if len(order) == 4 else ''}")
-            present = order[: len(present)]
+            first = next((line for line in raw.splitlines() if line.strip()), "")
+            n = len(_split_record(first, sep))
+            if not 2 <= n <= len(order):
+                extra = [r for r, c in (("rating", rating_col), ("timestamp", time_col)) if c]
+                shape = "".join(f"[, {r}" for r in extra) + "]" * len(extra)
+                raise DataError(f"{p}: {n} field(s) separated by {sep!r} on the first line; a "
+                                f"log without a header has 2 to {len(order)}: user, item{shape}")
+            present = order[:n]
     _check_columns(p, present, user_col, item_col, rating_col, time_col, text=fmt != "parquet",
                    sep=sep)
     for role, col, default in (("rating", rating_col, "rating"),
                                ("time", time_col, "timestamp")):
-        if col is not None and col != default and col not in present:  # named, so meant
+        if col and col != default and col not in present:  # named, so meant ('' = none)
             raise DataError(f"{p}: no column {col!r} for the {role}s (data.{role}_col; "
                             f"columns: {', '.join(present)}); fix the name, or leave the "
                             f"setting out")
