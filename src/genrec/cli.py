@@ -182,16 +182,15 @@ def _save_run_data(out: Path, pdata: ProtocolData, ds: Dataset) -> None:
     arrays = {"indptr": m.indptr.astype(np.int64), "indices": m.indices.astype(np.int64),
               "data": m.data.astype(np.float32), "shape": np.array(m.shape, np.int64),
               "user_ids": pdata.train.user_ids, "item_ids": pdata.train.item_ids}
-    history = pdata.positives if pdata.positives is not None else m
-    known = ds.interactions.matrix
-    for name, extra in (("history", pdata.positives), ("known", known)):
+    below = m  # each pattern is kept only when it adds items to the one below it
+    for name, extra in (("history", pdata.positives), ("known", ds.interactions.matrix)):
         if extra is None or extra.shape != m.shape:
             continue
         extra = sp.csr_matrix(extra)
-        base = history if name == "known" else m
-        if (extra != 0).astype(bool).sum() > (base != 0).astype(bool).sum():  # adds items
+        if extra.count_nonzero() > below.count_nonzero():
             arrays[f"{name}_indptr"] = extra.indptr.astype(np.int64)
             arrays[f"{name}_indices"] = extra.indices.astype(np.int32)
+        below = extra
     titles = ds.titles()
     if titles is not None:
         arrays["item_titles"] = titles.astype(str)

@@ -455,14 +455,13 @@ class Trainer:
         :func:`genrec.evaluate.evaluate_ranking`; ``resume`` continues from
         ``run_dir/checkpoint`` (or starts over when no epoch was checkpointed yet).
         """
-
         from genrec.evaluate import RankingTask
 
         cfg = self.config
         X = sp.csr_matrix(X, dtype=np.float32)
         if X.shape[0] == 0:
             raise DataError("cannot train on a matrix with no users")
-        if valid is not None and not isinstance(valid, RankingTask):  # it validates by ranking
+        if valid is not None and not isinstance(valid, RankingTask):
             raise ConfigError(f"{type(model).__name__} ranks items and validates on a ranking "
                               f"task, got {type(valid).__name__}; use a ranking protocol "
                               f"(diffrec, strong or loo)")

@@ -198,11 +198,10 @@ class Recommender(ABC):
         scores = torch.as_tensor(self.score(users, X)).float().cpu()  # (B, I)
         if exclude_seen:
             scores = scores.clone()
-            for M in (X, None if exclude is None else as_csr(exclude, X.shape[1], "exclude")):
-                if M is None or not M.nnz:
-                    continue
-                if M.shape[0] != X.shape[0]:
-                    raise DataError(f"exclude has {M.shape[0]} rows for {X.shape[0]} users")
+            masks = [X] if exclude is None else [X, as_csr(exclude, X.shape[1], "exclude")]
+            if masks[-1].shape[0] != X.shape[0]:
+                raise DataError(f"exclude has {masks[-1].shape[0]} rows for {X.shape[0]} users")
+            for M in masks:
                 rows = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
                 scores[torch.from_numpy(rows), torch.from_numpy(M.indices.astype(np.int64))] = (
                     float("-inf")
