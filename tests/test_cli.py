@@ -215,11 +215,14 @@ def test_damaged_files_are_one_line_errors(tmp_path, capsys, ml100k):
     good = weights.read_bytes()
     weights.write_bytes(good[: len(good) // 2])
     code, out, err = run(capsys, "recommend", str(out_dir), "--user", "1")
+    assert code == 1 and "weights.npz: corrupt file" in err and "Traceback" not in err
+    run_json = out_dir / "run.json"
+    record = json.loads(run_json.read_text())
+    run_json.write_text(json.dumps({k: v for k, v in record.items() if k != "files"}))
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", "1")  # no checksums kept
     assert code == 1 and "weights.npz: unreadable" in err and "Traceback" not in err
     weights.write_bytes(good)
 
-    run_json = out_dir / "run.json"
-    record = json.loads(run_json.read_text())
     run_json.write_text(json.dumps({**record, "status": "running"}))
     (out_dir / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
     code, out, err = run(capsys, "train", "--resume", str(out_dir))
@@ -392,7 +395,7 @@ def test_resume_with_more_epochs_continues_a_finished_run(tmp_path, capsys, ml10
     code, out, err = run(capsys, *_vae_args(ml100k, tmp_path / "a", 1))
     assert code == 0, err
     code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"))  # nothing to do
-    assert code == 0 and "--set epochs=N" in " ".join(out.split())
+    assert code == 0 and "--set train.epochs=N" in " ".join(out.split())
     code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"), "--set", "epochs=3")
     assert code == 0, err
     code, out, err = run(capsys, *_vae_args(ml100k, tmp_path / "b", 3))  # in one go
@@ -412,7 +415,8 @@ def test_resume_with_more_epochs_continues_a_finished_run(tmp_path, capsys, ml10
     assert {f.name: f.read_bytes() for f in (tmp_path / "a").iterdir() if f.is_file()} == before
 
 
-@pytest.mark.parametrize("sets, match", [(["--set", "lr=0.1"], "only epochs, patience, not lr"),
+@pytest.mark.parametrize("sets, match", [(["--set", "lr=0.1"],
+                                          "only train.epochs, train.patience, not lr"),
                                          (["--set", "epochs=3"], "has no epochs to change")])
 def test_resume_takes_only_epoch_settings(tmp_path, capsys, ml100k, sets, match):
     if "lr" in sets[1]:

@@ -245,7 +245,7 @@ def test_small_map_needs_no_perplexity_correction(capfd, caplog):
 
 
 def test_k_range_list_with_repeats_is_fitted_once():
-    from genrec.cli import _parse_k_range
+    from genrec.cli.clusters import _parse_k_range
 
     assert _parse_k_range("4,3,3,4") == [3, 4]
 
@@ -259,7 +259,7 @@ def test_cli_clusters_umap_missing_fails_before_fitting(ease_run, tmp_path, caps
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "umap" else real(name, *a))
-    monkeypatch.setattr(genrec.analysis, "fit_clusters",
+    monkeypatch.setattr(genrec.analysis.pipeline, "fit_clusters",
                         lambda *a, **k: pytest.fail("clustered before checking --map umap"))
     code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "2", "--map", "umap",
                  "--out", str(tmp_path / "u")])
@@ -301,7 +301,7 @@ def test_cli_clusters_says_when_no_pca_ran(ease_run, tmp_path, capsys):
     summary = json.loads((tmp_path / "c" / "profiles.json").read_text())
     space = summary["clustering space"]
     d = int(space.split()[0])  # the SVD embedding's width, all kept
-    assert space == f"{d} standardized dims (no PCA: --pca 500 >= {d})"
+    assert space == f"{d} standardized dims (no PCA: pca_dim 500 >= {d})"
     code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "2", "--pca", "2",
                  "--map", "none", "--out", str(tmp_path / "d")])
     assert code == 0
@@ -311,13 +311,14 @@ def test_cli_clusters_says_when_no_pca_ran(ease_run, tmp_path, capsys):
 
 def test_cli_clusters_reports_empty_clusters(ease_run, tmp_path, capsys, monkeypatch):
     import genrec.analysis as analysis
+    import genrec.analysis.pipeline  # noqa: F401
     from genrec.analysis.clustering import Clustering
 
     def one_cluster_of_three(Y, k, method, seed):  # as duplicate points can leave
         n = len(Y)
         return Clustering(np.zeros(n, int), np.ones(n), k, method, float("nan"), None)
 
-    monkeypatch.setattr(analysis, "fit_clusters", one_cluster_of_three)
+    monkeypatch.setattr(analysis.pipeline, "fit_clusters", one_cluster_of_three)
     code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "3", "--map", "none",
                  "--out", str(tmp_path / "c")])
     out = capsys.readouterr()

@@ -124,6 +124,20 @@ class Recommender(ABC):
         config; None when fit takes no validation."""
         return self.validation
 
+    @classmethod
+    def check_task(cls, task: Any) -> None:
+        """A ConfigError unless a model of this class can be evaluated on ``task`` (a
+        RankingTask or RatingTask): rating tasks need a rating predictor, tasks of users
+        unseen in training (strong generalization) a model that folds in."""
+        from genrec.evaluate import RankingTask, RatingTask
+
+        if isinstance(task, RatingTask) and not issubclass(cls, RatingPredictor):
+            raise ConfigError(f"model {cls.name} does not predict ratings; the rating "
+                              f"protocol needs a rating model (biased-mf, fm, autorec)")
+        if isinstance(task, RankingTask) and task.users is None and not cls.folds_in:
+            raise ConfigError(f"model {cls.name} cannot score users unseen in training; the "
+                              f"strong protocol needs a fold-in model (ease, mult-vae, ...)")
+
     def check_valid_task(self, valid: Any) -> None:
         """A ConfigError unless ``valid`` is None or the kind of task ``fit`` selects on (the
         CLI asks this before it trains or writes anything)."""

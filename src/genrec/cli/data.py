@@ -1,0 +1,94 @@
+"""``genrec data info`` and ``genrec models``."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from genrec.cli.render import console, run_hooks, write_output
+from genrec.config import build_config, config_to_dict, load_toml, parse_overrides
+from genrec.data import DataOptions, load_dataset
+from genrec.errors import ConfigError
+from genrec.io import check_writable
+from genrec.models import MODELS
+from genrec.runs.spec import merge
+
+FORMATS = ["ml-100k", "ml-1m", "ml-10m", "ml-csv", "pairs", "csv", "tsv", "parquet"]
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default=None,
+    help="Input format (detected from the path when omitted).")
+
+
+@click.command("models")
+def models_cmd() -> None:
+    """List the models and their default configs."""
+    table = Table(title="models")
+    table.add_column("name")
+    table.add_column("class")
+    table.add_column("fold-in")
+    table.add_column("defaults")
+    for name, cls in MODELS.items():
+        defaults = ", ".join(f"{k}={v}" for k, v in config_to_dict(cls.config_class()).items())
+        table.add_row(name, cls.__name__, "yes" if cls.folds_in else "no", defaults)
+    console().print(table)
+
+
+@click.group("data")
+def data_group() -> None:
+    """Inspect data sets."""
+
+
+@data_group.command("info")
+@click.argument("dataset")
+@format_option
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML file of genrec train; its [data] table is used.")
+@click.option("--set", "sets", multiple=True, metavar="data.KEY=VALUE",
+              help="Reader options, e.g. --set data.user_col=uid.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Also write the summary as JSON.")
+def data_info(dataset: str, fmt: str | None, config_file: str | None, sets: tuple[str, ...],
+              output: str | None) -> None:
+    """Users, items, interactions, density and the rating histogram of DATASET."""
+    check_writable(output, "--output")
+    over = parse_overrides(sets)
+    if set(over) - {"data"}:
+        raise ConfigError("data info takes only --set data.KEY=VALUE options")
+    from_file = load_toml(config_file).get("data", {}) if config_file else {}
+    if not isinstance(from_file, dict):
+        raise ConfigError(f"{config_file}: [data] must be a table of keys")
+    values = merge({"data": from_file}, over)["data"]
+    options = build_config(DataOptions, {**values, **({"format": fmt} if fmt else {})},
+                           where="data")
+    with run_hooks(train_progress=False) as hooks:
+        ds = load_dataset(dataset, options, progress=hooks.on_download)
+    s = ds.summary()
+    table = Table(title=f"{s['name']}")
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    for key in ("users", "items", "interactions"):
+        table.add_row(key, f"{s[key]:,}")
+    table.add_row("density", f"{s['density']:.4%}")
+    table.add_row("implicit", str(s["implicit"]))
+    table.add_row("timestamps", str(s["timestamps"]))
+    table.add_row("genres", str(s["genres"]))
+    table.add_row("user features", ", ".join(s["user_features"]) or "-")
+    ipu = s["interactions_per_user"]
+    table.add_row("interactions per user", f"min {ipu['min']}, median {ipu['median']:g}, "
+                                           f"max {ipu['max']}")
+    for name, parts in s["splits"].items():
+        table.add_row(f"split {name}", ", ".join(f"{p} {n:,}" for p, n in parts.items()))
+    console().print(table)
+    if "rating_histogram" in s:
+        hist = Table(title="rating histogram")
+        hist.add_column("rating", justify="right")
+        hist.add_column("count", justify="right")
+        hist.add_column("share", justify="right")
+        total = sum(s["rating_histogram"].values())
+        for r, c in s["rating_histogram"].items():
+            hist.add_row(r, f"{c:,}", f"{c / total:.1%}")
+        console().print(hist)
+    write_output(output, s)
+
+
+COMMANDS = [models_cmd, data_group]

@@ -1,0 +1,121 @@
+"""Checks a run makes before it loads data, trains or writes anything.
+
+Each raises a one-line :class:`~genrec.errors.GenrecError`: what would otherwise fail only
+after the run folder is written or after training.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrec.errors import ConfigError
+from genrec.evaluate import RankingTask, RatingTask, ranking_metric_names
+from genrec.models.base import Recommender
+from genrec.protocols import ProtocolData
+from genrec.runs import folder as rf
+
+__all__ = ["check_evaluable", "check_out_dir", "preflight", "MIN_VALID_USERS", "SettingError"]
+
+log = logging.getLogger("genrec.runs")
+
+MIN_VALID_USERS = 20  # fewer users with validation items: a warning that selection is noisy
+
+
+class SettingError(ConfigError):
+    """A ConfigError about one run setting; the message names it as ``{setting}``, which a
+    caller may spell in its own terms (:meth:`render`: a command-line flag)."""
+
+    def __init__(self, template: str, setting: str):
+        self.template = template
+        self.setting = setting
+        super().__init__(template.format(setting=setting))
+
+    def render(self, name: str) -> str:
+        return self.template.format(setting=name)
+
+
+def check_evaluable(cls: type[Recommender], task: Any) -> None:
+    """A ConfigError unless a model of class ``cls`` can be evaluated on ``task``."""
+    cls.check_task(task)
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    """The run folder ``out`` can take a new run: it is (or can be made) a writable folder,
+    holds no unfinished run (unless ``force``), and is not a folder of other files (unless
+    ``force``)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not a folder; choose a folder for the run")
+    if out.is_dir():
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ConfigError(f"{out}: cannot write in this folder (permission denied); "
+                              f"choose a folder you can write to")
+    else:
+        parent = next((a for a in out.parents if a.exists()), Path("."))
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{out}: cannot create this folder in {parent} (not a writable "
+                              f"folder); choose a folder you can write to")
+        return
+    stage = rf.staging_dir(out)
+    staged = rf.read_status(stage)
+    if staged == "running" and not force:
+        raise rf.UnfinishedRunError(
+            f"{out} holds an unfinished run: resume it, or start over (force)", out)
+    status = rf.read_status(out)
+    if status == "running" and not force:
+        raise rf.UnfinishedRunError(
+            f"{out} holds an unfinished run: resume it, or start over (force)", out)
+    if status is None and not force:
+        others = [p.name for p in out.iterdir() if p.name not in (".lock", ".next")]
+        if others:
+            shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
+            raise ConfigError(f"{out} is not empty and holds no genrec run ({shown}); choose "
+                              f"an empty or new folder, or start over there anyway (force)")
+    if status == "done":
+        log.info("replacing the trained model in %s once the new one is complete", out)
+
+
+def preflight(cls: type[Recommender], configs: list[Any], pdata: ProtocolData,
+              select_metric: str | None, select_default: bool, refit: bool = False) -> None:
+    """The model (under any of ``configs``) can select on and be evaluated under the
+    protocol, there is something to select on, and the selection metric is computed."""
+    for task in (pdata.valid, pdata.test):
+        check_evaluable(cls, task)
+    for cfg in configs:
+        cls(cfg).check_valid_task(pdata.valid)
+    valid = pdata.valid
+    chooses = getattr(cls, "trainable", False) or select_metric is not None or refit
+    if isinstance(valid, RankingTask) and chooses:  # the epoch or the grid is picked on it
+        if valid.truth.nnz == 0:
+            use = "the grid selects" if select_metric is not None else (
+                f"{cls.name} picks its epoch")
+            raise ConfigError(f"the validation part of protocol {pdata.config.name} holds no "
+                              f"interactions ({valid.truth.shape[0]} users, "
+                              f"{pdata.train.nnz} training interactions), and {use} on it; use "
+                              f"more data (users need more interactions for this split) or "
+                              f"another protocol (loo or strong)")
+        n_users = int((np.diff(valid.truth.indptr) > 0).sum())
+        if n_users < MIN_VALID_USERS:
+            log.warning("the validation part holds %d interactions of %d users: the choice "
+                        "made on it (best epoch, grid) rests on very few users",
+                        valid.truth.nnz, n_users)
+    test = pdata.test
+    if isinstance(test, RankingTask) and test.truth.nnz == 0:
+        raise ConfigError(f"the test part of protocol {pdata.config.name} holds no "
+                          f"interactions ({test.n_users} users), so no metric can be "
+                          f"computed; use more data or another protocol")
+    if isinstance(test, RatingTask) and len(test.ratings) == 0:
+        raise ConfigError(f"the test part of protocol {pdata.config.name} holds no ratings; "
+                          f"use more data")
+    if select_metric is None:
+        return
+    names = (["rmse", "mae"] if isinstance(pdata.valid, RatingTask)
+             else ranking_metric_names(pdata.config.ks))
+    if select_metric not in names:
+        hint = " (the default)" if select_default else ""
+        raise SettingError(f"{{setting}} {select_metric!r}{hint} is not among the validation "
+                           f"metrics ({', '.join(names)}); choose one of them", "select")
