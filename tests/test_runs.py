@@ -182,3 +182,42 @@ def test_commit_interrupted_between_files_is_completed(log_csv, tmp_path, monkey
     run = load_run(out)  # recovers: the staged run (complete) goes in place
     assert run.model.config.l2 == 30.0
     assert not rf.staging_dir(out).exists()
+
+
+@pytest.mark.slow
+def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(log_csv, tmp_path):
+    """SIGTERM in the middle of training: the one 'interrupted' message, exit 143, and
+    --resume ends at the same weights as an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def args(out):
+        return [sys.executable, "-m", "genrec", "train", "--model", "mult-vae", "--dataset",
+                str(log_csv), "--set", "epochs=400", "--set", "hidden_dims=[8]", "--set",
+                "latent_dim=4", "--device", "cpu", "--out", str(out)]
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = tmp_path / "killed"
+    p = subprocess.Popen(args(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                         text=True)
+    ckpt = rf.staging_dir(out) / rf.CHECKPOINT_NAME
+    deadline = time.monotonic() + 120
+    while not ckpt.is_file() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err
+    assert "interrupted: continue with `genrec train --resume" in " ".join(err.split())
+    assert "Traceback" not in err
+    r = subprocess.run([sys.executable, "-m", "genrec", "train", "--resume", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    ref = subprocess.run(args(tmp_path / "ref"), capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    X = load_run(out).data.train[:10]
+    np.testing.assert_array_equal(load_run(out).model.score(None, X).numpy(),
+                                  load_run(tmp_path / "ref").model.score(None, X).numpy())

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = cli.main(args=argv, prog_name="genrec", standalone_mode=False)
         if isinstance(code, int) and not isinstance(code, bool):  # click returns an Exit's code
-            return code
+            return 143 if sigterm["seen"] and code == 130 else code
     except click.exceptions.Abort:
         err_console().print("aborted")
         return 143 if sigterm["seen"] else 130
