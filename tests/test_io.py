@@ -80,3 +80,21 @@ def test_atomic_write_files_renames_in_the_order_given(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(Path(b).name), real(a, b)))
     atomic_write_files(tmp_path, {"z": "1", "a": "2", "m": "3"})
     assert renamed == ["z", "a", "m"]
+
+
+def test_save_arrays_round_trips_and_refuses_the_name_numpy_takes_as_its_flag(tmp_path):
+    from genrec.io import load_arrays, save_arrays
+
+    target = tmp_path / "w.npz"
+    arrays = {"a": np.arange(3, dtype=np.int64), "b": np.array(["x", "yz"])}
+    save_arrays(target, arrays)
+    back = load_arrays(target)
+    assert sorted(back) == ["a", "b"]
+    np.testing.assert_array_equal(back["a"], arrays["a"])
+    np.testing.assert_array_equal(back["b"], arrays["b"])
+    # numpy.savez reads a keyword allow_pickle as its flag: the array would be dropped
+    with pytest.raises(TypeError, match="allow_pickle"):
+        save_arrays(target, {"allow_pickle": np.ones(2), "c": np.zeros(1)})
+    assert sorted(load_arrays(target)) == ["a", "b"]  # the previous file is untouched
+    with pytest.raises(TypeError, match="dtype object"):
+        save_arrays(target, {"o": np.array([None, 1], dtype=object)})

@@ -21,8 +21,12 @@ class ConfigError(GenrecError, ValueError):
     """A configuration key or value is unknown or out of range."""
 
 
-class NotFittedError(GenrecError, RuntimeError):
-    """A model was used before ``fit`` (or ``load``)."""
+class NotFittedError(GenrecError, RuntimeError, ValueError, AttributeError):
+    """A model was used before ``fit`` (or ``load``).
+
+    Also a ``ValueError`` and an ``AttributeError``, as scikit-learn's ``NotFittedError`` is,
+    so ``except ValueError`` around an unfitted :mod:`genrec.foundations` mixture still
+    catches it."""
 
 
 def check_is_fitted(obj: object, attributes: tuple[str, ...]) -> None:

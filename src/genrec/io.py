@@ -45,8 +45,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], writer: Callable[[BinaryIO], None]) -> None:
-    """Write a file atomically through ``writer(fileobj)``."""
+def atomic_write_bytes(path: str | os.PathLike[str], writer: Callable[[BinaryIO], object]
+                       ) -> None:
+    """Write a file atomically through ``writer(fileobj)`` (its return value is ignored)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         writer(f)
         f.flush()
@@ -107,11 +108,15 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
-    """Save named arrays as an uncompressed ``.npz``, atomically. Object arrays are refused."""
+    """Save named arrays as an uncompressed ``.npz``, atomically. Object arrays are refused,
+    and so is the name ``allow_pickle`` (``numpy.savez`` takes it as its flag, not an array)."""
     for name, arr in arrays.items():
         if np.asarray(arr).dtype == object:
             raise TypeError(f"array {name!r} has dtype object; save strings as fixed-width 'U'")
-    atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
+    if "allow_pickle" in arrays:
+        raise TypeError("an array may not be named 'allow_pickle' (numpy.savez's flag); "
+                        "rename it")
+    atomic_write_bytes(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

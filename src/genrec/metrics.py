@@ -139,7 +139,7 @@ def _precision(hits: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
 
 
 def _hit_rate(hits: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
-    return hits.any(1).astype(np.float64)
+    return np.any(hits, axis=1).astype(np.float64)
 
 
 def _ndcg(hits: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:

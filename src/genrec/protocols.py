@@ -146,7 +146,8 @@ def _pattern(parts: dict[str, Interactions]) -> sp.csr_matrix:
     return m
 
 
-def _masked_tasks(parts: dict[str, Interactions], empty: str) -> tuple[RankingTask, RankingTask]:
+def _masked_tasks(parts: dict[str, Interactions], empty: Literal["zero", "skip"]
+                  ) -> tuple[RankingTask, RankingTask]:
     """Validation and test of the users left with an interaction in any part (a user whom
     binarizing or k-core filtering left with none is not averaged)."""
     train, valid, test = parts["train"].matrix, parts["valid"].matrix, parts["test"].matrix
@@ -247,21 +248,22 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
             raise DataError(f"{ds.name}: protocol rating needs explicit ratings, and this data "
                             f"set is implicit; use diffrec, strong or loo")
         fold, given = ds.splits.get(f"u{cfg.fold}"), ds.splits.get("given")
-        inner = None  # the fitted part and the validation slice, unless given
+        # the fitted part and the validation slice, unless given
+        fit_parts: dict[str, Interactions] | None = None
         if fold is not None:
-            full, test = fold["train"], fold["test"]
+            full, test_part = fold["train"], fold["test"]
         elif given is not None and {"train", "test"} <= set(given):
-            full, test = given["train"], given["test"]  # never re-split a given test part
+            full, test_part = given["train"], given["test"]  # never re-split a given test part
             if "valid" in given:
-                inner = {"train": full, "valid": given["valid"]}
+                fit_parts = {"train": full, "valid": given["valid"]}
                 full = _union(ds, full, given["valid"])
         else:
             sp_ = random_split(ds.interactions, (0.9, 0.1), seed=cfg.seed)
-            full, test = sp_["train"], sp_["test"]
-        if inner is None:
-            inner = random_split(full, (1 - cfg.valid_fraction, cfg.valid_fraction),
-                                 names=("train", "valid"), seed=cfg.seed)
-        return _checked(ds, ProtocolData(cfg, inner["train"],
-                                         _rating_task(inner["valid"], "valid"),
-                                         _rating_task(test, "test"), train_full=full))
+            full, test_part = sp_["train"], sp_["test"]
+        if fit_parts is None:
+            fit_parts = random_split(full, (1 - cfg.valid_fraction, cfg.valid_fraction),
+                                     names=("train", "valid"), seed=cfg.seed)
+        return _checked(ds, ProtocolData(cfg, fit_parts["train"],
+                                         _rating_task(fit_parts["valid"], "valid"),
+                                         _rating_task(test_part, "test"), train_full=full))
     raise DataError(f"unknown protocol {cfg.name!r}; known: {', '.join(PROTOCOLS)}")

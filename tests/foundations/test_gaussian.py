@@ -165,6 +165,17 @@ def test_degenerate_covariance_error_says_what_to_change():
         compute_precision_cholesky(np.eye(2), "banana")
 
 
+def test_degenerate_covariance_error_is_a_genrec_error_and_still_a_value_error():
+    from genrec.errors import GenrecError
+
+    cov = np.stack([np.eye(2), np.zeros((2, 2))])
+    for caught in (GenrecError, ValueError):  # the CLI's one-line handler, and older callers
+        with pytest.raises(caught) as info:
+            compute_precision_cholesky(cov, "full", reg_covar=0.0)
+        assert type(info.value) is DegenerateCovarianceError
+        assert "\n" not in str(info.value)  # one line, as the CLI prints it
+
+
 def test_n_covariance_parameters_matches_sklearn():
     for covariance_type in COVARIANCE_TYPES:
         sk = skgm.GaussianMixture(n_components=4, covariance_type=covariance_type)

@@ -294,3 +294,24 @@ def test_constructor_only_stores_and_params_roundtrip():
     with pytest.raises(ValueError, match="invalid parameter"):
         gm.set_params(colour="red")
     assert "GaussianMixture(n_components=2" in repr(gm)
+
+
+def test_unfitted_mixtures_raise_the_shared_not_fitted_error():
+    import genrec.errors
+    from genrec.foundations import BayesianGaussianMixture
+    from genrec.foundations.mixture_base import NotFittedError as BaseNotFittedError
+
+    # one class, re-exported where the foundations' own used to be
+    assert NotFittedError is genrec.errors.NotFittedError is BaseNotFittedError
+    X = np.zeros((4, 2))
+    for model in (GaussianMixture(2), BayesianGaussianMixture(n_components=2)):
+        for method in (model.predict, model.predict_proba, model.score_samples,
+                       model.score, model.weighted_log_prob):
+            # every class an `except` caught before, and the project's base class
+            for caught in (genrec.errors.NotFittedError, genrec.errors.GenrecError,
+                           ValueError, AttributeError):
+                with pytest.raises(caught, match=f"this {type(model).__name__} is not fitted"):
+                    method(X)
+        with pytest.raises(genrec.errors.NotFittedError):
+            model.sample(3)
+        assert not hasattr(model, "means_") and not hasattr(model, "n_features_in_")

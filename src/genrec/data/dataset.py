@@ -69,7 +69,7 @@ class Dataset:
         names = self.genre_names
         col = {g: j for j, g in enumerate(names)}
         out = np.zeros((self.interactions.n_items, len(names)), dtype=bool)
-        if names:
+        if names and self.items is not None:  # names come from self.items
             for i, g in enumerate(self.items["genres"].fillna("")):
                 for x in str(g).split("|"):
                     if x in col:

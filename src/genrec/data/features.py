@@ -86,7 +86,7 @@ def _is_missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() in _NO_VALUE
 
 
-def _one_hot(name: str, values: list[object], vocab: list[str] | None = None
+def _one_hot(name: str, values: Sequence[object], vocab: list[str] | None = None
             ) -> tuple[sp.csr_matrix, list[str]]:
     """One-hot (multi-hot where a value is a list) encoding of one column, in ``vocab`` order
     (default: sorted values)."""
@@ -133,11 +133,13 @@ def _encode(name: str, s: pd.Series, age_bands: Sequence[int],
 def _block(frame: pd.DataFrame | None, n: int, columns: Sequence[str] | None,
            defaults: Sequence[str], what: str, age_bands: Sequence[int],
            normalize_sets: bool) -> tuple[sp.csr_matrix, list[str]]:
+    if frame is None:
+        if columns:
+            raise DataError(f"no {what} metadata in this data set, so {what} columns "
+                            f"{', '.join(columns)} cannot be used")
+        return sp.csr_matrix((n, 0), dtype=np.float32), []
     if columns is None:  # the standard columns this data set has
-        columns = [c for c in defaults if frame is not None and c in frame.columns]
-    if columns and frame is None:
-        raise DataError(f"no {what} metadata in this data set, so {what} columns "
-                        f"{', '.join(columns)} cannot be used")
+        columns = [c for c in defaults if c in frame.columns]
     blocks, names = [], []
     for c in columns:
         if c not in frame.columns:
@@ -146,7 +148,7 @@ def _block(frame: pd.DataFrame | None, n: int, columns: Sequence[str] | None,
         m, nm = _encode(c, frame[c], age_bands, normalize_sets)
         blocks.append(m)
         names += nm
-    if frame is not None and len(frame) != n:
+    if len(frame) != n:
         raise DataError(f"{what} metadata has {len(frame)} rows for {n} {what}s")
     if not blocks:
         return sp.csr_matrix((n, 0), dtype=np.float32), []

@@ -15,6 +15,7 @@ import lzma
 import re
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -66,8 +67,9 @@ def _decode(path: Path, data: bytes, encoding: str = "utf-8") -> str:
                         f"save it as {label}") from None
 
 
-def _quoting(sep: str) -> int:
-    """Quotes are honoured in comma-separated files only (TSV and '::' fields are verbatim)."""
+def _quoting(sep: str) -> Literal[0, 3]:
+    """Quotes are honoured in comma-separated files only (TSV and '::' fields are verbatim).
+    The result is ``csv.QUOTE_MINIMAL`` (0) or ``csv.QUOTE_NONE`` (3)."""
     return csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE
 
 
@@ -578,14 +580,16 @@ def read_log(
             present = order[:n]
     _check_columns(p, present, user_col, item_col, rating_col, time_col, text=fmt != "parquet",
                    sep=sep)
-    for role, col, default in (("rating", rating_col, "rating"),
-                               ("time", time_col, "timestamp")):
-        if col and col != default and col not in present:  # named, so meant ('' = none)
-            raise DataError(f"{p}: no column {col!r} for the {role}s (data.{role}_col; "
+    for role, named, default in (("rating", rating_col, "rating"),
+                                 ("time", time_col, "timestamp")):
+        if named and named != default and named not in present:  # named, so meant ('' = none)
+            raise DataError(f"{p}: no column {named!r} for the {role}s (data.{role}_col; "
                             f"columns: {', '.join(present)}); fix the name, or leave the "
                             f"setting out")
-    has_r = rating_col is not None and rating_col in present
-    has_t = time_col is not None and time_col in present
+    # the optional columns read: None when not mapped or not in the log
+    r_col = rating_col if rating_col is not None and rating_col in present else None
+    t_col = time_col if time_col is not None and time_col in present else None
+    has_r, has_t = r_col is not None, t_col is not None
     unused = [c for c in present if c not in (user_col, item_col, rating_col, time_col)]
     if unused and not (has_r and has_t):
         log.warning("%s: column%s %s not read; the log is read %s (map a column with --set "
@@ -593,12 +597,13 @@ def read_log(
                     ", ".join(map(repr, unused)),
                     " and ".join(w for w, has in (("as implicit feedback", has_r),
                                                   ("without timestamps", has_t)) if not has))
-    cols = [user_col, item_col] + ([rating_col] if has_r else []) + ([time_col] if has_t else [])
-    numeric = [rating_col] if has_r else []  # timestamps: numbers or ISO 8601 dates, below
+    numeric = [r_col] if r_col is not None else []  # timestamps: numbers or ISO dates, below
+    cols = [user_col, item_col] + numeric + ([t_col] if t_col is not None else [])
     if fmt == "parquet":
         df = _parquet_columns(p, df[cols], [user_col, item_col], numeric)
         lines = None
     else:
+        assert sep is not None  # set for every text log above
         df, lines = _parse_table(p, raw, sep, cols if header else present, numeric,
                                  header=header, required=(user_col, item_col))
     out = pd.DataFrame({"user": df[user_col].astype(str).str.strip(),
@@ -611,10 +616,10 @@ def read_log(
             raise DataError(f"{p}, {where}: missing {role} id ({out[role].iloc[row]!r}) "
                             f"in column {col!r}")
     out = pd.DataFrame({"user": _id_values(out["user"]), "item": _id_values(out["item"])})
-    if has_r:
-        out["rating"] = df[rating_col].to_numpy(np.float32)
-    if has_t:
-        out["timestamp"] = _times(p, df[time_col], time_col, lines)
+    if r_col is not None:
+        out["rating"] = df[r_col].to_numpy(np.float32)
+    if t_col is not None:
+        out["timestamp"] = _times(p, df[t_col], t_col, lines)
     stem = p.name
     for suffix in reversed(p.suffixes):  # 'log.csv.gz' -> 'log'
         if suffix.lower() not in COMPRESSED_SUFFIXES + tuple(_LOG_FORMATS):

@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from genrec.errors import GenrecError
 from genrec.foundations._linalg import cholesky_lower, triangular_inverse
 
 __all__ = [
@@ -54,8 +55,11 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _E_STEP_BLOCK = 256
 
 
-class DegenerateCovarianceError(ValueError):
-    """A covariance matrix is not positive definite (a component collapsed)."""
+class DegenerateCovarianceError(GenrecError, ValueError):
+    """A covariance matrix is not positive definite (a component collapsed).
+
+    A :class:`~genrec.errors.GenrecError` (the CLI prints its one-line message) and still a
+    ``ValueError``, as before."""
 
 
 def check_covariance_type(covariance_type: str) -> str:

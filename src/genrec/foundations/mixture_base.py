@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from genrec.errors import NotFittedError
 from genrec.foundations.gaussian import estimate_log_resp, logsumexp
 
 __all__ = [
@@ -45,10 +46,6 @@ INIT_METHODS = ("k-means++", "random", "random_from_data")
 
 class ConvergenceWarning(UserWarning):
     """The best restart stopped at ``max_iter`` before the bound changed by less than ``tol``."""
-
-
-class NotFittedError(ValueError, AttributeError):
-    """A method that needs a fitted model was called before ``fit``."""
 
 
 def check_array(X: Any, name: str = "X", n_features: int | None = None) -> np.ndarray:
@@ -159,7 +156,7 @@ def _check_int(value: Any, name: str, low: int) -> int:
 
 
 def _check_nonneg(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) >= 0:
         raise ValueError(f"{name} must be a non-negative number; got {value!r}")
     return float(value)
 
@@ -189,6 +186,19 @@ class BaseMixture(ABC):
         Seed of the ``numpy.random.Generator`` built in ``fit``; the same value gives the
         same fit.
     """
+
+    # Set by the subclass constructor.
+    covariance_type: str
+    # Fitted state: only ``fit`` creates it (``_check_is_fitted`` tests ``n_features_in_``);
+    # the subclasses' ``_initialize``, ``_m_step`` and ``_set_parameters`` set the parameters.
+    weights_: np.ndarray
+    means_: np.ndarray
+    precisions_cholesky_: np.ndarray
+    n_features_in_: int
+    n_iter_: int
+    converged_: bool
+    lower_bound_: float
+    lower_bounds_: np.ndarray
 
     def __init__(
         self,

@@ -387,7 +387,9 @@ default='dirichlet_process'
         def positive(value: Any, name: str, default: float) -> float:
             if value is None:
                 return default
-            if not np.isscalar(value) or not np.isfinite(value) or value <= 0:
+            # np.isscalar is a TypeGuard whose type has no <=; as a plain bool it narrows nothing
+            scalar = bool(np.isscalar(value))
+            if not scalar or not np.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number; got {value!r}")
             return float(value)
 
