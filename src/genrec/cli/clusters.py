@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.progress import TaskID
 from rich.table import Table
 
 from genrec.cli.render import console, note, progress, write_output
@@ -76,7 +77,7 @@ def clusters_cmd(model_dir, k, k_range, criterion, method, map_method, embedding
     except GenrecError as e:
         note(f"data set metadata unavailable ({e}); profiles show activity and items only")
     with progress() as bars:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_step(stage: str, done: int, total: int) -> None:
             if stage not in tasks:

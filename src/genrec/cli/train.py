@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -174,10 +174,11 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
                           f"--resume {e.path}`, or pass --force to start over there") from None
     except RunInterrupted as e:
         _interrupted(e.out, e.resumable)
+    assert result is not None
     _render(result, output, bool(spec.grid))
 
 
-def _interrupted(out: Path, resumable: bool) -> None:
+def _interrupted(out: Path, resumable: bool) -> NoReturn:
     err_console().print(
         f"interrupted: continue with `genrec train --resume {out}`" if resumable
         else "interrupted: a --grid or --seeds search cannot be resumed; run it again",

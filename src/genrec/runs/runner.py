@@ -176,14 +176,15 @@ def _refit_config(spec: RunSpec, config: Any, model: Recommender) -> Any:
     best = getattr(model, "best_epoch_", None)
     values: dict[str, Any] = {}
     fields = config_to_dict(config)
-    target = fields.get("train") if isinstance(fields.get("train"), dict) else fields
+    train = fields.get("train")
+    target: dict[str, Any] = train if isinstance(train, dict) else fields
     if best and "epochs" in target:
         values["epochs"] = int(best)
-    if "patience" in target and target is fields.get("train"):
+    if "patience" in target and isinstance(train, dict):
         values["patience"] = None
     if not values:
         return config
-    nested = {"train": values} if target is fields.get("train") else values
+    nested = {"train": values} if isinstance(train, dict) else values
     return build_config(type(config), nested, base=config, where=spec.model)
 
 
@@ -409,7 +410,7 @@ def resume_run(out: str | Path, *, epochs: int | None = None, patience: int | No
                      ", ".join(f"{k}={v}" for k, v in more.items()))
         values = dict(prev["config"])
         nested = isinstance(values.get("train"), dict)
-        upd = dict(more)
+        upd: dict[str, Any] = dict(more)
         if device is not None:
             upd["device"] = device
         if nested:
@@ -419,7 +420,7 @@ def resume_run(out: str | Path, *, epochs: int | None = None, patience: int | No
         from genrec.models import get_model_class
 
         cls = get_model_class(prev["model"])
-        config = build_config(cls.config_class, cls.upgrade_config(values)
+        config: Any = build_config(cls.config_class, cls.upgrade_config(values)
                               if hasattr(cls, "upgrade_config") else values, where=cls.name)
         spec = RunSpec(model=cls.name, dataset=prev["dataset"], config=config,
                        data=build_config(DataOptions, prev.get("data", {}), where="data"),

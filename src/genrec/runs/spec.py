@@ -94,10 +94,10 @@ def _grid_configs(cls: type[Recommender], base: Any, grid: Mapping[str, Sequence
         raise ConfigError(f"grid: {n} configurations, at most {MAX_GRID} (each is a full "
                           f"fit); narrow it")
     combos: list[dict[str, Any]] = [{}]
-    for key, values in grid.items():
-        if not values:
+    for key, options in grid.items():
+        if not options:
             raise ConfigError(f"grid {key}: no values to try")
-        combos = [{**c, key: v} for c in combos for v in values]
+        combos = [{**c, key: v} for c in combos for v in options]
     out = []
     for combo in combos:
         values: dict[str, Any] = {}
@@ -237,7 +237,7 @@ class RunSpec:
             values = merge(values, _nest(path, v))
         if seed is not None:
             tables["protocol"]["seed"] = seed
-        config = build_config(mcls.config_class, values, where=mcls.name)
+        config: Any = build_config(mcls.config_class, values, where=mcls.name)
         proto = dict(tables["protocol"])
         if "name" not in proto:  # the protocol the model selects on (FM: by objective)
             proto["name"] = "rating" if mcls(config).selects_on() == "rating" else "diffrec"
