@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -56,15 +57,25 @@ def test_cli_version_and_wheel_metadata_agree_with_dunder_version(tmp_path, caps
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.split() == ["genrec,", "version", genrec.__version__]
-    # the metadata a wheel built from this tree gets (setuptools' own PEP 517 hook, no network)
+    # the metadata a wheel built from this tree gets (setuptools' own PEP 517 hook, no
+    # network), built in a copy so that the tree gets no egg-info
+    tree, out = tmp_path / "tree", tmp_path / "meta"
+    tree.mkdir()
+    out.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, tree / name)
+    shutil.copytree(ROOT / "src" / "genrec", tree / "src" / "genrec",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     code = ("import sys; from setuptools import build_meta as b; "
             "print(b.prepare_metadata_for_build_wheel(sys.argv[1]))")
-    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
+    res = subprocess.run([sys.executable, "-c", code, str(out)], cwd=tree,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    meta = (tmp_path / res.stdout.strip().splitlines()[-1] / "METADATA").read_text()
+    dist_info = res.stdout.strip().splitlines()[-1]
+    meta = (out / dist_info / "METADATA").read_text()
     assert f"\nVersion: {genrec.__version__}\n" in meta
     assert "\nName: genrec\n" in meta
+    assert "\nLicense-Expression: MIT\n" in meta and "\nLicense-File: LICENSE\n" in meta
 
 
 # ------------------------------------------------------------------------------ extras
@@ -149,6 +160,7 @@ def test_analysis_without_scikit_learn(block):
         fit_clusters(Y, 2, method="gmm")
 
 
+@pytest.mark.slow
 def test_tsne_falls_back_to_scikit_learn_without_opentsne(block):
     from genrec.analysis import embed_2d
 
