@@ -210,6 +210,7 @@ def test_parquet_log_without_pyarrow(block, tmp_path):
     assert str(e.value) == _message(f"{p}: reading a Parquet log", "pyarrow", "parquet")
 
 
+@pytest.mark.slow
 def test_core_works_without_any_optional_package(tmp_path):
     # a fresh interpreter where none of the optional packages can be imported: the core
     # install. A finder in front of sys.meta_path refuses them as a missing package would.
