@@ -108,6 +108,7 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, ml100k, args, match)
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 3
 
 
+@pytest.mark.slow
 def test_console_script_errors_without_traceback(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("user,item,rating\n1,2,5\n1,3,oops\n")

@@ -374,6 +374,7 @@ def test_resume_from_a_checkpoint_of_another_device_type_continues(tmp_path, cap
     assert any("another device type" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_an_early_stopped_run_resumes_only_with_more_patience(tmp_path):
     X, valid = _data(3)
     m = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid, run_dir=tmp_path)

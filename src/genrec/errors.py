@@ -29,6 +29,10 @@ class NotFittedError(GenrecError, RuntimeError, ValueError, AttributeError):
     catches it."""
 
 
+class MissingExtraError(GenrecError, ImportError):
+    """A feature needs an optional package that is not installed (``genrec[extra]``)."""
+
+
 def check_is_fitted(obj: object, attributes: tuple[str, ...]) -> None:
     """Raise :class:`NotFittedError` unless every fitted attribute is set on ``obj``."""
     missing = [a for a in attributes if getattr(obj, a, None) is None]

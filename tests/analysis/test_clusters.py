@@ -46,6 +46,7 @@ def trained():
     return vae, X, groups, block
 
 
+@pytest.mark.slow
 def test_vae_latent_clusters_recover_taste_groups(trained):
     vae, X, groups, block = trained
     Z = model_user_embeddings(vae, X)
@@ -63,6 +64,7 @@ def test_vae_latent_clusters_recover_taste_groups(trained):
         assert prof["top_genres"][0][1] > 1.5
 
 
+@pytest.mark.slow
 def test_bic_picks_the_true_number_of_groups(trained):
     vae, X, groups, _ = trained
     Y = reduce_dim(model_user_embeddings(vae, X), 8, seed=0)
@@ -124,6 +126,7 @@ def ease_run(tmp_path_factory):
     return tmp / "ease"
 
 
+@pytest.mark.slow
 def test_cli_clusters_writes_report(ease_run, tmp_path, capsys):
     out = tmp_path / "cl"
     code = main(["clusters", str(ease_run), "--embedding", "svd", "--k-range", "2-3",
@@ -190,6 +193,7 @@ def test_cli_clusters_edge_values_are_not_tracebacks(ease_run, tmp_path, capsys)
     assert code == 0 and f"K above the {n} users" in out.err and "chosen by silhouette" in out.out
 
 
+@pytest.mark.slow
 def test_cli_clusters_failing_late_leaves_the_earlier_files(ease_run, tmp_path, capsys,
                                                              monkeypatch):
     """The report is built after the labels: a failure there must not leave a new
@@ -212,6 +216,7 @@ def test_cli_clusters_failing_late_leaves_the_earlier_files(ease_run, tmp_path, 
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_cli_clusters_map_none_removes_an_earlier_map(ease_run, tmp_path, capsys):
     out = tmp_path / "cl"
     base = ["clusters", str(ease_run), "--embedding", "svd", "--method", "kmeans", "--out",
@@ -235,6 +240,7 @@ def test_identical_embeddings_are_refused_not_clustered():
     assert np.all(Y[:, [0, 2]] == 0) and np.isclose(Y[:, 1].std(), 1.0)
 
 
+@pytest.mark.slow
 def test_small_map_needs_no_perplexity_correction(capfd, caplog):
     from genrec.analysis import embed_2d
 

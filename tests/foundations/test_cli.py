@@ -127,6 +127,7 @@ def test_vbgmm_prunes_components(runner, tmp_path):
     assert (tmp_path / "vbgmm_ellipses.png").read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.slow
 def test_beta_simulated(runner, tmp_path):
     js = tmp_path / "beta.json"
     result = run(

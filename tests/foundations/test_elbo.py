@@ -141,6 +141,7 @@ def test_wishart_quantities_match_scipy():
     assert abs(wishart_expected_log_det(log_det_w, nu, d) - logdets.mean()) < 4 * se
 
 
+@pytest.mark.slow
 def test_kl_wishart_against_monte_carlo():
     rng = np.random.default_rng(6)
     d = 2
@@ -157,6 +158,7 @@ def test_kl_wishart_against_monte_carlo():
     assert kl_wishart(psi_q, nu_q, psi_q, nu_q) == pytest.approx(0.0, abs=1e-10)
 
 
+@pytest.mark.slow
 def test_kl_normal_wishart_against_monte_carlo():
     rng = np.random.default_rng(8)
     d = 2

@@ -125,6 +125,7 @@ def two_threads():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_same_seed_same_factors_with_two_threads(two_threads):
     """Batches big enough for torch's parallel backward of a gather (B * K >= 32,768): the
     factors still repeat bit for bit (``P[u]``'s backward adds atomically across threads)."""

@@ -40,6 +40,10 @@ class TestLDiffRec(RecommenderConformance):
     def make_model(self, seed: int = 0):
         return tiny(seed)
 
+    @pytest.mark.slow
+    def test_same_seed_same_scores(self, data):
+        super().test_same_seed_same_scores(data)
+
 
 def test_svd_kmeans_clusters_recover_the_blocks():
     X, _ = checkerboard(n_groups=3)

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
-from sklearn.metrics import silhouette_score
 
+from genrec._optional import require
 from genrec.errors import ConfigError
 from genrec.foundations import GaussianMixture
 
@@ -64,6 +62,7 @@ def reduce_dim(Z: np.ndarray, dim: int | None = 16, seed: int = 0) -> np.ndarray
     Zs = np.where(varies, (Z - mean) / np.where(varies, sd, 1.0), 0.0)
     if dim is None or dim >= min(Zs.shape):
         return Zs
+    PCA = require("sklearn.decomposition", "analysis", "Reducing embeddings by PCA").PCA
     return PCA(n_components=dim, random_state=seed).fit_transform(Zs)
 
 
@@ -72,6 +71,8 @@ def _silhouette(Y: np.ndarray, labels: np.ndarray, seed: int) -> float:
     sample = min(n, 5000)
     if not 2 <= len(np.unique(labels)) < sample:  # undefined: one cluster, or one per point
         return float("nan")
+    silhouette_score = require("sklearn.metrics", "analysis",
+                               "The silhouette score").silhouette_score
     return float(silhouette_score(Y, labels, sample_size=sample, random_state=seed))
 
 
@@ -82,6 +83,7 @@ def fit_clusters(Y: np.ndarray, k: int, method: Literal["gmm", "kmeans"] = "gmm"
     if not 1 <= k <= n:
         raise ConfigError(f"k = {k} clusters for {n} users; choose 1 <= k <= {n}")
     if method == "kmeans":
+        KMeans = require("sklearn.cluster", "analysis", "K-Means clustering").KMeans
         km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(Y)
         labels = km.labels_.astype(np.int64)
         return Clustering(labels, np.ones(n), k, method, _silhouette(Y, labels, seed), None)

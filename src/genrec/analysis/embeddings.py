@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.decomposition import TruncatedSVD
 
+from genrec._optional import require
 from genrec.errors import ConfigError, DataError
 
 __all__ = ["model_user_embeddings", "svd_embeddings"]
@@ -42,6 +42,8 @@ def svd_embeddings(X: sp.csr_matrix, dim: int = 64, seed: int = 0
     norms = np.sqrt(np.asarray(X.sum(axis=1)).ravel())
     Xn = sp.diags(1.0 / np.maximum(norms, 1.0)) @ X
     d = max(1, min(dim, min(X.shape) - 1))
+    TruncatedSVD = require("sklearn.decomposition", "analysis",
+                           "A truncated SVD of the interactions").TruncatedSVD
     svd = TruncatedSVD(n_components=d, random_state=seed, algorithm="randomized", n_iter=7)
     users = svd.fit_transform(Xn)  # (U, d) = U S
     return users, svd.components_.T  # (I, d)

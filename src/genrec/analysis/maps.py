@@ -6,6 +6,7 @@ from typing import Literal
 
 import numpy as np
 
+from genrec._optional import require
 from genrec.errors import ConfigError
 
 __all__ = ["embed_2d"]
@@ -24,18 +25,14 @@ def embed_2d(Y: np.ndarray, method: Literal["tsne", "umap"] = "tsne", seed: int 
     if method == "tsne":
         try:
             from openTSNE import TSNE as OpenTSNE
-        except ImportError:  # pragma: no cover - openTSNE is a dependency
-            from sklearn.manifold import TSNE
+        except ImportError:  # without openTSNE, scikit-learn's (both are in genrec[analysis])
+            TSNE = require("sklearn.manifold", "analysis", "A t-SNE map").TSNE
 
             return TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(Y)
         emb = OpenTSNE(n_components=2, perplexity=perplexity, random_state=seed, n_jobs=-1,
                        verbose=False).fit(Y)
         return np.asarray(emb)
     if method == "umap":
-        try:
-            import umap
-        except ImportError:
-            raise ConfigError("UMAP needs the optional package umap-learn "
-                              "(pip install umap-learn); or use --map tsne") from None
+        umap = require("umap", "analysis", "A UMAP map")
         return umap.UMAP(n_components=2, random_state=seed).fit_transform(Y)
     raise ConfigError(f"map must be tsne or umap, got {method!r}")

@@ -17,6 +17,8 @@ from importlib import resources
 
 import numpy as np
 
+from genrec._optional import require
+
 __all__ = ["labels_csv", "map_png", "map_html", "report_html", "PALETTE"]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -40,8 +42,9 @@ def labels_csv(user_ids: np.ndarray, labels: np.ndarray, proba: np.ndarray) -> s
 
 def map_png(xy: np.ndarray, labels: np.ndarray, title: str) -> bytes:
     """A PNG scatter of the map, coloured by cluster (matplotlib, no global backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "analysis",
+                              "The PNG map").FigureCanvasAgg
+    Figure = require("matplotlib.figure", "analysis", "The PNG map").Figure
 
     fig = Figure(figsize=(8, 7), dpi=110)
     FigureCanvasAgg(fig)

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from genrec._optional import require
 from genrec.data.dataset import Dataset
 from genrec.data.interactions import Interactions, as_id_array
 from genrec.errors import DataError
@@ -556,6 +557,7 @@ def read_log(
                                 f"{col!r}; map each role to its own column")
     fmt = fmt or log_format(p)
     if fmt == "parquet":
+        require("pyarrow", "parquet", f"{p}: reading a Parquet log")
         try:
             df = pd.read_parquet(p)
         except Exception as e:  # pyarrow raises several types

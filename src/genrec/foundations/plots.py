@@ -1,19 +1,30 @@
-"""PNG plots of the foundations models (matplotlib ``Figure`` objects, no global backend)."""
+"""PNG plots of the foundations models (matplotlib ``Figure`` objects, no global backend).
+
+matplotlib is an optional package (``genrec[analysis]``), imported when a plot is drawn.
+"""
 
 from __future__ import annotations
 
 import io
 import os
 from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.patches import Ellipse
 from scipy import stats
 
+from genrec._optional import require
 from genrec.io import atomic_write_bytes
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = ["save_figure", "plot_trace", "plot_gmm_2d", "plot_jar_posteriors", "ellipse_params"]
+
+
+def _matplotlib(module: str) -> ModuleType:  # matplotlib.figure or matplotlib.patches
+    return require(f"matplotlib.{module}", "analysis", "The foundations plots")
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
@@ -27,7 +38,7 @@ def plot_trace(
     values: Sequence[float], path: str | os.PathLike, ylabel: str, title: str = ""
 ) -> None:
     """Bound per iteration (line with markers)."""
-    fig = Figure(figsize=(6, 4))
+    fig = _matplotlib("figure").Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     it = np.arange(1, len(values) + 1)
     ax.plot(it, values, marker="o", ms=3)
@@ -75,7 +86,8 @@ def plot_gmm_2d(
     """
     K, d = means.shape
     covs = _full_covariances(np.asarray(covariances), covariance_type, K, d)
-    fig = Figure(figsize=(6, 5.5))
+    Ellipse = _matplotlib("patches").Ellipse
+    fig = _matplotlib("figure").Figure(figsize=(6, 5.5))
     ax = fig.add_subplot()
     x1 = X[:, 1] if d > 1 else np.zeros(len(X))
     ax.scatter(X[:, 0], x1, c=labels, s=6, cmap="tab10", alpha=0.5, vmin=0, vmax=max(K - 1, 1))
@@ -122,7 +134,7 @@ def plot_jar_posteriors(
     and (if ``kl_before`` is given) for the q the round started from. Values at or below
     1e-16 (rounding error, possibly negative) are drawn at 1e-16.
     """
-    fig = Figure(figsize=(11, 4.5))
+    fig = _matplotlib("figure").Figure(figsize=(11, 4.5))
     ax, ax_kl = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
     t = np.linspace(1e-4, 1 - 1e-4, 600)
     ax.plot(t, stats.beta.pdf(t, *prior), color="0.6", lw=1, label=f"prior Beta{tuple(prior)}")

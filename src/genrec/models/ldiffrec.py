@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genrec._optional import require
 from genrec.errors import ConfigError, DataError
 from genrec.models.base import as_csr
 from genrec.models.denoiser import Denoiser
@@ -172,7 +173,8 @@ class LDiffRecConfig:
 
 def svd_item_embeddings(X: Any, dim: int, seed: int = 0) -> np.ndarray:
     """Item factors V S (I, d) of a rank-``dim`` randomized truncated SVD of X (U x I)."""
-    from sklearn.decomposition import TruncatedSVD
+    TruncatedSVD = require("sklearn.decomposition", "analysis",
+                           "L-DiffRec's item clustering").TruncatedSVD
 
     X = as_csr(X)
     dim = max(1, min(dim, min(X.shape) - 1))
@@ -191,7 +193,7 @@ def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int = 0,
     whose norms mostly measure popularity (raw SVD factors put the few most popular items in
     a cluster of their own).
     """
-    from sklearn.cluster import KMeans
+    KMeans = require("sklearn.cluster", "analysis", "L-DiffRec's item clustering").KMeans
 
     emb = np.asarray(embeddings, dtype=np.float64)
     if normalize:
