@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from genrec.errors import GenrecError  # noqa: E402
-from genrec.runs import load_run  # noqa: E402
 from genrec.runs import folder as rf  # noqa: E402
+from genrec.runs import load_run  # noqa: E402
 
 EPOCHS = 40
 

@@ -16,7 +16,7 @@ from genrec.analysis.clustering import Clustering, fit_clusters, reduce_dim, sel
 from genrec.analysis.embeddings import model_user_embeddings, svd_embeddings
 from genrec.analysis.maps import embed_2d
 from genrec.analysis.profiles import ItemUserMeta, cluster_profiles
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, MissingExtraError
 from genrec.io import to_json
 
 __all__ = ["ClusterReport", "cluster_users", "MAX_K_CANDIDATES"]
@@ -86,8 +86,8 @@ def cluster_users(model: Any, X: sp.csr_matrix, user_ids: np.ndarray, item_ids: 
         from importlib.util import find_spec
 
         if find_spec("umap") is None:  # fail before the fits
-            raise ConfigError("a UMAP map needs the optional package umap-learn "
-                              "(pip install umap-learn); or use a t-SNE map")
+            raise MissingExtraError("A UMAP map needs the optional package umap-learn: pip "
+                                    "install 'genrec[analysis]' (or use a t-SNE map)")
     if meta.genres is None:
         notes.append(f"{dataset_name} has no genre metadata; cluster profiles list "
                      f"characteristic items" + (" and demographics" if meta.users is not None
