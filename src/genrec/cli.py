@@ -28,7 +28,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from genrec import __version__
-from genrec.config import build_config, config_to_dict, load_toml, parse_overrides
+from genrec.config import (
+    build_config,
+    config_to_dict,
+    load_toml,
+    nested_config_fields,
+    parse_overrides,
+)
 from genrec.data import DataOptions, Dataset, IdMap, load_dataset
 from genrec.errors import ConfigError, DataError, GenrecError
 from genrec.evaluate import (
@@ -388,7 +394,29 @@ def _preflight(cls: type[Recommender], configs: list, pdata: ProtocolData,
                           f"metrics ({', '.join(names)}); pass --select with one of them")
 
 
-RESUME_SETTINGS = ("epochs", "patience")  # --set keys that --resume takes
+RESUME_SETTINGS = ("train.epochs", "train.patience")  # --set keys that --resume takes
+
+
+def _dotted(values: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 5}}`` -> ``{"train.epochs": 5}``."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            out.update(_dotted(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _trainer_table(cls: type[Recommender], values: dict) -> dict:
+    """Where --device, --precision and --seed go in the model's values: its [train] table when
+    its config has one (the models the trainer runs), else the top level."""
+    if "train" not in nested_config_fields(cls.config_class):
+        return values
+    table = values.setdefault("train", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[train] must be a table of keys, got {table!r}")
+    return table
 
 
 def _epochs_done(run_dir: Path) -> int:
@@ -452,8 +480,8 @@ def _fit(model: Recommender, pdata: ProtocolData, ds: Dataset, run_dir: Path | N
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue an interrupted run in this folder, with its config (only "
-                   "--device, --output and --set epochs=N / patience=N may be given with it; "
-                   "a larger epochs also continues a finished run).")
+                   "--device, --output and --set train.epochs=N / train.patience=N may be given "
+                   "with it; a larger train.epochs also continues a finished run).")
 @click.option("--force", is_flag=True,
               help="Start over in --out even if it holds an unfinished (resumable) run.")
 def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, select_metric,
@@ -475,9 +503,10 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
                               f"{', '.join(given)} with it (only --device, --output and --set "
                               f"{'/'.join(RESUME_SETTINGS)} apply)")
         more = parse_overrides(sets)  # the trainer lets these change on resume
-        if set(more) - set(RESUME_SETTINGS):
+        flat = _dotted(more)
+        if set(flat) - set(RESUME_SETTINGS):
             raise ConfigError(f"--resume: --set may change only {', '.join(RESUME_SETTINGS)}, "
-                              f"not {', '.join(sorted(set(more) - set(RESUME_SETTINGS)))}; "
+                              f"not {', '.join(sorted(set(flat) - set(RESUME_SETTINGS)))}; "
                               f"for other settings train again without --resume")
         run_path = Path(resume_dir) / "run.json"
         if not run_path.is_file():
@@ -489,19 +518,21 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
             raise ConfigError(f"{resume_dir} holds an interrupted --grid search "
                               f"({' '.join(prev['grid'])}), which cannot be resumed; run the "
                               f"search again with --force")
-        absent = [k for k in more if k not in prev.get("config", {})]
+        cls = get_model_class(model_name)
+        prev_config = cls.upgrade_config(prev.get("config", {}))  # a run saved flat: nested
+        absent = [k for k in flat if k not in _dotted(prev_config)]
         if absent:
             raise ConfigError(f"--resume: model {model_name} has no {', '.join(absent)} to "
                               f"change (it does not train by epochs)")
-        done, n = _epochs_done(Path(resume_dir)), more.get("epochs")
+        done, n = _epochs_done(Path(resume_dir)), flat.get("train.epochs")
         if isinstance(n, int) and not isinstance(n, bool) and n <= done:  # others: config error
-            raise ConfigError(f"--resume: --set epochs={more['epochs']} is not more than the "
+            raise ConfigError(f"--resume: --set train.epochs={n} is not more than the "
                               f"{done} epochs this run has trained; give a larger number to "
                               f"train it further")
         if prev.get("status") == "done":
             if not more:
-                further = ("; `--set epochs=N` with --resume trains it further"
-                           if "epochs" in prev.get("config", {}) else "")
+                further = ("; `--set train.epochs=N` with --resume trains it further"
+                           if "train.epochs" in _dotted(prev_config) else "")
                 console.print(f"{resume_dir}: this run finished already; nothing to resume "
                               f"(`genrec evaluate {resume_dir}` evaluates it again{further})")
                 return
@@ -511,27 +542,28 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
                                   f"with the new settings")
             log.info("continuing the finished run in %s with %s", resume_dir,
                      ", ".join(f"{k}={v}" for k, v in more.items()))
-        values = {**prev["config"], **more, "protocol": prev["protocol"], "data": prev["data"]}
+        values = {**_merge(prev_config, more), "protocol": prev["protocol"],
+                  "data": prev["data"]}
         if device is not None:  # the trainer lets the device change on resume
-            values["device"] = device
+            _trainer_table(cls, values)["device"] = device
         out = Path(resume_dir)
     else:
         if not model_name or not dataset:
             raise click.UsageError("--model and --dataset are required (or --resume DIR)")
+        cls = get_model_class(model_name)
         values = load_toml(config_file) if config_file else {}
         values = _merge(values, parse_overrides(sets))
         if device is not None:
-            values["device"] = device
+            _trainer_table(cls, values)["device"] = device
         if precision is not None:
-            values["precision"] = precision
+            _trainer_table(cls, values)["precision"] = precision
         if seed is not None:
-            values["seed"] = seed
+            _trainer_table(cls, values)["seed"] = seed
             values.setdefault("protocol", {})["seed"] = seed
         if fmt:
             values.setdefault("data", {})["format"] = fmt
         out = None
         check_writable(out_dir, "--out", folder=True)
-    cls = get_model_class(model_name)
     model_vals, proto_vals, data_vals = _split_sections(values)
     for key in ("device", "precision"):
         fields = {f.name for f in dataclasses.fields(cls.config_class)}
@@ -551,8 +583,9 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
                       else "diffrec"}
     proto_cfg = build_config(ProtocolConfig, proto_vals, where="protocol")
     data_opts = build_config(DataOptions, data_vals, where="data")
-    if hasattr(model_cfg, "device"):
-        resolve_device(model_cfg.device)  # cuda without CUDA: say so before loading data
+    trainer = getattr(model_cfg, "train", model_cfg)  # the nested trainer settings, if any
+    if hasattr(trainer, "device"):
+        resolve_device(trainer.device)  # cuda without CUDA: say so before loading data
 
     ds = _load_with_progress(dataset, data_opts)
     pdata = build_protocol(ds, proto_cfg)
