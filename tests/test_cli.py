@@ -127,6 +127,13 @@ def test_help_for_every_command(capsys):
         assert out
 
 
+def test_models_lists_nested_defaults_as_set_spells_them(capsys):
+    code, out, err = run(capsys, "models")
+    flat = "".join(out.split())
+    assert code == 0 and "train.epochs=200" in flat and "diffusion.steps=40" in flat
+    assert "train={" not in flat
+
+
 def _text_id_log(path):
     """A CSV log with text ids (two groups of users, each on its own half of the items)."""
     rows = ["user,item,rating"]

@@ -73,6 +73,9 @@ def test_an_old_flat_key_names_its_new_spelling():
     with pytest.raises(ConfigError, match="^m: unknown key nope for Outer; valid keys: width, "
                                           "sizes, scale, kind, inner$"):
         build_config(Outer, {"nope": 5}, where="m")
+    with pytest.raises(ConfigError, match=r"^m: size is now inner\.size .*; unknown key nope "
+                                          r"for Outer; valid keys: width,"):
+        build_config(Outer, {"size": 5, "nope": 1}, where="m")
 
 
 def test_the_model_says_where_an_old_trainer_key_went():

@@ -275,7 +275,8 @@ def models_cmd() -> None:
     table.add_column("fold-in")
     table.add_column("defaults")
     for name, cls in MODELS.items():
-        defaults = ", ".join(f"{k}={v}" for k, v in config_to_dict(cls.config_class()).items())
+        defaults = ", ".join(f"{k}={v}"  # nested tables as --set spells them: train.epochs=200
+                             for k, v in _dotted(config_to_dict(cls.config_class())).items())
         table.add_row(name, cls.__name__, "yes" if cls.folds_in else "no", defaults)
     _console().print(table)
 

@@ -183,8 +183,9 @@ def _unflatten(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _moved_keys_error(cls: type, keys: list[str], values: dict[str, Any],
-                      where: str) -> ConfigError | None:
-    """The "epochs is now train.epochs" error for old flat keys of a nested config, if any."""
+                      where: str) -> tuple[str, dict[str, str]] | None:
+    """The "epochs is now train.epochs" message for old flat keys of a nested config, and
+    those keys (old -> new); None when ``keys`` has none."""
     nested = nested_config_fields(cls)
     moved = {}
     for k in keys:
@@ -198,8 +199,8 @@ def _moved_keys_error(cls: type, keys: list[str], values: dict[str, Any],
     sets = " ".join(f"--set {new}={_toml_value(values[old])}" for old, new in moved.items())
     tables = sorted({new.split(".")[0] for new in moved.values()})
     verb = "is" if len(moved) == 1 else "are"
-    return ConfigError(f"{where}: {olds} {verb} now {news} ({sets}, or a "
-                       f"{' and a '.join(f'[{t}]' for t in tables)} table in TOML)")
+    return (f"{where}: {olds} {verb} now {news} ({sets}, or a "
+            f"{' and a '.join(f'[{t}]' for t in tables)} table in TOML)", moved)
 
 
 def build_config(cls: type[C], values: dict[str, Any] | None = None, *, base: C | None = None,
@@ -218,12 +219,12 @@ def build_config(cls: type[C], values: dict[str, Any] | None = None, *, base: C 
     unknown = sorted(set(values) - set(fields))
     if unknown:
         moved = _moved_keys_error(cls, unknown, values, where)
+        rest = [k for k in unknown if moved is None or k not in moved[1]]
+        text = (f"unknown key{'s' if len(rest) > 1 else ''} {', '.join(rest)} for "
+                f"{cls.__name__}; valid keys: {', '.join(fields)}") if rest else ""
         if moved is not None:
-            raise moved
-        raise ConfigError(
-            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for "
-            f"{cls.__name__}; valid keys: {', '.join(fields)}"
-        )
+            raise ConfigError(moved[0] + (f"; {text}" if text else ""))
+        raise ConfigError(f"{where}: {text}")
     hints = typing.get_type_hints(cls)
     converted = {}
     for k, v in values.items():
