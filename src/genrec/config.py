@@ -283,15 +283,19 @@ class Range:
 
     def describe(self, real: bool) -> str:
         """``"in [0, 1)"``, ``">= 1"``, ``"> 0 and finite"``..."""
-        lo = (f"[{self.ge:g}" if self.ge is not None else
-              f"({self.gt:g}" if self.gt is not None else None)
-        hi = (f"{self.le:g}]" if self.le is not None else
-              f"{self.lt:g})" if self.lt is not None else None)
+
+        def num(b: float) -> str:  # integers exactly (seed bounds), floats short
+            return str(b) if isinstance(b, int) else f"{b:g}"
+
+        lo = (f"[{num(self.ge)}" if self.ge is not None else
+              f"({num(self.gt)}" if self.gt is not None else None)
+        hi = (f"{num(self.le)}]" if self.le is not None else
+              f"{num(self.lt)})" if self.lt is not None else None)
         if lo and hi:
             return f"in {lo}, {hi}"
         text = " and ".join(
-            f"{op} {b:g}" for op, b in ((">=", self.ge), (">", self.gt), ("<=", self.le),
-                                        ("<", self.lt)) if b is not None)
+            f"{op} {num(b)}" for op, b in ((">=", self.ge), (">", self.gt), ("<=", self.le),
+                                           ("<", self.lt)) if b is not None)
         if not text:
             return "finite"
         return f"{text} and finite" if real and not hi else text

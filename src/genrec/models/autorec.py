@@ -134,7 +134,8 @@ class AutoRecConfig:
     # (kept ones scaled by 1/(1-p); after input_norm; targets stay raw). rprop/adam only
     input_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
     rating_range: tuple[float, float] | None = None  # (low, high); None = training min, max
-    seed: int = 0  # initialisation and batch order
+    # initialisation and batch order (the range torch.Generator.manual_seed takes)
+    seed: Annotated[int, Range(ge=-(2**63), lt=2**64)] = 0
     device: str = "auto"  # auto, cpu or cuda[:N]
 
     def __post_init__(self) -> None:
