@@ -542,7 +542,7 @@ def train_cmd(model_name, dataset, protocol, fmt, config_file, sets, grid, selec
                                   f"to continue from (a --grid search keeps none); train again "
                                   f"with the new settings")
             log.info("continuing the finished run in %s with %s", resume_dir,
-                     ", ".join(f"{k}={v}" for k, v in more.items()))
+                     ", ".join(f"{k}={v}" for k, v in flat.items()))
         values = {**_merge(prev_config, more), "protocol": prev["protocol"],
                   "data": prev["data"]}
         if device is not None:  # the trainer lets the device change on resume

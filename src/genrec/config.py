@@ -67,7 +67,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set lr=0.001")
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.lr=0.001")
         key, _, value = item.partition("=")
         key = key.strip()
         if not key:
