@@ -45,6 +45,17 @@ def header(title: str) -> str:
     return f"## {title}\n\n- command: `{cmd}`\n- date: {now}\n- machine: {machine()}\n\n"
 
 
+def build_model(name: str, row: dict):
+    """The model ``name`` from a flat settings row, as the tables print them (``{"lr": 1e-3,
+    "latent_dim": 200}``): the keys of its nested configs (the trainer's ``train``, the
+    diffusion models' ``diffusion``) are moved into those tables the way a model saved with
+    flat keys is read (``Recommender.upgrade_config``)."""
+    from genrec.models import get_model_class
+
+    cls = get_model_class(name)
+    return cls(**cls.upgrade_config(row))
+
+
 def write_result(name: str, text: str) -> Path:
     """Write ``benchmarks/results/<name>.md`` atomically."""
     from genrec.io import atomic_write_text

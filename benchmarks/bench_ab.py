@@ -37,7 +37,9 @@ def child(src: str, model: str, epochs: int, data: str) -> None:
     if not Path(genrec.__file__).resolve().is_relative_to(Path(src).resolve()):
         sys.exit(f"bench_ab: imported genrec from {genrec.__file__}, not from {src}")
     pdata = build_protocol(load_dataset(data), ProtocolConfig(name="diffrec"))
-    m = get_model_class(model)(epochs=epochs, device="cpu", seed=0)
+    cls, train = get_model_class(model), {"epochs": epochs, "device": "cpu", "seed": 0}
+    nested = "train" in getattr(cls.config_class, "__dataclass_fields__", {})
+    m = cls(train=train) if nested else cls(**train)  # a base revision may have flat keys
     m.fit(pdata.train.matrix, progress=False)
     out = {"epochs": [r["train_seconds"] for r in m.history_], "valid": []}
     if model == "mult-vae":

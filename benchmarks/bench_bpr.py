@@ -84,11 +84,11 @@ def main() -> None:
     vae_rows = []
     if not args.no_vae:
         for name in ("mult-vae", "mult-dae"):
-            kw = {"patience": 20, "device": "cpu"}
+            train = {"patience": 20, "device": "cpu"}
             if args.quick:
-                kw["epochs"] = 2
+                train["epochs"] = 2
             t0 = time.perf_counter()
-            m = get_model_class(name)(**kw).fit(X, valid=p.valid, progress=False)
+            m = get_model_class(name)(train=train).fit(X, valid=p.valid, progress=False)
             secs = time.perf_counter() - t0
             vae_rows.append((name, m.best_epoch_,
                              evaluate_ranking(m, p.valid, ks=KS, metrics=METRICS).metrics,

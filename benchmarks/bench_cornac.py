@@ -35,8 +35,8 @@ from genrec.protocols import ProtocolConfig, build_protocol
 
 KS = (10, 20)
 METRICS = ("recall", "ndcg")
-GENREC = {"total_anneal_steps": 1, "anneal_cap": 0.2, "batch_size": 500, "lr": 1e-3,
-          "hidden_dims": [600], "latent_dim": 200, "seed": 0, "device": "cpu"}
+GENREC = {"total_anneal_steps": 1, "anneal_cap": 0.2, "hidden_dims": [600], "latent_dim": 200,
+          "train": {"batch_size": 500, "lr": 1e-3, "seed": 0, "device": "cpu"}}
 
 
 class FixedScores:
@@ -81,7 +81,8 @@ def main() -> None:
         cornac_q = quality(FixedScores(np.load(scores)), pdata) if isinstance(peer, dict) else None
 
     print("genrec Mult-VAE ...", flush=True)
-    model = get_model_class("mult-vae")(**{**GENREC, "epochs": args.epochs})
+    model = get_model_class("mult-vae")(**{**GENREC, "train": {**GENREC["train"],
+                                                               "epochs": args.epochs}})
     model.fit(pdata.train.matrix, progress=False)
     genrec_s = statistics.median(r["train_seconds"] for r in model.history_)
     genrec_q = quality(model, pdata)

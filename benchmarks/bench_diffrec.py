@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _common import ROOT, header, write_result
+from _common import ROOT, build_model, header, write_result
 
 from genrec.data import load_dataset
 from genrec.evaluate import RankingTask, evaluate_ranking
-from genrec.models import EASE, DiffRec, LDiffRec, get_model_class
+from genrec.models import EASE, LDiffRec
 from genrec.protocols import ProtocolConfig, build_protocol
 
 KS = (10, 20)
@@ -87,7 +87,7 @@ def evaluate(model, task) -> tuple[dict, float]:
 
 def run_diffrec(pdata, **cfg) -> dict:
     """Fit DiffRec with validation; test numbers of the kept epoch; timings."""
-    model = DiffRec(device="cpu", **cfg)
+    model = build_model("diffrec", {"device": "cpu", **cfg})
     t0 = time.perf_counter()
     model.fit(pdata.train.matrix, valid=pdata.valid, progress=False)
     fit_s = time.perf_counter() - t0
@@ -169,7 +169,7 @@ def part_ldiffrec(pdata) -> str:
     rows = ""
     for name, cfg in LDIFFREC_RUNS:
         log.info("clean: L-DiffRec, %s", name)
-        m = LDiffRec(device="cpu", epochs=LDIFFREC_EPOCHS, **cfg)
+        m = build_model("ldiffrec", {"device": "cpu", "epochs": LDIFFREC_EPOCHS, **cfg})
         t0 = time.perf_counter()
         m.fit(pdata.train.matrix, valid=pdata.valid, progress=False)
         fit_s = time.perf_counter() - t0
@@ -203,8 +203,8 @@ def ease_on(pdata) -> dict:
 
 
 def mult_vae_on(pdata, **cfg) -> dict:
-    cls = get_model_class("mult-vae")
-    m = cls(device="cpu", select_metric="recall@20", patience=20, **cfg)
+    m = build_model("mult-vae", {"device": "cpu", "select_metric": "recall@20", "patience": 20,
+                                 **cfg})
     t0 = time.perf_counter()
     m.fit(pdata.train.matrix, valid=pdata.valid, progress=False)
     fit_s = time.perf_counter() - t0
@@ -244,8 +244,7 @@ def part_noisy(noisy) -> str:
 
 def part_speed(pdata, published: dict) -> str:
     log.info("speed: Mult-VAE on clean, 10 epochs")
-    cls = get_model_class("mult-vae")
-    m = cls(device="cpu", epochs=10, select_metric="recall@20")
+    m = build_model("mult-vae", {"device": "cpu", "epochs": 10, "select_metric": "recall@20"})
     m.fit(pdata.train.matrix, valid=pdata.valid, progress=False)
     _, test_s = evaluate(m, pdata.test)
     vae_epoch = statistics.median(r["train_seconds"] for r in m.history_)
@@ -329,7 +328,7 @@ def worker(kind: str, matrix: str, sample: bool) -> None:
         t0 = time.perf_counter()
         kw["item_embeddings"] = svd_item_embeddings(X, LDiffRec.config_class().embedding_dim, 0)
         out["embed_s"] = time.perf_counter() - t0
-    model = (DiffRec if kind == "diffrec" else LDiffRec)(**cfg)
+    model = build_model(kind, cfg)
     t0 = time.perf_counter()
     model.fit(X[sub] if sample else X, progress=False, **kw)
     out["fit_s"] = time.perf_counter() - t0

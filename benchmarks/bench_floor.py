@@ -103,7 +103,7 @@ def main() -> None:
     X = pdata.train.matrix
 
     def fit(name: str, epochs: int):
-        return get_model_class(name)(epochs=epochs, device="cpu", seed=0).fit(
+        return get_model_class(name)(train={"epochs": epochs, "device": "cpu", "seed": 0}).fit(
             X, progress=False)
 
     work: dict[str, dict] = {}

@@ -27,11 +27,10 @@ import time
 from pathlib import Path
 
 import torch
-from _common import ML1M_CLEAN, ROOT, header, run_recbole, write_result
+from _common import ML1M_CLEAN, ROOT, build_model, header, run_recbole, write_result
 
 from genrec.data import load_dataset
 from genrec.evaluate import evaluate_ranking
-from genrec.models import get_model_class
 from genrec.protocols import ProtocolConfig, build_protocol
 from genrec.train import native_bf16
 
@@ -178,7 +177,7 @@ def fit_selected(name: str, config: dict, pdata, quick: bool, select: str):
     kw = {**COMMON[name], "select_metric": select, **config, "device": "cpu"}
     if quick:
         kw["epochs"] = 3
-    return get_model_class(name)(**kw).fit(pdata.train.matrix, valid=pdata.valid, progress=False)
+    return build_model(name, kw).fit(pdata.train.matrix, valid=pdata.valid, progress=False)
 
 
 def run_grid(name: str, grid: list[dict], pdata, quick: bool, select: str) -> list[dict]:
@@ -199,7 +198,7 @@ def run_grid(name: str, grid: list[dict], pdata, quick: bool, select: str) -> li
 def epoch_seconds(name: str, config: dict, pdata, epochs: int) -> tuple[list[float], object]:
     """Training seconds of each epoch (no validation, run_dir None: no checkpoints), and the
     trained model."""
-    model = get_model_class(name)(**{**config, "epochs": epochs, "device": "cpu"})
+    model = build_model(name, {**config, "epochs": epochs, "device": "cpu"})
     model.fit(pdata.train.matrix, progress=False)
     return [r["train_seconds"] for r in model.history_], model
 

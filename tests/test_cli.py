@@ -128,6 +128,13 @@ def test_help_for_every_command(capsys):
         assert out
 
 
+def test_models_lists_nested_defaults_as_set_spells_them(capsys):
+    code, out, err = run(capsys, "models")
+    flat = "".join(out.split())
+    assert code == 0 and "train.epochs=200" in flat and "diffusion.steps=40" in flat
+    assert "train={" not in flat
+
+
 def _text_id_log(path):
     """A CSV log with text ids (two groups of users, each on its own half of the items)."""
     rows = ["user,item,rating"]
@@ -209,7 +216,7 @@ def test_unfinished_run_is_kept_unless_forced(tmp_path, capsys, ml100k):
 def test_damaged_files_are_one_line_errors(tmp_path, capsys, ml100k):
     out_dir = tmp_path / "o"
     code, out, err = run(capsys, "train", "--model", "mult-vae", "--dataset", str(ml100k),
-                         "--set", "epochs=1", "--set", "hidden_dims=[8]", "--set",
+                         "--set", "train.epochs=1", "--set", "hidden_dims=[8]", "--set",
                          "latent_dim=4", "--out", str(out_dir))
     assert code == 0, err
     weights = out_dir / "weights.npz"
@@ -239,7 +246,7 @@ def test_resume_of_a_finished_run_says_so_and_writes_nothing(tmp_path, capsys, m
     before = {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()}
     code, out, err = run(capsys, "train", "--resume", str(out_dir))
     assert code == 0 and "finished already" in out
-    assert "epochs" not in out  # EASE does not train by epochs: no --set epochs=N hint
+    assert "epochs" not in out  # EASE does not train by epochs: no --set train.epochs=N hint
     assert {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()} == before
 
 
@@ -255,7 +262,7 @@ def _interrupted_vae_run(capsys, ml100k, out_dir):
     """A finished small mult-vae run marked unfinished, as a kill after its last epoch
     leaves it (the checkpoint holds every epoch)."""
     code, out, err = run(capsys, "train", "--model", "mult-vae", "--dataset", str(ml100k),
-                         "--set", "epochs=1", "--set", "hidden_dims=[8]", "--set",
+                         "--set", "train.epochs=1", "--set", "hidden_dims=[8]", "--set",
                          "latent_dim=4", "--out", str(out_dir))
     assert code == 0, err
     run_json = out_dir / "run.json"
@@ -279,7 +286,37 @@ def test_resume_applies_device(tmp_path, capsys, ml100k):
     code, out, err = run(capsys, "train", "--resume", str(tmp_path / "o"), "--device", "cpu")
     assert code == 0, err
     record = json.loads(run_json.read_text())
-    assert record["status"] == "done" and record["config"]["device"] == "cpu"
+    assert record["status"] == "done" and record["config"]["train"]["device"] == "cpu"
+
+
+def test_resume_of_a_run_recorded_with_flat_config_keys(tmp_path, capsys, ml100k):
+    # run.json written before the trainer's settings became the [train] table
+    run_json = _interrupted_vae_run(capsys, ml100k, tmp_path / "o")
+    record = json.loads(run_json.read_text())
+    record["config"] = {**{k: v for k, v in record["config"].items() if k != "train"},
+                        **record["config"]["train"]}
+    run_json.write_text(json.dumps(record))
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "o"), "--device", "cpu")
+    assert code == 0, err
+    done = json.loads(run_json.read_text())
+    assert done["status"] == "done" and done["config"]["train"]["device"] == "cpu"
+    assert done["config"]["train"]["epochs"] == 1 and "epochs" not in done["config"]
+
+
+def test_flags_and_old_flat_keys_of_the_trainer_settings(tmp_path, capsys, ml100k):
+    code, out, err = run(capsys, "train", "--model", "mult-vae", "--dataset", str(ml100k),
+                         "--set", "epochs=1", "--out", str(tmp_path / "x"))
+    assert code == 1 and "mult-vae: epochs is now train.epochs (--set train.epochs=1" in " ".join(
+        err.split())
+    assert not (tmp_path / "x").exists()
+    code, out, err = run(capsys, "train", "--model", "mult-dae", "--dataset", str(ml100k),
+                         "--set", "train.epochs=1", "--seed", "3", "--device", "cpu",
+                         "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    record = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert (record["config"]["train"]["seed"], record["protocol"]["seed"]) == (3, 3)
+    assert record["config"]["train"]["device"] == "cpu"
+    assert record["config"]["train"]["patience"] is None  # Mult-DAE's own default kept
 
 
 def test_empty_validation_fails_before_writing(tmp_path, capsys):
@@ -363,7 +400,7 @@ def test_train_warns_when_validation_rests_on_few_users(tmp_path, capsys):
     valid = np.load(data / "valid_list.npy")
     np.save(data / "valid_list.npy", valid[np.isin(valid[:, 0], np.unique(valid[:, 0])[:3])])
     code, out, err = run(capsys, "train", "--model", "mult-dae", "--dataset", str(data),
-                         "--set", "epochs=1", "--out", str(tmp_path / "o"))
+                         "--set", "train.epochs=1", "--out", str(tmp_path / "o"))
     assert code == 0, err
     assert "rests on very few users" in err and "of 3 users" in err
     code, out, err = run(capsys, "train", "--model", "ease", "--dataset", str(data),
@@ -380,7 +417,7 @@ def test_ctrl_c_during_training_says_how_to_resume_once(tmp_path, capsys, ml100k
     monkeypatch.setattr(MultVAE, "fit", interrupted)
     out_dir = tmp_path / "o"
     code, out, err = run(capsys, "train", "--model", "mult-vae", "--dataset", str(ml100k),
-                         "--set", "epochs=1", "--out", str(out_dir))
+                         "--set", "train.epochs=1", "--out", str(out_dir))
     assert code == 130
     assert f"continue with `genrec train --resume {out_dir}`" in err
     assert "aborted" not in err and err.count("interrupted") == 1
@@ -388,7 +425,7 @@ def test_ctrl_c_during_training_says_how_to_resume_once(tmp_path, capsys, ml100k
 
 def _vae_args(ml100k, out_dir, epochs):
     return ["train", "--model", "mult-vae", "--dataset", str(ml100k), "--set",
-            f"epochs={epochs}", "--set", "hidden_dims=[8]", "--set", "latent_dim=4",
+            f"train.epochs={epochs}", "--set", "hidden_dims=[8]", "--set", "latent_dim=4",
             "--out", str(out_dir)]
 
 
@@ -397,30 +434,33 @@ def test_resume_with_more_epochs_continues_a_finished_run(tmp_path, capsys, ml10
     assert code == 0, err
     code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"))  # nothing to do
     assert code == 0 and "--set train.epochs=N" in " ".join(out.split())
-    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"), "--set", "epochs=3")
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"), "--set",
+                         "train.epochs=3")
     assert code == 0, err
     code, out, err = run(capsys, *_vae_args(ml100k, tmp_path / "b", 3))  # in one go
     assert code == 0, err
     a, b = (json.loads((tmp_path / d / "run.json").read_text()) for d in "ab")
-    assert a["status"] == "done" and a["config"]["epochs"] == 3
+    assert a["status"] == "done" and a["config"]["train"]["epochs"] == 3
     assert a["results"]["test"]["metrics"] == b["results"]["test"]["metrics"]  # 1 + 2 = 3 epochs
     log = (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in log] == [1, 2, 3]
     before = {f.name: f.read_bytes() for f in (tmp_path / "a").iterdir() if f.is_file()}
     for fewer in (3, 2):  # not more than the epochs trained: nothing to do, nothing rewritten
         code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"), "--set",
-                             f"epochs={fewer}")
+                             f"train.epochs={fewer}")
         assert code == 1 and "not more than the 3 epochs" in " ".join(err.split())
-    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"), "--set", "epochs=abc")
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"), "--set",
+                         "train.epochs=abc")
     assert code == 1 and "expected an integer" in err and "Traceback" not in err
     assert {f.name: f.read_bytes() for f in (tmp_path / "a").iterdir() if f.is_file()} == before
 
 
-@pytest.mark.parametrize("sets, match", [(["--set", "lr=0.1"],
-                                          "only train.epochs, train.patience, not lr"),
-                                         (["--set", "epochs=3"], "has no epochs to change")])
+@pytest.mark.parametrize("sets, match", [
+    (["--set", "train.lr=0.1"], "only train.epochs, train.patience, not train.lr"),
+    (["--set", "epochs=3"], "only train.epochs, train.patience, not epochs"),
+    (["--set", "train.epochs=3"], "has no train.epochs to change")])
 def test_resume_takes_only_epoch_settings(tmp_path, capsys, ml100k, sets, match):
-    if "lr" in sets[1]:
+    if "has no" not in match:
         run_json = _interrupted_vae_run(capsys, ml100k, tmp_path / "o")
     else:  # EASE does not train by epochs
         _ease_run(capsys, ml100k, tmp_path / "o")
@@ -440,7 +480,8 @@ def test_resume_takes_only_epoch_settings(tmp_path, capsys, ml100k, sets, match)
      "fm selects on a RankingTask"),  # one of the configs to try
     (["--model", "ease", "--grid", "l2=abc"], "ease.l2"),
     (["--model", "ease", "--grid", "foo=1,2"], "foo"),
-    (["--model", "mult-vae", "--grid", "epochs=1,x"], "epochs"),
+    (["--model", "mult-vae", "--grid", "train.epochs=1,x"], "mult-vae.train.epochs"),
+    (["--model", "mult-vae", "--grid", "epochs=1,2"], "epochs is now train.epochs"),
 ])
 def test_train_refuses_bad_pairings_and_grids_before_writing(tmp_path, capsys, ml100k, args,
                                                              match):

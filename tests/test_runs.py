@@ -40,8 +40,9 @@ def _spec(log_csv, out, model="ease", force=False, **values):
                                 out=out, force=force)
 
 
-def _vae(log_csv, out, force=False, **over):
-    values = {"hidden_dims": [8], "latent_dim": 4, "epochs": 3, "device": "cpu", **over}
+def _vae(log_csv, out, force=False, epochs=3, **over):
+    values = {"hidden_dims": [8], "latent_dim": 4, "train": {"epochs": epochs, "device": "cpu"},
+              **over}
     return _spec(log_csv, out, "mult-vae", force, **values)
 
 
@@ -196,7 +197,7 @@ def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(log_csv, tmp_path):
 
     def args(out):
         return [sys.executable, "-m", "genrec", "train", "--model", "mult-vae", "--dataset",
-                str(log_csv), "--set", "epochs=400", "--set", "hidden_dims=[8]", "--set",
+                str(log_csv), "--set", "train.epochs=400", "--set", "hidden_dims=[8]", "--set",
                 "latent_dim=4", "--device", "cpu", "--out", str(out)]
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -1,6 +1,7 @@
 """The shared trainer: resume equals an uninterrupted run, early stopping keeps the best
 weights, schedules, logs and checkpoints."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -35,16 +36,24 @@ def _data(seed=0, U=60, I=40):
     return train, valid
 
 
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _with_train(cls, model: dict, train: dict, kw: dict):
+    """``cls`` built from ``model`` and ``train`` (its [train] table), ``kw`` over both (a key
+    of TrainConfig goes to the table)."""
+    train = {**train, **{k: v for k, v in kw.items() if k in TRAIN_KEYS}}
+    return cls(**{**model, **{k: v for k, v in kw.items() if k not in TRAIN_KEYS}}, train=train)
+
+
 def _mult_vae(**kw):
-    base = dict(hidden_dims=(16,), latent_dim=4, batch_size=16, epochs=6, lr=3e-3,
-                device="cpu", seed=1)
-    return MultVAE(**{**base, **kw})
+    return _with_train(MultVAE, dict(hidden_dims=(16,), latent_dim=4),
+                       dict(batch_size=16, epochs=6, lr=3e-3, device="cpu", seed=1), kw)
 
 
 def _recvae(**kw):
-    base = dict(hidden_dim=16, latent_dim=4, batch_size=16, epochs=4, lr=3e-3, device="cpu",
-                seed=1, n_enc_epochs=2)
-    return RecVAE(**{**base, **kw})
+    return _with_train(RecVAE, dict(hidden_dim=16, latent_dim=4, n_enc_epochs=2),
+                       dict(batch_size=16, epochs=4, lr=3e-3, device="cpu", seed=1), kw)
 
 
 class _Interrupt(Exception):
@@ -84,7 +93,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill
     with pytest.raises(_Interrupt):
         _interrupt_at(make(), kill_step).fit(X, valid=valid, run_dir=tmp_path / "run")
     ck = torch.load(tmp_path / "run/checkpoint/state.pt", weights_only=True)
-    assert 0 < ck["epoch"] < ref.config.epochs
+    assert 0 < ck["epoch"] < ref.config.train.epochs
     resumed = make().fit(X, valid=valid, run_dir=tmp_path / "run", resume=True)
     for (k, a), (_, b) in zip(ref.module_.state_dict().items(),
                               resumed.module_.state_dict().items()):
@@ -92,7 +101,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill
     assert _strip_times(resumed.history_) == _strip_times(ref.history_)
     assert resumed.best_epoch_ == ref.best_epoch_
     lines = (tmp_path / "run/train_log.jsonl").read_text().splitlines()
-    assert [json.loads(x)["epoch"] for x in lines] == list(range(1, ref.config.epochs + 1))
+    assert [json.loads(x)["epoch"] for x in lines] == list(range(1, ref.config.train.epochs + 1))
     np.testing.assert_array_equal(ref.score(None, X).numpy(), resumed.score(None, X).numpy())
 
 
@@ -171,7 +180,7 @@ def test_linear_anneal_hits_its_cap_at_the_right_step():
 
 
 def test_train_config_from_model_config_and_checks():
-    cfg = TrainConfig.from_config(MultVAE(lr=0.01, seed=4).config)
+    cfg = MultVAE(train={"lr": 0.01, "seed": 4}).train_config()
     assert (cfg.lr, cfg.seed, cfg.batch_size, cfg.epochs) == (0.01, 4, 500, 200)
     assert parse_metric("recall@20") == ("recall", 20)
     for bad in (dict(select_metric="auc@20"), dict(patience=0), dict(precision="fp8"),
@@ -307,7 +316,7 @@ def test_train_config_refuses_values_that_would_fail_later(bad, field):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**bad)
     with pytest.raises(ConfigError, match=field):
-        MultVAE(**bad)
+        MultVAE(train=bad)
     assert TrainConfig(device="cuda:1", seed=-3).device == "cuda:1"  # well-formed: accepted
 
 
@@ -407,8 +416,9 @@ def test_matrix_without_interactions_is_refused_before_training():
 def test_a_config_built_directly_with_a_wrong_type_names_the_field(bad, message):
     from genrec.models.mult_vae import MultVAEConfig
 
-    for cls in (TrainConfig, MultVAEConfig):  # no conversion here, unlike MultVAE(**kwargs)
-        with pytest.raises(ValueError, match=message):
-            cls(**bad)
+    with pytest.raises(ValueError, match=message):  # no conversion here, unlike MultVAE(**kw)
+        TrainConfig(**bad)
+    with pytest.raises(ValueError, match="latent_dim must be an integer"):
+        MultVAEConfig(latent_dim="3")
     assert TrainConfig(epochs=np.int64(3), lr=np.float32(0.01), patience=None).epochs == 3
 

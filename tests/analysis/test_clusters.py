@@ -39,9 +39,10 @@ def taste_groups(n_users=240, n_items=80, k=K_GROUPS, p_in=0.35, p_out=0.02, see
 @pytest.fixture(scope="module")
 def trained():
     X, groups, block = taste_groups()
-    vae = get_model_class("mult-vae")(hidden_dims=(64,), latent_dim=16, epochs=60,
-                                      batch_size=60, total_anneal_steps=200, seed=0,
-                                      device="cpu")
+    vae = get_model_class("mult-vae")(hidden_dims=(64,), latent_dim=16,
+                                      total_anneal_steps=200,
+                                      train={"epochs": 60, "batch_size": 60, "seed": 0,
+                                             "device": "cpu"})
     vae.fit(X, progress=False)
     return vae, X, groups, block
 

@@ -225,6 +225,10 @@ def test_config_checks_and_errors():
         AutoRec(input_dropout=1.0, optimizer="rprop")
     with pytest.raises(ConfigError, match="input_dropout"):
         AutoRec(input_dropout=0.5)  # L-BFGS, the default optimizer
+    with pytest.raises(ConfigError, match="seed must be in"):  # was an overflow in fit
+        AutoRec(seed=2**64)
+    with pytest.raises(ConfigError, match="device must be auto, cpu or cuda"):  # was: in fit
+        AutoRec(device="gpu")
     with pytest.raises(ConfigError, match="variant"):
         AutoRec(variant="both")
     with pytest.raises(DataError, match="at least one"):

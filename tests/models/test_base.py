@@ -1,4 +1,6 @@
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +10,8 @@ import torch
 from genrec.errors import ConfigError, DataError
 from genrec.models import EASE, MODELS, Recommender, get_model_class
 from genrec.models.base import resolve_device
+
+FLAT = Path(__file__).resolve().parents[1] / "fixtures" / "flat_configs"
 
 
 def test_registry_lookup_is_case_and_separator_insensitive():
@@ -42,7 +46,7 @@ def test_non_finite_input_is_refused_by_name(bad):
     X.data[3] = bad
     r, c = X.tocoo().row[3], X.tocoo().col[3]
     with pytest.raises(DataError, match=f"1 values that are NaN or infinite.*row {r}, column {c}"):
-        get_model_class("mult-vae")(epochs=1, device="cpu").fit(X, progress=False)
+        get_model_class("mult-vae")(train={"epochs": 1, "device": "cpu"}).fit(X, progress=False)
     with pytest.raises(DataError, match="NaN or infinite"):
         EASE().fit(X)
 
@@ -51,7 +55,8 @@ def test_a_model_class_loads_only_its_own_saved_models(tmp_path):
     from genrec.models import MultDAE, MultVAE
 
     X = sp.csr_matrix(np.eye(4, dtype=np.float32))
-    MultDAE(epochs=1, latent_dim=2, device="cpu").fit(X, progress=False).save(tmp_path / "m")
+    MultDAE(latent_dim=2, train={"epochs": 1, "device": "cpu"}).fit(X, progress=False).save(
+        tmp_path / "m")
     assert type(Recommender.load(tmp_path / "m")) is MultDAE
     assert type(MultVAE.load(tmp_path / "m")) is MultDAE  # a subclass is a MultVAE
     with pytest.raises(DataError, match="saved mult-dae model .MultDAE., not a EASE"):
@@ -60,7 +65,7 @@ def test_a_model_class_loads_only_its_own_saved_models(tmp_path):
 
 def test_weights_that_do_not_fit_the_config_are_a_data_error(tmp_path):
     X = sp.csr_matrix(np.eye(4, dtype=np.float32))
-    get_model_class("mult-dae")(epochs=1, latent_dim=2, device="cpu").fit(
+    get_model_class("mult-dae")(latent_dim=2, train={"epochs": 1, "device": "cpu"}).fit(
         X, progress=False).save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     meta["config"]["latent_dim"] = 3
@@ -86,3 +91,60 @@ def test_resolve_device_checks_the_device_name_and_the_cuda_index(monkeypatch):
     assert resolve_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(ConfigError, match="1 CUDA device.*cuda:0"):
         resolve_device("cuda:3")
+
+
+@pytest.mark.parametrize("name", ["mult-vae", "diffrec"])
+def test_a_model_saved_with_flat_configs_still_loads(name):
+    # saved by genrec before the trainer's and the diffusion settings became nested tables
+    saved = json.loads((FLAT / name / "model.json").read_text())["config"]
+    assert "epochs" in saved and "train" not in saved
+    m = Recommender.load(FLAT / name)
+    assert type(m) is get_model_class(name)
+    train = m.config.train
+    for key in ("epochs", "batch_size", "lr", "patience", "eval_every", "device", "seed"):
+        assert getattr(train, key) == saved[key], key
+    if name == "diffrec":
+        d = m.config.diffusion
+        assert (d.steps, d.noise_scale, d.noise_min, d.noise_max) == (3, 0.1, 0.01, 0.1)
+        assert (d.dims, d.emb_size) == ((4,), 2)
+    expected = json.loads((FLAT / name / "expected_scores.json").read_text())
+    got = np.asarray(m.score(None, np.asarray(expected["history"], np.float32)))
+    np.testing.assert_allclose(got, np.asarray(expected["scores"]), rtol=1e-5, atol=1e-6)
+
+
+def test_upgrade_config_moves_flat_keys_into_nested_tables():
+    from genrec.models import DiffRec, MultVAE
+
+    flat = {"latent_dim": 3, "epochs": 7, "seed": 2, "train": {"lr": 0.5}}
+    assert MultVAE.upgrade_config(flat) == {"latent_dim": 3,
+                                            "train": {"epochs": 7, "seed": 2, "lr": 0.5}}
+    assert flat == {"latent_dim": 3, "epochs": 7, "seed": 2, "train": {"lr": 0.5}}  # a copy
+    up = DiffRec.upgrade_config({"dims": [8], "dropout": 0.1, "steps": 4, "epochs": 3})
+    assert up == {"diffusion": {"dims": [8], "dropout": 0.1, "steps": 4}, "train": {"epochs": 3}}
+    from genrec.models import LDiffRec
+
+    up = LDiffRec.upgrade_config({"vae_dropout": 0.2, "dropout": 0.1, "seed": 4})
+    assert up == {"vae_dropout": 0.2, "diffusion": {"dropout": 0.1}, "train": {"seed": 4}}
+    assert EASE.upgrade_config({"l2": 5.0}) == {"l2": 5.0}  # nothing nested: unchanged
+    today = {"latent_dim": 3, "train": {"epochs": 7}}
+    assert MultVAE.upgrade_config(today) == today
+
+
+def test_a_saved_nested_config_round_trips(tmp_path):
+    from genrec.models import DiffRec
+
+    X = sp.csr_matrix(np.eye(5, dtype=np.float32))
+    m = DiffRec(diffusion={"dims": (4,), "steps": 3}, train={"epochs": 1, "device": "cpu"})
+    m.fit(X, progress=False).save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["config"]["train"][
+        "epochs"] == 1
+    assert Recommender.load(tmp_path / "m").config == m.config
+
+
+def test_an_old_flat_key_in_a_saved_model_is_upgraded_not_refused(tmp_path):
+    shutil.copytree(FLAT / "mult-vae", tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["config"]["epochz"] = 1  # not a field anywhere: still an error
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="unknown key epochz"):
+        Recommender.load(tmp_path / "m")

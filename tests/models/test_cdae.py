@@ -11,13 +11,18 @@ from genrec.models.cdae import cdae_loss
 from genrec.train import Batch, Phase, StepContext
 from tests.models.conformance import RecommenderConformance, checkerboard
 
-TINY = dict(latent_dim=16, batch_size=8, epochs=30, lr=3e-2, corruption=0.2, l2=1e-3,
-            device="cpu")
+TINY = dict(latent_dim=16, corruption=0.2, l2=1e-3)
+FAST = dict(batch_size=8, epochs=30, lr=3e-2, device="cpu")
+
+def tiny(**train):
+    """The tiny model's settings, with ``train`` over the fast trainer settings."""
+    return {**TINY, "train": {**FAST, **train}}
+
 
 
 class TestCDAE(RecommenderConformance):
     def make_model(self, seed: int = 0):
-        return CDAE(seed=seed, **TINY)
+        return CDAE(**tiny(seed=seed))
 
 
 def test_registered_and_paper_defaults():
@@ -46,7 +51,7 @@ def test_loss_equals_dense_binary_cross_entropy():
 
 def test_network_forward_matches_the_formula():
     X, _ = checkerboard()
-    m = CDAE(**{**TINY, "epochs": 1}).fit(X, progress=False)
+    m = CDAE(**tiny(epochs=1)).fit(X, progress=False)
     net = m.module_
     users = np.array([0, 5, 13])
     x = torch.from_numpy(X[users].toarray())
@@ -64,7 +69,7 @@ def test_network_forward_matches_the_formula():
 
 def test_l2_penalty_once_per_epoch_for_shared_weights():
     X, _ = checkerboard()
-    m = CDAE(**{**TINY, "epochs": 1, "corruption": 0.0, "l2": 0.3}).fit(X, progress=False)
+    m = CDAE(**{**tiny(epochs=1), "corruption": 0.0, "l2": 0.3}).fit(X, progress=False)
     net = m.module_
     users = torch.arange(6)
     batch = Batch.from_csr(X[:6], users)
@@ -80,7 +85,7 @@ def test_l2_penalty_once_per_epoch_for_shared_weights():
 
 def test_user_node_matters_and_bad_user_indices_raise():
     X, _ = checkerboard()
-    m = CDAE(**TINY).fit(X, progress=False)
+    m = CDAE(**tiny()).fit(X, progress=False)
     users = np.arange(X.shape[0])
     assert not np.allclose(np.asarray(m.score(users, X)), np.asarray(m.score(None, X)))
     with pytest.raises(DataError, match="training users"):
@@ -89,7 +94,7 @@ def test_user_node_matters_and_bad_user_indices_raise():
 
 def test_save_load_keeps_user_count(tmp_path):
     X, _ = checkerboard()
-    m = CDAE(**{**TINY, "epochs": 2}).fit(X, progress=False)
+    m = CDAE(**tiny(epochs=2)).fit(X, progress=False)
     m.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
     assert loaded.n_users_ == X.shape[0]
@@ -100,6 +105,6 @@ def test_targets_outside_zero_one_are_refused():
     X = X.copy()
     X.data[:] = 3.0  # ratings or counts: the logistic loss would fall without bound
     with pytest.raises(DataError, match="0/1 targets"):
-        CDAE(**TINY).fit(X)
+        CDAE(**tiny()).fit(X)
     X.data[:] = 0.5  # soft targets are fine
-    CDAE(**{**TINY, "epochs": 1}).fit(X)
+    CDAE(**tiny(epochs=1)).fit(X)

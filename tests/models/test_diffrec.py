@@ -29,11 +29,14 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def tiny(seed: int = 0, **kw) -> DiffRec:
-    cfg = dict(dims=(32,), steps=5, noise_scale=0.1, noise_min=0.01, noise_max=0.1, epochs=20,
-               batch_size=8, lr=1e-2, device="cpu", seed=seed)
-    cfg.update(kw)
-    return DiffRec(**cfg)
+def tiny(seed: int = 0, train: dict | None = None, diffusion: dict | None = None,
+         **kw) -> DiffRec:
+    """A tiny DiffRec; ``train`` and ``diffusion`` go over the tiny tables' values."""
+    diffusion = {"dims": (32,), "steps": 5, "noise_scale": 0.1, "noise_min": 0.01,
+                 "noise_max": 0.1, **(diffusion or {})}
+    train = {"epochs": 20, "batch_size": 8, "lr": 1e-2, "device": "cpu", "seed": seed,
+             **(train or {})}
+    return DiffRec(**kw, diffusion=diffusion, train=train)
 
 
 class TestDiffRec(RecommenderConformance):
@@ -156,7 +159,8 @@ def test_importance_sampler_is_uniform_until_every_history_fills():
 
 def test_loss_history_is_module_state_and_fills_during_training():
     X, _ = checkerboard()
-    m = tiny(epochs=3, steps=3, history_per_step=2).fit(X, progress=False)
+    m = tiny(train={"epochs": 3}, diffusion={"steps": 3, "history_per_step": 2}).fit(
+        X, progress=False)
     state = m.module_.state_dict()
     assert "sampler.lt_history" in state and "sampler.lt_count" in state
     assert (state["sampler.lt_count"] == 2).all()
@@ -168,11 +172,11 @@ def test_loss_history_is_module_state_and_fills_during_training():
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
     X, _ = checkerboard()
-    full = tiny(epochs=4, steps=3, history_per_step=2).fit(X, run_dir=tmp_path / "a",
-                                                            progress=False)
-    tiny(epochs=2, steps=3, history_per_step=2).fit(X, run_dir=tmp_path / "b", progress=False)
-    resumed = tiny(epochs=4, steps=3, history_per_step=2).fit(X, run_dir=tmp_path / "b",
-                                                               resume=True, progress=False)
+    d = {"steps": 3, "history_per_step": 2}
+    full = tiny(train={"epochs": 4}, diffusion=d).fit(X, run_dir=tmp_path / "a", progress=False)
+    tiny(train={"epochs": 2}, diffusion=d).fit(X, run_dir=tmp_path / "b", progress=False)
+    resumed = tiny(train={"epochs": 4}, diffusion=d).fit(X, run_dir=tmp_path / "b", resume=True,
+                                                         progress=False)
     a, b = full.module_.state_dict(), resumed.module_.state_dict()
     assert a.keys() == b.keys()
     for k in a:
@@ -181,7 +185,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
 
 def test_inference_settings():
     X, _ = checkerboard()
-    m = tiny(epochs=2)
+    m = tiny(train={"epochs": 2})
     m.fit(X, progress=False)
     calls = []
     orig = m.module_.denoiser.forward
@@ -189,7 +193,8 @@ def test_inference_settings():
     m.score(None, X[:3])
     assert len(calls) == 5  # all T reverse steps (the authors' code)
     calls.clear()
-    m.config = dataclasses.replace(m.config, reverse_steps=2, sampling_steps=3)
+    m.config = dataclasses.replace(m.config, diffusion=dataclasses.replace(
+        m.config.diffusion, reverse_steps=2, sampling_steps=3))
     a = np.asarray(m.score(None, X[:3]))
     assert len(calls) == 2
     np.testing.assert_array_equal(a, np.asarray(m.score(None, X[:3])))  # seeded noise
@@ -197,16 +202,22 @@ def test_inference_settings():
 
 def test_config_errors_and_registry():
     assert get_model_class("diffrec") is DiffRec
-    assert DiffRec().config.select_metric == "recall@20"
-    for bad in (dict(sampling_steps=41), dict(reverse_steps=0), dict(noise_min=0.02),
-                dict(noise_schedule="quadratic"), dict(dims=()), dict(mean_type="v")):
+    c = DiffRec().config
+    assert (c.train.select_metric, c.train.eval_every, c.train.patience) == ("recall@20", 5, 4)
+    assert (c.train.epochs, c.train.batch_size, c.train.lr) == (1000, 400, 1e-3)
+    assert (c.diffusion.steps, c.diffusion.noise_scale, c.diffusion.noise_min,
+            c.diffusion.noise_max, c.diffusion.first_beta) == (40, 0.005, 0.005, 0.01, 1e-5)
+    for bad in (dict(diffusion={"sampling_steps": 41}), dict(diffusion={"reverse_steps": 0}),
+                dict(diffusion={"noise_min": 0.02}), dict(diffusion={"noise_schedule": "quad"}),
+                dict(diffusion={"dims": ()}), dict(diffusion={"mean_type": "v"}),
+                dict(diffusion={"emb_size": 0}), dict(train={"epochs": 0})):
         with pytest.raises(ConfigError):
             DiffRec(**bad)
 
 
 def test_eps_prediction_trains():
     X, _ = checkerboard()
-    m = tiny(mean_type="eps", epochs=3).fit(X, progress=False)
+    m = tiny(diffusion={"mean_type": "eps"}, train={"epochs": 3}).fit(X, progress=False)
     assert all(np.isfinite(r["loss"]) for r in m.history_)
     assert np.isfinite(np.asarray(m.score(None, X))).all()
 
@@ -218,12 +229,13 @@ def test_timestep_embedding_of_size_one_and_a_model_using_it():
     e = timestep_embedding(torch.tensor([0, 3, 7]), 1)  # no frequency: one zero column
     assert e.shape == (3, 1) and (e == 0).all()
     X, _ = checkerboard()
-    m = tiny(emb_size=1, epochs=2).fit(X, progress=False)
+    m = tiny(diffusion={"emb_size": 1}, train={"epochs": 2}).fit(X, progress=False)
     assert torch.isfinite(torch.as_tensor(m.score(None, X[:2]))).all()
 
 
 def test_linear_var_with_equal_noise_bounds_is_refused_at_construction():
     with pytest.raises(ConfigError, match="noise_min < noise_max"):
-        tiny(noise_min=0.05, noise_max=0.05)
-    tiny(noise_min=0.05, noise_max=0.05, steps=1)  # one step: no growth needed
-    tiny(noise_schedule="linear", noise_min=0.05, noise_max=0.05)  # constant betas are fine
+        tiny(diffusion={"noise_min": 0.05, "noise_max": 0.05})
+    tiny(diffusion={"noise_min": 0.05, "noise_max": 0.05, "steps": 1})  # one step: no growth
+    tiny(diffusion={"noise_schedule": "linear", "noise_min": 0.05,
+                    "noise_max": 0.05})  # constant betas are fine

@@ -8,12 +8,18 @@ from genrec.models import GaussianVAE, get_model_class
 from genrec.models.gaussian_vae import gaussian_recon_loss
 from tests.models.conformance import RecommenderConformance, checkerboard
 
-TINY = dict(hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=15, lr=1e-2, device="cpu")
+TINY = dict(hidden_dims=(32,), latent_dim=8)
+FAST = dict(batch_size=8, epochs=15, lr=1e-2, device="cpu")
+
+def tiny(**train):
+    """The tiny model's settings, with ``train`` over the fast trainer settings."""
+    return {**TINY, "train": {**FAST, **train}}
+
 
 
 class TestGaussianVAE(RecommenderConformance):
     def make_model(self, seed: int = 0):
-        return GaussianVAE(seed=seed, **TINY)
+        return GaussianVAE(**tiny(seed=seed))
 
 
 def test_registered_and_textbook_shape():
@@ -21,7 +27,7 @@ def test_registered_and_textbook_shape():
     c = GaussianVAE().config
     assert (c.hidden_dims, c.latent_dim, c.beta) == ((512,), 256, 1.0)
     X, _ = checkerboard()
-    m = GaussianVAE(**{**TINY, "epochs": 1}).fit(X)
+    m = GaussianVAE(**tiny(epochs=1)).fit(X)
     assert m.module_.act is torch.relu
     shapes = [tuple(p.shape) for p in m.module_.parameters()]
     assert shapes == [(24, 32), (32,), (16, 32), (16,), (32, 8), (32,), (24, 32), (24,)]
@@ -38,6 +44,6 @@ def test_recon_loss_is_gaussian_nll_without_the_constant():
 
 def test_history_logs_recon_and_kl():
     X, _ = checkerboard()
-    m = GaussianVAE(**{**TINY, "epochs": 2}).fit(X)
+    m = GaussianVAE(**tiny(epochs=2)).fit(X)
     for r in m.history_:
         assert np.isclose(r["loss"], r["recon"] + r["kl"])

@@ -10,12 +10,18 @@ from genrec.models.nn_blocks import gaussian_kl_to_std_normal, multinomial_log_l
 from genrec.train import Batch
 from tests.models.conformance import RecommenderConformance, checkerboard
 
-TINY = dict(hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=12, lr=1e-2, device="cpu")
+TINY = dict(hidden_dims=(32,), latent_dim=8)
+FAST = dict(batch_size=8, epochs=12, lr=1e-2, device="cpu")
+
+def tiny(**train):
+    """The tiny model's settings, with ``train`` over the fast trainer settings."""
+    return {**TINY, "train": {**FAST, **train}}
+
 
 
 class TestMultVAE(RecommenderConformance):
     def make_model(self, seed: int = 0):
-        return MultVAE(seed=seed, **TINY)
+        return MultVAE(**tiny(seed=seed))
 
 
 def test_registered_under_its_cli_name():
@@ -27,13 +33,16 @@ def test_paper_defaults():
     c = MultVAE().config
     assert (c.hidden_dims, c.latent_dim, c.dropout) == ((600,), 200, 0.5)
     assert (c.anneal_cap, c.total_anneal_steps, c.noise_scale) == (0.2, 200_000, 1.0)
-    assert (c.lr, c.batch_size, c.epochs, c.optimizer) == (1e-3, 500, 200, "adam")
-    assert (c.device, c.precision) == ("auto", "fp32")
+    t = c.train
+    assert (t.lr, t.batch_size, t.epochs, t.optimizer, t.patience) == (1e-3, 500, 200, "adam",
+                                                                        None)
+    assert (t.device, t.precision) == ("auto", "fp32")
 
 
 @pytest.mark.parametrize("bad", [dict(dropout=1.0), dict(latent_dim=0), dict(hidden_dims=()),
-                                 dict(total_anneal_steps=0), dict(precision="fp16"),
-                                 dict(select_metric="ndcg"), dict(device="tpu")])
+                                 dict(total_anneal_steps=0), dict(train={"precision": "fp16"}),
+                                 dict(train={"select_metric": "ndcg"}),
+                                 dict(train={"device": "tpu"})])
 def test_bad_config_values_raise(bad):
     with pytest.raises(ConfigError):
         MultVAE(**bad)
@@ -54,7 +63,7 @@ def test_loss_is_recon_plus_beta_kl():
 
 def test_beta_is_annealed_per_step_in_the_log():
     X, _ = checkerboard()
-    m = MultVAE(**{**TINY, "epochs": 3}, total_anneal_steps=10, anneal_cap=0.2).fit(X)
+    m = MultVAE(**tiny(epochs=3), total_anneal_steps=10, anneal_cap=0.2).fit(X)
     # 24 users / 8 = 3 steps per epoch; epoch mean of beta over steps (0,1,2), (3,4,5), ...
     betas = [r["beta"] for r in m.history_]
     np.testing.assert_allclose(betas, [0.1, 0.2, 0.2])
@@ -62,7 +71,7 @@ def test_beta_is_annealed_per_step_in_the_log():
 
 def test_fold_in_unseen_user_and_embeddings():
     X, withheld = checkerboard()
-    m = MultVAE(seed=1, **TINY).fit(X)
+    m = MultVAE(**tiny(seed=1)).fit(X)
     new = sp.csr_matrix(X[[0]].toarray())  # a "new" user with user 0's history
     items, _ = m.recommend(None, new, k=1)
     assert items[0, 0] == withheld[0]
@@ -75,7 +84,7 @@ def test_fold_in_unseen_user_and_embeddings():
 
 def test_bf16_training_runs_and_ranks():
     X, withheld = checkerboard()
-    m = MultVAE(seed=0, precision="bf16", **TINY).fit(X)
+    m = MultVAE(**tiny(seed=0, precision="bf16")).fit(X)
     assert all(np.isfinite(r["loss"]) for r in m.history_)
     assert m.module_.input.weight.dtype == torch.float32  # fp32 master weights
     items, _ = m.recommend(np.arange(X.shape[0]), X, k=1)
@@ -90,4 +99,4 @@ def test_nan_settings_and_negative_training_values_are_refused():
     X = X.copy()
     X.data[0] = -1.0  # the multinomial "loss" would fall without bound
     with pytest.raises(DataError, match="negative"):
-        MultVAE(**TINY).fit(X)
+        MultVAE(**tiny()).fit(X)

@@ -9,18 +9,26 @@ from genrec.models.recvae import composite_prior_log_density, swish
 from genrec.train import Batch, Phase, StepContext
 from tests.models.conformance import RecommenderConformance, checkerboard
 
-TINY = dict(hidden_dim=32, latent_dim=8, batch_size=8, epochs=4, lr=1e-2, device="cpu")
+TINY = dict(hidden_dim=32, latent_dim=8)
+FAST = dict(batch_size=8, epochs=4, lr=1e-2, device="cpu")
+
+def tiny(**train):
+    """The tiny model's settings, with ``train`` over the fast trainer settings."""
+    return {**TINY, "train": {**FAST, **train}}
+
 
 
 class TestRecVAE(RecommenderConformance):
     def make_model(self, seed: int = 0):
-        return RecVAE(seed=seed, **TINY)
+        return RecVAE(**tiny(seed=seed))
 
 
 def test_registered_and_paper_defaults():
     assert get_model_class("recvae") is RecVAE
     c = RecVAE().config
-    assert (c.hidden_dim, c.latent_dim, c.gamma, c.lr, c.epochs) == (600, 200, 0.005, 5e-4, 50)
+    assert (c.hidden_dim, c.latent_dim, c.gamma) == (600, 200, 0.005)
+    assert (c.train.lr, c.train.epochs, c.train.batch_size, c.train.patience) == (5e-4, 50, 500,
+                                                                                  None)
     assert (c.n_enc_epochs, c.n_dec_epochs, c.dropout, c.ln_eps) == (3, 1, 0.5, 0.1)
     np.testing.assert_allclose(c.prior_weights, (3 / 20, 3 / 4, 1 / 10))
     with pytest.raises(ConfigError, match="prior_weights"):
@@ -45,7 +53,7 @@ def test_composite_prior_equals_hand_computed_mixture():
 
 def _fitted(epochs=1, **kw):
     X, _ = checkerboard()
-    return X, RecVAE(**{**TINY, "epochs": epochs, **kw}).fit(X)
+    return X, RecVAE(**tiny(epochs=epochs), **kw).fit(X)
 
 
 def test_phases_update_only_their_half():
@@ -125,7 +133,7 @@ def test_kl_weight_is_gamma_times_user_interactions():
 class TestRecVAEJoint(RecommenderConformance):
     def make_model(self, seed: int = 0):
         # one pass per epoch instead of four: four times the epochs
-        return RecVAE(seed=seed, alternating=False, **{**TINY, "epochs": 16})
+        return RecVAE(alternating=False, **tiny(seed=seed, epochs=16))
 
 
 def test_joint_pass_updates_both_halves_with_the_full_loss():
@@ -193,4 +201,4 @@ def test_negative_training_values_are_refused():
     X = X.copy()
     X.data[0] = -1.0
     with pytest.raises(DataError, match="negative"):
-        RecVAE(**TINY).fit(X)
+        RecVAE(**tiny()).fit(X)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from genrec.cli.render import console, run_hooks, write_output
+from genrec.cli.render import console, dotted, run_hooks, write_output
 from genrec.config import build_config, config_to_dict, load_toml, parse_overrides
 from genrec.data import DataOptions, load_dataset
 from genrec.errors import ConfigError
@@ -29,7 +29,8 @@ def models_cmd() -> None:
     table.add_column("fold-in")
     table.add_column("defaults")
     for name, cls in MODELS.items():
-        defaults = ", ".join(f"{k}={v}" for k, v in config_to_dict(cls.config_class()).items())
+        defaults = ", ".join(f"{k}={v}"  # nested tables as --set spells them: train.epochs=200
+                             for k, v in dotted(config_to_dict(cls.config_class())).items())
         table.add_row(name, cls.__name__, "yes" if cls.folds_in else "no", defaults)
     console().print(table)
 

@@ -45,6 +45,17 @@ def note(text: str) -> None:
     err_console().print(f"note: {text}", soft_wrap=True)
 
 
+def dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 5}}`` -> ``{"train.epochs": 5}``."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            out.update(dotted(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def metrics_table(title: str, results: dict[str, Any]) -> Table:
     """A table of metric rows with one column per part (valid, test)."""
     table = Table(title=title)

@@ -8,7 +8,14 @@ from typing import Any, NoReturn
 import click
 
 from genrec.cli.data import format_option
-from genrec.cli.render import console, err_console, metrics_table, run_hooks, write_output
+from genrec.cli.render import (
+    console,
+    dotted,
+    err_console,
+    metrics_table,
+    run_hooks,
+    write_output,
+)
 from genrec.config import load_toml, parse_overrides
 from genrec.errors import ConfigError
 from genrec.io import check_writable
@@ -33,17 +40,13 @@ FLAGS = {"select": "--select", "grid": "--grid", "seeds": "--seeds", "refit": "-
 
 def _resume_settings(sets: tuple[str, ...]) -> dict[str, Any]:
     """``--set train.epochs=N`` / ``train.patience=N`` (the settings a resume may change)."""
-    more = parse_overrides(sets)
-    flat = {k: v for k, v in more.items() if k != "train"}
-    nested = more.get("train", {})
-    if not isinstance(nested, dict):
-        nested = {}
-    values = {**flat, **nested}
-    bad = sorted(set(values) - set(RESUME_SETTINGS))
+    given = dotted(parse_overrides(sets))
+    allowed = {f"train.{k}" for k in RESUME_SETTINGS}
+    bad = sorted(set(given) - allowed)
     if bad:
-        raise ConfigError(f"--resume: --set may change only "
-                          f"{', '.join('train.' + k for k in RESUME_SETTINGS)}, not "
+        raise ConfigError(f"--resume: --set may change only {', '.join(sorted(allowed))}, not "
                           f"{', '.join(bad)}; for other settings train again without --resume")
+    values = {k.partition(".")[2]: v for k, v in given.items()}
     for k, v in values.items():
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError(f"--resume: --set train.{k}={v!r}: expected an integer >= 1")

@@ -49,6 +49,17 @@ full input. L-BFGS is refused with it: its line search needs one fixed objective
 validation RMSE 0.8835-0.8840 on ML-100K u1 (seeds 0 and 1), against 0.885 for the L-BFGS
 setting above; dropout regularises, so it wants a smaller lambda.
 
+Configuration: AutoRec has no nested ``train`` config (a :class:`genrec.train.TrainConfig`),
+by decision. It is not run by the shared trainer: its loop is full-batch L-BFGS or Rprop
+(Adam is the one mini-batch option), validates by rating RMSE rather than a ranking metric,
+and counts ``epochs`` and ``eval_every`` in optimizer iterations. Its ``optimizer`` choices
+(``lbfgs``, ``rprop``, ``adam``) are not TrainConfig's (``adam``, ``adamw``, ``sgd``), its
+``lr`` default depends on the optimizer and ``batch_size = 0`` means the full batch, while
+TrainConfig's ``grad_clip``, ``ema_decay``, ``select_metric``, ``precision`` and
+``eval_batch_size`` would have no effect here. So its loop settings stay flat fields of
+:class:`AutoRecConfig` with their own meanings (``--set epochs=N`` for AutoRec), and
+``--device`` / ``--seed`` set its flat ``device`` and ``seed``.
+
 Departures from the paper: Adam, ``input_norm`` and ``input_dropout`` are additions; the weight
 initialisation (uniform +-1/sqrt(fan_in), PyTorch's) is not specified in the paper. The paper
 tunes lambda in {0.001, 0.01, 0.1, 1, 100, 1000} without naming the winner; the default 300 is
@@ -62,13 +73,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
+from genrec.config import Range, check_ranges, valid_device_name
 from genrec.errors import ConfigError, DataError
 from genrec.evaluate import RatingTask
 from genrec.metrics import rmse
@@ -97,46 +109,42 @@ _CHUNK = 1 << 23  # entries per dense row chunk (memory bound of a forward pass)
 @dataclass(frozen=True)
 class AutoRecConfig:
     variant: Literal["item", "user"] = "item"  # I-AutoRec (paper's best) or U-AutoRec
-    hidden: int = 500  # k, the hidden units
-    l2: float = 300.0  # lambda in lambda/2 (||W||^2 + ||V||^2); tuned, 300 on ML-100K valid
+    hidden: Annotated[int, Range(ge=1)] = 500  # k, the hidden units
+    # lambda in lambda/2 (||W||^2 + ||V||^2); tuned, 300 on ML-100K valid
+    l2: Annotated[float, Range(ge=0)] = 300.0
     encoder: Activation = "sigmoid"  # f
     decoder: Activation = "identity"  # g
     optimizer: Literal["lbfgs", "rprop", "adam"] = "lbfgs"  # paper: L-BFGS or Rprop
-    lr: float | None = None  # step size; None = 1.0 (lbfgs), 0.01 (rprop), 1e-3 (adam)
-    batch_size: int = 0  # adam: rows per step; 0 = full batch (lbfgs and rprop always are)
-    epochs: int = 500  # iterations (full-batch steps), or passes over the rows for adam
-    eval_every: int = 10  # iterations between validation checks
-    patience: int = 5  # validation checks without gain before stopping (0 = never)
-    default_rating: float | None = None  # rating for unseen users/items; None = range midpoint
+    # step size; None = 1.0 (lbfgs), 0.01 (rprop), 1e-3 (adam)
+    lr: Annotated[float | None, Range(gt=0)] = None
+    # adam: rows per step; 0 = full batch (lbfgs and rprop always are)
+    batch_size: Annotated[int, Range(ge=0)] = 0
+    # iterations (full-batch steps), or passes over the rows for adam
+    epochs: Annotated[int, Range(ge=1)] = 500
+    eval_every: Annotated[int, Range(ge=1)] = 10  # iterations between validation checks
+    # validation checks without gain before stopping (0 = never)
+    patience: Annotated[int, Range(ge=0)] = 5
+    # rating for unseen users/items; None = range midpoint
+    default_rating: Annotated[float | None, Range()] = None
     clip: bool = True  # clip predict() to the rating range
     # not in the paper: rescale each input row to this L2 norm (0 = raw ratings, the paper's);
     # targets stay raw. 20 with l2=150 is what validation chose on ML-100K u1
-    input_norm: float = 0.0
+    input_norm: Annotated[float, Range(ge=0)] = 0.0
     # not in the paper: drop each input entry with this probability at every training step
     # (kept ones scaled by 1/(1-p); after input_norm; targets stay raw). rprop/adam only
-    input_dropout: float = 0.0
+    input_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
     rating_range: tuple[float, float] | None = None  # (low, high); None = training min, max
-    seed: int = 0  # initialisation and batch order
+    # initialisation and batch order (the range torch.Generator.manual_seed takes)
+    seed: Annotated[int, Range(ge=-(2**63), lt=2**64)] = 0
     device: str = "auto"  # auto, cpu or cuda[:N]
 
     def __post_init__(self) -> None:
-        if self.hidden < 1:
-            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
-        if not 0 <= self.l2 < math.inf:
-            raise ValueError(f"l2 must be >= 0 and finite, got {self.l2}")
-        if not 0 <= self.input_norm < math.inf:
-            raise ValueError(f"input_norm must be >= 0 and finite, got {self.input_norm}")
-        if self.default_rating is not None and not math.isfinite(self.default_rating):
-            raise ValueError(f"default_rating must be finite or None, got {self.default_rating}")
-        if not 0 <= self.input_dropout < 1:
-            raise ValueError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
+        check_ranges(self)
         if self.input_dropout and self.optimizer == "lbfgs":
             raise ValueError("input_dropout needs optimizer rprop or adam (a fresh mask each "
                              "step would break L-BFGS's line search)")
-        if self.lr is not None and not 0 < self.lr < math.inf:
-            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
-        if self.batch_size < 0 or self.epochs < 1 or self.eval_every < 1 or self.patience < 0:
-            raise ValueError("batch_size >= 0, epochs >= 1, eval_every >= 1, patience >= 0")
+        if not valid_device_name(self.device):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         check_rating_range(self.rating_range)
 
 

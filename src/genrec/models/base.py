@@ -20,6 +20,7 @@ Fitted state ends with ``_`` and is created only by ``fit`` (or ``load``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -30,7 +31,12 @@ import scipy.sparse as sp
 import torch
 
 from genrec import __version__
-from genrec.config import build_config, config_to_dict, valid_device_name
+from genrec.config import (
+    build_config,
+    config_to_dict,
+    nested_config_fields,
+    valid_device_name,
+)
 from genrec.errors import ConfigError, DataError, NotFittedError, check_is_fitted
 from genrec.io import atomic_write_json, load_arrays, save_arrays
 from genrec.metrics import topk_indices
@@ -153,6 +159,27 @@ class Recommender(ABC):
             raise ConfigError(f"{self.name} selects on a {want.__name__} under this config, got "
                               f"{type(valid).__name__}; use {fix}")
 
+    @classmethod
+    def upgrade_config(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """A config dict saved by an older genrec (``model.json``, ``run.json``) as today's.
+
+        Called by :meth:`load` before the config is built (never on user input, where an old
+        key is an error that names its new spelling). The default moves each key that is not
+        a field of the config but is one of a nested config field (``epochs`` ->
+        ``train.epochs``) into that field's dict; models whose configs changed otherwise
+        override it (and call it).
+        """
+        config_cls = cls.config_class
+        top = {f.name for f in dataclasses.fields(config_cls)}
+        out = dict(values)
+        for name, sub in nested_config_fields(config_cls).items():
+            moved = {k: out.pop(k) for k in [f.name for f in dataclasses.fields(sub)]
+                     if k in out and k not in top}
+            if moved:
+                given = out.get(name)
+                out[name] = {**moved, **given} if isinstance(given, dict) else moved
+        return out
+
     # ------------------------------------------------------------------ to implement
     @abstractmethod
     def fit(self, X: Any, *, valid: Any = None) -> Recommender:
@@ -269,7 +296,10 @@ class Recommender(ABC):
             raise DataError(f"{p}: holds a saved {meta['model']} model ({saved.__name__}), not "
                             f"a {cls.__name__}; load it with Recommender.load or "
                             f"{saved.__name__}.load")
-        config = build_config(saved.config_class, meta["config"], where=str(meta_path))
+        if not isinstance(meta.get("config"), dict):
+            raise DataError(f"{meta_path}: no config table; was it written by Recommender.save?")
+        config = build_config(saved.config_class, saved.upgrade_config(meta["config"]),
+                              where=str(meta_path))
         model = saved(config)
         weights = p / "weights.npz"
         if not weights.is_file():

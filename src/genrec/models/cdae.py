@@ -48,9 +48,8 @@ Systems. WSDM 2016. https://doi.org/10.1145/2835776.2835837
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -58,6 +57,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genrec.config import Range, check_ranges
 from genrec.errors import DataError
 from genrec.models.base import as_csr
 from genrec.models.nn_blocks import SparseInputLinear, dropout_values, make_linear, row_ids
@@ -72,33 +72,19 @@ _ACT = {"sigmoid": torch.sigmoid, "identity": lambda x: x, "relu": torch.relu,
 
 @dataclass(frozen=True)
 class CDAEConfig:
-    latent_dim: int = 50  # K, hidden units
+    latent_dim: Annotated[int, Range(ge=1)] = 50  # K, hidden units
     hidden_activation: Literal["sigmoid", "identity", "relu", "tanh"] = "sigmoid"  # h
-    corruption: float = 0.2  # q, input dropout (kept entries scaled by 1 / (1 - q))
-    l2: float = 0.01  # lambda in lambda/2 (||W||^2 + ||W'||^2 + ||V||^2 + ||b||^2 + ||b'||^2)
-    epochs: int = 200  # maximum epochs
-    batch_size: int = 500  # users per batch
-    lr: float = 1e-2  # Adam learning rate (the paper: AdaGrad); 1e-3 leaves sigmoid units slow
-    weight_decay: float = 0.0  # optimizer weight decay (0: l2 above is the paper's penalty)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    ema_decay: float | None = None  # validate/keep a moving average of the weights
-    patience: int | None = 20  # validations without improvement; None = run every epoch
-    select_metric: str = "ndcg@20"  # validation metric choosing the epoch
-    eval_every: int = 1  # validate every this many epochs
-    eval_batch_size: int = 2048  # users per validation batch
-    device: str = "auto"  # auto | cpu | cuda
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast matmuls, fp32 weights
-    seed: int = 0  # weights, shuffling and corruption
+    # q, input dropout (kept entries scaled by 1 / (1 - q))
+    corruption: Annotated[float, Range(ge=0, lt=1)] = 0.2
+    # lambda in lambda/2 (||W||^2 + ||W'||^2 + ||V||^2 + ||b||^2 + ||b'||^2)
+    l2: Annotated[float, Range(ge=0)] = 0.01
+    # Adam lr 1e-2 (the paper: AdaGrad; 1e-3 leaves sigmoid units slow), batches of 500 users,
+    # 200 epochs, patience 20; weight_decay 0 (l2 above is the paper's penalty)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=200, batch_size=500, lr=1e-2, patience=20))
 
     def __post_init__(self) -> None:
-        TrainConfig.from_config(self)  # range checks of the trainer's fields
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if not 0 <= self.corruption < 1:
-            raise ValueError(f"corruption must be in [0, 1), got {self.corruption}")
-        if not 0 <= self.l2 < math.inf:
-            raise ValueError(f"l2 must be >= 0 and finite, got {self.l2}")
+        check_ranges(self)
         if self.hidden_activation not in _ACT:
             raise ValueError(f"hidden_activation must be one of {sorted(_ACT)}, got "
                              f"{self.hidden_activation!r}")
@@ -156,7 +142,8 @@ class CDAE(TorchRecommender):
     >>> import scipy.sparse as sp
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
-    >>> m = CDAE(epochs=2, latent_dim=8, batch_size=25, device="cpu").fit(X, progress=False)
+    >>> m = CDAE(latent_dim=8, train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(
+    ...     X, progress=False)
     >>> m.recommend([0, 1], X[:2], k=3)[0].shape
     (2, 3)
     """

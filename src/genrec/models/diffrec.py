@@ -12,6 +12,9 @@ noise). Training draws one t per user and minimises, averaged over the batch,
     L = w_t * mean_i (x_0 - xhat_0(x_t, t))_i^2 / (T p_t)
 
 with p_t the probability t was drawn with (1 / T while t is drawn uniformly, so T p_t = 1).
+The denoiser's and diffusion settings below are fields of ``config.diffusion``
+(:class:`~genrec.models.diffusion_schedule.DiffusionConfig`, shared with L-DiffRec), the
+trainer's of ``config.train``.
 
 * ``reweight``: w_t = SNR(t-1) - SNR(t) (1 at t = 0), the ELBO's weight of step t for x0
   prediction, SNR = abar / (1 - abar); without it w_t = 1.
@@ -31,9 +34,9 @@ Departures from the paper, and quirks of the authors' code kept as named fields:
   whatever ``sampling_steps`` is (even from the un-noised history); the paper reads as if the
   reverse process starts at ``sampling_steps``. None reproduces the code.
 * ``first_beta`` = 1e-5: the code's ``beta_fixed`` replaces beta_0 (not in the paper).
-* ``eval_every`` = 5 and ``patience`` = 4: the code validates every 5 epochs and stops 20
-  epochs after the best one; the best epoch is chosen on validation Recall@20.
-* Optimizer: the code uses AdamW with weight decay 0, which is Adam; ``optimizer="adam"``.
+* ``train.eval_every`` = 5 and ``train.patience`` = 4: the code validates every 5 epochs and
+  stops 20 epochs after the best one; the best epoch is chosen on validation Recall@20.
+* Optimizer: the code uses AdamW with weight decay 0, which is Adam: ``train.optimizer="adam"``.
 * The released ``main.py`` parses ``--reweight`` with ``type=bool`` (any non-empty value, "0"
   included, is True) and its ``reweight=False`` branch uses an undefined variable, while the
   released checkpoints' names (``reweight0`` for ML-1M noisy) suggest they came from another
@@ -50,16 +53,17 @@ https://arxiv.org/abs/2304.04971 ; code: https://github.com/YiyanXu/DiffRec
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
+from genrec.config import check_ranges
 from genrec.models.denoiser import Denoiser
-from genrec.models.diffusion_schedule import SCHEDULES, DiffusionSchedule, make_betas
+from genrec.models.diffusion_schedule import DiffusionConfig, DiffusionSchedule
 from genrec.models.torch_base import TorchRecommender
-from genrec.train import Batch, StepContext
+from genrec.train import Batch, StepContext, TrainConfig
 
 __all__ = [
     "DiffRec",
@@ -70,7 +74,6 @@ __all__ = [
     "update_loss_history",
     "diffusion_loss",
     "reverse_diffusion",
-    "check_diffusion_config",
 ]
 
 
@@ -81,88 +84,21 @@ __all__ = [
 class DiffRecConfig:
     """Defaults: the authors' published ML-1M (clean) settings."""
 
-    dims: tuple[int, ...] = (200, 600)  # denoiser hidden sizes (DiffRec --dims; mirrored in)
-    emb_size: int = 10  # E, time-embedding size
-    dropout: float = 0.5  # input dropout of the denoiser
-    norm: bool = False  # L2-normalise x_t in the denoiser
-    mean_type: Literal["x0", "eps"] = "x0"  # the denoiser predicts x_0 or the noise
-    noise_schedule: Literal["linear-var", "linear", "cosine"] = "linear-var"
-    steps: int = 40  # T, diffusion steps
-    noise_scale: float = 0.005  # s: the beta range is [s * noise_min, s * noise_max]
-    noise_min: float = 0.005
-    noise_max: float = 0.01
-    first_beta: float | None = 1e-5  # beta_0 override of the authors' code; None = off
-    reweight: bool = True  # weight step t's MSE by SNR(t-1) - SNR(t)
-    timestep_sampling: Literal["importance", "uniform"] = "importance"  # how t is drawn
-    history_per_step: int = 10  # losses kept per step for importance sampling
-    uniform_prob: float = 0.001  # uniform share mixed into the importance distribution
-    sampling_steps: int = 0  # inference: noise the history to this step (0 = not at all)
-    sampling_noise: bool = False  # inference: add the posterior noise in reverse steps
-    reverse_steps: int | None = None  # inference: reverse steps run; None = all T (the code)
-    epochs: int = 1000  # maximum epochs (early stopping ends sooner)
-    batch_size: int = 400  # users per batch
-    lr: float = 1e-3  # Adam learning rate
-    weight_decay: float = 0.0  # optimizer weight decay
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    ema_decay: float | None = None  # validate/keep a moving average of the weights
-    patience: int | None = 4  # validations without improvement (4 x 5 = 20 epochs, the code)
-    select_metric: str = "recall@20"  # validation metric choosing the epoch (the paper's)
-    eval_every: int = 5  # validate every this many epochs (the code)
-    eval_batch_size: int = 2048  # users per validation batch
-    device: str = "auto"  # auto | cpu | cuda
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast matmuls, fp32 weights
-    seed: int = 0  # weights, shuffling, timesteps, noise, dropout
+    # denoiser [I+E -> 600 -> 200 -> 600 -> I] with a time embedding of 10 and input dropout
+    # 0.5; T = 40 steps, linear-var betas in 0.005 x [0.005, 0.01], x_0 prediction,
+    # reweighted, importance-sampled t; inference from the history through all T steps
+    diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(
+        dims=(200, 600), emb_size=10, dropout=0.5, steps=40, noise_scale=0.005,
+        noise_min=0.005, noise_max=0.01))
+    # Adam lr 1e-3 (the code's AdamW with weight decay 0), batches of 400 users, at most
+    # 1000 epochs, validation Recall@20 every 5 epochs, stopping 4 x 5 = 20 epochs after the
+    # best (the code); the seed draws weights, shuffling, timesteps, noise and dropout
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=1000, batch_size=400, lr=1e-3, patience=4, select_metric="recall@20",
+        eval_every=5))
 
     def __post_init__(self) -> None:
-        if not self.dims or min(self.dims) < 1:
-            raise ValueError(f"dims must be positive sizes, got {self.dims}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        check_diffusion_config(self)
-
-
-def check_diffusion_config(c: Any) -> None:
-    """Range checks of the diffusion fields shared by DiffRec and L-DiffRec configs."""
-    if c.emb_size < 1:
-        raise ValueError(f"emb_size must be >= 1, got {c.emb_size}")
-    if c.mean_type not in ("x0", "eps"):
-        raise ValueError(f"mean_type must be x0 or eps, got {c.mean_type!r}")
-    if c.noise_schedule not in SCHEDULES:
-        raise ValueError(f"noise_schedule must be one of {', '.join(SCHEDULES)}, "
-                         f"got {c.noise_schedule!r}")
-    if c.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {c.steps}")
-    if c.noise_schedule != "cosine":
-        if not (c.noise_scale > 0 and c.noise_min > 0 and c.noise_max > 0):
-            raise ValueError(f"noise_scale, noise_min and noise_max must be > 0, got "
-                             f"{c.noise_scale}, {c.noise_min}, {c.noise_max}")
-        if c.noise_min > c.noise_max:
-            raise ValueError(f"noise_min ({c.noise_min}) must be <= noise_max ({c.noise_max})")
-        if c.noise_scale * c.noise_max >= 1:
-            raise ValueError(f"noise_scale * noise_max must be < 1, got "
-                             f"{c.noise_scale * c.noise_max}")
-    if c.first_beta is not None and not 0 < c.first_beta < 1:
-        raise ValueError(f"first_beta must be in (0, 1) or None, got {c.first_beta}")
-    if c.noise_schedule == "linear-var" and c.steps > 1 and c.noise_min >= c.noise_max:
-        raise ValueError(f"noise_schedule linear-var needs noise_min < noise_max when steps > 1 "
-                         f"(the variance must grow: equal values give beta_t = 0 for t >= 1), "
-                         f"got {c.noise_min} and {c.noise_max}; the linear schedule allows "
-                         f"constant betas")
-    # the betas themselves (T floats), so that a bad schedule is refused here, not at fit
-    make_betas(c.noise_schedule, c.steps, c.noise_scale, c.noise_min, c.noise_max, c.first_beta)
-    if c.timestep_sampling not in ("importance", "uniform"):
-        raise ValueError(f"timestep_sampling must be importance or uniform, "
-                         f"got {c.timestep_sampling!r}")
-    if c.history_per_step < 1:
-        raise ValueError(f"history_per_step must be >= 1, got {c.history_per_step}")
-    if not 0 <= c.uniform_prob <= 1:
-        raise ValueError(f"uniform_prob must be in [0, 1], got {c.uniform_prob}")
-    if not 0 <= c.sampling_steps <= c.steps:
-        raise ValueError(f"sampling_steps must be in [0, steps={c.steps}], got {c.sampling_steps}")
-    if c.reverse_steps is not None and not 1 <= c.reverse_steps <= c.steps:
-        raise ValueError(f"reverse_steps must be in [1, steps={c.steps}] or None, "
-                         f"got {c.reverse_steps}")
+        check_ranges(self)
 
 
 # ---------------------------------------------------------------- importance sampling of t
@@ -297,18 +233,20 @@ class DiffRecNet(nn.Module):
 
     def __init__(self, n_items: int, c: DiffRecConfig, generator: torch.Generator):
         super().__init__()
-        self.denoiser = Denoiser(n_items, tuple(c.dims), c.emb_size, generator, c.dropout, c.norm)
-        self.schedule = DiffusionSchedule(c.noise_schedule, c.steps, c.noise_scale, c.noise_min,
-                                          c.noise_max, c.first_beta, c.mean_type)
-        self.sampler = TimestepSampler(c.steps, c.history_per_step)
+        d = c.diffusion
+        self.denoiser = Denoiser(n_items, tuple(d.dims), d.emb_size, generator, d.dropout, d.norm)
+        self.schedule = DiffusionSchedule.from_config(d)
+        self.sampler = TimestepSampler(d.steps, d.history_per_step)
 
 
-def inference_generator(config: Any, device: torch.device) -> torch.Generator | None:
-    """The generator of inference noise (only when the config asks for noise), reseeded per
-    call: the same rows in the same batch always get the same scores."""
-    if config.sampling_steps == 0 and not config.sampling_noise:
+def inference_generator(d: DiffusionConfig, seed: int,
+                        device: torch.device) -> torch.Generator | None:
+    """The generator of inference noise (only when ``d`` asks for noise), seeded from the
+    training seed and reseeded per call: the same rows in the same batch always get the same
+    scores."""
+    if d.sampling_steps == 0 and not d.sampling_noise:
         return None
-    return torch.Generator(device=device).manual_seed(config.seed + 2)
+    return torch.Generator(device=device).manual_seed(seed + 2)
 
 
 class DiffRec(TorchRecommender):
@@ -330,8 +268,8 @@ class DiffRec(TorchRecommender):
     >>> import scipy.sparse as sp
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
-    >>> m = DiffRec(epochs=2, dims=(16,), steps=5, batch_size=25, device="cpu").fit(
-    ...     X, progress=False)
+    >>> m = DiffRec(diffusion={"dims": (16,), "steps": 5},
+    ...             train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(X, progress=False)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """
@@ -343,7 +281,7 @@ class DiffRec(TorchRecommender):
         return DiffRecNet(n_items, self.config, generator)
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
-        c, net = self.config, self.module_
+        c, net = self.config.diffusion, self.module_
         x0 = batch.dense()  # (B, I)
         t, pt = net.sampler.sample(len(batch), ctx.generator, c.timestep_sampling,
                                    c.uniform_prob)  # (B,), (B,)
@@ -356,8 +294,8 @@ class DiffRec(TorchRecommender):
         return {"loss": loss}
 
     def _scores(self, batch: Batch) -> torch.Tensor:
-        c, net = self.config, self.module_
+        c, net = self.config.diffusion, self.module_
         x = batch.dense()  # (B, I)
+        gen = inference_generator(c, self.config.train.seed, x.device)
         return reverse_diffusion(net.schedule, net.denoiser, x, c.sampling_steps,
-                                 c.reverse_steps, inference_generator(c, x.device),
-                                 c.sampling_noise)  # (B, I)
+                                 c.reverse_steps, gen, c.sampling_noise)  # (B, I)

@@ -29,6 +29,10 @@ Beta schedules (``make_betas``), ``s`` = noise_scale:
 ``beta_fixed``, after Sohl-Dickstein et al. 2015, section 2.4.1) and derives every table from the
 modified betas; ``None`` keeps the schedule's own beta_0.
 
+:class:`DiffusionConfig` holds these settings and the rest of the diffusion model that
+DiffRec and L-DiffRec share (the denoiser's sizes, how the training step t is drawn, the loss
+weights, inference); each model nests one, with its own defaults, as ``config.diffusion``.
+
 All tables are float64 (as in DiffRec); a step's coefficients are gathered in float64 and cast
 to the dtype of ``x``. :class:`DiffusionSchedule` is an ``nn.Module`` only so that its tables
 (non-persistent buffers) move with the model's ``.to(device)``; it has no parameters, nothing
@@ -40,13 +44,17 @@ Dimension letters: B rows in a batch, D the dimension of x (items, or latent siz
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from genrec.config import Range, check_ranges
+
 __all__ = [
+    "DiffusionConfig",
     "SCHEDULES",
     "make_betas",
     "linear_variance_betas",
@@ -57,6 +65,69 @@ __all__ = [
 
 SCHEDULES = ("linear-var", "linear", "cosine")
 MAX_BETA = 0.999
+
+
+# ---------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The diffusion model DiffRec and L-DiffRec share: the denoiser's network, the schedule,
+    how the training step t is drawn and weighted, and inference. Defaults: DiffRec's ML-1M
+    run."""
+
+    # denoiser hidden sizes (DiffRec --dims; mirrored in)
+    dims: Annotated[tuple[int, ...], Range(ge=1, min_len=1)] = (200, 600)
+    emb_size: Annotated[int, Range(ge=1)] = 10  # E, time-embedding size
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.5  # input dropout of the denoiser
+    norm: bool = False  # L2-normalise x_t in the denoiser
+    mean_type: Literal["x0", "eps"] = "x0"  # the denoiser predicts x_0 or the noise
+    noise_schedule: Literal["linear-var", "linear", "cosine"] = "linear-var"
+    steps: Annotated[int, Range(ge=1)] = 40  # T, diffusion steps
+    noise_scale: float = 0.005  # s: the beta range is [s * noise_min, s * noise_max]
+    noise_min: float = 0.005
+    noise_max: float = 0.01
+    # beta_0 override of the authors' code; None = off
+    first_beta: Annotated[float | None, Range(gt=0, lt=1)] = 1e-5
+    reweight: bool = True  # weight step t's MSE by SNR(t-1) - SNR(t)
+    timestep_sampling: Literal["importance", "uniform"] = "importance"  # how t is drawn
+    # losses kept per step for importance sampling
+    history_per_step: Annotated[int, Range(ge=1)] = 10
+    # uniform share mixed into the importance distribution
+    uniform_prob: Annotated[float, Range(ge=0, le=1)] = 0.001
+    # inference: noise the history (DiffRec) or mu (L-DiffRec) to this step (0 = not at all)
+    sampling_steps: Annotated[int, Range(ge=0)] = 0
+    sampling_noise: bool = False  # inference: add the posterior noise in reverse steps
+    # inference: reverse steps run; None = all T (the authors' code)
+    reverse_steps: Annotated[int | None, Range(ge=1)] = None
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.noise_schedule != "cosine":
+            if not (self.noise_scale > 0 and self.noise_min > 0 and self.noise_max > 0):
+                raise ValueError(f"noise_scale, noise_min and noise_max must be > 0, got "
+                                 f"{self.noise_scale}, {self.noise_min}, {self.noise_max}")
+            if self.noise_min > self.noise_max:
+                raise ValueError(f"noise_min ({self.noise_min}) must be <= noise_max "
+                                 f"({self.noise_max})")
+            if self.noise_scale * self.noise_max >= 1:
+                raise ValueError(f"noise_scale * noise_max must be < 1, got "
+                                 f"{self.noise_scale * self.noise_max}")
+        if (self.noise_schedule == "linear-var" and self.steps > 1
+                and self.noise_min >= self.noise_max):
+            raise ValueError(f"noise_schedule linear-var needs noise_min < noise_max when steps "
+                             f"> 1 (the variance must grow: equal values give beta_t = 0 for "
+                             f"t >= 1), got {self.noise_min} and {self.noise_max}; the linear "
+                             f"schedule allows constant betas")
+        # the betas themselves (T floats), so that a bad schedule is refused here, not at fit
+        make_betas(self.noise_schedule, self.steps, self.noise_scale, self.noise_min,
+                   self.noise_max, self.first_beta)
+        if self.sampling_steps > self.steps:
+            raise ValueError(f"sampling_steps must be in [0, steps={self.steps}], "
+                             f"got {self.sampling_steps}")
+        if self.reverse_steps is not None and self.reverse_steps > self.steps:
+            raise ValueError(f"reverse_steps must be in [1, steps={self.steps}] or None, "
+                             f"got {self.reverse_steps}")
 
 
 # ---------------------------------------------------------------- betas (pure, float64 numpy)
@@ -166,6 +237,12 @@ class DiffusionSchedule(nn.Module):
         betas = make_betas(name, steps, noise_scale, noise_min, noise_max, first_beta)
         for key, table in schedule_tables(betas).items():
             self.register_buffer(key, torch.from_numpy(table), persistent=False)
+
+    @classmethod
+    def from_config(cls, c: DiffusionConfig) -> DiffusionSchedule:
+        """The schedule of a :class:`DiffusionConfig`."""
+        return cls(c.noise_schedule, c.steps, c.noise_scale, c.noise_min, c.noise_max,
+                   c.first_beta, c.mean_type)
 
     # ------------------------------------------------------------ helpers
     @staticmethod

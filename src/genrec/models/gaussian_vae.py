@@ -32,12 +32,12 @@ Kingma, Welling. Auto-Encoding Variational Bayes. ICLR 2014. https://arxiv.org/a
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import torch
 
+from genrec.config import Range, check_ranges
 from genrec.models.nn_blocks import MLPAutoencoder, gaussian_kl_to_std_normal, reparameterize
 from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, StepContext, TrainConfig
@@ -47,32 +47,16 @@ __all__ = ["GaussianVAE", "GaussianVAEConfig", "gaussian_recon_loss"]
 
 @dataclass(frozen=True)
 class GaussianVAEConfig:
-    hidden_dims: tuple[int, ...] = (512,)  # encoder hidden sizes; the decoder mirrors them
-    latent_dim: int = 256  # K, the size of z
-    beta: float = 1.0  # KL weight (1 = the ELBO)
-    epochs: int = 100  # maximum epochs
-    batch_size: int = 500  # users per batch
-    lr: float = 1e-3  # Adam learning rate
-    weight_decay: float = 0.0  # optimizer weight decay
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    ema_decay: float | None = None  # validate/keep a moving average of the weights
-    patience: int | None = None  # validations without improvement; None = run every epoch
-    select_metric: str = "ndcg@20"  # validation metric choosing the epoch
-    eval_every: int = 1  # validate every this many epochs
-    eval_batch_size: int = 2048  # users per validation batch
-    device: str = "auto"  # auto | cpu | cuda
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast matmuls, fp32 weights
-    seed: int = 0  # weights, shuffling and noise
+    # encoder hidden sizes; the decoder mirrors them
+    hidden_dims: Annotated[tuple[int, ...], Range(ge=1, min_len=1)] = (512,)
+    latent_dim: Annotated[int, Range(ge=1)] = 256  # K, the size of z
+    beta: Annotated[float, Range(ge=0)] = 1.0  # KL weight (1 = the ELBO)
+    # Adam, lr 1e-3, batches of 500 users, 100 epochs, every epoch run (patience None)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=100, batch_size=500, lr=1e-3, patience=None))
 
     def __post_init__(self) -> None:
-        TrainConfig.from_config(self)  # range checks of the trainer's fields
-        if not self.hidden_dims or min(self.hidden_dims) < 1:
-            raise ValueError(f"hidden_dims must be positive sizes, got {self.hidden_dims}")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if not 0 <= self.beta < math.inf:
-            raise ValueError(f"beta must be >= 0 and finite, got {self.beta}")
+        check_ranges(self)
 
 
 def gaussian_recon_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -88,8 +72,8 @@ class GaussianVAE(TorchRecommender):
     >>> import scipy.sparse as sp
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
-    >>> m = GaussianVAE(epochs=2, hidden_dims=(16,), latent_dim=4, device="cpu").fit(
-    ...     X, progress=False)
+    >>> m = GaussianVAE(hidden_dims=(16,), latent_dim=4,
+    ...                 train={"epochs": 2, "device": "cpu"}).fit(X, progress=False)
     >>> m.score(None, X[:2]).shape
     torch.Size([2, 30])
     """

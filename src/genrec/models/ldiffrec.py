@@ -21,7 +21,8 @@ Loss per batch (the L-DiffRec objective of the paper and code):
 
 with beta_step = min(vae_anneal_cap, step / vae_anneal_steps) per batch and
 lambda_epoch = max((1 - epoch / lamda_anneal_epochs) * lamda, lamda_min) per epoch. Everything
-is trained jointly; the VAE and the denoiser have their own learning rates (``vae_lr``, ``lr``).
+is trained jointly; the VAE and the denoiser have their own learning rates (``vae_lr``,
+``train.lr``); the diffusion settings are ``config.diffusion`` (as DiffRec's).
 Inference: z = mu(x); run DiffRec's reverse process on z; decode; rank.
 
 Departures from the authors' code (the paper does not fix these details):
@@ -44,27 +45,26 @@ size (K_c per cluster), d item-embedding size.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from genrec._optional import require
+from genrec.config import Range, check_ranges
 from genrec.errors import ConfigError, DataError
 from genrec.models.base import as_csr
 from genrec.models.denoiser import Denoiser
 from genrec.models.diffrec import (
     TimestepSampler,
-    check_diffusion_config,
     diffusion_loss,
     inference_generator,
     reverse_diffusion,
 )
-from genrec.models.diffusion_schedule import DiffusionSchedule
+from genrec.models.diffusion_schedule import DiffusionConfig, DiffusionSchedule
 from genrec.models.nn_blocks import (
     SparseInputLinear,
     dropout_values,
@@ -92,80 +92,43 @@ __all__ = [
 class LDiffRecConfig:
     """Defaults: the authors' example L-DiffRec run (see the module docstring)."""
 
-    n_clusters: int = 2  # C, item groups (the code's n_cate)
-    embedding_dim: int = 64  # d, truncated-SVD item embedding size used for k-means
+    n_clusters: Annotated[int, Range(ge=1)] = 2  # C, item groups (the code's n_cate)
+    # d, truncated-SVD item embedding size used for k-means
+    embedding_dim: Annotated[int, Range(ge=1)] = 64
     normalize_embeddings: bool = True  # k-means on unit-length embeddings (False: raw, the code)
     latent_dim: int = 300  # K, total VAE latent size, split over clusters by item count
     vae_hidden: tuple[int, ...] = ()  # encoder hidden sizes (totals, split like K); () = none
-    vae_dropout: float = 0.1  # input dropout of the encoders
+    vae_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1  # input dropout of the encoders
     shared_decoder: bool = False  # one decoder from the whole latent (the code's default)
-    vae_lr: float = 5e-4  # learning rate of the VAEs (the code's lr1)
-    vae_anneal_cap: float = 0.3  # largest KL weight beta
-    vae_anneal_steps: int = 200  # beta = min(cap, step / this), per batch
-    lamda: float = 0.05  # weight of L_diff (reweight on) or L_vae (off), start value
-    lamda_min: float = 0.005  # its floor (the code's anneal_cap)
-    lamda_anneal_epochs: int = 500  # lambda falls linearly to lamda_min over these epochs
-    dims: tuple[int, ...] = (300,)  # denoiser hidden sizes (the code's mlp_dims)
-    emb_size: int = 10  # time-embedding size
-    dropout: float = 0.5  # input dropout of the denoiser
-    norm: bool = False  # L2-normalise z_t in the denoiser
-    mean_type: Literal["x0", "eps"] = "x0"
-    noise_schedule: Literal["linear-var", "linear", "cosine"] = "linear-var"
-    steps: int = 5  # T
-    noise_scale: float = 0.5
-    noise_min: float = 0.001
-    noise_max: float = 0.005
-    first_beta: float | None = 1e-5  # beta_0 override of the authors' code; None = off
-    reweight: bool = True
-    timestep_sampling: Literal["importance", "uniform"] = "importance"
-    history_per_step: int = 10
-    uniform_prob: float = 0.001
-    sampling_steps: int = 0  # inference: noise mu to this step (0 = not at all)
-    sampling_noise: bool = False
-    reverse_steps: int | None = None  # inference: reverse steps run; None = all T
-    epochs: int = 1000
-    batch_size: int = 400
-    lr: float = 1e-4  # learning rate of the denoiser (the code's lr2)
-    weight_decay: float = 0.0
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    grad_clip: float | None = None
-    ema_decay: float | None = None  # validate/keep a moving average of the weights
-    patience: int | None = 4  # validations without improvement (4 x 5 = 20 epochs)
-    select_metric: str = "recall@20"
-    eval_every: int = 5
-    eval_batch_size: int = 2048
-    device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    seed: int = 0  # SVD, k-means, weights, shuffling, noise
+    vae_lr: Annotated[float, Range(gt=0)] = 5e-4  # learning rate of the VAEs (the code's lr1)
+    vae_anneal_cap: Annotated[float, Range(ge=0)] = 0.3  # largest KL weight beta
+    vae_anneal_steps: Annotated[int, Range(ge=1)] = 200  # beta = min(cap, step / this)
+    # weight of L_diff (reweight on) or L_vae (off), start value
+    lamda: Annotated[float, Range(ge=0)] = 0.05
+    lamda_min: Annotated[float, Range(ge=0)] = 0.005  # its floor (the code's anneal_cap)
+    # lambda falls linearly to lamda_min over these epochs
+    lamda_anneal_epochs: Annotated[int, Range(ge=1)] = 500
+    # denoiser [K+E -> 300 -> K] (the code's mlp_dims) over z, time embedding 10, input
+    # dropout 0.5; T = 5 steps, linear-var betas in 0.5 x [0.001, 0.005]; the rest as DiffRec
+    diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(
+        dims=(300,), emb_size=10, dropout=0.5, steps=5, noise_scale=0.5, noise_min=0.001,
+        noise_max=0.005))
+    # Adam, lr 1e-4 for the denoiser (the code's lr2; vae_lr above for the VAEs), batches of
+    # 400 users, at most 1000 epochs, validation Recall@20 every 5 epochs, patience 4 (20
+    # epochs); the seed also seeds the SVD and k-means (so it must be in [0, 2**32))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=1000, batch_size=400, lr=1e-4, patience=4, select_metric="recall@20",
+        eval_every=5))
 
     def __post_init__(self) -> None:
-        if self.n_clusters < 1:
-            raise ValueError(f"n_clusters must be >= 1, got {self.n_clusters}")
-        if self.embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
+        check_ranges(self)
         if self.latent_dim < self.n_clusters:
             raise ValueError(f"latent_dim ({self.latent_dim}) must be >= n_clusters "
                              f"({self.n_clusters}): each cluster needs a latent unit")
         if self.vae_hidden and min(self.vae_hidden) < self.n_clusters:
             raise ValueError(f"vae_hidden sizes must be >= n_clusters, got {self.vae_hidden}")
-        if not self.dims or min(self.dims) < 1:
-            raise ValueError(f"dims must be positive sizes, got {self.dims}")
-        for name in ("vae_dropout", "dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 < self.vae_lr < math.inf:
-            raise ValueError(f"vae_lr must be > 0 and finite, got {self.vae_lr}")
-        if not 0 <= self.vae_anneal_cap < math.inf or self.vae_anneal_steps < 1:
-            raise ValueError(f"vae_anneal_cap must be >= 0 and finite and vae_anneal_steps >= 1, "
-                             f"got {self.vae_anneal_cap} and {self.vae_anneal_steps}")
-        if (not 0 <= self.lamda < math.inf or not 0 <= self.lamda_min < math.inf
-                or self.lamda_anneal_epochs < 1):
-            raise ValueError(f"lamda and lamda_min must be >= 0 and finite, lamda_anneal_epochs "
-                             f">= 1; got {self.lamda}, {self.lamda_min}, "
-                             f"{self.lamda_anneal_epochs}")
-        if not 0 <= self.seed < 2**32:  # scikit-learn's SVD and k-means take no other seeds
-            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
-        check_diffusion_config(self)
+        if not 0 <= self.train.seed < 2**32:  # scikit-learn's SVD and k-means take no others
+            raise ValueError(f"train.seed must be in [0, 2**32), got {self.train.seed}")
 
 
 # ---------------------------------------------------------------- item clustering (pure)
@@ -340,11 +303,11 @@ class LDiffRecNet(nn.Module):
         super().__init__()
         self.vae = ClusteredVAE(item_cluster, c.latent_dim, tuple(c.vae_hidden), generator,
                                 c.shared_decoder)
-        self.denoiser = Denoiser(c.latent_dim, tuple(c.dims), c.emb_size, generator, c.dropout,
-                                 c.norm)
-        self.schedule = DiffusionSchedule(c.noise_schedule, c.steps, c.noise_scale, c.noise_min,
-                                          c.noise_max, c.first_beta, c.mean_type)
-        self.sampler = TimestepSampler(c.steps, c.history_per_step)
+        d = c.diffusion
+        self.denoiser = Denoiser(c.latent_dim, tuple(d.dims), d.emb_size, generator, d.dropout,
+                                 d.norm)
+        self.schedule = DiffusionSchedule.from_config(d)
+        self.sampler = TimestepSampler(d.steps, d.history_per_step)
 
 
 # ---------------------------------------------------------------- model
@@ -365,8 +328,8 @@ class LDiffRec(TorchRecommender):
     >>> import scipy.sparse as sp
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
-    >>> m = LDiffRec(epochs=2, latent_dim=8, embedding_dim=4, dims=(16,), batch_size=25,
-    ...              device="cpu").fit(X, progress=False)
+    >>> m = LDiffRec(latent_dim=8, embedding_dim=4, diffusion={"dims": (16,)},
+    ...              train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(X, progress=False)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """
@@ -405,8 +368,8 @@ class LDiffRec(TorchRecommender):
         elif c.n_clusters == 1:  # one cluster whatever the embeddings: no SVD needed
             item_embeddings = np.zeros((X.shape[1], 1))
         else:
-            item_embeddings = svd_item_embeddings(X, c.embedding_dim, c.seed)
-        self.item_cluster_ = cluster_items(item_embeddings, c.n_clusters, c.seed,
+            item_embeddings = svd_item_embeddings(X, c.embedding_dim, c.train.seed)
+        self.item_cluster_ = cluster_items(item_embeddings, c.n_clusters, c.train.seed,
                                            c.normalize_embeddings)
         try:
             return super().fit(X, valid=valid, run_dir=run_dir, resume=resume, progress=progress)
@@ -422,7 +385,8 @@ class LDiffRec(TorchRecommender):
         super()._set_state(state)
 
     def build_optimizers(self, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        """One optimizer, two learning rates: ``vae_lr`` for the VAEs, ``lr`` for the rest."""
+        """One optimizer, two learning rates: ``vae_lr`` for the VAEs, ``train.lr`` for the
+        rest."""
         net = self.module_
         groups = [{"params": list(net.vae.parameters()), "lr": self.config.vae_lr},
                   {"params": list(net.denoiser.parameters())}]
@@ -435,13 +399,14 @@ class LDiffRec(TorchRecommender):
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         c, net, gen = self.config, self.module_, ctx.generator
+        d = c.diffusion
         values = dropout_values(batch.values, c.vae_dropout, gen)  # (N,) input dropout
         mu, logvar = net.vae.encode(batch.indptr, batch.indices, values)  # (B, K) x 2
         mu, logvar = mu.float(), logvar.float()
         z = reparameterize(mu, logvar, gen)  # (B, K)
-        t, pt = net.sampler.sample(len(batch), gen, c.timestep_sampling, c.uniform_prob)
+        t, pt = net.sampler.sample(len(batch), gen, d.timestep_sampling, d.uniform_prob)
         noise = torch.randn(z.shape, generator=gen, device=gen.device).to(z)  # (B, K)
-        per_user, z0_hat = diffusion_loss(net.schedule, net.denoiser, z, t, noise, c.reweight,
+        per_user, z0_hat = diffusion_loss(net.schedule, net.denoiser, z, t, noise, d.reweight,
                                           gen)  # (B,), (B, K)
         net.sampler.record(t, per_user)
         diff = (per_user / pt.to(per_user.dtype)).mean()
@@ -452,7 +417,7 @@ class LDiffRec(TorchRecommender):
         beta = LinearAnneal(c.vae_anneal_cap, c.vae_anneal_steps)(ctx.step)
         lam = self.lamda_at(ctx.epoch)
         vae_loss = recon + beta * kl
-        loss = lam * diff + vae_loss if c.reweight else diff + lam * vae_loss
+        loss = lam * diff + vae_loss if d.reweight else diff + lam * vae_loss
         return {"loss": loss, "diff": diff.detach(), "recon": recon.detach(),
                 "kl": kl.detach(), "beta": beta, "lamda": lam}
 
@@ -461,8 +426,9 @@ class LDiffRec(TorchRecommender):
         return mu  # (B, K)
 
     def _scores(self, batch: Batch) -> torch.Tensor:
-        c, net = self.config, self.module_
+        d, net = self.config.diffusion, self.module_
         mu = self._encode(batch).float()  # (B, K)
-        z = reverse_diffusion(net.schedule, net.denoiser, mu, c.sampling_steps, c.reverse_steps,
-                              inference_generator(c, mu.device), c.sampling_noise)  # (B, K)
+        gen = inference_generator(d, self.config.train.seed, mu.device)
+        z = reverse_diffusion(net.schedule, net.denoiser, mu, d.sampling_steps, d.reverse_steps,
+                              gen, d.sampling_noise)  # (B, K)
         return net.vae.decode(z)  # (B, I)

@@ -25,12 +25,12 @@ WWW 2018. https://arxiv.org/abs/1802.05814
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import torch
 
+from genrec.config import Range, check_ranges
 from genrec.models.mult_vae import MultVAE
 from genrec.models.nn_blocks import multinomial_log_lik_sparse
 from genrec.train import Batch, StepContext, TrainConfig
@@ -40,35 +40,19 @@ __all__ = ["MultDAE", "MultDAEConfig", "weight_l2"]
 
 @dataclass(frozen=True)
 class MultDAEConfig:
-    hidden_dims: tuple[int, ...] = ()  # hidden sizes between input and code (paper: none)
-    latent_dim: int = 200  # K, the code size
-    dropout: float = 0.5  # input dropout on the normalised x
-    l2: float = 0.01 / 500  # lambda on sum ||W||^2 (the paper's lam = 0.01 / batch_size)
-    epochs: int = 200  # maximum epochs
-    batch_size: int = 500  # users per batch
-    lr: float = 1e-3  # Adam learning rate
-    weight_decay: float = 0.0  # optimizer weight decay (on every parameter; paper: 0)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    ema_decay: float | None = None  # validate/keep a moving average of the weights
-    patience: int | None = None  # validations without improvement; None = run every epoch
-    select_metric: str = "ndcg@20"  # validation metric choosing the epoch (paper: ndcg@100)
-    eval_every: int = 1  # validate every this many epochs
-    eval_batch_size: int = 2048  # users per validation batch
-    device: str = "auto"  # auto | cpu | cuda
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast matmuls, fp32 weights
-    seed: int = 0  # weights, shuffling and dropout
+    # hidden sizes between input and code (paper: none)
+    hidden_dims: Annotated[tuple[int, ...], Range(ge=1)] = ()
+    latent_dim: Annotated[int, Range(ge=1)] = 200  # K, the code size
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.5  # input dropout on the normalised x
+    # lambda on sum ||W||^2 (the paper's lam = 0.01 / batch_size)
+    l2: Annotated[float, Range(ge=0)] = 0.01 / 500
+    # Adam, lr 1e-3, batches of 500 users, 200 epochs, every epoch run (patience None); its
+    # weight_decay (paper: 0) acts on every parameter, l2 above on the weight matrices only
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=200, batch_size=500, lr=1e-3, patience=None))
 
     def __post_init__(self) -> None:
-        TrainConfig.from_config(self)  # range checks of the trainer's fields
-        if any(d < 1 for d in self.hidden_dims):
-            raise ValueError(f"hidden_dims must be positive sizes, got {self.hidden_dims}")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.l2 < math.inf:
-            raise ValueError(f"l2 must be >= 0 and finite, got {self.l2}")
+        check_ranges(self)
 
 
 def weight_l2(module: torch.nn.Module) -> torch.Tensor:
@@ -86,7 +70,8 @@ class MultDAE(MultVAE):
     >>> import scipy.sparse as sp
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
-    >>> m = MultDAE(epochs=2, latent_dim=8, batch_size=25, device="cpu").fit(X, progress=False)
+    >>> m = MultDAE(latent_dim=8, train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(
+    ...     X, progress=False)
     >>> m.user_embeddings(X[:2]).shape
     (2, 8)
     """

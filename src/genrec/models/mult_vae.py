@@ -23,10 +23,10 @@ users, 200 epochs, the best epoch on validation kept.
 
 Departures from the paper (each a config field):
 
-* ``select_metric``: the best epoch is chosen by validation NDCG@20 (the paper: NDCG@100).
+* ``train.select_metric``: the best epoch is chosen by validation NDCG@20 (the paper: NDCG@100).
 * ``total_anneal_steps`` / ``anneal_cap`` keep the paper's 200,000 / 0.2; on small data
   beta then stays far below the cap (ML-1M: 12 steps per epoch), which the paper's own
-  procedure (anneal, watch validation, pick the cap) would tune. ``patience`` (default
+  procedure (anneal, watch validation, pick the cap) would tune. ``train.patience`` (default
   None: all epochs, as the paper) can stop early.
 * The first layer takes the sparse input (embedding_bag): the same numbers as the dense
   product, without building the (B, I) input; input dropout is drawn on the stored values.
@@ -44,13 +44,13 @@ WWW 2018. https://arxiv.org/abs/1802.05814
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import scipy.sparse as sp
 import torch
 
+from genrec.config import Range, check_ranges
 from genrec.models.nn_blocks import (
     MLPAutoencoder,
     dropout_values,
@@ -67,41 +67,20 @@ __all__ = ["MultVAE", "MultVAEConfig", "mult_vae_loss"]
 
 @dataclass(frozen=True)
 class MultVAEConfig:
-    hidden_dims: tuple[int, ...] = (600,)  # encoder hidden sizes; the decoder mirrors them
-    latent_dim: int = 200  # K, the size of z (real size, not halved)
-    dropout: float = 0.5  # input dropout on the normalised x (1 - keep_prob)
-    anneal_cap: float = 0.2  # the largest beta
-    total_anneal_steps: int = 200_000  # beta = min(cap, step / this)
-    noise_scale: float = 1.0  # std of the reparameterisation noise (1 = the paper)
-    epochs: int = 200  # maximum epochs
-    batch_size: int = 500  # users per batch
-    lr: float = 1e-3  # Adam learning rate
-    weight_decay: float = 0.0  # optimizer weight decay (the paper: 0 for the VAE)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    ema_decay: float | None = None  # validate/keep a moving average of the weights
-    patience: int | None = None  # validations without improvement; None = run every epoch
-    select_metric: str = "ndcg@20"  # validation metric choosing the epoch (paper: ndcg@100)
-    eval_every: int = 1  # validate every this many epochs
-    eval_batch_size: int = 2048  # users per validation batch
-    device: str = "auto"  # auto | cpu | cuda
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast matmuls, fp32 weights
-    seed: int = 0  # weights, shuffling, dropout and noise
+    # encoder hidden sizes; the decoder mirrors them
+    hidden_dims: Annotated[tuple[int, ...], Range(ge=1, min_len=1)] = (600,)
+    latent_dim: Annotated[int, Range(ge=1)] = 200  # K, the size of z (real size, not halved)
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.5  # input dropout on x (1 - keep_prob)
+    anneal_cap: Annotated[float, Range(ge=0)] = 0.2  # the largest beta
+    total_anneal_steps: Annotated[int, Range(ge=1)] = 200_000  # beta = min(cap, step / this)
+    noise_scale: Annotated[float, Range(ge=0)] = 1.0  # std of the reparam. noise (1: paper)
+    # Adam, lr 1e-3, batches of 500 users, 200 epochs, every epoch run (patience None); the
+    # seed draws the weights, the shuffling, dropout and noise
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=200, batch_size=500, lr=1e-3, patience=None))
 
     def __post_init__(self) -> None:
-        TrainConfig.from_config(self)  # range checks of the trainer's fields
-        if not self.hidden_dims or min(self.hidden_dims) < 1:
-            raise ValueError(f"hidden_dims must be positive sizes, got {self.hidden_dims}")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.anneal_cap < math.inf:
-            raise ValueError(f"anneal_cap must be >= 0 and finite, got {self.anneal_cap}")
-        if self.total_anneal_steps < 1:
-            raise ValueError(f"total_anneal_steps must be >= 1, got {self.total_anneal_steps}")
-        if not 0 <= self.noise_scale < math.inf:
-            raise ValueError(f"noise_scale must be >= 0 and finite, got {self.noise_scale}")
+        check_ranges(self)
 
 
 def mult_vae_loss(logits: torch.Tensor, batch: Batch, mu: torch.Tensor, logvar: torch.Tensor,
@@ -139,8 +118,8 @@ class MultVAE(TorchRecommender):
     >>> import scipy.sparse as sp
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
-    >>> m = MultVAE(epochs=2, hidden_dims=(16,), latent_dim=4, batch_size=25,
-    ...             device="cpu", seed=0).fit(X, progress=False)
+    >>> m = MultVAE(hidden_dims=(16,), latent_dim=4, train={"epochs": 2, "batch_size": 25,
+    ...             "device": "cpu", "seed": 0}).fit(X, progress=False)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """

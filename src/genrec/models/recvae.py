@@ -55,13 +55,14 @@ Top-N Recommendations with Implicit Feedback. WSDM 2020. https://arxiv.org/abs/1
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import scipy.sparse as sp
 import torch
 from torch import nn
 
+from genrec.config import Range, check_ranges
 from genrec.models.nn_blocks import (
     SparseInputLinear,
     dropout_values,
@@ -79,58 +80,37 @@ __all__ = ["RecVAE", "RecVAEConfig", "composite_prior_log_density", "swish"]
 
 @dataclass(frozen=True)
 class RecVAEConfig:
-    hidden_dim: int = 600  # H, width of the five encoder layers
-    latent_dim: int = 200  # K
-    dropout: float = 0.5  # input dropout in the encoder phase (none in the decoder phase)
-    gamma: float = 0.005  # KL weight per interaction: beta_u = gamma * |x_u|
-    beta: float | None = None  # constant KL weight; needs gamma = 0 (refused otherwise)
+    hidden_dim: Annotated[int, Range(ge=1)] = 600  # H, width of the five encoder layers
+    latent_dim: Annotated[int, Range(ge=1)] = 200  # K
+    # input dropout in the encoder phase (none in the decoder phase)
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.5
+    # KL weight per interaction: beta_u = gamma * |x_u|
+    gamma: Annotated[float, Range(ge=0)] = 0.005
+    # constant KL weight; needs gamma = 0 (refused otherwise)
+    beta: Annotated[float | None, Range(ge=0)] = None
     prior_weights: tuple[float, ...] = (3 / 20, 3 / 4, 1 / 10)  # N(0,I), old posterior, wide
-    wide_logvar: float = 10.0  # log variance of the wide prior component
-    ln_eps: float = 0.1  # layer norm epsilon (the authors' code)
+    wide_logvar: Annotated[float, Range()] = 10.0  # log variance of the wide prior component
+    ln_eps: Annotated[float, Range(gt=0)] = 0.1  # layer norm epsilon (the authors' code)
     alternating: bool = True  # False: one joint pass per epoch (the code's --not-alternating)
-    n_enc_epochs: int = 3  # encoder passes per epoch (alternating only)
-    n_dec_epochs: int = 1  # decoder passes per epoch (alternating only)
-    epochs: int = 50  # maximum epochs (each n_enc_epochs + n_dec_epochs passes; joint: 1)
-    batch_size: int = 500  # users per batch
-    lr: float = 5e-4  # Adam learning rate (both optimizers)
-    weight_decay: float = 0.0  # optimizer weight decay
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    ema_decay: float | None = None  # validate/keep a moving average of the weights
-    patience: int | None = None  # validations without improvement; None = run every epoch
-    select_metric: str = "ndcg@20"  # validation metric choosing the epoch (paper: ndcg@100)
-    eval_every: int = 1  # validate every this many epochs
-    eval_batch_size: int = 2048  # users per validation batch
-    device: str = "auto"  # auto | cpu | cuda
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast matmuls, fp32 weights
-    seed: int = 0  # weights, shuffling, dropout and noise
+    n_enc_epochs: Annotated[int, Range(ge=1)] = 3  # encoder passes per epoch (alternating)
+    n_dec_epochs: Annotated[int, Range(ge=1)] = 1  # decoder passes per epoch (alternating)
+    # Adam lr 5e-4 (both optimizers), batches of 500 users, 50 epochs (each n_enc_epochs +
+    # n_dec_epochs passes; joint: 1), every epoch run (patience None), as the authors' code
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=50, batch_size=500, lr=5e-4, patience=None))
 
     def __post_init__(self) -> None:
-        TrainConfig.from_config(self)  # range checks of the trainer's fields
-        if self.hidden_dim < 1 or self.latent_dim < 1:
-            raise ValueError("hidden_dim and latent_dim must be >= 1")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.gamma < math.inf:
-            raise ValueError(f"gamma must be >= 0 and finite, got {self.gamma}")
+        check_ranges(self)
         if self.gamma == 0 and self.beta is None:
             raise ValueError("with gamma = 0 set a constant beta")
         if self.gamma > 0 and self.beta is not None:
             raise ValueError(f"beta (a constant KL weight) applies only with gamma = 0, but "
                              f"gamma = {self.gamma}; set gamma=0 to use beta = {self.beta}, or "
                              f"leave beta None")
-        if self.beta is not None and not 0 <= self.beta < math.inf:
-            raise ValueError(f"beta must be >= 0 and finite, got {self.beta}")
-        if not 0 < self.ln_eps < math.inf:
-            raise ValueError(f"ln_eps must be > 0 and finite, got {self.ln_eps}")
-        if not math.isfinite(self.wide_logvar):
-            raise ValueError(f"wide_logvar must be finite, got {self.wide_logvar}")
         if len(self.prior_weights) != 3 or min(self.prior_weights) < 0 or not math.isclose(
                 sum(self.prior_weights), 1.0, rel_tol=1e-6):
             raise ValueError(f"prior_weights must be 3 non-negative weights summing to 1, "
                              f"got {self.prior_weights}")
-        if self.n_enc_epochs < 1 or self.n_dec_epochs < 1:
-            raise ValueError("n_enc_epochs and n_dec_epochs must be >= 1")
         if not self.alternating and (self.n_enc_epochs, self.n_dec_epochs) != (3, 1):
             raise ValueError("n_enc_epochs and n_dec_epochs apply only to alternating "
                              "training; leave them at 3 and 1 with alternating false")
@@ -217,8 +197,8 @@ class RecVAE(TorchRecommender):
     >>> import scipy.sparse as sp
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
-    >>> m = RecVAE(epochs=1, hidden_dim=16, latent_dim=4, batch_size=25,
-    ...            device="cpu").fit(X, progress=False)
+    >>> m = RecVAE(hidden_dim=16, latent_dim=4, train={"epochs": 1, "batch_size": 25,
+    ...            "device": "cpu"}).fit(X, progress=False)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """

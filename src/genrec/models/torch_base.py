@@ -13,8 +13,8 @@ A subclass supplies
 and optionally ``phases()``, ``build_optimizers(config)``, ``on_phase_start(phase, ctx)``,
 ``_check_train_data(X)`` (refuse values the likelihood is not defined for).
 
-Every config of such a model has the :class:`genrec.train.TrainConfig` fields (epochs,
-batch_size, lr, ..., device, precision, seed) under the same names.
+Every config of such a model has a nested ``train: TrainConfig`` field (epochs, batch_size,
+lr, ..., device, precision, seed), with the model's own defaults, which the trainer runs by.
 """
 
 from __future__ import annotations
@@ -105,11 +105,12 @@ class TorchRecommender(Recommender):
 
     # ------------------------------------------------------------------ training
     def train_config(self) -> TrainConfig:
-        """The trainer's settings, taken from this model's config."""
-        try:
-            return TrainConfig.from_config(self.config)
-        except ValueError as e:
-            raise ConfigError(f"{self.name}: {e}") from None
+        """The trainer's settings: this model's ``config.train``."""
+        train = getattr(self.config, "train", None)
+        if not isinstance(train, TrainConfig):
+            raise ConfigError(f"{self.name}: {type(self.config).__name__} has no train "
+                              f"settings (a field train: TrainConfig), got {train!r}")
+        return train
 
     def fit(self, X: Any, *, valid: Any = None, run_dir: str | Path | None = None,
             resume: bool = False, progress: bool = True) -> TorchRecommender:
@@ -189,10 +190,10 @@ class TorchRecommender(Recommender):
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         try:
-            device = resolve_device(self.config.device)
+            device = resolve_device(self.train_config().device)
         except ConfigError:
-            warnings.warn(f"{self.name}: device {self.config.device!r} is not available here; "
-                          f"loading on the CPU", stacklevel=2)
+            warnings.warn(f"{self.name}: device {self.train_config().device!r} is not "
+                          f"available here; loading on the CPU", stacklevel=2)
             device = torch.device("cpu")
         module = self._build_module(self.n_items_, torch.Generator().manual_seed(0))
         try:

@@ -391,8 +391,9 @@ def resume_run(out: str | Path, *, epochs: int | None = None, patience: int | No
         train_cfg = cls_cfg.get("train") if isinstance(cls_cfg.get("train"), dict) else cls_cfg
         absent = [k for k in more if k not in train_cfg]
         if absent:
-            raise ConfigError(f"resume: model {prev['model']} has no {', '.join(absent)} to "
-                              f"change (it does not train by epochs)")
+            raise ConfigError(f"resume: model {prev['model']} has no "
+                              f"{', '.join('train.' + k for k in absent)} to change (it does "
+                              f"not train by epochs)")
         done = rf.epochs_done(where)
         if epochs is not None and epochs <= done:
             raise ConfigError(f"resume: epochs={epochs} is not more than the {done} epochs "
