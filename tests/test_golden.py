@@ -55,4 +55,8 @@ def test_compare_reports_what_moved_and_by_how_much(recorded):
     assert lines[0].startswith("ease: ndcg@10 ") and "+0.01" in lines[0]
     assert "hash differs" in lines[1] and "changed for 1/60 users" in lines[1]
     moved["config"] = {"l2": 2.0}
-    assert "record the file again" in golden.compare_entry("ease", expected, moved)[0]
+    lines = golden.compare_entry("ease", expected, moved)
+    assert len(lines) == 3 and "note: the table's config {'l2': 2.0}" in lines[2]
+    renamed = copy.deepcopy(expected)
+    renamed["config"] = {"train": {}, **expected["config"]}
+    assert golden.compare_entry("ease", expected, renamed) == []  # same numbers: no difference
