@@ -13,7 +13,7 @@ from genrec.models.autorec import (
     rescale_rows,
 )
 from genrec.models.nn_blocks import dropout_values
-from tests.models.rating_conformance import RatingConformance, rating_checkerboard
+from genrec.testing import RatingConformance, rating_checkerboard
 
 
 class TestIAutoRec(RatingConformance):
@@ -26,8 +26,8 @@ class TestUAutoRec(RatingConformance):
         return AutoRec(variant="user", hidden=16, l2=0.1, epochs=60, eval_every=20, seed=seed,
                        device="cpu")
 
-    def test_user_variant_folds_in(self, fitted, data):
-        X, _ = data
+    def test_user_variant_folds_in(self):
+        fitted, (X, _) = self.fitted, self.data
         np.testing.assert_allclose(np.asarray(fitted.score(np.arange(4), X[:4])),
                                    np.asarray(fitted.score(None, X[:4])), rtol=1e-6)
 

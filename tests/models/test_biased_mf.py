@@ -7,7 +7,7 @@ from genrec.errors import ConfigError
 from genrec.evaluate import RatingTask
 from genrec.models import BiasedMF, get_model_class
 from genrec.models.biased_mf import als_half_step, mf_predict, sgd_step
-from tests.models.rating_conformance import RatingConformance, rating_checkerboard
+from genrec.testing import RatingConformance, rating_checkerboard
 
 
 class TestBiasedMFSGD(RatingConformance):

@@ -8,7 +8,7 @@ from genrec.evaluate import RankingTask, RatingTask
 from genrec.models import BPRMF, get_model_class
 from genrec.models._shallow import gather_rows, sample_negatives
 from genrec.models.bpr_mf import bpr_loss
-from tests.models.conformance import RecommenderConformance, checkerboard
+from genrec.testing import RecommenderConformance, checkerboard
 
 
 class TestBPRMF(RecommenderConformance):

@@ -8,8 +8,8 @@ from genrec.errors import ConfigError, DataError
 from genrec.models import CDAE, get_model_class
 from genrec.models.base import Recommender
 from genrec.models.cdae import cdae_loss
+from genrec.testing import RecommenderConformance, checkerboard
 from genrec.train import Batch, Phase, StepContext
-from tests.models.conformance import RecommenderConformance, checkerboard
 
 TINY = dict(latent_dim=16, corruption=0.2, l2=1e-3)
 FAST = dict(batch_size=8, epochs=30, lr=3e-2, device="cpu")

@@ -17,7 +17,7 @@ from genrec.models.diffrec import (
     update_loss_history,
 )
 from genrec.models.diffusion_schedule import DiffusionSchedule
-from tests.models.conformance import RecommenderConformance, checkerboard
+from genrec.testing import RecommenderConformance, checkerboard
 
 
 @pytest.fixture(autouse=True, scope="module")

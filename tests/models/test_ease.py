@@ -6,7 +6,7 @@ import torch
 from genrec.errors import ConfigError
 from genrec.models import EASE, Popularity
 from genrec.models.ease import ease_memory_bytes, ease_weights, gram_matrix
-from tests.models.conformance import RecommenderConformance
+from genrec.testing import RecommenderConformance
 
 
 class TestEASE(RecommenderConformance):

@@ -19,8 +19,12 @@ from genrec.models.fm import (
     fm_predict,
     padded_rows,
 )
-from tests.models.conformance import RecommenderConformance, checkerboard
-from tests.models.rating_conformance import RatingConformance, rating_checkerboard
+from genrec.testing import (
+    RatingConformance,
+    RecommenderConformance,
+    checkerboard,
+    rating_checkerboard,
+)
 
 
 class TestFMRegression(RatingConformance):

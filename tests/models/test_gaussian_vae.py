@@ -6,7 +6,7 @@ from torch.distributions import Normal
 
 from genrec.models import GaussianVAE, get_model_class
 from genrec.models.gaussian_vae import gaussian_recon_loss
-from tests.models.conformance import RecommenderConformance, checkerboard
+from genrec.testing import RecommenderConformance, checkerboard
 
 TINY = dict(hidden_dims=(32,), latent_dim=8)
 FAST = dict(batch_size=8, epochs=15, lr=1e-2, device="cpu")

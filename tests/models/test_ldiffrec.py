@@ -14,8 +14,8 @@ from genrec.models.ldiffrec import (
     split_sizes,
     svd_item_embeddings,
 )
+from genrec.testing import RecommenderConformance, checkerboard
 from genrec.train import Batch
-from tests.models.conformance import RecommenderConformance, checkerboard
 
 
 @pytest.fixture(autouse=True, scope="module")

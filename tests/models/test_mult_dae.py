@@ -3,8 +3,8 @@ import torch
 
 from genrec.models import MultDAE, get_model_class
 from genrec.models.mult_dae import weight_l2
+from genrec.testing import RecommenderConformance, checkerboard
 from genrec.train import Batch, Phase, StepContext
-from tests.models.conformance import RecommenderConformance, checkerboard
 
 TINY = dict(latent_dim=16)
 FAST = dict(batch_size=8, epochs=12, lr=1e-2, device="cpu")

@@ -7,8 +7,8 @@ from genrec.errors import ConfigError, DataError
 from genrec.models import MultVAE, get_model_class
 from genrec.models.mult_vae import mult_vae_loss
 from genrec.models.nn_blocks import gaussian_kl_to_std_normal, multinomial_log_lik
+from genrec.testing import RecommenderConformance, checkerboard
 from genrec.train import Batch
-from tests.models.conformance import RecommenderConformance, checkerboard
 
 TINY = dict(hidden_dims=(32,), latent_dim=8)
 FAST = dict(batch_size=8, epochs=12, lr=1e-2, device="cpu")

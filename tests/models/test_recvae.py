@@ -6,8 +6,8 @@ from scipy.stats import norm
 from genrec.errors import ConfigError, DataError
 from genrec.models import RecVAE, get_model_class
 from genrec.models.recvae import composite_prior_log_density, swish
+from genrec.testing import RecommenderConformance, checkerboard
 from genrec.train import Batch, Phase, StepContext
-from tests.models.conformance import RecommenderConformance, checkerboard
 
 TINY = dict(hidden_dim=32, latent_dim=8)
 FAST = dict(batch_size=8, epochs=4, lr=1e-2, device="cpu")

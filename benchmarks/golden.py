@@ -1,0 +1,334 @@
+"""Golden scores: every registered model, trained on small synthetic data with a fixed seed.
+
+Each entry of :data:`GOLDEN_CONFIGS` is trained on the CPU with one torch thread and a fixed
+seed, then evaluated on its test part. What is recorded, per entry:
+
+* the test metrics, to full precision (JSON numbers are written with ``repr``);
+* the SHA-256 of the float32 score matrix ``model.score(all users, training matrix)``;
+* a summary of that matrix (mean, std, min, max) and every user's top 5 items, so that when
+  the hash changes the report can say by how much.
+
+The data come from :func:`tests.synthetic.taste_ratings` (60 users, 40 items, two taste
+groups). Models whose fit selects on ratings (``selects_on() == "rating"``: biased MF, FM with
+the regression objective, AutoRec) get the explicit ratings and a rating task (RMSE, MAE); all
+others get the ratings >= 4 as implicit positives and a ranking task. Both tasks are split
+here, with a seeded NumPy generator, so that the numbers depend on the models alone.
+
+Usage::
+
+    python benchmarks/golden.py                      # print the numbers
+    python benchmarks/golden.py --write tests/golden/v0.1.0.json
+    python benchmarks/golden.py --check tests/golden/v0.1.0.json   # what differs, by how much
+
+``tests/test_golden.py`` reruns the same table in-process and compares with the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import platform
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: tests.synthetic lives at the repository root
+    sys.path.insert(0, str(ROOT))
+
+from tests.synthetic import taste_ratings  # noqa: E402
+
+import genrec  # noqa: E402
+from genrec.evaluate import (  # noqa: E402
+    RankingTask,
+    RatingTask,
+    evaluate_ranking,
+    evaluate_rating,
+)
+from genrec.models import MODELS, Recommender  # noqa: E402
+
+# Entry name -> model keyword arguments. The name is a registered model name, optionally
+# followed by "/variant" when one model is recorded under several settings. Every entry is
+# built as MODELS[name](seed=SEED, **kwargs).
+GOLDEN_CONFIGS: dict[str, dict[str, Any]] = {
+    "popularity": {},
+    "ease": dict(l2=1.0),
+    "gaussian-vae": dict(hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=15, lr=1e-2,
+                         device="cpu"),
+    "mult-vae": dict(hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=12, lr=1e-2,
+                     device="cpu"),
+    "mult-dae": dict(latent_dim=16, batch_size=8, epochs=12, lr=1e-2, device="cpu"),
+    "recvae": dict(hidden_dim=32, latent_dim=8, batch_size=8, epochs=4, lr=1e-2, device="cpu"),
+    "cdae": dict(latent_dim=16, batch_size=8, epochs=30, lr=3e-2, corruption=0.2, l2=1e-3,
+                 device="cpu"),
+    "diffrec": dict(dims=(32,), steps=5, noise_scale=0.1, noise_min=0.01, noise_max=0.1,
+                    epochs=20, batch_size=8, lr=1e-2, device="cpu"),
+    "ldiffrec": dict(latent_dim=8, embedding_dim=4, dims=(16,), epochs=40, batch_size=8,
+                     lr=1e-2, vae_lr=1e-2, lamda=1e-4, lamda_min=1e-4, device="cpu"),
+    "biased-mf": dict(n_factors=4, solver="sgd", lr=0.02, batch_size=32, epochs=60, l2=0.01,
+                      l2_bias=0.01, device="cpu"),
+    "biased-mf/als": dict(n_factors=4, solver="als", epochs=10, l2=0.05, l2_bias=0.05,
+                          device="cpu"),
+    "bpr-mf": dict(n_factors=8, lr=0.05, epochs=20, batch_size=64, l2=1e-4, device="cpu"),
+    "fm": dict(n_factors=4, lr=0.05, epochs=40, batch_size=32, l2_w=1e-4, l2_v=1e-4,
+               use_side_features=False, device="cpu"),
+    "fm/bpr": dict(objective="bpr", n_factors=4, lr=0.05, epochs=20, batch_size=32,
+                   l2_w=1e-4, l2_v=1e-4, use_side_features=False, device="cpu"),
+    "autorec": dict(hidden=16, l2=0.1, epochs=60, eval_every=20, device="cpu"),
+}
+
+SEED = 0
+KS = (3, 10)
+FORMAT = "genrec-golden/1"
+N_USERS, N_ITEMS = 60, 40
+TOP = 5  # top-k lists recorded per user
+
+
+def model_name(entry: str) -> str:
+    """The registered model name of a table entry (``"fm/bpr"`` -> ``"fm"``)."""
+    return entry.split("/", 1)[0]
+
+
+def build_model(entry: str, kwargs: dict[str, Any] | None = None, seed: int = SEED
+                ) -> Recommender:
+    """The model of table entry ``entry`` (``kwargs`` defaults to its row of the table)."""
+    kwargs = GOLDEN_CONFIGS[entry] if kwargs is None else kwargs
+    return MODELS[model_name(entry)](seed=seed, **kwargs)
+
+
+# ----------------------------------------------------------------------------- data
+def rating_data(seed: int = SEED) -> tuple[sp.csr_matrix, RatingTask, RatingTask]:
+    """Explicit ratings split 80/10/10 at random: (train (U, I), valid, test)."""
+    rows = taste_ratings(N_USERS, N_ITEMS, seed=seed)
+    u, i, r = rows[:, 0] - 1, rows[:, 1] - 1, rows[:, 2].astype(np.float32)
+    part = np.random.default_rng(seed).choice(3, size=len(rows), p=[0.8, 0.1, 0.1])
+    train = sp.csr_matrix((r[part == 0], (u[part == 0], i[part == 0])),
+                          shape=(N_USERS, N_ITEMS), dtype=np.float32)
+    valid, test = (RatingTask(u[part == j], i[part == j], r[part == j], name)
+                   for j, name in ((1, "valid"), (2, "test")))
+    return train, valid, test
+
+
+def ranking_data(seed: int = SEED) -> tuple[sp.csr_matrix, RankingTask, RankingTask]:
+    """Ratings >= 4 as positives, each user's split 70/15/15 at random (at least one item in
+    validation and in test): (train (U, I), valid, test). Validation masks the training
+    items, test the training and validation items."""
+    rows = taste_ratings(N_USERS, N_ITEMS, seed=seed)
+    rows = rows[rows[:, 2] >= 4]
+    rng = np.random.default_rng(seed)
+    parts = [np.zeros((N_USERS, N_ITEMS), np.float32) for _ in range(3)]
+    for user in range(N_USERS):
+        items = rng.permutation(rows[rows[:, 0] == user + 1, 1] - 1)
+        n_held = max(1, round(0.15 * len(items)))
+        parts[1][user, items[:n_held]] = 1
+        parts[2][user, items[n_held : 2 * n_held]] = 1
+        parts[0][user, items[2 * n_held :]] = 1
+    train, valid, test = (sp.csr_matrix(p) for p in parts)
+    users = np.arange(N_USERS, dtype=np.int64)
+    seen = sp.csr_matrix(parts[0] + parts[1])
+    return (train, RankingTask(users, train, train, valid, "skip", "valid"),
+            RankingTask(users, train, seen, test, "skip", "test"))
+
+
+# ----------------------------------------------------------------------------- running
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread (bitwise-reproducible sums), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def score_matrix(model: Recommender, X: sp.csr_matrix) -> np.ndarray:
+    """``model.score(all users, X)`` as a C-contiguous little-endian float32 array (U, I)."""
+    with torch.no_grad():
+        s = model.score(np.arange(X.shape[0], dtype=np.int64), X)
+    if isinstance(s, torch.Tensor):
+        s = s.detach().cpu().float().numpy()
+    return np.ascontiguousarray(s, dtype="<f4")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def record(scores: np.ndarray, metrics: dict[str, float]) -> dict[str, Any]:
+    """What is stored of one trained entry."""
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :TOP]  # ties: lower item first
+    s64 = scores.astype(np.float64)
+    return {
+        "metrics": {k: float(v) for k, v in sorted(metrics.items())},
+        "scores_sha256": hashlib.sha256(scores.tobytes()).hexdigest(),
+        "scores_shape": list(scores.shape),
+        "scores_summary": {"mean": float(s64.mean()), "std": float(s64.std()),
+                           "min": float(s64.min()), "max": float(s64.max())},
+        "top": top.tolist(),
+    }
+
+
+def run_entry(entry: str, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train table entry ``entry`` and return its record (see :func:`record`)."""
+    kwargs = GOLDEN_CONFIGS[entry] if kwargs is None else kwargs
+    model = build_model(entry, kwargs)
+    task = "rating" if model.selects_on() == "rating" else "ranking"
+    with one_thread():
+        if task == "rating":
+            train, valid, test = rating_data()
+            model.fit(train, valid=valid)
+            metrics = evaluate_rating(model, test).metrics
+        else:
+            train, valid, test = ranking_data()
+            model.fit(train, valid=valid if model.selects_on() == "ranking" else None)
+            metrics = evaluate_ranking(model, test, ks=KS).metrics
+        scores = score_matrix(model, train)
+    return {"model": model_name(entry), "task": task, "seed": SEED,
+            "config": _jsonable(kwargs), **record(scores, metrics)}
+
+
+def run_all(entries: list[str] | None = None) -> dict[str, Any]:
+    """Every entry (or those named), with the versions they were recorded under."""
+    entries = list(GOLDEN_CONFIGS) if entries is None else entries
+    return {
+        "format": FORMAT,
+        "genrec_version": genrec.__version__,
+        "environment": environment(),
+        "ks": list(KS),
+        "entries": {entry: run_entry(entry) for entry in entries},
+    }
+
+
+def environment() -> dict[str, str]:
+    """Versions and machine: bitwise equality is only expected under the same ones."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [line.split(":", 1)[1].strip() for line in
+                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "machine": platform.machine(), "cpu": cpu}
+
+
+def to_json(result: dict[str, Any]) -> str:
+    """``result`` as indented JSON, each list of numbers on one line (floats as ``repr``)."""
+    text = json.dumps(result, indent=1, allow_nan=False)
+    return re.sub(r"\[([^\[\]{}\"]*)\]",
+                  lambda m: "[" + " ".join(m.group(1).split()) + "]",
+                  text) + "\n"
+
+
+# ----------------------------------------------------------------------------- comparing
+def _rel(a: float, b: float) -> str:
+    if a == b:
+        return "0"
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return "n/a"
+    return f"{(b - a) / abs(a):+.3%}" if a != 0 else "n/a"
+
+
+def compare_entry(entry: str, expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Lines describing how ``actual`` differs from ``expected`` (empty when bitwise equal).
+
+    The config is not compared by itself (a setting renamed or moved to another table changes
+    no number); when numbers differ and so does the config, a last line says so.
+    """
+    out = []
+    em, am = expected["metrics"], actual["metrics"]
+    for key in sorted(set(em) | set(am)):
+        if key not in am or key not in em:
+            out.append(f"{entry}: metric {key} only in the "
+                       f"{'recorded file' if key in em else 'new run'}")
+        elif not (em[key] == am[key] or (math.isnan(em[key]) and math.isnan(am[key]))):
+            out.append(f"{entry}: {key} {em[key]!r} -> {am[key]!r} "
+                       f"(diff {am[key] - em[key]:+.3g}, {_rel(em[key], am[key])})")
+    if expected["scores_sha256"] != actual["scores_sha256"]:
+        es, as_ = expected["scores_summary"], actual["scores_summary"]
+        stats = ", ".join(f"{k} {es[k]:.6g} -> {as_[k]:.6g}" for k in ("mean", "std", "min",
+                                                                         "max"))
+        et, at = np.asarray(expected["top"]), np.asarray(actual["top"])
+        if et.shape == at.shape:
+            changed = int((et != at).any(axis=1).sum())
+            first = int((et[:, 0] != at[:, 0]).sum())
+            lists = (f"top-{et.shape[1]} list changed for {changed}/{len(et)} users (top-1 "
+                     f"for {first})")
+        else:
+            lists = f"top lists of shape {list(et.shape)} -> {list(at.shape)}"
+        out.append(f"{entry}: score matrix hash differs; {stats}; {lists}")
+    if out and expected.get("config") != actual.get("config"):
+        # a renamed or moved setting alone is no difference; changed numbers may come from it
+        out.append(f"{entry}: note: the table's config {actual.get('config')} is not the "
+                   f"recorded {expected.get('config')}")
+    return out
+
+
+def compare(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Every difference between a recorded file and a new run, one line each."""
+    out = []
+    missing = sorted(set(expected["entries"]) - set(actual["entries"]))
+    extra = sorted(set(actual["entries"]) - set(expected["entries"]))
+    if missing:
+        out.append(f"recorded but not run: {', '.join(missing)}")
+    if extra:
+        out.append(f"run but not recorded: {', '.join(extra)}")
+    for entry in expected["entries"]:
+        if entry in actual["entries"]:
+            out.extend(compare_entry(entry, expected["entries"][entry],
+                                     actual["entries"][entry]))
+    if out and expected.get("environment") != actual.get("environment"):
+        out.append(f"note: recorded under {expected.get('environment')}, run under "
+                   f"{actual.get('environment')}; bitwise equality needs the same versions "
+                   f"and machine")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--write", metavar="PATH", help="record the numbers into this JSON file")
+    ap.add_argument("--check", metavar="PATH", help="compare with this recorded JSON file")
+    ap.add_argument("entries", nargs="*", help="table entries (default: all)")
+    args = ap.parse_args(argv)
+    unknown = [e for e in args.entries if e not in GOLDEN_CONFIGS]
+    if unknown:
+        ap.error(f"unknown entries {unknown}; known: {', '.join(GOLDEN_CONFIGS)}")
+    result = run_all(args.entries or None)
+    text = to_json(result)
+    if args.write:
+        path = Path(args.write)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        print(f"wrote {path} ({len(result['entries'])} entries)")
+    if args.check:
+        expected = json.loads(Path(args.check).read_text())
+        if args.entries:
+            expected["entries"] = {e: expected["entries"][e] for e in args.entries
+                                   if e in expected["entries"]}
+        diffs = compare(expected, result)
+        print("\n".join(diffs) if diffs else "identical to " + args.check)
+        return 1 if diffs else 0
+    if not args.write:
+        for entry, rec in result["entries"].items():
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in rec["metrics"].items()
+                              if k.startswith(("recall", "ndcg", "rmse", "mae")))
+            print(f"{entry:15s} {rec['task']:8s} {shown}  {rec['scores_sha256'][:12]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Every registered model has a tiny config here and passes the shipped conformance suite.
+
+Adding a model to ``genrec.models.MODELS`` without an entry in :data:`TINY` fails
+``test_every_registered_model_has_a_tiny_config``, naming it. The configs are those of the
+golden-score table (benchmarks/golden.py), so one set of tiny settings serves both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from benchmarks.golden import GOLDEN_CONFIGS, one_thread
+
+from genrec.models import MODELS, RatingPredictor
+from genrec.testing import check_rating_predictor, check_recommender
+
+#: registered name -> keyword arguments of a model that trains in well under a second
+TINY: dict[str, dict[str, Any]] = {
+    "popularity": GOLDEN_CONFIGS["popularity"],
+    "ease": GOLDEN_CONFIGS["ease"],
+    "gaussian-vae": GOLDEN_CONFIGS["gaussian-vae"],
+    "mult-vae": GOLDEN_CONFIGS["mult-vae"],
+    "mult-dae": GOLDEN_CONFIGS["mult-dae"],
+    "recvae": GOLDEN_CONFIGS["recvae"],
+    "cdae": GOLDEN_CONFIGS["cdae"],
+    "diffrec": GOLDEN_CONFIGS["diffrec"],
+    "ldiffrec": GOLDEN_CONFIGS["ldiffrec"],
+    "biased-mf": GOLDEN_CONFIGS["biased-mf"],
+    "bpr-mf": GOLDEN_CONFIGS["bpr-mf"],
+    "fm": GOLDEN_CONFIGS["fm"],
+    "autorec": GOLDEN_CONFIGS["autorec"],
+}
+
+#: models that rank every user alike: the withheld-item check does not apply
+NOT_PERSONALIZED = {"popularity"}
+
+
+def test_every_registered_model_has_a_tiny_config():
+    missing = sorted(set(MODELS) - set(TINY))
+    assert not missing, (f"registered models without an entry in TINY "
+                         f"(tests/models/test_registry.py): {', '.join(missing)}")
+    stale = sorted(set(TINY) - set(MODELS))
+    assert not stale, f"TINY has entries for unregistered models: {', '.join(stale)}"
+    assert NOT_PERSONALIZED <= set(TINY)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_registered_model_passes_the_conformance_suite(name):
+    cls = MODELS[name]
+
+    def make_model(seed: int = 0):
+        return cls(seed=seed, **TINY[name])
+
+    with one_thread():  # tiny networks: one thread avoids spin-waits, and is reproducible
+        if issubclass(cls, RatingPredictor) and make_model().selects_on() == "rating":
+            check_rating_predictor(make_model, personalized=name not in NOT_PERSONALIZED)
+        else:
+            check_recommender(make_model, personalized=name not in NOT_PERSONALIZED)
