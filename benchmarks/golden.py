@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:  # run as a script: tests.synthetic lives at the r
 from tests.synthetic import taste_ratings  # noqa: E402
 
 import genrec  # noqa: E402
+from genrec.config import build_config  # noqa: E402
 from genrec.evaluate import (  # noqa: E402
     RankingTask,
     RatingTask,
@@ -102,7 +103,10 @@ def build_model(entry: str, kwargs: dict[str, Any] | None = None, seed: int = SE
                 ) -> Recommender:
     """The model of table entry ``entry`` (``kwargs`` defaults to its row of the table)."""
     kwargs = GOLDEN_CONFIGS[entry] if kwargs is None else kwargs
-    return MODELS[model_name(entry)](seed=seed, **kwargs)
+    cls = MODELS[model_name(entry)]
+    # the table keeps 0.1.0's flat spelling; upgrade_config maps it as it maps saved configs
+    values = cls.upgrade_config({"seed": seed, **kwargs})
+    return cls(build_config(cls.config_class, values, where=entry))
 
 
 # ----------------------------------------------------------------------------- data

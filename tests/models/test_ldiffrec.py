@@ -43,8 +43,8 @@ class TestLDiffRec(RecommenderConformance):
         return tiny(seed)
 
     @pytest.mark.slow
-    def test_same_seed_same_scores(self, data):
-        super().test_same_seed_same_scores(data)
+    def test_same_seed_same_scores(self):
+        super().test_same_seed_same_scores()
 
 
 def test_svd_kmeans_clusters_recover_the_blocks():
