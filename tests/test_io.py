@@ -98,3 +98,20 @@ def test_save_arrays_round_trips_and_refuses_the_name_numpy_takes_as_its_flag(tm
     assert sorted(load_arrays(target)) == ["a", "b"]  # the previous file is untouched
     with pytest.raises(TypeError, match="dtype object"):
         save_arrays(target, {"o": np.array([None, 1], dtype=object)})
+
+
+def test_a_compressed_npz_that_inflates_far_beyond_its_size_is_refused(tmp_path):
+    """A 4 MB weights.npz that inflates to a 32768 x 32768 matrix ran at 8.7 GB."""
+    import numpy as np
+    import pytest
+
+    from genrec.errors import DataError
+    from genrec.io import load_arrays, save_arrays
+
+    bomb = tmp_path / "weights.npz"
+    np.savez_compressed(bomb, B=np.zeros((4000, 4000), np.float32))  # 64 MB in ~60 KB
+    with pytest.raises(DataError, match="declares 61 MiB of arrays"):
+        load_arrays(bomb)
+    honest = tmp_path / "ok.npz"
+    save_arrays(honest, {"B": np.ones((300, 300), np.float32)})
+    assert load_arrays(honest)["B"].shape == (300, 300)

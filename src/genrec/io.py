@@ -119,12 +119,42 @@ def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
     atomic_write_bytes(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
+INFLATION_SLACK = 1 << 20  # bytes an honest uncompressed .npz may hold beyond its file size
+
+
+def npz_sizes(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array in a ``.npz``, read from the headers alone."""
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            out[info.filename.removesuffix(".npy")] = (tuple(shape), dtype)
+    return out
+
+
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Load a ``.npz`` written by :func:`save_arrays` with pickling disabled."""
+    """Load a ``.npz`` written by :func:`save_arrays` with pickling disabled.
+
+    :func:`save_arrays` writes uncompressed files, so the arrays take about the file's size
+    in memory; a file whose headers declare much more (a compressed "zip bomb") is refused
+    before anything is inflated.
+    """
     try:
+        declared = sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                       for shape, dtype in npz_sizes(path).values())
+        size = os.path.getsize(path)
+        if declared > size + INFLATION_SLACK:
+            raise DataError(f"{path}: declares {declared / 2**20:.0f} MiB of arrays in a "
+                            f"{size / 2**20:.1f} MiB file; genrec writes these files "
+                            f"uncompressed, so it is not one of its files; write it again")
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except FileNotFoundError:
+    except (FileNotFoundError, DataError):
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
         raise DataError(f"{path}: unreadable, the file is damaged or not a genrec .npz "
