@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -19,6 +19,9 @@ from rich.markup import escape
 from genrec.cli.foundations_render import console, print_beta, print_mixture
 from genrec.errors import ConfigError
 from genrec.io import atomic_write_files, atomic_write_json, check_writable
+
+if TYPE_CHECKING:
+    from genrec.foundations.demos import BetaDemo, MixtureDemo
 
 __all__ = ["foundations_group", "foundations_cli", "COMMANDS"]
 
@@ -42,12 +45,12 @@ def _data_config(cls: Callable[..., Any], **fields: Any) -> Any:
                                  else m[0], str(e))) from None
 
 
-def _write(out_dir: str | None, output: str | None, demo: Any) -> None:
+def _write(out_dir: str | None, output: str | None, demo: MixtureDemo | BetaDemo) -> None:
     """The plots land in ``out_dir`` together, all drawn before any is written (a plot that
     fails leaves the folder as it was); then the JSON."""
     written = []
     if out_dir is not None:
-        files = demo.plot_files()
+        files: dict[str, bytes | str] = dict(demo.plot_files())
         atomic_write_files(out_dir, files)
         written += [str(Path(out_dir) / name) for name in files]
     if output is not None:

@@ -4,13 +4,15 @@ MixtureDemo` or :class:`~genrec.foundations.demos.BetaDemo` printed with rich.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from genrec.foundations.demos import BetaDemo, ComponentSummary, MixtureDemo
+if TYPE_CHECKING:  # the models load when a command runs, not when the CLI starts
+    from genrec.foundations.demos import BetaDemo, ComponentSummary, MixtureDemo
 
 MAX_DIMS_SHOWN = 6
 TRACE_HEAD = 10  # a long trace shows its first and last TRACE_HEAD iterations
