@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from genrec.foundations.cli import foundations_cli
+from genrec.cli.foundations import foundations_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
