@@ -38,7 +38,7 @@ def child(src: str, model: str, epochs: int, data: str) -> None:
         sys.exit(f"bench_ab: imported genrec from {genrec.__file__}, not from {src}")
     pdata = build_protocol(load_dataset(data), ProtocolConfig(name="diffrec"))
     m = get_model_class(model)(epochs=epochs, device="cpu", seed=0)
-    m.fit(pdata.train.matrix, progress=False)
+    m.fit(pdata.train.matrix)
     out = {"epochs": [r["train_seconds"] for r in m.history_], "valid": []}
     if model == "mult-vae":
         evaluate_ranking(m, pdata.valid)  # warm-up

@@ -88,7 +88,7 @@ def main() -> None:
             if args.quick:
                 kw["epochs"] = 2
             t0 = time.perf_counter()
-            m = get_model_class(name)(**kw).fit(X, valid=p.valid, progress=False)
+            m = get_model_class(name)(**kw).fit(X, valid=p.valid)
             secs = time.perf_counter() - t0
             vae_rows.append((name, m.best_epoch_,
                              evaluate_ranking(m, p.valid, ks=KS, metrics=METRICS).metrics,

@@ -75,7 +75,7 @@ def child(path: str, out: str, precision: str) -> None:
     users = np.arange(train.shape[0])
     task = RankingTask(users, train, train, valid, "zero", "valid")
     t0 = time.perf_counter()
-    model = MultVAE(epochs=1, device="cpu", precision=precision).fit(train, progress=False)
+    model = MultVAE(epochs=1, device="cpu", precision=precision).fit(train)
     t1 = time.perf_counter()
     res = evaluate_ranking(model, task, ks=(10, 20), metrics=("recall", "ndcg"))
     t2 = time.perf_counter()

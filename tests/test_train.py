@@ -8,12 +8,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError, DataError
+from genrec.errors import ConfigError, DataError, DivergenceError
 from genrec.evaluate import RankingTask
 from genrec.models import MultVAE, RecVAE
 from genrec.train import (
     CHECKPOINT_NAME,
     Constant,
+    FitContext,
     LinearAnneal,
     TrainConfig,
     WeightAverage,
@@ -79,13 +80,14 @@ def _recvae_joint(**kw):  # one pass of 4 batches per epoch
                                              (_recvae_joint, 10)])
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill_step):
     X, valid = _data()
-    ref = make().fit(X, valid=valid, run_dir=tmp_path / "ref")
+    ref = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "ref"))
     # interrupted mid-epoch (4 batches per pass): the last checkpoint is an earlier epoch
     with pytest.raises(_Interrupt):
-        _interrupt_at(make(), kill_step).fit(X, valid=valid, run_dir=tmp_path / "run")
+        _interrupt_at(make(), kill_step).fit(X, valid=valid,
+            context=FitContext(run_dir=tmp_path / "run"))
     ck = torch.load(tmp_path / "run/checkpoint/state.pt", weights_only=True)
     assert 0 < ck["epoch"] < ref.config.epochs
-    resumed = make().fit(X, valid=valid, run_dir=tmp_path / "run", resume=True)
+    resumed = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run", resume=True))
     for (k, a), (_, b) in zip(ref.module_.state_dict().items(),
                               resumed.module_.state_dict().items()):
         assert torch.equal(a, b), k
@@ -98,8 +100,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     X, valid = _data()
-    ref = _mult_vae(epochs=2).fit(X, valid=valid, run_dir=tmp_path)
-    again = _mult_vae(epochs=2).fit(X, valid=valid, run_dir=tmp_path, resume=True)
+    ref = _mult_vae(epochs=2).fit(X, valid=valid, context=FitContext(run_dir=tmp_path))
+    again = _mult_vae(epochs=2).fit(X, valid=valid,
+        context=FitContext(run_dir=tmp_path, resume=True))
     np.testing.assert_array_equal(ref.score(None, X).numpy(), again.score(None, X).numpy())
 
 
@@ -107,18 +110,18 @@ def test_resume_before_the_first_checkpoint_starts_over(tmp_path):
     X, _ = _data()
     ref = _mult_vae(epochs=2).fit(X)
     with pytest.raises(_Interrupt):  # killed in epoch 1: no checkpoint yet
-        _interrupt_at(_mult_vae(epochs=2), 2).fit(X, run_dir=tmp_path)
-    again = _mult_vae(epochs=2).fit(X, run_dir=tmp_path, resume=True)
+        _interrupt_at(_mult_vae(epochs=2), 2).fit(X, context=FitContext(run_dir=tmp_path))
+    again = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True))
     np.testing.assert_array_equal(ref.score(None, X).numpy(), again.score(None, X).numpy())
 
 
 def test_resume_refuses_changed_settings(tmp_path):
     X, valid = _data()
     with pytest.raises(ConfigError, match="run directory"):
-        _mult_vae().fit(X, resume=True)
-    _mult_vae(epochs=1).fit(X, run_dir=tmp_path / "a")
+        _mult_vae().fit(X, context=FitContext(resume=True))
+    _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path / "a"))
     with pytest.raises(ConfigError, match="lr"):
-        _mult_vae(lr=0.1).fit(X, run_dir=tmp_path / "a", resume=True)
+        _mult_vae(lr=0.1).fit(X, context=FitContext(run_dir=tmp_path / "a", resume=True))
 
 
 def test_early_stopping_keeps_the_best_weights():
@@ -137,7 +140,7 @@ def test_early_stopping_keeps_the_best_weights():
 
 def test_jsonl_log_has_losses_metrics_and_seconds(tmp_path):
     X, valid = _data()
-    _mult_vae(epochs=3, eval_every=2).fit(X, valid=valid, run_dir=tmp_path)
+    _mult_vae(epochs=3, eval_every=2).fit(X, valid=valid, context=FitContext(run_dir=tmp_path))
     rows = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     for r in rows:
@@ -149,7 +152,7 @@ def test_jsonl_log_has_losses_metrics_and_seconds(tmp_path):
 
 def test_checkpoint_loads_with_weights_only(tmp_path):
     X, _ = _data()
-    m = _mult_vae(epochs=2).fit(X, run_dir=tmp_path)
+    m = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path))
     ck = torch.load(tmp_path / "checkpoint/state.pt", weights_only=True)
     assert ck["epoch"] == 2 and ck["step"] == 8
     assert set(ck["optimizers"]) == {"main"}
@@ -217,7 +220,7 @@ def test_rating_task_validation_is_refused():
 
 def test_nan_loss_stops_with_a_clear_error():
     X, _ = _data()
-    with pytest.raises(FloatingPointError, match="lower lr"):
+    with pytest.raises(DivergenceError, match="lower lr"):
         _mult_vae(epochs=3, lr=1e9, optimizer="sgd").fit(X)
 
 
@@ -282,7 +285,7 @@ def test_ema_validates_and_keeps_the_averaged_weights():
 
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_without_hardware_support_warns(monkeypatch, caplog, native):
-    monkeypatch.setattr("genrec.train.native_bf16", lambda device: native)
+    monkeypatch.setattr("genrec.train.loop.native_bf16", lambda device: native)
     X, _ = _data()
     with caplog.at_level("WARNING", logger="genrec.train"):
         _mult_vae(epochs=1, precision="bf16").fit(X)
@@ -337,16 +340,16 @@ def test_validation_task_is_checked_before_the_first_epoch():
 
 def test_resume_refuses_other_training_data(tmp_path):
     X, _ = _data()
-    _mult_vae(epochs=1).fit(X, run_dir=tmp_path)
+    _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path))
     with pytest.raises(DataError, match="60 users x 40 items.*same training data"):
-        _mult_vae(epochs=2).fit(X[:30], run_dir=tmp_path, resume=True)
+        _mult_vae(epochs=2).fit(X[:30], context=FitContext(run_dir=tmp_path, resume=True))
     with pytest.raises(DataError, match="same training data"):  # a different item count
-        _mult_vae(epochs=2).fit(X[:, :30], run_dir=tmp_path, resume=True)
+        _mult_vae(epochs=2).fit(X[:, :30], context=FitContext(run_dir=tmp_path, resume=True))
 
 
 def test_make_optimizer_leaves_cpu_adam_unfused_before_torch_2_4(monkeypatch):
     # torch 2.2 and 2.3 have no fused CPU Adam: asking for one raises in the constructor
-    monkeypatch.setattr("genrec.train._FUSED_ADAM_CPU", False)
+    monkeypatch.setattr("genrec.train.optim._FUSED_ADAM_CPU", False)
     p = torch.nn.Parameter(torch.zeros(3))
     opt = make_optimizer([p], TrainConfig(lr=0.1))
     assert isinstance(opt, torch.optim.Adam) and not opt.defaults["fused"]
@@ -363,27 +366,29 @@ def test_resume_from_a_checkpoint_of_another_device_type_continues(tmp_path, cap
     # a CUDA generator's state (16 bytes) cannot be loaded into a CPU generator: simulated by
     # writing such a state into a CPU run's checkpoint
     X, valid = _data()
-    _mult_vae(epochs=1).fit(X, valid=valid, run_dir=tmp_path)
+    _mult_vae(epochs=1).fit(X, valid=valid, context=FitContext(run_dir=tmp_path))
     path = tmp_path / CHECKPOINT_NAME
     ck = torch.load(path, weights_only=True)
     ck["noise_generator"] = torch.zeros(16, dtype=torch.uint8)
     torch.save(ck, path)
     with caplog.at_level("WARNING", logger="genrec.train"):
-        m = _mult_vae(epochs=2).fit(X, valid=valid, run_dir=tmp_path, resume=True)
+        m = _mult_vae(epochs=2).fit(X, valid=valid,
+            context=FitContext(run_dir=tmp_path, resume=True))
     assert len(m.history_) == 2
     assert any("another device type" in r.getMessage() for r in caplog.records)
 
 
 def test_an_early_stopped_run_resumes_only_with_more_patience(tmp_path):
     X, valid = _data(3)
-    m = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid, run_dir=tmp_path)
+    m = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid,
+        context=FitContext(run_dir=tmp_path))
     stopped = len(m.history_)
     assert stopped < 60
-    same = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid, run_dir=tmp_path,
-                                                         resume=True)
+    same = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid,
+        context=FitContext(run_dir=tmp_path, resume=True))
     assert len(same.history_) == stopped  # still stopped: nothing more to do
-    more = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid, run_dir=tmp_path,
-                                                         resume=True)
+    more = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid,
+        context=FitContext(run_dir=tmp_path, resume=True))
     assert len(more.history_) > stopped  # 3 more validations without gain allowed
     ref = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid)
     assert len(ref.history_) == len(more.history_)  # as one run with patience 6

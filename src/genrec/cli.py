@@ -50,7 +50,7 @@ from genrec.io import (
 from genrec.models import MODELS, get_model_class
 from genrec.models.base import RatingPredictor, Recommender, resolve_device
 from genrec.protocols import PROTOCOLS, ProtocolConfig, ProtocolData, build_protocol
-from genrec.train import CHECKPOINT_NAME, LOG_NAME
+from genrec.train import CHECKPOINT_NAME, LOG_NAME, FitContext
 
 log = logging.getLogger("genrec")
 RUN_FORMAT = "genrec-run/1"
@@ -418,15 +418,20 @@ def _check_out_dir(out: Path, force: bool) -> None:
 
 def _fit(model: Recommender, pdata: ProtocolData, ds: Dataset, run_dir: Path | None,
          resume: bool) -> None:
-    kwargs: dict[str, Any] = {"valid": pdata.valid}
-    if getattr(type(model), "trainable", False):
-        kwargs.update(run_dir=run_dir, resume=resume, progress=sys.stderr.isatty())
+    side = None
     if getattr(type(model), "uses_side_features", False) and getattr(
             model.config, "use_side_features", True):
         from genrec.data.features import side_features  # the FM's side information
 
-        kwargs["side"] = side_features(ds)
-    model.fit(pdata.train.matrix, **kwargs)
+        side = side_features(ds)
+    if not getattr(type(model), "trainable", False) and side is None:
+        model.fit(pdata.train.matrix, valid=pdata.valid)
+        return
+    from genrec.progress_cli import RichProgress
+
+    context = FitContext(run_dir=run_dir, resume=resume, side=side,
+                         callbacks=(RichProgress(),) if sys.stderr.isatty() else ())
+    model.fit(pdata.train.matrix, valid=pdata.valid, context=context)
 
 
 @cli.command("train")

@@ -42,7 +42,7 @@ def trained():
     vae = get_model_class("mult-vae")(hidden_dims=(64,), latent_dim=16, epochs=60,
                                       batch_size=60, total_anneal_steps=200, seed=0,
                                       device="cpu")
-    vae.fit(X, progress=False)
+    vae.fit(X)
     return vae, X, groups, block
 
 

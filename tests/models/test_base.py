@@ -42,7 +42,7 @@ def test_non_finite_input_is_refused_by_name(bad):
     X.data[3] = bad
     r, c = X.tocoo().row[3], X.tocoo().col[3]
     with pytest.raises(DataError, match=f"1 values that are NaN or infinite.*row {r}, column {c}"):
-        get_model_class("mult-vae")(epochs=1, device="cpu").fit(X, progress=False)
+        get_model_class("mult-vae")(epochs=1, device="cpu").fit(X)
     with pytest.raises(DataError, match="NaN or infinite"):
         EASE().fit(X)
 
@@ -51,7 +51,7 @@ def test_a_model_class_loads_only_its_own_saved_models(tmp_path):
     from genrec.models import MultDAE, MultVAE
 
     X = sp.csr_matrix(np.eye(4, dtype=np.float32))
-    MultDAE(epochs=1, latent_dim=2, device="cpu").fit(X, progress=False).save(tmp_path / "m")
+    MultDAE(epochs=1, latent_dim=2, device="cpu").fit(X).save(tmp_path / "m")
     assert type(Recommender.load(tmp_path / "m")) is MultDAE
     assert type(MultVAE.load(tmp_path / "m")) is MultDAE  # a subclass is a MultVAE
     with pytest.raises(DataError, match="saved mult-dae model .MultDAE., not a EASE"):
@@ -61,7 +61,7 @@ def test_a_model_class_loads_only_its_own_saved_models(tmp_path):
 def test_weights_that_do_not_fit_the_config_are_a_data_error(tmp_path):
     X = sp.csr_matrix(np.eye(4, dtype=np.float32))
     get_model_class("mult-dae")(epochs=1, latent_dim=2, device="cpu").fit(
-        X, progress=False).save(tmp_path / "m")
+        X).save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     meta["config"]["latent_dim"] = 3
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))

@@ -17,6 +17,7 @@ from genrec.models.diffrec import (
     update_loss_history,
 )
 from genrec.models.diffusion_schedule import DiffusionSchedule
+from genrec.train import FitContext
 from tests.models.conformance import RecommenderConformance, checkerboard
 
 
@@ -156,7 +157,7 @@ def test_importance_sampler_is_uniform_until_every_history_fills():
 
 def test_loss_history_is_module_state_and_fills_during_training():
     X, _ = checkerboard()
-    m = tiny(epochs=3, steps=3, history_per_step=2).fit(X, progress=False)
+    m = tiny(epochs=3, steps=3, history_per_step=2).fit(X)
     state = m.module_.state_dict()
     assert "sampler.lt_history" in state and "sampler.lt_count" in state
     assert (state["sampler.lt_count"] == 2).all()
@@ -168,11 +169,11 @@ def test_loss_history_is_module_state_and_fills_during_training():
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
     X, _ = checkerboard()
-    full = tiny(epochs=4, steps=3, history_per_step=2).fit(X, run_dir=tmp_path / "a",
-                                                            progress=False)
-    tiny(epochs=2, steps=3, history_per_step=2).fit(X, run_dir=tmp_path / "b", progress=False)
-    resumed = tiny(epochs=4, steps=3, history_per_step=2).fit(X, run_dir=tmp_path / "b",
-                                                               resume=True, progress=False)
+    full = tiny(epochs=4, steps=3, history_per_step=2).fit(X,
+        context=FitContext(run_dir=tmp_path / "a"))
+    tiny(epochs=2, steps=3, history_per_step=2).fit(X, context=FitContext(run_dir=tmp_path / "b"))
+    resumed = tiny(epochs=4, steps=3, history_per_step=2).fit(X,
+        context=FitContext(run_dir=tmp_path / "b", resume=True))
     a, b = full.module_.state_dict(), resumed.module_.state_dict()
     assert a.keys() == b.keys()
     for k in a:
@@ -182,7 +183,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
 def test_inference_settings():
     X, _ = checkerboard()
     m = tiny(epochs=2)
-    m.fit(X, progress=False)
+    m.fit(X)
     calls = []
     orig = m.module_.denoiser.forward
     m.module_.denoiser.forward = lambda x, t, g=None: calls.append(1) or orig(x, t, g)
@@ -206,7 +207,7 @@ def test_config_errors_and_registry():
 
 def test_eps_prediction_trains():
     X, _ = checkerboard()
-    m = tiny(mean_type="eps", epochs=3).fit(X, progress=False)
+    m = tiny(mean_type="eps", epochs=3).fit(X)
     assert all(np.isfinite(r["loss"]) for r in m.history_)
     assert np.isfinite(np.asarray(m.score(None, X))).all()
 
@@ -218,7 +219,7 @@ def test_timestep_embedding_of_size_one_and_a_model_using_it():
     e = timestep_embedding(torch.tensor([0, 3, 7]), 1)  # no frequency: one zero column
     assert e.shape == (3, 1) and (e == 0).all()
     X, _ = checkerboard()
-    m = tiny(emb_size=1, epochs=2).fit(X, progress=False)
+    m = tiny(emb_size=1, epochs=2).fit(X)
     assert torch.isfinite(torch.as_tensor(m.score(None, X[:2]))).all()
 
 

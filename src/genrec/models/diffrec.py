@@ -331,7 +331,7 @@ class DiffRec(TorchRecommender):
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
     >>> m = DiffRec(epochs=2, dims=(16,), steps=5, batch_size=25, device="cpu").fit(
-    ...     X, progress=False)
+    ...     X)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -73,7 +72,7 @@ from genrec.models.nn_blocks import (
     row_ids,
 )
 from genrec.models.torch_base import TorchRecommender, check_train_shape
-from genrec.train import Batch, LinearAnneal, StepContext, TrainConfig, make_optimizer
+from genrec.train import Batch, FitContext, LinearAnneal, StepContext, TrainConfig, make_optimizer
 
 __all__ = [
     "LDiffRec",
@@ -364,7 +363,7 @@ class LDiffRec(TorchRecommender):
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
     >>> m = LDiffRec(epochs=2, latent_dim=8, embedding_dim=4, dims=(16,), batch_size=25,
-    ...              device="cpu").fit(X, progress=False)
+    ...              device="cpu").fit(X)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """
@@ -378,8 +377,7 @@ class LDiffRec(TorchRecommender):
         self.item_cluster_: np.ndarray | None = None
 
     def fit(self, X: Any, *, valid: Any = None, item_embeddings: np.ndarray | None = None,
-            run_dir: str | Path | None = None, resume: bool = False,
-            progress: bool = True) -> LDiffRec:
+            context: FitContext | None = None) -> LDiffRec:
         """Cluster the items, then train (see :meth:`TorchRecommender.fit`).
 
         Parameters
@@ -407,7 +405,7 @@ class LDiffRec(TorchRecommender):
         self.item_cluster_ = cluster_items(item_embeddings, c.n_clusters, c.seed,
                                            c.normalize_embeddings)
         try:
-            return super().fit(X, valid=valid, run_dir=run_dir, resume=resume, progress=progress)
+            return super().fit(X, valid=valid, context=context)
         except BaseException:
             self.item_cluster_ = None
             raise

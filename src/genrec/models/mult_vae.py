@@ -140,7 +140,7 @@ class MultVAE(TorchRecommender):
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
     >>> m = MultVAE(epochs=2, hidden_dims=(16,), latent_dim=4, batch_size=25,
-    ...             device="cpu", seed=0).fit(X, progress=False)
+    ...             device="cpu", seed=0).fit(X)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """
