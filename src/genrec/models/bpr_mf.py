@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -153,6 +153,8 @@ class BPRMF(Recommender):
     fitted_attributes = ("n_items_", "module_")
     folds_in = False
     validation = "ranking"
+    #: the CLI passes a FitContext (run_dir, resume, callbacks) to fit
+    trainable: ClassVar[bool] = True
 
     def __init__(self, config: BPRMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)
