@@ -230,3 +230,9 @@ def test_weight_averaging_and_divergence():
     assert not torch.equal(avg.item_factors_, raw.item_factors_)
     with pytest.raises(DivergenceError, match="lower lr"):
         nested(BPRMF, n_factors=4, epochs=3, lr=1e30, device="cpu", init_std=1e10).fit(X)
+
+
+def test_a_train_table_keeps_the_models_own_defaults():
+    cfg = BPRMF(train={"epochs": 3}).config.train
+    assert cfg.epochs == 3
+    assert (cfg.select_metric, cfg.batch_size, cfg.patience) == ("recall@20", 2048, 10)

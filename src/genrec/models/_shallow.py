@@ -9,6 +9,7 @@ the nested ``train`` config (:func:`as_train_config`, :func:`upgrade_flat_config
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,15 +178,20 @@ FLAT_TRAIN_KEYS = {"lr": "lr", "lr_decay": "lr_decay", "batch_size": "batch_size
                    "device": "device"}
 
 
-def as_train_config(value: Any, where: str) -> TrainConfig:
-    """A model config's ``train`` field as a TrainConfig (a dict, as read back from a
-    model.json, is built into one; a ConfigError names the bad key)."""
+def as_train_config(config: Any, where: str) -> TrainConfig:
+    """A model config's ``train`` field as a TrainConfig. A dict (as read back from a
+    model.json, or given as ``train={...}``) is built over the model's own default train
+    config (its ``default_factory``), so unnamed keys keep the model's defaults; a
+    ConfigError names a bad key."""
+    value = config.train
     if isinstance(value, TrainConfig):
         return value
     if isinstance(value, dict):
         from genrec.config import build_config
 
-        return build_config(TrainConfig, value, where=f"{where}.train")
+        spec = next(f for f in dataclasses.fields(config) if f.name == "train")
+        base = spec.default_factory()  # type: ignore[misc]
+        return build_config(TrainConfig, value, base=base, where=f"{where}.train")
     raise ConfigError(f"{where}.train must be a TrainConfig or a table of its keys, got "
                       f"{type(value).__name__}")
 

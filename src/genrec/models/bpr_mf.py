@@ -83,7 +83,7 @@ class BPRMFConfig:
         epochs=300, batch_size=2048, lr=1e-3, patience=10, select_metric="recall@20"))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "train", as_train_config(self.train, "bpr-mf"))
+        object.__setattr__(self, "train", as_train_config(self, "bpr-mf"))
         if self.n_factors < 1:
             raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
         if not 0 <= self.l2 < math.inf:

@@ -112,7 +112,7 @@ class FMConfig:
         epochs=100, batch_size=1024, lr=0.001, patience=5, select_metric="ndcg@20"))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "train", as_train_config(self.train, "fm"))
+        object.__setattr__(self, "train", as_train_config(self, "fm"))
         if self.n_factors < 1:
             raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
         if not (0 <= self.l2_w < math.inf and 0 <= self.l2_v < math.inf):
