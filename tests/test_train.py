@@ -13,10 +13,12 @@ from genrec.evaluate import RankingTask
 from genrec.models import MultVAE, RecVAE
 from genrec.train import (
     CHECKPOINT_NAME,
+    Callback,
     Constant,
     FitContext,
     LinearAnneal,
     TrainConfig,
+    Trainer,
     WeightAverage,
     make_optimizer,
     native_bf16,
@@ -416,3 +418,127 @@ def test_a_config_built_directly_with_a_wrong_type_names_the_field(bad, message)
             cls(**bad)
     assert TrainConfig(epochs=np.int64(3), lr=np.float32(0.01), patience=None).epochs == 3
 
+
+
+# ---------------------------------------------------------------------------- fingerprints
+FP = {"model": "MultVAE", "config": {"lr": 3e-3, "epochs": 2, "dropout": 0.5},
+      "data": {"shape": [60, 40], "checksum": "abc"}, "protocol": {"name": "diffrec"}}
+
+
+def test_resume_refuses_a_checkpoint_of_another_run_naming_the_first_differing_key(tmp_path):
+    """The reported defect: a resume picked up another config's checkpoint and kept its
+    weights. The fingerprint written into the checkpoint now stops it."""
+    X, _ = _data()
+    _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path, fingerprint=FP))
+    other = {**FP, "config": {**FP["config"], "dropout": 0.2},
+             "data": {**FP["data"], "checksum": "xyz"}}
+    with pytest.raises(ConfigError, match=r"its config\.dropout differs.*--force") as e:
+        _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
+                                                      fingerprint=other))
+    assert "\n" not in str(e.value)
+    missing = {k: v for k, v in FP.items() if k != "protocol"}
+    with pytest.raises(ConfigError, match=r"its protocol\.name differs"):
+        _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
+                                                      fingerprint=missing))
+    # the settings a resume may change (more epochs, more patience) do not count
+    longer = {**FP, "config": {**FP["config"], "epochs": 4}}
+    m = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
+                                                      fingerprint=longer))
+    assert len(m.history_) == 2
+
+
+def test_resume_refuses_a_checkpoint_without_a_fingerprint_when_given_one(tmp_path):
+    X, _ = _data()
+    _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path))  # as older versions wrote
+    with pytest.raises(ConfigError, match="no run fingerprint.*start over with --force"):
+        _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
+                                                      fingerprint=FP))
+    m = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True))
+    assert len(m.history_) == 2  # no fingerprint asked for: the old checks only
+
+
+def test_a_checkpoint_without_lr_decay_reads_as_the_default(tmp_path):
+    X, _ = _data()
+    _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path))
+    path = tmp_path / CHECKPOINT_NAME
+    ck = torch.load(path, weights_only=True)
+    cfg = json.loads(ck["train_config"])
+    del cfg["lr_decay"]  # written before the field existed
+    ck["train_config"] = json.dumps(cfg)
+    torch.save(ck, path)
+    assert len(_mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True))
+               .history_) == 2
+
+
+# ---------------------------------------------------------------------------- schedules, hooks
+def test_lr_decay_sets_lr0_times_decay_to_the_epoch():
+    """Each epoch's rate is lr * lr_decay**epoch, for every optimizer's groups (their own
+    initial rates), from the epoch alone (so a resume sets the same rates)."""
+    X, _ = _data()
+    m = _mult_vae(epochs=3)
+    m.module_ = m._build_module(X.shape[1], torch.Generator().manual_seed(0))
+    m.n_items_ = X.shape[1]
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.01, lr_decay=0.5, device="cpu")
+    opt = make_optimizer([{"params": [p], "lr": 0.01 if i else 0.04}
+                          for i, p in enumerate(m.module_.parameters())], cfg)
+    m.build_optimizers = lambda config: {"main": opt}
+    seen = {}
+    step = m.train_step
+
+    def train_step(batch, ctx):
+        seen[ctx.epoch] = [g["lr"] for g in opt.param_groups[:2]]
+        return step(batch, ctx)
+
+    m.train_step = train_step
+    Trainer(cfg).fit(m, X)
+    assert seen == {e: pytest.approx([0.04 * 0.5**e, 0.01 * 0.5**e]) for e in range(3)}
+
+
+def test_callbacks_see_every_batch_and_epoch_in_order():
+    X, valid = _data()
+    events = []
+
+    class Spy(Callback):
+        def on_train_begin(self, *, epochs, start_epoch, select):
+            events.append(("begin", epochs, start_epoch, select))
+
+        def on_epoch_begin(self, epoch, n_batches):
+            events.append(("epoch", epoch, n_batches))
+
+        def on_batch(self, step, loss):
+            events.append(("batch", step))
+
+        def on_epoch_end(self, record):
+            events.append(("end", record["epoch"], "valid" in record))
+
+        def on_train_end(self):
+            events.append(("done",))
+
+    _mult_vae(epochs=2).fit(X, valid=valid, context=FitContext(callbacks=(Spy(),)))
+    per_epoch = -(-X.shape[0] // 16)  # batch_size 16
+    expect = [("begin", 2, 0, "ndcg@20")]
+    for e in range(2):
+        expect += [("epoch", e, per_epoch)]
+        expect += [("batch", e * per_epoch + b) for b in range(per_epoch)]
+        expect += [("end", e + 1, True)]
+    assert events == expect + [("done",)]
+
+
+def test_the_rich_progress_bar_runs_as_a_callback():
+    from genrec.progress_cli import RichProgress
+
+    X, valid = _data()
+    bar = RichProgress()
+    _mult_vae(epochs=2).fit(X, valid=valid, context=FitContext(callbacks=(bar,)))
+    assert bar._progress is None and "ndcg@20" in bar._valid  # closed, showed the metric
+
+
+def test_the_train_package_imports_nothing_from_the_models():
+    import subprocess
+    import sys
+
+    code = ("import sys, genrec.train, genrec.train.loop; "
+            "print([m for m in sys.modules if m.startswith('genrec.models')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
