@@ -22,7 +22,7 @@ from genrec.errors import ConfigError, DataError
 from genrec.train import FitContext, TrainConfig, Trainer, TrainResult
 
 __all__ = ["rating_triples", "gather_rows", "lookup", "fit_rating_range", "check_rating_range",
-           "check_valid_metric", "NegativeSampler", "sample_negatives", "KeepBest",
+           "NegativeSampler", "sample_negatives", "KeepBest",
            "as_train_config", "upgrade_flat_config", "train_module"]
 
 
@@ -79,16 +79,6 @@ def check_rating_range(value: tuple[float, float] | None) -> None:
     """Config check shared by the rating models' ``__post_init__``."""
     if value is not None and (len(value) != 2 or not value[0] < value[1]):
         raise ValueError(f"rating_range must be (low, high) with low < high, got {value}")
-
-
-def check_valid_metric(name: str) -> None:
-    """A ValueError naming ``valid_metric`` unless ``name`` is a metric such as ``ndcg@20``."""
-    from genrec.train import parse_metric
-
-    try:
-        parse_metric(name)
-    except ValueError as e:
-        raise ValueError(str(e).replace("select_metric", "valid_metric")) from None
 
 
 class NegativeSampler:
