@@ -87,3 +87,20 @@ def run_recbole(venv: Path, data: str, args: list[str]) -> dict | str:
     """``benchmarks/peers_recbole.py`` in RecBole's side environment ``venv`` on ``data``."""
     return run_peer(venv, "peers_recbole.py", ["--data", data, *args],
                     env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
+
+
+def flat_model(cls, **kw):
+    """``cls(**kw)`` from flat keys: for a model whose config nests its training settings
+    under ``train``, the TrainConfig keys of ``kw`` (``valid_metric`` as ``select_metric``)
+    go into the model's default train config."""
+    import dataclasses
+
+    from genrec.train import TrainConfig
+
+    if "train" not in {f.name for f in dataclasses.fields(cls.config_class)}:
+        return cls(**kw)
+    if "valid_metric" in kw:
+        kw["select_metric"] = kw.pop("valid_metric")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    train = {k: kw.pop(k) for k in list(kw) if k in names}
+    return cls(**kw, train=dataclasses.replace(cls.config_class().train, **train))

@@ -14,6 +14,7 @@ temporary folder; nothing else of it is used (same data, same interpreter, same 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import subprocess
@@ -40,7 +41,10 @@ def child(src: str, model: str, epochs: int, data: str) -> None:
     cls, train = get_model_class(model), {"epochs": epochs, "device": "cpu", "seed": 0}
     nested = "train" in getattr(cls.config_class, "__dataclass_fields__", {})
     m = cls(train=train) if nested else cls(**train)  # a base revision may have flat keys
-    m.fit(pdata.train.matrix, progress=False)
+    if "progress" in inspect.signature(m.fit).parameters:  # a base revision before FitContext
+        m.fit(pdata.train.matrix, progress=False)
+    else:
+        m.fit(pdata.train.matrix)
     out = {"epochs": [r["train_seconds"] for r in m.history_], "valid": []}
     if model == "mult-vae":
         evaluate_ranking(m, pdata.valid)  # warm-up

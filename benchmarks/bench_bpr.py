@@ -19,7 +19,7 @@ import json
 import time
 
 import torch
-from _common import ML1M_CLEAN, header, write_result
+from _common import ML1M_CLEAN, flat_model, header, write_result
 
 from genrec.data import load_dataset
 from genrec.evaluate import evaluate_ranking
@@ -62,7 +62,7 @@ def main() -> None:
         if args.quick:
             kw.update(epochs=2, eval_every=1)
         t0 = time.perf_counter()
-        m = BPRMF(**kw).fit(X, valid=p.valid)
+        m = flat_model(BPRMF, **kw).fit(X, valid=p.valid)
         secs = time.perf_counter() - t0
         v = evaluate_ranking(m, p.valid, ks=KS, metrics=METRICS).metrics
         trials.append({"config": over, "model": m, "valid": v, "seconds": secs,
@@ -88,7 +88,7 @@ def main() -> None:
             if args.quick:
                 train["epochs"] = 2
             t0 = time.perf_counter()
-            m = get_model_class(name)(train=train).fit(X, valid=p.valid, progress=False)
+            m = get_model_class(name)(train=train).fit(X, valid=p.valid)
             secs = time.perf_counter() - t0
             vae_rows.append((name, m.best_epoch_,
                              evaluate_ranking(m, p.valid, ks=KS, metrics=METRICS).metrics,

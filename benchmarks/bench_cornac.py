@@ -83,7 +83,7 @@ def main() -> None:
     print("genrec Mult-VAE ...", flush=True)
     model = get_model_class("mult-vae")(**{**GENREC, "train": {**GENREC["train"],
                                                                "epochs": args.epochs}})
-    model.fit(pdata.train.matrix, progress=False)
+    model.fit(pdata.train.matrix)
     genrec_s = statistics.median(r["train_seconds"] for r in model.history_)
     genrec_q = quality(model, pdata)
 

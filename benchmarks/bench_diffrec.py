@@ -89,7 +89,7 @@ def run_diffrec(pdata, **cfg) -> dict:
     """Fit DiffRec with validation; test numbers of the kept epoch; timings."""
     model = build_model("diffrec", {"device": "cpu", **cfg})
     t0 = time.perf_counter()
-    model.fit(pdata.train.matrix, valid=pdata.valid, progress=False)
+    model.fit(pdata.train.matrix, valid=pdata.valid)
     fit_s = time.perf_counter() - t0
     test, test_s = evaluate(model, pdata.test)
     hist = model.history_
@@ -171,7 +171,7 @@ def part_ldiffrec(pdata) -> str:
         log.info("clean: L-DiffRec, %s", name)
         m = build_model("ldiffrec", {"device": "cpu", "epochs": LDIFFREC_EPOCHS, **cfg})
         t0 = time.perf_counter()
-        m.fit(pdata.train.matrix, valid=pdata.valid, progress=False)
+        m.fit(pdata.train.matrix, valid=pdata.valid)
         fit_s = time.perf_counter() - t0
         test, test_s = evaluate(m, pdata.test)
         best = next(r for r in m.history_ if r["epoch"] == m.best_epoch_)
@@ -206,7 +206,7 @@ def mult_vae_on(pdata, **cfg) -> dict:
     m = build_model("mult-vae", {"device": "cpu", "select_metric": "recall@20", "patience": 20,
                                  **cfg})
     t0 = time.perf_counter()
-    m.fit(pdata.train.matrix, valid=pdata.valid, progress=False)
+    m.fit(pdata.train.matrix, valid=pdata.valid)
     fit_s = time.perf_counter() - t0
     test, test_s = evaluate(m, pdata.test)
     best = next(r for r in m.history_ if r["epoch"] == m.best_epoch_)
@@ -245,7 +245,7 @@ def part_noisy(noisy) -> str:
 def part_speed(pdata, published: dict) -> str:
     log.info("speed: Mult-VAE on clean, 10 epochs")
     m = build_model("mult-vae", {"device": "cpu", "epochs": 10, "select_metric": "recall@20"})
-    m.fit(pdata.train.matrix, valid=pdata.valid, progress=False)
+    m.fit(pdata.train.matrix, valid=pdata.valid)
     _, test_s = evaluate(m, pdata.test)
     vae_epoch = statistics.median(r["train_seconds"] for r in m.history_)
     vae_eval = statistics.median(r["eval_seconds"] for r in m.history_)
@@ -330,7 +330,7 @@ def worker(kind: str, matrix: str, sample: bool) -> None:
         out["embed_s"] = time.perf_counter() - t0
     model = build_model(kind, cfg)
     t0 = time.perf_counter()
-    model.fit(X[sub] if sample else X, progress=False, **kw)
+    model.fit(X[sub] if sample else X, **kw)
     out["fit_s"] = time.perf_counter() - t0
     out["train_hwm_mib"] = _proc_status_mib("VmHWM")
     gc.collect()

@@ -104,7 +104,7 @@ def main() -> None:
 
     def fit(name: str, epochs: int):
         return get_model_class(name)(train={"epochs": epochs, "device": "cpu", "seed": 0}).fit(
-            X, progress=False)
+            X)
 
     work: dict[str, dict] = {}
     for name in ("mult-vae", "recvae"):

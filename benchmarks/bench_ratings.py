@@ -32,13 +32,14 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from _common import ROOT, header, write_result
+from _common import ROOT, flat_model, header, write_result
 
 from genrec.data import load_dataset
 from genrec.data.features import side_features
 from genrec.evaluate import evaluate_rating
 from genrec.models import FM, AutoRec, BiasedMF
 from genrec.protocols import ProtocolConfig, build_protocol
+from genrec.train import FitContext
 
 FOLDS = (1, 2, 3, 4, 5)
 
@@ -86,7 +87,7 @@ def tune_and_refit(cls, base: dict, grid: list[dict], pdata, fit_kw: dict | None
         if quick:
             kw["epochs"] = min(kw["epochs"], 3)
         t0 = time.perf_counter()
-        m = cls(**kw).fit(pdata.train.matrix, valid=pdata.valid, **fit_kw)
+        m = flat_model(cls, **kw).fit(pdata.train.matrix, valid=pdata.valid, **fit_kw)
         hist = _valid_history(m)
         trials.append({"config": over, "valid": min(hist), "best_epoch": m.best_epoch_,
                        "seconds": time.perf_counter() - t0, "model": m})
@@ -96,7 +97,7 @@ def tune_and_refit(cls, base: dict, grid: list[dict], pdata, fit_kw: dict | None
     before = evaluate_rating(best["model"], pdata.test).metrics
     kw = {**base, **best["config"], "epochs": best["best_epoch"], "device": "cpu"}
     t0 = time.perf_counter()
-    final = cls(**kw).fit(pdata.train_full.matrix, **fit_kw)
+    final = flat_model(cls, **kw).fit(pdata.train_full.matrix, **fit_kw)
     fit_s = time.perf_counter() - t0
     test = evaluate_rating(final, pdata.test).metrics
     for t in trials:
@@ -193,7 +194,7 @@ def main() -> None:
         if "fm" in parts:
             res.setdefault("fm_side", {})[f] = tune_and_refit(
                 FM, {**FM_BASE[0], "use_side_features": True}, FM_BASE[1], p,
-                {"side": side}, quick=args.quick)
+                {"context": FitContext(side=side)}, quick=args.quick)
             res.setdefault("fm_plain", {})[f] = tune_and_refit(
                 FM, {**FM_BASE[0], "use_side_features": False}, FM_BASE[1], p,
                 quick=args.quick)

@@ -76,7 +76,7 @@ def child(path: str, out: str, precision: str) -> None:
     task = RankingTask(users, train, train, valid, "zero", "valid")
     t0 = time.perf_counter()
     model = MultVAE(train={"epochs": 1, "device": "cpu", "precision": precision}).fit(
-        train, progress=False)
+        train)
     t1 = time.perf_counter()
     res = evaluate_ranking(model, task, ks=(10, 20), metrics=("recall", "ndcg"))
     t2 = time.perf_counter()

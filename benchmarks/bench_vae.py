@@ -177,7 +177,7 @@ def fit_selected(name: str, config: dict, pdata, quick: bool, select: str):
     kw = {**COMMON[name], "select_metric": select, **config, "device": "cpu"}
     if quick:
         kw["epochs"] = 3
-    return build_model(name, kw).fit(pdata.train.matrix, valid=pdata.valid, progress=False)
+    return build_model(name, kw).fit(pdata.train.matrix, valid=pdata.valid)
 
 
 def run_grid(name: str, grid: list[dict], pdata, quick: bool, select: str) -> list[dict]:
@@ -199,7 +199,7 @@ def epoch_seconds(name: str, config: dict, pdata, epochs: int) -> tuple[list[flo
     """Training seconds of each epoch (no validation, run_dir None: no checkpoints), and the
     trained model."""
     model = build_model(name, {**config, "epochs": epochs, "device": "cpu"})
-    model.fit(pdata.train.matrix, progress=False)
+    model.fit(pdata.train.matrix)
     return [r["train_seconds"] for r in model.history_], model
 
 

@@ -495,7 +495,8 @@ def test_fm_trained_to_rank_defaults_to_a_ranking_protocol_and_predicts_no_ratin
         tmp_path, capsys, ml100k):
     out_dir = tmp_path / "fm"
     code, out, err = run(capsys, "train", "--model", "fm", "--set", "objective=bpr",
-                         "--set", "epochs=1", "--dataset", str(ml100k), "--out", str(out_dir))
+                         "--set", "train.epochs=1", "--dataset", str(ml100k), "--out",
+                         str(out_dir))
     assert code == 0, err
     assert json.loads((out_dir / "run.json").read_text())["protocol"]["name"] == "diffrec"
     code, out, err = run(capsys, "predict", str(out_dir), "--user", "1", "--item", "2")

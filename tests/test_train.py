@@ -9,14 +9,17 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError, DataError
+from genrec.errors import ConfigError, DataError, DivergenceError
 from genrec.evaluate import RankingTask
 from genrec.models import MultVAE, RecVAE
 from genrec.train import (
     CHECKPOINT_NAME,
+    Callback,
     Constant,
+    FitContext,
     LinearAnneal,
     TrainConfig,
+    Trainer,
     WeightAverage,
     make_optimizer,
     native_bf16,
@@ -88,13 +91,15 @@ def _recvae_joint(**kw):  # one pass of 4 batches per epoch
                                              (_recvae_joint, 10)])
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill_step):
     X, valid = _data()
-    ref = make().fit(X, valid=valid, run_dir=tmp_path / "ref")
+    ref = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "ref"))
     # interrupted mid-epoch (4 batches per pass): the last checkpoint is an earlier epoch
     with pytest.raises(_Interrupt):
-        _interrupt_at(make(), kill_step).fit(X, valid=valid, run_dir=tmp_path / "run")
+        _interrupt_at(make(), kill_step).fit(X, valid=valid,
+            context=FitContext(run_dir=tmp_path / "run"))
     ck = torch.load(tmp_path / "run/checkpoint/state.pt", weights_only=True)
     assert 0 < ck["epoch"] < ref.config.train.epochs
-    resumed = make().fit(X, valid=valid, run_dir=tmp_path / "run", resume=True)
+    resumed = make().fit(X, valid=valid,
+                         context=FitContext(run_dir=tmp_path / "run", resume=True))
     for (k, a), (_, b) in zip(ref.module_.state_dict().items(),
                               resumed.module_.state_dict().items()):
         assert torch.equal(a, b), k
@@ -107,8 +112,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     X, valid = _data()
-    ref = _mult_vae(epochs=2).fit(X, valid=valid, run_dir=tmp_path)
-    again = _mult_vae(epochs=2).fit(X, valid=valid, run_dir=tmp_path, resume=True)
+    ref = _mult_vae(epochs=2).fit(X, valid=valid, context=FitContext(run_dir=tmp_path))
+    again = _mult_vae(epochs=2).fit(X, valid=valid,
+        context=FitContext(run_dir=tmp_path, resume=True))
     np.testing.assert_array_equal(ref.score(None, X).numpy(), again.score(None, X).numpy())
 
 
@@ -116,18 +122,18 @@ def test_resume_before_the_first_checkpoint_starts_over(tmp_path):
     X, _ = _data()
     ref = _mult_vae(epochs=2).fit(X)
     with pytest.raises(_Interrupt):  # killed in epoch 1: no checkpoint yet
-        _interrupt_at(_mult_vae(epochs=2), 2).fit(X, run_dir=tmp_path)
-    again = _mult_vae(epochs=2).fit(X, run_dir=tmp_path, resume=True)
+        _interrupt_at(_mult_vae(epochs=2), 2).fit(X, context=FitContext(run_dir=tmp_path))
+    again = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True))
     np.testing.assert_array_equal(ref.score(None, X).numpy(), again.score(None, X).numpy())
 
 
 def test_resume_refuses_changed_settings(tmp_path):
     X, valid = _data()
     with pytest.raises(ConfigError, match="run directory"):
-        _mult_vae().fit(X, resume=True)
-    _mult_vae(epochs=1).fit(X, run_dir=tmp_path / "a")
+        _mult_vae().fit(X, context=FitContext(resume=True))
+    _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path / "a"))
     with pytest.raises(ConfigError, match="lr"):
-        _mult_vae(lr=0.1).fit(X, run_dir=tmp_path / "a", resume=True)
+        _mult_vae(lr=0.1).fit(X, context=FitContext(run_dir=tmp_path / "a", resume=True))
 
 
 def test_early_stopping_keeps_the_best_weights():
@@ -146,7 +152,7 @@ def test_early_stopping_keeps_the_best_weights():
 
 def test_jsonl_log_has_losses_metrics_and_seconds(tmp_path):
     X, valid = _data()
-    _mult_vae(epochs=3, eval_every=2).fit(X, valid=valid, run_dir=tmp_path)
+    _mult_vae(epochs=3, eval_every=2).fit(X, valid=valid, context=FitContext(run_dir=tmp_path))
     rows = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     for r in rows:
@@ -158,7 +164,7 @@ def test_jsonl_log_has_losses_metrics_and_seconds(tmp_path):
 
 def test_checkpoint_loads_with_weights_only(tmp_path):
     X, _ = _data()
-    m = _mult_vae(epochs=2).fit(X, run_dir=tmp_path)
+    m = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path))
     ck = torch.load(tmp_path / "checkpoint/state.pt", weights_only=True)
     assert ck["epoch"] == 2 and ck["step"] == 8
     assert set(ck["optimizers"]) == {"main"}
@@ -226,7 +232,7 @@ def test_rating_task_validation_is_refused():
 
 def test_nan_loss_stops_with_a_clear_error():
     X, _ = _data()
-    with pytest.raises(FloatingPointError, match="lower lr"):
+    with pytest.raises(DivergenceError, match="lower lr"):
         _mult_vae(epochs=3, lr=1e9, optimizer="sgd").fit(X)
 
 
@@ -291,7 +297,7 @@ def test_ema_validates_and_keeps_the_averaged_weights():
 
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_without_hardware_support_warns(monkeypatch, caplog, native):
-    monkeypatch.setattr("genrec.train.native_bf16", lambda device: native)
+    monkeypatch.setattr("genrec.train.loop.native_bf16", lambda device: native)
     X, _ = _data()
     with caplog.at_level("WARNING", logger="genrec.train"):
         _mult_vae(epochs=1, precision="bf16").fit(X)
@@ -346,16 +352,16 @@ def test_validation_task_is_checked_before_the_first_epoch():
 
 def test_resume_refuses_other_training_data(tmp_path):
     X, _ = _data()
-    _mult_vae(epochs=1).fit(X, run_dir=tmp_path)
+    _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path))
     with pytest.raises(DataError, match="60 users x 40 items.*same training data"):
-        _mult_vae(epochs=2).fit(X[:30], run_dir=tmp_path, resume=True)
+        _mult_vae(epochs=2).fit(X[:30], context=FitContext(run_dir=tmp_path, resume=True))
     with pytest.raises(DataError, match="same training data"):  # a different item count
-        _mult_vae(epochs=2).fit(X[:, :30], run_dir=tmp_path, resume=True)
+        _mult_vae(epochs=2).fit(X[:, :30], context=FitContext(run_dir=tmp_path, resume=True))
 
 
 def test_make_optimizer_leaves_cpu_adam_unfused_before_torch_2_4(monkeypatch):
     # torch 2.2 and 2.3 have no fused CPU Adam: asking for one raises in the constructor
-    monkeypatch.setattr("genrec.train._FUSED_ADAM_CPU", False)
+    monkeypatch.setattr("genrec.train.optim._FUSED_ADAM_CPU", False)
     p = torch.nn.Parameter(torch.zeros(3))
     opt = make_optimizer([p], TrainConfig(lr=0.1))
     assert isinstance(opt, torch.optim.Adam) and not opt.defaults["fused"]
@@ -372,13 +378,14 @@ def test_resume_from_a_checkpoint_of_another_device_type_continues(tmp_path, cap
     # a CUDA generator's state (16 bytes) cannot be loaded into a CPU generator: simulated by
     # writing such a state into a CPU run's checkpoint
     X, valid = _data()
-    _mult_vae(epochs=1).fit(X, valid=valid, run_dir=tmp_path)
+    _mult_vae(epochs=1).fit(X, valid=valid, context=FitContext(run_dir=tmp_path))
     path = tmp_path / CHECKPOINT_NAME
     ck = torch.load(path, weights_only=True)
     ck["noise_generator"] = torch.zeros(16, dtype=torch.uint8)
     torch.save(ck, path)
     with caplog.at_level("WARNING", logger="genrec.train"):
-        m = _mult_vae(epochs=2).fit(X, valid=valid, run_dir=tmp_path, resume=True)
+        m = _mult_vae(epochs=2).fit(X, valid=valid,
+            context=FitContext(run_dir=tmp_path, resume=True))
     assert len(m.history_) == 2
     assert any("another device type" in r.getMessage() for r in caplog.records)
 
@@ -386,14 +393,15 @@ def test_resume_from_a_checkpoint_of_another_device_type_continues(tmp_path, cap
 @pytest.mark.slow
 def test_an_early_stopped_run_resumes_only_with_more_patience(tmp_path):
     X, valid = _data(3)
-    m = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid, run_dir=tmp_path)
+    m = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid,
+        context=FitContext(run_dir=tmp_path))
     stopped = len(m.history_)
     assert stopped < 60
-    same = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid, run_dir=tmp_path,
-                                                         resume=True)
+    same = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid,
+        context=FitContext(run_dir=tmp_path, resume=True))
     assert len(same.history_) == stopped  # still stopped: nothing more to do
-    more = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid, run_dir=tmp_path,
-                                                         resume=True)
+    more = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid,
+        context=FitContext(run_dir=tmp_path, resume=True))
     assert len(more.history_) > stopped  # 3 more validations without gain allowed
     ref = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid)
     assert len(ref.history_) == len(more.history_)  # as one run with patience 6
@@ -422,3 +430,127 @@ def test_a_config_built_directly_with_a_wrong_type_names_the_field(bad, message)
         MultVAEConfig(latent_dim="3")
     assert TrainConfig(epochs=np.int64(3), lr=np.float32(0.01), patience=None).epochs == 3
 
+
+
+# ---------------------------------------------------------------------------- fingerprints
+FP = {"model": "MultVAE", "config": {"lr": 3e-3, "epochs": 2, "dropout": 0.5},
+      "data": {"shape": [60, 40], "checksum": "abc"}, "protocol": {"name": "diffrec"}}
+
+
+def test_resume_refuses_a_checkpoint_of_another_run_naming_the_first_differing_key(tmp_path):
+    """The reported defect: a resume picked up another config's checkpoint and kept its
+    weights. The fingerprint written into the checkpoint now stops it."""
+    X, _ = _data()
+    _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path, fingerprint=FP))
+    other = {**FP, "config": {**FP["config"], "dropout": 0.2},
+             "data": {**FP["data"], "checksum": "xyz"}}
+    with pytest.raises(ConfigError, match=r"its config\.dropout differs.*--force") as e:
+        _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
+                                                      fingerprint=other))
+    assert "\n" not in str(e.value)
+    missing = {k: v for k, v in FP.items() if k != "protocol"}
+    with pytest.raises(ConfigError, match=r"its protocol\.name differs"):
+        _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
+                                                      fingerprint=missing))
+    # the settings a resume may change (more epochs, more patience) do not count
+    longer = {**FP, "config": {**FP["config"], "epochs": 4}}
+    m = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
+                                                      fingerprint=longer))
+    assert len(m.history_) == 2
+
+
+def test_resume_refuses_a_checkpoint_without_a_fingerprint_when_given_one(tmp_path):
+    X, _ = _data()
+    _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path))  # as older versions wrote
+    with pytest.raises(ConfigError, match="no run fingerprint.*start over with --force"):
+        _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
+                                                      fingerprint=FP))
+    m = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True))
+    assert len(m.history_) == 2  # no fingerprint asked for: the old checks only
+
+
+def test_a_checkpoint_without_lr_decay_reads_as_the_default(tmp_path):
+    X, _ = _data()
+    _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path))
+    path = tmp_path / CHECKPOINT_NAME
+    ck = torch.load(path, weights_only=True)
+    cfg = json.loads(ck["train_config"])
+    del cfg["lr_decay"]  # written before the field existed
+    ck["train_config"] = json.dumps(cfg)
+    torch.save(ck, path)
+    assert len(_mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True))
+               .history_) == 2
+
+
+# ---------------------------------------------------------------------------- schedules, hooks
+def test_lr_decay_sets_lr0_times_decay_to_the_epoch():
+    """Each epoch's rate is lr * lr_decay**epoch, for every optimizer's groups (their own
+    initial rates), from the epoch alone (so a resume sets the same rates)."""
+    X, _ = _data()
+    m = _mult_vae(epochs=3)
+    m.module_ = m._build_module(X.shape[1], torch.Generator().manual_seed(0))
+    m.n_items_ = X.shape[1]
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.01, lr_decay=0.5, device="cpu")
+    opt = make_optimizer([{"params": [p], "lr": 0.01 if i else 0.04}
+                          for i, p in enumerate(m.module_.parameters())], cfg)
+    m.build_optimizers = lambda config: {"main": opt}
+    seen = {}
+    step = m.train_step
+
+    def train_step(batch, ctx):
+        seen[ctx.epoch] = [g["lr"] for g in opt.param_groups[:2]]
+        return step(batch, ctx)
+
+    m.train_step = train_step
+    Trainer(cfg).fit(m, X)
+    assert seen == {e: pytest.approx([0.04 * 0.5**e, 0.01 * 0.5**e]) for e in range(3)}
+
+
+def test_callbacks_see_every_batch_and_epoch_in_order():
+    X, valid = _data()
+    events = []
+
+    class Spy(Callback):
+        def on_train_begin(self, *, epochs, start_epoch, select):
+            events.append(("begin", epochs, start_epoch, select))
+
+        def on_epoch_begin(self, epoch, n_batches):
+            events.append(("epoch", epoch, n_batches))
+
+        def on_batch(self, step, loss):
+            events.append(("batch", step))
+
+        def on_epoch_end(self, record):
+            events.append(("end", record["epoch"], "valid" in record))
+
+        def on_train_end(self):
+            events.append(("done",))
+
+    _mult_vae(epochs=2).fit(X, valid=valid, context=FitContext(callbacks=(Spy(),)))
+    per_epoch = -(-X.shape[0] // 16)  # batch_size 16
+    expect = [("begin", 2, 0, "ndcg@20")]
+    for e in range(2):
+        expect += [("epoch", e, per_epoch)]
+        expect += [("batch", e * per_epoch + b) for b in range(per_epoch)]
+        expect += [("end", e + 1, True)]
+    assert events == expect + [("done",)]
+
+
+def test_the_rich_progress_bar_runs_as_a_callback():
+    from genrec.cli.progress import RichProgress
+
+    X, valid = _data()
+    bar = RichProgress()
+    _mult_vae(epochs=2).fit(X, valid=valid, context=FitContext(callbacks=(bar,)))
+    assert bar._progress is None and "ndcg@20" in bar._valid  # closed, showed the metric
+
+
+def test_the_train_package_imports_nothing_from_the_models():
+    import subprocess
+    import sys
+
+    code = ("import sys, genrec.train, genrec.train.loop; "
+            "print([m for m in sys.modules if m.startswith('genrec.models')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -21,6 +21,11 @@ class ConfigError(GenrecError, ValueError):
     """A configuration key or value is unknown or out of range."""
 
 
+class DivergenceError(GenrecError, FloatingPointError):
+    """Training produced a non-finite loss or weights; the message names the setting to
+    change (a lower ``lr``, or ``grad_clip``)."""
+
+
 class NotFittedError(GenrecError, RuntimeError, ValueError, AttributeError):
     """A model was used before ``fit`` (or ``load``).
 

@@ -43,7 +43,7 @@ def trained():
                                       total_anneal_steps=200,
                                       train={"epochs": 60, "batch_size": 60, "seed": 0,
                                              "device": "cpu"})
-    vae.fit(X, progress=False)
+    vae.fit(X)
     return vae, X, groups, block
 
 

@@ -46,7 +46,7 @@ def test_non_finite_input_is_refused_by_name(bad):
     X.data[3] = bad
     r, c = X.tocoo().row[3], X.tocoo().col[3]
     with pytest.raises(DataError, match=f"1 values that are NaN or infinite.*row {r}, column {c}"):
-        get_model_class("mult-vae")(train={"epochs": 1, "device": "cpu"}).fit(X, progress=False)
+        get_model_class("mult-vae")(train={"epochs": 1, "device": "cpu"}).fit(X)
     with pytest.raises(DataError, match="NaN or infinite"):
         EASE().fit(X)
 
@@ -55,7 +55,7 @@ def test_a_model_class_loads_only_its_own_saved_models(tmp_path):
     from genrec.models import MultDAE, MultVAE
 
     X = sp.csr_matrix(np.eye(4, dtype=np.float32))
-    MultDAE(latent_dim=2, train={"epochs": 1, "device": "cpu"}).fit(X, progress=False).save(
+    MultDAE(latent_dim=2, train={"epochs": 1, "device": "cpu"}).fit(X).save(
         tmp_path / "m")
     assert type(Recommender.load(tmp_path / "m")) is MultDAE
     assert type(MultVAE.load(tmp_path / "m")) is MultDAE  # a subclass is a MultVAE
@@ -65,8 +65,8 @@ def test_a_model_class_loads_only_its_own_saved_models(tmp_path):
 
 def test_weights_that_do_not_fit_the_config_are_a_data_error(tmp_path):
     X = sp.csr_matrix(np.eye(4, dtype=np.float32))
-    get_model_class("mult-dae")(latent_dim=2, train={"epochs": 1, "device": "cpu"}).fit(
-        X, progress=False).save(tmp_path / "m")
+    get_model_class("mult-dae")(latent_dim=2, train={"epochs": 1, "device": "cpu"}).fit(X).save(
+        tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     meta["config"]["latent_dim"] = 3
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
@@ -135,7 +135,7 @@ def test_a_saved_nested_config_round_trips(tmp_path):
 
     X = sp.csr_matrix(np.eye(5, dtype=np.float32))
     m = DiffRec(diffusion={"dims": (4,), "steps": 3}, train={"epochs": 1, "device": "cpu"})
-    m.fit(X, progress=False).save(tmp_path / "m")
+    m.fit(X).save(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "model.json").read_text())["config"]["train"][
         "epochs"] == 1
     assert Recommender.load(tmp_path / "m").config == m.config

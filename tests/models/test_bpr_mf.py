@@ -3,17 +3,19 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError, DataError
+from genrec.errors import ConfigError, DataError, DivergenceError
 from genrec.evaluate import RankingTask, RatingTask
 from genrec.models import BPRMF, get_model_class
 from genrec.models._shallow import gather_rows, sample_negatives
 from genrec.models.bpr_mf import bpr_loss
 from genrec.testing import RecommenderConformance, checkerboard
+from genrec.train import Callback, FitContext
+from tests.models.nested import nested
 
 
 class TestBPRMF(RecommenderConformance):
     def make_model(self, seed: int = 0):
-        return BPRMF(n_factors=8, lr=0.05, epochs=20, batch_size=64, l2=1e-4, seed=seed,
+        return nested(BPRMF, n_factors=8, lr=0.05, epochs=20, batch_size=64, l2=1e-4, seed=seed,
                      device="cpu")
 
 
@@ -43,7 +45,7 @@ def test_validation_keeps_the_best_epoch_and_its_factors():
     truth = sp.csr_matrix((np.ones(len(withheld), np.float32),
                            (np.arange(len(withheld)), withheld)), shape=X.shape)
     task = RankingTask(np.arange(X.shape[0]), X, X, truth, name="valid")
-    m = BPRMF(n_factors=4, lr=0.05, epochs=8, batch_size=32, patience=0, device="cpu",
+    m = nested(BPRMF, n_factors=4, lr=0.05, epochs=8, batch_size=32, patience=None, device="cpu",
               valid_metric="ndcg@2").fit(X, valid=task)
     assert len(m.valid_history_) == 8
     assert m.best_epoch_ == int(np.argmax(m.valid_history_)) + 1
@@ -55,7 +57,7 @@ def test_validation_keeps_the_best_epoch_and_its_factors():
 
 def test_unknown_users_get_the_mean_user_factor():
     X, _ = checkerboard()
-    m = BPRMF(n_factors=4, epochs=3, device="cpu").fit(X)
+    m = nested(BPRMF, n_factors=4, epochs=3, device="cpu").fit(X)
     s = np.asarray(m.score(None, X[:1]))[0]
     s2 = np.asarray(m.score(np.array([-1]), X[:1]))[0]
     expect = (m.user_factors_.mean(0) @ m.item_factors_.T).numpy()
@@ -70,26 +72,27 @@ def test_users_without_items_get_the_mean_user():
     X[3, :] = 0
     X = sp.csr_matrix(X)
     X.eliminate_zeros()
-    m = BPRMF(n_factors=4, epochs=3, device="cpu").fit(X)
+    m = nested(BPRMF, n_factors=4, epochs=3, device="cpu").fit(X)
     others = np.r_[0:3, 4 : X.shape[0]]
     torch.testing.assert_close(m.user_factors_[3], m.user_factors_[others].mean(0))
 
 
 def test_item_bias_is_learned_when_asked():
     X, _ = checkerboard()
-    assert float(BPRMF(n_factors=2, epochs=2, device="cpu").fit(X).item_bias_.abs().sum()) == 0
-    m = BPRMF(n_factors=2, epochs=2, item_bias=True, lr=0.05, device="cpu").fit(X)
+    plain = nested(BPRMF, n_factors=2, epochs=2, device="cpu").fit(X)
+    assert float(plain.item_bias_.abs().sum()) == 0
+    m = nested(BPRMF, n_factors=2, epochs=2, item_bias=True, lr=0.05, device="cpu").fit(X)
     assert float(m.item_bias_.abs().sum()) > 0
 
 
 def test_errors():
     X, _ = checkerboard()
     with pytest.raises(ConfigError, match="selects on a RankingTask"):
-        BPRMF(epochs=1).fit(X, valid=RatingTask(np.zeros(1), np.zeros(1), np.ones(1)))
-    with pytest.raises(ConfigError, match="valid_metric"):
-        BPRMF(valid_metric="recall")
+        nested(BPRMF, epochs=1).fit(X, valid=RatingTask(np.zeros(1), np.zeros(1), np.ones(1)))
+    with pytest.raises(ConfigError, match="select_metric"):
+        BPRMF(train={"select_metric": "recall"})
     with pytest.raises(DataError, match="at least one"):
-        BPRMF().fit(sp.csr_matrix((2, 2), dtype=np.float32))
+        nested(BPRMF).fit(sp.csr_matrix((2, 2), dtype=np.float32))
 
 
 def test_registered():
@@ -105,16 +108,16 @@ def test_sampler_handles_unsorted_csr_indices():
 
 
 @pytest.mark.parametrize("kw", [dict(l2=float("nan")), dict(l2=float("inf")),
-                                dict(lr=float("inf")), dict(init_std=float("inf"))])
+                                dict(train={"lr": float("inf")}), dict(init_std=float("inf"))])
 def test_non_finite_settings_are_config_errors_not_divergence(kw):
     with pytest.raises(ConfigError, match="finite"):
         BPRMF(**kw)
 
 
 @pytest.mark.parametrize("metric", ["bogus@20", "recall@x", "ndcg@0"])
-def test_valid_metric_is_checked_at_construction(metric):
-    with pytest.raises(ConfigError, match="valid_metric"):
-        BPRMF(valid_metric=metric)
+def test_select_metric_is_checked_at_construction(metric):
+    with pytest.raises(ConfigError, match="select_metric"):
+        BPRMF(train={"select_metric": metric})
 
 
 @pytest.fixture
@@ -134,7 +137,7 @@ def test_same_seed_same_factors_with_two_threads(two_threads):
     X.data[:] = 1
 
     def fit():
-        return BPRMF(n_factors=64, batch_size=4096, epochs=4, lr=0.01, device="cpu",
+        return nested(BPRMF, n_factors=64, batch_size=4096, epochs=4, lr=0.01, device="cpu",
                      seed=0).fit(X)
 
     first = fit()
@@ -162,3 +165,75 @@ def test_gather_rows_is_indexing_with_a_reproducible_gradient(two_threads):
     vector = torch.arange(5.0)
     assert torch.equal(gather_rows(vector, torch.tensor([[4, 0], [1, 1]])),
                        torch.tensor([[4.0, 0.0], [1.0, 1.0]]))
+
+
+class _StopAfter(Callback):
+    """Interrupts training after epoch ``k`` (as Ctrl-C would), once its checkpoint is written."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def on_epoch_end(self, record):
+        if record["epoch"] == self.k:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_resume_after_interruption_ends_at_the_same_scores(tmp_path, ema):
+    X, withheld = checkerboard()
+    truth = sp.csr_matrix((np.ones(len(withheld), np.float32),
+                           (np.arange(len(withheld)), withheld)), shape=X.shape)
+    task = RankingTask(np.arange(X.shape[0]), X, X, truth, name="valid")
+
+    def make():
+        return nested(BPRMF, n_factors=4, lr=0.05, epochs=6, batch_size=16, device="cpu",
+                      patience=None, valid_metric="ndcg@2", ema_decay=ema)
+
+    ref = make().fit(X, valid=task, context=FitContext(run_dir=tmp_path / "ref"))
+    with pytest.raises(KeyboardInterrupt):
+        make().fit(X, valid=task, context=FitContext(run_dir=tmp_path / "run",
+                                                     callbacks=(_StopAfter(3),)))
+    resumed = make().fit(X, valid=task, context=FitContext(run_dir=tmp_path / "run",
+                                                           resume=True))
+    users = np.arange(X.shape[0])
+    assert torch.equal(resumed.score(users, X), ref.score(users, X))
+    assert resumed.valid_history_ == ref.valid_history_
+    assert resumed.best_epoch_ == ref.best_epoch_
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    X, _ = checkerboard()
+    m = nested(BPRMF, n_factors=4, epochs=1, device="cpu")
+    m.fit(X, context=FitContext(run_dir=tmp_path, fingerprint={"config": {"l2": 1e-5}}))
+    with pytest.raises(ConfigError, match=r"config\.l2 differs"):
+        nested(BPRMF, n_factors=4, epochs=2, device="cpu").fit(X, context=FitContext(
+            run_dir=tmp_path, resume=True, fingerprint={"config": {"l2": 1e-3}}))
+
+
+def test_upgrade_config_maps_the_flat_keys_of_old_saves():
+    old = {"n_factors": 8, "l2": 1e-4, "item_bias": False, "optimizer": "sgd", "lr": 0.01,
+           "batch_size": 512, "epochs": 30, "eval_every": 2, "patience": 0,
+           "init_std": 0.1, "valid_metric": "ndcg@10", "seed": 3, "device": "cpu"}
+    new = BPRMF.upgrade_config(old)
+    assert new == {"n_factors": 8, "l2": 1e-4, "item_bias": False, "init_std": 0.1,
+                   "train": {"optimizer": "sgd", "lr": 0.01, "batch_size": 512, "epochs": 30,
+                             "eval_every": 2, "patience": None, "select_metric": "ndcg@10",
+                             "seed": 3, "device": "cpu"}}
+    cfg = BPRMF(**new).config  # the dict builds the nested TrainConfig
+    assert cfg.train.select_metric == "ndcg@10" and cfg.train.patience is None
+    assert BPRMF.upgrade_config(new) == new  # already nested: unchanged
+
+
+def test_weight_averaging_and_divergence():
+    X, _ = checkerboard()
+    avg = nested(BPRMF, n_factors=4, epochs=3, device="cpu", ema_decay=0.5).fit(X)
+    raw = nested(BPRMF, n_factors=4, epochs=3, device="cpu").fit(X)
+    assert not torch.equal(avg.item_factors_, raw.item_factors_)
+    with pytest.raises(DivergenceError, match="lower lr"):
+        nested(BPRMF, n_factors=4, epochs=3, lr=1e30, device="cpu", init_std=1e10).fit(X)
+
+
+def test_a_train_table_keeps_the_models_own_defaults():
+    cfg = BPRMF(train={"epochs": 3}).config.train
+    assert cfg.epochs == 3
+    assert (cfg.select_metric, cfg.batch_size, cfg.patience) == ("recall@20", 2048, 10)

@@ -51,7 +51,7 @@ def test_loss_equals_dense_binary_cross_entropy():
 
 def test_network_forward_matches_the_formula():
     X, _ = checkerboard()
-    m = CDAE(**tiny(epochs=1)).fit(X, progress=False)
+    m = CDAE(**tiny(epochs=1)).fit(X)
     net = m.module_
     users = np.array([0, 5, 13])
     x = torch.from_numpy(X[users].toarray())
@@ -69,7 +69,7 @@ def test_network_forward_matches_the_formula():
 
 def test_l2_penalty_once_per_epoch_for_shared_weights():
     X, _ = checkerboard()
-    m = CDAE(**{**tiny(epochs=1), "corruption": 0.0, "l2": 0.3}).fit(X, progress=False)
+    m = CDAE(**{**tiny(epochs=1), "corruption": 0.0, "l2": 0.3}).fit(X)
     net = m.module_
     users = torch.arange(6)
     batch = Batch.from_csr(X[:6], users)
@@ -85,7 +85,7 @@ def test_l2_penalty_once_per_epoch_for_shared_weights():
 
 def test_user_node_matters_and_bad_user_indices_raise():
     X, _ = checkerboard()
-    m = CDAE(**tiny()).fit(X, progress=False)
+    m = CDAE(**tiny()).fit(X)
     users = np.arange(X.shape[0])
     assert not np.allclose(np.asarray(m.score(users, X)), np.asarray(m.score(None, X)))
     with pytest.raises(DataError, match="training users"):
@@ -94,7 +94,7 @@ def test_user_node_matters_and_bad_user_indices_raise():
 
 def test_save_load_keeps_user_count(tmp_path):
     X, _ = checkerboard()
-    m = CDAE(**tiny(epochs=2)).fit(X, progress=False)
+    m = CDAE(**tiny(epochs=2)).fit(X)
     m.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
     assert loaded.n_users_ == X.shape[0]

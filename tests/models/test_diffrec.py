@@ -18,6 +18,7 @@ from genrec.models.diffrec import (
 )
 from genrec.models.diffusion_schedule import DiffusionSchedule
 from genrec.testing import RecommenderConformance, checkerboard
+from genrec.train import FitContext
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -159,8 +160,7 @@ def test_importance_sampler_is_uniform_until_every_history_fills():
 
 def test_loss_history_is_module_state_and_fills_during_training():
     X, _ = checkerboard()
-    m = tiny(train={"epochs": 3}, diffusion={"steps": 3, "history_per_step": 2}).fit(
-        X, progress=False)
+    m = tiny(train={"epochs": 3}, diffusion={"steps": 3, "history_per_step": 2}).fit(X)
     state = m.module_.state_dict()
     assert "sampler.lt_history" in state and "sampler.lt_count" in state
     assert (state["sampler.lt_count"] == 2).all()
@@ -173,10 +173,10 @@ def test_loss_history_is_module_state_and_fills_during_training():
 def test_resume_matches_an_uninterrupted_run(tmp_path):
     X, _ = checkerboard()
     d = {"steps": 3, "history_per_step": 2}
-    full = tiny(train={"epochs": 4}, diffusion=d).fit(X, run_dir=tmp_path / "a", progress=False)
-    tiny(train={"epochs": 2}, diffusion=d).fit(X, run_dir=tmp_path / "b", progress=False)
-    resumed = tiny(train={"epochs": 4}, diffusion=d).fit(X, run_dir=tmp_path / "b", resume=True,
-                                                         progress=False)
+    full = tiny(train={"epochs": 4}, diffusion=d).fit(X, context=FitContext(run_dir=tmp_path / "a"))
+    tiny(train={"epochs": 2}, diffusion=d).fit(X, context=FitContext(run_dir=tmp_path / "b"))
+    resumed = tiny(train={"epochs": 4}, diffusion=d).fit(
+        X, context=FitContext(run_dir=tmp_path / "b", resume=True))
     a, b = full.module_.state_dict(), resumed.module_.state_dict()
     assert a.keys() == b.keys()
     for k in a:
@@ -186,7 +186,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
 def test_inference_settings():
     X, _ = checkerboard()
     m = tiny(train={"epochs": 2})
-    m.fit(X, progress=False)
+    m.fit(X)
     calls = []
     orig = m.module_.denoiser.forward
     m.module_.denoiser.forward = lambda x, t, g=None: calls.append(1) or orig(x, t, g)
@@ -217,7 +217,7 @@ def test_config_errors_and_registry():
 
 def test_eps_prediction_trains():
     X, _ = checkerboard()
-    m = tiny(diffusion={"mean_type": "eps"}, train={"epochs": 3}).fit(X, progress=False)
+    m = tiny(diffusion={"mean_type": "eps"}, train={"epochs": 3}).fit(X)
     assert all(np.isfinite(r["loss"]) for r in m.history_)
     assert np.isfinite(np.asarray(m.score(None, X))).all()
 
@@ -229,7 +229,7 @@ def test_timestep_embedding_of_size_one_and_a_model_using_it():
     e = timestep_embedding(torch.tensor([0, 3, 7]), 1)  # no frequency: one zero column
     assert e.shape == (3, 1) and (e == 0).all()
     X, _ = checkerboard()
-    m = tiny(diffusion={"emb_size": 1}, train={"epochs": 2}).fit(X, progress=False)
+    m = tiny(diffusion={"emb_size": 1}, train={"epochs": 2}).fit(X)
     assert torch.isfinite(torch.as_tensor(m.score(None, X[:2]))).all()
 
 

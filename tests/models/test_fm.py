@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from genrec.data.features import SideFeatures
 from genrec.errors import ConfigError, DataError
-from genrec.evaluate import RankingTask
+from genrec.evaluate import RankingTask, RatingTask
 from genrec.models import FM, Recommender, get_model_class
 from genrec.models.fm import (
     design_matrix,
@@ -25,17 +25,19 @@ from genrec.testing import (
     checkerboard,
     rating_checkerboard,
 )
+from genrec.train import Callback, FitContext
+from tests.models.nested import nested
 
 
 class TestFMRegression(RatingConformance):
     def make_model(self, seed: int = 0):
-        return FM(n_factors=4, lr=0.05, epochs=40, batch_size=32, l2_w=1e-4, l2_v=1e-4,
+        return nested(FM, n_factors=4, lr=0.05, epochs=40, batch_size=32, l2_w=1e-4, l2_v=1e-4,
                   use_side_features=False, seed=seed, device="cpu")
 
 
 class TestFMBPR(RecommenderConformance):
     def make_model(self, seed: int = 0):
-        return FM(objective="bpr", n_factors=4, lr=0.05, epochs=20, batch_size=32,
+        return nested(FM, objective="bpr", n_factors=4, lr=0.05, epochs=20, batch_size=32,
                   l2_w=1e-4, l2_v=1e-4, use_side_features=False, seed=seed, device="cpu")
 
 
@@ -100,8 +102,8 @@ def test_design_matrix_is_one_hots_then_side_features():
 def fitted_with_side():
     X, _ = rating_checkerboard()
     side = _side(*X.shape, np.random.default_rng(2))
-    m = FM(n_factors=4, lr=0.05, epochs=15, batch_size=32, device="cpu", clip=False)
-    return m.fit(X, side=side), X, side
+    m = nested(FM, n_factors=4, lr=0.05, epochs=15, batch_size=32, device="cpu", clip=False)
+    return m.fit(X, context=FitContext(side=side)), X, side
 
 
 def test_predict_equals_the_formula_on_the_design_matrix(fitted_with_side):
@@ -147,7 +149,8 @@ def test_side_features_survive_save_and_load(fitted_with_side, tmp_path):
 def test_side_features_are_ignored_when_switched_off():
     X, _ = rating_checkerboard()
     side = _side(*X.shape, np.random.default_rng(3))
-    m = FM(n_factors=2, epochs=2, use_side_features=False, device="cpu").fit(X, side=side)
+    m = nested(FM, n_factors=2, epochs=2, use_side_features=False, device="cpu").fit(
+        X, context=FitContext(side=side))
     assert m.user_block_.shape[1] == X.shape[0] + X.shape[1]
 
 
@@ -157,15 +160,16 @@ def test_features_no_training_row_uses_are_zero():
     X[:, 2] = 0
     X = sp.csr_matrix(X)
     X.eliminate_zeros()
-    m = FM(n_factors=3, epochs=3, use_side_features=False, device="cpu").fit(X)
+    m = nested(FM, n_factors=3, epochs=3, use_side_features=False, device="cpu").fit(X)
     col = X.shape[0] + 2  # item 2's one-hot column
     assert float(m.w_[col]) == 0.0 and float(m.V_[col].abs().max()) == 0.0
 
 
 def test_predictions_are_clipped_for_regression():
     X, _ = rating_checkerboard()
-    m = FM(n_factors=2, epochs=2, use_side_features=False, device="cpu").fit(X)
-    m.w0_ = torch.tensor(100.0)
+    m = nested(FM, n_factors=2, epochs=2, use_side_features=False, device="cpu").fit(X)
+    with torch.no_grad():
+        m.module_.w0.fill_(100.0)
     assert (m.predict(np.arange(4), np.arange(4)) == 5.0).all()
 
 
@@ -173,7 +177,7 @@ def test_side_feature_shape_mismatch_is_an_error():
     X, _ = rating_checkerboard()
     side = _side(X.shape[0] + 1, X.shape[1], np.random.default_rng(0))
     with pytest.raises(DataError, match="side features have"):
-        FM(epochs=1).fit(X, side=side)
+        nested(FM, epochs=1).fit(X, context=FitContext(side=side))
 
 
 def test_bpr_objective_selects_on_a_ranking_task():
@@ -181,12 +185,12 @@ def test_bpr_objective_selects_on_a_ranking_task():
     truth = sp.csr_matrix((np.ones(len(withheld), np.float32),
                            (np.arange(len(withheld)), withheld)), shape=X.shape)
     task = RankingTask(np.arange(X.shape[0]), X, X, truth, name="valid")
-    m = FM(objective="bpr", n_factors=4, lr=0.05, epochs=6, batch_size=32, patience=0,
+    m = nested(FM, objective="bpr", n_factors=4, lr=0.05, epochs=6, batch_size=32, patience=None,
            use_side_features=False, valid_metric="recall@1", device="cpu").fit(X, valid=task)
     assert len(m.valid_history_) == 6
     assert m.best_epoch_ == int(np.argmax(m.valid_history_)) + 1
     with pytest.raises(ConfigError, match="fm selects on a RankingTask.*ranking protocol"):
-        FM(objective="bpr", epochs=1).fit(X, valid=object())
+        nested(FM, objective="bpr", epochs=1).fit(X, valid=object())
 
 
 def test_penalty_sums_the_features_each_row_uses():
@@ -214,7 +218,7 @@ def test_bpr_triple_penalizes_its_user_features_once(monkeypatch):
     monkeypatch.setattr(fm_module, "fm_penalty", recording)
     X, _ = checkerboard()
     U, I = X.shape
-    FM(objective="bpr", n_factors=4, epochs=1, batch_size=1000, use_side_features=False,
+    nested(FM, objective="bpr", n_factors=4, epochs=1, batch_size=1000, use_side_features=False,
        device="cpu").fit(X)
     (idx,) = seen  # one batch: one penalty over all triples
     assert idx.shape == (X.nnz, 3)  # one-hot user, positive item, negative item
@@ -230,8 +234,79 @@ def test_registered_and_flags():
 
 
 @pytest.mark.parametrize("kw", [dict(l2_w=float("nan")), dict(l2_v=float("inf")),
-                                dict(lr=float("inf")), dict(init_std=float("inf")),
-                                dict(valid_metric="ndcg@x"), dict(valid_metric="bogus@20")])
+                                dict(train={"lr": float("inf")}), dict(init_std=float("inf")),
+                                dict(train={"select_metric": "ndcg@x"}),
+                                dict(train={"select_metric": "bogus@20"})])
 def test_non_finite_settings_and_bad_metrics_are_config_errors(kw):
     with pytest.raises(ConfigError):
         FM(**kw)
+
+
+class _StopAfter(Callback):
+    """Interrupts training after epoch ``k`` (as Ctrl-C would), once its checkpoint is written."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def on_epoch_end(self, record):
+        if record["epoch"] == self.k:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("objective", ["regression", "bpr"])
+def test_resume_after_interruption_ends_at_the_same_scores(tmp_path, objective):
+    if objective == "regression":
+        X, _ = rating_checkerboard()
+        u, i = X.nonzero()
+        valid = RatingTask(u[::3], i[::3], np.asarray(X[u[::3], i[::3]]).ravel())
+    else:
+        X, withheld = checkerboard()
+        truth = sp.csr_matrix((np.ones(len(withheld), np.float32),
+                               (np.arange(len(withheld)), withheld)), shape=X.shape)
+        valid = RankingTask(np.arange(X.shape[0]), X, X, truth, name="valid")
+
+    def make():  # lr_decay and weight averaging: both must resume exactly
+        return nested(FM, objective=objective, n_factors=3, lr=0.05, epochs=6, batch_size=16,
+                      patience=None, use_side_features=False, device="cpu", lr_decay=0.9,
+                      ema_decay=0.8)
+
+    ref = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "ref"))
+    with pytest.raises(KeyboardInterrupt):
+        make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run",
+                                                      callbacks=(_StopAfter(2),)))
+    resumed = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run",
+                                                            resume=True))
+    users = np.arange(X.shape[0])
+    assert torch.equal(resumed.score(users, X), ref.score(users, X))
+    assert resumed.valid_history_ == ref.valid_history_ and len(ref.valid_history_) == 6
+    assert resumed.best_epoch_ == ref.best_epoch_
+
+
+def test_regression_selects_the_epoch_of_lowest_validation_rmse():
+    X, _ = rating_checkerboard()
+    u, i = X.nonzero()
+    valid = RatingTask(u[::2], i[::2], np.asarray(X[u[::2], i[::2]]).ravel())
+    m = nested(FM, n_factors=2, lr=0.05, epochs=8, batch_size=16, patience=None,
+               use_side_features=False, device="cpu").fit(X, valid=valid)
+    assert len(m.valid_history_) == 8
+    assert m.best_epoch_ == int(np.argmin(m.valid_history_)) + 1
+    from genrec.metrics import rmse
+
+    assert rmse(m.predict(valid.users, valid.items), valid.ratings) == pytest.approx(
+        min(m.valid_history_), rel=1e-6)
+
+
+def test_upgrade_config_maps_the_flat_keys_of_old_saves():
+    old = {"objective": "bpr", "n_factors": 8, "use_side_features": True, "l2_w": 0.01,
+           "l2_v": 0.01, "optimizer": "adam", "lr": 0.001, "lr_decay": 0.95,
+           "batch_size": 1024, "epochs": 100, "patience": 5, "init_std": 0.1,
+           "valid_metric": "recall@20", "clip": True, "rating_range": None, "seed": 0,
+           "device": "auto"}
+    new = FM.upgrade_config(old)
+    assert new["train"] == {"optimizer": "adam", "lr": 0.001, "lr_decay": 0.95,
+                            "batch_size": 1024, "epochs": 100, "patience": 5,
+                            "select_metric": "recall@20", "seed": 0, "device": "auto"}
+    assert {k: v for k, v in new.items() if k != "train"} == {
+        k: v for k, v in old.items() if k not in new["train"] and k != "valid_metric"}
+    assert FM(**new).config.train.lr_decay == 0.95
+    assert FM.upgrade_config({**old, "patience": 0})["train"]["patience"] is None

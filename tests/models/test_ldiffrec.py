@@ -98,7 +98,7 @@ def test_shared_decoder_reads_the_whole_latent():
     diff = vae.decode(z) - vae.decode(torch.zeros((1, 4)))
     assert (diff != 0).all()  # cluster 1's latent moves every item
     X, _ = checkerboard()
-    m = tiny(train={"epochs": 2}, shared_decoder=True).fit(X, progress=False)
+    m = tiny(train={"epochs": 2}, shared_decoder=True).fit(X)
     assert m.score(None, X).shape == X.shape
 
 
@@ -108,7 +108,7 @@ def test_lamda_schedule_and_loss_parts():
     assert m.lamda_at(5) == pytest.approx(0.025)
     assert m.lamda_at(20) == pytest.approx(0.005)
     X, _ = checkerboard()
-    m = tiny(train={"epochs": 2}).fit(X, progress=False)
+    m = tiny(train={"epochs": 2}).fit(X)
     rec = m.history_[-1]
     for key in ("diff", "recon", "kl", "beta", "lamda"):
         assert key in rec
@@ -119,18 +119,18 @@ def test_lamda_schedule_and_loss_parts():
 def test_item_embeddings_from_a_trained_mult_vae():
     X, withheld = checkerboard()
     vae = MultVAE(hidden_dims=(8,), latent_dim=4,
-                  train={"epochs": 2, "batch_size": 8, "device": "cpu"}).fit(X, progress=False)
+                  train={"epochs": 2, "batch_size": 8, "device": "cpu"}).fit(X)
     emb = autoencoder_item_embeddings(vae)
     assert emb.shape == (X.shape[1], 8)
-    m = tiny(train={"epochs": 2}).fit(X, item_embeddings=emb, progress=False)
+    m = tiny(train={"epochs": 2}).fit(X, item_embeddings=emb)
     assert m.item_cluster_.shape == (X.shape[1],)
     with pytest.raises(ConfigError, match="rows"):
-        tiny().fit(X, item_embeddings=emb[:3], progress=False)
+        tiny().fit(X, item_embeddings=emb[:3])
 
 
 def test_user_embeddings_and_registry():
     X, _ = checkerboard()
-    m = tiny(train={"epochs": 1}).fit(X, progress=False)
+    m = tiny(train={"epochs": 1}).fit(X)
     assert m.user_embeddings(X).shape == (X.shape[0], 8)
     assert get_model_class("ldiffrec") is LDiffRec
     with pytest.raises(ConfigError):
@@ -145,29 +145,28 @@ def test_fewer_distinct_item_embeddings_than_clusters_is_a_clear_error():
         cluster_items(np.ones((6, 3)), 2)
     X = sp.csr_matrix(np.ones((1, 6), np.float32))  # one user: every item looks the same
     with pytest.raises(ConfigError, match="distinct"):
-        tiny(train={"epochs": 1}).fit(X, progress=False)
+        tiny(train={"epochs": 1}).fit(X)
     with pytest.raises(ConfigError, match="distinct"):  # no interactions at all
-        tiny(train={"epochs": 1}).fit(sp.csr_matrix((4, 6), dtype=np.float32), progress=False)
+        tiny(train={"epochs": 1}).fit(sp.csr_matrix((4, 6), dtype=np.float32))
 
 
 def test_tiny_shapes_give_model_errors_not_scikit_learn_ones():
     one_item = sp.csr_matrix(np.ones((3, 1), np.float32))
     with pytest.raises(ConfigError, match="n_clusters=2 but only 1 items"):
-        tiny(train={"epochs": 1}).fit(one_item, progress=False)
-    m = tiny(train={"epochs": 1}, n_clusters=1).fit(one_item, progress=False)  # no SVD needed
+        tiny(train={"epochs": 1}).fit(one_item)
+    m = tiny(train={"epochs": 1}, n_clusters=1).fit(one_item)  # no SVD needed
     assert m.item_cluster_.tolist() == [0]
     with pytest.raises(DataError, match="0 x 6"):
-        tiny(train={"epochs": 1}).fit(sp.csr_matrix((0, 6), dtype=np.float32), progress=False)
+        tiny(train={"epochs": 1}).fit(sp.csr_matrix((0, 6), dtype=np.float32))
 
 
 def test_item_embeddings_are_validated():
     X, _ = checkerboard()
     for bad in (np.arange(X.shape[1], dtype=float), np.ones((X.shape[1] - 1, 2))):
         with pytest.raises(ConfigError, match="item_embeddings must be"):
-            tiny(train={"epochs": 1}).fit(X, item_embeddings=bad, progress=False)
+            tiny(train={"epochs": 1}).fit(X, item_embeddings=bad)
     with pytest.raises(DataError, match="NaN"):
-        tiny(train={"epochs": 1}).fit(X, item_embeddings=np.full((X.shape[1], 2), np.nan),
-                                      progress=False)
+        tiny(train={"epochs": 1}).fit(X, item_embeddings=np.full((X.shape[1], 2), np.nan))
 
 
 @pytest.mark.parametrize("kw", [dict(lamda=float("nan")), dict(lamda_min=float("nan")),

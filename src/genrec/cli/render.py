@@ -118,12 +118,9 @@ def run_hooks(train_progress: bool = True) -> Iterator[RunHooks]:
 
     callbacks: list[Any] = []
     if train_progress and sys.stderr.isatty():
-        try:
-            from genrec.cli.progress import TrainProgress
-        except ImportError:  # pragma: no cover
-            pass
-        else:
-            callbacks.append(TrainProgress(err_console()))
+        from genrec.cli.progress import RichProgress
+
+        callbacks.append(RichProgress())
     with bars:
         try:
             yield RunHooks(on_download=on_download, on_evaluate=on_evaluate,

@@ -1,23 +1,29 @@
 """Helpers shared by the shallow models (biased MF, BPR-MF, FM, AutoRec).
 
 Rating triples from a CSR matrix, safe lookup of possibly unknown indices, the rating range,
-uniform negative sampling for BPR objectives, and a keep-best tracker for early stopping.
-Each is a few lines; they live here so the four model files do not copy them.
+uniform negative sampling for BPR objectives, a keep-best tracker for early stopping (AutoRec),
+and the pieces BPR-MF, FM and biased MF share to train through :class:`genrec.train.Trainer`:
+the nested ``train`` config (:func:`as_train_config`, :func:`upgrade_flat_config`) and
+:func:`train_module`. Each is a few lines; they live here so the model files do not copy them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import DataError
+from genrec.errors import ConfigError, DataError
+from genrec.train import FitContext, TrainConfig, Trainer, TrainResult
 
 __all__ = ["rating_triples", "gather_rows", "lookup", "fit_rating_range", "check_rating_range",
-           "check_valid_metric", "NegativeSampler", "sample_negatives", "KeepBest"]
+           "NegativeSampler", "sample_negatives", "KeepBest",
+           "as_train_config", "upgrade_flat_config", "train_module"]
 
 
 def rating_triples(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,16 +81,6 @@ def check_rating_range(value: tuple[float, float] | None) -> None:
         raise ValueError(f"rating_range must be (low, high) with low < high, got {value}")
 
 
-def check_valid_metric(name: str) -> None:
-    """A ValueError naming ``valid_metric`` unless ``name`` is a metric such as ``ndcg@20``."""
-    from genrec.train import parse_metric
-
-    try:
-        parse_metric(name)
-    except ValueError as e:
-        raise ValueError(str(e).replace("select_metric", "valid_metric")) from None
-
-
 class NegativeSampler:
     """Draws, for each given user, one item uniformly among the items the user has not got.
 
@@ -105,10 +101,17 @@ class NegativeSampler:
         self.keys = np.sort(rows * self.n_items + X.indices)  # (nnz,)
         self.max_rounds = max_rounds
 
-    def __call__(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Items (n,) int64 for ``users`` (n,)."""
+    def _draw(self, rng: np.random.Generator | torch.Generator, n: int) -> np.ndarray:
+        if isinstance(rng, torch.Generator):
+            return torch.randint(0, self.n_items, (n,), generator=rng).numpy()
+        return rng.integers(0, self.n_items, size=n)
+
+    def __call__(self, users: np.ndarray, rng: np.random.Generator | torch.Generator
+                 ) -> np.ndarray:
+        """Items (n,) int64 for ``users`` (n,), drawn from ``rng`` (NumPy or a CPU torch
+        generator, such as the trainer's)."""
         users = np.asarray(users, dtype=np.int64)
-        out = rng.integers(0, self.n_items, size=len(users))  # (n,)
+        out = self._draw(rng, len(users))  # (n,)
         todo = np.arange(len(users))
         keys = self.keys
         for _ in range(self.max_rounds):
@@ -117,12 +120,12 @@ class NegativeSampler:
             k = users[todo] * self.n_items + out[todo]
             pos = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
             todo = todo[keys[pos] == k]
-            out[todo] = rng.integers(0, self.n_items, size=len(todo))
+            out[todo] = self._draw(rng, len(todo))
         return out.astype(np.int64)
 
 
-def sample_negatives(X: sp.csr_matrix, users: np.ndarray, rng: np.random.Generator
-                     ) -> np.ndarray:
+def sample_negatives(X: sp.csr_matrix, users: np.ndarray,
+                     rng: np.random.Generator | torch.Generator) -> np.ndarray:
     """One negative item per entry of ``users`` (see :class:`NegativeSampler`)."""
     return NegativeSampler(X)(users, rng)
 
@@ -155,3 +158,60 @@ class KeepBest:
             return False
         self._bad += 1
         return self.patience > 0 and self._bad >= self.patience
+
+
+# ------------------------------------------------------------------ training via the Trainer
+#: flat keys of the configs before ``train`` was nested, and their names in TrainConfig
+FLAT_TRAIN_KEYS = {"lr": "lr", "lr_decay": "lr_decay", "batch_size": "batch_size",
+                   "epochs": "epochs", "eval_every": "eval_every", "patience": "patience",
+                   "optimizer": "optimizer", "valid_metric": "select_metric", "seed": "seed",
+                   "device": "device"}
+
+
+def as_train_config(config: Any, where: str) -> TrainConfig:
+    """A model config's ``train`` field as a TrainConfig. A dict (as read back from a
+    model.json, or given as ``train={...}``) is built over the model's own default train
+    config (its ``default_factory``), so unnamed keys keep the model's defaults; a
+    ConfigError names a bad key."""
+    value = config.train
+    if isinstance(value, TrainConfig):
+        return value
+    if isinstance(value, dict):
+        from genrec.config import build_config
+
+        spec = next(f for f in dataclasses.fields(config) if f.name == "train")
+        base = spec.default_factory()  # type: ignore[misc]
+        return build_config(TrainConfig, value, base=base, where=f"{where}.train")
+    raise ConfigError(f"{where}.train must be a TrainConfig or a table of its keys, got "
+                      f"{type(value).__name__}")
+
+
+def upgrade_flat_config(values: dict[str, Any]) -> dict[str, Any]:
+    """Map a model.json config written before ``train`` was nested onto the nested form:
+    ``lr``, ``epochs``, ``batch_size``, ``seed``, ``device``, ... go under ``train``,
+    ``valid_metric`` becomes ``train.select_metric`` and ``patience`` 0 ("never") None.
+    Keys already nested are kept; a config without flat keys comes back unchanged."""
+    flat = {k: v for k, v in values.items() if k in FLAT_TRAIN_KEYS}
+    if not flat:
+        return dict(values)
+    out = {k: v for k, v in values.items() if k not in FLAT_TRAIN_KEYS}
+    train = dict(out.get("train") or {})
+    for old, v in flat.items():
+        if old == "patience" and v == 0:
+            v = None
+        train.setdefault(FLAT_TRAIN_KEYS[old], v)
+    out["train"] = train
+    return out
+
+
+def train_module(model: Any, module: torch.nn.Module, X: sp.csr_matrix, valid: Any,
+                 context: FitContext | None, config: TrainConfig) -> TrainResult:
+    """Set ``model.module_`` and train it with the Trainer (``module_`` is None again when
+    training fails or is interrupted)."""
+    model.module_ = module
+    try:
+        return Trainer.from_context(config, context).fit(
+            model, X, valid, resume=context is not None and context.resume)
+    except BaseException:
+        model.module_ = None
+        raise

@@ -24,9 +24,14 @@ Solvers
     b_u += lr (e - lambda_b s_u b_u),  p_u += lr (e q_i - lambda s_u p_u)   (items alike)
 
 where s_u = c_u / n_u is the rating's share of the penalty. A mini-batch of ``batch_size``
-ratings applies these updates at once from the same parameters (``index_add_``, so two ratings
-of one user in a batch add up); ``batch_size=1`` is Funk's sequential SGD. The step size is
-multiplied by ``lr_decay`` after each epoch.
+ratings applies these updates at once from the same parameters (so two ratings of one user
+in a batch add up); ``batch_size=1`` is Funk's sequential SGD. The step size is multiplied
+by ``lr_decay`` after each epoch. These are plain SGD steps on :func:`sgd_loss` (half the
+objective's terms of the batch's ratings), taken by the shared
+:class:`~genrec.train.Trainer` (``train.optimizer``: ``sgd`` by default, ``adam`` as an
+option), so the SGD solver has ``--resume``, weight averaging (``train.ema_decay``), bf16 and
+the trainer's early stopping; :func:`sgd_step` is the same update written out, the reference
+the tests compare with.
 
 ``als``: alternating exact minimization. With the items fixed, each user's (b_u, p_u) solves a
 (K+1)-dimensional ridge regression, the normal equations
@@ -53,32 +58,47 @@ unknown index) gets mu + b_i, the prediction for a user the model knows nothing 
 
 Departures from the paper: Koren et al. use per-rating SGD; the mini-batch updates and the ALS
 solver are additions (named config fields). The ``uniform`` penalty is an option, not the paper.
+
+Changed when the SGD solver moved onto the shared trainer: the training settings are nested
+under ``train`` (lr, lr_decay, batch_size, epochs, patience with None for "never", seed,
+device); the ratings are shuffled by the trainer's generator and the updates come from
+autograd (summed in another order), so SGD scores differ from earlier versions in the last
+digits for the same seed. ALS is still a direct fit (it reads ``train.epochs``,
+``train.patience``, ``train.seed`` and ``train.device``). Old model.json files are read
+through :meth:`BiasedMF.upgrade_config`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch import nn
 
-from genrec.errors import ConfigError, DataError
+from genrec.errors import DataError
 from genrec.evaluate import RatingTask
 from genrec.metrics import rmse
 from genrec.models._shallow import (
     KeepBest,
+    as_train_config,
     check_rating_range,
     fit_rating_range,
+    gather_rows,
     lookup,
     rating_triples,
+    train_module,
+    upgrade_flat_config,
 )
 from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.train import BatchContext, Chunked, FitContext, Ratings, StepContext, TrainConfig
 
-__all__ = ["BiasedMF", "BiasedMFConfig", "als_half_step", "sgd_step", "mf_predict"]
+__all__ = ["BiasedMF", "BiasedMFConfig", "BiasedMFNet", "als_half_step", "sgd_step",
+           "sgd_loss", "mf_predict"]
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +110,18 @@ class BiasedMFConfig:
     l2: float = 0.02  # lambda, the L2 weight on p_u and q_i
     l2_bias: float = 0.02  # lambda_b, the L2 weight on b_u and b_i
     l2_weighting: Literal["count", "uniform"] = "count"  # c_u = n_u (per rating) or 1
-    lr: float = 0.005  # SGD step size gamma
-    lr_decay: float = 1.0  # SGD: the step size is multiplied by this after each epoch
-    batch_size: int = 256  # SGD: ratings per vectorized step (1 = Funk's sequential SGD)
-    epochs: int = 20  # SGD epochs or ALS sweeps (the most, with early stopping)
-    patience: int = 5  # stop after this many epochs without validation gain (0 = never)
     init_std: float = 0.1  # standard deviation of the normal initialisation of P and Q
     clip: bool = True  # clip predict() to the rating range
     rating_range: tuple[float, float] | None = None  # (low, high); None = training min, max
-    seed: int = 0  # initialisation and shuffling
-    device: str = "auto"  # auto, cpu or cuda[:N]
+    # how to train: lr is the SGD step size gamma, lr_decay multiplies it after each epoch,
+    # batch_size counts ratings per step (1 = Funk's sequential SGD), epochs counts SGD
+    # epochs or ALS sweeps, patience epochs without validation gain (None = never stop);
+    # seed drives the initialisation and shuffling. ALS reads epochs, patience, seed, device.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=20, batch_size=256, lr=0.005, optimizer="sgd", patience=5))
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "train", as_train_config(self, "biased-mf"))
         if self.n_factors < 1:
             raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
         for name in ("l2", "l2_bias"):
@@ -110,12 +130,6 @@ class BiasedMFConfig:
         if self.solver == "als" and not (self.l2 > 0 and self.l2_bias > 0):
             raise ValueError("solver als needs l2 > 0 and l2_bias > 0 (the normal equations "
                              "of a user with few ratings are singular otherwise)")
-        if not 0 < self.lr < math.inf:
-            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
-        if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        if self.batch_size < 1 or self.epochs < 1 or self.patience < 0:
-            raise ValueError("batch_size and epochs must be >= 1 and patience >= 0")
         if not 0 <= self.init_std < math.inf:
             raise ValueError(f"init_std must be >= 0 and finite, got {self.init_std}")
         check_rating_range(self.rating_range)
@@ -162,6 +176,25 @@ def sgd_step(mu: float, bu: torch.Tensor, bi: torch.Tensor, P: torch.Tensor, Q: 
     P.index_add_(0, u, d_p)
     Q.index_add_(0, i, d_q)
     return e
+
+
+def sgd_loss(mu: float, bu: torch.Tensor, bi: torch.Tensor, P: torch.Tensor, Q: torch.Tensor,
+             u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, l2: float, l2_bias: float,
+             su: torch.Tensor, si: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half the objective's terms of a mini-batch of ratings, and the errors (B,):
+
+        1/2 sum_b [ e_b^2 + s_u (lambda_b b_u^2 + lambda ||p_u||^2)
+                          + s_i (lambda_b b_i^2 + lambda ||q_i||^2) ]
+
+    Its gradient step with step size lr is :func:`sgd_step`'s update.
+    """
+    pu, qi = gather_rows(P, u), gather_rows(Q, i)  # (B, K)
+    b_u, b_i = gather_rows(bu, u), gather_rows(bi, i)  # (B,)
+    e = r - (mu + b_u + b_i + (pu * qi).sum(1))  # (B,)
+    s_u, s_i = gather_rows(su, u), gather_rows(si, i)  # (B,)
+    pen = (s_u * (l2_bias * b_u**2 + l2 * (pu * pu).sum(1))
+           + s_i * (l2_bias * b_i**2 + l2 * (qi * qi).sum(1)))  # (B,)
+    return 0.5 * ((e * e).sum() + pen.sum()), e.detach()
 
 
 def _row_blocks(counts: np.ndarray, width: int, budget: int) -> list[np.ndarray]:
@@ -235,6 +268,15 @@ def als_half_step(R: sp.csr_matrix, fixed: torch.Tensor, fixed_bias: torch.Tenso
 
 
 # ----------------------------------------------------------------------------- model
+class BiasedMFNet(nn.Module):
+    """The parameters: biases bu (U,), bi (I,) and factors P (U, K), Q (I, K)."""
+
+    def __init__(self, bu: torch.Tensor, bi: torch.Tensor, P: torch.Tensor, Q: torch.Tensor):
+        super().__init__()
+        self.bu, self.bi = nn.Parameter(bu), nn.Parameter(bi)
+        self.P, self.Q = nn.Parameter(P), nn.Parameter(Q)
+
+
 class BiasedMF(Recommender, RatingPredictor):
     """Biased matrix factorization r_hat = mu + b_u + b_i + p_u . q_i (SGD or ALS).
 
@@ -242,6 +284,8 @@ class BiasedMF(Recommender, RatingPredictor):
     ----------
     mu_ : float
         Global mean of the training ratings.
+    module_ : BiasedMFNet
+        The fitted parameters; the attributes below are views of them.
     user_bias_ : Tensor (n_users,), item_bias_ : Tensor (n_items,)
     user_factors_ : Tensor (n_users, K), item_factors_ : Tensor (n_items, K)
     rating_range_ : (float, float)
@@ -254,100 +298,157 @@ class BiasedMF(Recommender, RatingPredictor):
     Examples
     --------
     >>> import numpy as np, scipy.sparse as sp
+    >>> from genrec.train import TrainConfig
     >>> X = sp.csr_matrix(np.array([[5, 4, 0], [4, 0, 1], [0, 2, 1]], np.float32))
-    >>> m = BiasedMF(n_factors=2, solver="als", epochs=5).fit(X)
+    >>> m = BiasedMF(n_factors=2, solver="als", train=TrainConfig(epochs=5)).fit(X)
     >>> m.predict(np.array([0, -1]), np.array([2, 0])).shape
     (2,)
     """
 
     name = "biased-mf"
     config_class = BiasedMFConfig
-    fitted_attributes = ("n_items_", "user_factors_", "item_factors_")
+    fitted_attributes = ("n_items_", "module_")
     folds_in = False
     validation = "rating"
+    #: the CLI passes a FitContext (run_dir, resume, callbacks) to fit (ALS ignores it)
+    trainable: ClassVar[bool] = True
 
     def __init__(self, config: BiasedMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)
-        self.user_factors_: torch.Tensor | None = None
-        self.item_factors_: torch.Tensor | None = None
+        self.module_: BiasedMFNet | None = None
+        self._unrated: tuple[torch.Tensor, torch.Tensor] | None = None  # (U,), (I,) masks
+
+    @classmethod
+    def upgrade_config(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """An old model.json config (flat lr, lr_decay, batch_size, epochs, patience, seed,
+        device) in the nested form."""
+        return upgrade_flat_config(values)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, *, valid: RatingTask | None = None) -> BiasedMF:
+    def fit(self, X, *, valid: RatingTask | None = None,
+            context: FitContext | None = None) -> BiasedMF:
         cfg = self.config
         X = as_csr(X)
         if X.nnz == 0:
             raise DataError("BiasedMF needs at least one training rating")
         self.check_valid_task(valid)
-        dev = resolve_device(cfg.device)
+        dev = resolve_device(cfg.train.device)
         U, I = X.shape
         K = cfg.n_factors
         u_np, i_np, r_np = rating_triples(X)
         self.rating_range_ = fit_rating_range(r_np, cfg.rating_range)
         self.n_items_, self.n_users_ = I, U
-        gen = torch.Generator().manual_seed(cfg.seed)
-        mu = float(r_np.mean())
-        P = (torch.randn(U, K, generator=gen) * cfg.init_std).to(dev)  # (U, K)
-        Q = (torch.randn(I, K, generator=gen) * cfg.init_std).to(dev)  # (I, K)
-        bu = torch.zeros(U, device=dev)  # (U,)
-        bi = torch.zeros(I, device=dev)  # (I,)
-        params = {"bu": bu, "bi": bi, "P": P, "Q": Q}
-        keep = KeepBest(higher_is_better=False, patience=cfg.patience)
-
-        no_u = torch.from_numpy(np.diff(X.indptr) == 0)  # (U,) users without ratings
-        no_i = torch.from_numpy(np.bincount(i_np, minlength=I) == 0)  # (I,)
-
-        def publish(state: dict[str, torch.Tensor]) -> None:
-            self.mu_ = mu
-            self.user_bias_, self.item_bias_ = state["bu"].cpu(), state["bi"].cpu()
-            # rows never updated keep their random initialisation: zero them (= the fallback)
-            self.user_factors_ = state["P"].cpu().masked_fill(no_u[:, None], 0.0)
-            self.item_factors_ = state["Q"].cpu().masked_fill(no_i[:, None], 0.0)
-
-        if cfg.solver == "sgd":
-            u, i = torch.as_tensor(u_np, device=dev), torch.as_tensor(i_np, device=dev)
-            r = torch.as_tensor(r_np, device=dev)
-            n_u = torch.as_tensor(np.bincount(u_np, minlength=U), dtype=torch.float32)
-            n_i = torch.as_tensor(np.bincount(i_np, minlength=I), dtype=torch.float32)
-            if cfg.l2_weighting == "count":
-                su, si = torch.ones(U, device=dev), torch.ones(I, device=dev)
-            else:
-                su, si = (1 / n_u.clamp(min=1)).to(dev), (1 / n_i.clamp(min=1)).to(dev)
-        Xt = X.T.tocsr()
-        lr = cfg.lr
-        for epoch in range(1, cfg.epochs + 1):
+        gen = torch.Generator().manual_seed(cfg.train.seed)
+        self.mu_ = float(r_np.mean())
+        P = torch.randn(U, K, generator=gen) * cfg.init_std  # (U, K)
+        Q = torch.randn(I, K, generator=gen) * cfg.init_std  # (I, K)
+        module = BiasedMFNet(torch.zeros(U), torch.zeros(I), P, Q).to(dev)
+        # rows never updated keep their random initialisation: they read as zero (= the
+        # fallback) during training, and are zeroed after it
+        n_u = np.bincount(u_np, minlength=U)
+        n_i = np.bincount(i_np, minlength=I)
+        self._unrated = (torch.from_numpy(n_u == 0), torch.from_numpy(n_i == 0))
+        try:
             if cfg.solver == "sgd":
-                perm = torch.randperm(len(r_np), generator=gen).to(dev)
-                sq = torch.zeros((), device=dev)
-                for start in range(0, len(perm), cfg.batch_size):
-                    b = perm[start : start + cfg.batch_size]
-                    e = sgd_step(mu, bu, bi, P, Q, u[b], i[b], r[b], lr, cfg.l2, cfg.l2_bias,
-                                 su, si)
-                    sq += (e * e).sum()
-                lr *= cfg.lr_decay
-                train_rmse = math.sqrt(float(sq) / len(r_np))
-                if not math.isfinite(train_rmse):
-                    raise ConfigError(f"BiasedMF diverged at epoch {epoch} (lr={cfg.lr} too "
-                                    f"large for batch_size={cfg.batch_size}); lower lr")
+                self._fit_sgd(X, module, u_np, i_np, r_np, n_u, n_i, valid, context)
             else:
-                P, bu = als_half_step(X, Q, bi, mu, cfg.l2, cfg.l2_bias, cfg.l2_weighting)
-                Q, bi = als_half_step(Xt, P, bu, mu, cfg.l2, cfg.l2_bias, cfg.l2_weighting)
-                params = {"bu": bu, "bi": bi, "P": P, "Q": Q}
-                train_rmse = float("nan")
-            if valid is None:
-                log.debug("epoch %d train rmse %.4f", epoch, train_rmse)
-                continue
-            publish(params)
-            v = rmse(self.predict(valid.users, valid.items), valid.ratings)
-            log.info("epoch %d train rmse %.4f valid rmse %.4f", epoch, train_rmse, v)
-            if keep.update(epoch, v, lambda p=params: p):
-                break
-        if valid is None:
-            publish(params)
-            self.best_epoch_, self.valid_rmse_ = cfg.epochs, []
-        else:
-            publish(keep.state)
-            self.best_epoch_, self.valid_rmse_ = keep.best_epoch, keep.history
+                self._fit_als(X, module, valid)
+        except BaseException:
+            self.module_ = None
+            raise
+        finally:
+            no_u, no_i = self._unrated
+            self._unrated = None
+        with torch.no_grad():
+            self.module_ = self.module_.cpu().requires_grad_(False)
+            self.module_.P.masked_fill_(no_u[:, None], 0.0)
+            self.module_.Q.masked_fill_(no_i[:, None], 0.0)
         return self
+
+    def _fit_sgd(self, X: sp.csr_matrix, module: BiasedMFNet, u: np.ndarray, i: np.ndarray,
+                 r: np.ndarray, n_u: np.ndarray, n_i: np.ndarray, valid: RatingTask | None,
+                 context: FitContext | None) -> None:
+        cfg = self.config
+        dev = module.P.device
+        self._ratings = (torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(r))
+        if cfg.l2_weighting == "count":
+            self._shares = torch.ones(len(n_u), device=dev), torch.ones(len(n_i), device=dev)
+        else:
+            self._shares = (torch.from_numpy(1 / np.maximum(n_u, 1)).float().to(dev),
+                            torch.from_numpy(1 / np.maximum(n_i, 1)).float().to(dev))
+        try:
+            result = train_module(self, module, X, valid, context, cfg.train)
+        finally:
+            del self._ratings, self._shares
+        self.best_epoch_ = result.best_epoch or result.epochs_run
+        self.valid_rmse_ = [rec["valid"]["rmse"] for rec in result.history if "valid" in rec]
+        self.history_ = result.history
+
+    def _fit_als(self, X: sp.csr_matrix, module: BiasedMFNet, valid: RatingTask | None) -> None:
+        cfg = self.config
+        patience = cfg.train.patience
+        keep = KeepBest(higher_is_better=False, patience=0 if patience is None else patience)
+        Xt = X.T.tocsr()
+        P, Q, bu, bi = module.P.data, module.Q.data, module.bu.data, module.bi.data
+        mu = self.mu_
+        for epoch in range(1, cfg.train.epochs + 1):
+            P, bu = als_half_step(X, Q, bi, mu, cfg.l2, cfg.l2_bias, cfg.l2_weighting)
+            Q, bi = als_half_step(Xt, P, bu, mu, cfg.l2, cfg.l2_bias, cfg.l2_weighting)
+            self.module_ = BiasedMFNet(bu, bi, P, Q).requires_grad_(False)
+            if valid is None:
+                continue
+            v = rmse(self.predict(valid.users, valid.items), valid.ratings)
+            log.info("epoch %d valid rmse %.4f", epoch, v)
+            if keep.update(epoch, v, lambda: self.module_.state_dict()):
+                break
+        if valid is None or not keep.state:
+            self.best_epoch_, self.valid_rmse_ = cfg.train.epochs, keep.history
+        else:
+            self.module_.load_state_dict(keep.state)
+            self.best_epoch_, self.valid_rmse_ = keep.best_epoch, keep.history
+        self.history_ = []
+
+    # ------------------------------------------------------------------ the trainer's side
+    def batch_rows(self, X: sp.csr_matrix) -> int:
+        return int(X.nnz)
+
+    def batches(self, X: sp.csr_matrix, ctx: BatchContext) -> Chunked[Ratings]:
+        """The training ratings in random order."""
+        u, i, r = self._ratings
+        dev = ctx.device
+        perm = torch.randperm(len(u), generator=ctx.generator)  # (n,)
+        return Chunked(perm, ctx.batch_size, lambda sel, _: Ratings(
+            u[sel].to(dev), i[sel].to(dev), r[sel].to(dev)))
+
+    def train_step(self, batch: Ratings, ctx: StepContext) -> dict[str, torch.Tensor]:
+        cfg, net = self.config, self.module_
+        loss, e = sgd_loss(self.mu_, net.bu, net.bi, net.P, net.Q, batch.users, batch.items,
+                           batch.ratings, cfg.l2, cfg.l2_bias, *self._shares)
+        return {"loss": loss, "train_mse": (e * e).mean()}
+
+    # ------------------------------------------------------------------ fitted parameters
+    def _table(self, t: torch.Tensor, side: int) -> torch.Tensor:
+        t = t.detach()
+        if self._unrated is not None:  # during training: unrated rows read as zero
+            mask = self._unrated[side].to(t.device)
+            t = t.masked_fill(mask[:, None] if t.dim() == 2 else mask, 0.0)
+        return t
+
+    @property
+    def user_bias_(self) -> torch.Tensor | None:
+        return None if self.module_ is None else self.module_.bu.detach()
+
+    @property
+    def item_bias_(self) -> torch.Tensor | None:
+        return None if self.module_ is None else self.module_.bi.detach()
+
+    @property
+    def user_factors_(self) -> torch.Tensor | None:
+        return None if self.module_ is None else self._table(self.module_.P, 0)
+
+    @property
+    def item_factors_(self) -> torch.Tensor | None:
+        return None if self.module_ is None else self._table(self.module_.Q, 1)
 
     # ------------------------------------------------------------------ predict / score
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -357,10 +458,11 @@ class BiasedMF(Recommender, RatingPredictor):
         i, ki = lookup(items, self.n_items_)
         if len(u) != len(i):
             raise DataError(f"predict: {len(u)} users but {len(i)} items")
+        dev = self.item_bias_.device
         with torch.no_grad():
             pred = mf_predict(self.mu_, self.user_bias_, self.item_bias_, self.user_factors_,
-                              self.item_factors_, torch.from_numpy(u), torch.from_numpy(i),
-                              torch.from_numpy(ku), torch.from_numpy(ki)).numpy()
+                              self.item_factors_, *(torch.from_numpy(a).to(dev)
+                                                    for a in (u, i, ku, ki))).cpu().numpy()
         if self.config.clip:
             pred = np.clip(pred, *self.rating_range_)
         return pred.astype(np.float32)
@@ -373,7 +475,9 @@ class BiasedMF(Recommender, RatingPredictor):
             u, ku = np.zeros(B, np.int64), np.zeros(B, bool)
         else:
             u, ku = lookup(users, self.n_users_)
-        u_t, ku_t = torch.from_numpy(u), torch.from_numpy(ku).float()[:, None]  # (B,), (B, 1)
+        dev = self.item_bias_.device
+        u_t = torch.from_numpy(u).to(dev)  # (B,)
+        ku_t = torch.from_numpy(ku).float()[:, None].to(dev)  # (B, 1)
         with torch.no_grad():
             personal = self.user_bias_[u_t][:, None] + self.user_factors_[u_t] @ \
                 self.item_factors_.T  # (B, I)
@@ -383,20 +487,19 @@ class BiasedMF(Recommender, RatingPredictor):
     def _get_state(self) -> dict[str, np.ndarray]:
         return {
             "mu": np.array(self.mu_, np.float64),
-            "user_bias": self.user_bias_.numpy(), "item_bias": self.item_bias_.numpy(),
-            "user_factors": self.user_factors_.numpy(),
-            "item_factors": self.item_factors_.numpy(),
+            "user_bias": self.user_bias_.cpu().numpy(),
+            "item_bias": self.item_bias_.cpu().numpy(),
+            "user_factors": self.user_factors_.cpu().numpy(),
+            "item_factors": self.item_factors_.cpu().numpy(),
             "rating_range": np.array(self.rating_range_, np.float64),
             "best_epoch": np.array(self.best_epoch_, np.int64),
         }
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.mu_ = float(state["mu"])
-        self.user_bias_ = torch.from_numpy(state["user_bias"].astype(np.float32))
-        self.item_bias_ = torch.from_numpy(state["item_bias"].astype(np.float32))
-        self.user_factors_ = torch.from_numpy(state["user_factors"].astype(np.float32))
-        self.item_factors_ = torch.from_numpy(state["item_factors"].astype(np.float32))
+        self.module_ = BiasedMFNet(*(torch.from_numpy(state[k].astype(np.float32)) for k in (
+            "user_bias", "item_bias", "user_factors", "item_factors"))).requires_grad_(False)
         self.rating_range_ = tuple(float(x) for x in state["rating_range"])
         self.best_epoch_ = int(state["best_epoch"])
         self.valid_rmse_ = []
-        self.n_users_ = len(self.user_factors_)
+        self.n_users_ = len(self.module_.P)

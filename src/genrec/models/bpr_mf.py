@@ -17,43 +17,56 @@ negative j uniformly from the items u has not got (rejection sampling). LearnBPR
 pairs with replacement (bootstrap); an epoch-wise pass is the common re-implementation and
 what RecBole does.
 
-Optimization: mini-batches of ``batch_size`` triples with Adam (the paper's LearnBPR is plain
-SGD; ``optimizer="sgd"`` gives it). Given a validation :class:`~genrec.evaluate.RankingTask`,
-``valid_metric`` is computed every ``eval_every`` epochs; the best factors are kept
-(``best_epoch_``) and training stops after ``patience`` checks without improvement.
+Optimization: mini-batches of ``train.batch_size`` triples through the shared
+:class:`~genrec.train.Trainer` (Adam by default, the paper's LearnBPR is plain SGD:
+``train.optimizer="sgd"``), so BPR-MF has what the torch models have: ``--resume``, weight
+averaging (``train.ema_decay``), bf16, early stopping. Given a validation
+:class:`~genrec.evaluate.RankingTask`, ``train.select_metric`` is computed every
+``train.eval_every`` epochs; the best factors are kept (``best_epoch_``) and training stops
+after ``train.patience`` checks without improvement (None: never).
 
 Ranking (``score``): x_ui for every item. The model does not fold in; ``users=None`` (or an
 unknown user) scores with the mean user factor, and a user with no training item is given
 that mean after fitting. ``predict`` returns x_ui (a preference score, not a rating).
 
-Departures from the paper: Adam instead of SGD (a named field); epoch-wise instead of
+Departures from the paper: Adam instead of SGD (a setting); epoch-wise instead of
 bootstrap sampling; one lambda for users, positive and negative items (the paper allows three).
+
+Changed when BPR-MF moved onto the shared trainer: the training settings are nested under
+``train`` (``valid_metric`` is ``train.select_metric``; ``patience=0`` is ``None``); the
+shuffling and the negatives are drawn from the trainer's torch generator instead of a NumPy
+one, and Adam is the fused kernel, so scores differ from earlier versions for the same seed
+(same quality). Old model.json files are read through :meth:`BPRMF.upgrade_config`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from genrec.errors import ConfigError, DataError
-from genrec.evaluate import RankingTask, evaluate_ranking
+from genrec.errors import DataError
+from genrec.evaluate import RankingTask
 from genrec.models._shallow import (
-    KeepBest,
     NegativeSampler,
-    check_valid_metric,
+    as_train_config,
     gather_rows,
     lookup,
     rating_triples,
+    train_module,
+    upgrade_flat_config,
 )
 from genrec.models.base import Recommender, as_csr, resolve_device
+from genrec.train import BatchContext, Chunked, FitContext, StepContext, TrainConfig, Triples
 
-__all__ = ["BPRMF", "BPRMFConfig", "bpr_loss"]
+__all__ = ["BPRMF", "BPRMFConfig", "BPRMFNet", "bpr_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -63,29 +76,20 @@ class BPRMFConfig:
     n_factors: int = 64  # K, the latent dimension
     l2: float = 1e-5  # lambda, per triple, on the user, positive and negative item factors
     item_bias: bool = False  # add b_i to x_ui (not in the paper)
-    optimizer: Literal["adam", "sgd"] = "adam"  # update rule; the paper's LearnBPR is sgd
-    lr: float = 1e-3  # step size (the loss is summed over a batch)
-    batch_size: int = 2048  # triples per step
-    epochs: int = 300  # passes over the training pairs (the most, with early stopping)
-    eval_every: int = 1  # epochs between validation checks
-    patience: int = 10  # validation checks without gain before stopping (0 = never)
     init_std: float = 0.1  # std of the normal initialisation of the factors
-    valid_metric: str = "recall@20"  # selects the epoch on the validation task
-    seed: int = 0  # initialisation, shuffling and negative sampling
-    device: str = "auto"  # auto, cpu or cuda[:N]
+    # how to train: batch_size counts triples, lr is per summed batch loss, optimizer sgd is
+    # the paper's LearnBPR; seed drives the initialisation, shuffling and negatives
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=300, batch_size=2048, lr=1e-3, patience=10, select_metric="recall@20"))
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "train", as_train_config(self, "bpr-mf"))
         if self.n_factors < 1:
             raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
         if not 0 <= self.l2 < math.inf:
             raise ValueError(f"l2 must be >= 0 and finite, got {self.l2}")
-        if not 0 < self.lr < math.inf:
-            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
-        if min(self.batch_size, self.epochs, self.eval_every) < 1 or self.patience < 0:
-            raise ValueError("batch_size, epochs, eval_every must be >= 1 and patience >= 0")
         if not 0 <= self.init_std < math.inf:
             raise ValueError(f"init_std must be >= 0 and finite, got {self.init_std}")
-        check_valid_metric(self.valid_metric)
 
 
 def bpr_loss(x_uij: torch.Tensor) -> torch.Tensor:
@@ -93,110 +97,146 @@ def bpr_loss(x_uij: torch.Tensor) -> torch.Tensor:
     return -F.logsigmoid(x_uij).sum()
 
 
+class BPRMFNet(nn.Module):
+    """The factor tables: P (U, K), Q (I, K) and the item bias b (I,) (a parameter with
+    ``item_bias``, else a zero buffer)."""
+
+    def __init__(self, P: torch.Tensor, Q: torch.Tensor, b: torch.Tensor, item_bias: bool):
+        super().__init__()
+        self.P = nn.Parameter(P)  # (U, K)
+        self.Q = nn.Parameter(Q)  # (I, K)
+        if item_bias:
+            self.b = nn.Parameter(b)  # (I,)
+        else:
+            self.register_buffer("b", b)
+
+    def loss(self, batch: Triples, l2: float) -> torch.Tensor:
+        """BPR-Opt's negative over the batch's triples, with the per-triple penalty."""
+        pu = gather_rows(self.P, batch.users)  # (B, K)
+        qi, qj = gather_rows(self.Q, batch.items), gather_rows(self.Q, batch.negatives)
+        bi, bj = gather_rows(self.b, batch.items), gather_rows(self.b, batch.negatives)  # (B,)
+        x_uij = (pu * (qi - qj)).sum(1) + bi - bj  # (B,)
+        reg = (pu * pu).sum() + (qi * qi).sum() + (qj * qj).sum()
+        if isinstance(self.b, nn.Parameter):
+            reg = reg + (bi**2).sum() + (bj**2).sum()
+        return bpr_loss(x_uij) + l2 * reg
+
+
 class BPRMF(Recommender):
     """Matrix factorization trained with BPR on implicit feedback.
 
     Attributes
     ----------
+    module_ : BPRMFNet
+        The trained tables (the best validation epoch's, when ``valid`` was given).
     user_factors_ : Tensor (n_users, K)
     item_factors_ : Tensor (n_items, K)
     item_bias_ : Tensor (n_items,) (zeros without ``item_bias``)
     best_epoch_ : int
     valid_history_ : list of float
-        ``valid_metric`` at each check (empty without ``valid``).
+        ``train.select_metric`` at each check (empty without ``valid``).
+    history_ : list of dict
+        The trainer's per-epoch records.
 
     Examples
     --------
     >>> import scipy.sparse as sp
+    >>> from genrec.train import TrainConfig
     >>> X = sp.csr_matrix([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1]])
-    >>> m = BPRMF(n_factors=4, epochs=50, lr=0.05, device="cpu").fit(X)
+    >>> m = BPRMF(n_factors=4, train=TrainConfig(epochs=50, lr=0.05, device="cpu")).fit(X)
     >>> m.recommend([0], X[0], k=2)[0].shape
     (1, 2)
     """
 
     name = "bpr-mf"
     config_class = BPRMFConfig
-    fitted_attributes = ("n_items_", "user_factors_", "item_factors_")
+    fitted_attributes = ("n_items_", "module_")
     folds_in = False
     validation = "ranking"
+    #: the CLI passes a FitContext (run_dir, resume, callbacks) to fit
+    trainable: ClassVar[bool] = True
 
     def __init__(self, config: BPRMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)
-        self.user_factors_: torch.Tensor | None = None
-        self.item_factors_: torch.Tensor | None = None
+        self.module_: BPRMFNet | None = None
+        self._empty: torch.Tensor | None = None  # (U,) users without items, while training
 
-    def fit(self, X, *, valid: RankingTask | None = None) -> BPRMF:
+    @classmethod
+    def upgrade_config(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """An old model.json config (flat lr, epochs, ..., valid_metric) in the nested form."""
+        return upgrade_flat_config(values)
+
+    def fit(self, X, *, valid: RankingTask | None = None,
+            context: FitContext | None = None) -> BPRMF:
         cfg = self.config
         X = as_csr(X)
         if X.nnz == 0:
             raise DataError("BPR-MF needs at least one training interaction")
         self.check_valid_task(valid)
-        dev = resolve_device(cfg.device)
+        dev = resolve_device(cfg.train.device)
         U, I = X.shape
         self.n_items_, self.n_users_ = I, U
-        gen = torch.Generator().manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        P = (torch.randn(U, cfg.n_factors, generator=gen) * cfg.init_std).to(dev)  # (U, K)
-        Q = (torch.randn(I, cfg.n_factors, generator=gen) * cfg.init_std).to(dev)  # (I, K)
-        b = torch.zeros(I, device=dev)  # (I,)
-        params = {"P": P, "Q": Q, "b": b}
-        trained = [P, Q, b] if cfg.item_bias else [P, Q]
-        for p in trained:
-            p.requires_grad_(True)
-        opt = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(
-            trained, lr=cfg.lr)
-        u_np, i_np, _ = rating_triples(X)
-        n = len(u_np)
-        negatives = NegativeSampler(X)
-        keep = KeepBest(higher_is_better=True, patience=cfg.patience)
-        metric, k = cfg.valid_metric.split("@")
-        for epoch in range(1, cfg.epochs + 1):
-            perm = rng.permutation(n)
-            j_np = negatives(u_np[perm], rng)  # (n,) one negative per pair
-            total = 0.0
-            for s in range(0, n, cfg.batch_size):
-                sel = perm[s : s + cfg.batch_size]
-                u = torch.as_tensor(u_np[sel], device=dev)  # (B,)
-                i = torch.as_tensor(i_np[sel], device=dev)  # (B,)
-                j = torch.as_tensor(j_np[s : s + cfg.batch_size], device=dev)  # (B,)
-                pu, qi, qj = gather_rows(P, u), gather_rows(Q, i), gather_rows(Q, j)  # (B, K)
-                bi, bj = gather_rows(b, i), gather_rows(b, j)  # (B,)
-                x_uij = (pu * (qi - qj)).sum(1) + bi - bj  # (B,)
-                reg = (pu * pu).sum() + (qi * qi).sum() + (qj * qj).sum()
-                if cfg.item_bias:
-                    reg = reg + (bi**2).sum() + (bj**2).sum()
-                loss = bpr_loss(x_uij) + cfg.l2 * reg
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-            if not math.isfinite(total):
-                raise ConfigError(f"BPR-MF diverged at epoch {epoch}; lower lr")
-            if valid is None or epoch % cfg.eval_every:
-                log.debug("epoch %d loss %.4f", epoch, total / n)
-                continue
-            self._publish(params, X)
-            v = evaluate_ranking(self, valid, ks=(int(k),), metrics=(metric,)).metrics[
-                cfg.valid_metric]
-            log.info("epoch %d loss %.4f valid %s %.4f", epoch, total / n, cfg.valid_metric, v)
-            if keep.update(epoch, v, lambda: params):
-                break
-        if valid is None or not keep.state:
-            self._publish(params, X)
-            self.best_epoch_, self.valid_history_ = cfg.epochs, keep.history
-        else:
-            self._publish(keep.state, X)
-            self.best_epoch_, self.valid_history_ = keep.best_epoch, keep.history
+        gen = torch.Generator().manual_seed(cfg.train.seed)
+        P = torch.randn(U, cfg.n_factors, generator=gen) * cfg.init_std  # (U, K)
+        Q = torch.randn(I, cfg.n_factors, generator=gen) * cfg.init_std  # (I, K)
+        module = BPRMFNet(P, Q, torch.zeros(I), cfg.item_bias).to(dev)
+        u, i, _ = rating_triples(X)
+        self._pairs = (torch.from_numpy(u), torch.from_numpy(i))  # (n,) each
+        self._sampler = NegativeSampler(X)
+        empty = torch.from_numpy(np.diff(X.indptr) == 0)
+        self._empty = empty if empty.any() and not empty.all() else None
+        try:
+            result = train_module(self, module, X, valid, context, cfg.train)
+        except BaseException:
+            self._empty = None
+            raise
+        finally:
+            del self._pairs, self._sampler
+        with torch.no_grad():  # users without items: the average user, from now on
+            if self._empty is not None:
+                self.module_.P[self._empty] = self.module_.P[~self._empty].mean(0)
+        self._empty = None
+        self.module_ = self.module_.cpu().requires_grad_(False)
+        self.history_ = result.history
+        sel = cfg.train.select_metric
+        self.valid_history_ = [r["valid"][sel] for r in result.history if "valid" in r]
+        self.best_epoch_ = result.best_epoch or result.epochs_run
         return self
 
-    def _publish(self, state: dict[str, torch.Tensor], X) -> None:
-        P = state["P"].detach().cpu().clone()
-        empty = torch.from_numpy(np.diff(X.indptr) == 0)
-        if empty.any() and not empty.all():
-            P[empty] = P[~empty].mean(0)  # users without items: the average user
-        self.user_factors_ = P
-        self.item_factors_ = state["Q"].detach().cpu().clone()
-        self.item_bias_ = state["b"].detach().cpu().clone()
+    # ------------------------------------------------------------------ the trainer's side
+    def batch_rows(self, X: sp.csr_matrix) -> int:
+        return int(X.nnz)
+
+    def batches(self, X: sp.csr_matrix, ctx: BatchContext) -> Chunked[Triples]:
+        """Every training pair once in random order, each with one sampled negative."""
+        u, i = self._pairs
+        perm = torch.randperm(len(u), generator=ctx.generator)  # (n,)
+        j = torch.from_numpy(self._sampler(u[perm].numpy(), ctx.generator))  # (n,)
+        dev = ctx.device
+        return Chunked(perm, ctx.batch_size, lambda sel, s: Triples(
+            u[sel].to(dev), i[sel].to(dev), j[s : s + len(sel)].to(dev)))
+
+    def train_step(self, batch: Triples, ctx: StepContext) -> dict[str, torch.Tensor]:
+        return {"loss": self.module_.loss(batch, self.config.l2)}
+
+    # ------------------------------------------------------------------ fitted tables
+    @property
+    def user_factors_(self) -> torch.Tensor | None:
+        if self.module_ is None:
+            return None
+        P = self.module_.P.detach()
+        if self._empty is not None:  # during training: users without items get the mean
+            P = P.clone()
+            P[self._empty] = P[~self._empty].mean(0)
+        return P
+
+    @property
+    def item_factors_(self) -> torch.Tensor | None:
+        return None if self.module_ is None else self.module_.Q.detach()
+
+    @property
+    def item_bias_(self) -> torch.Tensor | None:
+        return None if self.module_ is None else self.module_.b.detach()
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """x_ui (n,) for index pairs: a preference score, not a rating. Unknown users use
@@ -207,36 +247,38 @@ class BPRMF(Recommender):
         if len(u) != len(i):
             raise DataError(f"predict: {len(u)} users but {len(i)} items")
         with torch.no_grad():
-            pu = self.user_factors_[torch.from_numpy(u)]  # (n, K)
-            pu[torch.from_numpy(~ku)] = self.user_factors_.mean(0)
+            P = self.user_factors_
+            pu = P[torch.from_numpy(u)]  # (n, K)
+            pu[torch.from_numpy(~ku)] = P.mean(0)
             x = (pu * self.item_factors_[torch.from_numpy(i)]).sum(1) + self.item_bias_[
                 torch.from_numpy(i)]
-        return np.where(ki, x.numpy(), 0.0).astype(np.float32)
+        return np.where(ki, x.cpu().numpy(), 0.0).astype(np.float32)
 
     def score(self, users, X_users) -> torch.Tensor:
         """x_ui (B, n_items); unknown users (or ``users=None``) get the mean user factor."""
         users, X = self._check_users(users, X_users)
         B = X.shape[0]
         with torch.no_grad():
+            P = self.user_factors_
             if users is None:
-                pu = self.user_factors_.mean(0).expand(B, -1)  # (B, K)
+                pu = P.mean(0).expand(B, -1)  # (B, K)
             else:
                 u, ku = lookup(users, self.n_users_)
-                pu = self.user_factors_[torch.from_numpy(u)]  # (B, K)
+                pu = P[torch.from_numpy(u)]  # (B, K)
                 if not ku.all():
-                    pu[torch.from_numpy(~ku)] = self.user_factors_.mean(0)
+                    pu[torch.from_numpy(~ku)] = P.mean(0)
             return pu @ self.item_factors_.T + self.item_bias_[None, :]  # (B, I)
 
     def _get_state(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors_.numpy(),
-                "item_factors": self.item_factors_.numpy(),
-                "item_bias": self.item_bias_.numpy(),
+        return {"user_factors": self.user_factors_.cpu().numpy(),
+                "item_factors": self.item_factors_.cpu().numpy(),
+                "item_bias": self.item_bias_.cpu().numpy(),
                 "best_epoch": np.array(self.best_epoch_, np.int64)}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.user_factors_ = torch.from_numpy(state["user_factors"].astype(np.float32))
-        self.item_factors_ = torch.from_numpy(state["item_factors"].astype(np.float32))
-        self.item_bias_ = torch.from_numpy(state["item_bias"].astype(np.float32))
+        tables = [torch.from_numpy(state[k].astype(np.float32))
+                  for k in ("user_factors", "item_factors", "item_bias")]
+        self.module_ = BPRMFNet(*tables, self.config.item_bias).requires_grad_(False).eval()
         self.best_epoch_ = int(state["best_epoch"])
         self.valid_history_ = []
-        self.n_users_ = len(self.user_factors_)
+        self.n_users_ = len(tables[0])

@@ -142,8 +142,7 @@ class CDAE(TorchRecommender):
     >>> import scipy.sparse as sp
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
-    >>> m = CDAE(latent_dim=8, train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(
-    ...     X, progress=False)
+    >>> m = CDAE(latent_dim=8, train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(X)
     >>> m.recommend([0, 1], X[:2], k=3)[0].shape
     (2, 3)
     """

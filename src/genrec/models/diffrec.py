@@ -269,7 +269,7 @@ class DiffRec(TorchRecommender):
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
     >>> m = DiffRec(diffusion={"dims": (16,), "steps": 5},
-    ...             train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(X, progress=False)
+    ...             train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(X)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """

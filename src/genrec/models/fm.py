@@ -23,8 +23,12 @@ training rows with x_j != 0; a bpr triple uses its user's features once and both
 * ``bpr``: sampled (user, positive, negative) triples, -log sigmoid(y_hat(u,i) - y_hat(u,j))
   (Rendle et al. 2009); model selection on a ranking :class:`~genrec.evaluate.RankingTask`.
 
-Training: shuffled mini-batches, Adam (libFM offers SGD, ALS and MCMC; Adam is our choice, a
-named field) or plain SGD; the best epoch on validation is kept (``patience``).
+Training: shuffled mini-batches through the shared :class:`~genrec.train.Trainer`, Adam
+(libFM offers SGD, ALS and MCMC; Adam is our choice, a setting) or plain SGD
+(``train.optimizer``); the best epoch on validation is kept (``train.patience``): the
+validation RMSE for ``regression``, ``train.select_metric`` for ``bpr``. Like the torch
+models the FM has ``--resume``, weight averaging (``train.ema_decay``), bf16 and an
+exponential learning-rate decay per epoch (``train.lr_decay``).
 
 Features that occur in no training row (an item never rated, a side value no training user
 has) keep w_j = 0 and v_j = 0 after fitting, so they do not add their random initialisation.
@@ -35,39 +39,57 @@ Ranking (``score``): with a_u = sum_{j in user} x_j v_j and b_i likewise, y_hat(
 into per-user terms, per-item terms and a_u . b_i, so all items are scored by one matrix
 product. The model does not fold in; ``users=None`` scores an unknown user (item terms only).
 
-Side features: ``fit(X, side=SideFeatures)`` with ``use_side_features=True``; the fitted model
-stores the user and item feature rows it uses, so ``predict`` works after ``load``.
+Side features: ``fit(X, context=FitContext(side=SideFeatures))`` with
+``use_side_features=True``; the fitted model stores the user and item feature rows it uses,
+so ``predict`` works after ``load``.
+
+Changed when the FM moved onto the shared trainer: the training settings are nested under
+``train`` (``valid_metric`` is ``train.select_metric``, ``patience=0`` is ``None``, ``lr_decay``
+is ``train.lr_decay``, set as lr * lr_decay**epoch); the shuffling and the bpr negatives are
+drawn from the trainer's torch generator (negatives for a whole epoch at once), and Adam is
+the fused kernel, so scores differ from earlier versions for the same seed. Old model.json
+files are read through :meth:`FM.upgrade_config`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch import nn
 
 from genrec.data.features import SideFeatures
-from genrec.errors import ConfigError, DataError
-from genrec.evaluate import RankingTask, RatingTask, evaluate_ranking
-from genrec.metrics import rmse
+from genrec.errors import DataError
+from genrec.evaluate import RankingTask, RatingTask
 from genrec.models._shallow import (
-    KeepBest,
     NegativeSampler,
+    as_train_config,
     check_rating_range,
-    check_valid_metric,
     fit_rating_range,
     gather_rows,
     lookup,
     rating_triples,
+    train_module,
+    upgrade_flat_config,
 )
 from genrec.models._sparse import sparse_matmul
 from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.train import (
+    BatchContext,
+    Chunked,
+    FitContext,
+    Ratings,
+    StepContext,
+    TrainConfig,
+    Triples,
+)
 
-__all__ = ["FM", "FMConfig", "fm_pairwise", "fm_pairwise_naive", "fm_predict", "fm_padded",
+__all__ = ["FM", "FMConfig", "FMNet", "fm_pairwise", "fm_pairwise_naive", "fm_predict", "fm_padded",
            "fm_penalty", "fm_feature_blocks", "design_matrix", "padded_rows"]
 
 log = logging.getLogger(__name__)
@@ -77,37 +99,27 @@ log = logging.getLogger(__name__)
 class FMConfig:
     objective: Literal["regression", "bpr"] = "regression"  # ratings, or pairwise ranking
     n_factors: int = 8  # k, the factor dimension (libFM's default)
-    use_side_features: bool = True  # add user/item side features passed to fit(side=...)
+    use_side_features: bool = True  # add user/item side features passed in the FitContext
     l2_w: float = 0.01  # lambda_w on w_j, per row using feature j
     l2_v: float = 0.01  # lambda_v on v_j, per row using feature j
-    optimizer: Literal["adam", "sgd"] = "adam"  # update rule for the mini-batches
-    lr: float = 0.001  # step size (per row: the loss is summed over a batch)
-    lr_decay: float = 1.0  # the step size is multiplied by this after each epoch
-    batch_size: int = 1024  # rows (ratings, or triples for bpr) per step
-    epochs: int = 100  # passes over the training rows (the most, with early stopping)
-    patience: int = 5  # epochs without validation gain before stopping (0 = never)
     init_std: float = 0.1  # std of the normal initialisation of V (libFM's default)
-    valid_metric: str = "ndcg@20"  # bpr: ranking metric selecting the epoch
     clip: bool = True  # regression: clip predict() to the rating range
     rating_range: tuple[float, float] | None = None  # (low, high); None = training min, max
-    seed: int = 0  # initialisation, shuffling, negative sampling
-    device: str = "auto"  # auto, cpu or cuda[:N]
+    # how to train: batch_size counts rows (ratings, or triples for bpr), lr is per summed
+    # batch loss; select_metric picks the bpr epoch (regression selects on RMSE); seed drives
+    # the initialisation, shuffling and negatives
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=100, batch_size=1024, lr=0.001, patience=5, select_metric="ndcg@20"))
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "train", as_train_config(self, "fm"))
         if self.n_factors < 1:
             raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
         if not (0 <= self.l2_w < math.inf and 0 <= self.l2_v < math.inf):
             raise ValueError(f"l2_w and l2_v must be >= 0 and finite, got {self.l2_w}, "
                              f"{self.l2_v}")
-        if not 0 < self.lr < math.inf:
-            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
-        if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        if self.batch_size < 1 or self.epochs < 1 or self.patience < 0:
-            raise ValueError("batch_size and epochs must be >= 1 and patience >= 0")
         if not 0 <= self.init_std < math.inf:
             raise ValueError(f"init_std must be >= 0 and finite, got {self.init_std}")
-        check_valid_metric(self.valid_metric)
         check_rating_range(self.rating_range)
 
 
@@ -219,6 +231,16 @@ def _parts(idx: torch.Tensor, val: torch.Tensor, w: torch.Tensor, V: torch.Tenso
 
 
 # ----------------------------------------------------------------------------- model
+class FMNet(nn.Module):
+    """The FM's parameters: w0 (), w (F,), V (F, K)."""
+
+    def __init__(self, w0: torch.Tensor, w: torch.Tensor, V: torch.Tensor):
+        super().__init__()
+        self.w0 = nn.Parameter(w0)
+        self.w = nn.Parameter(w)
+        self.V = nn.Parameter(V)
+
+
 class FM(Recommender, RatingPredictor):
     """Second-order factorization machine over one-hot user/item and side features.
 
@@ -232,21 +254,29 @@ class FM(Recommender, RatingPredictor):
     feature_names_ : list of str
     rating_range_ : (float, float) or None (bpr)
     best_epoch_ : int
+    module_ : FMNet
+        The trained parameters (w0_, w_ and V_ are views of them).
     valid_history_ : list of float
-        Validation RMSE (regression) or ``valid_metric`` (bpr) per epoch.
+        Validation RMSE (regression) or ``train.select_metric`` (bpr) per epoch.
+    history_ : list of dict
+        The trainer's per-epoch records.
 
     Examples
     --------
     >>> import numpy as np, scipy.sparse as sp
     >>> X = sp.csr_matrix(np.array([[5, 4, 0], [4, 0, 1], [0, 2, 1]], np.float32))
-    >>> m = FM(n_factors=2, epochs=3, use_side_features=False, device="cpu").fit(X)
+    >>> from genrec.train import TrainConfig
+    >>> m = FM(n_factors=2, use_side_features=False,
+    ...        train=TrainConfig(epochs=3, device="cpu")).fit(X)
     >>> m.predict(np.array([0, -1]), np.array([2, 0])).shape
     (2,)
     """
 
     name = "fm"
     config_class = FMConfig
-    fitted_attributes = ("n_items_", "V_", "user_block_")
+    fitted_attributes = ("n_items_", "module_", "user_block_")
+    #: the CLI passes a FitContext (run_dir, resume, callbacks) to fit
+    trainable: ClassVar[bool] = True
     folds_in = False
 
     def selects_on(self) -> str:
@@ -255,7 +285,7 @@ class FM(Recommender, RatingPredictor):
 
     def __init__(self, config: FMConfig | None = None, **overrides):
         super().__init__(config, **overrides)
-        self.V_: torch.Tensor | None = None
+        self.module_: FMNet | None = None
         self.user_block_: sp.csr_matrix | None = None
 
     def _prepare(self) -> None:
@@ -273,9 +303,16 @@ class FM(Recommender, RatingPredictor):
         return idx, val
 
     # ------------------------------------------------------------------ fit
+    @classmethod
+    def upgrade_config(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """An old model.json config (flat lr, lr_decay, epochs, ..., valid_metric) in the
+        nested form."""
+        return upgrade_flat_config(values)
+
     def fit(self, X, *, valid: RatingTask | RankingTask | None = None,
-            side: SideFeatures | None = None) -> FM:
+            context: FitContext | None = None) -> FM:
         cfg = self.config
+        side: SideFeatures | None = None if context is None else context.side
         X = as_csr(X)
         if X.nnz == 0:
             raise DataError("FM needs at least one training interaction")
@@ -293,95 +330,89 @@ class FM(Recommender, RatingPredictor):
                                + ([] if use is None else use.names))
         self.n_items_, self.n_users_ = I, U
         self._prepare()
-        dev = resolve_device(cfg.device)
+        dev = resolve_device(cfg.train.device)
         F = self.user_block_.shape[1]
-        gen = torch.Generator().manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.train.seed)
         u_np, i_np, r_np = rating_triples(X)
         regression = cfg.objective == "regression"
         self.rating_range_ = fit_rating_range(r_np, cfg.rating_range) if regression else None
-        w0 = torch.tensor(float(r_np.mean()) if regression else 0.0, device=dev)
-        w = torch.zeros(F, device=dev)
-        V = (torch.randn(F, cfg.n_factors, generator=gen) * cfg.init_std).to(dev)
-        params = {"w0": w0, "w": w, "V": V}
-        for p in params.values():
-            p.requires_grad_(True)
-        opt = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(
-            list(params.values()), lr=cfg.lr)
-        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
-        uidx, uval = self._uidx.to(dev), self._uval.to(dev)
-        iidx, ival = self._iidx.to(dev), self._ival.to(dev)
-        r_all = torch.as_tensor(r_np, device=dev)
-        keep = KeepBest(higher_is_better=not regression, patience=cfg.patience)
-        n = len(r_np)
-        negatives = None if regression else NegativeSampler(X)
-
-        def batch_rows(u: np.ndarray, i: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-            ut, it = torch.as_tensor(u, device=dev), torch.as_tensor(i, device=dev)
-            return torch.cat([uidx[ut], iidx[it]], 1), torch.cat([uval[ut], ival[it]], 1)
-
-        for epoch in range(1, cfg.epochs + 1):
-            perm = torch.randperm(n, generator=gen).numpy()
-            total = 0.0
-            for start in range(0, n, cfg.batch_size):
-                b = perm[start : start + cfg.batch_size]
-                idx, val = batch_rows(u_np[b], i_np[b])  # (B, L)
-                if regression:
-                    err = r_all[torch.as_tensor(b, device=dev)] - fm_padded(idx, val, w0, w, V)
-                    loss = (err * err).sum() + fm_penalty(idx, val, w, V, cfg.l2_w, cfg.l2_v)
-                else:
-                    j = negatives(u_np[b], rng)
-                    jdx, jval = batch_rows(u_np[b], j)
-                    diff = fm_padded(idx, val, w0, w, V) - fm_padded(jdx, jval, w0, w, V)
-                    # the triple's features: the user's once, both items' (user columns first)
-                    lu = uidx.shape[1]
-                    tidx, tval = torch.cat([idx, jdx[:, lu:]], 1), torch.cat([val, jval[:, lu:]], 1)
-                    loss = (-torch.nn.functional.logsigmoid(diff).sum()
-                            + fm_penalty(tidx, tval, w, V, cfg.l2_w, cfg.l2_v))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-            sched.step()
-            if not math.isfinite(total):
-                raise ConfigError(f"FM diverged at epoch {epoch}; lower lr")
-            if valid is None:
-                log.debug("epoch %d loss %.4f", epoch, total / n)
-                continue
-            self._publish(params)
-            v = self._validate(valid)
-            log.info("epoch %d loss %.4f valid %s %.4f", epoch, total / n,
-                     "rmse" if isinstance(valid, RatingTask) else self.config.valid_metric, v)
-            if keep.update(epoch, v, lambda: params):
-                break
-        if valid is None:
-            self._publish(params)
-            self.best_epoch_, self.valid_history_ = cfg.epochs, []
-        else:
-            self._publish(keep.state)
-            self.best_epoch_, self.valid_history_ = keep.best_epoch, keep.history
+        w0 = torch.tensor(float(r_np.mean()) if regression else 0.0)
+        V = torch.randn(F, cfg.n_factors, generator=gen) * cfg.init_std  # (F, K)
+        module = FMNet(w0, torch.zeros(F), V).to(dev)
+        self._data = (torch.from_numpy(u_np), torch.from_numpy(i_np), torch.from_numpy(r_np))
+        self._sampler = None if regression else NegativeSampler(X)
+        self._padded = tuple(t.to(dev) for t in (self._uidx, self._uval, self._iidx,
+                                                  self._ival))
+        try:
+            result = train_module(self, module, X, valid, context, cfg.train)
+        finally:
+            del self._data, self._sampler, self._padded
+        self.module_ = self.module_.cpu().requires_grad_(False)
+        self.history_ = result.history
+        sel = "rmse" if isinstance(valid, RatingTask) else cfg.train.select_metric
+        self.valid_history_ = [r["valid"][sel] for r in result.history if "valid" in r]
+        self.best_epoch_ = result.best_epoch or result.epochs_run
         # features no training row uses never moved from their initialisation
         Xtr = design_matrix(u_np, i_np, self.user_block_, self.item_block_)
         used = np.bincount(Xtr.indices, minlength=F) > 0
         if not regression:  # every item is drawn as a negative, so its features are trained
             used |= np.bincount(self.item_block_.indices, minlength=F) > 0
         unused = torch.from_numpy(~used)
-        self.w_[unused] = 0.0
-        self.V_[unused] = 0.0
+        self.module_.w[unused] = 0.0
+        self.module_.V[unused] = 0.0
         return self
 
-    def _publish(self, state: dict[str, torch.Tensor]) -> None:
-        self.w0_ = state["w0"].detach().cpu().clone()
-        self.w_ = state["w"].detach().cpu().clone()
-        self.V_ = state["V"].detach().cpu().clone()
+    # ------------------------------------------------------------------ the trainer's side
+    def batch_rows(self, X: sp.csr_matrix) -> int:
+        return int(X.nnz)
 
-    def _validate(self, valid: RatingTask | RankingTask) -> float:
-        if isinstance(valid, RatingTask):
-            return rmse(self.predict(valid.users, valid.items), valid.ratings)
-        k = int(self.config.valid_metric.split("@")[1])
-        res = evaluate_ranking(self, valid, ks=(k,),
-                               metrics=(self.config.valid_metric.split("@")[0],))
-        return res.metrics[self.config.valid_metric]
+    def batches(self, X: sp.csr_matrix, ctx: BatchContext) -> Chunked[Ratings | Triples]:
+        """regression: the ratings in random order; bpr: every training pair once in random
+        order, each with one sampled negative."""
+        u, i, r = self._data
+        dev = ctx.device
+        perm = torch.randperm(len(u), generator=ctx.generator)  # (n,)
+        if self._sampler is None:
+            return Chunked(perm, ctx.batch_size, lambda sel, _: Ratings(
+                u[sel].to(dev), i[sel].to(dev), r[sel].to(dev)))
+        j = torch.from_numpy(self._sampler(u[perm].numpy(), ctx.generator))  # (n,)
+        return Chunked(perm, ctx.batch_size, lambda sel, s: Triples(
+            u[sel].to(dev), i[sel].to(dev), j[s : s + len(sel)].to(dev)))
+
+    def _batch_rows(self, u: torch.Tensor, i: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        uidx, uval, iidx, ival = self._padded
+        return torch.cat([uidx[u], iidx[i]], 1), torch.cat([uval[u], ival[i]], 1)  # (B, L)
+
+    def train_step(self, batch: Ratings | Triples, ctx: StepContext) -> dict[str, torch.Tensor]:
+        cfg, net = self.config, self.module_
+        idx, val = self._batch_rows(batch.users, batch.items)  # (B, L)
+        if isinstance(batch, Ratings):
+            err = batch.ratings - fm_padded(idx, val, net.w0, net.w, net.V)  # (B,)
+            loss = (err * err).sum() + fm_penalty(idx, val, net.w, net.V, cfg.l2_w, cfg.l2_v)
+            return {"loss": loss}
+        jdx, jval = self._batch_rows(batch.users, batch.negatives)
+        diff = (fm_padded(idx, val, net.w0, net.w, net.V)
+                - fm_padded(jdx, jval, net.w0, net.w, net.V))  # (B,)
+        # the triple's features: the user's once, both items' (user columns first)
+        lu = self._padded[0].shape[1]
+        tidx, tval = torch.cat([idx, jdx[:, lu:]], 1), torch.cat([val, jval[:, lu:]], 1)
+        loss = (-torch.nn.functional.logsigmoid(diff).sum()
+                + fm_penalty(tidx, tval, net.w, net.V, cfg.l2_w, cfg.l2_v))
+        return {"loss": loss}
+
+    # ------------------------------------------------------------------ fitted parameters
+    @property
+    def w0_(self) -> torch.Tensor | None:
+        return None if self.module_ is None else self.module_.w0.detach()
+
+    @property
+    def w_(self) -> torch.Tensor | None:
+        return None if self.module_ is None else self.module_.w.detach()
+
+    @property
+    def V_(self) -> torch.Tensor | None:
+        return None if self.module_ is None else self.module_.V.detach()
 
     # ------------------------------------------------------------------ predict / score
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -394,10 +425,12 @@ class FM(Recommender, RatingPredictor):
         u = np.where(ku, u, self.n_users_)  # the empty padded row
         i = np.where(ki, i, self.n_items_)
         out = np.empty(len(u), np.float32)
+        dev = self.w_.device
         with torch.no_grad():
             for s in range(0, len(u), 65536):
-                idx, val = self._rows(u[s : s + 65536], i[s : s + 65536])
-                out[s : s + 65536] = fm_padded(idx, val, self.w0_, self.w_, self.V_).numpy()
+                idx, val = self._rows(u[s : s + 65536], i[s : s + 65536], dev)
+                out[s : s + 65536] = fm_padded(idx, val, self.w0_, self.w_,
+                                               self.V_).cpu().numpy()
         if self.config.clip and self.rating_range_ is not None:
             out = np.clip(out, *self.rating_range_)
         return out
@@ -411,15 +444,19 @@ class FM(Recommender, RatingPredictor):
         else:
             u, ku = lookup(users, self.n_users_)
             u = np.where(ku, u, self.n_users_)
+        dev = self.w_.device
         with torch.no_grad():
             ut = torch.from_numpy(u)
-            a_u, own_u = _parts(self._uidx[ut], self._uval[ut], self.w_, self.V_)  # (B, K)
-            b_i, own_i = _parts(self._iidx[:-1], self._ival[:-1], self.w_, self.V_)  # (I, K)
+            a_u, own_u = _parts(self._uidx[ut].to(dev), self._uval[ut].to(dev), self.w_,
+                                self.V_)  # (B, K)
+            b_i, own_i = _parts(self._iidx[:-1].to(dev), self._ival[:-1].to(dev), self.w_,
+                                self.V_)  # (I, K)
             return self.w0_ + own_u[:, None] + own_i[None, :] + a_u @ b_i.T  # (B, I)
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, np.ndarray]:
-        out = {"w0": self.w0_.numpy(), "w": self.w_.numpy(), "V": self.V_.numpy(),
+        out = {"w0": self.w0_.cpu().numpy(), "w": self.w_.cpu().numpy(),
+               "V": self.V_.cpu().numpy(),
                "feature_names": np.array(self.feature_names_, dtype=str),
                "best_epoch": np.array(self.best_epoch_, np.int64),
                "rating_range": np.array(self.rating_range_ if self.rating_range_ else [],
@@ -432,9 +469,10 @@ class FM(Recommender, RatingPredictor):
         return out
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.w0_ = torch.from_numpy(np.asarray(state["w0"], np.float32))
-        self.w_ = torch.from_numpy(state["w"].astype(np.float32))
-        self.V_ = torch.from_numpy(state["V"].astype(np.float32))
+        self.module_ = FMNet(torch.from_numpy(np.asarray(state["w0"], np.float32)),
+                             torch.from_numpy(state["w"].astype(np.float32)),
+                             torch.from_numpy(state["V"].astype(np.float32))
+                             ).requires_grad_(False).eval()
         self.feature_names_ = [str(x) for x in state["feature_names"]]
         self.best_epoch_ = int(state["best_epoch"])
         self.valid_history_ = []

@@ -73,7 +73,7 @@ class GaussianVAE(TorchRecommender):
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
     >>> m = GaussianVAE(hidden_dims=(16,), latent_dim=4,
-    ...                 train={"epochs": 2, "device": "cpu"}).fit(X, progress=False)
+    ...                 train={"epochs": 2, "device": "cpu"}).fit(X)
     >>> m.score(None, X[:2]).shape
     torch.Size([2, 30])
     """

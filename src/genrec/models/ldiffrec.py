@@ -46,7 +46,6 @@ size (K_c per cluster), d item-embedding size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -74,7 +73,7 @@ from genrec.models.nn_blocks import (
     row_ids,
 )
 from genrec.models.torch_base import TorchRecommender, check_train_shape
-from genrec.train import Batch, LinearAnneal, StepContext, TrainConfig, make_optimizer
+from genrec.train import Batch, FitContext, LinearAnneal, StepContext, TrainConfig, make_optimizer
 
 __all__ = [
     "LDiffRec",
@@ -329,7 +328,7 @@ class LDiffRec(TorchRecommender):
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
     >>> m = LDiffRec(latent_dim=8, embedding_dim=4, diffusion={"dims": (16,)},
-    ...              train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(X, progress=False)
+    ...              train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(X)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """
@@ -343,8 +342,7 @@ class LDiffRec(TorchRecommender):
         self.item_cluster_: np.ndarray | None = None
 
     def fit(self, X: Any, *, valid: Any = None, item_embeddings: np.ndarray | None = None,
-            run_dir: str | Path | None = None, resume: bool = False,
-            progress: bool = True) -> LDiffRec:
+            context: FitContext | None = None) -> LDiffRec:
         """Cluster the items, then train (see :meth:`TorchRecommender.fit`).
 
         Parameters
@@ -372,7 +370,7 @@ class LDiffRec(TorchRecommender):
         self.item_cluster_ = cluster_items(item_embeddings, c.n_clusters, c.train.seed,
                                            c.normalize_embeddings)
         try:
-            return super().fit(X, valid=valid, run_dir=run_dir, resume=resume, progress=progress)
+            return super().fit(X, valid=valid, context=context)
         except BaseException:
             self.item_cluster_ = None
             raise

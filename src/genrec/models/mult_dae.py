@@ -70,8 +70,7 @@ class MultDAE(MultVAE):
     >>> import scipy.sparse as sp
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
-    >>> m = MultDAE(latent_dim=8, train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(
-    ...     X, progress=False)
+    >>> m = MultDAE(latent_dim=8, train={"epochs": 2, "batch_size": 25, "device": "cpu"}).fit(X)
     >>> m.user_embeddings(X[:2]).shape
     (2, 8)
     """

@@ -119,7 +119,7 @@ class MultVAE(TorchRecommender):
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
     >>> m = MultVAE(hidden_dims=(16,), latent_dim=4, train={"epochs": 2, "batch_size": 25,
-    ...             "device": "cpu", "seed": 0}).fit(X, progress=False)
+    ...             "device": "cpu", "seed": 0}).fit(X)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrec.train.batches import row_ids  # defined with Batch; re-exported here
+
 __all__ = [
     "gaussian_kl_to_std_normal",
     "reparameterize",
@@ -100,12 +102,6 @@ def multinomial_log_lik(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     Tensor, shape (B,): ``sum_i x_i log softmax(logits)_i``.
     """
     return (F.log_softmax(logits.float(), dim=-1) * x).sum(dim=-1)  # (B,)
-
-
-def row_ids(indptr: torch.Tensor) -> torch.Tensor:
-    """The row of every stored entry of a CSR matrix: (N,) int64 from indptr (B + 1,)."""
-    counts = indptr[1:] - indptr[:-1]  # (B,)
-    return torch.repeat_interleave(torch.arange(len(counts), device=indptr.device), counts)
 
 
 def multinomial_log_lik_sparse(logits: torch.Tensor, indptr: torch.Tensor,

@@ -198,7 +198,7 @@ class RecVAE(TorchRecommender):
     >>> X = sp.random(50, 30, density=0.2, format="csr", random_state=0)
     >>> X.data[:] = 1
     >>> m = RecVAE(hidden_dim=16, latent_dim=4, train={"epochs": 1, "batch_size": 25,
-    ...            "device": "cpu"}).fit(X, progress=False)
+    ...            "device": "cpu"}).fit(X)
     >>> m.recommend(None, X[:2], k=3)[0].shape
     (2, 3)
     """

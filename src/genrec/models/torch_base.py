@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import warnings
 from abc import abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,7 +31,7 @@ from torch import nn
 
 from genrec.errors import ConfigError, DataError
 from genrec.models.base import Recommender, as_csr, resolve_device
-from genrec.train import Batch, StepContext, TrainConfig, Trainer, TrainResult
+from genrec.train import Batch, FitContext, StepContext, TrainConfig, Trainer, TrainResult
 
 __all__ = ["TorchRecommender"]
 
@@ -69,7 +68,7 @@ class TorchRecommender(Recommender):
         1-based epoch whose weights were kept (None without validation: the last).
     """
 
-    #: the CLI passes run_dir / resume / progress to fit when this is True
+    #: the CLI passes a FitContext (run_dir, resume, callbacks) to fit when this is True
     trainable: ClassVar[bool] = True
     validation = "ranking"
     fitted_attributes = ("n_items_", "module_")
@@ -112,8 +111,8 @@ class TorchRecommender(Recommender):
                               f"settings (a field train: TrainConfig), got {train!r}")
         return train
 
-    def fit(self, X: Any, *, valid: Any = None, run_dir: str | Path | None = None,
-            resume: bool = False, progress: bool = True) -> TorchRecommender:
+    def fit(self, X: Any, *, valid: Any = None,
+            context: FitContext | None = None) -> TorchRecommender:
         """Train on X (CSR, n_users x n_items), selecting epochs on ``valid`` if given.
 
         Parameters
@@ -122,10 +121,10 @@ class TorchRecommender(Recommender):
         valid : RankingTask, optional
             Validation task: the epoch with the best ``select_metric`` is kept, and training
             stops after ``patience`` validations without improvement.
-        run_dir : folder, optional
-            Where ``train_log.jsonl`` and ``checkpoint/`` are written each epoch.
-        resume : continue from ``run_dir``'s checkpoint (same config and data)
-        progress : show a progress bar when stderr is a terminal
+        context : FitContext, optional
+            ``run_dir`` (where ``train_log.jsonl`` and ``checkpoint/`` are written each
+            epoch), ``resume`` (continue from its checkpoint: same config, data and
+            fingerprint), ``callbacks`` (a progress bar...), ``fingerprint``.
         """
         X = as_csr(X)
         check_train_shape(X)
@@ -139,8 +138,8 @@ class TorchRecommender(Recommender):
         self.module_ = self._build_module(X.shape[1], init).to(device)
         self.n_items_ = X.shape[1]
         try:
-            result: TrainResult = Trainer(cfg, run_dir=run_dir, progress=progress).fit(
-                self, X, valid, resume=resume)
+            result: TrainResult = Trainer.from_context(cfg, context).fit(
+                self, X, valid, resume=context is not None and context.resume)
         except BaseException:
             self.module_, self.n_items_ = None, None
             raise

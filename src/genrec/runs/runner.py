@@ -34,6 +34,7 @@ from genrec.protocols import ProtocolConfig, ProtocolData, build_protocol
 from genrec.runs import folder as rf
 from genrec.runs.checks import SettingError, check_evaluable, check_out_dir, preflight
 from genrec.runs.spec import RunSpec
+from genrec.train import FitContext
 
 __all__ = ["RunHooks", "RunResult", "RunInterrupted", "train_run", "resume_run",
            "evaluate_run", "fit_model", "RESUME_SETTINGS"]
@@ -122,16 +123,8 @@ def fit_model(model: Recommender, X: sp.csr_matrix, valid: Any, ds: Dataset | No
 
         side = side_features(ds)
     trained = getattr(type(model), "trainable", False)
-    try:
-        from genrec.train import FitContext
-    except ImportError:  # TEMPORARY until the trainer takes a FitContext
-        kwargs: dict[str, Any] = {"valid": valid}
-        if trained:
-            kwargs.update(run_dir=run_dir, resume=resume,
-                          progress=bool(hooks and hooks.callbacks))
-        if side is not None:
-            kwargs["side"] = side
-        return model.fit(X, **kwargs)
+    if not trained and side is None:
+        return model.fit(X, valid=valid)
     context = FitContext(run_dir=run_dir if trained else None, resume=resume and trained,
                          callbacks=tuple(hooks.callbacks) if hooks else (),
                          fingerprint=fp if trained else None, side=side)
