@@ -3,9 +3,10 @@
 tests/golden/v0.1.0.json was written by ``benchmarks/golden.py --write`` on the 0.1.0 code,
 tests/golden/v0.2.0.json on this one. Every entry equals the 0.2.0 file; every entry not in
 :data:`MOVED` also equals the 0.1.0 file (the redesign left its arithmetic unchanged). The
-entries in MOVED changed on purpose, for the reason given there. A failure names the entry and says what moved and by how much (metrics old -> new, the
-score matrix's summary, how many users' top lists changed); ``python benchmarks/golden.py
---check tests/golden/v0.1.0.json`` prints the same report for every entry at once.
+entries in MOVED changed on purpose, for the reason given there. A failure names the entry and
+says what moved and by how much (metrics old -> new, the score matrix's summary, how many
+users' top lists changed); ``python benchmarks/golden.py --check tests/golden/v0.1.0.json``
+prints the same report for every entry at once.
 """
 
 from __future__ import annotations
