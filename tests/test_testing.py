@@ -104,13 +104,13 @@ def test_unfitted_check_catches_a_model_that_looks_fitted():
 
 
 def test_rating_checks():
-    check_rating_predictor(lambda seed=0: BiasedMF(n_factors=4, solver="als", epochs=10,
-                                                   l2=0.05, l2_bias=0.05, seed=seed,
-                                                   device="cpu"))
+    check_rating_predictor(lambda seed=0: BiasedMF(
+        n_factors=4, solver="als", l2=0.05, l2_bias=0.05,
+        train={"epochs": 10, "seed": seed, "device": "cpu"}))
     R, _ = rating_checkerboard()
     with pytest.raises(AssertionError, match="predictions range over"):
-        check_predictions_stay_in_the_rating_range(_OvershootingMF(n_factors=2, solver="als",
-                                                                   epochs=2).fit(R), R)
+        check_predictions_stay_in_the_rating_range(_OvershootingMF(
+            n_factors=2, solver="als", train={"epochs": 2}).fit(R), R)
     with pytest.raises(AssertionError, match="has no predict"):
         check_rating_predictor(lambda seed=0: EASE(l2=1.0, seed=seed))
 
@@ -155,7 +155,8 @@ def test_mixin_skips_what_does_not_apply():
         personalized = False
 
         def make_model(self, seed=0):
-            return BiasedMF(n_factors=2, solver="als", epochs=2, seed=seed, device="cpu")
+            return BiasedMF(n_factors=2, solver="als",
+                            train={"epochs": 2, "seed": seed, "device": "cpu"})
 
         def make_data(self):
             R, w = rating_checkerboard()
