@@ -17,9 +17,7 @@ from genrec.testing._helpers import (
     _run,
     _scores,
 )
-from genrec.testing.data import (
-    checkerboard,
-)
+from genrec.testing.data import checkerboard
 
 
 # ----------------------------------------------------------------------------- Recommender

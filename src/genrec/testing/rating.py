@@ -16,12 +16,8 @@ from genrec.testing._helpers import (
     _raises,
     _run,
 )
-from genrec.testing.data import (
-    rating_checkerboard,
-)
-from genrec.testing.ranking import (
-    _recommender_checks,
-)
+from genrec.testing.data import rating_checkerboard
+from genrec.testing.ranking import _recommender_checks
 
 
 # ----------------------------------------------------------------------------- RatingPredictor

@@ -6,10 +6,6 @@ import datetime as _dt
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
 
 
 def _now() -> str:

@@ -11,14 +11,10 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from genrec.errors import ConfigError
+from genrec.foundations.demos._common import _now, _png
 
 if TYPE_CHECKING:
     from genrec.foundations.beta_bernoulli import BetaBernoulliJar
-
-from genrec.foundations.demos._common import (
-    _now,
-    _png,
-)
 
 BETA_TRACE_STEPS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)  # 0-based, plus the last
 

@@ -6,22 +6,18 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from genrec.errors import ConfigError
-from genrec.foundations.gmm import GaussianMixture
-from genrec.foundations.mixture_base import BaseMixture, ConvergenceWarning
-from genrec.foundations.vbgmm import BayesianGaussianMixture
-
-if TYPE_CHECKING:
-    pass
-
 from genrec.foundations.demos._common import (
     _now,
     _png,
 )
+from genrec.foundations.gmm import GaussianMixture
+from genrec.foundations.mixture_base import BaseMixture, ConvergenceWarning
+from genrec.foundations.vbgmm import BayesianGaussianMixture
 
 EFFECTIVE_WEIGHT = 0.01  # a Bayesian mixture's component "counts" above this weight
 
