@@ -23,23 +23,23 @@ Usage: python benchmarks/bench_ratings.py [--data PATH] [--only mf,als,fm,autore
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from _common import ROOT, flat_model, header, write_result
+from _common import ROOT, header, write_result
 
 from genrec.data import load_dataset
 from genrec.data.features import side_features
-from genrec.evaluate import evaluate_rating
-from genrec.models import FM, AutoRec, BiasedMF
+from genrec.models import get_model_class
 from genrec.protocols import ProtocolConfig, build_protocol
-from genrec.train import FitContext
+from genrec.runs import RunSpec, train_run
 
 FOLDS = (1, 2, 3, 4, 5)
 
@@ -73,39 +73,55 @@ ANCHOR_FM = "target mean <= 0.910 with side features"
 ANCHOR_AR = "target <= 0.895 on u1; published on u1: GC-MC 0.905-0.910, GLocal-K 0.8889"
 
 
-def _valid_history(model) -> list[float]:
-    return list(getattr(model, "valid_rmse_", None) or getattr(model, "valid_history_", []))
+def _run(name: str, values: dict, data: str, protocol: dict, out, refit: bool = False,
+         data_opts: dict | None = None):
+    """One ``genrec.runs`` run of model ``name`` with the flat settings ``values`` (as the
+    tables print them; nested train tables are filled by ``upgrade_config``)."""
+    cls = get_model_class(name)
+    spec = RunSpec.from_mapping({"model": name, "dataset": data,
+                                 **cls.upgrade_config(dict(values)),
+                                 "protocol": {"name": "rating", **protocol},
+                                 "data": data_opts or {}, "run": {"refit": refit}},
+                                out=out, force=True)
+    return train_run(spec)
 
 
-def tune_and_refit(cls, base: dict, grid: list[dict], pdata, fit_kw: dict | None = None,
-                   quick: bool = False) -> dict:
-    """Grid on the validation slice, then refit the best on train_full for its best epochs."""
-    fit_kw = fit_kw or {}
+def tune_and_refit(name: str, base: dict, grid: list[dict], data: str, protocol: dict,
+                   quick: bool = False, data_opts: dict | None = None) -> dict:
+    """Grid on the validation slice, then refit the best on train_full for its best epochs,
+    each step a ``genrec.runs`` run: one run per grid point (its validation RMSE, best epoch
+    and, for the chosen one, its test score before the refit), then the chosen configuration
+    with ``refit`` (fitted on the slice again, deterministically, and refitted for its best
+    epochs on the whole training part). The grids pair settings, which a run's grid of all
+    combinations cannot say, hence one run per point."""
     trials = []
-    for over in grid:
-        kw = {**base, **over, "device": "cpu"}
-        if quick:
-            kw["epochs"] = min(kw["epochs"], 3)
-        t0 = time.perf_counter()
-        m = flat_model(cls, **kw).fit(pdata.train.matrix, valid=pdata.valid, **fit_kw)
-        hist = _valid_history(m)
-        trials.append({"config": over, "valid": min(hist), "best_epoch": m.best_epoch_,
-                       "seconds": time.perf_counter() - t0, "model": m})
-        print(f"  {cls.name} {json.dumps(over)}: valid rmse {min(hist):.4f} at epoch "
-              f"{m.best_epoch_} ({trials[-1]['seconds']:.1f} s)", flush=True)
-    best = min(trials, key=lambda t: t["valid"])
-    before = evaluate_rating(best["model"], pdata.test).metrics
-    kw = {**base, **best["config"], "epochs": best["best_epoch"], "device": "cpu"}
-    t0 = time.perf_counter()
-    final = flat_model(cls, **kw).fit(pdata.train_full.matrix, **fit_kw)
-    fit_s = time.perf_counter() - t0
-    test = evaluate_rating(final, pdata.test).metrics
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, over in enumerate(grid):
+            kw = {**base, **over, "device": "cpu"}
+            if quick:
+                kw["epochs"] = min(kw["epochs"], 3)
+            res = _run(name, kw, data, protocol, Path(tmp) / f"trial{k}", data_opts=data_opts)
+            trials.append({"config": over, "valid": res.valid["metrics"]["rmse"],
+                           "best_epoch": int(res.model.best_epoch_),
+                           "seconds": res.fit_seconds, "kw": kw,
+                           "test_no_refit": res.test["metrics"]})
+            print(f"  {name} {json.dumps(over)}: valid rmse {trials[-1]['valid']:.4f} at "
+                  f"epoch {trials[-1]['best_epoch']} ({trials[-1]['seconds']:.1f} s)",
+                  flush=True)
+        best = min(trials, key=lambda t: t["valid"])
+        final = _run(name, best["kw"], data, protocol, Path(tmp) / "final", refit=True,
+                     data_opts=data_opts)
+    refit_epochs = final.record["config"].get("train", final.record["config"])["epochs"]
+    assert refit_epochs == best["best_epoch"], (refit_epochs, best["best_epoch"])
     for t in trials:
-        t.pop("model")
+        t.pop("kw")
+    test_before = best.pop("test_no_refit")
+    for t in trials:
+        t.pop("test_no_refit", None)
     return {"trials": trials, "chosen": best["config"], "epochs": best["best_epoch"],
-            "valid": best["valid"], "test": test, "test_no_refit": before,
-            "fit_seconds": fit_s, "tune_seconds": sum(t["seconds"] for t in trials),
-            "final": final}
+            "valid": best["valid"], "test": final.test["metrics"], "test_no_refit": test_before,
+            "fit_seconds": final.fit_seconds, "tune_seconds": sum(t["seconds"] for t in trials),
+            "final": final.model}
 
 
 def surprise_svd(pdata) -> dict:
@@ -187,16 +203,19 @@ def main() -> None:
         p = pdatas[f]
         print(f"fold u{f}: train {p.train.nnz}, valid {len(p.valid.ratings)}, test "
               f"{len(p.test.ratings)}", flush=True)
+        fold = {"fold": f}
         if "mf" in parts:
-            res.setdefault("mf", {})[f] = tune_and_refit(BiasedMF, *MF_SGD, p, quick=args.quick)
+            res.setdefault("mf", {})[f] = tune_and_refit("biased-mf", *MF_SGD, args.data, fold,
+                                                         quick=args.quick)
         if "als" in parts:
-            res.setdefault("als", {})[f] = tune_and_refit(BiasedMF, *MF_ALS, p, quick=args.quick)
-        if "fm" in parts:
+            res.setdefault("als", {})[f] = tune_and_refit("biased-mf", *MF_ALS, args.data, fold,
+                                                          quick=args.quick)
+        if "fm" in parts:  # the runner hands the FM the data set's side features
             res.setdefault("fm_side", {})[f] = tune_and_refit(
-                FM, {**FM_BASE[0], "use_side_features": True}, FM_BASE[1], p,
-                {"context": FitContext(side=side)}, quick=args.quick)
+                "fm", {**FM_BASE[0], "use_side_features": True}, FM_BASE[1], args.data, fold,
+                quick=args.quick)
             res.setdefault("fm_plain", {})[f] = tune_and_refit(
-                FM, {**FM_BASE[0], "use_side_features": False}, FM_BASE[1], p,
+                "fm", {**FM_BASE[0], "use_side_features": False}, FM_BASE[1], args.data, fold,
                 quick=args.quick)
         if "surprise" in parts:
             try:
@@ -205,7 +224,8 @@ def main() -> None:
                 res["surprise_error"] = {0: {"error": str(e)}}
                 parts.discard("surprise")
         if "autorec" in parts and f == 1:
-            res["autorec"] = {1: tune_and_refit(AutoRec, *AUTOREC, p, quick=args.quick)}
+            res["autorec"] = {1: tune_and_refit("autorec", *AUTOREC, args.data, fold,
+                                                quick=args.quick)}
         for key, per in res.items():
             if f in per and "test" in per[f]:
                 print(f"  u{f} {key}: test rmse {per[f]['test']['rmse']:.4f}", flush=True)
@@ -213,13 +233,14 @@ def main() -> None:
     # the AutoRec paper's protocol: random 90/10 splits, 10% of training for validation
     paper = {}
     if "autorec" in parts:
-        no_folds = dataclasses.replace(ds, splits={})
+        # u.data read as a plain log: no canonical folds, so the protocol splits at random
+        log_opts = {"format": "tsv", "header": False, "sep": "\t"}
         for s in AUTOREC_SEEDS:
-            p = build_protocol(no_folds, ProtocolConfig(name="rating", seed=s,
-                                                         valid_fraction=0.1))
             print(f"AutoRec paper protocol, seed {s}", flush=True)
-            paper[s] = tune_and_refit(AutoRec, AUTOREC[0], AUTOREC_PAPER_GRID, p,
-                                      quick=args.quick)
+            paper[s] = tune_and_refit("autorec", AUTOREC[0], AUTOREC_PAPER_GRID,
+                                      str(Path(args.data) / "u.data"),
+                                      {"seed": s, "valid_fraction": 0.1}, quick=args.quick,
+                                      data_opts=log_opts)
             print(f"  seed {s}: test rmse {paper[s]['test']['rmse']:.4f}", flush=True)
 
     total_s = time.perf_counter() - t_start
