@@ -116,7 +116,7 @@ class RecommenderConformance:
             fitted.score(np.arange(2), sp.csr_matrix((2, X.shape[1] + 1), dtype=np.float32))
 
     def test_fold_in_scores_depend_only_on_history(self, fitted, data):
-        if not type(fitted).folds_in:
+        if not type(fitted).capabilities.folds_in:
             pytest.skip("model does not fold in")
         X, _ = data
         users = np.arange(X.shape[0])

@@ -26,12 +26,16 @@ def models_cmd() -> None:
     table = Table(title="models")
     table.add_column("name")
     table.add_column("class")
-    table.add_column("fold-in")
+    for col in ("task", "fold-in", "trainer", "side", "ratings", "selects-on"):
+        table.add_column(col)
     table.add_column("defaults")
     for name, cls in MODELS.items():
         defaults = ", ".join(f"{k}={v}"  # nested tables as --set spells them: train.epochs=200
                              for k, v in dotted(config_to_dict(cls.config_class())).items())
-        table.add_row(name, cls.__name__, "yes" if cls.folds_in else "no", defaults)
+        caps = cls.capabilities
+        flags = ["yes" if f else "no" for f in (caps.folds_in, caps.trainer,
+                                                 caps.side_features, caps.predicts_ratings)]
+        table.add_row(name, cls.__name__, caps.task, *flags, caps.selects_on or "-", defaults)
     console().print(table)
 
 

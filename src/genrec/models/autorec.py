@@ -27,7 +27,7 @@ matrix (``train_``) beside the weights and saves both.
 Ranking (``score``): unclipped predicted ratings. I-AutoRec does not fold in: it reads the
 user's column of the reconstruction (``users``); ``users=None`` (or an unknown user) ranks by
 each item's mean predicted rating over the training users. U-AutoRec scores from ``X_users``
-(it folds in); the class-level ``folds_in`` is False because the item variant cannot.
+(it folds in); ``capabilities.folds_in`` is False because the item variant cannot.
 
 Input normalisation (``input_norm``, an addition; off by default): with ``input_norm = c > 0``
 each input row is rescaled to L2 norm c before the encoder, r -> c r / ||r|| (an all-zero row
@@ -86,7 +86,7 @@ from genrec.evaluate import RatingTask
 from genrec.metrics import rmse
 from genrec.models._shallow import KeepBest, check_rating_range, fit_rating_range, lookup
 from genrec.models._sparse import csr_to_dense
-from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
 from genrec.models.nn_blocks import dropout_values
 
 __all__ = ["AutoRec", "AutoRecConfig", "AutoRecNet", "masked_sse", "autorec_objective",
@@ -223,8 +223,8 @@ class AutoRec(Recommender, RatingPredictor):
     name = "autorec"
     config_class = AutoRecConfig
     fitted_attributes = ("n_items_", "net_", "train_")
-    folds_in = False
-    validation = "rating"
+    capabilities = Capabilities(task="rating", folds_in=False, predicts_ratings=True,
+                                selects_on="rating")
 
     def __init__(self, config: AutoRecConfig | None = None, **overrides):
         super().__init__(config, **overrides)

@@ -76,7 +76,7 @@ from genrec.models._shallow import (
     lookup,
     rating_triples,
 )
-from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
 
 __all__ = ["BiasedMF", "BiasedMFConfig", "als_half_step", "sgd_step", "mf_predict"]
 
@@ -263,8 +263,8 @@ class BiasedMF(Recommender, RatingPredictor):
     name = "biased-mf"
     config_class = BiasedMFConfig
     fitted_attributes = ("n_items_", "user_factors_", "item_factors_")
-    folds_in = False
-    validation = "rating"
+    capabilities = Capabilities(task="rating", folds_in=False, predicts_ratings=True,
+                                selects_on="rating")
 
     def __init__(self, config: BiasedMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)

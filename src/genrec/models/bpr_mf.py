@@ -51,7 +51,7 @@ from genrec.models._shallow import (
     lookup,
     rating_triples,
 )
-from genrec.models.base import Recommender, as_csr, resolve_device
+from genrec.models.base import Capabilities, Recommender, as_csr, resolve_device
 
 __all__ = ["BPRMF", "BPRMFConfig", "bpr_loss"]
 
@@ -117,8 +117,7 @@ class BPRMF(Recommender):
     name = "bpr-mf"
     config_class = BPRMFConfig
     fitted_attributes = ("n_items_", "user_factors_", "item_factors_")
-    folds_in = False
-    validation = "ranking"
+    capabilities = Capabilities(folds_in=False, selects_on="ranking")
 
     def __init__(self, config: BPRMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)

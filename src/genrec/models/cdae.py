@@ -59,7 +59,7 @@ from torch.nn import functional as F
 
 from genrec.config import Range, check_ranges
 from genrec.errors import DataError
-from genrec.models.base import as_csr
+from genrec.models.base import Capabilities, as_csr
 from genrec.models.nn_blocks import SparseInputLinear, dropout_values, make_linear, row_ids
 from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, StepContext, TrainConfig
@@ -150,7 +150,8 @@ class CDAE(TorchRecommender):
 
     name = "cdae"
     config_class = CDAEConfig
-    folds_in = False  # scores of training users use their user node, not the history alone
+    # scores of training users use their user node, not the history alone
+    capabilities = Capabilities(folds_in=False, trainer=True, selects_on="ranking")
     fitted_attributes = ("n_items_", "n_users_", "module_")
 
     def fit(self, X: Any, **kwargs: Any) -> CDAE:

@@ -60,6 +60,7 @@ import torch
 from torch import nn
 
 from genrec.config import check_ranges
+from genrec.models.base import Capabilities
 from genrec.models.denoiser import Denoiser
 from genrec.models.diffusion_schedule import DiffusionConfig, DiffusionSchedule
 from genrec.models.torch_base import TorchRecommender
@@ -275,6 +276,7 @@ class DiffRec(TorchRecommender):
     """
 
     name = "diffrec"
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = DiffRecConfig
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> DiffRecNet:

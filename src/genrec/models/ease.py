@@ -32,7 +32,7 @@ import torch
 
 from genrec.errors import ConfigError
 from genrec.models._sparse import sparse_matmul
-from genrec.models.base import Recommender, as_csr
+from genrec.models.base import Capabilities, Recommender, as_csr
 
 __all__ = ["EASE", "EASEConfig", "ease_weights", "ease_memory_bytes", "gram_matrix"]
 
@@ -136,6 +136,7 @@ class EASE(Recommender):
     name = "ease"
     config_class = EASEConfig
     fitted_attributes = ("n_items_", "B_")
+    capabilities = Capabilities()
 
     def __init__(self, config: EASEConfig | None = None, **overrides):
         super().__init__(config, **overrides)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -65,7 +65,7 @@ from genrec.models._shallow import (
     rating_triples,
 )
 from genrec.models._sparse import sparse_matmul
-from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
 
 __all__ = ["FM", "FMConfig", "fm_pairwise", "fm_pairwise_naive", "fm_predict", "fm_padded",
            "fm_penalty", "fm_feature_blocks", "design_matrix", "padded_rows"]
@@ -247,11 +247,11 @@ class FM(Recommender, RatingPredictor):
     name = "fm"
     config_class = FMConfig
     fitted_attributes = ("n_items_", "V_", "user_block_")
-    folds_in = False
+    capabilities = Capabilities(task="rating", folds_in=False, side_features=True,
+                                predicts_ratings=True, selects_on="rating")
 
     def selects_on(self) -> str:
         return "rating" if self.config.objective == "regression" else "ranking"
-    uses_side_features: ClassVar[bool] = True
 
     def __init__(self, config: FMConfig | None = None, **overrides):
         super().__init__(config, **overrides)

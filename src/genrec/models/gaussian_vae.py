@@ -38,6 +38,7 @@ from typing import Annotated, Any
 import torch
 
 from genrec.config import Range, check_ranges
+from genrec.models.base import Capabilities
 from genrec.models.nn_blocks import MLPAutoencoder, gaussian_kl_to_std_normal, reparameterize
 from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, StepContext, TrainConfig
@@ -79,6 +80,7 @@ class GaussianVAE(TorchRecommender):
     """
 
     name = "gaussian-vae"
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = GaussianVAEConfig
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> MLPAutoencoder:

@@ -56,7 +56,7 @@ from torch import nn
 from genrec._optional import require
 from genrec.config import Range, check_ranges
 from genrec.errors import ConfigError, DataError
-from genrec.models.base import as_csr
+from genrec.models.base import Capabilities, as_csr
 from genrec.models.denoiser import Denoiser
 from genrec.models.diffrec import (
     TimestepSampler,
@@ -335,6 +335,7 @@ class LDiffRec(TorchRecommender):
     """
 
     name = "ldiffrec"
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = LDiffRecConfig
     fitted_attributes = ("n_items_", "module_", "item_cluster_")
 

@@ -51,6 +51,7 @@ import scipy.sparse as sp
 import torch
 
 from genrec.config import Range, check_ranges
+from genrec.models.base import Capabilities
 from genrec.models.nn_blocks import (
     MLPAutoencoder,
     dropout_values,
@@ -125,6 +126,7 @@ class MultVAE(TorchRecommender):
     """
 
     name = "mult-vae"
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = MultVAEConfig
     variational = True
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from genrec.models.base import Recommender, as_csr
+from genrec.models.base import Capabilities, Recommender, as_csr
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Popularity(Recommender):
     name = "popularity"
     config_class = PopularityConfig
     fitted_attributes = ("n_items_", "item_scores_")
+    capabilities = Capabilities()
 
     def __init__(self, config: PopularityConfig | None = None, **overrides):
         super().__init__(config, **overrides)

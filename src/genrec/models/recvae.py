@@ -63,6 +63,7 @@ import torch
 from torch import nn
 
 from genrec.config import Range, check_ranges
+from genrec.models.base import Capabilities
 from genrec.models.nn_blocks import (
     SparseInputLinear,
     dropout_values,
@@ -204,6 +205,7 @@ class RecVAE(TorchRecommender):
     """
 
     name = "recvae"
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = RecVAEConfig
 
     def __init__(self, config: RecVAEConfig | None = None, **overrides: Any):

@@ -23,7 +23,7 @@ import logging
 import warnings
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from genrec.errors import ConfigError, DataError
-from genrec.models.base import Recommender, as_csr, resolve_device
+from genrec.models.base import Capabilities, Recommender, as_csr, resolve_device
 from genrec.train import Batch, StepContext, TrainConfig, Trainer, TrainResult
 
 __all__ = ["TorchRecommender"]
@@ -70,8 +70,7 @@ class TorchRecommender(Recommender):
     """
 
     #: the CLI passes run_dir / resume / progress to fit when this is True
-    trainable: ClassVar[bool] = True
-    validation = "ranking"
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     fitted_attributes = ("n_items_", "module_")
 
     def __init__(self, config: Any = None, **overrides: Any):

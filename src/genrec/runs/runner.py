@@ -116,12 +116,12 @@ def fit_model(model: Recommender, X: sp.csr_matrix, valid: Any, ds: Dataset | No
     """Fit ``model`` with what its class asks for: the trainer's run folder and resume flag,
     side features."""
     side = None
-    if getattr(type(model), "uses_side_features", False) and getattr(
+    if type(model).capabilities.side_features and getattr(
             model.config, "use_side_features", True) and ds is not None:
         from genrec.data.features import side_features  # the FM's side information
 
         side = side_features(ds)
-    trained = getattr(type(model), "trainable", False)
+    trained = type(model).capabilities.trainer
     try:
         from genrec.train import FitContext
     except ImportError:  # TEMPORARY until the trainer takes a FitContext
