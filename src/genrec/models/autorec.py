@@ -73,12 +73,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
+from typing_extensions import Self
 
 from genrec.config import Range, check_ranges, valid_device_name
 from genrec.errors import ConfigError, DataError
@@ -225,11 +226,16 @@ class AutoRec(Recommender, RatingPredictor):
     fitted_attributes = ("n_items_", "net_", "train_")
     capabilities = Capabilities(task="rating", folds_in=False, predicts_ratings=True,
                                 selects_on="rating")
+    net_: AutoRecNet
+    train_: sp.csr_matrix
+    n_users_: int
+    rating_range_: tuple[float, float]
+    default_rating_: float
+    best_epoch_: int
+    valid_rmse_: list[float]
 
-    def __init__(self, config: AutoRecConfig | None = None, **overrides):
+    def __init__(self, config: AutoRecConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
-        self.net_: AutoRecNet | None = None
-        self.train_: sp.csr_matrix | None = None
 
     # ------------------------------------------------------------------ helpers
     def _rows_matrix(self) -> sp.csr_matrix:
@@ -247,7 +253,7 @@ class AutoRec(Recommender, RatingPredictor):
         return torch.cat(outs) if outs else torch.zeros(0, rows.shape[1])
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, *, valid: RatingTask | None = None) -> AutoRec:
+    def fit(self, X: Any, *, valid: RatingTask | None = None, context: Any = None) -> Self:
         cfg = self.config
         X = as_csr(X)
         if X.nnz == 0:

@@ -328,8 +328,8 @@ class Recommender(ABC):
                             f"{saved.__name__}.load")
         if not isinstance(meta.get("config"), dict):
             raise DataError(f"{meta_path}: no config table; was it written by Recommender.save?")
-        config = build_config(saved.config_class, saved.upgrade_config(meta["config"]),
-                              where=str(meta_path))
+        config: Any = build_config(saved.config_class, saved.upgrade_config(meta["config"]),
+                                   where=str(meta_path))
         model = saved(config)
         weights = p / "weights.npz"
         if not weights.is_file():
