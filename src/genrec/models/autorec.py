@@ -281,6 +281,7 @@ class AutoRec(Recommender, RatingPredictor):
             chunks.append((x, rescale_rows(x, cfg.input_norm), csr_to_dense(mask, dev).bool()))
         lr = cfg.lr if cfg.lr is not None else _DEFAULT_LR[cfg.optimizer]
         params = list(net.parameters())
+        opt: torch.optim.Optimizer
         if cfg.optimizer == "lbfgs":
             opt = torch.optim.LBFGS(params, lr=lr, max_iter=cfg.eval_every, history_size=10,
                                     line_search_fn="strong_wolfe")
@@ -312,7 +313,7 @@ class AutoRec(Recommender, RatingPredictor):
             elif full_batch:
                 for _ in range(n_iter):
                     loss = float(full_objective())
-                    opt.step()
+                    opt.step()  # type: ignore[call-arg]  # Rprop here; LBFGS takes a closure above
             else:
                 for _ in range(n_iter):
                     order = torch.randperm(len(chunks), generator=gen).tolist()
@@ -324,7 +325,7 @@ class AutoRec(Recommender, RatingPredictor):
                         obj = masked_sse(net(xin), x, m) + (
                             0.5 * cfg.l2 * len(x) / N * net.penalty())
                         obj.backward()
-                        opt.step()
+                        opt.step()  # type: ignore[call-arg]  # Adam here; LBFGS takes a closure above
                         loss += float(obj.detach())
             done += n_iter
             if not math.isfinite(loss):
@@ -421,7 +422,8 @@ class AutoRec(Recommender, RatingPredictor):
         net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()
                              if k.startswith("net.")})
         self.net_ = net
-        self.rating_range_ = tuple(float(x) for x in state["rating_range"])
+        lo, hi = (float(x) for x in state["rating_range"])
+        self.rating_range_ = (lo, hi)
         self.default_rating_ = float(state["default_rating"])
         self.best_epoch_ = int(state["best_epoch"])
         self.valid_rmse_ = []

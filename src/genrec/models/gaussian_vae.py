@@ -82,6 +82,7 @@ class GaussianVAE(TorchRecommender):
     name = "gaussian-vae"
     capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = GaussianVAEConfig
+    module_: MLPAutoencoder
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> MLPAutoencoder:
         c = self.config
@@ -91,6 +92,7 @@ class GaussianVAE(TorchRecommender):
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         net = self.module_
         mu, logvar = net.encode(batch.indptr, batch.indices, batch.values)  # (B, K) x 2
+        assert logvar is not None  # a variational encoder returns both
         mu, logvar = mu.float(), logvar.float()
         z = reparameterize(mu, logvar, ctx.generator)  # (B, K)
         recon = gaussian_recon_loss(net.decode(z), batch.dense()).mean()

@@ -45,7 +45,7 @@ WWW 2018. https://arxiv.org/abs/1802.05814
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import scipy.sparse as sp
 import torch
@@ -127,7 +127,8 @@ class MultVAE(TorchRecommender):
 
     name = "mult-vae"
     capabilities = Capabilities(trainer=True, selects_on="ranking")
-    config_class = MultVAEConfig
+    config_class: ClassVar[type] = MultVAEConfig
+    module_: MLPAutoencoder
     variational = True
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> MLPAutoencoder:
@@ -148,6 +149,7 @@ class MultVAE(TorchRecommender):
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         net = self.module_
         mu, logvar = net.encode(*self._input(batch, ctx))  # (B, K), (B, K)
+        assert logvar is not None  # a variational encoder returns both
         mu, logvar = mu.float(), logvar.float()
         z = reparameterize(mu, logvar, ctx.generator, self.config.noise_scale)  # (B, K)
         logits = net.decode(z)  # (B, I)
