@@ -147,6 +147,9 @@ class TimestepSampler(nn.Module):
     Buffers: ``lt_history`` (T, H) float64, ``lt_count`` (T,) int64.
     """
 
+    lt_history: torch.Tensor
+    lt_count: torch.Tensor
+
     def __init__(self, steps: int, history_per_step: int = 10):
         super().__init__()
         self.steps = steps
@@ -276,6 +279,7 @@ class DiffRec(TorchRecommender):
     """
 
     name = "diffrec"
+    module_: DiffRecNet
     capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = DiffRecConfig
 

@@ -225,6 +225,10 @@ class ClusteredVAE(nn.Module):
     cluster, ``inv_perm`` (I,) the item order of the concatenated decoder outputs.
     """
 
+    item_cluster: torch.Tensor
+    local_index: torch.Tensor
+    inv_perm: torch.Tensor
+
     def __init__(self, item_cluster: np.ndarray, latent_dim: int, hidden: tuple[int, ...],
                  generator: torch.Generator, shared_decoder: bool = False):
         super().__init__()
@@ -335,6 +339,7 @@ class LDiffRec(TorchRecommender):
     """
 
     name = "ldiffrec"
+    module_: LDiffRecNet
     capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = LDiffRecConfig
     fitted_attributes = ("n_items_", "module_", "item_cluster_")

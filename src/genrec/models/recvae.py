@@ -61,6 +61,7 @@ from typing import Annotated, Any
 import scipy.sparse as sp
 import torch
 from torch import nn
+from typing_extensions import Self
 
 from genrec.config import Range, check_ranges
 from genrec.models.base import Capabilities
@@ -205,6 +206,7 @@ class RecVAE(TorchRecommender):
     """
 
     name = "recvae"
+    module_: RecVAENet
     capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = RecVAEConfig
 
@@ -221,9 +223,10 @@ class RecVAE(TorchRecommender):
         return RecVAENet(n_items, c.hidden_dim, c.latent_dim, c.ln_eps, generator)
 
     # -------------------------------------------------------------- training
-    def fit(self, X: Any, **kwargs: Any) -> RecVAE:
+    def fit(self, X: Any, **kwargs: Any) -> Self:
         try:
-            return super().fit(X, **kwargs)
+            super().fit(X, **kwargs)
+            return self
         finally:  # the per-user posteriors (2 x U x K floats each) serve training only
             self._old_posterior = self._decoder_posterior = None
             if self.module_ is not None:  # the last phase froze one half
