@@ -270,7 +270,8 @@ class DiffusionSchedule(nn.Module):
         return t
 
     # ------------------------------------------------------------ forward process
-    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor | int,
+                 noise: torch.Tensor) -> torch.Tensor:
         """A draw of x_t ~ q(x_t | x_0): sqrt(abar_t) x0 + sqrt(1 - abar_t) noise.
 
         Parameters

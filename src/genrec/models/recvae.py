@@ -288,7 +288,9 @@ class RecVAE(TorchRecommender):
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         c, net = self.config, self.module_
+        assert batch.users is not None  # training batches carry their row indices
         if ctx.phase.name == "decoder":
+            assert self._decoder_posterior is not None  # cached by on_phase_start
             mu, logvar = (t[batch.users.to(t.device)] for t in self._decoder_posterior[1])
             z = reparameterize(mu, logvar, ctx.generator)  # (B, K), no gradient to the encoder
             mll = multinomial_log_lik_sparse(net.decoder(z), batch.indptr, batch.indices,
@@ -300,6 +302,7 @@ class RecVAE(TorchRecommender):
         z = reparameterize(mu, logvar, ctx.generator)  # (B, K)
         mll = multinomial_log_lik_sparse(net.decoder(z), batch.indptr, batch.indices,
                                          batch.values)  # (B,)
+        assert self._old_posterior is not None  # cached by on_phase_start
         old_mu, old_logvar = (t[batch.users.to(t.device)] for t in self._old_posterior)
         log_prior = composite_prior_log_density(z, old_mu, old_logvar, c.prior_weights,
                                                 c.wide_logvar)  # (B, K)
