@@ -31,6 +31,7 @@ from _common import ML1M_CLEAN, header, run_peer, write_result
 from genrec.data import load_dataset
 from genrec.evaluate import evaluate_ranking
 from genrec.models import get_model_class
+from genrec.models.base import Capabilities
 from genrec.protocols import ProtocolConfig, build_protocol
 
 KS = (10, 20)
@@ -42,7 +43,7 @@ GENREC = {"total_anneal_steps": 1, "anneal_cap": 0.2, "hidden_dims": [600], "lat
 class FixedScores:
     """Scores computed elsewhere, served to genrec's evaluator by user index."""
 
-    folds_in = False
+    capabilities = Capabilities(folds_in=False)
 
     def __init__(self, scores: np.ndarray):
         self.scores = torch.from_numpy(scores)

@@ -7,6 +7,7 @@ from genrec.errors import DataError
 from genrec.evaluate import RankingTask, evaluate_ranking
 from genrec.metrics import ndcg_at_k, recall_at_k
 from genrec.models import EASE, Popularity
+from genrec.models.base import Capabilities
 from genrec.protocols import ProtocolConfig, build_protocol
 from tests.synthetic import write_ml100k, write_pair_lists
 
@@ -14,7 +15,7 @@ from tests.synthetic import write_ml100k, write_pair_lists
 class FixedScores:
     """A fake model returning a fixed score matrix; records the batches it saw."""
 
-    folds_in = True
+    capabilities = Capabilities(folds_in=True)
 
     def __init__(self, S):
         self.S = S

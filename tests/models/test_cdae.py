@@ -29,7 +29,7 @@ def test_registered_and_paper_defaults():
     assert get_model_class("cdae") is CDAE
     c = CDAE().config
     assert (c.latent_dim, c.hidden_activation, c.corruption) == (50, "sigmoid", 0.2)
-    assert not CDAE.folds_in
+    assert not CDAE.capabilities.folds_in
 
 
 @pytest.mark.parametrize("bad", [dict(corruption=1.0), dict(latent_dim=0), dict(l2=-1.0),

@@ -230,7 +230,7 @@ def test_bpr_triple_penalizes_its_user_features_once(monkeypatch):
 
 def test_registered_and_flags():
     assert get_model_class("fm") is FM
-    assert FM.uses_side_features is True
+    assert FM.capabilities.side_features is True
 
 
 @pytest.mark.parametrize("kw", [dict(l2_w=float("nan")), dict(l2_v=float("inf")),

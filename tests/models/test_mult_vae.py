@@ -26,7 +26,7 @@ class TestMultVAE(RecommenderConformance):
 
 def test_registered_under_its_cli_name():
     assert get_model_class("mult-vae") is MultVAE
-    assert MultVAE.trainable
+    assert MultVAE.capabilities.trainer
 
 
 def test_paper_defaults():

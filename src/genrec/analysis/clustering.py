@@ -114,7 +114,8 @@ def select_k(Y: np.ndarray, ks: Sequence[int], method: Literal["gmm", "kmeans"] 
         if on_step is not None:
             on_step(k)
     if criterion == "bic":
-        best = min(range(len(fits)), key=lambda j: fits[j].bic)
+        bics = [np.inf if c.bic is None else c.bic for c in fits]  # "bic" needs gmm: all set
+        best = min(range(len(fits)), key=lambda j: bics[j])
     else:
         best = max(range(len(fits)), key=lambda j: np.nan_to_num(fits[j].silhouette, nan=-2))
     return fits[best], rows

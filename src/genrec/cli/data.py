@@ -24,15 +24,21 @@ format_option = click.option(
 def models_cmd() -> None:
     """List the models and their default configs."""
     table = Table(title="models")
-    table.add_column("name")
-    table.add_column("class")
-    table.add_column("fold-in")
-    table.add_column("defaults")
+    for col in ("name", "class", "fold-in", "defaults"):
+        table.add_column(col)
+    caps_table = Table(title="capabilities")
+    for col in ("name", "task", "fold-in", "trainer", "side", "ratings", "selects-on"):
+        caps_table.add_column(col)
     for name, cls in MODELS.items():
         defaults = ", ".join(f"{k}={v}"  # nested tables as --set spells them: train.epochs=200
                              for k, v in dotted(config_to_dict(cls.config_class())).items())
-        table.add_row(name, cls.__name__, "yes" if cls.folds_in else "no", defaults)
+        caps = cls.capabilities
+        yes = ["yes" if f else "no" for f in (caps.folds_in, caps.trainer,
+                                               caps.side_features, caps.predicts_ratings)]
+        table.add_row(name, cls.__name__, yes[0], defaults)
+        caps_table.add_row(name, caps.task, *yes, caps.selects_on or "-")
     console().print(table)
+    console().print(caps_table)
 
 
 @click.group("data")

@@ -27,7 +27,7 @@ matrix (``train_``) beside the weights and saves both.
 Ranking (``score``): unclipped predicted ratings. I-AutoRec does not fold in: it reads the
 user's column of the reconstruction (``users``); ``users=None`` (or an unknown user) ranks by
 each item's mean predicted rating over the training users. U-AutoRec scores from ``X_users``
-(it folds in); the class-level ``folds_in`` is False because the item variant cannot.
+(it folds in); ``capabilities.folds_in`` is False because the item variant cannot.
 
 Input normalisation (``input_norm``, an addition; off by default): with ``input_norm = c > 0``
 each input row is rescaled to L2 norm c before the encoder, r -> c r / ||r|| (an all-zero row
@@ -73,12 +73,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
+from typing_extensions import Self
 
 from genrec.config import Range, check_ranges, valid_device_name
 from genrec.errors import ConfigError, DataError
@@ -86,7 +87,7 @@ from genrec.evaluate import RatingTask
 from genrec.metrics import rmse
 from genrec.models._shallow import KeepBest, check_rating_range, fit_rating_range, lookup
 from genrec.models._sparse import csr_to_dense
-from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
 from genrec.models.nn_blocks import dropout_values
 
 __all__ = ["AutoRec", "AutoRecConfig", "AutoRecNet", "masked_sse", "autorec_objective",
@@ -223,13 +224,18 @@ class AutoRec(Recommender, RatingPredictor):
     name = "autorec"
     config_class = AutoRecConfig
     fitted_attributes = ("n_items_", "net_", "train_")
-    folds_in = False
-    validation = "rating"
+    capabilities = Capabilities(task="rating", folds_in=False, predicts_ratings=True,
+                                selects_on="rating")
+    net_: AutoRecNet
+    train_: sp.csr_matrix
+    n_users_: int
+    rating_range_: tuple[float, float]
+    default_rating_: float
+    best_epoch_: int
+    valid_rmse_: list[float]
 
-    def __init__(self, config: AutoRecConfig | None = None, **overrides):
+    def __init__(self, config: AutoRecConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
-        self.net_: AutoRecNet | None = None
-        self.train_: sp.csr_matrix | None = None
 
     # ------------------------------------------------------------------ helpers
     def _rows_matrix(self) -> sp.csr_matrix:
@@ -247,7 +253,7 @@ class AutoRec(Recommender, RatingPredictor):
         return torch.cat(outs) if outs else torch.zeros(0, rows.shape[1])
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, *, valid: RatingTask | None = None) -> AutoRec:
+    def fit(self, X: Any, *, valid: RatingTask | None = None, context: Any = None) -> Self:
         cfg = self.config
         X = as_csr(X)
         if X.nnz == 0:
@@ -275,6 +281,7 @@ class AutoRec(Recommender, RatingPredictor):
             chunks.append((x, rescale_rows(x, cfg.input_norm), csr_to_dense(mask, dev).bool()))
         lr = cfg.lr if cfg.lr is not None else _DEFAULT_LR[cfg.optimizer]
         params = list(net.parameters())
+        opt: torch.optim.Optimizer
         if cfg.optimizer == "lbfgs":
             opt = torch.optim.LBFGS(params, lr=lr, max_iter=cfg.eval_every, history_size=10,
                                     line_search_fn="strong_wolfe")
@@ -306,7 +313,7 @@ class AutoRec(Recommender, RatingPredictor):
             elif full_batch:
                 for _ in range(n_iter):
                     loss = float(full_objective())
-                    opt.step()
+                    opt.step()  # type: ignore[call-arg]  # Rprop here; LBFGS takes a closure above
             else:
                 for _ in range(n_iter):
                     order = torch.randperm(len(chunks), generator=gen).tolist()
@@ -318,7 +325,7 @@ class AutoRec(Recommender, RatingPredictor):
                         obj = masked_sse(net(xin), x, m) + (
                             0.5 * cfg.l2 * len(x) / N * net.penalty())
                         obj.backward()
-                        opt.step()
+                        opt.step()  # type: ignore[call-arg]  # Adam here; LBFGS takes a closure above
                         loss += float(obj.detach())
             done += n_iter
             if not math.isfinite(loss):
@@ -415,7 +422,8 @@ class AutoRec(Recommender, RatingPredictor):
         net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()
                              if k.startswith("net.")})
         self.net_ = net
-        self.rating_range_ = tuple(float(x) for x in state["rating_range"])
+        lo, hi = (float(x) for x in state["rating_range"])
+        self.rating_range_ = (lo, hi)
         self.default_rating_ = float(state["default_rating"])
         self.best_epoch_ = int(state["best_epoch"])
         self.valid_rmse_ = []

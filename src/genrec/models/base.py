@@ -1,34 +1,35 @@
-"""The Recommender interface every model implements.
+"""The Recommender contract every model implements.
 
-Models implement ``fit`` and ``score`` (and ``_get_state``/``_set_state`` for saving);
-``recommend``, ``save`` and ``load`` are written once here.
+A model implements (checked by the conformance suite, ``tests/models/conformance.py``):
 
-Contract (checked by the shared conformance suite in ``tests/models/conformance.py``):
+* ``fit(X, *, valid=None, context=None) -> Self``: ``X`` the training matrix, CSR
+  (n_users, n_items); ``valid`` an optional RankingTask or RatingTask to select on;
+  ``context`` an optional :class:`genrec.train.FitContext` (run folder, resume, callbacks,
+  data fingerprint, side features).
+* ``score(users, X_users) -> (B, n_items)``: ``users`` row indices into the training matrix
+  (None for users unseen in training), ``X_users`` their histories.
+* ``_get_state() -> {name: array}`` and ``_set_state(arrays)`` for saving.
+* ``capabilities``: one :class:`Capabilities` per class saying what it can do.
+* Fitted state: attributes ending in ``_``, declared as class annotations, created only by
+  ``fit`` (or ``load``) and named in ``fitted_attributes``.
+* ``predict(users, items)`` when it is a :class:`RatingPredictor`.
 
-* ``fit(X, *, valid=None) -> self``: ``X`` is the training matrix, CSR (n_users, n_items).
-  ``valid`` is an optional :class:`genrec.evaluate.RankingTask` for early stopping.
-* ``score(users, X_users) -> (B, n_items)`` scores. ``users`` are row indices into the
-  training matrix (or None for users never seen in training); ``X_users`` (B, n_items) are
-  their histories. Fold-in models (EASE, the autoencoders) score from ``X_users`` alone, so
-  unseen users work; models with per-user parameters (MF) use ``users`` and say so.
-* ``recommend(users, X_users, k, exclude_seen=True) -> (items (B, k), scores (B, k))``.
-* ``save(dir)`` writes ``model.json`` (format, class, config) and ``weights.npz``;
-  ``Recommender.load(dir)`` rebuilds through the registry; nothing is unpickled.
-
-Fitted state ends with ``_`` and is created only by ``fit`` (or ``load``).
+The base gives: config building from overrides, ``recommend`` (top-k, seen items excluded),
+``save``/``load`` (``model.json`` + ``weights.npz``, nothing unpickled), ``check_task`` and
+``check_valid_task`` (read from ``capabilities``), ``_check_users`` and ``upgrade_config``.
 """
-
 from __future__ import annotations
 
 import dataclasses
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from typing_extensions import Self
 
 from genrec import __version__
 from genrec.config import (
@@ -41,9 +42,41 @@ from genrec.errors import ConfigError, DataError, NotFittedError, check_is_fitte
 from genrec.io import atomic_write_json, load_arrays, save_arrays
 from genrec.metrics import topk_indices
 
-__all__ = ["Recommender", "RatingPredictor", "resolve_device", "as_csr", "MODEL_FORMAT"]
+__all__ = ["Capabilities", "Recommender", "RatingPredictor", "resolve_device", "as_csr",
+           "MODEL_FORMAT"]
 
 MODEL_FORMAT = "genrec-model/1"
+
+TaskKind = Literal["ranking", "rating"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What a model class can do (one per class, ``capabilities: ClassVar[Capabilities]``).
+
+    task : what the model is evaluated on by default ("ranking" or "rating").
+    folds_in : scores users unseen in training from their histories alone.
+    trainer : trained by :class:`genrec.train.Trainer` (resume, weight averaging, bf16,
+        early stopping).
+    side_features : fit uses the side features of ``context.side``.
+    predicts_ratings : implements :meth:`RatingPredictor.predict`.
+    selects_on : the kind of validation task fit selects on by default; None when fit
+        takes no validation (:meth:`Recommender.selects_on` may answer by config).
+    """
+
+    task: TaskKind = "ranking"
+    folds_in: bool = True
+    trainer: bool = False
+    side_features: bool = False
+    predicts_ratings: bool = False
+    selects_on: TaskKind | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in ("ranking", "rating"):
+            raise ValueError(f"task must be ranking or rating, got {self.task!r}")
+        if self.selects_on not in ("ranking", "rating", None):
+            raise ValueError(f"selects_on must be ranking, rating or None, "
+                             f"got {self.selects_on!r}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,11 +136,9 @@ class Recommender(ABC):
     config_class: ClassVar[type]
     #: fitted attributes that must exist before score/recommend/save
     fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_",)
-    #: True when ``score`` uses only ``X_users`` (new users work without retraining)
-    folds_in: ClassVar[bool] = True
-    #: the validation ``fit(valid=...)`` selects on: "ranking" (a RankingTask), "rating" (a
-    #: RatingTask), or None when fit takes no validation (see :meth:`selects_on`)
-    validation: ClassVar[str | None] = None
+    #: what the class can do (each model class declares its own)
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    n_items_: int
 
     def __init__(self, config: Any = None, **overrides: Any):
         if config is None:
@@ -120,15 +151,14 @@ class Recommender(ABC):
         if overrides:
             config = build_config(self.config_class, overrides, base=config, where=self.name)
         self.config = config
-        self.n_items_: int | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 
-    def selects_on(self) -> str | None:
+    def selects_on(self) -> TaskKind | None:
         """"ranking" or "rating": the kind of task ``fit(valid=...)`` selects on, under this
         config; None when fit takes no validation."""
-        return self.validation
+        return self.capabilities.selects_on
 
     @classmethod
     def check_task(cls, task: Any) -> None:
@@ -137,10 +167,10 @@ class Recommender(ABC):
         unseen in training (strong generalization) a model that folds in."""
         from genrec.evaluate import RankingTask, RatingTask
 
-        if isinstance(task, RatingTask) and not issubclass(cls, RatingPredictor):
+        if isinstance(task, RatingTask) and not cls.capabilities.predicts_ratings:
             raise ConfigError(f"model {cls.name} does not predict ratings; the rating "
                               f"protocol needs a rating model (biased-mf, fm, autorec)")
-        if isinstance(task, RankingTask) and task.users is None and not cls.folds_in:
+        if isinstance(task, RankingTask) and task.users is None and not cls.capabilities.folds_in:
             raise ConfigError(f"model {cls.name} cannot score users unseen in training; the "
                               f"strong protocol needs a fold-in model (ease, mult-vae, ...)")
 
@@ -182,8 +212,8 @@ class Recommender(ABC):
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod
-    def fit(self, X: Any, *, valid: Any = None) -> Recommender:
-        """Fit on the training matrix X, CSR (n_users, n_items)."""
+    def fit(self, X: Any, *, valid: Any = None, context: Any = None) -> Self:
+        """Fit on the training matrix X, CSR (n_users, n_items); see the module docstring."""
 
     @abstractmethod
     def score(self, users: np.ndarray | None, X_users: Any) -> np.ndarray | torch.Tensor:
@@ -264,7 +294,7 @@ class Recommender(ABC):
             "format": MODEL_FORMAT,
             "model": self.name,
             "config": config_to_dict(self.config),
-            "n_items": int(self.n_items_),  # type: ignore[arg-type]
+            "n_items": int(self.n_items_),
             "genrec_version": __version__,
         }
         atomic_write_json(out / "model.json", meta)
@@ -298,8 +328,8 @@ class Recommender(ABC):
                             f"{saved.__name__}.load")
         if not isinstance(meta.get("config"), dict):
             raise DataError(f"{meta_path}: no config table; was it written by Recommender.save?")
-        config = build_config(saved.config_class, saved.upgrade_config(meta["config"]),
-                              where=str(meta_path))
+        config: Any = build_config(saved.config_class, saved.upgrade_config(meta["config"]),
+                                   where=str(meta_path))
         model = saved(config)
         weights = p / "weights.npz"
         if not weights.is_file():

@@ -73,7 +73,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -94,7 +94,7 @@ from genrec.models._shallow import (
     train_module,
     upgrade_flat_config,
 )
-from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
 from genrec.train import BatchContext, Chunked, FitContext, Ratings, StepContext, TrainConfig
 
 __all__ = ["BiasedMF", "BiasedMFConfig", "BiasedMFNet", "als_half_step", "sgd_step",
@@ -308,10 +308,9 @@ class BiasedMF(Recommender, RatingPredictor):
     name = "biased-mf"
     config_class = BiasedMFConfig
     fitted_attributes = ("n_items_", "module_")
-    folds_in = False
-    validation = "rating"
-    #: the CLI passes a FitContext (run_dir, resume, callbacks) to fit (ALS ignores it)
-    trainable: ClassVar[bool] = True
+    #: ALS fits directly and ignores the trainer's FitContext
+    capabilities = Capabilities(task="rating", folds_in=False, trainer=True,
+                                predicts_ratings=True, selects_on="rating")
 
     def __init__(self, config: BiasedMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)

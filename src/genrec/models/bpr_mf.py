@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,7 +63,7 @@ from genrec.models._shallow import (
     train_module,
     upgrade_flat_config,
 )
-from genrec.models.base import Recommender, as_csr, resolve_device
+from genrec.models.base import Capabilities, Recommender, as_csr, resolve_device
 from genrec.train import BatchContext, Chunked, FitContext, StepContext, TrainConfig, Triples
 
 __all__ = ["BPRMF", "BPRMFConfig", "BPRMFNet", "bpr_loss"]
@@ -151,10 +151,7 @@ class BPRMF(Recommender):
     name = "bpr-mf"
     config_class = BPRMFConfig
     fitted_attributes = ("n_items_", "module_")
-    folds_in = False
-    validation = "ranking"
-    #: the CLI passes a FitContext (run_dir, resume, callbacks) to fit
-    trainable: ClassVar[bool] = True
+    capabilities = Capabilities(folds_in=False, trainer=True, selects_on="ranking")
 
     def __init__(self, config: BPRMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)

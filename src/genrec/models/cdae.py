@@ -49,20 +49,21 @@ Systems. WSDM 2016. https://doi.org/10.1145/2835776.2835837
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
+from typing_extensions import Self
 
 from genrec.config import Range, check_ranges
 from genrec.errors import DataError
-from genrec.models.base import as_csr
+from genrec.models.base import Capabilities, as_csr
 from genrec.models.nn_blocks import SparseInputLinear, dropout_values, make_linear, row_ids
 from genrec.models.torch_base import TorchRecommender
-from genrec.train import Batch, StepContext, TrainConfig
+from genrec.train import Batch, FitContext, StepContext, TrainConfig
 
 __all__ = ["CDAE", "CDAEConfig", "CDAENet", "cdae_loss"]
 
@@ -149,13 +150,17 @@ class CDAE(TorchRecommender):
 
     name = "cdae"
     config_class = CDAEConfig
-    folds_in = False  # scores of training users use their user node, not the history alone
-    fitted_attributes = ("n_items_", "n_users_", "module_")
+    # scores of training users use their user node, not the history alone
+    capabilities = Capabilities(folds_in=False, trainer=True, selects_on="ranking")
+    fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_", "n_users_", "module_")
+    module_: CDAENet
+    n_users_: int
 
-    def fit(self, X: Any, **kwargs: Any) -> CDAE:
+    def fit(self, X: Any, *, valid: Any = None, context: FitContext | None = None) -> Self:
         X = as_csr(X)
         self.n_users_ = X.shape[0]
-        return super().fit(X, **kwargs)
+        super().fit(X, valid=valid, context=context)
+        return self
 
     def _check_train_data(self, X: sp.csr_matrix) -> None:
         if X.nnz and (X.data.min() < 0 or X.data.max() > 1):
@@ -171,6 +176,7 @@ class CDAE(TorchRecommender):
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         net: CDAENet = self.module_
         values = dropout_values(batch.values, self.config.corruption, ctx.generator)
+        assert batch.users is not None  # training batches carry their row indices
         users = batch.users.to(batch.indptr.device)
         logits = net(batch.indptr, batch.indices, values, users).float()  # (B, I)
         recon = cdae_loss(logits, batch)

@@ -60,6 +60,7 @@ import torch
 from torch import nn
 
 from genrec.config import check_ranges
+from genrec.models.base import Capabilities
 from genrec.models.denoiser import Denoiser
 from genrec.models.diffusion_schedule import DiffusionConfig, DiffusionSchedule
 from genrec.models.torch_base import TorchRecommender
@@ -145,6 +146,9 @@ class TimestepSampler(nn.Module):
 
     Buffers: ``lt_history`` (T, H) float64, ``lt_count`` (T,) int64.
     """
+
+    lt_history: torch.Tensor
+    lt_count: torch.Tensor
 
     def __init__(self, steps: int, history_per_step: int = 10):
         super().__init__()
@@ -275,6 +279,8 @@ class DiffRec(TorchRecommender):
     """
 
     name = "diffrec"
+    module_: DiffRecNet
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = DiffRecConfig
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> DiffRecNet:

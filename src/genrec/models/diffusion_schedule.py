@@ -225,6 +225,20 @@ class DiffusionSchedule(nn.Module):
     betas, alphas_cumprod, posterior_variance, posterior_mean_coef1, ... : Tensor (T,) float64
     """
 
+    # buffers made by register_buffer from schedule_tables
+    alphas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    alphas_cumprod_prev: torch.Tensor
+    betas: torch.Tensor
+    posterior_log_variance_clipped: torch.Tensor
+    posterior_mean_coef1: torch.Tensor
+    posterior_mean_coef2: torch.Tensor
+    posterior_variance: torch.Tensor
+    sqrt_alphas_cumprod: torch.Tensor
+    sqrt_one_minus_alphas_cumprod: torch.Tensor
+    sqrt_recip_alphas_cumprod: torch.Tensor
+    sqrt_recipm1_alphas_cumprod: torch.Tensor
+
     def __init__(self, name: str, steps: int, noise_scale: float, noise_min: float,
                  noise_max: float, first_beta: float | None = 1e-5,
                  prediction: Literal["x0", "eps"] = "x0"):
@@ -256,7 +270,8 @@ class DiffusionSchedule(nn.Module):
         return t
 
     # ------------------------------------------------------------ forward process
-    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor | int,
+                 noise: torch.Tensor) -> torch.Tensor:
         """A draw of x_t ~ q(x_t | x_0): sqrt(abar_t) x0 + sqrt(1 - abar_t) noise.
 
         Parameters

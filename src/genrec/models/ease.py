@@ -26,13 +26,15 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from typing_extensions import Self
 
 from genrec.errors import ConfigError
 from genrec.models._sparse import sparse_matmul
-from genrec.models.base import Recommender, as_csr
+from genrec.models.base import Capabilities, Recommender, as_csr
 
 __all__ = ["EASE", "EASEConfig", "ease_weights", "ease_memory_bytes", "gram_matrix"]
 
@@ -136,12 +138,13 @@ class EASE(Recommender):
     name = "ease"
     config_class = EASEConfig
     fitted_attributes = ("n_items_", "B_")
+    capabilities = Capabilities()
+    B_: torch.Tensor  # (I, I) item-item weights
 
-    def __init__(self, config: EASEConfig | None = None, **overrides):
+    def __init__(self, config: EASEConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
-        self.B_: torch.Tensor | None = None
 
-    def fit(self, X, *, valid=None) -> EASE:
+    def fit(self, X: Any, *, valid: Any = None, context: Any = None) -> Self:
         X = as_csr(X)
         n_items = X.shape[1]
         need = ease_memory_bytes(n_items)

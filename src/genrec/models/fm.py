@@ -56,7 +56,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -78,7 +78,7 @@ from genrec.models._shallow import (
     upgrade_flat_config,
 )
 from genrec.models._sparse import sparse_matmul
-from genrec.models.base import RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
 from genrec.train import (
     BatchContext,
     Chunked,
@@ -275,13 +275,11 @@ class FM(Recommender, RatingPredictor):
     name = "fm"
     config_class = FMConfig
     fitted_attributes = ("n_items_", "module_", "user_block_")
-    #: the CLI passes a FitContext (run_dir, resume, callbacks) to fit
-    trainable: ClassVar[bool] = True
-    folds_in = False
+    capabilities = Capabilities(task="rating", folds_in=False, trainer=True,
+                                side_features=True, predicts_ratings=True, selects_on="rating")
 
     def selects_on(self) -> str:
         return "rating" if self.config.objective == "regression" else "ranking"
-    uses_side_features: ClassVar[bool] = True
 
     def __init__(self, config: FMConfig | None = None, **overrides):
         super().__init__(config, **overrides)

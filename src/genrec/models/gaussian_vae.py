@@ -38,6 +38,7 @@ from typing import Annotated, Any
 import torch
 
 from genrec.config import Range, check_ranges
+from genrec.models.base import Capabilities
 from genrec.models.nn_blocks import MLPAutoencoder, gaussian_kl_to_std_normal, reparameterize
 from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, StepContext, TrainConfig
@@ -79,7 +80,9 @@ class GaussianVAE(TorchRecommender):
     """
 
     name = "gaussian-vae"
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = GaussianVAEConfig
+    module_: MLPAutoencoder
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> MLPAutoencoder:
         c = self.config
@@ -89,6 +92,7 @@ class GaussianVAE(TorchRecommender):
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         net = self.module_
         mu, logvar = net.encode(batch.indptr, batch.indices, batch.values)  # (B, K) x 2
+        assert logvar is not None  # a variational encoder returns both
         mu, logvar = mu.float(), logvar.float()
         z = reparameterize(mu, logvar, ctx.generator)  # (B, K)
         recon = gaussian_recon_loss(net.decode(z), batch.dense()).mean()

@@ -46,16 +46,17 @@ size (K_c per cluster), d item-embedding size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, cast
 
 import numpy as np
 import torch
 from torch import nn
+from typing_extensions import Self
 
 from genrec._optional import require
 from genrec.config import Range, check_ranges
 from genrec.errors import ConfigError, DataError
-from genrec.models.base import as_csr
+from genrec.models.base import Capabilities, as_csr
 from genrec.models.denoiser import Denoiser
 from genrec.models.diffrec import (
     TimestepSampler,
@@ -224,6 +225,10 @@ class ClusteredVAE(nn.Module):
     cluster, ``inv_perm`` (I,) the item order of the concatenated decoder outputs.
     """
 
+    item_cluster: torch.Tensor
+    local_index: torch.Tensor
+    inv_perm: torch.Tensor
+
     def __init__(self, item_cluster: np.ndarray, latent_dim: int, hidden: tuple[int, ...],
                  generator: torch.Generator, shared_decoder: bool = False):
         super().__init__()
@@ -276,7 +281,7 @@ class ClusteredVAE(nn.Module):
             ptr = torch.zeros(B + 1, dtype=torch.long, device=indptr.device)
             ptr[1:] = torch.cumsum(torch.bincount(rows[m], minlength=B), 0)  # (B + 1,)
             h = self.inputs[c](ptr, self.local_index[indices[m]], values[m])  # (B, H_1)
-            for layer in self.encoders[c]:
+            for layer in cast(nn.ModuleList, self.encoders[c]):
                 h = layer(torch.tanh(h))  # (B, H_next)
             mus.append(h[:, :k])  # (B, K_c)
             logvars.append(h[:, k:])
@@ -287,7 +292,7 @@ class ClusteredVAE(nn.Module):
         parts = [z] if self.shared_decoder else torch.split(z, self.latent_sizes, dim=1)
         outs = []
         for layers, h in zip(self.decoders, parts):  # C x (B, K_c), or the whole (B, K)
-            for i, layer in enumerate(layers):
+            for i, layer in enumerate(cast(nn.ModuleList, layers)):
                 h = layer(h if i == 0 else torch.tanh(h))  # (B, ...)
             outs.append(h)  # (B, I_c), or (B, I) in item order
         if self.shared_decoder:
@@ -334,15 +339,14 @@ class LDiffRec(TorchRecommender):
     """
 
     name = "ldiffrec"
+    module_: LDiffRecNet
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = LDiffRecConfig
-    fitted_attributes = ("n_items_", "module_", "item_cluster_")
-
-    def __init__(self, config: LDiffRecConfig | None = None, **overrides: Any):
-        super().__init__(config, **overrides)
-        self.item_cluster_: np.ndarray | None = None
+    fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_", "module_", "item_cluster_")
+    item_cluster_: np.ndarray  # (I,) int64
 
     def fit(self, X: Any, *, valid: Any = None, item_embeddings: np.ndarray | None = None,
-            context: FitContext | None = None) -> LDiffRec:
+            context: FitContext | None = None) -> Self:
         """Cluster the items, then train (see :meth:`TorchRecommender.fit`).
 
         Parameters
@@ -370,10 +374,11 @@ class LDiffRec(TorchRecommender):
         self.item_cluster_ = cluster_items(item_embeddings, c.n_clusters, c.train.seed,
                                            c.normalize_embeddings)
         try:
-            return super().fit(X, valid=valid, context=context)
+            super().fit(X, valid=valid, context=context)
         except BaseException:
-            self.item_cluster_ = None
+            del self.item_cluster_
             raise
+        return self
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> LDiffRecNet:
         return LDiffRecNet(self.item_cluster_, self.config, generator)

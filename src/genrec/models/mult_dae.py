@@ -31,6 +31,7 @@ from typing import Annotated, Any
 import torch
 
 from genrec.config import Range, check_ranges
+from genrec.models.base import Capabilities
 from genrec.models.mult_vae import MultVAE
 from genrec.models.nn_blocks import multinomial_log_lik_sparse
 from genrec.train import Batch, StepContext, TrainConfig
@@ -76,6 +77,7 @@ class MultDAE(MultVAE):
     """
 
     name = "mult-dae"
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = MultDAEConfig
     variational = False
 

@@ -45,12 +45,13 @@ WWW 2018. https://arxiv.org/abs/1802.05814
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import scipy.sparse as sp
 import torch
 
 from genrec.config import Range, check_ranges
+from genrec.models.base import Capabilities
 from genrec.models.nn_blocks import (
     MLPAutoencoder,
     dropout_values,
@@ -125,7 +126,9 @@ class MultVAE(TorchRecommender):
     """
 
     name = "mult-vae"
-    config_class = MultVAEConfig
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
+    config_class: ClassVar[type] = MultVAEConfig
+    module_: MLPAutoencoder
     variational = True
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> MLPAutoencoder:
@@ -146,6 +149,7 @@ class MultVAE(TorchRecommender):
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         net = self.module_
         mu, logvar = net.encode(*self._input(batch, ctx))  # (B, K), (B, K)
+        assert logvar is not None  # a variational encoder returns both
         mu, logvar = mu.float(), logvar.float()
         z = reparameterize(mu, logvar, ctx.generator, self.config.noise_scale)  # (B, K)
         logits = net.decode(z)  # (B, I)

@@ -7,11 +7,12 @@ ratings with ``weight="sum"``), the same for every user, so it folds in triviall
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from typing_extensions import Self
 
-from genrec.models.base import Recommender, as_csr
+from genrec.models.base import Capabilities, Recommender, as_csr
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,13 @@ class Popularity(Recommender):
     name = "popularity"
     config_class = PopularityConfig
     fitted_attributes = ("n_items_", "item_scores_")
+    capabilities = Capabilities()
+    item_scores_: np.ndarray  # (I,)
 
-    def __init__(self, config: PopularityConfig | None = None, **overrides):
+    def __init__(self, config: PopularityConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
-        self.item_scores_: np.ndarray | None = None
 
-    def fit(self, X, *, valid=None) -> Popularity:
+    def fit(self, X: Any, *, valid: Any = None, context: Any = None) -> Self:
         X = as_csr(X)
         if self.config.weight == "count":
             counts = np.bincount(X.indices, minlength=X.shape[1])

@@ -61,8 +61,10 @@ from typing import Annotated, Any
 import scipy.sparse as sp
 import torch
 from torch import nn
+from typing_extensions import Self
 
 from genrec.config import Range, check_ranges
+from genrec.models.base import Capabilities
 from genrec.models.nn_blocks import (
     SparseInputLinear,
     dropout_values,
@@ -73,7 +75,15 @@ from genrec.models.nn_blocks import (
     reparameterize,
 )
 from genrec.models.torch_base import TorchRecommender, check_counts
-from genrec.train import Batch, Phase, StepContext, TrainConfig, autocast, make_optimizer
+from genrec.train import (
+    Batch,
+    FitContext,
+    Phase,
+    StepContext,
+    TrainConfig,
+    autocast,
+    make_optimizer,
+)
 
 __all__ = ["RecVAE", "RecVAEConfig", "composite_prior_log_density", "swish"]
 
@@ -204,6 +214,8 @@ class RecVAE(TorchRecommender):
     """
 
     name = "recvae"
+    module_: RecVAENet
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class = RecVAEConfig
 
     def __init__(self, config: RecVAEConfig | None = None, **overrides: Any):
@@ -219,9 +231,10 @@ class RecVAE(TorchRecommender):
         return RecVAENet(n_items, c.hidden_dim, c.latent_dim, c.ln_eps, generator)
 
     # -------------------------------------------------------------- training
-    def fit(self, X: Any, **kwargs: Any) -> RecVAE:
+    def fit(self, X: Any, *, valid: Any = None, context: FitContext | None = None) -> Self:
         try:
-            return super().fit(X, **kwargs)
+            super().fit(X, valid=valid, context=context)
+            return self
         finally:  # the per-user posteriors (2 x U x K floats each) serve training only
             self._old_posterior = self._decoder_posterior = None
             if self.module_ is not None:  # the last phase froze one half
@@ -283,7 +296,9 @@ class RecVAE(TorchRecommender):
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         c, net = self.config, self.module_
+        assert batch.users is not None  # training batches carry their row indices
         if ctx.phase.name == "decoder":
+            assert self._decoder_posterior is not None  # cached by on_phase_start
             mu, logvar = (t[batch.users.to(t.device)] for t in self._decoder_posterior[1])
             z = reparameterize(mu, logvar, ctx.generator)  # (B, K), no gradient to the encoder
             mll = multinomial_log_lik_sparse(net.decoder(z), batch.indptr, batch.indices,
@@ -295,6 +310,7 @@ class RecVAE(TorchRecommender):
         z = reparameterize(mu, logvar, ctx.generator)  # (B, K)
         mll = multinomial_log_lik_sparse(net.decoder(z), batch.indptr, batch.indices,
                                          batch.values)  # (B,)
+        assert self._old_posterior is not None  # cached by on_phase_start
         old_mu, old_logvar = (t[batch.users.to(t.device)] for t in self._old_posterior)
         log_prior = composite_prior_log_density(z, old_mu, old_logvar, c.prior_weights,
                                                 c.wide_logvar)  # (B, K)

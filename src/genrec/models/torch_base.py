@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import warnings
 from abc import abstractmethod
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from genrec.errors import ConfigError, DataError
-from genrec.models.base import Recommender, as_csr, resolve_device
+from genrec.models.base import Capabilities, Recommender, as_csr, resolve_device
 from genrec.train import Batch, FitContext, StepContext, TrainConfig, Trainer, TrainResult
 
 __all__ = ["TorchRecommender"]
@@ -68,9 +68,7 @@ class TorchRecommender(Recommender):
         1-based epoch whose weights were kept (None without validation: the last).
     """
 
-    #: the CLI passes a FitContext (run_dir, resume, callbacks) to fit when this is True
-    trainable: ClassVar[bool] = True
-    validation = "ranking"
+    capabilities = Capabilities(trainer=True, selects_on="ranking")
     fitted_attributes = ("n_items_", "module_")
 
     def __init__(self, config: Any = None, **overrides: Any):

@@ -88,7 +88,7 @@ def preflight(cls: type[Recommender], configs: list[Any], pdata: ProtocolData,
     for cfg in configs:
         cls(cfg).check_valid_task(pdata.valid)
     valid = pdata.valid
-    chooses = getattr(cls, "trainable", False) or select_metric is not None or refit
+    chooses = cls.capabilities.trainer or select_metric is not None or refit
     if isinstance(valid, RankingTask) and chooses:  # the epoch or the grid is picked on it
         if valid.truth.nnz == 0:
             use = "the grid selects" if select_metric is not None else (

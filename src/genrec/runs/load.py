@@ -84,7 +84,7 @@ class Run:
                 notes.append(f"user {user} has no interactions in {part}, so this is the "
                              f"model's answer to an empty history")
         else:
-            if not type(self.model).folds_in:
+            if not type(self.model).capabilities.folds_in:
                 raise ConfigError(f"model {self.name} cannot fold in a new history; "
                                   f"recommend for a known user instead")
             raw = list(dict.fromkeys(str(x).strip() for x in items or [] if str(x).strip()))

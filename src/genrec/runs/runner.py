@@ -117,14 +117,12 @@ def fit_model(model: Recommender, X: sp.csr_matrix, valid: Any, ds: Dataset | No
     """Fit ``model`` with what its class asks for: the trainer's run folder and resume flag,
     side features."""
     side = None
-    if getattr(type(model), "uses_side_features", False) and getattr(
+    if type(model).capabilities.side_features and getattr(
             model.config, "use_side_features", True) and ds is not None:
         from genrec.data.features import side_features  # the FM's side information
 
         side = side_features(ds)
-    trained = getattr(type(model), "trainable", False)
-    if not trained and side is None:
-        return model.fit(X, valid=valid)
+    trained = type(model).capabilities.trainer
     context = FitContext(run_dir=run_dir if trained else None, resume=resume and trained,
                          callbacks=tuple(hooks.callbacks) if hooks else (),
                          fingerprint=fp if trained else None, side=side)

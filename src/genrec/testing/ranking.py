@@ -156,7 +156,7 @@ def check_fold_in_scores_depend_only_on_history(fitted: Recommender, X: sp.csr_m
         A model whose class has ``folds_in = True``.
     X : csr_matrix, shape (n_users, n_items)
     """
-    assert type(fitted).folds_in, f"{type(fitted).__name__} does not fold in"
+    assert type(fitted).capabilities.folds_in, f"{type(fitted).__name__} does not fold in"
     users = np.arange(X.shape[0])
     np.testing.assert_allclose(_scores(fitted, users, X), _scores(fitted, None, X),
                                rtol=1e-6, atol=1e-6)
@@ -206,7 +206,7 @@ def _recommender_checks(make_model: ModelFactory, fitted: Recommender, X: sp.csr
          lambda: check_unfitted_model_raises_clear_error(make_model, X)),
         ("wrong_item_count_raises", lambda: check_wrong_item_count_raises(fitted, X)),
     ]
-    if type(fitted).folds_in:
+    if type(fitted).capabilities.folds_in:
         checks.append(("fold_in_scores_depend_only_on_history",
                        lambda: check_fold_in_scores_depend_only_on_history(fitted, X)))
     return checks
