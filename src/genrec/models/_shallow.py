@@ -2,9 +2,10 @@
 
 Rating triples from a CSR matrix, safe lookup of possibly unknown indices, the rating range,
 uniform negative sampling for BPR objectives, a keep-best tracker for early stopping (AutoRec),
-and the pieces BPR-MF, FM and biased MF share to train through :class:`genrec.train.Trainer`:
-the nested ``train`` config (:func:`as_train_config`, :func:`upgrade_flat_config`) and
-:func:`train_module`. Each is a few lines; they live here so the model files do not copy them.
+rows cut into length-sorted blocks (biased MF's batched ALS solves), and the pieces BPR-MF, FM
+and biased MF share to train through :class:`genrec.train.Trainer`: the nested ``train`` config
+(:func:`as_train_config`, :func:`upgrade_flat_config`) and :func:`train_module`. Each is a few
+lines; they live here so the model files do not copy them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from genrec.train import FitContext, TrainConfig, Trainer, TrainResult
 
 __all__ = ["rating_triples", "gather_rows", "lookup", "fit_rating_range", "check_rating_range",
            "NegativeSampler", "sample_negatives", "KeepBest",
-           "as_train_config", "upgrade_flat_config", "train_module"]
+           "as_train_config", "upgrade_flat_config", "train_module", "row_blocks"]
 
 
 def rating_triples(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,7 +181,9 @@ def as_train_config(config: Any, where: str) -> TrainConfig:
         from genrec.config import build_config
 
         spec = next(f for f in dataclasses.fields(config) if f.name == "train")
-        base = spec.default_factory()  # type: ignore[misc]
+        factory = spec.default_factory
+        assert callable(factory)  # every model config's train field has a default_factory
+        base = factory()
         return build_config(TrainConfig, value, base=base, where=f"{where}.train")
     raise ConfigError(f"{where}.train must be a TrainConfig or a table of its keys, got "
                       f"{type(value).__name__}")
@@ -215,3 +218,16 @@ def train_module(model: Any, module: torch.nn.Module, X: sp.csr_matrix, valid: A
     except BaseException:
         model.module_ = None
         raise
+
+
+def row_blocks(counts: np.ndarray, width: int, budget: int) -> list[np.ndarray]:
+    """Rows sorted by length, cut into blocks of at most ``budget`` padded entries."""
+    order = np.argsort(counts, kind="stable")
+    c = counts[order]
+    blocks, start, n = [], 0, len(order)
+    while start < n:
+        cost = (np.arange(1, n - start + 1) * np.maximum(c[start:], 1)) * width  # rising
+        stop = start + max(1, int(np.searchsorted(cost, budget, side="right")))
+        blocks.append(order[start:stop])
+        start = stop
+    return blocks

@@ -24,14 +24,13 @@ Solvers
     b_u += lr (e - lambda_b s_u b_u),  p_u += lr (e q_i - lambda s_u p_u)   (items alike)
 
 where s_u = c_u / n_u is the rating's share of the penalty. A mini-batch of ``batch_size``
-ratings applies these updates at once from the same parameters (so two ratings of one user
-in a batch add up); ``batch_size=1`` is Funk's sequential SGD. The step size is multiplied
-by ``lr_decay`` after each epoch. These are plain SGD steps on :func:`sgd_loss` (half the
-objective's terms of the batch's ratings), taken by the shared
-:class:`~genrec.train.Trainer` (``train.optimizer``: ``sgd`` by default, ``adam`` as an
-option), so the SGD solver has ``--resume``, weight averaging (``train.ema_decay``), bf16 and
-the trainer's early stopping; :func:`sgd_step` is the same update written out, the reference
-the tests compare with.
+ratings applies these updates at once from the same parameters (so two ratings of one user in a
+batch add up); ``batch_size=1`` is Funk's sequential SGD. The step size is multiplied by
+``lr_decay`` after each epoch. These are plain SGD steps on :func:`sgd_loss` (half the
+objective's terms of the batch's ratings), taken by the shared :class:`~genrec.train.Trainer`
+(``train.optimizer``: ``sgd`` by default, ``adam`` as an option), so the SGD solver has
+``--resume``, weight averaging (``train.ema_decay``), bf16 and the trainer's early stopping;
+:func:`sgd_step` is the same update written out, the reference the tests compare with.
 
 ``als``: alternating exact minimization. With the items fixed, each user's (b_u, p_u) solves a
 (K+1)-dimensional ridge regression, the normal equations
@@ -49,8 +48,7 @@ training ratings with ``epochs=best_epoch_`` and no ``valid`` is the usual next 
 Prediction is clipped to the rating range (``rating_range``, or the training minimum and
 maximum). Users or items without training ratings have zero factors and biases after fitting
 (their random initialisation was never updated). Unknown users or items (index -1 or beyond
-the fitted counts) drop their terms: mu + b_i for an unknown user, mu + b_u for an unknown
-item, mu for both.
+the fitted counts) drop their terms: unknown user mu + b_i, unknown item mu + b_u, both mu.
 
 Ranking (``score``): unclipped predicted ratings of every item (clipping would tie the top of
 the ranking). The model does not fold in: the user comes from ``users``; ``users=None`` (or an
@@ -59,13 +57,12 @@ unknown index) gets mu + b_i, the prediction for a user the model knows nothing 
 Departures from the paper: Koren et al. use per-rating SGD; the mini-batch updates and the ALS
 solver are additions (named config fields). The ``uniform`` penalty is an option, not the paper.
 
-Changed when the SGD solver moved onto the shared trainer: the training settings are nested
-under ``train`` (lr, lr_decay, batch_size, epochs, patience with None for "never", seed,
-device); the ratings are shuffled by the trainer's generator and the updates come from
-autograd (summed in another order), so SGD scores differ from earlier versions in the last
-digits for the same seed. ALS is still a direct fit (it reads ``train.epochs``,
-``train.patience``, ``train.seed`` and ``train.device``). Old model.json files are read
-through :meth:`BiasedMF.upgrade_config`.
+Changed when the SGD solver moved onto the shared trainer: lr, lr_decay, batch_size, epochs,
+patience (None for "never"), seed and device are nested under ``train`` (ALS, still a direct
+fit, reads ``train.epochs``, ``.patience``, ``.seed`` and ``.device``); the trainer's generator
+shuffles the ratings and autograd computes the updates (summed in another order), so SGD scores
+differ from earlier versions in the last digits for the same seed. Old model.json files are
+read through :meth:`BiasedMF.upgrade_config`.
 """
 
 from __future__ import annotations
@@ -91,6 +88,7 @@ from genrec.models._shallow import (
     gather_rows,
     lookup,
     rating_triples,
+    row_blocks,
     train_module,
     upgrade_flat_config,
 )
@@ -197,19 +195,6 @@ def sgd_loss(mu: float, bu: torch.Tensor, bi: torch.Tensor, P: torch.Tensor, Q: 
     return 0.5 * ((e * e).sum() + pen.sum()), e.detach()
 
 
-def _row_blocks(counts: np.ndarray, width: int, budget: int) -> list[np.ndarray]:
-    """Rows sorted by length, cut into blocks of at most ``budget`` padded entries."""
-    order = np.argsort(counts, kind="stable")
-    c = counts[order]
-    blocks, start, n = [], 0, len(order)
-    while start < n:
-        cost = (np.arange(1, n - start + 1) * np.maximum(c[start:], 1)) * width  # rising
-        stop = start + max(1, int(np.searchsorted(cost, budget, side="right")))
-        blocks.append(order[start:stop])
-        start = stop
-    return blocks
-
-
 def als_half_step(R: sp.csr_matrix, fixed: torch.Tensor, fixed_bias: torch.Tensor, mu: float,
                   l2: float, l2_bias: float, weighting: str = "count",
                   budget: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,7 +233,7 @@ def als_half_step(R: sp.csr_matrix, fixed: torch.Tensor, fixed_bias: torch.Tenso
     indptr = torch.as_tensor(R.indptr, device=dev)
     indices = torch.as_tensor(R.indices.astype(np.int64), device=dev)
     values = torch.as_tensor(R.data, dtype=dt, device=dev)
-    for rows_np in _row_blocks(counts, K + 1, budget):
+    for rows_np in row_blocks(counts, K + 1, budget):
         rows = torch.as_tensor(rows_np, device=dev)  # (R,)
         n_r = indptr[rows + 1] - indptr[rows]  # (R,)
         L = max(int(n_r.max()), 1)
@@ -358,10 +343,11 @@ class BiasedMF(Recommender, RatingPredictor):
         finally:
             no_u, no_i = self._unrated
             self._unrated = None
+        assert self.module_ is not None  # set by the solver, which raised otherwise
         with torch.no_grad():
-            self.module_ = self.module_.cpu().requires_grad_(False)
-            self.module_.P.masked_fill_(no_u[:, None], 0.0)
-            self.module_.Q.masked_fill_(no_i[:, None], 0.0)
+            self.module_ = net = self.module_.cpu().requires_grad_(False)
+            net.P.masked_fill_(no_u[:, None], 0.0)
+            net.Q.masked_fill_(no_i[:, None], 0.0)
         return self
 
     def _fit_sgd(self, X: sp.csr_matrix, module: BiasedMFNet, u: np.ndarray, i: np.ndarray,
@@ -393,17 +379,17 @@ class BiasedMF(Recommender, RatingPredictor):
         for epoch in range(1, cfg.train.epochs + 1):
             P, bu = als_half_step(X, Q, bi, mu, cfg.l2, cfg.l2_bias, cfg.l2_weighting)
             Q, bi = als_half_step(Xt, P, bu, mu, cfg.l2, cfg.l2_bias, cfg.l2_weighting)
-            self.module_ = BiasedMFNet(bu, bi, P, Q).requires_grad_(False)
+            self.module_ = net = BiasedMFNet(bu, bi, P, Q).requires_grad_(False)
             if valid is None:
                 continue
             v = rmse(self.predict(valid.users, valid.items), valid.ratings)
             log.info("epoch %d valid rmse %.4f", epoch, v)
-            if keep.update(epoch, v, lambda: self.module_.state_dict()):
+            if keep.update(epoch, v, net.state_dict):
                 break
         if valid is None or not keep.state:
             self.best_epoch_, self.valid_rmse_ = cfg.train.epochs, keep.history
-        else:
-            self.module_.load_state_dict(keep.state)
+        else:  # keep.state is set, so an epoch ran and module_ is set
+            net.load_state_dict(keep.state)
             self.best_epoch_, self.valid_rmse_ = keep.best_epoch, keep.history
         self.history_ = []
 
@@ -421,6 +407,7 @@ class BiasedMF(Recommender, RatingPredictor):
 
     def train_step(self, batch: Ratings, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, net = self.config, self.module_
+        assert net is not None  # the trainer calls this only while training
         loss, e = sgd_loss(self.mu_, net.bu, net.bi, net.P, net.Q, batch.users, batch.items,
                            batch.ratings, cfg.l2, cfg.l2_bias, *self._shares)
         return {"loss": loss, "train_mse": (e * e).mean()}
@@ -449,19 +436,26 @@ class BiasedMF(Recommender, RatingPredictor):
     def item_factors_(self) -> torch.Tensor | None:
         return None if self.module_ is None else self._table(self.module_.Q, 1)
 
+    def _fitted_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(user_bias_, item_bias_, user_factors_, item_factors_) of a fitted model."""
+        bu, bi, P, Q = self.user_bias_, self.item_bias_, self.user_factors_, self.item_factors_
+        assert bu is not None and bi is not None and P is not None and Q is not None
+        return bu, bi, P, Q
+
     # ------------------------------------------------------------------ predict / score
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Predicted ratings (n,) for index pairs; unknown users/items fall back to biases."""
         self._check_fitted()
+        assert self.n_items_ is not None  # _check_fitted
         u, ku = lookup(users, self.n_users_)
         i, ki = lookup(items, self.n_items_)
         if len(u) != len(i):
             raise DataError(f"predict: {len(u)} users but {len(i)} items")
-        dev = self.item_bias_.device
+        bu, bi, P, Q = self._fitted_params()
+        dev = bi.device
         with torch.no_grad():
-            pred = mf_predict(self.mu_, self.user_bias_, self.item_bias_, self.user_factors_,
-                              self.item_factors_, *(torch.from_numpy(a).to(dev)
-                                                    for a in (u, i, ku, ki))).cpu().numpy()
+            pred = mf_predict(self.mu_, bu, bi, P, Q, *(torch.from_numpy(a).to(dev)
+                                                        for a in (u, i, ku, ki))).cpu().numpy()
         if self.config.clip:
             pred = np.clip(pred, *self.rating_range_)
         return pred.astype(np.float32)
@@ -474,31 +468,31 @@ class BiasedMF(Recommender, RatingPredictor):
             u, ku = np.zeros(B, np.int64), np.zeros(B, bool)
         else:
             u, ku = lookup(users, self.n_users_)
-        dev = self.item_bias_.device
+        bu, bi, P, Q = self._fitted_params()
+        dev = bi.device
         u_t = torch.from_numpy(u).to(dev)  # (B,)
         ku_t = torch.from_numpy(ku).float()[:, None].to(dev)  # (B, 1)
         with torch.no_grad():
-            personal = self.user_bias_[u_t][:, None] + self.user_factors_[u_t] @ \
-                self.item_factors_.T  # (B, I)
-            return self.mu_ + self.item_bias_[None, :] + ku_t * personal  # (B, I)
+            personal = bu[u_t][:, None] + P[u_t] @ Q.T  # (B, I)
+            return self.mu_ + bi[None, :] + ku_t * personal  # (B, I)
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, np.ndarray]:
+        bu, bi, P, Q = self._fitted_params()
         return {
             "mu": np.array(self.mu_, np.float64),
-            "user_bias": self.user_bias_.cpu().numpy(),
-            "item_bias": self.item_bias_.cpu().numpy(),
-            "user_factors": self.user_factors_.cpu().numpy(),
-            "item_factors": self.item_factors_.cpu().numpy(),
+            "user_bias": bu.cpu().numpy(), "item_bias": bi.cpu().numpy(),
+            "user_factors": P.cpu().numpy(), "item_factors": Q.cpu().numpy(),
             "rating_range": np.array(self.rating_range_, np.float64),
             "best_epoch": np.array(self.best_epoch_, np.int64),
         }
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.mu_ = float(state["mu"])
-        self.module_ = BiasedMFNet(*(torch.from_numpy(state[k].astype(np.float32)) for k in (
+        self.module_ = net = BiasedMFNet(*(torch.from_numpy(state[k].astype(np.float32)) for k in (
             "user_bias", "item_bias", "user_factors", "item_factors"))).requires_grad_(False)
-        self.rating_range_ = tuple(float(x) for x in state["rating_range"])
+        low, high = (float(x) for x in state["rating_range"])
+        self.rating_range_ = (low, high)
         self.best_epoch_ = int(state["best_epoch"])
         self.valid_rmse_ = []
-        self.n_users_ = len(self.module_.P)
+        self.n_users_ = len(net.P)

@@ -189,11 +189,13 @@ class BPRMF(Recommender):
             raise
         finally:
             del self._pairs, self._sampler
+        net = self.module_
+        assert net is not None  # set by train_module, which raised otherwise
         with torch.no_grad():  # users without items: the average user, from now on
             if self._empty is not None:
-                self.module_.P[self._empty] = self.module_.P[~self._empty].mean(0)
+                net.P[self._empty] = net.P[~self._empty].mean(0)
         self._empty = None
-        self.module_ = self.module_.cpu().requires_grad_(False)
+        self.module_ = net.cpu().requires_grad_(False)
         self.history_ = result.history
         sel = cfg.train.select_metric
         self.valid_history_ = [r["valid"][sel] for r in result.history if "valid" in r]
@@ -214,6 +216,7 @@ class BPRMF(Recommender):
             u[sel].to(dev), i[sel].to(dev), j[s : s + len(sel)].to(dev)))
 
     def train_step(self, batch: Triples, ctx: StepContext) -> dict[str, torch.Tensor]:
+        assert self.module_ is not None  # the trainer calls this only while training
         return {"loss": self.module_.loss(batch, self.config.l2)}
 
     # ------------------------------------------------------------------ fitted tables
@@ -235,20 +238,26 @@ class BPRMF(Recommender):
     def item_bias_(self) -> torch.Tensor | None:
         return None if self.module_ is None else self.module_.b.detach()
 
+    def _fitted_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(user_factors_, item_factors_, item_bias_) of a model checked to be fitted."""
+        P, Q, b = self.user_factors_, self.item_factors_, self.item_bias_
+        assert P is not None and Q is not None and b is not None  # module_ is set
+        return P, Q, b
+
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """x_ui (n,) for index pairs: a preference score, not a rating. Unknown users use
         the mean user factor; unknown items score 0."""
         self._check_fitted()
+        assert self.n_items_ is not None  # _check_fitted
         u, ku = lookup(users, self.n_users_)
         i, ki = lookup(items, self.n_items_)
         if len(u) != len(i):
             raise DataError(f"predict: {len(u)} users but {len(i)} items")
         with torch.no_grad():
-            P = self.user_factors_
+            P, Q, b = self._fitted_tables()
             pu = P[torch.from_numpy(u)]  # (n, K)
             pu[torch.from_numpy(~ku)] = P.mean(0)
-            x = (pu * self.item_factors_[torch.from_numpy(i)]).sum(1) + self.item_bias_[
-                torch.from_numpy(i)]
+            x = (pu * Q[torch.from_numpy(i)]).sum(1) + b[torch.from_numpy(i)]
         return np.where(ki, x.cpu().numpy(), 0.0).astype(np.float32)
 
     def score(self, users, X_users) -> torch.Tensor:
@@ -256,7 +265,7 @@ class BPRMF(Recommender):
         users, X = self._check_users(users, X_users)
         B = X.shape[0]
         with torch.no_grad():
-            P = self.user_factors_
+            P, Q, b = self._fitted_tables()
             if users is None:
                 pu = P.mean(0).expand(B, -1)  # (B, K)
             else:
@@ -264,18 +273,19 @@ class BPRMF(Recommender):
                 pu = P[torch.from_numpy(u)]  # (B, K)
                 if not ku.all():
                     pu[torch.from_numpy(~ku)] = P.mean(0)
-            return pu @ self.item_factors_.T + self.item_bias_[None, :]  # (B, I)
+            return pu @ Q.T + b[None, :]  # (B, I)
 
     def _get_state(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors_.cpu().numpy(),
-                "item_factors": self.item_factors_.cpu().numpy(),
-                "item_bias": self.item_bias_.cpu().numpy(),
+        P, Q, b = self._fitted_tables()
+        return {"user_factors": P.cpu().numpy(),
+                "item_factors": Q.cpu().numpy(),
+                "item_bias": b.cpu().numpy(),
                 "best_epoch": np.array(self.best_epoch_, np.int64)}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        tables = [torch.from_numpy(state[k].astype(np.float32))
-                  for k in ("user_factors", "item_factors", "item_bias")]
-        self.module_ = BPRMFNet(*tables, self.config.item_bias).requires_grad_(False).eval()
+        P, Q, b = (torch.from_numpy(state[k].astype(np.float32))
+                   for k in ("user_factors", "item_factors", "item_bias"))
+        self.module_ = BPRMFNet(P, Q, b, self.config.item_bias).requires_grad_(False).eval()
         self.best_epoch_ = int(state["best_epoch"])
         self.valid_history_ = []
-        self.n_users_ = len(tables[0])
+        self.n_users_ = len(P)

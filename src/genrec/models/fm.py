@@ -281,10 +281,12 @@ class FM(Recommender, RatingPredictor):
     def selects_on(self) -> str:
         return "rating" if self.config.objective == "regression" else "ranking"
 
+    user_block_: sp.csr_matrix  # set by fit and load; absent reads as not fitted
+    item_block_: sp.csr_matrix
+
     def __init__(self, config: FMConfig | None = None, **overrides):
         super().__init__(config, **overrides)
         self.module_: FMNet | None = None
-        self.user_block_: sp.csr_matrix | None = None
 
     def _prepare(self) -> None:
         """Padded rows of the blocks (computed after fit and load)."""
@@ -294,10 +296,10 @@ class FM(Recommender, RatingPredictor):
     def _rows(self, u: np.ndarray, i: np.ndarray, device: torch.device | str = "cpu"
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded design rows (B, Lu+Li) for index pairs; unknown -> the empty row."""
-        u = torch.as_tensor(u)
-        i = torch.as_tensor(i)
-        idx = torch.cat([self._uidx.to(device)[u], self._iidx.to(device)[i]], 1)
-        val = torch.cat([self._uval.to(device)[u], self._ival.to(device)[i]], 1)
+        ut = torch.as_tensor(u)
+        it = torch.as_tensor(i)
+        idx = torch.cat([self._uidx.to(device)[ut], self._iidx.to(device)[it]], 1)
+        val = torch.cat([self._uval.to(device)[ut], self._ival.to(device)[it]], 1)
         return idx, val
 
     # ------------------------------------------------------------------ fit
@@ -345,7 +347,9 @@ class FM(Recommender, RatingPredictor):
             result = train_module(self, module, X, valid, context, cfg.train)
         finally:
             del self._data, self._sampler, self._padded
-        self.module_ = self.module_.cpu().requires_grad_(False)
+        net = self.module_
+        assert net is not None  # set by train_module, which raised otherwise
+        self.module_ = net = net.cpu().requires_grad_(False)
         self.history_ = result.history
         sel = "rmse" if isinstance(valid, RatingTask) else cfg.train.select_metric
         self.valid_history_ = [r["valid"][sel] for r in result.history if "valid" in r]
@@ -356,8 +360,8 @@ class FM(Recommender, RatingPredictor):
         if not regression:  # every item is drawn as a negative, so its features are trained
             used |= np.bincount(self.item_block_.indices, minlength=F) > 0
         unused = torch.from_numpy(~used)
-        self.module_.w[unused] = 0.0
-        self.module_.V[unused] = 0.0
+        net.w[unused] = 0.0
+        net.V[unused] = 0.0
         return self
 
     # ------------------------------------------------------------------ the trainer's side
@@ -384,6 +388,7 @@ class FM(Recommender, RatingPredictor):
 
     def train_step(self, batch: Ratings | Triples, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, net = self.config, self.module_
+        assert net is not None  # the trainer calls this only while training
         idx, val = self._batch_rows(batch.users, batch.items)  # (B, L)
         if isinstance(batch, Ratings):
             err = batch.ratings - fm_padded(idx, val, net.w0, net.w, net.V)  # (B,)
@@ -412,10 +417,17 @@ class FM(Recommender, RatingPredictor):
     def V_(self) -> torch.Tensor | None:
         return None if self.module_ is None else self.module_.V.detach()
 
+    def _fitted_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(w0_, w_, V_) of a model checked to be fitted."""
+        w0, w, V = self.w0_, self.w_, self.V_
+        assert w0 is not None and w is not None and V is not None  # module_ is set
+        return w0, w, V
+
     # ------------------------------------------------------------------ predict / score
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """y_hat (n,) for index pairs; unknown users or items contribute no features."""
         self._check_fitted()
+        assert self.n_items_ is not None  # _check_fitted
         u, ku = lookup(users, self.n_users_)
         i, ki = lookup(items, self.n_items_)
         if len(u) != len(i):
@@ -423,12 +435,12 @@ class FM(Recommender, RatingPredictor):
         u = np.where(ku, u, self.n_users_)  # the empty padded row
         i = np.where(ki, i, self.n_items_)
         out = np.empty(len(u), np.float32)
-        dev = self.w_.device
+        w0, w, V = self._fitted_params()
+        dev = w.device
         with torch.no_grad():
             for s in range(0, len(u), 65536):
                 idx, val = self._rows(u[s : s + 65536], i[s : s + 65536], dev)
-                out[s : s + 65536] = fm_padded(idx, val, self.w0_, self.w_,
-                                               self.V_).cpu().numpy()
+                out[s : s + 65536] = fm_padded(idx, val, w0, w, V).cpu().numpy()
         if self.config.clip and self.rating_range_ is not None:
             out = np.clip(out, *self.rating_range_)
         return out
@@ -442,19 +454,18 @@ class FM(Recommender, RatingPredictor):
         else:
             u, ku = lookup(users, self.n_users_)
             u = np.where(ku, u, self.n_users_)
-        dev = self.w_.device
+        w0, w, V = self._fitted_params()
+        dev = w.device
         with torch.no_grad():
             ut = torch.from_numpy(u)
-            a_u, own_u = _parts(self._uidx[ut].to(dev), self._uval[ut].to(dev), self.w_,
-                                self.V_)  # (B, K)
-            b_i, own_i = _parts(self._iidx[:-1].to(dev), self._ival[:-1].to(dev), self.w_,
-                                self.V_)  # (I, K)
-            return self.w0_ + own_u[:, None] + own_i[None, :] + a_u @ b_i.T  # (B, I)
+            a_u, own_u = _parts(self._uidx[ut].to(dev), self._uval[ut].to(dev), w, V)  # (B, K)
+            b_i, own_i = _parts(self._iidx[:-1].to(dev), self._ival[:-1].to(dev), w, V)  # (I, K)
+            return w0 + own_u[:, None] + own_i[None, :] + a_u @ b_i.T  # (B, I)
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, np.ndarray]:
-        out = {"w0": self.w0_.cpu().numpy(), "w": self.w_.cpu().numpy(),
-               "V": self.V_.cpu().numpy(),
+        w0, w, V = self._fitted_params()
+        out = {"w0": w0.cpu().numpy(), "w": w.cpu().numpy(), "V": V.cpu().numpy(),
                "feature_names": np.array(self.feature_names_, dtype=str),
                "best_epoch": np.array(self.best_epoch_, np.int64),
                "rating_range": np.array(self.rating_range_ if self.rating_range_ else [],

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import warnings
 from abc import abstractmethod
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,7 +31,15 @@ from torch import nn
 
 from genrec.errors import ConfigError, DataError
 from genrec.models.base import Capabilities, Recommender, as_csr, resolve_device
-from genrec.train import Batch, FitContext, StepContext, TrainConfig, Trainer, TrainResult
+from genrec.train import (
+    Batch,
+    FitContext,
+    StepContext,
+    Trainable,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+)
 
 __all__ = ["TorchRecommender"]
 
@@ -135,9 +143,9 @@ class TorchRecommender(Recommender):
         init = torch.Generator().manual_seed(cfg.seed)
         self.module_ = self._build_module(X.shape[1], init).to(device)
         self.n_items_ = X.shape[1]
-        try:
+        try:  # a Trainable now: module_ is set
             result: TrainResult = Trainer.from_context(cfg, context).fit(
-                self, X, valid, resume=context is not None and context.resume)
+                cast(Trainable, self), X, valid, resume=context is not None and context.resume)
         except BaseException:
             self.module_, self.n_items_ = None, None
             raise
@@ -146,8 +154,17 @@ class TorchRecommender(Recommender):
         return self
 
     # ------------------------------------------------------------------ using
+    def _module(self) -> nn.Module:
+        """The fitted network (callers have checked the model is fitted, or are training)."""
+        assert self.module_ is not None
+        return self.module_
+
+    def _n_items(self) -> int:
+        assert self.n_items_ is not None  # set with module_
+        return self.n_items_
+
     def _device(self) -> torch.device:
-        return next(self.module_.parameters()).device
+        return next(self._module().parameters()).device
 
     def _batches(self, X: sp.csr_matrix, users: np.ndarray | None = None):
         """Scoring batches of ``SCORE_BATCH`` rows; ``Batch.users`` holds the rows' training
@@ -162,17 +179,17 @@ class TorchRecommender(Recommender):
         (fold-in: users unseen in training work). ``users`` reaches ``_scores`` as
         ``Batch.users``; only models with per-user parameters read it."""
         users, X = self._check_users(users, X_users)
-        self.module_.eval()
+        self._module().eval()
         with torch.inference_mode():
             out = [self._scores(b).float() for b in self._batches(X, users)]
         if not out:
-            return torch.zeros((0, self.n_items_), device=self._device())
+            return torch.zeros((0, self._n_items()), device=self._device())
         return out[0] if len(out) == 1 else torch.cat(out)  # (B, I)
 
     def user_embeddings(self, X_users: Any) -> np.ndarray:
         """Encoder means (B, K) of the users with histories ``X_users`` (B, n_items)."""
         _, X = self._check_users(None, X_users)
-        self.module_.eval()
+        self._module().eval()
         with torch.inference_mode():
             if X.shape[0] == 0:  # the width K from one empty history, then no rows: (0, K)
                 empty = sp.csr_matrix((1, self.n_items_), dtype=np.float32)
@@ -183,7 +200,7 @@ class TorchRecommender(Recommender):
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, np.ndarray]:
-        return {k: v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
+        return {k: v.detach().cpu().numpy() for k, v in self._module().state_dict().items()}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         try:
@@ -192,7 +209,7 @@ class TorchRecommender(Recommender):
             warnings.warn(f"{self.name}: device {self.train_config().device!r} is not "
                           f"available here; loading on the CPU", stacklevel=2)
             device = torch.device("cpu")
-        module = self._build_module(self.n_items_, torch.Generator().manual_seed(0))
+        module = self._build_module(self._n_items(), torch.Generator().manual_seed(0))
         try:
             module.load_state_dict({k: torch.from_numpy(np.asarray(v))
                                     for k, v in state.items()})

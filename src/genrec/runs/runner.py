@@ -126,7 +126,8 @@ def fit_model(model: Recommender, X: sp.csr_matrix, valid: Any, ds: Dataset | No
     context = FitContext(run_dir=run_dir if trained else None, resume=resume and trained,
                          callbacks=tuple(hooks.callbacks) if hooks else (),
                          fingerprint=fp if trained else None, side=side)
-    return model.fit(X, valid=valid, context=context)
+    fit: Callable[..., Recommender] = model.fit  # a trainable or side-feature model's fit
+    return fit(X, valid=valid, context=context)  # takes the context
 
 
 def _evaluate(model: Recommender, task: RankingTask | RatingTask, ks: Sequence[int],

@@ -37,7 +37,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 
-_FUSED_ADAM_CPU = torch.torch_version.TorchVersion(torch.__version__) >= (2, 4)  # CPU kernel
+_FUSED_ADAM_CPU = torch.torch_version.TorchVersion(torch.__version__) >= "2.4"  # CPU kernel
 
 
 def make_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
