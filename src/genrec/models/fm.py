@@ -278,7 +278,7 @@ class FM(Recommender, RatingPredictor):
     capabilities = Capabilities(task="rating", folds_in=False, trainer=True,
                                 side_features=True, predicts_ratings=True, selects_on="rating")
 
-    def selects_on(self) -> str:
+    def selects_on(self) -> Literal["ranking", "rating"]:
         return "rating" if self.config.objective == "regression" else "ranking"
 
     user_block_: sp.csr_matrix  # set by fit and load; absent reads as not fitted

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import warnings
 from abc import abstractmethod
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -77,7 +77,7 @@ class TorchRecommender(Recommender):
     """
 
     capabilities = Capabilities(trainer=True, selects_on="ranking")
-    fitted_attributes = ("n_items_", "module_")
+    fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_", "module_")
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)
@@ -147,7 +147,8 @@ class TorchRecommender(Recommender):
             result: TrainResult = Trainer.from_context(cfg, context).fit(
                 cast(Trainable, self), X, valid, resume=context is not None and context.resume)
         except BaseException:
-            self.module_, self.n_items_ = None, None
+            self.module_ = None
+            del self.n_items_  # a failed fit leaves the model unfitted
             raise
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
