@@ -61,9 +61,9 @@ def genrec(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def train_args(log: Path, out: Path, dropout: float) -> list[str]:
-    return ["train", "--model", "mult-vae", "--dataset", str(log), "--set",
+    return ["-q", "train", "--model", "mult-vae", "--dataset", str(log), "--set",
             f"train.epochs={EPOCHS}", "--set", "hidden_dims=[32]", "--set", "latent_dim=8",
-            "--set", f"dropout={dropout}", "--device", "cpu", "--out", str(out), "-q"]
+            "--set", f"dropout={dropout}", "--device", "cpu", "--out", str(out)]
 
 
 def scores(folder: Path) -> np.ndarray:
@@ -96,7 +96,7 @@ def kill_trial(rng: random.Random, log: Path, work: Path, old: Path, ref: np.nda
         return "lost"
     if rf.read_status(rf.staging_dir(out)) != "running":
         return "equal" if np.array_equal(now, ref) else "not started"
-    r = genrec("train", "--resume", str(out), "-q")
+    r = genrec("-q", "train", "--resume", str(out))
     if r.returncode != 0:
         return "refused" if one_line(r.stderr) else "traceback"
     return "equal" if np.array_equal(scores(out), ref) else "differs"
@@ -116,7 +116,7 @@ def flip_trial(rng: random.Random, log: Path, work: Path, old: Path, ref: np.nda
     data[at] ^= 1 << rng.randrange(8)
     path.write_bytes(bytes(data))
     if name.startswith(".next"):
-        r = genrec("train", "--resume", str(out), "-q")
+        r = genrec("-q", "train", "--resume", str(out))
         if r.returncode != 0:
             return name, "refused" if one_line(r.stderr) else "traceback"
         return name, "equal" if np.array_equal(scores(out), ref) else "differs"
