@@ -15,10 +15,10 @@ from genrec.data import DataOptions, load_dataset
 from genrec.errors import ConfigError, GenrecError
 from genrec.io import atomic_write_files, check_writable
 
-MAX_K_CANDIDATES = 100  # each candidate K is a full clustering fit
-
 
 def _parse_k_range(text: str) -> list[int]:
+    from genrec.analysis.pipeline import MAX_K_CANDIDATES  # (not at start-up)
+
     lo, sep, hi = text.partition("-")
     try:
         bounds = (int(lo), int(hi)) if sep else None

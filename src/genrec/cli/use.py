@@ -26,7 +26,7 @@ def evaluate_cmd(model_dir: str, output: str | None) -> None:
     check_writable(output, "--output")
     run = _load(model_dir)
     with run_hooks(train_progress=False) as hooks:
-        results = evaluate_run(model_dir, hooks)
+        results = evaluate_run(run, hooks)
     rec = run.record
     console().print(metrics_table(f"{rec['model']} on {rec['dataset_name']} "
                                   f"({rec['protocol']['name']})", results))

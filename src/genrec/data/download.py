@@ -12,7 +12,6 @@ Resolution of a known name (``ml-100k``, ``ml-1m``, ...), in order:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genrec.errors import DataError
+from genrec.io import file_digest
 
 __all__ = ["KnownDataset", "KNOWN_DATASETS", "data_dirs", "resolve_known", "download"]
 
@@ -82,14 +82,6 @@ def _find(known: KnownDataset) -> Path | None:
     return None
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download(
     known: KnownDataset,
     target_dir: Path,
@@ -127,7 +119,7 @@ def download(
                 f"folder holding {known.folder}/"
             ) from None
         if known.md5 is not None:
-            got = _md5(archive)
+            got = file_digest(archive, "md5")
             if got != known.md5:
                 raise DataError(f"{known.name}: checksum mismatch for {url} (md5 {got}, "
                                 f"expected {known.md5}); the download is corrupt, try again")

@@ -19,7 +19,7 @@ from genrec.models.base import Recommender
 from genrec.protocols import ProtocolData
 from genrec.runs import folder as rf
 
-__all__ = ["check_evaluable", "check_out_dir", "preflight", "MIN_VALID_USERS", "SettingError"]
+__all__ = ["check_out_dir", "preflight", "MIN_VALID_USERS", "SettingError"]
 
 log = logging.getLogger("genrec.runs")
 
@@ -37,11 +37,6 @@ class SettingError(ConfigError):
 
     def render(self, name: str) -> str:
         return self.template.format(setting=name)
-
-
-def check_evaluable(cls: type[Recommender], task: Any) -> None:
-    """A ConfigError unless a model of class ``cls`` can be evaluated on ``task``."""
-    cls.check_task(task)
 
 
 def check_out_dir(out: Path, force: bool) -> None:
@@ -84,7 +79,7 @@ def preflight(cls: type[Recommender], configs: list[Any], pdata: ProtocolData,
     """The model (under any of ``configs``) can select on and be evaluated under the
     protocol, there is something to select on, and the selection metric is computed."""
     for task in (pdata.valid, pdata.test):
-        check_evaluable(cls, task)
+        cls.check_task(task)
     for cfg in configs:
         cls(cfg).check_valid_task(pdata.valid)
     valid = pdata.valid

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -31,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from genrec.errors import DataError, GenrecError
-from genrec.io import atomic_write_json, load_arrays, save_arrays
+from genrec.io import atomic_write_json, file_digest, load_arrays, save_arrays
 
 __all__ = [
     "RUN_FORMAT",
@@ -132,17 +131,9 @@ def epochs_done(folder: Path) -> int:
 
 
 # ----------------------------------------------------------------------------- integrity
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_digests(folder: Path) -> dict[str, str]:
     """SHA-256 of the model and data files present in ``folder``."""
-    return {name: _sha256(folder / name) for name in MODEL_FILES if (folder / name).is_file()}
+    return {name: file_digest(folder / name) for name in MODEL_FILES if (folder / name).is_file()}
 
 
 def check_digests(folder: Path, record: dict) -> None:
@@ -156,7 +147,7 @@ def check_digests(folder: Path, record: dict) -> None:
         if not path.is_file():
             raise RunFolderError(f"{path}: missing; the run folder is incomplete, train the "
                                  f"model again")
-        if _sha256(path) != digest:
+        if file_digest(path) != digest:
             raise RunFolderError(f"{path}: corrupt file (its checksum differs from the one in "
                                  f"run.json); train the model again or restore the file")
 

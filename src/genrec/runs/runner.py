@@ -32,7 +32,8 @@ from genrec.evaluate import RankingTask, RatingTask, evaluate_ranking, evaluate_
 from genrec.models.base import Recommender
 from genrec.protocols import ProtocolConfig, ProtocolData, build_protocol
 from genrec.runs import folder as rf
-from genrec.runs.checks import SettingError, check_evaluable, check_out_dir, preflight
+from genrec.runs.checks import SettingError, check_out_dir, preflight
+from genrec.runs.load import Run, load_run
 from genrec.runs.spec import RunSpec
 from genrec.train import FitContext
 
@@ -88,11 +89,6 @@ def _lower_is_better(metric: str) -> bool:
     return metric in ("rmse", "mae")
 
 
-def _train_part(config: Any) -> dict[str, Any]:
-    values = config_to_dict(config)
-    return values.get("train", values) if isinstance(values.get("train"), dict) else values
-
-
 def fingerprint(spec_model: str, config: Any, protocol: ProtocolConfig,
                 train: sp.csr_matrix) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the model class, its full config (less
@@ -132,7 +128,7 @@ def fit_model(model: Recommender, X: sp.csr_matrix, valid: Any, ds: Dataset | No
 
 def _evaluate(model: Recommender, task: RankingTask | RatingTask, ks: Sequence[int],
               hooks: RunHooks | None = None, part: str = "test") -> dict[str, Any]:
-    check_evaluable(type(model), task)
+    type(model).check_task(task)
     if isinstance(task, RatingTask):
         return evaluate_rating(model, task).to_dict()
     on_batch = None
@@ -432,12 +428,12 @@ def resume_run(out: str | Path, *, epochs: int | None = None, patience: int | No
 
 
 # ----------------------------------------------------------------------------- evaluate
-def evaluate_run(folder: str | Path, hooks: RunHooks | None = None) -> dict[str, Any]:
-    """Evaluate a saved run again on the validation and test parts of its protocol (the
-    data set is read again; a DataError when it changed since training)."""
-    from genrec.runs.load import load_run
-
-    run = load_run(folder)
+def evaluate_run(run: str | Path | Run, hooks: RunHooks | None = None) -> dict[str, Any]:
+    """Evaluate a saved run (a folder, or a :class:`Run` already loaded) again on the
+    validation and test parts of its protocol (the data set is read again; a DataError when
+    it changed since training)."""
+    if not isinstance(run, Run):
+        run = load_run(run)
     rec = run.record
     opts = build_config(DataOptions, rec.get("data", {}), where="data")
     ds = load_dataset(rec["dataset"], opts,
