@@ -15,7 +15,7 @@ L-DiffRec vs DiffRec memory/time on ML-20M-shaped synthetic data.
    trains 6 batches and ranks 2,048 users instead and extrapolates (a quick look).
 
 Usage: python benchmarks/bench_diffrec.py [--data-dir PATH] [--skip-tuning] [--skip-synthetic]
-       [--synthetic-sample]
+       [--synthetic-sample] [--quick]
 """
 
 from __future__ import annotations
@@ -85,9 +85,14 @@ def evaluate(model, task) -> tuple[dict, float]:
     return r.metrics, r.seconds
 
 
-def run_diffrec(pdata, **cfg) -> dict:
+def quick_settings(cfg: dict, quick: bool) -> dict:
+    """``cfg`` for a smoke test (``--quick``): 2 epochs, validated after each."""
+    return {**cfg, "epochs": 2, "eval_every": 1} if quick else cfg
+
+
+def run_diffrec(pdata, quick: bool = False, **cfg) -> dict:
     """Fit DiffRec with validation; test numbers of the kept epoch; timings."""
-    model = build_model("diffrec", {"device": "cpu", **cfg})
+    model = build_model("diffrec", quick_settings({"device": "cpu", **cfg}, quick))
     t0 = time.perf_counter()
     model.fit(pdata.train.matrix, valid=pdata.valid)
     fit_s = time.perf_counter() - t0
@@ -116,9 +121,9 @@ TABLE_HEAD = ("| model | valid R@20 | valid N@20 | test R@10 | test R@20 | test 
 # ------------------------------------------------------------------ ML-1M parts
 
 
-def part_clean(pdata) -> tuple[str, dict]:
+def part_clean(pdata, quick: bool) -> tuple[str, dict]:
     log.info("clean: published settings")
-    r = run_diffrec(pdata)
+    r = run_diffrec(pdata, quick)
     t = r["test"]
     met = t["recall@20"] >= 0.170 and t["ndcg@20"] >= 0.109
     out = "### 1. ML-1M clean, published settings\n\n"
@@ -137,11 +142,11 @@ def part_clean(pdata) -> tuple[str, dict]:
     return out, r
 
 
-def part_tuning(pdata, published: dict) -> tuple[str, dict]:
+def part_tuning(pdata, published: dict, quick: bool) -> tuple[str, dict]:
     results = [("published settings", published)]
     for name, cfg in TUNING:
         log.info("tuning: %s", name)
-        results.append((name, run_diffrec(pdata, **cfg)))
+        results.append((name, run_diffrec(pdata, quick, **cfg)))
     best_name, best = max(results, key=lambda x: x[1]["valid"]["recall@20"])
     out = "### 2. Tuning on validation only (ML-1M clean)\n\n"
     out += ("Each configuration changes the published settings as named; the kept epoch of each "
@@ -164,12 +169,13 @@ def part_tuning(pdata, published: dict) -> tuple[str, dict]:
     return out, best
 
 
-def part_ldiffrec(pdata) -> str:
+def part_ldiffrec(pdata, quick: bool) -> str:
     out = "### L-DiffRec on ML-1M clean (for reference)\n\n"
     rows = ""
     for name, cfg in LDIFFREC_RUNS:
         log.info("clean: L-DiffRec, %s", name)
-        m = build_model("ldiffrec", {"device": "cpu", "epochs": LDIFFREC_EPOCHS, **cfg})
+        m = build_model("ldiffrec", quick_settings(
+            {"device": "cpu", "epochs": LDIFFREC_EPOCHS, **cfg}, quick))
         t0 = time.perf_counter()
         m.fit(pdata.train.matrix, valid=pdata.valid)
         fit_s = time.perf_counter() - t0
@@ -202,9 +208,9 @@ def ease_on(pdata) -> dict:
     return {"valid": v, "test": evaluate(m, pdata.test)[0], "l2": l2}
 
 
-def mult_vae_on(pdata, **cfg) -> dict:
-    m = build_model("mult-vae", {"device": "cpu", "select_metric": "recall@20", "patience": 20,
-                                 **cfg})
+def mult_vae_on(pdata, quick: bool = False, **cfg) -> dict:
+    m = build_model("mult-vae", quick_settings(
+        {"device": "cpu", "select_metric": "recall@20", "patience": 20, **cfg}, quick))
     t0 = time.perf_counter()
     m.fit(pdata.train.matrix, valid=pdata.valid)
     fit_s = time.perf_counter() - t0
@@ -215,13 +221,13 @@ def mult_vae_on(pdata, **cfg) -> dict:
             "s_per_epoch": statistics.median(r["train_seconds"] for r in m.history_)}
 
 
-def part_noisy(noisy) -> str:
+def part_noisy(noisy, quick: bool) -> str:
     log.info("noisy: DiffRec as published (reweight off)")
-    d_off = run_diffrec(noisy, **NOISY)
+    d_off = run_diffrec(noisy, quick, **NOISY)
     log.info("noisy: DiffRec, reweight on (what the authors' script ran)")
-    d_on = run_diffrec(noisy, **{**NOISY, "reweight": True})
+    d_on = run_diffrec(noisy, quick, **{**NOISY, "reweight": True})
     log.info("noisy: Mult-VAE")
-    vae = mult_vae_on(noisy)
+    vae = mult_vae_on(noisy, quick)
     log.info("noisy: EASE")
     ease = ease_on(noisy)
     out = "### 3. ML-1M noisy (training with low ratings, clean test)\n\n"
@@ -242,9 +248,10 @@ def part_noisy(noisy) -> str:
     return out + "\n"
 
 
-def part_speed(pdata, published: dict) -> str:
+def part_speed(pdata, published: dict, quick: bool) -> str:
     log.info("speed: Mult-VAE on clean, 10 epochs")
-    m = build_model("mult-vae", {"device": "cpu", "epochs": 10, "select_metric": "recall@20"})
+    m = build_model("mult-vae", quick_settings(
+        {"device": "cpu", "epochs": 10, "select_metric": "recall@20"}, quick))
     m.fit(pdata.train.matrix, valid=pdata.valid)
     _, test_s = evaluate(m, pdata.test)
     vae_epoch = statistics.median(r["train_seconds"] for r in m.history_)
@@ -445,6 +452,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared/data/ml-1m-diffrec"))
     ap.add_argument("--skip-tuning", action="store_true")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="2 epochs per fit, validated after each (smoke test)")
     ap.add_argument("--worker", choices=("diffrec", "ldiffrec"), help=argparse.SUPPRESS)
     ap.add_argument("--matrix", help=argparse.SUPPRESS)
     ap.add_argument("--synthetic-sample", action="store_true",
@@ -468,13 +477,13 @@ def main() -> None:
                   f"{clean.train.n_items:,} items, train / valid / test {clean.train.nnz:,} / "
                   f"{clean.valid.truth.nnz:,} / {clean.test.truth.nnz:,}. All runs on the CPU "
                   "(fp32, seed 0).\n\n")
-    text, published = part_clean(clean)
+    text, published = part_clean(clean, args.quick)
     out += text
     if not args.skip_tuning:
-        out += part_tuning(clean, published)[0]
-    out += part_ldiffrec(clean)
-    out += part_noisy(noisy)
-    out += part_speed(clean, published)
+        out += part_tuning(clean, published, args.quick)[0]
+    out += part_ldiffrec(clean, args.quick)
+    out += part_noisy(noisy, args.quick)
+    out += part_speed(clean, published, args.quick)
     if not args.skip_synthetic:
         out += part_synthetic(args.synthetic_sample)
     out += f"Total benchmark wall time: {(time.perf_counter() - t_start) / 60:.1f} min.\n"
