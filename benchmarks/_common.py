@@ -33,10 +33,12 @@ def machine() -> str:
     from genrec.train import native_bf16
 
     bf16 = "native bf16" if native_bf16(torch.device("cpu")) else "no native bf16"
-    return (f"{cpu_model()} ({bf16}), {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), numpy {numpy.__version__}, load average at "
-            f"start {os.getloadavg()[0]:.2f}")
+    return (
+        f"{cpu_model()} ({bf16}), {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), numpy {numpy.__version__}, load average at "
+        f"start {os.getloadavg()[0]:.2f}"
+    )
 
 
 def header(title: str) -> str:
@@ -56,6 +58,51 @@ def build_model(name: str, row: dict):
     return cls(**cls.upgrade_config(row))
 
 
+def run_model(
+    name: str,
+    row: dict,
+    data: str | Path,
+    out: Path,
+    protocol: dict | None = None,
+    data_opts: dict | None = None,
+    refit: bool = False,
+):
+    """One ``genrec.runs`` run (a :class:`genrec.runs.RunResult`) of model ``name`` with the
+    flat settings ``row`` (as :func:`build_model` reads them) on the data set ``data``, under
+    protocol ``protocol`` (a ``[protocol]`` table; ``diffrec`` unless it names another), into
+    the run folder ``out``: the data loaded, the protocol built, the model fitted (validated
+    where it selects an epoch) and evaluated on validation and test by the runner."""
+    from genrec.models import get_model_class
+    from genrec.runs import RunSpec, train_run
+
+    cls = get_model_class(name)
+    spec = RunSpec.from_mapping(
+        {
+            "model": name,
+            "dataset": str(data),
+            **cls.upgrade_config(dict(row)),
+            "protocol": {"name": "diffrec", **(protocol or {})},
+            "data": data_opts or {},
+            "run": {"refit": refit},
+        },
+        out=out,
+        force=True,
+    )
+    return train_run(spec)
+
+
+def train_log(result) -> list[dict]:
+    """The per-epoch records of a run's ``train_log.jsonl`` (``train_seconds``: the epoch's
+    training; ``seconds``: with its validation; ``valid``: the validation metrics where it
+    was validated); [] for a model that does not train by epochs."""
+    from genrec.train import LOG_NAME
+
+    path = Path(result.out) / LOG_NAME
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def write_result(name: str, text: str) -> Path:
     """Write ``benchmarks/results/<name>.md`` atomically."""
     from genrec.io import atomic_write_text
@@ -66,8 +113,9 @@ def write_result(name: str, text: str) -> Path:
     return path
 
 
-def run_peer(venv: Path, script: str, args: list[str], env: dict[str, str] | None = None,
-             timeout: int = 1800) -> dict | str:
+def run_peer(
+    venv: Path, script: str, args: list[str], env: dict[str, str] | None = None, timeout: int = 1800
+) -> dict | str:
     """Run ``benchmarks/<script>`` in a peer library's side environment ``venv`` with ``args``
     and ``--out FILE``; the JSON it wrote, or one line saying why there is none."""
     py = venv / "bin" / "python"
@@ -76,8 +124,9 @@ def run_peer(venv: Path, script: str, args: list[str], env: dict[str, str] | Non
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "peer.json"
         cmd = [str(py), str(ROOT / "benchmarks" / script), *args, "--out", str(out)]
-        proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        )
         if proc.returncode != 0 or not out.exists():
             return "failed: " + (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return json.loads(out.read_text())
@@ -85,22 +134,9 @@ def run_peer(venv: Path, script: str, args: list[str], env: dict[str, str] | Non
 
 def run_recbole(venv: Path, data: str, args: list[str]) -> dict | str:
     """``benchmarks/peers_recbole.py`` in RecBole's side environment ``venv`` on ``data``."""
-    return run_peer(venv, "peers_recbole.py", ["--data", data, *args],
-                    env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
-
-
-def flat_model(cls, **kw):
-    """``cls(**kw)`` from flat keys: for a model whose config nests its training settings
-    under ``train``, the TrainConfig keys of ``kw`` (``valid_metric`` as ``select_metric``)
-    go into the model's default train config."""
-    import dataclasses
-
-    from genrec.train import TrainConfig
-
-    if "train" not in {f.name for f in dataclasses.fields(cls.config_class)}:
-        return cls(**kw)
-    if "valid_metric" in kw:
-        kw["select_metric"] = kw.pop("valid_metric")
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    train = {k: kw.pop(k) for k in list(kw) if k in names}
-    return cls(**kw, train=dataclasses.replace(cls.config_class().train, **train))
+    return run_peer(
+        venv,
+        "peers_recbole.py",
+        ["--data", data, *args],
+        env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"},
+    )

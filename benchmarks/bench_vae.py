@@ -3,7 +3,11 @@
 For each model a small grid of configurations is trained; each run keeps its best epoch on
 validation Recall@20 (``--select ndcg@20``: NDCG@20; early stopping with patience), the
 configuration with the best validation score on that metric is chosen, and only then is its
-test score read. Timing runs (no
+test score read. Every trained configuration (grid points, the seeds of the spread table,
+the bf16 run) is one ``genrec.runs`` run (run folders in a temporary directory): the runner
+loads the data, builds the protocol, fits with validation and scores validation and test;
+the best epoch's validation numbers and the seconds per epoch come from the run's training
+log, the wall seconds from the run's fit seconds. Timing runs (no
 validation inside) give seconds per training epoch (median); a full validation pass is timed
 separately (median of repeats). Mult-VAE is also trained in bf16 (autocast) with the chosen
 configuration and the same seed. When the RecBole side environment exists
@@ -22,12 +26,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _common import ML1M_CLEAN, ROOT, build_model, header, run_recbole, write_result
+from _common import (
+    ML1M_CLEAN,
+    ROOT,
+    build_model,
+    header,
+    run_model,
+    run_recbole,
+    train_log,
+    write_result,
+)
 
 from genrec.data import load_dataset
 from genrec.evaluate import evaluate_ranking
@@ -50,8 +65,13 @@ GRIDS: dict[str, list[dict]] = {
         # the trainer's weight averaging (ema_decay; about 1 / (1 - decay) updates averaged)
         {"total_anneal_steps": 1, "lr": 3e-3, "ema_decay": 0.998},
         {"total_anneal_steps": 1, "lr": 1e-3, "batch_size": 100, "ema_decay": 0.999},
-        {"total_anneal_steps": 1, "lr": 1e-3, "batch_size": 100, "ema_decay": 0.999,
-         "dropout": 0.6},
+        {
+            "total_anneal_steps": 1,
+            "lr": 1e-3,
+            "batch_size": 100,
+            "ema_decay": 0.999,
+            "dropout": 0.6,
+        },
     ],
     "mult-dae": [
         {},
@@ -72,14 +92,38 @@ GRIDS: dict[str, list[dict]] = {
         # epoch, so more epochs and more patience
         {"alternating": False, "epochs": 400, "patience": 30},
         {"alternating": False, "gamma": 0.01, "epochs": 400, "ema_decay": 0.999, "patience": 30},
-        {"alternating": False, "gamma": 0.01, "epochs": 400, "ema_decay": 0.999, "lr": 1e-3,
-         "patience": 30},
-        {"alternating": False, "gamma": 0.01, "epochs": 400, "ema_decay": 0.999, "dropout": 0.4,
-         "patience": 30},
-        {"alternating": False, "gamma": 0.015, "epochs": 400, "ema_decay": 0.999, "lr": 1e-3,
-         "patience": 30},
-        {"alternating": False, "gamma": 0.015, "epochs": 400, "ema_decay": 0.9995, "lr": 1e-3,
-         "patience": 30},
+        {
+            "alternating": False,
+            "gamma": 0.01,
+            "epochs": 400,
+            "ema_decay": 0.999,
+            "lr": 1e-3,
+            "patience": 30,
+        },
+        {
+            "alternating": False,
+            "gamma": 0.01,
+            "epochs": 400,
+            "ema_decay": 0.999,
+            "dropout": 0.4,
+            "patience": 30,
+        },
+        {
+            "alternating": False,
+            "gamma": 0.015,
+            "epochs": 400,
+            "ema_decay": 0.999,
+            "lr": 1e-3,
+            "patience": 30,
+        },
+        {
+            "alternating": False,
+            "gamma": 0.015,
+            "epochs": 400,
+            "ema_decay": 0.9995,
+            "lr": 1e-3,
+            "patience": 30,
+        },
     ],
     "gaussian-vae": [
         {},
@@ -163,7 +207,7 @@ ANCHORS = {  # test Recall@20 / NDCG@20: acceptance target; RecBole 1.2.1 defaul
     "gaussian-vae": "(no anchor: the textbook baseline)",
     "cdae": "(optional model; no target) RecBole CDAE not run here",
     "ease": "EASE, lambda tuned on validation (bench_ease): 0.1816 / 0.1165; RecBole 0.1836 / "
-            "0.1168",
+    "0.1168",
 }
 
 
@@ -171,27 +215,42 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}"
 
 
-def fit_selected(name: str, config: dict, pdata, quick: bool, select: str):
+def fit_selected(name: str, config: dict, data: str, out: Path, quick: bool, select: str) -> dict:
     """Train `name` with COMMON[name] and `config` over the defaults, validated every epoch
-    on pdata.valid (the best epoch's weights kept); 3 epochs with --quick."""
+    on the protocol's validation part (the best epoch's weights kept), as the run `out`; 3
+    epochs with --quick. What the tables read from the run: best epoch, epochs run, the best
+    epoch's validation metrics, median training seconds per epoch, the fit's seconds, and the
+    test metrics (read for a chosen configuration only). The run folder is removed."""
     kw = {**COMMON[name], "select_metric": select, **config, "device": "cpu"}
     if quick:
         kw["epochs"] = 3
-    return build_model(name, kw).fit(pdata.train.matrix, valid=pdata.valid)
+    res = run_model(name, kw, data, out)
+    log = train_log(res)
+    best_epoch = res.model.best_epoch_
+    row = {
+        "best_epoch": best_epoch,
+        "epochs_run": len(log),
+        "valid": log[best_epoch - 1]["valid"],
+        "s_epoch": statistics.median(r["train_seconds"] for r in log),
+        "wall": res.fit_seconds,
+        "test": res.test["metrics"],
+    }
+    shutil.rmtree(res.out)
+    return row
 
 
-def run_grid(name: str, grid: list[dict], pdata, quick: bool, select: str) -> list[dict]:
+def run_grid(
+    name: str, grid: list[dict], data: str, tmp: Path, quick: bool, select: str
+) -> list[dict]:
     rows = []
-    for over in grid:
-        t0 = time.perf_counter()
-        model = fit_selected(name, over, pdata, quick, select)
-        best = model.history_[model.best_epoch_ - 1]
-        rows.append({"model": name, "config": over, "obj": model, "best_epoch": model.best_epoch_,
-                     "epochs_run": len(model.history_), "valid": best["valid"],
-                     "s_epoch": statistics.median(r["train_seconds"] for r in model.history_),
-                     "wall": time.perf_counter() - t0})
-        print(f"{name} {over}: best epoch {model.best_epoch_}/{len(model.history_)} valid "
-              f"{select} {best['valid'][select]:.4f}", flush=True)
+    for k, over in enumerate(grid):
+        r = fit_selected(name, over, data, tmp / f"{name}-{k}", quick, select)
+        rows.append({"model": name, "config": over, **r})
+        print(
+            f"{name} {over}: best epoch {r['best_epoch']}/{r['epochs_run']} valid "
+            f"{select} {r['valid'][select]:.4f}",
+            flush=True,
+        )
     return rows
 
 
@@ -226,35 +285,45 @@ def score_seconds(model, pdata, repeats: int) -> list[float]:
 
 def speed_section(speed: dict[str, list[float]], peers: dict | str, peers_venv: str) -> str:
     """The speed table (medians, every run, targets, RecBole beside) and its RecBole note."""
-    out = ("Speed (seconds; median of the epochs of a run without validation, run_dir None; "
-           "fp32 unless said):\n\n")
+    out = (
+        "Speed (seconds; median of the epochs of a run without validation, run_dir None; "
+        "fp32 unless said):\n\n"
+    )
     out += "| what | median s | all runs | target | RecBole 1.2.1 here |\n|---|---|---|---|---|\n"
     rb = {}
     if isinstance(peers, dict):
         rb = {r["model"]: r["s_per_epoch_median"] for r in peers["results"]}
-    bf16_note = ("" if native_bf16(torch.device("cpu")) else
-                 " (this CPU has no bf16 instructions: autocast is emulated)")
-    targets = {"mult-vae fp32": ("<= 0.8 s / epoch", rb.get("MultiVAE")),
-               "mult-vae bf16": ("<= 0.35 s / epoch" + bf16_note, None),
-               "mult-vae valid pass": ("<= 0.3 s (evaluate_ranking, 5,949 users)", None),
-               "mult-vae scoring only": ("(part of the pass: model.score on all users)", None),
-               "recvae fp32": ("<= 2.5 s / epoch (3 encoder + 1 decoder passes)",
-                               rb.get("RecVAE")),
-               "recvae bf16": ("-", None)}
+    bf16_note = (
+        ""
+        if native_bf16(torch.device("cpu"))
+        else " (this CPU has no bf16 instructions: autocast is emulated)"
+    )
+    targets = {
+        "mult-vae fp32": ("<= 0.8 s / epoch", rb.get("MultiVAE")),
+        "mult-vae bf16": ("<= 0.35 s / epoch" + bf16_note, None),
+        "mult-vae valid pass": ("<= 0.3 s (evaluate_ranking, 5,949 users)", None),
+        "mult-vae scoring only": ("(part of the pass: model.score on all users)", None),
+        "recvae fp32": ("<= 2.5 s / epoch (3 encoder + 1 decoder passes)", rb.get("RecVAE")),
+        "recvae bf16": ("-", None),
+    }
     for k, v in speed.items():
         tgt, r = targets[k]
         runs = ", ".join(f"{x:.2f}" for x in v)
-        out += (f"| {k} | **{statistics.median(v):.3f}** | {runs} | {tgt} | "
-                f"{'-' if r is None else f'{r:.2f}'} |\n")
+        out += (
+            f"| {k} | **{statistics.median(v):.3f}** | {runs} | {tgt} | "
+            f"{'-' if r is None else f'{r:.2f}'} |\n"
+        )
     out += "\n"
     if isinstance(peers, dict):
         vs = peers["versions"]
-        out += (f"RecBole timings: measured in this run by `benchmarks/peers_recbole.py` in the "
-                f"side environment {peers_venv} (Python {vs['python']}, recbole "
-                f"{vs['recbole']}, torch {vs['torch']}, numpy {vs['numpy']}; pins as in its "
-                f"docstring: numpy<2, pandas<2.3, scipy<1.14, setuptools<81, ray), RecBole "
-                f"defaults (MultiVAE train batch {peers['results'][0]['train_batch_size']}), "
-                f"median of {peers['results'][0]['epochs']} epochs without validation.\n\n")
+        out += (
+            f"RecBole timings: measured in this run by `benchmarks/peers_recbole.py` in the "
+            f"side environment {peers_venv} (Python {vs['python']}, recbole "
+            f"{vs['recbole']}, torch {vs['torch']}, numpy {vs['numpy']}; pins as in its "
+            f"docstring: numpy<2, pandas<2.3, scipy<1.14, setuptools<81, ray), RecBole "
+            f"defaults (MultiVAE train batch {peers['results'][0]['train_batch_size']}), "
+            f"median of {peers['results'][0]['epochs']} epochs without validation.\n\n"
+        )
     else:
         out += f"RecBole timings: {peers}.\n\n"
     return out
@@ -264,23 +333,39 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=str(ML1M_CLEAN))
     ap.add_argument("--quick", action="store_true", help="3 epochs per run (smoke test)")
-    ap.add_argument("--models", default=",".join(GRIDS),
-                    help="comma-separated subset; a subset writes results/vae-NAMES.md")
+    ap.add_argument(
+        "--models",
+        default=",".join(GRIDS),
+        help="comma-separated subset; a subset writes results/vae-NAMES.md",
+    )
     ap.add_argument("--timing-epochs", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--seeds", type=int, default=3,
-                    help="seeds of each chosen config for the spread table (Mult-VAE, Mult-DAE, "
-                         "RecVAE); 1 = none")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="seeds of each chosen config for the spread table (Mult-VAE, Mult-DAE, "
+        "RecVAE); 1 = none",
+    )
     ap.add_argument("--peers-venv", default="/tmp/peers/venv")
-    ap.add_argument("--select", choices=("recall@20", "ndcg@20"), default=SELECT,
-                    help="validation metric choosing each run's epoch and each model's "
-                         "configuration (DiffRec's: recall@20)")
-    ap.add_argument("--speed-only", action="store_true",
-                    help="only the timing rows and RecBole's (minutes, not hours); writes "
-                         "results/vae-speed.md")
+    ap.add_argument(
+        "--select",
+        choices=("recall@20", "ndcg@20"),
+        default=SELECT,
+        help="validation metric choosing each run's epoch and each model's "
+        "configuration (DiffRec's: recall@20)",
+    )
+    ap.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="only the timing rows and RecBole's (minutes, not hours); writes results/vae-speed.md",
+    )
     args = ap.parse_args()
-    data = str(Path(args.data).resolve()) if Path(args.data).is_absolute() else str(
-        (ROOT / args.data).resolve())
+    data = (
+        str(Path(args.data).resolve())
+        if Path(args.data).is_absolute()
+        else str((ROOT / args.data).resolve())
+    )
     models = args.models.split(",")
     unknown = [m for m in models if m not in GRIDS]
     if unknown:
@@ -298,12 +383,16 @@ def main() -> None:
         title += f", selected on validation {sel}"
     head = header(title)
     if partial and not args.speed_only:
-        head += ("This run covers only the models named; the others are in the full run's "
-                 "section (benchmarks/results/vae.md). " + (
-                     "Where both have a model, this run is the later one.\n\n"
-                     if args.select == SELECT else
-                     f"This run selects on validation {sel}, the full run on Recall@20: it "
-                     f"does not replace the full run's rows.\n\n"))
+        head += (
+            "This run covers only the models named; the others are in the full run's "
+            "section (benchmarks/results/vae.md). "
+            + (
+                "Where both have a model, this run is the later one.\n\n"
+                if args.select == SELECT
+                else f"This run selects on validation {sel}, the full run on Recall@20: it "
+                f"does not replace the full run's rows.\n\n"
+            )
+        )
     t_start = time.perf_counter()
     pdata = build_protocol(load_dataset(data), ProtocolConfig(name="diffrec"))
     n_timing = 2 if args.quick else args.timing_epochs
@@ -313,120 +402,158 @@ def main() -> None:
     speed: dict[str, list[float]] = {}
     if "mult-vae" in models:
         speed["mult-vae fp32"], mv = epoch_seconds("mult-vae", {}, pdata, n_timing)
-        speed["mult-vae bf16"], _ = epoch_seconds("mult-vae", {"precision": "bf16"}, pdata,
-                                                  n_timing)
+        speed["mult-vae bf16"], _ = epoch_seconds(
+            "mult-vae", {"precision": "bf16"}, pdata, n_timing
+        )
         speed["mult-vae valid pass"] = valid_pass_seconds(mv, pdata, args.repeats)
         speed["mult-vae scoring only"] = score_seconds(mv, pdata, args.repeats)
         del mv
     if "recvae" in models:
         speed["recvae fp32"], _ = epoch_seconds("recvae", {}, pdata, max(2, n_timing // 2))
-        speed["recvae bf16"], _ = epoch_seconds("recvae", {"precision": "bf16"}, pdata,
-                                                max(2, n_timing // 2))
+        speed["recvae bf16"], _ = epoch_seconds(
+            "recvae", {"precision": "bf16"}, pdata, max(2, n_timing // 2)
+        )
     peers: dict | str = "not run: neither Mult-VAE nor RecVAE is in this run"
     if speed:  # RecBole's MultiVAE and RecVAE stand beside ours
         peers = run_recbole(Path(args.peers_venv), data, ["--epochs", "2" if args.quick else "5"])
     if args.speed_only:
-        out = head + (f"Timing runs only (no grids, no test scores) of {', '.join(models)}; "
-                      f"whole script {(time.perf_counter() - t_start) / 60:.1f} min. Quality "
-                      f"is in the full run's section (benchmarks/results/vae.md).\n\n")
+        out = head + (
+            f"Timing runs only (no grids, no test scores) of {', '.join(models)}; "
+            f"whole script {(time.perf_counter() - t_start) / 60:.1f} min. Quality "
+            f"is in the full run's section (benchmarks/results/vae.md).\n\n"
+        )
         out += speed_section(speed, peers, args.peers_venv)
         write_result("vae-speed", out.rstrip() + "\n")
         return
 
     chosen: dict[str, dict] = {}
     all_rows: list[dict] = []
-    for name in models:
-        rows = run_grid(name, GRIDS[name], pdata, args.quick, args.select)
-        all_rows += rows
-        best = max(rows, key=lambda r: r["valid"][args.select])
-        test = evaluate_ranking(best["obj"], pdata.test, ks=KS, metrics=METRICS).metrics
-        chosen[name] = {**best, "test": test}
-        for r in rows:
-            r.pop("obj")  # free memory
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        for name in models:
+            rows = run_grid(name, GRIDS[name], data, tmp, args.quick, args.select)
+            all_rows += rows
+            chosen[name] = max(rows, key=lambda r: r["valid"][args.select])
+            for r in rows:  # test is read for the chosen configuration only
+                if r is not chosen[name]:
+                    r.pop("test")
 
-    # the spread over seeds of each chosen configuration (seed 0 is the chosen run itself);
-    # read after every choice is made, and used for none
-    spread: dict[str, list[dict]] = {}
-    for name in [n for n in ("mult-vae", "mult-dae", "recvae") if n in chosen]:
-        spread[name] = [chosen[name]["test"]]
-        for seed in range(1, args.seeds):
-            m = fit_selected(name, {**chosen[name]["config"], "seed": seed}, pdata, args.quick,
-                             args.select)
-            spread[name].append(evaluate_ranking(m, pdata.test, ks=KS, metrics=METRICS).metrics)
-            print(f"{name} seed {seed}: test R@20 {spread[name][-1]['recall@20']:.4f}",
-                  flush=True)
+        # the spread over seeds of each chosen configuration (seed 0 is the chosen run
+        # itself); read after every choice is made, and used for none
+        spread: dict[str, list[dict]] = {}
+        for name in [n for n in ("mult-vae", "mult-dae", "recvae") if n in chosen]:
+            spread[name] = [chosen[name]["test"]]
+            for seed in range(1, args.seeds):
+                r = fit_selected(
+                    name,
+                    {**chosen[name]["config"], "seed": seed},
+                    data,
+                    tmp / f"{name}-seed{seed}",
+                    args.quick,
+                    args.select,
+                )
+                spread[name].append(r["test"])
+                print(
+                    f"{name} seed {seed}: test R@20 {spread[name][-1]['recall@20']:.4f}", flush=True
+                )
 
-    if "mult-vae" in chosen:
-        # bf16 quality: same configuration and seed as the chosen fp32 run
-        m16 = fit_selected("mult-vae", {**chosen["mult-vae"]["config"], "precision": "bf16"},
-                           pdata, args.quick, args.select)
-        bf16_test = evaluate_ranking(m16, pdata.test, ks=KS, metrics=METRICS).metrics
-        bf16_best = m16.best_epoch_
+        if "mult-vae" in chosen:
+            # bf16 quality: same configuration and seed as the chosen fp32 run
+            r16 = fit_selected(
+                "mult-vae",
+                {**chosen["mult-vae"]["config"], "precision": "bf16"},
+                data,
+                tmp / "mult-vae-bf16",
+                args.quick,
+                args.select,
+            )
+            bf16_test = r16["test"]
+            bf16_best = r16["best_epoch"]
     total = time.perf_counter() - t_start
 
     out = head
-    out += (f"Selection: each configuration keeps its best epoch on validation {sel} "
-            "(validated every epoch; early stopping after 20 validations without gain, 10 for "
-            "RecVAE (30 for its one-pass-per-epoch joint runs), 15 for the Gaussian VAE and "
-            f"CDAE); per model the configuration with the best validation {sel} is chosen; "
-            "test is read only for the chosen one. "
-            "Speed rows use each paper's network (Mult-VAE [I-600-200-600-I], RecVAE 600/200) "
-            "whatever was chosen, and run first, before the grids (the validation pass times "
-            f"the timing run's Mult-VAE). Whole script: {total / 60:.1f} min.\n\n")
-    out += ("| model (chosen config) | best epoch | valid R@20 | valid N@20 | test R@10 | "
-            "test R@20 | test N@10 | test N@20 | target; anchors (test R@20 / N@20) |\n")
+    out += (
+        f"Selection: each configuration keeps its best epoch on validation {sel} "
+        "(validated every epoch; early stopping after 20 validations without gain, 10 for "
+        "RecVAE (30 for its one-pass-per-epoch joint runs), 15 for the Gaussian VAE and "
+        f"CDAE); per model the configuration with the best validation {sel} is chosen; "
+        "test is read only for the chosen one. "
+        "Speed rows use each paper's network (Mult-VAE [I-600-200-600-I], RecVAE 600/200) "
+        "whatever was chosen, and run first, before the grids (the validation pass times "
+        f"the timing run's Mult-VAE). Whole script: {total / 60:.1f} min.\n\n"
+    )
+    out += (
+        "| model (chosen config) | best epoch | valid R@20 | valid N@20 | test R@10 | "
+        "test R@20 | test N@10 | test N@20 | target; anchors (test R@20 / N@20) |\n"
+    )
     out += "|---|---|---|---|---|---|---|---|---|\n"
     for name, c in chosen.items():
         t, v = c["test"], c["valid"]
-        out += (f"| {name} {json.dumps(c['config'])} | {c['best_epoch']} | "
-                f"{_fmt(v['recall@20'])} | {_fmt(v['ndcg@20'])} | {_fmt(t['recall@10'])} | "
-                f"**{_fmt(t['recall@20'])}** | {_fmt(t['ndcg@10'])} | **{_fmt(t['ndcg@20'])}** "
-                f"| {ANCHORS[name]} |\n")
+        out += (
+            f"| {name} {json.dumps(c['config'])} | {c['best_epoch']} | "
+            f"{_fmt(v['recall@20'])} | {_fmt(v['ndcg@20'])} | {_fmt(t['recall@10'])} | "
+            f"**{_fmt(t['recall@20'])}** | {_fmt(t['ndcg@10'])} | **{_fmt(t['ndcg@20'])}** "
+            f"| {ANCHORS[name]} |\n"
+        )
     if "mult-vae" in chosen:
-        out += (f"| mult-vae, bf16 autocast, same config and seed | {bf16_best} | - | - | "
-                f"{_fmt(bf16_test['recall@10'])} | **{_fmt(bf16_test['recall@20'])}** | "
-                f"{_fmt(bf16_test['ndcg@10'])} | **{_fmt(bf16_test['ndcg@20'])}** | within "
-                f"0.002 of fp32 R@20: diff "
-                f"{bf16_test['recall@20'] - chosen['mult-vae']['test']['recall@20']:+.4f} |\n")
+        out += (
+            f"| mult-vae, bf16 autocast, same config and seed | {bf16_best} | - | - | "
+            f"{_fmt(bf16_test['recall@10'])} | **{_fmt(bf16_test['recall@20'])}** | "
+            f"{_fmt(bf16_test['ndcg@10'])} | **{_fmt(bf16_test['ndcg@20'])}** | within "
+            f"0.002 of fp32 R@20: diff "
+            f"{bf16_test['recall@20'] - chosen['mult-vae']['test']['recall@20']:+.4f} |\n"
+        )
     out += f"| EASE (for the goal: beat it) | - | - | - | - | 0.1816 | - | 0.1165 | {ANCHORS['ease']} |\n\n"
 
     if args.seeds > 1:
-        out += (f"Spread over seeds: each chosen configuration retrained with seeds 0-"
-                f"{args.seeds - 1} (seed 0 is the run above; the other seeds' test scores are "
-                f"read only for this table, after every choice was made):\n\n"
-                "| model | test R@20 per seed | mean ± sd | test N@20 per seed | mean ± sd |\n"
-                "|---|---|---|---|---|\n")
+        out += (
+            f"Spread over seeds: each chosen configuration retrained with seeds 0-"
+            f"{args.seeds - 1} (seed 0 is the run above; the other seeds' test scores are "
+            f"read only for this table, after every choice was made):\n\n"
+            "| model | test R@20 per seed | mean ± sd | test N@20 per seed | mean ± sd |\n"
+            "|---|---|---|---|---|\n"
+        )
         for name, runs in spread.items():
             cells = []
             for m in ("recall@20", "ndcg@20"):
                 vals = [r[m] for r in runs]
                 sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                cells += [", ".join(_fmt(v) for v in vals),
-                          f"{statistics.mean(vals):.4f} ± {sd:.4f}"]
+                cells += [
+                    ", ".join(_fmt(v) for v in vals),
+                    f"{statistics.mean(vals):.4f} ± {sd:.4f}",
+                ]
             out += f"| {name} | {' | '.join(cells)} |\n"
         out += "\n"
 
     best_vae = max(chosen, key=lambda n: chosen[n]["test"]["recall@20"])
     gap = chosen[best_vae]["test"]["recall@20"] - 0.1816
     gap_n = chosen[best_vae]["test"]["ndcg@20"] - 0.1165
-    out += (f"Goal (the best VAE beats EASE): best VAE on test is {best_vae}, "
-            f"R@20 {gap:+.4f} / N@20 {gap_n:+.4f} against EASE's 0.1816 / 0.1165.\n\n")
+    out += (
+        f"Goal (the best VAE beats EASE): best VAE on test is {best_vae}, "
+        f"R@20 {gap:+.4f} / N@20 {gap_n:+.4f} against EASE's 0.1816 / 0.1165.\n\n"
+    )
 
     if speed:
         out += speed_section(speed, peers, args.peers_venv)
 
     out += "Every configuration tried (validation only decides; seconds are train s / epoch):\n\n"
-    out += ("| model | config (over the defaults) | best epoch / run | valid R@20 | "
-            "valid N@20 | s / epoch | wall s |\n|---|---|---|---|---|---|---|\n")
+    out += (
+        "| model | config (over the defaults) | best epoch / run | valid R@20 | "
+        "valid N@20 | s / epoch | wall s |\n|---|---|---|---|---|---|---|\n"
+    )
     for r in all_rows:
-        out += (f"| {r['model']} | {json.dumps(r['config'])} | {r['best_epoch']} / "
-                f"{r['epochs_run']} | {_fmt(r['valid']['recall@20'])} | "
-                f"{_fmt(r['valid']['ndcg@20'])} | {r['s_epoch']:.2f} | {r['wall']:.0f} |\n")
+        out += (
+            f"| {r['model']} | {json.dumps(r['config'])} | {r['best_epoch']} / "
+            f"{r['epochs_run']} | {_fmt(r['valid']['recall@20'])} | "
+            f"{_fmt(r['valid']['ndcg@20'])} | {r['s_epoch']:.2f} | {r['wall']:.0f} |\n"
+        )
     out += "\n" + DEV_RUNS
-    out += ("\nNotes: the machine is shared (2 cores): seconds vary with the load of other "
-            "jobs (load average at start above); medians are reported. Scoring is fp32 in "
-            "both precisions. The Gaussian VAE's squared error on 0/1 data ranks far below "
-            "the multinomial models (docs/models/vae.md explains why).\n")
+    out += (
+        "\nNotes: the machine is shared (2 cores): seconds vary with the load of other "
+        "jobs (load average at start above); medians are reported. Scoring is fp32 in "
+        "both precisions. The Gaussian VAE's squared error on 0/1 data ranks far below "
+        "the multinomial models (docs/models/vae.md explains why).\n"
+    )
     stem = "vae-" + "-".join(models) if partial else "vae"
     write_result(stem if args.select == SELECT else f"{stem}-{args.select.replace('@', '')}", out)
 
