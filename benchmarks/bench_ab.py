@@ -56,11 +56,17 @@ def child(src: str, model: str, epochs: int, data: str) -> None:
 
 
 def run_side(src: Path, model: str, epochs: int, data: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", str(src), model, str(epochs),
-                           data], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", str(src), model, str(epochs), data],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if proc.returncode != 0:
-        sys.exit(f"bench_ab: the {model} run from {src} failed: "
-                 f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
+        sys.exit(
+            f"bench_ab: the {model} run from {src} failed: "
+            f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}"
+        )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -77,17 +83,23 @@ def main() -> None:
     args = ap.parse_args()
     if not Path(args.data).is_dir():
         sys.exit(f"bench_ab: data folder {args.data} not found; pass --data DIR")
-    rev = subprocess.run(["git", "rev-parse", "--short", args.base], capture_output=True,
-                         text=True, cwd=ROOT)
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", args.base], capture_output=True, text=True, cwd=ROOT
+    )
     if rev.returncode != 0:
         sys.exit(f"bench_ab: {args.base!r} is not a git revision here")
     base_rev = rev.stdout.strip()
-    tree_rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
-                              text=True, cwd=ROOT).stdout.strip()
+    tree_rev = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "archive", "--format=tar", base_rev, "src"],
-                                 capture_output=True, cwd=ROOT, check=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", base_rev, "src"],
+            capture_output=True,
+            cwd=ROOT,
+            check=True,
+        ).stdout
         (Path(tmp) / "base").mkdir()
         subprocess.run(["tar", "-x", "-C", str(Path(tmp) / "base")], input=archive, check=True)
         sides = {"base": Path(tmp) / "base", "tree": ROOT}
@@ -97,11 +109,14 @@ def main() -> None:
                 for side, src in sides.items():
                     res = run_side(src, model, args.epochs, args.data)
                     runs.setdefault((model, side), []).append(res)
-                    print(f"{model} {side} round {r + 1}: epochs "
-                          + ", ".join(f"{s:.2f}" for s in res["epochs"]), flush=True)
+                    print(
+                        f"{model} {side} round {r + 1}: epochs "
+                        + ", ".join(f"{s:.2f}" for s in res["epochs"]),
+                        flush=True,
+                    )
 
     def med(model: str, side: str, key: str) -> tuple[float, list[float]]:
-        vals = [v for res in runs[(model, side)] for v in res[key][1 if key == "epochs" else 0:]]
+        vals = [v for res in runs[(model, side)] for v in res[key][1 if key == "epochs" else 0 :]]
         return statistics.median(vals), vals
 
     rows = []
@@ -110,17 +125,22 @@ def main() -> None:
         for key in keys:
             (b, bv), (t, tv) = med(model, "base", key), med(model, "tree", key)
             what = f"{model} {'s / epoch' if key == 'epochs' else 'valid pass s'}"
-            rows.append(f"| {what} | {b:.3f} | {t:.3f} | {t / b:.2f} | "
-                        f"{', '.join(f'{v:.2f}' for v in bv)} | "
-                        f"{', '.join(f'{v:.2f}' for v in tv)} |")
-    text = header("A/B timing, ML-1M clean (DiffRec split): a base revision against the "
-                  "working tree, interleaved") + (
+            rows.append(
+                f"| {what} | {b:.3f} | {t:.3f} | {t / b:.2f} | "
+                f"{', '.join(f'{v:.2f}' for v in bv)} | "
+                f"{', '.join(f'{v:.2f}' for v in tv)} |"
+            )
+    text = header(
+        "A/B timing, ML-1M clean (DiffRec split): a base revision against the "
+        "working tree, interleaved"
+    ) + (
         f"Base {base_rev} against the working tree ({tree_rev}), each run in a fresh process, "
         f"{args.rounds} rounds of (base, tree) per model, {args.epochs} epochs per run (the "
         f"first epoch of each run is left out as warm-up); whole script "
         f"{(time.perf_counter() - t_start) / 60:.1f} min. Medians over all kept epochs.\n\n"
         "| what | base median | tree median | tree / base | base runs | tree runs |\n"
-        "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+        "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
     write_result("vae-ab", text)
 
 

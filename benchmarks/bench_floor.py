@@ -103,8 +103,7 @@ def main() -> None:
     X = pdata.train.matrix
 
     def fit(name: str, epochs: int):
-        return get_model_class(name)(train={"epochs": epochs, "device": "cpu", "seed": 0}).fit(
-            X)
+        return get_model_class(name)(train={"epochs": epochs, "device": "cpu", "seed": 0}).fit(X)
 
     work: dict[str, dict] = {}
     for name in ("mult-vae", "recvae"):
@@ -114,16 +113,24 @@ def main() -> None:
             s1, t1, _ = profiled(lambda n=name: fit(n, 1))
             s4, t4, m4 = profiled(lambda n=name: fit(n, 1 + EPOCHS))
             diffs.append((t4 - t1) / EPOCHS)
-            shares.append(diffs[-1] / statistics.median(
-                [r["train_seconds"] for r in m4.history_[1:]]))
+            shares.append(
+                diffs[-1] / statistics.median([r["train_seconds"] for r in m4.history_[1:]])
+            )
         shapes = Counter({k: (s4[k] - s1[k]) / EPOCHS for k in s4 if s4[k] != s1[k]})
         in_place, share = statistics.median(diffs), statistics.median(shares)
         plain = fit(name, 1 + EPOCHS)  # timed without the profiler
         measured = [r["train_seconds"] for r in plain.history_[1:]]
-        work[f"{name} epoch"] = {"shapes": shapes, "in_place": in_place, "share": share,
-                                 "measured": measured}
-        print(f"{name}: {len(shapes)} product shapes; epochs "
-              + ", ".join(f"{s:.2f}" for s in measured), flush=True)
+        work[f"{name} epoch"] = {
+            "shapes": shapes,
+            "in_place": in_place,
+            "share": share,
+            "measured": measured,
+        }
+        print(
+            f"{name}: {len(shapes)} product shapes; epochs "
+            + ", ".join(f"{s:.2f}" for s in measured),
+            flush=True,
+        )
         if name == "mult-vae":
             evaluate_ranking(plain, pdata.valid)  # warm-up
 
@@ -141,7 +148,8 @@ def main() -> None:
                 "shapes": Counter({k: c / PASSES for k, c in shapes.items()}),
                 "in_place": statistics.median([t / PASSES for _, t, _ in rounds]),
                 "share": statistics.median([t / sum(ps) for _, t, ps in rounds]),
-                "measured": passes()}
+                "measured": passes(),
+            }
 
     # every distinct shape timed alone, round-robin over ROUNDS rounds, fastest kept: a slow
     # spell of the shared machine then hits every shape a little rather than some shapes fully
@@ -158,18 +166,22 @@ def main() -> None:
         alone = 0.0
         for shape, c in sorted(w["shapes"].items(), key=lambda kv: -kv[1] * kv[0][0]):
             alone += c * cache[shape]
-            detail.append(f"| {what} | {shape[0]} x {shape[1]} x {shape[2]} | {c:g} | "
-                          f"{2 * shape[0] * shape[1] * shape[2] / cache[shape] / 1e9:.0f} |")
+            detail.append(
+                f"| {what} | {shape[0]} x {shape[1]} x {shape[2]} | {c:g} | "
+                f"{2 * shape[0] * shape[1] * shape[2] / cache[shape] / 1e9:.0f} |"
+            )
         meas = statistics.median(w["measured"])
         target = TARGETS[what]
         rows.append(
             f"| {what} | {meas:.3f} | {flop / 1e9:.1f} | {w['in_place']:.3f} "
             f"({flop / w['in_place'] / 1e9:.0f}) | **{alone:.3f}** ({flop / alone / 1e9:.0f}) "
-            f"| {meas * (1 - w['share']):.3f} | {target} | {target - alone:.3f} |")
+            f"| {meas * (1 - w['share']):.3f} | {target} | {target - alone:.3f} |"
+        )
         print(rows[-1], flush=True)
 
-    text = header("The matrix-product floor of the VAE speed targets, ML-1M clean (DiffRec "
-                  "split)") + (
+    text = header(
+        "The matrix-product floor of the VAE speed targets, ML-1M clean (DiffRec split)"
+    ) + (
         "What the products alone cost in each timed workload (fp32, the papers' networks, "
         "batches of 500 users, validation batches of 2,048). *GFLOP*: the workload's dense "
         "matrix products (2 M K N summed over the aten::mm / aten::addmm calls the profiler "
@@ -189,7 +201,9 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
         "Product shapes (M x K x N), calls per workload and their best rate alone "
         "(GFLOP/s):\n\n| workload | shape | calls | GFLOP/s |\n|---|---|---|---|\n"
-        + "\n".join(detail) + "\n")
+        + "\n".join(detail)
+        + "\n"
+    )
     write_result("vae-floor", text)
 
 

@@ -44,8 +44,7 @@ def synthetic(n_users: int, n_items: int, nnz: int, seed: int = 0) -> sp.csr_mat
         counts = np.minimum(counts, n_items // 2)
         rows = np.repeat(np.arange(n_users), counts)
         cols = rng.choice(n_items, size=len(rows), p=item_p)
-        X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
-                          shape=(n_users, n_items))
+        X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
         X.sum_duplicates()
         X.data[:] = 1.0
         factor *= nnz / X.nnz
@@ -59,8 +58,11 @@ def split(X: sp.csr_matrix, seed: int = 1) -> tuple[sp.csr_matrix, ...]:
     out = []
     for k in range(3):
         keep = part == k
-        out.append(sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])),
-                                 shape=X.shape, dtype=np.float32))
+        out.append(
+            sp.csr_matrix(
+                (coo.data[keep], (coo.row[keep], coo.col[keep])), shape=X.shape, dtype=np.float32
+            )
+        )
     return tuple(out)
 
 
@@ -70,19 +72,24 @@ def child(path: str, out: str, precision: str) -> None:
 
     with np.load(path) as z:
         train = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-        valid = sp.csr_matrix((z["vdata"], z["vindices"], z["vindptr"]),
-                              shape=tuple(z["shape"]))
+        valid = sp.csr_matrix((z["vdata"], z["vindices"], z["vindptr"]), shape=tuple(z["shape"]))
     users = np.arange(train.shape[0])
     task = RankingTask(users, train, train, valid, "zero", "valid")
     t0 = time.perf_counter()
-    model = MultVAE(train={"epochs": 1, "device": "cpu", "precision": precision}).fit(
-        train)
+    model = MultVAE(train={"epochs": 1, "device": "cpu", "precision": precision}).fit(train)
     t1 = time.perf_counter()
     res = evaluate_ranking(model, task, ks=(10, 20), metrics=("recall", "ndcg"))
     t2 = time.perf_counter()
-    Path(out).write_text(json.dumps({"train_s": t1 - t0, "eval_s": t2 - t1,
-                                     "epoch_train_s": model.history_[0]["train_seconds"],
-                                     "metrics": res.metrics}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "train_s": t1 - t0,
+                "eval_s": t2 - t1,
+                "epoch_train_s": model.history_[0]["train_seconds"],
+                "metrics": res.metrics,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -103,11 +110,25 @@ def main() -> None:
     gen_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         npz, res = Path(tmp) / "data.npz", Path(tmp) / "res.json"
-        np.savez(npz, data=train.data, indices=train.indices, indptr=train.indptr,
-                 shape=np.array(train.shape), vdata=valid.data, vindices=valid.indices,
-                 vindptr=valid.indptr)
-        cmd = [sys.executable, __file__, "--child", str(npz), str(res), "--precision",
-               args.precision]
+        np.savez(
+            npz,
+            data=train.data,
+            indices=train.indices,
+            indptr=train.indptr,
+            shape=np.array(train.shape),
+            vdata=valid.data,
+            vindices=valid.indices,
+            vindptr=valid.indptr,
+        )
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(npz),
+            str(res),
+            "--precision",
+            args.precision,
+        ]
         t1 = time.perf_counter()
         subprocess.run(cmd, check=True)
         wall = time.perf_counter() - t1
@@ -116,23 +137,31 @@ def main() -> None:
     pop = np.asarray(X.sum(0)).ravel()
     top1 = np.sort(pop)[::-1][: args.items // 100].sum() / pop.sum()
     out = head
-    out += (f"Data: {X.shape[0]:,} users x {X.shape[1]:,} items, {X.nnz:,} interactions "
-            f"(density {X.nnz / X.shape[0] / X.shape[1]:.4%}; the top 1 % of items hold "
-            f"{top1:.0%} of them; users have {np.diff(X.indptr).min()} to "
-            f"{np.diff(X.indptr).max()} items, median {int(np.median(np.diff(X.indptr)))}); "
-            f"train / valid {train.nnz:,} / {valid.nnz:,}; generated in {gen_s:.0f} s "
-            f"(not counted below).\n\n")
+    out += (
+        f"Data: {X.shape[0]:,} users x {X.shape[1]:,} items, {X.nnz:,} interactions "
+        f"(density {X.nnz / X.shape[0] / X.shape[1]:.4%}; the top 1 % of items hold "
+        f"{top1:.0%} of them; users have {np.diff(X.indptr).min()} to "
+        f"{np.diff(X.indptr).max()} items, median {int(np.median(np.diff(X.indptr)))}); "
+        f"train / valid {train.nnz:,} / {valid.nnz:,}; generated in {gen_s:.0f} s "
+        f"(not counted below).\n\n"
+    )
     out += "| what | value | target |\n|---|---|---|\n"
-    out += (f"| one Mult-VAE epoch ({args.precision}, [I-600-200-600-I], batch 500), "
-            f"training s | {r['epoch_train_s']:.1f} | - |\n")
+    out += (
+        f"| one Mult-VAE epoch ({args.precision}, [I-600-200-600-I], batch 500), "
+        f"training s | {r['epoch_train_s']:.1f} | - |\n"
+    )
     out += f"| fit() in total (module build + epoch), s | {r['train_s']:.1f} | - |\n"
-    out += (f"| one full evaluation ({X.shape[0]:,} users x {X.shape[1]:,} items, "
-            f"masked, top-20), s | {r['eval_s']:.1f} | - |\n")
+    out += (
+        f"| one full evaluation ({X.shape[0]:,} users x {X.shape[1]:,} items, "
+        f"masked, top-20), s | {r['eval_s']:.1f} | - |\n"
+    )
     out += f"| child process wall time (load + fit + evaluation), s | {wall:.1f} | - |\n"
     out += f"| **peak RSS of the child, GiB** | **{rss:.2f}** | <= 6 GiB |\n\n"
     m = r["metrics"]
-    out += (f"Validation after one epoch (sanity, not a quality claim): Recall@20 "
-            f"{m['recall@20']:.4f}, NDCG@20 {m['ndcg@20']:.4f}.\n")
+    out += (
+        f"Validation after one epoch (sanity, not a quality claim): Recall@20 "
+        f"{m['recall@20']:.4f}, NDCG@20 {m['ndcg@20']:.4f}.\n"
+    )
     write_result("scale", out)
 
 

@@ -56,14 +56,36 @@ def write_log(path: Path, seed: int = 0) -> None:
 
 def genrec(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "genrec", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "genrec", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def train_args(log: Path, out: Path, dropout: float) -> list[str]:
-    return ["-q", "train", "--model", "mult-vae", "--dataset", str(log), "--set",
-            f"train.epochs={EPOCHS}", "--set", "hidden_dims=[32]", "--set", "latent_dim=8",
-            "--set", f"dropout={dropout}", "--device", "cpu", "--out", str(out)]
+    return [
+        "-q",
+        "train",
+        "--model",
+        "mult-vae",
+        "--dataset",
+        str(log),
+        "--set",
+        f"train.epochs={EPOCHS}",
+        "--set",
+        "hidden_dims=[32]",
+        "--set",
+        "latent_dim=8",
+        "--set",
+        f"dropout={dropout}",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
 
 
 def scores(folder: Path) -> np.ndarray:
@@ -76,15 +98,20 @@ def one_line(err: str) -> bool:
     return "Traceback" not in err and len(lines) >= 1 and lines[-1].startswith("Error:")
 
 
-def kill_trial(rng: random.Random, log: Path, work: Path, old: Path, ref: np.ndarray,
-               full_seconds: float) -> str:
+def kill_trial(
+    rng: random.Random, log: Path, work: Path, old: Path, ref: np.ndarray, full_seconds: float
+) -> str:
     out = work / "run"
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(old, out)
     old_scores = scores(out)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    p = subprocess.Popen([sys.executable, "-m", "genrec", *train_args(log, out, 0.2)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "genrec", *train_args(log, out, 0.2)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     time.sleep(rng.uniform(0.0, full_seconds * 1.1))
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -102,13 +129,20 @@ def kill_trial(rng: random.Random, log: Path, work: Path, old: Path, ref: np.nda
     return "equal" if np.array_equal(scores(out), ref) else "differs"
 
 
-def flip_trial(rng: random.Random, log: Path, work: Path, old: Path, ref: np.ndarray,
-               pending: Path) -> tuple[str, str]:
+def flip_trial(
+    rng: random.Random, log: Path, work: Path, old: Path, ref: np.ndarray, pending: Path
+) -> tuple[str, str]:
     out = work / "flip"
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(pending, out)  # a finished model with a pending, checkpointed run
-    names = ["run.json", "model.json", "weights.npz", "data.npz",
-             ".next/checkpoint/state.pt", ".next/run.json"]
+    names = [
+        "run.json",
+        "model.json",
+        "weights.npz",
+        "data.npz",
+        ".next/checkpoint/state.pt",
+        ".next/run.json",
+    ]
     name = rng.choice(names)
     path = out / name
     data = bytearray(path.read_bytes())
@@ -128,8 +162,12 @@ def flip_trial(rng: random.Random, log: Path, work: Path, old: Path, ref: np.nda
 
 def full_disk_trial(log: Path, old: Path) -> str:
     mnt = Path(tempfile.mkdtemp(prefix="genrec-tmpfs-"))
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True
+        ).returncode
+        != 0
+    ):
         return "not available (cannot mount a tmpfs here)"
     try:
         out = mnt / "run"
@@ -140,8 +178,10 @@ def full_disk_trial(log: Path, old: Path) -> str:
         r = genrec(*args)
         ok = r.returncode != 0 and one_line(r.stderr)
         kept = np.array_equal(scores(out), before)
-        return f"{'refused with one line' if ok else 'NOT one line'}; earlier model " \
-               f"{'kept' if kept else 'LOST'}"
+        return (
+            f"{'refused with one line' if ok else 'NOT one line'}; earlier model "
+            f"{'kept' if kept else 'LOST'}"
+        )
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
@@ -168,8 +208,12 @@ def main() -> None:
     pending = work / "pending"
     shutil.copytree(old, pending)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    p = subprocess.Popen([sys.executable, "-m", "genrec", *train_args(log, pending, 0.2)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "genrec", *train_args(log, pending, 0.2)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     ck = rf.staging_dir(pending) / rf.CHECKPOINT_NAME
     while not ck.is_file() and p.poll() is None:
         time.sleep(0.02)
@@ -191,21 +235,34 @@ def main() -> None:
     disk = full_disk_trial(log, old)
     print("full disk:", disk)
     lost = kills.get("lost", 0)
-    lines = ["## Fault injection on run folders (`benchmarks/fault_injection.py`)", "",
-             f"Command: `python benchmarks/fault_injection.py --trials {a.trials} --seed "
-             f"{a.seed} --write`; date {time.strftime('%Y-%m-%d')}; an uninterrupted run "
-             f"takes {full_seconds:.1f} s (Mult-VAE, {EPOCHS} epochs, CPU).", "",
-             "| fault | runs | outcome counts |", "|---|---|---|",
-             f"| SIGKILL at a random moment, then --resume | {a.trials} | "
-             + ", ".join(f"{k} {v}" for k, v in sorted(kills.items())) + " |"]
+    lines = [
+        "## Fault injection on run folders (`benchmarks/fault_injection.py`)",
+        "",
+        f"Command: `python benchmarks/fault_injection.py --trials {a.trials} --seed "
+        f"{a.seed} --write`; date {time.strftime('%Y-%m-%d')}; an uninterrupted run "
+        f"takes {full_seconds:.1f} s (Mult-VAE, {EPOCHS} epochs, CPU).",
+        "",
+        "| fault | runs | outcome counts |",
+        "|---|---|---|",
+        f"| SIGKILL at a random moment, then --resume | {a.trials} | "
+        + ", ".join(f"{k} {v}" for k, v in sorted(kills.items()))
+        + " |",
+    ]
     for name, counts in sorted(flips.items()):
-        lines.append(f"| one flipped bit in {name} | {sum(counts.values())} | "
-                     + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + " |")
-    lines += [f"| full disk (2 MB tmpfs) | 1 | {disk} |", "",
-              f"Finished models lost: {lost}. 'equal': resumed (or loaded) to the "
-              f"uninterrupted run's scores bit for bit; 'refused': a one-line error; "
-              f"'not started': killed before the new run wrote anything (the earlier model "
-              f"intact).", ""]
+        lines.append(
+            f"| one flipped bit in {name} | {sum(counts.values())} | "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            + " |"
+        )
+    lines += [
+        f"| full disk (2 MB tmpfs) | 1 | {disk} |",
+        "",
+        f"Finished models lost: {lost}. 'equal': resumed (or loaded) to the "
+        f"uninterrupted run's scores bit for bit; 'refused': a one-line error; "
+        f"'not started': killed before the new run wrote anything (the earlier model "
+        f"intact).",
+        "",
+    ]
     text = "\n".join(lines)
     print(text)
     if a.write:

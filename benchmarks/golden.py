@@ -63,27 +63,75 @@ from genrec.models import MODELS, Recommender  # noqa: E402
 GOLDEN_CONFIGS: dict[str, dict[str, Any]] = {
     "popularity": {},
     "ease": dict(l2=1.0),
-    "gaussian-vae": dict(hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=15, lr=1e-2,
-                         device="cpu"),
-    "mult-vae": dict(hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=12, lr=1e-2,
-                     device="cpu"),
+    "gaussian-vae": dict(
+        hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=15, lr=1e-2, device="cpu"
+    ),
+    "mult-vae": dict(
+        hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=12, lr=1e-2, device="cpu"
+    ),
     "mult-dae": dict(latent_dim=16, batch_size=8, epochs=12, lr=1e-2, device="cpu"),
     "recvae": dict(hidden_dim=32, latent_dim=8, batch_size=8, epochs=4, lr=1e-2, device="cpu"),
-    "cdae": dict(latent_dim=16, batch_size=8, epochs=30, lr=3e-2, corruption=0.2, l2=1e-3,
-                 device="cpu"),
-    "diffrec": dict(dims=(32,), steps=5, noise_scale=0.1, noise_min=0.01, noise_max=0.1,
-                    epochs=20, batch_size=8, lr=1e-2, device="cpu"),
-    "ldiffrec": dict(latent_dim=8, embedding_dim=4, dims=(16,), epochs=40, batch_size=8,
-                     lr=1e-2, vae_lr=1e-2, lamda=1e-4, lamda_min=1e-4, device="cpu"),
-    "biased-mf": dict(n_factors=4, solver="sgd", lr=0.02, batch_size=32, epochs=60, l2=0.01,
-                      l2_bias=0.01, device="cpu"),
-    "biased-mf/als": dict(n_factors=4, solver="als", epochs=10, l2=0.05, l2_bias=0.05,
-                          device="cpu"),
+    "cdae": dict(
+        latent_dim=16, batch_size=8, epochs=30, lr=3e-2, corruption=0.2, l2=1e-3, device="cpu"
+    ),
+    "diffrec": dict(
+        dims=(32,),
+        steps=5,
+        noise_scale=0.1,
+        noise_min=0.01,
+        noise_max=0.1,
+        epochs=20,
+        batch_size=8,
+        lr=1e-2,
+        device="cpu",
+    ),
+    "ldiffrec": dict(
+        latent_dim=8,
+        embedding_dim=4,
+        dims=(16,),
+        epochs=40,
+        batch_size=8,
+        lr=1e-2,
+        vae_lr=1e-2,
+        lamda=1e-4,
+        lamda_min=1e-4,
+        device="cpu",
+    ),
+    "biased-mf": dict(
+        n_factors=4,
+        solver="sgd",
+        lr=0.02,
+        batch_size=32,
+        epochs=60,
+        l2=0.01,
+        l2_bias=0.01,
+        device="cpu",
+    ),
+    "biased-mf/als": dict(
+        n_factors=4, solver="als", epochs=10, l2=0.05, l2_bias=0.05, device="cpu"
+    ),
     "bpr-mf": dict(n_factors=8, lr=0.05, epochs=20, batch_size=64, l2=1e-4, device="cpu"),
-    "fm": dict(n_factors=4, lr=0.05, epochs=40, batch_size=32, l2_w=1e-4, l2_v=1e-4,
-               use_side_features=False, device="cpu"),
-    "fm/bpr": dict(objective="bpr", n_factors=4, lr=0.05, epochs=20, batch_size=32,
-                   l2_w=1e-4, l2_v=1e-4, use_side_features=False, device="cpu"),
+    "fm": dict(
+        n_factors=4,
+        lr=0.05,
+        epochs=40,
+        batch_size=32,
+        l2_w=1e-4,
+        l2_v=1e-4,
+        use_side_features=False,
+        device="cpu",
+    ),
+    "fm/bpr": dict(
+        objective="bpr",
+        n_factors=4,
+        lr=0.05,
+        epochs=20,
+        batch_size=32,
+        l2_w=1e-4,
+        l2_v=1e-4,
+        use_side_features=False,
+        device="cpu",
+    ),
     "autorec": dict(hidden=16, l2=0.1, epochs=60, eval_every=20, device="cpu"),
 }
 
@@ -99,8 +147,7 @@ def model_name(entry: str) -> str:
     return entry.split("/", 1)[0]
 
 
-def build_model(entry: str, kwargs: dict[str, Any] | None = None, seed: int = SEED
-                ) -> Recommender:
+def build_model(entry: str, kwargs: dict[str, Any] | None = None, seed: int = SEED) -> Recommender:
     """The model of table entry ``entry`` (``kwargs`` defaults to its row of the table)."""
     kwargs = GOLDEN_CONFIGS[entry] if kwargs is None else kwargs
     cls = MODELS[model_name(entry)]
@@ -115,10 +162,13 @@ def rating_data(seed: int = SEED) -> tuple[sp.csr_matrix, RatingTask, RatingTask
     rows = taste_ratings(N_USERS, N_ITEMS, seed=seed)
     u, i, r = rows[:, 0] - 1, rows[:, 1] - 1, rows[:, 2].astype(np.float32)
     part = np.random.default_rng(seed).choice(3, size=len(rows), p=[0.8, 0.1, 0.1])
-    train = sp.csr_matrix((r[part == 0], (u[part == 0], i[part == 0])),
-                          shape=(N_USERS, N_ITEMS), dtype=np.float32)
-    valid, test = (RatingTask(u[part == j], i[part == j], r[part == j], name)
-                   for j, name in ((1, "valid"), (2, "test")))
+    train = sp.csr_matrix(
+        (r[part == 0], (u[part == 0], i[part == 0])), shape=(N_USERS, N_ITEMS), dtype=np.float32
+    )
+    valid, test = (
+        RatingTask(u[part == j], i[part == j], r[part == j], name)
+        for j, name in ((1, "valid"), (2, "test"))
+    )
     return train, valid, test
 
 
@@ -139,8 +189,11 @@ def ranking_data(seed: int = SEED) -> tuple[sp.csr_matrix, RankingTask, RankingT
     train, valid, test = (sp.csr_matrix(p) for p in parts)
     users = np.arange(N_USERS, dtype=np.int64)
     seen = sp.csr_matrix(parts[0] + parts[1])
-    return (train, RankingTask(users, train, train, valid, "skip", "valid"),
-            RankingTask(users, train, seen, test, "skip", "test"))
+    return (
+        train,
+        RankingTask(users, train, train, valid, "skip", "valid"),
+        RankingTask(users, train, seen, test, "skip", "test"),
+    )
 
 
 # ----------------------------------------------------------------------------- running
@@ -180,8 +233,12 @@ def record(scores: np.ndarray, metrics: dict[str, float]) -> dict[str, Any]:
         "metrics": {k: float(v) for k, v in sorted(metrics.items())},
         "scores_sha256": hashlib.sha256(scores.tobytes()).hexdigest(),
         "scores_shape": list(scores.shape),
-        "scores_summary": {"mean": float(s64.mean()), "std": float(s64.std()),
-                           "min": float(s64.min()), "max": float(s64.max())},
+        "scores_summary": {
+            "mean": float(s64.mean()),
+            "std": float(s64.std()),
+            "min": float(s64.min()),
+            "max": float(s64.max()),
+        },
         "top": top.tolist(),
     }
 
@@ -201,8 +258,13 @@ def run_entry(entry: str, kwargs: dict[str, Any] | None = None) -> dict[str, Any
             model.fit(train, valid=valid if model.selects_on() == "ranking" else None)
             metrics = evaluate_ranking(model, test, ks=KS).metrics
         scores = score_matrix(model, train)
-    return {"model": model_name(entry), "task": task, "seed": SEED,
-            "config": _jsonable(kwargs), **record(scores, metrics)}
+    return {
+        "model": model_name(entry),
+        "task": task,
+        "seed": SEED,
+        "config": _jsonable(kwargs),
+        **record(scores, metrics),
+    }
 
 
 def run_all(entries: list[str] | None = None) -> dict[str, Any]:
@@ -221,19 +283,28 @@ def environment() -> dict[str, str]:
     """Versions and machine: bitwise equality is only expected under the same ones."""
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
-        names = [line.split(":", 1)[1].strip() for line in
-                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "machine": platform.machine(), "cpu": cpu}
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu": cpu,
+    }
 
 
 def to_json(result: dict[str, Any]) -> str:
     """``result`` as indented JSON, each list of numbers on one line (floats as ``repr``)."""
     text = json.dumps(result, indent=1, allow_nan=False)
-    return re.sub(r"\[([^\[\]{}\"]*)\]",
-                  lambda m: "[" + " ".join(m.group(1).split()) + "]",
-                  text) + "\n"
+    return (
+        re.sub(r"\[([^\[\]{}\"]*)\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+        + "\n"
+    )
 
 
 # ----------------------------------------------------------------------------- comparing
@@ -255,28 +326,33 @@ def compare_entry(entry: str, expected: dict[str, Any], actual: dict[str, Any]) 
     em, am = expected["metrics"], actual["metrics"]
     for key in sorted(set(em) | set(am)):
         if key not in am or key not in em:
-            out.append(f"{entry}: metric {key} only in the "
-                       f"{'recorded file' if key in em else 'new run'}")
+            out.append(
+                f"{entry}: metric {key} only in the {'recorded file' if key in em else 'new run'}"
+            )
         elif not (em[key] == am[key] or (math.isnan(em[key]) and math.isnan(am[key]))):
-            out.append(f"{entry}: {key} {em[key]!r} -> {am[key]!r} "
-                       f"(diff {am[key] - em[key]:+.3g}, {_rel(em[key], am[key])})")
+            out.append(
+                f"{entry}: {key} {em[key]!r} -> {am[key]!r} "
+                f"(diff {am[key] - em[key]:+.3g}, {_rel(em[key], am[key])})"
+            )
     if expected["scores_sha256"] != actual["scores_sha256"]:
         es, as_ = expected["scores_summary"], actual["scores_summary"]
-        stats = ", ".join(f"{k} {es[k]:.6g} -> {as_[k]:.6g}" for k in ("mean", "std", "min",
-                                                                         "max"))
+        stats = ", ".join(f"{k} {es[k]:.6g} -> {as_[k]:.6g}" for k in ("mean", "std", "min", "max"))
         et, at = np.asarray(expected["top"]), np.asarray(actual["top"])
         if et.shape == at.shape:
             changed = int((et != at).any(axis=1).sum())
             first = int((et[:, 0] != at[:, 0]).sum())
-            lists = (f"top-{et.shape[1]} list changed for {changed}/{len(et)} users (top-1 "
-                     f"for {first})")
+            lists = (
+                f"top-{et.shape[1]} list changed for {changed}/{len(et)} users (top-1 for {first})"
+            )
         else:
             lists = f"top lists of shape {list(et.shape)} -> {list(at.shape)}"
         out.append(f"{entry}: score matrix hash differs; {stats}; {lists}")
     if out and expected.get("config") != actual.get("config"):
         # a renamed or moved setting alone is no difference; changed numbers may come from it
-        out.append(f"{entry}: note: the table's config {actual.get('config')} is not the "
-                   f"recorded {expected.get('config')}")
+        out.append(
+            f"{entry}: note: the table's config {actual.get('config')} is not the "
+            f"recorded {expected.get('config')}"
+        )
     return out
 
 
@@ -291,12 +367,13 @@ def compare(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
         out.append(f"run but not recorded: {', '.join(extra)}")
     for entry in expected["entries"]:
         if entry in actual["entries"]:
-            out.extend(compare_entry(entry, expected["entries"][entry],
-                                     actual["entries"][entry]))
+            out.extend(compare_entry(entry, expected["entries"][entry], actual["entries"][entry]))
     if out and expected.get("environment") != actual.get("environment"):
-        out.append(f"note: recorded under {expected.get('environment')}, run under "
-                   f"{actual.get('environment')}; bitwise equality needs the same versions "
-                   f"and machine")
+        out.append(
+            f"note: recorded under {expected.get('environment')}, run under "
+            f"{actual.get('environment')}; bitwise equality needs the same versions "
+            f"and machine"
+        )
     return out
 
 
@@ -321,15 +398,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         expected = json.loads(Path(args.check).read_text())
         if args.entries:
-            expected["entries"] = {e: expected["entries"][e] for e in args.entries
-                                   if e in expected["entries"]}
+            expected["entries"] = {
+                e: expected["entries"][e] for e in args.entries if e in expected["entries"]
+            }
         diffs = compare(expected, result)
         print("\n".join(diffs) if diffs else "identical to " + args.check)
         return 1 if diffs else 0
     if not args.write:
         for entry, rec in result["entries"].items():
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in rec["metrics"].items()
-                              if k.startswith(("recall", "ndcg", "rmse", "mae")))
+            shown = ", ".join(
+                f"{k} {v:.4f}"
+                for k, v in rec["metrics"].items()
+                if k.startswith(("recall", "ndcg", "rmse", "mae"))
+            )
             print(f"{entry:15s} {rec['task']:8s} {shown}  {rec['scores_sha256'][:12]}")
     return 0
 

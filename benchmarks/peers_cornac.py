@@ -33,9 +33,18 @@ import numpy as np
 def vaecf(n_epochs: int):
     import cornac
 
-    return cornac.models.VAECF(k=200, autoencoder_structure=[600], act_fn="tanh",
-                               likelihood="mult", n_epochs=n_epochs, batch_size=500,
-                               learning_rate=0.001, beta=0.2, seed=123, verbose=False)
+    return cornac.models.VAECF(
+        k=200,
+        autoencoder_structure=[600],
+        act_fn="tanh",
+        likelihood="mult",
+        n_epochs=n_epochs,
+        batch_size=500,
+        learning_rate=0.001,
+        beta=0.2,
+        seed=123,
+        verbose=False,
+    )
 
 
 def main() -> None:
@@ -49,8 +58,10 @@ def main() -> None:
     import torch
     from cornac.data import Dataset
 
-    parts = [np.load(os.path.join(args.data, f"{p}_list.npy"), allow_pickle=False)
-             for p in ("train", "valid", "test")]
+    parts = [
+        np.load(os.path.join(args.data, f"{p}_list.npy"), allow_pickle=False)
+        for p in ("train", "valid", "test")
+    ]
     train = parts[0]
     n_users = max(int(a[:, 0].max()) for a in parts) + 1
     n_items = max(int(a[:, 1].max()) for a in parts) + 1
@@ -74,15 +85,29 @@ def main() -> None:
     score_s = time.perf_counter() - t0
     np.save(args.scores, scores)
     result = {
-        "model": "VAECF", "epochs": args.epochs, "fit_s": full, "fit_1_epoch_s": one,
+        "model": "VAECF",
+        "epochs": args.epochs,
+        "fit_s": full,
+        "fit_1_epoch_s": one,
         "s_per_epoch": (full - one) / (args.epochs - 1) if args.epochs > 1 else one,
         "score_all_users_s": score_s,
-        "settings": {"k": 200, "autoencoder_structure": [600], "act_fn": "tanh",
-                     "likelihood": "mult", "batch_size": 500, "learning_rate": 0.001,
-                     "beta": 0.2, "seed": 123},
-        "versions": {"python": sys.version.split()[0], "cornac": cornac.__version__,
-                     "torch": torch.__version__, "numpy": np.__version__,
-                     "torch_threads": torch.get_num_threads()},
+        "settings": {
+            "k": 200,
+            "autoencoder_structure": [600],
+            "act_fn": "tanh",
+            "likelihood": "mult",
+            "batch_size": 500,
+            "learning_rate": 0.001,
+            "beta": 0.2,
+            "seed": 123,
+        },
+        "versions": {
+            "python": sys.version.split()[0],
+            "cornac": cornac.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
     }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

@@ -50,13 +50,21 @@ def _recbole_setup(model_name: str, data_root: str, extra: dict):
     from recbole.utils import init_seed
 
     cfg = {
-        "data_path": data_root, "checkpoint_dir": os.path.join(data_root, "saved"),
-        "use_gpu": False, "show_progress": False, "seed": 2020, "reproducibility": True,
+        "data_path": data_root,
+        "checkpoint_dir": os.path.join(data_root, "saved"),
+        "use_gpu": False,
+        "show_progress": False,
+        "seed": 2020,
+        "reproducibility": True,
         "load_col": {"inter": ["user_id", "item_id"]},
         "benchmark_filename": ["train", "valid", "test"],
-        "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
-        "metrics": ["Recall", "NDCG"], "topk": [20], "valid_metric": "NDCG@20",
-        "eval_args": {"mode": "full", "group_by": "user"}, **extra,
+        "user_inter_num_interval": "[0,inf)",
+        "item_inter_num_interval": "[0,inf)",
+        "metrics": ["Recall", "NDCG"],
+        "topk": [20],
+        "valid_metric": "NDCG@20",
+        "eval_args": {"mode": "full", "group_by": "user"},
+        **extra,
     }
     config = Config(model=model_name, dataset="ml1m_clean", config_dict=cfg)
     init_seed(config["seed"], config["reproducibility"])
@@ -67,8 +75,7 @@ def time_model(model_name: str, data_root: str, epochs: int) -> dict:
     from recbole.data import data_preparation
     from recbole.utils import get_model, get_trainer
 
-    config, dataset = _recbole_setup(model_name, data_root,
-                                     {"epochs": epochs, "eval_step": 10**6})
+    config, dataset = _recbole_setup(model_name, data_root, {"epochs": epochs, "eval_step": 10**6})
     train_data, valid_data, _ = data_preparation(config, dataset)
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
@@ -83,9 +90,13 @@ def time_model(model_name: str, data_root: str, epochs: int) -> dict:
 
     trainer._train_epoch = timed
     trainer.fit(train_data, valid_data=None, saved=False, show_progress=False)
-    return {"model": model_name, "epochs": len(times), "s_per_epoch_median":
-            statistics.median(times), "s_per_epoch": times,
-            "train_batch_size": config["train_batch_size"]}
+    return {
+        "model": model_name,
+        "epochs": len(times),
+        "s_per_epoch_median": statistics.median(times),
+        "s_per_epoch": times,
+        "train_batch_size": config["train_batch_size"],
+    }
 
 
 def time_ease(data_root: str, reg_weight: float, eval_batch_size: int, repeats: int) -> dict:
@@ -94,8 +105,9 @@ def time_ease(data_root: str, reg_weight: float, eval_batch_size: int, repeats: 
     from recbole.data import data_preparation
     from recbole.utils import get_model, get_trainer
 
-    config, dataset = _recbole_setup("EASE", data_root, {"reg_weight": reg_weight,
-                                                         "eval_batch_size": eval_batch_size})
+    config, dataset = _recbole_setup(
+        "EASE", data_root, {"reg_weight": reg_weight, "eval_batch_size": eval_batch_size}
+    )
     train_data, _, test_data = data_preparation(config, dataset)
     fit_s, eval_s = [], []
     for _ in range(repeats):
@@ -107,10 +119,16 @@ def time_ease(data_root: str, reg_weight: float, eval_batch_size: int, repeats: 
         t2 = time.perf_counter()
         fit_s.append(t1 - t0)
         eval_s.append(t2 - t1)
-    return {"model": "EASE", "reg_weight": reg_weight, "eval_batch_size": eval_batch_size,
-            "fit_s": fit_s, "eval_s": eval_s,
-            "fit_s_median": statistics.median(fit_s), "eval_s_median": statistics.median(eval_s),
-            "test": {k: float(v) for k, v in scores.items()}}
+    return {
+        "model": "EASE",
+        "reg_weight": reg_weight,
+        "eval_batch_size": eval_batch_size,
+        "fit_s": fit_s,
+        "eval_s": eval_s,
+        "fit_s_median": statistics.median(fit_s),
+        "eval_s_median": statistics.median(eval_s),
+        "test": {k: float(v) for k, v in scores.items()},
+    }
 
 
 def main() -> None:
@@ -118,13 +136,19 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="folder with {train,valid,test}_list.npy")
     ap.add_argument("--out", required=True, help="JSON file to write")
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--models", default="MultiVAE,RecVAE",
-                    help="comma-separated RecBole models; EASE is timed as fit + evaluation")
+    ap.add_argument(
+        "--models",
+        default="MultiVAE,RecVAE",
+        help="comma-separated RecBole models; EASE is timed as fit + evaluation",
+    )
     ap.add_argument("--reg-weight", type=float, default=250.0, help="EASE's lambda")
     ap.add_argument("--repeats", type=int, default=3, help="EASE: timed fits + evaluations")
-    ap.add_argument("--eval-batch-sizes", default="1048576,4096",
-                    help="EASE: full-sort evaluation batches to time (RecBole's default 4096 "
-                         "is one user per batch on ML-1M)")
+    ap.add_argument(
+        "--eval-batch-sizes",
+        default="1048576,4096",
+        help="EASE: full-sort evaluation batches to time (RecBole's default 4096 "
+        "is one user per batch on ML-1M)",
+    )
     args = ap.parse_args()
     import recbole
     import torch
@@ -134,13 +158,19 @@ def main() -> None:
         results = []
         for m in args.models.split(","):
             if m == "EASE":
-                results += [time_ease(root, args.reg_weight, int(b), args.repeats)
-                            for b in args.eval_batch_sizes.split(",")]
+                results += [
+                    time_ease(root, args.reg_weight, int(b), args.repeats)
+                    for b in args.eval_batch_sizes.split(",")
+                ]
             else:
                 results.append(time_model(m, root, args.epochs))
-    versions = {"python": sys.version.split()[0], "recbole": recbole.__version__,
-                "torch": torch.__version__, "numpy": np.__version__,
-                "torch_threads": torch.get_num_threads()}
+    versions = {
+        "python": sys.version.split()[0],
+        "recbole": recbole.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
     with open(args.out, "w") as f:
         json.dump({"versions": versions, "results": results}, f, indent=2)
     print(json.dumps({"versions": versions, "results": results}))

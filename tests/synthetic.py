@@ -6,13 +6,32 @@ from pathlib import Path
 
 import numpy as np
 
-GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-          "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-          "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+GENRES = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 
-def taste_ratings(n_users: int = 60, n_items: int = 40, n_groups: int = 2, per_user: int = 15,
-                  seed: int = 0) -> np.ndarray:
+def taste_ratings(
+    n_users: int = 60, n_items: int = 40, n_groups: int = 2, per_user: int = 15, seed: int = 0
+) -> np.ndarray:
     """Rows (user, item, rating, timestamp), 1-based ids; group g loves block g (ratings 4-5)
     and rates a few other items low (1-2)."""
     rng = np.random.default_rng(seed)
@@ -21,8 +40,9 @@ def taste_ratings(n_users: int = 60, n_items: int = 40, n_groups: int = 2, per_u
     t = 874_000_000
     for u in range(n_users):
         g = u % n_groups
-        liked = rng.choice(np.arange(g * block, (g + 1) * block), size=min(per_user, block),
-                           replace=False)
+        liked = rng.choice(
+            np.arange(g * block, (g + 1) * block), size=min(per_user, block), replace=False
+        )
         others = np.setdiff1d(np.arange(n_items), np.arange(g * block, (g + 1) * block))
         disliked = rng.choice(others, size=3, replace=False)
         for i in liked:
@@ -47,9 +67,12 @@ def write_ml100k(folder: Path, seed: int = 0, n_users: int = 60, n_items: int = 
         lines.append(f"{i}|Movie {i} (1995)|01-Jan-1995||http://x/{i}|" + "|".join(flags))
     (folder / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
     occ = ["student", "engineer", "writer"]
-    (folder / "u.user").write_text("".join(
-        f"{u}|{20 + u % 40}|{'MF'[u % 2]}|{occ[u % 3]}|{10000 + u}\n"
-        for u in range(1, n_users + 1)))
+    (folder / "u.user").write_text(
+        "".join(
+            f"{u}|{20 + u % 40}|{'MF'[u % 2]}|{occ[u % 3]}|{10000 + u}\n"
+            for u in range(1, n_users + 1)
+        )
+    )
     rng = np.random.default_rng(seed + 1)
     fold = rng.integers(0, 5, len(rows))
     for n in range(5):

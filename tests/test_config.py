@@ -56,8 +56,11 @@ def test_dotted_keys_are_nested_tables():
 def test_nested_errors_name_the_path():
     with pytest.raises(ConfigError, match=r"^m\.inner\.size: expected an integer, got 'x'$"):
         build_config(Outer, {"inner": {"size": "x"}}, where="m")
-    with pytest.raises(ConfigError, match=r"^m\.inner: unknown key sise for Inner; valid keys: "
-                                          r"size, rate$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^m\.inner: unknown key sise for Inner; valid keys: "
+        r"size, rate$",
+    ):
         build_config(Outer, {"inner": {"sise": 1}}, where="m")
     with pytest.raises(ConfigError, match=r"^m\.inner: rate must be in \(0, 1\), got 1\.0$"):
         build_config(Outer, {"inner": {"rate": 1.0}}, where="m")
@@ -68,23 +71,33 @@ def test_nested_errors_name_the_path():
 def test_an_old_flat_key_names_its_new_spelling():
     with pytest.raises(ConfigError) as e:
         build_config(Outer, {"size": 5}, where="m")
-    assert str(e.value) == ("m: size is now inner.size (--set inner.size=5, or a [inner] table "
-                            "in TOML)")
-    with pytest.raises(ConfigError, match="^m: unknown key nope for Outer; valid keys: width, "
-                                          "sizes, scale, kind, inner$"):
+    assert str(e.value) == (
+        "m: size is now inner.size (--set inner.size=5, or a [inner] table in TOML)"
+    )
+    with pytest.raises(
+        ConfigError,
+        match="^m: unknown key nope for Outer; valid keys: width, sizes, scale, kind, inner$",
+    ):
         build_config(Outer, {"nope": 5}, where="m")
-    with pytest.raises(ConfigError, match=r"^m: size is now inner\.size .*; unknown key nope "
-                                          r"for Outer; valid keys: width,"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^m: size is now inner\.size .*; unknown key nope "
+        r"for Outer; valid keys: width,",
+    ):
         build_config(Outer, {"size": 5, "nope": 1}, where="m")
 
 
 def test_the_model_says_where_an_old_trainer_key_went():
     with pytest.raises(ConfigError) as e:
         MultVAE(epochs=50)
-    assert str(e.value) == ("mult-vae: epochs is now train.epochs (--set train.epochs=50, or a "
-                            "[train] table in TOML)")
-    with pytest.raises(ConfigError, match=r"diffusion\.steps.*train\.device=cpu.*\[diffusion\] "
-                                          r"and a \[train\] table"):
+    assert str(e.value) == (
+        "mult-vae: epochs is now train.epochs (--set train.epochs=50, or a [train] table in TOML)"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"diffusion\.steps.*train\.device=cpu.*\[diffusion\] "
+        r"and a \[train\] table",
+    ):
         DiffRec(steps=5, device="cpu")
 
 
@@ -99,27 +112,35 @@ def test_set_train_epochs_keeps_the_model_s_other_train_defaults():
 def test_config_to_dict_nests_and_round_trips():
     c = build_config(Outer, {"sizes": [3], "inner": {"size": 2}})
     d = config_to_dict(c)
-    assert d == {"width": 4, "sizes": [3], "scale": None, "kind": "a",
-                 "inner": {"size": 2, "rate": 0.5}}
+    assert d == {
+        "width": 4,
+        "sizes": [3],
+        "scale": None,
+        "kind": "a",
+        "inner": {"size": 2, "rate": 0.5},
+    }
     assert build_config(Outer, d) == c
     m = MultVAE(train={"lr": 0.01}).config
     assert build_config(MultVAEConfig, config_to_dict(m)) == m
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(width=1), "width must be in [2, 10], got 1"),
-    (dict(width=11), "width must be in [2, 10], got 11"),
-    (dict(width=True), "width must be an integer, got True"),
-    (dict(width=4.0), "width must be an integer, got 4.0"),
-    (dict(sizes=()), "sizes needs at least 1 entry, got ()"),
-    (dict(sizes=(1, 0)), "sizes entries must be >= 1, got (1, 0)"),
-    (dict(sizes=3), "sizes must be a tuple of integers, got 3"),
-    (dict(scale=-1.0), "scale must be >= 0 and finite or None, got -1.0"),
-    (dict(scale=float("inf")), "scale must be >= 0 and finite or None, got inf"),
-    (dict(scale="1"), "scale must be a number or None, got '1'"),
-    (dict(kind="c"), "kind must be one of a, b, got 'c'"),
-    (dict(inner={"size": 1}), "inner must be a Inner, got dict"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(width=1), "width must be in [2, 10], got 1"),
+        (dict(width=11), "width must be in [2, 10], got 11"),
+        (dict(width=True), "width must be an integer, got True"),
+        (dict(width=4.0), "width must be an integer, got 4.0"),
+        (dict(sizes=()), "sizes needs at least 1 entry, got ()"),
+        (dict(sizes=(1, 0)), "sizes entries must be >= 1, got (1, 0)"),
+        (dict(sizes=3), "sizes must be a tuple of integers, got 3"),
+        (dict(scale=-1.0), "scale must be >= 0 and finite or None, got -1.0"),
+        (dict(scale=float("inf")), "scale must be >= 0 and finite or None, got inf"),
+        (dict(scale="1"), "scale must be a number or None, got '1'"),
+        (dict(kind="c"), "kind must be one of a, b, got 'c'"),
+        (dict(inner={"size": 1}), "inner must be a Inner, got dict"),
+    ],
+)
 def test_declared_checks_run_at_construction(bad, message):
     with pytest.raises(ValueError) as e:
         Outer(**bad)
@@ -139,9 +160,16 @@ def test_range_descriptions():
     assert Range().describe(True) == "finite"
 
 
-@pytest.mark.parametrize("bad", [dict(train={"epochs": 0}), dict(train={"device": "tpu"}),
-                                 dict(train={"seed": 2**63}), dict(diffusion={"steps": 0}),
-                                 dict(diffusion={"reverse_steps": 99})])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(train={"epochs": 0}),
+        dict(train={"device": "tpu"}),
+        dict(train={"seed": 2**63}),
+        dict(diffusion={"steps": 0}),
+        dict(diffusion={"reverse_steps": 99}),
+    ],
+)
 def test_diffrec_refuses_bad_train_and_diffusion_values_at_construction(bad):
     # regression: DiffRec's config did not check its trainer fields, so epochs=0 failed in fit
     with pytest.raises(ConfigError):

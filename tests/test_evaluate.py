@@ -66,10 +66,12 @@ def test_empty_truth_policies():
     truth[0, :] = 0
     truth = truth.tocsr()
     truth.eliminate_zeros()
-    zero = evaluate_ranking(FixedScores(S), RankingTask(task.users, task.inputs, task.exclude,
-                                                        truth, "zero"), ks=(5,))
-    skip = evaluate_ranking(FixedScores(S), RankingTask(task.users, task.inputs, task.exclude,
-                                                        truth, "skip"), ks=(5,))
+    zero = evaluate_ranking(
+        FixedScores(S), RankingTask(task.users, task.inputs, task.exclude, truth, "zero"), ks=(5,)
+    )
+    skip = evaluate_ranking(
+        FixedScores(S), RankingTask(task.users, task.inputs, task.exclude, truth, "skip"), ks=(5,)
+    )
     assert zero.n_evaluated == task.n_users
     assert skip.n_evaluated == (np.diff(truth.indptr) > 0).sum() < task.n_users
     v = zero.per_user["recall@5"]
@@ -131,8 +133,10 @@ def test_rating_protocol_keeps_a_given_train_test_split(tmp_path):
     train, test = rows[::2] + rows[1::4], rows[3::4]
     ds = load_dataset(_rated_split(tmp_path / "given", {"train": train, "test": test}))
     p = build_protocol(ds, ProtocolConfig(name="rating"))
-    test_pairs = {(ds.interactions.user_ids[u], ds.interactions.item_ids[i])
-                  for u, i in zip(p.test.users, p.test.items)}
+    test_pairs = {
+        (ds.interactions.user_ids[u], ds.interactions.item_ids[i])
+        for u, i in zip(p.test.users, p.test.items)
+    }
     assert test_pairs == {(u, i) for u, i, _ in test}
     assert sorted(p.test.ratings.tolist()) == sorted(float(r) for *_, r in test)
     assert p.train_full.nnz == len(train)
@@ -142,28 +146,37 @@ def test_rating_protocol_keeps_a_given_train_test_split(tmp_path):
 
 def test_diffrec_binarizes_given_rated_parts_at_the_threshold(tmp_path):
     rows = [(u, i, 1 + (u + i) % 5) for u in range(20) for i in range(15)]
-    ds = load_dataset(_rated_split(tmp_path / "given", {"train": rows[::3], "valid": rows[1::3],
-                                                       "test": rows[2::3]}))
+    ds = load_dataset(
+        _rated_split(
+            tmp_path / "given", {"train": rows[::3], "valid": rows[1::3], "test": rows[2::3]}
+        )
+    )
     p = build_protocol(ds, ProtocolConfig(name="diffrec", binarize_threshold=4))
     liked = [sum(r >= 4 for *_, r in rows[k::3]) for k in range(3)]
     assert [p.train.nnz, p.valid.truth.nnz, p.test.truth.nnz] == liked
     assert set(np.unique(p.train.matrix.data)) == {1.0}
-    disliked = _rated_split(tmp_path / "low", {"train": rows, "valid": [(0, 1, 2)],
-                                                "test": [(1, 1, 5)]})
+    disliked = _rated_split(
+        tmp_path / "low", {"train": rows, "valid": [(0, 1, 2)], "test": [(1, 1, 5)]}
+    )
     with pytest.raises(DataError, match="the given valid part has no rating >= 4"):
         build_protocol(load_dataset(disliked), ProtocolConfig(name="diffrec"))
 
 
 def test_diffrec_averages_only_users_left_with_interactions(tmp_path):
     log = tmp_path / "log.csv"  # user u has 1 + u % 12 items: user_k=6 drops the light ones
-    log.write_text("user,item\n" + "".join(f"{u},{(u + j) % 30}\n" for u in range(48)
-                                           for j in range(1 + u % 12)))
+    log.write_text(
+        "user,item\n"
+        + "".join(f"{u},{(u + j) % 30}\n" for u in range(48) for j in range(1 + u % 12))
+    )
     ds = load_dataset(log)
     full = build_protocol(ds, ProtocolConfig(name="diffrec"))
     p = build_protocol(ds, ProtocolConfig(name="diffrec", user_k=6))
     counts = np.zeros(p.train.n_users, int)
-    for m, users in ((p.train.matrix, None), (p.test.truth, p.test.users),
-                     (p.valid.truth, p.valid.users)):
+    for m, users in (
+        (p.train.matrix, None),
+        (p.test.truth, p.test.users),
+        (p.valid.truth, p.valid.users),
+    ):
         rows = np.diff(m.indptr)
         counts[np.arange(len(rows)) if users is None else users] += rows
     assert 0 < p.test.n_users == int((counts > 0).sum()) < full.test.n_users
@@ -175,8 +188,9 @@ def test_diffrec_averages_only_users_left_with_interactions(tmp_path):
 def test_rating_protocol_uses_a_given_validation_part(tmp_path):
     rows = [(u, i, 1 + (u * i) % 5) for u in range(20) for i in range(15)]
     train, valid, test = rows[::3], rows[1::3], rows[2::3]
-    ds = load_dataset(_rated_split(tmp_path / "given",
-                                   {"train": train, "valid": valid, "test": test}))
+    ds = load_dataset(
+        _rated_split(tmp_path / "given", {"train": train, "valid": valid, "test": test})
+    )
     p = build_protocol(ds, ProtocolConfig(name="rating"))
     assert p.train.nnz == len(train) and len(p.valid.ratings) == len(valid)
     assert len(p.test.ratings) == len(test)
@@ -184,8 +198,9 @@ def test_rating_protocol_uses_a_given_validation_part(tmp_path):
     full = p.train_full.matrix.toarray()
     for u, i, r in valid[:5] + train[:5]:
         assert full[p.train.user_map.index(u), p.train.item_map.index(i)] == r
-    clash = _rated_split(tmp_path / "clash", {"train": train, "valid": valid + [train[0]],
-                                               "test": test})
+    clash = _rated_split(
+        tmp_path / "clash", {"train": train, "valid": valid + [train[0]], "test": test}
+    )
     with pytest.raises(DataError, match="both the given train and valid parts"):
         build_protocol(load_dataset(clash), ProtocolConfig(name="rating"))
 

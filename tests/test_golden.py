@@ -23,9 +23,11 @@ CURRENT = Path(__file__).parent / "golden" / "v0.2.0.json"
 
 #: entries whose numbers changed since 0.1.0, and why
 MOVED = {
-    entry: ("trains on the shared Trainer since 0.2.0: the batches are drawn by the trainer's "
-            "torch generator (NumPy's before), Adam is the fused kernel, and the loss and its "
-            "penalty are summed in another order; the update rule is the same")
+    entry: (
+        "trains on the shared Trainer since 0.2.0: the batches are drawn by the trainer's "
+        "torch generator (NumPy's before), Adam is the fused kernel, and the loss and its "
+        "penalty are summed in another order; the update rule is the same"
+    )
     for entry in ("biased-mf", "bpr-mf", "fm", "fm/bpr")
 }
 
@@ -57,15 +59,19 @@ def test_entry_matches_the_recorded_numbers(entry, recorded, current):
             continue
         diffs = golden.compare_entry(entry, reference["entries"][entry], actual)
         if diffs and reference["environment"] != golden.environment():
-            diffs.append(f"note: recorded under {reference['environment']}, run under "
-                         f"{golden.environment()}")
+            diffs.append(
+                f"note: recorded under {reference['environment']}, run under {golden.environment()}"
+            )
         assert not diffs, f"against {file.name}:\n" + "\n".join(diffs)
 
 
 def test_moved_entries_really_moved(recorded, current):
     """MOVED lists exactly the entries whose recorded numbers differ between the files."""
-    differ = {e for e in golden.GOLDEN_CONFIGS
-              if golden.compare_entry(e, recorded["entries"][e], current["entries"][e])}
+    differ = {
+        e
+        for e in golden.GOLDEN_CONFIGS
+        if golden.compare_entry(e, recorded["entries"][e], current["entries"][e])
+    }
     assert differ == set(MOVED)
 
 

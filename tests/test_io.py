@@ -18,11 +18,22 @@ def _strict_loads(text: str):
 
 
 def test_jsonable_converts_numpy_paths_and_non_finite_floats():
-    obj = {1: np.float32(np.nan), "inf": [float("inf"), -math.inf],
-           "t": (np.int64(3), np.bool_(True)),
-           "a": np.array([[0.5, np.nan]]), "p": Path("x") / "y", "s": "nan"}
-    assert jsonable(obj) == {"1": None, "inf": [None, None], "t": [3, True],
-                             "a": [[0.5, None]], "p": str(Path("x") / "y"), "s": "nan"}
+    obj = {
+        1: np.float32(np.nan),
+        "inf": [float("inf"), -math.inf],
+        "t": (np.int64(3), np.bool_(True)),
+        "a": np.array([[0.5, np.nan]]),
+        "p": Path("x") / "y",
+        "s": "nan",
+    }
+    assert jsonable(obj) == {
+        "1": None,
+        "inf": [None, None],
+        "t": [3, True],
+        "a": [[0.5, None]],
+        "p": str(Path("x") / "y"),
+        "s": "nan",
+    }
     assert type(jsonable(np.bool_(False))) is bool
     assert type(jsonable(np.int32(7))) is int
 
@@ -63,8 +74,10 @@ def test_atomic_write_files_lands_all_or_nothing(tmp_path):
     atomic_write_files(folder, {"a.txt": "caf\u00e9", "b.bin": b"\x00\x01"})
     assert (folder / "a.txt").read_text(encoding="utf-8") == "caf\u00e9"
     assert (folder / "b.bin").read_bytes() == b"\x00\x01"
-    for bad in ({"c.txt": 3, "a.txt": "new", "b.bin": b"new"},  # fails first or last
-                {"a.txt": "new", "b.bin": b"new", "c.txt": 3}):
+    for bad in (
+        {"c.txt": 3, "a.txt": "new", "b.bin": b"new"},  # fails first or last
+        {"a.txt": "new", "b.bin": b"new", "c.txt": 3},
+    ):
         with pytest.raises(TypeError):  # an int is no file content
             atomic_write_files(folder, bad)
     assert (folder / "a.txt").read_text(encoding="utf-8") == "caf\u00e9"

@@ -25,8 +25,21 @@ FIXTURES = Path(__file__).parent / "fixtures" / "v0.1.0"
 FOLDERS = sorted(p.name for p in FIXTURES.iterdir() if (p / "model.json").is_file())
 RUN = "run-ease"
 #: the models registered in 0.1.0: each has a folder
-V0_1_0_MODELS = ("autorec", "biased-mf", "bpr-mf", "cdae", "diffrec", "ease", "fm",
-                 "gaussian-vae", "ldiffrec", "mult-dae", "mult-vae", "popularity", "recvae")
+V0_1_0_MODELS = (
+    "autorec",
+    "biased-mf",
+    "bpr-mf",
+    "cdae",
+    "diffrec",
+    "ease",
+    "fm",
+    "gaussian-vae",
+    "ldiffrec",
+    "mult-dae",
+    "mult-vae",
+    "popularity",
+    "recvae",
+)
 
 
 def _copy(name: str, tmp_path: Path) -> Path:
@@ -47,8 +60,9 @@ def test_folder_loads_and_gives_the_saved_scores(folder, tmp_path):
     assert type(model) is get_model_class(saved_as)
     with np.load(path / "expected_scores.npz", allow_pickle=False) as z:
         expected = {k: z[k] for k in z.files}
-    X = sp.csr_matrix((expected["data"], expected["indices"], expected["indptr"]),
-                      shape=tuple(expected["shape"]))
+    X = sp.csr_matrix(
+        (expected["data"], expected["indices"], expected["indptr"]), shape=tuple(expected["shape"])
+    )
     with torch.no_grad():
         scores = torch.as_tensor(model.score(expected["users"], X)).detach().cpu().numpy()
     assert scores.dtype == np.float32

@@ -96,18 +96,27 @@ def _brute(scores, truth_rows, k, name):
 )
 def test_metrics_equal_brute_force_with_ties(data, n_users, n_items, k):
     # small integer scores make ties frequent; some items masked with -inf
-    vals = data.draw(st.lists(st.sampled_from([0.0, 1.0, 2.0, 3.0, -np.inf]),
-                              min_size=n_users * n_items, max_size=n_users * n_items))
+    vals = data.draw(
+        st.lists(
+            st.sampled_from([0.0, 1.0, 2.0, 3.0, -np.inf]),
+            min_size=n_users * n_items,
+            max_size=n_users * n_items,
+        )
+    )
     scores = np.array(vals, dtype=np.float32).reshape(n_users, n_items)
-    truth_rows = [set(data.draw(st.sets(st.integers(0, n_items - 1), max_size=n_items)))
-                  for _ in range(n_users)]
+    truth_rows = [
+        set(data.draw(st.sets(st.integers(0, n_items - 1), max_size=n_items)))
+        for _ in range(n_users)
+    ]
     truth = _truth(truth_rows, n_items)
     from genrec.metrics import hits_at_k
+
     hits = hits_at_k(topk_indices(scores, k), truth)
     n = np.array([len(t) for t in truth_rows], dtype=np.float64)
     for name, f in RANKING_METRICS.items():
-        np.testing.assert_allclose(f(hits, n, k), _brute(scores, truth_rows, k, name),
-                                   rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            f(hits, n, k), _brute(scores, truth_rows, k, name), rtol=1e-12, atol=1e-12, err_msg=name
+        )
 
 
 def test_topk_boundary_ties_in_large_rows_are_exact():

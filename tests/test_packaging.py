@@ -64,12 +64,22 @@ def test_cli_version_and_wheel_metadata_agree_with_dunder_version(tmp_path, caps
     out.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, tree / name)
-    shutil.copytree(ROOT / "src" / "genrec", tree / "src" / "genrec",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    code = ("import sys; from setuptools import build_meta as b; "
-            "print(b.prepare_metadata_for_build_wheel(sys.argv[1]))")
-    res = subprocess.run([sys.executable, "-c", code, str(out)], cwd=tree,
-                         capture_output=True, text=True, timeout=300)
+    shutil.copytree(
+        ROOT / "src" / "genrec",
+        tree / "src" / "genrec",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    code = (
+        "import sys; from setuptools import build_meta as b; "
+        "print(b.prepare_metadata_for_build_wheel(sys.argv[1]))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(out)],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     dist_info = res.stdout.strip().splitlines()[-1]
     meta = (out / dist_info / "METADATA").read_text()
@@ -100,8 +110,9 @@ def test_require_returns_the_module():
 def test_require_names_the_package_and_the_extra():
     with pytest.raises(MissingExtraError) as e:
         require("genrec_no_such_package.sub", "parquet", "Doing X")
-    assert str(e.value) == ("Doing X needs the optional package genrec_no_such_package: "
-                            "pip install 'genrec[parquet]'")
+    assert str(e.value) == (
+        "Doing X needs the optional package genrec_no_such_package: pip install 'genrec[parquet]'"
+    )
     assert isinstance(e.value, GenrecError) and isinstance(e.value, ImportError)
 
 
@@ -155,8 +166,9 @@ def test_analysis_without_scikit_learn(block):
             fn()
         assert str(e.value) == _message(purpose, *extra)
     # the silhouette score is the one sklearn use inside genrec's own GMM path
-    with pytest.raises(MissingExtraError, match="The silhouette score needs the optional "
-                                                "package scikit-learn"):
+    with pytest.raises(
+        MissingExtraError, match="The silhouette score needs the optional package scikit-learn"
+    ):
         fit_clusters(Y, 2, method="gmm")
 
 
@@ -187,12 +199,19 @@ def test_plots_without_matplotlib(block, tmp_path):
     with pytest.raises(MissingExtraError) as e:
         map_png(np.zeros((3, 2)), np.zeros(3, np.int64), "t")
     assert str(e.value) == _message("The PNG map", "matplotlib", "analysis")
-    for fn in (lambda: plots.plot_trace([1.0, 2.0], tmp_path / "t.png", "bound"),
-               lambda: plots.plot_gmm_2d(np.zeros((3, 2)), np.zeros(3, int), np.ones(1),
-                                         np.zeros((1, 2)), np.eye(2)[None], "full",
-                                         tmp_path / "g.png"),
-               lambda: plots.plot_jar_posteriors([(2, 1)], [(2, 1)], [0.1], [(1, 0)],
-                                                 tmp_path / "j.png")):
+    for fn in (
+        lambda: plots.plot_trace([1.0, 2.0], tmp_path / "t.png", "bound"),
+        lambda: plots.plot_gmm_2d(
+            np.zeros((3, 2)),
+            np.zeros(3, int),
+            np.ones(1),
+            np.zeros((1, 2)),
+            np.eye(2)[None],
+            "full",
+            tmp_path / "g.png",
+        ),
+        lambda: plots.plot_jar_posteriors([(2, 1)], [(2, 1)], [0.1], [(1, 0)], tmp_path / "j.png"),
+    ):
         with pytest.raises(MissingExtraError) as e:
             fn()
         assert str(e.value) == _message("The foundations plots", "matplotlib", "analysis")
@@ -253,11 +272,18 @@ def test_core_works_without_any_optional_package(tmp_path):
                           "missing": missing, "loaded": loaded}}))
     """)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    res = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True,
-                         text=True, timeout=300, env=env, cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(log)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["loaded"] == []
     assert out["shape"] == [2, 3] and 0.0 <= out["recall"] <= 1.0
-    assert out["missing"] == _message("A truncated SVD of the interactions", "scikit-learn",
-                                      "analysis")
+    assert out["missing"] == _message(
+        "A truncated SVD of the interactions", "scikit-learn", "analysis"
+    )

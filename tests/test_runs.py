@@ -36,13 +36,18 @@ def log_csv(tmp_path):
 
 
 def _spec(log_csv, out, model="ease", force=False, **values):
-    return RunSpec.from_mapping({"model": model, "dataset": str(log_csv), **values},
-                                out=out, force=force)
+    return RunSpec.from_mapping(
+        {"model": model, "dataset": str(log_csv), **values}, out=out, force=force
+    )
 
 
 def _vae(log_csv, out, force=False, epochs=3, **over):
-    values = {"hidden_dims": [8], "latent_dim": 4, "train": {"epochs": epochs, "device": "cpu"},
-              **over}
+    values = {
+        "hidden_dims": [8],
+        "latent_dim": 4,
+        "train": {"epochs": epochs, "device": "cpu"},
+        **over,
+    }
     return _spec(log_csv, out, "mult-vae", force, **values)
 
 
@@ -91,10 +96,12 @@ def test_a_new_run_never_resumes_a_stale_checkpoint(log_csv, tmp_path, monkeypat
     resumed = resume_run(out)
     assert resumed is not None and resumed.model.config.dropout == 0.2
     X = load_run(out).data.train[:5]
-    np.testing.assert_array_equal(load_run(out).model.score(None, X).numpy(),
-                                  reference.model.score(None, X).numpy())
-    assert not np.array_equal(old.model.score(None, X).numpy(),
-                              reference.model.score(None, X).numpy())
+    np.testing.assert_array_equal(
+        load_run(out).model.score(None, X).numpy(), reference.model.score(None, X).numpy()
+    )
+    assert not np.array_equal(
+        old.model.score(None, X).numpy(), reference.model.score(None, X).numpy()
+    )
 
 
 def test_a_failed_run_leaves_the_finished_model_usable(log_csv, tmp_path, monkeypatch):
@@ -143,8 +150,11 @@ def test_a_huge_grid_is_refused_before_it_is_built(log_csv, tmp_path):
 
 
 def test_grid_with_seeds_selects_on_the_mean_and_reports_it(log_csv, tmp_path):
-    spec = _vae(log_csv, tmp_path / "run",
-                run={"grid": {"dropout": [0.2, 0.5]}, "seeds": [0, 1], "select": "recall@20"})
+    spec = _vae(
+        log_csv,
+        tmp_path / "run",
+        run={"grid": {"dropout": [0.2, 0.5]}, "seeds": [0, 1], "select": "recall@20"},
+    )
     result = train_run(spec)
     trials = result.record["trials"]
     assert [t["params"] for t in trials] == [{"dropout": 0.2}, {"dropout": 0.5}]
@@ -196,14 +206,32 @@ def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(log_csv, tmp_path):
     import time
 
     def args(out):
-        return [sys.executable, "-m", "genrec", "train", "--model", "mult-vae", "--dataset",
-                str(log_csv), "--set", "train.epochs=400", "--set", "hidden_dims=[8]", "--set",
-                "latent_dim=4", "--device", "cpu", "--out", str(out)]
+        return [
+            sys.executable,
+            "-m",
+            "genrec",
+            "train",
+            "--model",
+            "mult-vae",
+            "--dataset",
+            str(log_csv),
+            "--set",
+            "train.epochs=400",
+            "--set",
+            "hidden_dims=[8]",
+            "--set",
+            "latent_dim=4",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "killed"
-    p = subprocess.Popen(args(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                         text=True)
+    p = subprocess.Popen(
+        args(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
     ckpt = rf.staging_dir(out) / rf.CHECKPOINT_NAME
     deadline = time.monotonic() + 120
     while not ckpt.is_file() and p.poll() is None and time.monotonic() < deadline:
@@ -213,12 +241,20 @@ def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(log_csv, tmp_path):
     assert p.returncode == 143, err
     assert "interrupted: continue with `genrec train --resume" in " ".join(err.split())
     assert "Traceback" not in err
-    r = subprocess.run([sys.executable, "-m", "genrec", "train", "--resume", str(out)],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "genrec", "train", "--resume", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
-    ref = subprocess.run(args(tmp_path / "ref"), capture_output=True, text=True, env=env,
-                         timeout=300)
+    ref = subprocess.run(
+        args(tmp_path / "ref"), capture_output=True, text=True, env=env, timeout=300
+    )
     assert ref.returncode == 0, ref.stderr
     X = load_run(out).data.train[:10]
-    np.testing.assert_array_equal(load_run(out).model.score(None, X).numpy(),
-                                  load_run(tmp_path / "ref").model.score(None, X).numpy())
+    np.testing.assert_array_equal(
+        load_run(out).model.score(None, X).numpy(),
+        load_run(tmp_path / "ref").model.score(None, X).numpy(),
+    )

@@ -104,13 +104,20 @@ def test_unfitted_check_catches_a_model_that_looks_fitted():
 
 
 def test_rating_checks():
-    check_rating_predictor(lambda seed=0: BiasedMF(
-        n_factors=4, solver="als", l2=0.05, l2_bias=0.05,
-        train={"epochs": 10, "seed": seed, "device": "cpu"}))
+    check_rating_predictor(
+        lambda seed=0: BiasedMF(
+            n_factors=4,
+            solver="als",
+            l2=0.05,
+            l2_bias=0.05,
+            train={"epochs": 10, "seed": seed, "device": "cpu"},
+        )
+    )
     R, _ = rating_checkerboard()
     with pytest.raises(AssertionError, match="predictions range over"):
-        check_predictions_stay_in_the_rating_range(_OvershootingMF(
-            n_factors=2, solver="als", train={"epochs": 2}).fit(R), R)
+        check_predictions_stay_in_the_rating_range(
+            _OvershootingMF(n_factors=2, solver="als", train={"epochs": 2}).fit(R), R
+        )
     with pytest.raises(AssertionError, match="has no predict"):
         check_rating_predictor(lambda seed=0: EASE(l2=1.0, seed=seed))
 
@@ -139,11 +146,11 @@ def test_mixin_runs_under_unittest():
             return _ReversedEASE(l2=1.0, seed=seed)
 
     loader = unittest.TestLoader()
-    ok = unittest.TextTestRunner(stream=io.StringIO()).run(
-        loader.loadTestsFromTestCase(Case))
+    ok = unittest.TextTestRunner(stream=io.StringIO()).run(loader.loadTestsFromTestCase(Case))
     assert ok.testsRun == 8 and ok.wasSuccessful() and not ok.skipped
     bad = unittest.TextTestRunner(stream=io.StringIO()).run(
-        loader.loadTestsFromTestCase(BrokenCase))
+        loader.loadTestsFromTestCase(BrokenCase)
+    )
     failed = [t.id().rsplit(".", 1)[-1] for t, _ in bad.failures]
     assert "test_withheld_item_ranks_first" in failed
     assert Case._conformance_cache is not BrokenCase._conformance_cache  # fitted per class
@@ -155,16 +162,20 @@ def test_mixin_skips_what_does_not_apply():
         personalized = False
 
         def make_model(self, seed=0):
-            return BiasedMF(n_factors=2, solver="als",
-                            train={"epochs": 2, "seed": seed, "device": "cpu"})
+            return BiasedMF(
+                n_factors=2, solver="als", train={"epochs": 2, "seed": seed, "device": "cpu"}
+            )
 
         def make_data(self):
             R, w = rating_checkerboard()
             return sp.csr_matrix(R), w
 
     result = unittest.TextTestRunner(stream=io.StringIO()).run(
-        unittest.TestLoader().loadTestsFromTestCase(Mf))
+        unittest.TestLoader().loadTestsFromTestCase(Mf)
+    )
     skipped = sorted(t.id().rsplit(".", 1)[-1] for t, _ in result.skipped)
-    assert skipped == ["test_fold_in_scores_depend_only_on_history",
-                       "test_withheld_item_ranks_first"]
+    assert skipped == [
+        "test_fold_in_scores_depend_only_on_history",
+        "test_withheld_item_ranks_first",
+    ]
     assert result.wasSuccessful()

@@ -50,13 +50,21 @@ def _with_train(cls, model: dict, train: dict, kw: dict):
 
 
 def _mult_vae(**kw):
-    return _with_train(MultVAE, dict(hidden_dims=(16,), latent_dim=4),
-                       dict(batch_size=16, epochs=6, lr=3e-3, device="cpu", seed=1), kw)
+    return _with_train(
+        MultVAE,
+        dict(hidden_dims=(16,), latent_dim=4),
+        dict(batch_size=16, epochs=6, lr=3e-3, device="cpu", seed=1),
+        kw,
+    )
 
 
 def _recvae(**kw):
-    return _with_train(RecVAE, dict(hidden_dim=16, latent_dim=4, n_enc_epochs=2),
-                       dict(batch_size=16, epochs=4, lr=3e-3, device="cpu", seed=1), kw)
+    return _with_train(
+        RecVAE,
+        dict(hidden_dim=16, latent_dim=4, n_enc_epochs=2),
+        dict(batch_size=16, epochs=4, lr=3e-3, device="cpu", seed=1),
+        kw,
+    )
 
 
 class _Interrupt(Exception):
@@ -87,21 +95,23 @@ def _recvae_joint(**kw):  # one pass of 4 batches per epoch
     return _recvae(alternating=False, n_enc_epochs=3, **kw)
 
 
-@pytest.mark.parametrize("make, kill_step", [(_mult_vae, 9), (_recvae, 21), (_mult_vae_ema, 9),
-                                             (_recvae_joint, 10)])
+@pytest.mark.parametrize(
+    "make, kill_step", [(_mult_vae, 9), (_recvae, 21), (_mult_vae_ema, 9), (_recvae_joint, 10)]
+)
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill_step):
     X, valid = _data()
     ref = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "ref"))
     # interrupted mid-epoch (4 batches per pass): the last checkpoint is an earlier epoch
     with pytest.raises(_Interrupt):
-        _interrupt_at(make(), kill_step).fit(X, valid=valid,
-            context=FitContext(run_dir=tmp_path / "run"))
+        _interrupt_at(make(), kill_step).fit(
+            X, valid=valid, context=FitContext(run_dir=tmp_path / "run")
+        )
     ck = torch.load(tmp_path / "run/checkpoint/state.pt", weights_only=True)
     assert 0 < ck["epoch"] < ref.config.train.epochs
-    resumed = make().fit(X, valid=valid,
-                         context=FitContext(run_dir=tmp_path / "run", resume=True))
-    for (k, a), (_, b) in zip(ref.module_.state_dict().items(),
-                              resumed.module_.state_dict().items()):
+    resumed = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run", resume=True))
+    for (k, a), (_, b) in zip(
+        ref.module_.state_dict().items(), resumed.module_.state_dict().items()
+    ):
         assert torch.equal(a, b), k
     assert _strip_times(resumed.history_) == _strip_times(ref.history_)
     assert resumed.best_epoch_ == ref.best_epoch_
@@ -113,8 +123,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill
 def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     X, valid = _data()
     ref = _mult_vae(epochs=2).fit(X, valid=valid, context=FitContext(run_dir=tmp_path))
-    again = _mult_vae(epochs=2).fit(X, valid=valid,
-        context=FitContext(run_dir=tmp_path, resume=True))
+    again = _mult_vae(epochs=2).fit(
+        X, valid=valid, context=FitContext(run_dir=tmp_path, resume=True)
+    )
     np.testing.assert_array_equal(ref.score(None, X).numpy(), again.score(None, X).numpy())
 
 
@@ -145,8 +156,7 @@ def test_early_stopping_keeps_the_best_weights():
     assert len(m.history_) == best + 3 < 60  # stopped after 3 validations without gain
     # the kept weights are those after epoch `best`: retrain exactly that long
     again = _mult_vae(epochs=best, lr=0.02).fit(X)
-    for (k, a), (_, b) in zip(m.module_.state_dict().items(),
-                              again.module_.state_dict().items()):
+    for (k, a), (_, b) in zip(m.module_.state_dict().items(), again.module_.state_dict().items()):
         assert torch.equal(a, b), k
 
 
@@ -189,9 +199,15 @@ def test_train_config_from_model_config_and_checks():
     cfg = MultVAE(train={"lr": 0.01, "seed": 4}).train_config()
     assert (cfg.lr, cfg.seed, cfg.batch_size, cfg.epochs) == (0.01, 4, 500, 200)
     assert parse_metric("recall@20") == ("recall", 20)
-    for bad in (dict(select_metric="auc@20"), dict(patience=0), dict(precision="fp8"),
-                dict(device="tpu"), dict(grad_clip=0.0), dict(ema_decay=1.0),
-                dict(ema_decay=0.0)):
+    for bad in (
+        dict(select_metric="auc@20"),
+        dict(patience=0),
+        dict(precision="fp8"),
+        dict(device="tpu"),
+        dict(grad_clip=0.0),
+        dict(ema_decay=1.0),
+        dict(ema_decay=0.0),
+    ):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
 
@@ -208,8 +224,9 @@ def test_grad_clip_bounds_the_update():
     X, _ = _data()
     a = _mult_vae(epochs=1, grad_clip=1e-6, optimizer="sgd", lr=1.0).fit(X)
     init = a._build_module(X.shape[1], torch.Generator().manual_seed(1))  # fit's init
-    moved = sum((p - q).norm() ** 2 for p, q in zip(a.module_.parameters(),
-                                                    init.parameters())) ** 0.5
+    moved = (
+        sum((p - q).norm() ** 2 for p, q in zip(a.module_.parameters(), init.parameters())) ** 0.5
+    )
     assert moved <= 4 * 1e-6 * 1.0001  # 4 SGD steps of norm <= 1e-6
 
 
@@ -250,8 +267,7 @@ def test_weight_average_follows_its_recurrence():
         # the closed form: the decay^(t - s)-weighted mean of w_1..w_t (no share for start)
         w = 0.9 ** np.arange(t - 1, -1, -1)
         expect = float(np.dot(w, values[:t]) / w.sum())
-        assert torch.allclose(avg.shadow["weight"], torch.full_like(start, expect),
-                              atol=1e-5), t
+        assert torch.allclose(avg.shadow["weight"], torch.full_like(start, expect), atol=1e-5), t
     assert avg.updates == 304 and avg.rate() == pytest.approx(0.9)
     assert int(avg.shadow["count"]) == 304
     with avg.swapped_in(lin):
@@ -291,8 +307,9 @@ def test_ema_validates_and_keeps_the_averaged_weights():
     kept = evaluate_ranking(m, valid, ks=(20,), metrics=("ndcg",)).metrics["ndcg@20"]
     assert kept == pytest.approx(m.history_[m.best_epoch_ - 1]["valid"]["ndcg@20"], abs=1e-12)
     plain = _mult_vae(epochs=8).fit(X, valid=valid)
-    assert [r["valid"]["ndcg@20"] for r in m.history_] != \
-        [r["valid"]["ndcg@20"] for r in plain.history_]
+    assert [r["valid"]["ndcg@20"] for r in m.history_] != [
+        r["valid"]["ndcg@20"] for r in plain.history_
+    ]
 
 
 @pytest.mark.parametrize("native", [False, True])
@@ -313,11 +330,19 @@ def test_native_bf16_answers_for_cpu_and_other_devices():
     assert native_bf16(torch.device("meta")) is True  # not a compute device: no warning
 
 
-@pytest.mark.parametrize("bad, field", [
-    (dict(eval_batch_size=0), "eval_batch_size"), (dict(lr=float("inf")), "lr"),
-    (dict(weight_decay=float("nan")), "weight_decay"), (dict(grad_clip=float("inf")), "grad_clip"),
-    (dict(device="cudax"), "device"), (dict(device="cuda:abc"), "device"),
-    (dict(device=None), "device"), (dict(seed=2**64 - 1), "seed")])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        (dict(eval_batch_size=0), "eval_batch_size"),
+        (dict(lr=float("inf")), "lr"),
+        (dict(weight_decay=float("nan")), "weight_decay"),
+        (dict(grad_clip=float("inf")), "grad_clip"),
+        (dict(device="cudax"), "device"),
+        (dict(device="cuda:abc"), "device"),
+        (dict(device=None), "device"),
+        (dict(seed=2**64 - 1), "seed"),
+    ],
+)
 def test_train_config_refuses_values_that_would_fail_later(bad, field):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**bad)
@@ -343,8 +368,14 @@ def test_validation_task_is_checked_before_the_first_epoch():
     narrow = RankingTask(None, X[:, :5], X[:, :5], X[:, :5])
     with pytest.raises(DataError, match="5 item columns but the training matrix has 40"):
         m.fit(X, valid=narrow)
-    no_truth = RankingTask(valid.users, valid.inputs, valid.exclude,
-                           sp.csr_matrix(valid.truth.shape, dtype=np.float32), "skip", "valid")
+    no_truth = RankingTask(
+        valid.users,
+        valid.inputs,
+        valid.exclude,
+        sp.csr_matrix(valid.truth.shape, dtype=np.float32),
+        "skip",
+        "valid",
+    )
     with pytest.raises(DataError, match="no held-out items"):  # every metric would be NaN
         m.fit(X, valid=no_truth)
     assert not calls
@@ -384,8 +415,9 @@ def test_resume_from_a_checkpoint_of_another_device_type_continues(tmp_path, cap
     ck["noise_generator"] = torch.zeros(16, dtype=torch.uint8)
     torch.save(ck, path)
     with caplog.at_level("WARNING", logger="genrec.train"):
-        m = _mult_vae(epochs=2).fit(X, valid=valid,
-            context=FitContext(run_dir=tmp_path, resume=True))
+        m = _mult_vae(epochs=2).fit(
+            X, valid=valid, context=FitContext(run_dir=tmp_path, resume=True)
+        )
     assert len(m.history_) == 2
     assert any("another device type" in r.getMessage() for r in caplog.records)
 
@@ -393,23 +425,25 @@ def test_resume_from_a_checkpoint_of_another_device_type_continues(tmp_path, cap
 @pytest.mark.slow
 def test_an_early_stopped_run_resumes_only_with_more_patience(tmp_path):
     X, valid = _data(3)
-    m = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid,
-        context=FitContext(run_dir=tmp_path))
+    m = _mult_vae(epochs=60, patience=3, lr=0.02).fit(
+        X, valid=valid, context=FitContext(run_dir=tmp_path)
+    )
     stopped = len(m.history_)
     assert stopped < 60
-    same = _mult_vae(epochs=60, patience=3, lr=0.02).fit(X, valid=valid,
-        context=FitContext(run_dir=tmp_path, resume=True))
+    same = _mult_vae(epochs=60, patience=3, lr=0.02).fit(
+        X, valid=valid, context=FitContext(run_dir=tmp_path, resume=True)
+    )
     assert len(same.history_) == stopped  # still stopped: nothing more to do
-    more = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid,
-        context=FitContext(run_dir=tmp_path, resume=True))
+    more = _mult_vae(epochs=60, patience=6, lr=0.02).fit(
+        X, valid=valid, context=FitContext(run_dir=tmp_path, resume=True)
+    )
     assert len(more.history_) > stopped  # 3 more validations without gain allowed
     ref = _mult_vae(epochs=60, patience=6, lr=0.02).fit(X, valid=valid)
     assert len(ref.history_) == len(more.history_)  # as one run with patience 6
 
 
 def test_matrix_without_interactions_is_refused_before_training():
-    explicit_zeros = sp.csr_matrix((np.zeros(3, np.float32), ([0, 1, 2], [0, 1, 2])),
-                                   shape=(4, 5))
+    explicit_zeros = sp.csr_matrix((np.zeros(3, np.float32), ([0, 1, 2], [0, 1, 2])), shape=(4, 5))
     for X in (sp.csr_matrix((4, 5), dtype=np.float32), explicit_zeros):
         for model in (_mult_vae(epochs=1), _recvae(epochs=1)):
             with pytest.raises(DataError, match="without interactions"):
@@ -417,10 +451,15 @@ def test_matrix_without_interactions_is_refused_before_training():
             assert model.module_ is None
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(epochs="3"), "epochs must be an integer"), (dict(lr="x"), "lr must be a number"),
-    (dict(patience=2.5), "patience must be an integer or None"),
-    (dict(batch_size=True), "batch_size must be an integer")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(epochs="3"), "epochs must be an integer"),
+        (dict(lr="x"), "lr must be a number"),
+        (dict(patience=2.5), "patience must be an integer or None"),
+        (dict(batch_size=True), "batch_size must be an integer"),
+    ],
+)
 def test_a_config_built_directly_with_a_wrong_type_names_the_field(bad, message):
     from genrec.models.mult_vae import MultVAEConfig
 
@@ -431,10 +470,13 @@ def test_a_config_built_directly_with_a_wrong_type_names_the_field(bad, message)
     assert TrainConfig(epochs=np.int64(3), lr=np.float32(0.01), patience=None).epochs == 3
 
 
-
 # ---------------------------------------------------------------------------- fingerprints
-FP = {"model": "MultVAE", "config": {"lr": 3e-3, "epochs": 2, "dropout": 0.5},
-      "data": {"shape": [60, 40], "checksum": "abc"}, "protocol": {"name": "diffrec"}}
+FP = {
+    "model": "MultVAE",
+    "config": {"lr": 3e-3, "epochs": 2, "dropout": 0.5},
+    "data": {"shape": [60, 40], "checksum": "abc"},
+    "protocol": {"name": "diffrec"},
+}
 
 
 def test_resume_refuses_a_checkpoint_of_another_run_naming_the_first_differing_key(tmp_path):
@@ -442,20 +484,26 @@ def test_resume_refuses_a_checkpoint_of_another_run_naming_the_first_differing_k
     weights. The fingerprint written into the checkpoint now stops it."""
     X, _ = _data()
     _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path, fingerprint=FP))
-    other = {**FP, "config": {**FP["config"], "dropout": 0.2},
-             "data": {**FP["data"], "checksum": "xyz"}}
+    other = {
+        **FP,
+        "config": {**FP["config"], "dropout": 0.2},
+        "data": {**FP["data"], "checksum": "xyz"},
+    }
     with pytest.raises(ConfigError, match=r"its config\.dropout differs.*--force") as e:
-        _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
-                                                      fingerprint=other))
+        _mult_vae(epochs=2).fit(
+            X, context=FitContext(run_dir=tmp_path, resume=True, fingerprint=other)
+        )
     assert "\n" not in str(e.value)
     missing = {k: v for k, v in FP.items() if k != "protocol"}
     with pytest.raises(ConfigError, match=r"its protocol\.name differs"):
-        _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
-                                                      fingerprint=missing))
+        _mult_vae(epochs=2).fit(
+            X, context=FitContext(run_dir=tmp_path, resume=True, fingerprint=missing)
+        )
     # the settings a resume may change (more epochs, more patience) do not count
     longer = {**FP, "config": {**FP["config"], "epochs": 4}}
-    m = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
-                                                      fingerprint=longer))
+    m = _mult_vae(epochs=2).fit(
+        X, context=FitContext(run_dir=tmp_path, resume=True, fingerprint=longer)
+    )
     assert len(m.history_) == 2
 
 
@@ -463,8 +511,9 @@ def test_resume_refuses_a_checkpoint_without_a_fingerprint_when_given_one(tmp_pa
     X, _ = _data()
     _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path))  # as older versions wrote
     with pytest.raises(ConfigError, match="no run fingerprint.*start over with --force"):
-        _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True,
-                                                      fingerprint=FP))
+        _mult_vae(epochs=2).fit(
+            X, context=FitContext(run_dir=tmp_path, resume=True, fingerprint=FP)
+        )
     m = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True))
     assert len(m.history_) == 2  # no fingerprint asked for: the old checks only
 
@@ -478,8 +527,10 @@ def test_a_checkpoint_without_lr_decay_reads_as_the_default(tmp_path):
     del cfg["lr_decay"]  # written before the field existed
     ck["train_config"] = json.dumps(cfg)
     torch.save(ck, path)
-    assert len(_mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True))
-               .history_) == 2
+    assert (
+        len(_mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True)).history_)
+        == 2
+    )
 
 
 # ---------------------------------------------------------------------------- schedules, hooks
@@ -491,8 +542,10 @@ def test_lr_decay_sets_lr0_times_decay_to_the_epoch():
     m.module_ = m._build_module(X.shape[1], torch.Generator().manual_seed(0))
     m.n_items_ = X.shape[1]
     cfg = TrainConfig(epochs=3, batch_size=16, lr=0.01, lr_decay=0.5, device="cpu")
-    opt = make_optimizer([{"params": [p], "lr": 0.01 if i else 0.04}
-                          for i, p in enumerate(m.module_.parameters())], cfg)
+    opt = make_optimizer(
+        [{"params": [p], "lr": 0.01 if i else 0.04} for i, p in enumerate(m.module_.parameters())],
+        cfg,
+    )
     m.build_optimizers = lambda config: {"main": opt}
     seen = {}
     step = m.train_step
@@ -549,8 +602,11 @@ def test_the_train_package_imports_nothing_from_the_models():
     import subprocess
     import sys
 
-    code = ("import sys, genrec.train, genrec.train.loop; "
-            "print([m for m in sys.modules if m.startswith('genrec.models')])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys, genrec.train, genrec.train.loop; "
+        "print([m for m in sys.modules if m.startswith('genrec.models')])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

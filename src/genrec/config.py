@@ -38,8 +38,17 @@ else:  # pragma: no cover
 
 C = TypeVar("C")
 
-__all__ = ["build_config", "parse_overrides", "load_toml", "config_to_dict", "convert_value",
-           "valid_device_name", "Range", "check_ranges", "nested_config_fields"]
+__all__ = [
+    "build_config",
+    "parse_overrides",
+    "load_toml",
+    "config_to_dict",
+    "convert_value",
+    "valid_device_name",
+    "Range",
+    "check_ranges",
+    "nested_config_fields",
+]
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -182,15 +191,17 @@ def _unflatten(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _moved_keys_error(cls: type, keys: list[str], values: dict[str, Any],
-                      where: str) -> tuple[str, dict[str, str]] | None:
+def _moved_keys_error(
+    cls: type, keys: list[str], values: dict[str, Any], where: str
+) -> tuple[str, dict[str, str]] | None:
     """The "epochs is now train.epochs" message for old flat keys of a nested config, and
     those keys (old -> new); None when ``keys`` has none."""
     nested = nested_config_fields(cls)
     moved = {}
     for k in keys:
-        homes = [name for name, sub in nested.items()
-                 if k in {f.name for f in dataclasses.fields(sub)}]
+        homes = [
+            name for name, sub in nested.items() if k in {f.name for f in dataclasses.fields(sub)}
+        ]
         if homes:
             moved[k] = f"{homes[0]}.{k}"
     if not moved:
@@ -199,12 +210,20 @@ def _moved_keys_error(cls: type, keys: list[str], values: dict[str, Any],
     sets = " ".join(f"--set {new}={_toml_value(values[old])}" for old, new in moved.items())
     tables = sorted({new.split(".")[0] for new in moved.values()})
     verb = "is" if len(moved) == 1 else "are"
-    return (f"{where}: {olds} {verb} now {news} ({sets}, or a "
-            f"{' and a '.join(f'[{t}]' for t in tables)} table in TOML)", moved)
+    return (
+        f"{where}: {olds} {verb} now {news} ({sets}, or a "
+        f"{' and a '.join(f'[{t}]' for t in tables)} table in TOML)",
+        moved,
+    )
 
 
-def build_config(cls: type[C], values: dict[str, Any] | None = None, *, base: C | None = None,
-                 where: str = "config") -> C:
+def build_config(
+    cls: type[C],
+    values: dict[str, Any] | None = None,
+    *,
+    base: C | None = None,
+    where: str = "config",
+) -> C:
     """Build the dataclass ``cls`` from ``values`` (over ``base`` or the defaults).
 
     Unknown keys raise :class:`ConfigError` listing the valid ones (a key that now lives in
@@ -220,8 +239,14 @@ def build_config(cls: type[C], values: dict[str, Any] | None = None, *, base: C 
     if unknown:
         moved = _moved_keys_error(cls, unknown, values, where)
         rest = [k for k in unknown if moved is None or k not in moved[1]]
-        text = (f"unknown key{'s' if len(rest) > 1 else ''} {', '.join(rest)} for "
-                f"{cls.__name__}; valid keys: {', '.join(fields)}") if rest else ""
+        text = (
+            (
+                f"unknown key{'s' if len(rest) > 1 else ''} {', '.join(rest)} for "
+                f"{cls.__name__}; valid keys: {', '.join(fields)}"
+            )
+            if rest
+            else ""
+        )
         if moved is not None:
             raise ConfigError(moved[0] + (f"; {text}" if text else ""))
         raise ConfigError(f"{where}: {text}")
@@ -233,8 +258,10 @@ def build_config(cls: type[C], values: dict[str, Any] | None = None, *, base: C 
             current = getattr(base, k) if base is not None else _field_default(fields[k])
             converted[k] = build_config(sub, v, base=current, where=f"{where}.{k}")
         elif _is_config(sub) and not isinstance(v, sub):
-            raise ConfigError(f"{where}.{k}: expected a table of {sub.__name__} keys (e.g. "
-                              f"--set {k}.KEY=VALUE or a [{k}] table), got {v!r}")
+            raise ConfigError(
+                f"{where}.{k}: expected a table of {sub.__name__} keys (e.g. "
+                f"--set {k}.KEY=VALUE or a [{k}] table), got {v!r}"
+            )
         else:
             converted[k] = convert_value(v, sub, f"{where}.{k}")
     try:
@@ -287,29 +314,48 @@ class Range:
         def num(b: float) -> str:  # integers exactly (seed bounds), floats short
             return str(b) if isinstance(b, int) else f"{b:g}"
 
-        lo = (f"[{num(self.ge)}" if self.ge is not None else
-              f"({num(self.gt)}" if self.gt is not None else None)
-        hi = (f"{num(self.le)}]" if self.le is not None else
-              f"{num(self.lt)})" if self.lt is not None else None)
+        lo = (
+            f"[{num(self.ge)}"
+            if self.ge is not None
+            else f"({num(self.gt)}"
+            if self.gt is not None
+            else None
+        )
+        hi = (
+            f"{num(self.le)}]"
+            if self.le is not None
+            else f"{num(self.lt)})"
+            if self.lt is not None
+            else None
+        )
         if lo and hi:
             return f"in {lo}, {hi}"
         text = " and ".join(
-            f"{op} {num(b)}" for op, b in ((">=", self.ge), (">", self.gt), ("<=", self.le),
-                                           ("<", self.lt)) if b is not None)
+            f"{op} {num(b)}"
+            for op, b in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+            if b is not None
+        )
         if not text:
             return "finite"
         return f"{text} and finite" if real and not hi else text
 
     def contains(self, v: float) -> bool:
-        return ((self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
-                and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+        return (
+            (self.ge is None or v >= self.ge)
+            and (self.gt is None or v > self.gt)
+            and (self.le is None or v <= self.le)
+            and (self.lt is None or v < self.lt)
+        )
 
 
 @functools.cache
 def _choices(cls: type) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     """(name, allowed values) of each ``Literal`` field of ``cls``."""
-    return tuple((name, typing.get_args(tp)) for name, tp in typing.get_type_hints(cls).items()
-                 if typing.get_origin(tp) is typing.Literal)
+    return tuple(
+        (name, typing.get_args(tp))
+        for name, tp in typing.get_type_hints(cls).items()
+        if typing.get_origin(tp) is typing.Literal
+    )
 
 
 @functools.cache
@@ -325,7 +371,8 @@ def _ranges(cls: type) -> tuple[tuple[str, Range, Any, bool, bool], ...]:
         inner = typing.get_args(tp)[0]
         args = typing.get_args(inner)
         optional = typing.get_origin(inner) in (typing.Union, types.UnionType) and (
-            type(None) in args)
+            type(None) in args
+        )
         if optional:
             inner = next(a for a in args if a is not type(None))
         is_tuple = typing.get_origin(inner) is tuple
@@ -343,13 +390,16 @@ def check_ranges(cfg: Any) -> None:
     for name, sub in nested_config_fields(cls).items():
         v = getattr(cfg, name)
         if not isinstance(v, sub):
-            raise ValueError(f"{name} must be a {sub.__name__}, got {type(v).__name__} (pass a "
-                             f"dict through the model, Model({name}={{...}}), or "
-                             f"{sub.__name__}(...))")
+            raise ValueError(
+                f"{name} must be a {sub.__name__}, got {type(v).__name__} (pass a "
+                f"dict through the model, Model({name}={{...}}), or "
+                f"{sub.__name__}(...))"
+            )
     for name, allowed in _choices(cls):
         if getattr(cfg, name) not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, got "
-                             f"{getattr(cfg, name)!r}")
+            raise ValueError(
+                f"{name} must be one of {', '.join(map(str, allowed))}, got {getattr(cfg, name)!r}"
+            )
     for name, rng, kind, optional, is_tuple in _ranges(cls):
         v = getattr(cfg, name)
         if v is None and optional:
@@ -364,11 +414,14 @@ def check_ranges(cfg: Any) -> None:
                 raise ValueError(f"{name} must be {what}{none}, got {v!r}")
             if not (rng.contains(x) and (kind is Integral or math.isfinite(x))):
                 each = " entries" if is_tuple else ""
-                raise ValueError(f"{name}{each} must be {rng.describe(kind is Real)}{none}, "
-                                 f"got {v!r}")
+                raise ValueError(
+                    f"{name}{each} must be {rng.describe(kind is Real)}{none}, got {v!r}"
+                )
         if is_tuple and len(v) < rng.min_len:
-            raise ValueError(f"{name} needs at least {rng.min_len} "
-                             f"entr{'y' if rng.min_len == 1 else 'ies'}, got {v!r}")
+            raise ValueError(
+                f"{name} needs at least {rng.min_len} "
+                f"entr{'y' if rng.min_len == 1 else 'ies'}, got {v!r}"
+            )
 
 
 def valid_device_name(name: Any) -> bool:

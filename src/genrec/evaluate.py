@@ -201,12 +201,14 @@ def evaluate_ranking(
     return RankingResult(out, err, per_user, n, m_count, time.perf_counter() - t0)
 
 
-def ranking_metric_names(ks: Sequence[int],
-                         metrics: Sequence[str] = DEFAULT_METRICS) -> list[str]:
+def ranking_metric_names(ks: Sequence[int], metrics: Sequence[str] = DEFAULT_METRICS) -> list[str]:
     """The keys of :func:`evaluate_ranking`'s ``metrics``: ``name@k`` for each metric and
     cut-off, and ``coverage@k``."""
-    return [key for k in sorted(set(int(k) for k in ks))
-            for key in (*(f"{name}@{k}" for name in metrics), f"coverage@{k}")]
+    return [
+        key
+        for k in sorted(set(int(k) for k in ks))
+        for key in (*(f"{name}@{k}" for name in metrics), f"coverage@{k}")
+    ]
 
 
 def evaluate_rating(model, task: RatingTask) -> RatingResult:

@@ -46,8 +46,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], writer: Callable[[BinaryIO], object]
-                       ) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], writer: Callable[[BinaryIO], object]) -> None:
     """Write a file atomically through ``writer(fileobj)`` (its return value is ignored)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         writer(f)
@@ -124,8 +123,7 @@ def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
         if np.asarray(arr).dtype == object:
             raise TypeError(f"array {name!r} has dtype object; save strings as fixed-width 'U'")
     if "allow_pickle" in arrays:
-        raise TypeError("an array may not be named 'allow_pickle' (numpy.savez's flag); "
-                        "rename it")
+        raise TypeError("an array may not be named 'allow_pickle' (numpy.savez's flag); rename it")
     atomic_write_bytes(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
@@ -155,25 +153,29 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     before anything is inflated.
     """
     try:
-        declared = sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                       for shape, dtype in npz_sizes(path).values())
+        declared = sum(
+            int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            for shape, dtype in npz_sizes(path).values()
+        )
         size = os.path.getsize(path)
         if declared > size + INFLATION_SLACK:
-            raise DataError(f"{path}: declares {declared / 2**20:.0f} MiB of arrays in a "
-                            f"{size / 2**20:.1f} MiB file; genrec writes these files "
-                            f"uncompressed, so it is not one of its files; write it again")
+            raise DataError(
+                f"{path}: declares {declared / 2**20:.0f} MiB of arrays in a "
+                f"{size / 2**20:.1f} MiB file; genrec writes these files "
+                f"uncompressed, so it is not one of its files; write it again"
+            )
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (FileNotFoundError, DataError):
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise DataError(f"{path}: unreadable, the file is damaged or not a genrec .npz "
-                        f"({type(e).__name__}); write it again (e.g. train the model again)"
-                        ) from None
+        raise DataError(
+            f"{path}: unreadable, the file is damaged or not a genrec .npz "
+            f"({type(e).__name__}); write it again (e.g. train the model again)"
+        ) from None
 
 
-def check_writable(path: str | os.PathLike[str] | None, option: str,
-                   folder: bool = False) -> None:
+def check_writable(path: str | os.PathLike[str] | None, option: str, folder: bool = False) -> None:
     """A ConfigError (one line naming ``option``) when ``path``, a file or (``folder``) a
     folder that a command will create or replace, cannot be written: a part of it is a file,
     or its nearest existing folder is not writable. Commands call it before any long work,
@@ -185,8 +187,11 @@ def check_writable(path: str | os.PathLike[str] | None, option: str,
         raise ConfigError(f"{option} {path} is a file, not a folder; choose a folder path")
     parent = next((a for a in p.parents if a.exists()), Path("."))  # "." or the root at worst
     if not parent.is_dir():
-        raise ConfigError(f"{option} {path}: {parent} is a file, not a folder; choose a path "
-                          f"in a folder")
+        raise ConfigError(
+            f"{option} {path}: {parent} is a file, not a folder; choose a path in a folder"
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: cannot write in {parent} (permission denied); "
-                          f"choose a path in a folder you can write to")
+        raise ConfigError(
+            f"{option} {path}: cannot write in {parent} (permission denied); "
+            f"choose a path in a folder you can write to"
+        )

@@ -210,8 +210,9 @@ def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
     """Root mean squared error between predicted and true ratings."""
     pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
     if pred.shape != truth.shape or pred.size == 0:
-        raise ValueError(f"rmse needs two non-empty arrays of one shape, got {pred.shape} and "
-                         f"{truth.shape}")
+        raise ValueError(
+            f"rmse needs two non-empty arrays of one shape, got {pred.shape} and {truth.shape}"
+        )
     return float(np.sqrt(np.mean((pred - truth) ** 2)))
 
 
@@ -219,6 +220,7 @@ def mae(pred: np.ndarray, truth: np.ndarray) -> float:
     """Mean absolute error between predicted and true ratings."""
     pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
     if pred.shape != truth.shape or pred.size == 0:
-        raise ValueError(f"mae needs two non-empty arrays of one shape, got {pred.shape} and "
-                         f"{truth.shape}")
+        raise ValueError(
+            f"mae needs two non-empty arrays of one shape, got {pred.shape} and {truth.shape}"
+        )
     return float(np.mean(np.abs(pred - truth)))

@@ -81,10 +81,13 @@ class ProtocolConfig:
             raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
-        if not (0 < self.n_heldout < 1 or (self.n_heldout >= 1
-                                           and float(self.n_heldout).is_integer())):
-            raise ValueError(f"n_heldout must be a fraction in (0, 1) or a whole number of "
-                             f"users, got {self.n_heldout}")
+        if not (
+            0 < self.n_heldout < 1 or (self.n_heldout >= 1 and float(self.n_heldout).is_integer())
+        ):
+            raise ValueError(
+                f"n_heldout must be a fraction in (0, 1) or a whole number of "
+                f"users, got {self.n_heldout}"
+            )
 
 
 @dataclass
@@ -106,21 +109,30 @@ class ProtocolData:
 
     def describe(self) -> dict:
         """What was masked and averaged, for results files."""
-        d: dict = {"protocol": self.config.name, "train_interactions": self.train.nnz,
-                   "users": self.train.n_users, "items": self.train.n_items}
+        d: dict = {
+            "protocol": self.config.name,
+            "train_interactions": self.train.nnz,
+            "users": self.train.n_users,
+            "items": self.train.n_items,
+        }
         for part in ("valid", "test"):
             t = getattr(self, part)
             if isinstance(t, RankingTask):
-                d[part] = {"users": t.n_users, "truth": int(t.truth.nnz),
-                           "masked": int(t.exclude.nnz), "empty_truth": t.empty_truth,
-                           "fold_in": t.users is None}
+                d[part] = {
+                    "users": t.n_users,
+                    "truth": int(t.truth.nnz),
+                    "masked": int(t.exclude.nnz),
+                    "empty_truth": t.empty_truth,
+                    "fold_in": t.users is None,
+                }
             else:
                 d[part] = {"ratings": len(t.ratings)}
         return d
 
 
-def _positives(ds: Dataset, inter: Interactions, cfg: ProtocolConfig,
-               part: str | None = None) -> Interactions:
+def _positives(
+    ds: Dataset, inter: Interactions, cfg: ProtocolConfig, part: str | None = None
+) -> Interactions:
     """The interactions the ranking protocols use: all of implicit data, the ratings >=
     ``binarize_threshold`` of explicit data (each as 1). ``part`` names a given part."""
     if ds.implicit:
@@ -130,9 +142,11 @@ def _positives(ds: Dataset, inter: Interactions, cfg: ProtocolConfig,
     except DataError:
         if part is None:
             raise
-        raise DataError(f"{ds.name}: the given {part} part has no rating >= "
-                        f"{cfg.binarize_threshold}; lower protocol.binarize_threshold or move "
-                        f"some liked items into it") from None
+        raise DataError(
+            f"{ds.name}: the given {part} part has no rating >= "
+            f"{cfg.binarize_threshold}; lower protocol.binarize_threshold or move "
+            f"some liked items into it"
+        ) from None
 
 
 def _ranking_parts(ds: Dataset, cfg: ProtocolConfig) -> Interactions:
@@ -146,8 +160,9 @@ def _pattern(parts: dict[str, Interactions]) -> sp.csr_matrix:
     return m
 
 
-def _masked_tasks(parts: dict[str, Interactions], empty: Literal["zero", "skip"]
-                  ) -> tuple[RankingTask, RankingTask]:
+def _masked_tasks(
+    parts: dict[str, Interactions], empty: Literal["zero", "skip"]
+) -> tuple[RankingTask, RankingTask]:
     """Validation and test of the users left with an interaction in any part (a user whom
     binarizing or k-core filtering left with none is not averaged)."""
     train, valid, test = parts["train"].matrix, parts["valid"].matrix, parts["test"].matrix
@@ -176,9 +191,11 @@ def _union(ds: Dataset, train: Interactions, valid: Interactions) -> Interaction
     both = train.binarize().matrix.multiply(valid.binarize().matrix)  # stored pairs of both
     if both.nnz:
         u, i = (int(x[0]) for x in both.nonzero())
-        raise DataError(f"{ds.name}: user {train.user_ids[u]!r} rates item "
-                        f"{train.item_ids[i]!r} in both the given train and valid parts; "
-                        f"keep each rating in one part")
+        raise DataError(
+            f"{ds.name}: user {train.user_ids[u]!r} rates item "
+            f"{train.item_ids[i]!r} in both the given train and valid parts; "
+            f"keep each rating in one part"
+        )
     return train.with_matrix(train.matrix + valid.matrix)
 
 
@@ -190,10 +207,12 @@ def _checked(ds: Dataset, pdata: ProtocolData, why: str = "") -> ProtocolData:
     n = int(test.truth.nnz) if isinstance(test, RankingTask) else len(test.ratings)
     if n == 0:
         name = pdata.config.name
-        raise DataError(f"{ds.name}: protocol {name} leaves no test interactions "
-                        f"({pdata.train.nnz} training interactions of {pdata.train.n_users} "
-                        f"users{'; ' + why if why else ''}); use more data (more interactions "
-                        f"per user) or another protocol")
+        raise DataError(
+            f"{ds.name}: protocol {name} leaves no test interactions "
+            f"({pdata.train.nnz} training interactions of {pdata.train.n_users} "
+            f"users{'; ' + why if why else ''}); use more data (more interactions "
+            f"per user) or another protocol"
+        )
     return pdata
 
 
@@ -211,9 +230,11 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
             r_train, r_valid = cfg.ratios[0], cfg.ratios[1]
             share = (r_train / (r_train + r_valid), r_valid / (r_train + r_valid))
             train = _positives(ds, given["train"], cfg, "train")
-            inner = (temporal_ratio_split(train, share, names=("train", "valid"))
-                     if train.times is not None else
-                     random_ratio_split(train, share, names=("train", "valid"), seed=cfg.seed))
+            inner = (
+                temporal_ratio_split(train, share, names=("train", "valid"))
+                if train.times is not None
+                else random_ratio_split(train, share, names=("train", "valid"), seed=cfg.seed)
+            )
             parts = {**inner, "test": _positives(ds, given["test"], cfg, "test")}
         else:
             inter = _ranking_parts(ds, cfg)
@@ -228,9 +249,11 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
     if cfg.name == "loo":
         parts = leave_last_one_out(_ranking_parts(ds, cfg), seed=cfg.seed)
         valid, test = _masked_tasks(parts, "skip")
-        return _checked(ds, ProtocolData(cfg, parts["train"], valid, test,
-                                         positives=_pattern(parts)),
-                        "loo holds out items only of users with 3 or more interactions")
+        return _checked(
+            ds,
+            ProtocolData(cfg, parts["train"], valid, test, positives=_pattern(parts)),
+            "loo holds out items only of users with 3 or more interactions",
+        )
     if cfg.name == "strong":
         inter = _ranking_parts(ds, cfg)
         n = cfg.n_heldout if cfg.n_heldout < 1 else int(cfg.n_heldout)
@@ -239,14 +262,21 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
         for side in ("valid", "test"):
             fin, fout = p[f"{side}_in"].matrix, p[f"{side}_out"].matrix
             rows = np.flatnonzero(np.diff((fin + fout).tocsr().indptr))
-            tasks.append(RankingTask(None, _rows(fin, rows), _rows(fin, rows), _rows(fout, rows),
-                                     "skip", side))
-        return _checked(ds, ProtocolData(cfg, p["train"], tasks[0], tasks[1],
-                                         positives=_pattern({"all": inter})))
+            tasks.append(
+                RankingTask(
+                    None, _rows(fin, rows), _rows(fin, rows), _rows(fout, rows), "skip", side
+                )
+            )
+        return _checked(
+            ds,
+            ProtocolData(cfg, p["train"], tasks[0], tasks[1], positives=_pattern({"all": inter})),
+        )
     if cfg.name == "rating":
         if ds.implicit:
-            raise DataError(f"{ds.name}: protocol rating needs explicit ratings, and this data "
-                            f"set is implicit; use diffrec, strong or loo")
+            raise DataError(
+                f"{ds.name}: protocol rating needs explicit ratings, and this data "
+                f"set is implicit; use diffrec, strong or loo"
+            )
         fold, given = ds.splits.get(f"u{cfg.fold}"), ds.splits.get("given")
         # the fitted part and the validation slice, unless given
         fit_parts: dict[str, Interactions] | None = None
@@ -261,9 +291,20 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
             sp_ = random_split(ds.interactions, (0.9, 0.1), seed=cfg.seed)
             full, test_part = sp_["train"], sp_["test"]
         if fit_parts is None:
-            fit_parts = random_split(full, (1 - cfg.valid_fraction, cfg.valid_fraction),
-                                     names=("train", "valid"), seed=cfg.seed)
-        return _checked(ds, ProtocolData(cfg, fit_parts["train"],
-                                         _rating_task(fit_parts["valid"], "valid"),
-                                         _rating_task(test_part, "test"), train_full=full))
+            fit_parts = random_split(
+                full,
+                (1 - cfg.valid_fraction, cfg.valid_fraction),
+                names=("train", "valid"),
+                seed=cfg.seed,
+            )
+        return _checked(
+            ds,
+            ProtocolData(
+                cfg,
+                fit_parts["train"],
+                _rating_task(fit_parts["valid"], "valid"),
+                _rating_task(test_part, "test"),
+                train_full=full,
+            ),
+        )
     raise DataError(f"unknown protocol {cfg.name!r}; known: {', '.join(PROTOCOLS)}")

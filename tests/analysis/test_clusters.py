@@ -39,10 +39,12 @@ def taste_groups(n_users=240, n_items=80, k=K_GROUPS, p_in=0.35, p_out=0.02, see
 @pytest.fixture(scope="module")
 def trained():
     X, groups, block = taste_groups()
-    vae = get_model_class("mult-vae")(hidden_dims=(64,), latent_dim=16,
-                                      total_anneal_steps=200,
-                                      train={"epochs": 60, "batch_size": 60, "seed": 0,
-                                             "device": "cpu"})
+    vae = get_model_class("mult-vae")(
+        hidden_dims=(64,),
+        latent_dim=16,
+        total_anneal_steps=200,
+        train={"epochs": 60, "batch_size": 60, "seed": 0, "device": "cpu"},
+    )
     vae.fit(X)
     return vae, X, groups, block
 
@@ -55,9 +57,12 @@ def test_vae_latent_clusters_recover_taste_groups(trained):
     result = fit_clusters(Y, K_GROUPS, "gmm", seed=0)
     assert adjusted_rand_score(groups, result.labels) >= 0.9
     # each cluster's most over-represented "genre" is its group's block
-    meta = ItemUserMeta(np.arange(X.shape[1]), np.arange(X.shape[0]),
-                        genres=np.eye(K_GROUPS, dtype=bool)[block],
-                        genre_names=tuple(f"block{g}" for g in range(K_GROUPS)))
+    meta = ItemUserMeta(
+        np.arange(X.shape[1]),
+        np.arange(X.shape[0]),
+        genres=np.eye(K_GROUPS, dtype=bool)[block],
+        genre_names=tuple(f"block{g}" for g in range(K_GROUPS)),
+    )
     for prof in cluster_profiles(result.labels, X, meta):
         members = groups[result.labels == prof["cluster"]]
         majority = np.bincount(members, minlength=K_GROUPS).argmax()
@@ -86,19 +91,26 @@ def test_kmeans_on_svd_embeddings_also_separates_groups():
 def test_profile_lifts_by_hand():
     # users 0,1 in cluster 0; user 2 in cluster 1; items: 0 genre A, 1 genre B, 2 genre A
     X = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [0, 1, 1]], np.float32))
-    meta = ItemUserMeta(np.array([10, 11, 12]), np.array([1, 2, 3]),
-                        titles=np.array(["a", "b", "c"]),
-                        genres=np.array([[1, 0], [0, 1], [1, 0]], bool), genre_names=("A", "B"),
-                        users=pd.DataFrame({"user_id": [1, 2, 3], "age": [20, 30, 60],
-                                            "gender": ["F", "F", "M"]}))
+    meta = ItemUserMeta(
+        np.array([10, 11, 12]),
+        np.array([1, 2, 3]),
+        titles=np.array(["a", "b", "c"]),
+        genres=np.array([[1, 0], [0, 1], [1, 0]], bool),
+        genre_names=("A", "B"),
+        users=pd.DataFrame({"user_id": [1, 2, 3], "age": [20, 30, 60], "gender": ["F", "F", "M"]}),
+    )
     p0, p1 = cluster_profiles(np.array([0, 0, 1]), X, meta, min_share=0.0)
     # population: 5 interactions, A: 3, B: 2. cluster 0: 3 interactions, A: 2, B: 1
     lifts = {g: lift for g, lift, _ in p0["top_genres"]}
     assert lifts["A"] == pytest.approx((2 / 3) / (3 / 5))
     assert lifts["B"] == pytest.approx((1 / 3) / (2 / 5))
     # item 10: chosen by 2/2 of cluster 0, 2/3 of everyone: lift 1.5
-    assert p0["characteristic_items"][0] == {"item": 10, "title": "a", "lift": pytest.approx(1.5),
-                                             "share": 1.0}
+    assert p0["characteristic_items"][0] == {
+        "item": 10,
+        "title": "a",
+        "lift": pytest.approx(1.5),
+        "share": 1.0,
+    }
     assert p0["size"] == 2 and p0["mean_activity"] == 1.5
     assert dict((v, s) for v, s, _ in p0["demographics"]["gender"]) == {"F": 1.0}
     assert p1["demographics"]["age"][0][0] == "56+"
@@ -122,16 +134,44 @@ def ease_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("clusters")
     data = write_ml100k(tmp / "ml-100k", n_users=80)
-    assert main(["train", "--model", "ease", "--dataset", str(data), "--set", "l2=5",
-                 "--out", str(tmp / "ease")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "ease",
+                "--dataset",
+                str(data),
+                "--set",
+                "l2=5",
+                "--out",
+                str(tmp / "ease"),
+            ]
+        )
+        == 0
+    )
     return tmp / "ease"
 
 
 @pytest.mark.slow
 def test_cli_clusters_writes_report(ease_run, tmp_path, capsys):
     out = tmp_path / "cl"
-    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k-range", "2-3",
-                 "--method", "kmeans", "--out", str(out), "--output", str(tmp_path / "s.json")])
+    code = main(
+        [
+            "clusters",
+            str(ease_run),
+            "--embedding",
+            "svd",
+            "--k-range",
+            "2-3",
+            "--method",
+            "kmeans",
+            "--out",
+            str(out),
+            "--output",
+            str(tmp_path / "s.json"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     for name in ("clusters.csv", "map.png", "map.html", "report.html", "profiles.json"):
@@ -146,11 +186,14 @@ def test_cli_clusters_writes_report(ease_run, tmp_path, capsys):
     assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--k", "3"], "has no user embeddings"),
-    (["--embedding", "svd", "--k", "500"], "larger than the number of users"),
-    (["--embedding", "svd", "--method", "kmeans", "--criterion", "bic"], "BIC needs"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--k", "3"], "has no user embeddings"),
+        (["--embedding", "svd", "--k", "500"], "larger than the number of users"),
+        (["--embedding", "svd", "--method", "kmeans", "--criterion", "bic"], "BIC needs"),
+    ],
+)
 def test_cli_clusters_bad_input(ease_run, tmp_path, capsys, args, match):
     code = main(["clusters", str(ease_run), *args, "--map", "none", "--out", str(tmp_path)])
     err = capsys.readouterr().err
@@ -159,10 +202,36 @@ def test_cli_clusters_bad_input(ease_run, tmp_path, capsys, args, match):
 
 def test_cli_clusters_without_genre_metadata_says_so(tmp_path, capsys):
     data = write_pair_lists(tmp_path / "p", n_users=40)
-    assert main(["train", "--model", "ease", "--dataset", str(data), "--set", "l2=5",
-                 "--out", str(tmp_path / "m")]) == 0
-    code = main(["clusters", str(tmp_path / "m"), "--embedding", "svd", "--k", "2",
-                 "--map", "none", "--out", str(tmp_path / "c")])
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "ease",
+                "--dataset",
+                str(data),
+                "--set",
+                "l2=5",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
+    code = main(
+        [
+            "clusters",
+            str(tmp_path / "m"),
+            "--embedding",
+            "svd",
+            "--k",
+            "2",
+            "--map",
+            "none",
+            "--out",
+            str(tmp_path / "c"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0
     assert "no genre metadata" in err
@@ -177,8 +246,10 @@ def test_cli_clusters_edge_values_are_not_tracebacks(ease_run, tmp_path, capsys)
     code = main([*base, "--k", str(n), "--method", "kmeans", "--out", str(tmp_path / "a")])
     err = capsys.readouterr().err
     assert code == 0 and "Traceback" not in err, err
-    summary = json.loads((tmp_path / "a" / "profiles.json").read_text(),
-                         parse_constant=lambda c: pytest.fail(f"{c} is not strict JSON"))
+    summary = json.loads(
+        (tmp_path / "a" / "profiles.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"{c} is not strict JSON"),
+    )
     assert summary["k"] == n and summary["silhouette"] is None
     code = main([*base, "--pca", "0", "--out", str(tmp_path / "b")])
     assert code == 2 and "--pca" in capsys.readouterr().err
@@ -188,22 +259,42 @@ def test_cli_clusters_edge_values_are_not_tracebacks(ease_run, tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 1 and "at most 100" in err and "--k" in err and "Traceback" not in err
     assert not (tmp_path / "c").exists()
-    code = main([*base, "--k-range", f"{n - 1}-{n + 3}",
-                 "--method", "kmeans", "--criterion", "silhouette", "--out", str(tmp_path / "d")])
+    code = main(
+        [
+            *base,
+            "--k-range",
+            f"{n - 1}-{n + 3}",
+            "--method",
+            "kmeans",
+            "--criterion",
+            "silhouette",
+            "--out",
+            str(tmp_path / "d"),
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0 and f"K above the {n} users" in out.err and "chosen by silhouette" in out.out
 
 
 @pytest.mark.slow
-def test_cli_clusters_failing_late_leaves_the_earlier_files(ease_run, tmp_path, capsys,
-                                                             monkeypatch):
+def test_cli_clusters_failing_late_leaves_the_earlier_files(
+    ease_run, tmp_path, capsys, monkeypatch
+):
     """The report is built after the labels: a failure there must not leave a new
     clusters.csv beside the earlier run's profiles and map."""
     import genrec.analysis.report as report
 
     out = tmp_path / "cl"
-    base = ["clusters", str(ease_run), "--embedding", "svd", "--method", "kmeans", "--out",
-            str(out)]
+    base = [
+        "clusters",
+        str(ease_run),
+        "--embedding",
+        "svd",
+        "--method",
+        "kmeans",
+        "--out",
+        str(out),
+    ]
     assert main([*base, "--k", "3"]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
@@ -220,8 +311,16 @@ def test_cli_clusters_failing_late_leaves_the_earlier_files(ease_run, tmp_path, 
 @pytest.mark.slow
 def test_cli_clusters_map_none_removes_an_earlier_map(ease_run, tmp_path, capsys):
     out = tmp_path / "cl"
-    base = ["clusters", str(ease_run), "--embedding", "svd", "--method", "kmeans", "--out",
-            str(out)]
+    base = [
+        "clusters",
+        str(ease_run),
+        "--embedding",
+        "svd",
+        "--method",
+        "kmeans",
+        "--out",
+        str(out),
+    ]
     assert main([*base, "--k", "3"]) == 0
     assert (out / "report.html").is_file()
     capsys.readouterr()
@@ -257,28 +356,56 @@ def test_k_range_list_with_repeats_is_fitted_once():
     assert _parse_k_range("4,3,3,4") == [3, 4]
 
 
-def test_cli_clusters_umap_missing_fails_before_fitting(ease_run, tmp_path, capsys,
-                                                       monkeypatch):
+def test_cli_clusters_umap_missing_fails_before_fitting(ease_run, tmp_path, capsys, monkeypatch):
     import importlib.util
 
     import genrec.analysis
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "umap" else real(name, *a))
-    monkeypatch.setattr(genrec.analysis.pipeline, "fit_clusters",
-                        lambda *a, **k: pytest.fail("clustered before checking --map umap"))
-    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "2", "--map", "umap",
-                 "--out", str(tmp_path / "u")])
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "umap" else real(name, *a)
+    )
+    monkeypatch.setattr(
+        genrec.analysis.pipeline,
+        "fit_clusters",
+        lambda *a, **k: pytest.fail("clustered before checking --map umap"),
+    )
+    code = main(
+        [
+            "clusters",
+            str(ease_run),
+            "--embedding",
+            "svd",
+            "--k",
+            "2",
+            "--map",
+            "umap",
+            "--out",
+            str(tmp_path / "u"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "umap-learn" in err and "Traceback" not in err
     assert not (tmp_path / "u").exists()
 
 
-def test_cli_clusters_single_candidate_k_range_is_not_reported_as_k(ease_run, tmp_path,
-                                                                    capsys):
-    code = main(["clusters", str(ease_run), "--embedding", "svd", "--method", "kmeans",
-                 "--k-range", "3", "--map", "none", "--out", str(tmp_path / "c")])
+def test_cli_clusters_single_candidate_k_range_is_not_reported_as_k(ease_run, tmp_path, capsys):
+    code = main(
+        [
+            "clusters",
+            str(ease_run),
+            "--embedding",
+            "svd",
+            "--method",
+            "kmeans",
+            "--k-range",
+            "3",
+            "--map",
+            "none",
+            "--out",
+            str(tmp_path / "c"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "c" / "profiles.json").read_text())
     assert summary["k"] == 3 and summary["k chosen by"] != "--k"
@@ -286,34 +413,90 @@ def test_cli_clusters_single_candidate_k_range_is_not_reported_as_k(ease_run, tm
 
 @pytest.mark.parametrize("seed", ["-1", str(2**32)])
 def test_cli_clusters_out_of_range_seed_names_the_option(ease_run, tmp_path, capsys, seed):
-    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "2", "--map", "none",
-                 "--seed", seed, "--out", str(tmp_path / "s")])
+    code = main(
+        [
+            "clusters",
+            str(ease_run),
+            "--embedding",
+            "svd",
+            "--k",
+            "2",
+            "--map",
+            "none",
+            "--seed",
+            seed,
+            "--out",
+            str(tmp_path / "s"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--seed" in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
 
 
 def test_cli_clusters_refuses_a_criterion_with_k(ease_run, tmp_path, capsys):
-    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "3", "--criterion",
-                 "bic", "--out", str(tmp_path / "c")])
+    code = main(
+        [
+            "clusters",
+            str(ease_run),
+            "--embedding",
+            "svd",
+            "--k",
+            "3",
+            "--criterion",
+            "bic",
+            "--out",
+            str(tmp_path / "c"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--criterion" in err and "nothing to choose" in err
     assert not (tmp_path / "c").exists()
 
 
 def test_cli_clusters_says_when_no_pca_ran(ease_run, tmp_path, capsys):
-    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "2", "--pca", "500",
-                 "--map", "none", "--out", str(tmp_path / "c")])
+    code = main(
+        [
+            "clusters",
+            str(ease_run),
+            "--embedding",
+            "svd",
+            "--k",
+            "2",
+            "--pca",
+            "500",
+            "--map",
+            "none",
+            "--out",
+            str(tmp_path / "c"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "c" / "profiles.json").read_text())
     space = summary["clustering space"]
     d = int(space.split()[0])  # the SVD embedding's width, all kept
     assert space == f"{d} standardized dims (no PCA: pca_dim 500 >= {d})"
-    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "2", "--pca", "2",
-                 "--map", "none", "--out", str(tmp_path / "d")])
+    code = main(
+        [
+            "clusters",
+            str(ease_run),
+            "--embedding",
+            "svd",
+            "--k",
+            "2",
+            "--pca",
+            "2",
+            "--map",
+            "none",
+            "--out",
+            str(tmp_path / "d"),
+        ]
+    )
     assert code == 0
-    assert json.loads((tmp_path / "d" / "profiles.json").read_text())[
-        "clustering space"] == "2 PCA dims"
+    assert (
+        json.loads((tmp_path / "d" / "profiles.json").read_text())["clustering space"]
+        == "2 PCA dims"
+    )
 
 
 def test_cli_clusters_reports_empty_clusters(ease_run, tmp_path, capsys, monkeypatch):
@@ -326,8 +509,20 @@ def test_cli_clusters_reports_empty_clusters(ease_run, tmp_path, capsys, monkeyp
         return Clustering(np.zeros(n, int), np.ones(n), k, method, float("nan"), None)
 
     monkeypatch.setattr(analysis.pipeline, "fit_clusters", one_cluster_of_three)
-    code = main(["clusters", str(ease_run), "--embedding", "svd", "--k", "3", "--map", "none",
-                 "--out", str(tmp_path / "c")])
+    code = main(
+        [
+            "clusters",
+            str(ease_run),
+            "--embedding",
+            "svd",
+            "--k",
+            "3",
+            "--map",
+            "none",
+            "--out",
+            str(tmp_path / "c"),
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "2 of the 3 clusters came out empty" in " ".join(out.err.split())

@@ -62,8 +62,11 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, server):
 def test_known_name_downloads_into_cache_then_loads(tmp_path, server, monkeypatch):
     root, url = server
     md5 = _zip_ml100k(tmp_path, root)
-    monkeypatch.setitem(KNOWN_DATASETS, "ml-100k",
-                        KnownDataset("ml-100k", url + "ml-100k.zip", md5, "ml-100k", "u.data"))
+    monkeypatch.setitem(
+        KNOWN_DATASETS,
+        "ml-100k",
+        KnownDataset("ml-100k", url + "ml-100k.zip", md5, "ml-100k", "u.data"),
+    )
     ds = load_dataset("ml-100k")
     assert ds.name == "ml-100k" and ds.interactions.nnz > 0
     assert resolve_known("ml-100k", allow_download=False).is_dir()  # now cached

@@ -9,28 +9,60 @@ from genrec.errors import DataError
 
 
 def _dataset(users=True, items=True):
-    inter = Interactions(sp.csr_matrix(np.ones((4, 3), np.float32)), np.array([1, 2, 3, 4]),
-                         np.array([10, 20, 30]))
-    u = pd.DataFrame({"user_id": [1, 2, 3, 4], "age": [17, 18, 40, 61],
-                      "gender": ["M", "F", "M", None], "occupation": ["writer", "other",
-                                                                      "writer", "doctor"],
-                      "zip": ["123", "456", "789", "000"], "income": [10.0, 20.0, np.nan, 30.0]})
-    i = pd.DataFrame({"item_id": [10, 20, 30], "title": ["a", "b", "c"],
-                      "genres": ["Comedy", "Action|Comedy", "(no genres listed)"]})
+    inter = Interactions(
+        sp.csr_matrix(np.ones((4, 3), np.float32)), np.array([1, 2, 3, 4]), np.array([10, 20, 30])
+    )
+    u = pd.DataFrame(
+        {
+            "user_id": [1, 2, 3, 4],
+            "age": [17, 18, 40, 61],
+            "gender": ["M", "F", "M", None],
+            "occupation": ["writer", "other", "writer", "doctor"],
+            "zip": ["123", "456", "789", "000"],
+            "income": [10.0, 20.0, np.nan, 30.0],
+        }
+    )
+    i = pd.DataFrame(
+        {
+            "item_id": [10, 20, 30],
+            "title": ["a", "b", "c"],
+            "genres": ["Comedy", "Action|Comedy", "(no genres listed)"],
+        }
+    )
     return Dataset("toy", inter, i if items else None, u if users else None)
 
 
 def test_age_bands_follow_ml1m_groups():
     assert [age_band(a) for a in (1, 17, 18, 24, 25, 34, 35, 45, 49, 50, 55, 56, 80)] == [
-        "<18", "<18", "18-24", "18-24", "25-34", "25-34", "35-44", "45-49", "45-49", "50-55",
-        "50-55", "56+", "56+"]
+        "<18",
+        "<18",
+        "18-24",
+        "18-24",
+        "25-34",
+        "25-34",
+        "35-44",
+        "45-49",
+        "45-49",
+        "50-55",
+        "50-55",
+        "56+",
+        "56+",
+    ]
 
 
 def test_default_columns_are_age_gender_occupation_and_genres():
     sf = side_features(_dataset())
-    assert sf.user_names == ["age=<18", "age=18-24", "age=35-44", "age=56+", "gender=F",
-                             "gender=M", "occupation=doctor", "occupation=other",
-                             "occupation=writer"]
+    assert sf.user_names == [
+        "age=<18",
+        "age=18-24",
+        "age=35-44",
+        "age=56+",
+        "gender=F",
+        "gender=M",
+        "occupation=doctor",
+        "occupation=other",
+        "occupation=writer",
+    ]
     U = sf.user.toarray()
     np.testing.assert_array_equal(U[0], [1, 0, 0, 0, 0, 1, 0, 0, 1])
     np.testing.assert_array_equal(U[3], [0, 0, 0, 1, 0, 0, 1, 0, 0])  # missing gender: none

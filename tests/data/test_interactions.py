@@ -6,8 +6,9 @@ from genrec.errors import DataError
 
 
 def test_from_raw_builds_sorted_id_maps_and_dedups_latest():
-    inter = Interactions.from_raw(["b", "a", "a", "b"], [10, 20, 20, 30],
-                                  np.array([1, 2, 5, 3.0]), np.array([1, 2, 3, 4.0]))
+    inter = Interactions.from_raw(
+        ["b", "a", "a", "b"], [10, 20, 20, 30], np.array([1, 2, 5, 3.0]), np.array([1, 2, 3, 4.0])
+    )
     assert inter.user_ids.tolist() == ["a", "b"]
     assert inter.item_ids.tolist() == [10, 20, 30]
     assert inter.matrix.toarray().tolist() == [[0, 5, 0], [1, 0, 3]]  # latest (t=3) kept
@@ -25,8 +26,9 @@ def test_duplicate_policies():
 
 
 def test_binarize_threshold_and_select_keep_times_aligned():
-    inter = Interactions.from_raw([1, 1, 2], [1, 2, 1], np.array([5, 2, 4.0]),
-                                  np.array([10, 20, 30.0]))
+    inter = Interactions.from_raw(
+        [1, 1, 2], [1, 2, 1], np.array([5, 2, 4.0]), np.array([10, 20, 30.0])
+    )
     b = inter.binarize(4)
     assert b.matrix.toarray().tolist() == [[1, 0], [1, 0]]
     assert b.times.tolist() == [10.0, 30.0]

@@ -8,8 +8,10 @@ from genrec.data.readers import read_log, read_pair_lists
 from genrec.errors import DataError
 from genrec.protocols import build_protocol
 
-TEXT_LOG = ("user,item,rating,timestamp\n"
-            "u0,sku-12,3,1000\nu1,sku-1,4,1001\nu0,sku-1,5,1002\nu2,sku-12,2,1003\n")
+TEXT_LOG = (
+    "user,item,rating,timestamp\n"
+    "u0,sku-12,3,1000\nu1,sku-1,4,1001\nu0,sku-1,5,1002\nu2,sku-12,2,1003\n"
+)
 
 
 def _write(tmp_path, content, name="log.csv"):
@@ -39,8 +41,9 @@ def test_ids_with_leading_zeros_stay_distinct_strings(tmp_path):
     assert inter.nnz == 5
 
 
-@pytest.mark.parametrize("ids", [["+7", "8"], ["-0", "1"], ["1.0", "2"],
-                                 ["99999999999999999999", "1"]])
+@pytest.mark.parametrize(
+    "ids", [["+7", "8"], ["-0", "1"], ["1.0", "2"], ["99999999999999999999", "1"]]
+)
 def test_ids_that_do_not_round_trip_through_int_stay_strings(tmp_path, ids):
     p = _write(tmp_path, "user,item\n" + "".join(f"{u},5\n" for u in ids))
     inter = load_dataset(p).interactions
@@ -70,19 +73,23 @@ def test_text_ids_are_fixed_width_unicode_everywhere(tmp_path):
 
 
 def test_object_id_arrays_become_unicode_or_integers():
-    inter = Interactions.from_raw(np.array(["b", "a", "b"], dtype=object),
-                                  np.array([3, 1, 3], dtype=object))
+    inter = Interactions.from_raw(
+        np.array(["b", "a", "b"], dtype=object), np.array([3, 1, 3], dtype=object)
+    )
     assert inter.user_ids.dtype.kind == "U" and inter.user_ids.tolist() == ["a", "b"]
     assert inter.item_ids.dtype == np.int64 and inter.item_ids.tolist() == [1, 3]
 
 
 # ----------------------------------------------------------------------------- encodings
-@pytest.mark.parametrize("content,line", [
-    ("user,item\nu1,caf\xe9\n".encode("latin-1"), 2),
-    (b"us\xe9r,item\nu1,i1\n", 1),
-    (b"\x93NUMPY\x01\x00v\x00{'descr': '<i8'}\n\x00\x00", 1),
-    (bytes(range(256)) * 4, 2),
-])
+@pytest.mark.parametrize(
+    "content,line",
+    [
+        ("user,item\nu1,caf\xe9\n".encode("latin-1"), 2),
+        (b"us\xe9r,item\nu1,i1\n", 1),
+        (b"\x93NUMPY\x01\x00v\x00{'descr': '<i8'}\n\x00\x00", 1),
+        (bytes(range(256)) * 4, 2),
+    ],
+)
 def test_non_utf8_files_give_one_line(tmp_path, content, line):
     p = _write(tmp_path, content)
     msg = _error(p)
@@ -118,8 +125,9 @@ def test_utf8_byte_order_mark_is_stripped(tmp_path, name):
 def test_byte_order_mark_in_movielens_csv(tmp_path):
     d = tmp_path / "ml-latest-small"
     d.mkdir()
-    (d / "ratings.csv").write_text("\ufeffuserId,movieId,rating,timestamp\n1,2,4.5,10\n",
-                                   encoding="utf-8")
+    (d / "ratings.csv").write_text(
+        "\ufeffuserId,movieId,rating,timestamp\n1,2,4.5,10\n", encoding="utf-8"
+    )
     assert load_dataset(d).interactions.nnz == 1
 
 
@@ -169,7 +177,8 @@ def test_line_numbers_count_line_breaks_inside_quoted_fields(tmp_path):
     p = _write(tmp_path, head + 'u2,"two\nlines"\n')  # a short record that spans lines
     assert "line 5 has 2 fields, the header has 3" in _error(p)
     assert load_dataset(_write(tmp_path, head)).interactions.item_ids.tolist() == [
-        "the\nlong\nname"]
+        "the\nlong\nname"
+    ]
 
 
 def test_empty_id_is_still_reported_as_empty(tmp_path):
@@ -177,8 +186,9 @@ def test_empty_id_is_still_reported_as_empty(tmp_path):
     assert "log.csv, line 3: field 'user' is empty" in _error(p)
 
 
-@pytest.mark.parametrize("content,fmt", [("u0,sku-12,4,1000\nu1,sku-3,5,1001\n", "csv"),
-                                         ("1\t2\n3\t4\n", "tsv")])
+@pytest.mark.parametrize(
+    "content,fmt", [("u0,sku-12,4,1000\nu1,sku-3,5,1001\n", "csv"), ("1\t2\n3\t4\n", "tsv")]
+)
 def test_missing_header_line_is_named(tmp_path, content, fmt):
     p = _write(tmp_path, content, f"log.{fmt}")
     msg = _error(p)
@@ -206,8 +216,12 @@ def test_wrong_header_still_suggests_the_mapping(tmp_path):
     msg = _error(p)
     assert "no column 'user' for the user ids (columns: uid, sku, stars)" in msg
     assert "looks like data" not in msg
-    assert load_dataset(p, DataOptions(user_col="uid", item_col="sku",
-                                       rating_col="stars")).interactions.nnz == 1
+    assert (
+        load_dataset(
+            p, DataOptions(user_col="uid", item_col="sku", rating_col="stars")
+        ).interactions.nnz
+        == 1
+    )
 
 
 def test_nan_id_is_reported_with_its_file_line(tmp_path):
@@ -218,8 +232,14 @@ def test_nan_id_is_reported_with_its_file_line(tmp_path):
 @pytest.mark.parametrize("sep,hint", [("\t", "data.sep='\\t'"), (";", "data.sep=';'")])
 def test_a_header_split_on_another_separator_names_it(tmp_path, sep, hint):
     path = tmp_path / "log.csv"
-    path.write_text(sep.join(["user", "item", "rating"]) + "\n" + sep.join(["u1", "i1", "5"])
-                    + "\n" + sep.join(["u2", "i2", "4"]) + "\n")
+    path.write_text(
+        sep.join(["user", "item", "rating"])
+        + "\n"
+        + sep.join(["u1", "i1", "5"])
+        + "\n"
+        + sep.join(["u2", "i2", "4"])
+        + "\n"
+    )
     with pytest.raises(DataError, match="the header is one field") as e:
         read_log(path)
     assert hint in str(e.value)

@@ -18,11 +18,14 @@ from tests.data.test_logs import _error, _write
 
 
 # ----------------------------------------------------------------------------- long rows
-@pytest.mark.parametrize("content", [
-    "user,item,rating\nalice,i1,4,5\nbob,i2,5,3\n",  # every row one field too many
-    "user,item,rating\nalice,i1,4,\nbob,i2,5,\n",  # trailing separators
-    "user,item,rating\nalice,i1,4,5\nbob,i2,5\n",  # the first row only
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "user,item,rating\nalice,i1,4,5\nbob,i2,5,3\n",  # every row one field too many
+        "user,item,rating\nalice,i1,4,\nbob,i2,5,\n",  # trailing separators
+        "user,item,rating\nalice,i1,4,5\nbob,i2,5\n",  # the first row only
+    ],
+)
 def test_rows_longer_than_the_header_are_refused_not_shifted(tmp_path, content):
     # pandas made the first column an index, shifting users into items and items into ratings
     msg = _error(_write(tmp_path, content))
@@ -39,8 +42,10 @@ def test_long_rows_in_movielens_dat_name_the_file_separator(tmp_path):
 
 
 # ----------------------------------------------------------------------------- numbers
-@pytest.mark.parametrize("rating,stamp,field", [("inf", "1", "rating"), ("1e400", "1", "rating"),
-                                                ("4", "-inf", "timestamp")])
+@pytest.mark.parametrize(
+    "rating,stamp,field",
+    [("inf", "1", "rating"), ("1e400", "1", "rating"), ("4", "-inf", "timestamp")],
+)
 def test_infinite_values_are_refused(tmp_path, rating, stamp, field):
     p = _write(tmp_path, f"user,item,rating,timestamp\na,1,4,1\nb,2,{rating},{stamp}\n")
     msg = _error(p)
@@ -58,14 +63,25 @@ def test_infinite_or_null_parquet_values_are_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- compression
-@pytest.mark.parametrize("suffix,compress", [(".csv.gz", gzip.compress),
-                                             (".tsv.gz", gzip.compress),
-                                             (".csv.bz2", bz2.compress),
-                                             (".tsv.xz", lzma.compress)])
+@pytest.mark.parametrize(
+    "suffix,compress",
+    [
+        (".csv.gz", gzip.compress),
+        (".tsv.gz", gzip.compress),
+        (".csv.bz2", bz2.compress),
+        (".tsv.xz", lzma.compress),
+    ],
+)
 def test_compressed_logs_are_read(tmp_path, suffix, compress):
     sep = "\t" if ".tsv" in suffix else ","
-    text = sep.join(["user", "item", "rating"]) + "\n" + sep.join(["u1", "i1", "4"]) + "\n" \
-        + sep.join(["u2", "i2", "5"]) + "\n"
+    text = (
+        sep.join(["user", "item", "rating"])
+        + "\n"
+        + sep.join(["u1", "i1", "4"])
+        + "\n"
+        + sep.join(["u2", "i2", "5"])
+        + "\n"
+    )
     ds = load_dataset(_write(tmp_path, compress(text.encode()), "log" + suffix))
     assert ds.interactions.nnz == 2 and ds.interactions.user_ids.tolist() == ["u1", "u2"]
     assert ds.name == "log"
@@ -79,14 +95,18 @@ def test_truncated_gzip_is_one_line(tmp_path):
 
 # ----------------------------------------------------------------------------- timestamps
 def test_iso_timestamps_become_seconds(tmp_path):
-    p = _write(tmp_path, "user,item,timestamp\na,1,2020-01-01\na,2,2020-01-01T01:00:00+01:00\n"
-                         "b,1,2020-01-02 00:00:01\n")
+    p = _write(
+        tmp_path,
+        "user,item,timestamp\na,1,2020-01-01\na,2,2020-01-01T01:00:00+01:00\n"
+        "b,1,2020-01-02 00:00:01\n",
+    )
     ds = load_dataset(p)
     assert ds.interactions.times.tolist() == [1577836800.0, 1577836800.0, 1577923201.0]
 
 
-@pytest.mark.parametrize("stamps,line", [("2020-01-01,1577836800", 2), ("1,yesterday", 3),
-                                         ("2020-01-01,", 3)])
+@pytest.mark.parametrize(
+    "stamps,line", [("2020-01-01,1577836800", 2), ("1,yesterday", 3), ("2020-01-01,", 3)]
+)
 def test_bad_or_mixed_timestamps_name_the_line(tmp_path, stamps, line):
     a, b = stamps.split(",")
     msg = _error(_write(tmp_path, f"user,item,timestamp\nu,1,{a}\nu,2,{b}\n"))
@@ -96,8 +116,9 @@ def test_bad_or_mixed_timestamps_name_the_line(tmp_path, stamps, line):
 def test_parquet_datetimes_become_seconds(tmp_path):
     pytest.importorskip("pyarrow")
     p = tmp_path / "log.parquet"
-    pd.DataFrame({"user": [1, 2], "item": [1, 2],
-                  "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02"])}).to_parquet(p)
+    pd.DataFrame(
+        {"user": [1, 2], "item": [1, 2], "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02"])}
+    ).to_parquet(p)
     assert load_dataset(p).interactions.times.tolist() == [1577836800.0, 1577923200.0]
 
 

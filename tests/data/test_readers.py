@@ -34,10 +34,12 @@ def test_ml100k_folds_without_base_files(tmp_path):
 def test_ml1m_layout_latin1_and_double_colon(tmp_path):
     d = tmp_path / "ml-1m"
     d.mkdir()
-    (d / "ratings.dat").write_text("1::10::5::978300760\n1::20::3::978302109\n"
-                                   "2::10::4::978301968\n")
-    (d / "movies.dat").write_bytes("10::Am\xe9lie (2001)::Comedy|Romance\n20::Heat (1995)::Action\n"
-                                   .encode("latin-1"))
+    (d / "ratings.dat").write_text(
+        "1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n"
+    )
+    (d / "movies.dat").write_bytes(
+        "10::Am\xe9lie (2001)::Comedy|Romance\n20::Heat (1995)::Action\n".encode("latin-1")
+    )
     (d / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
     ds = read_ml1m(d)
     assert ds.interactions.matrix.toarray().tolist() == [[5, 3], [4, 0]]
@@ -49,10 +51,13 @@ def test_ml1m_layout_latin1_and_double_colon(tmp_path):
 def test_ml_csv_layout(tmp_path):
     d = tmp_path / "ml-latest-small"
     d.mkdir()
-    (d / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n"
-                                   "1,3,4.5,964981247\n")
-    (d / "movies.csv").write_text('movieId,title,genres\n1,"Toy Story (1995)",Animation|Comedy\n'
-                                  '3,"Grumpier Old Men, The (1995)",Comedy\n')
+    (d / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n"
+    )
+    (d / "movies.csv").write_text(
+        'movieId,title,genres\n1,"Toy Story (1995)",Animation|Comedy\n'
+        '3,"Grumpier Old Men, The (1995)",Comedy\n'
+    )
     ds = load_dataset(d)
     assert ds.interactions.matrix.toarray().tolist() == [[4.0, 4.5]]
     assert ds.items["title"].tolist()[1] == "Grumpier Old Men, The (1995)"
@@ -94,8 +99,9 @@ def test_pair_lists_text_ids_are_integers_as_in_logs(tmp_path):
 
 
 def test_generic_csv_tsv_parquet_with_column_mapping(tmp_path):
-    df = pd.DataFrame({"uid": ["a", "a", "b"], "sku": [1, 2, 1], "stars": [5, 3, 4],
-                       "ts": [1, 2, 3]})
+    df = pd.DataFrame(
+        {"uid": ["a", "a", "b"], "sku": [1, 2, 1], "stars": [5, 3, 4], "ts": [1, 2, 3]}
+    )
     opts = DataOptions(user_col="uid", item_col="sku", rating_col="stars", time_col="ts")
     df.to_csv(tmp_path / "log.csv", index=False)
     df.to_csv(tmp_path / "log.tsv", index=False, sep="\t")
@@ -106,17 +112,22 @@ def test_generic_csv_tsv_parquet_with_column_mapping(tmp_path):
         assert ds.interactions.times is not None
 
 
-@pytest.mark.parametrize("content,match", [
-    ("user,item,rating\n1,2,5\n1,3,nan\n", r"log\.csv, line 3: field 'rating' has 'nan'"),
-    ("user,item,rating\n1,2,5\n1,3,\n", r"line 3: field 'rating' has an empty value"),
-    ("user,item,rating\n1,2,5\n1,3,4,9\n",
-     r"log\.csv, line 3 has 4 fields, the header has 3; every line needs 3 fields"),
-    ("user,item,rating\n1,2,5\n\n1,3,4,9\n", r"log\.csv, line 4 has 4 fields"),
-    ('user,item,rating\n1,"2",5\n1,3,4,9\n', r"log\.csv: malformed line"),  # quoted: pandas'
-    ("", r"log\.csv: the file is empty \(no header line\)"),
-    ("uid,item,rating\n1,2,5\n", r"no column 'user' for the user ids.*data\.user_col"),
-    ("user,item,rating\n", r"no interactions found"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("user,item,rating\n1,2,5\n1,3,nan\n", r"log\.csv, line 3: field 'rating' has 'nan'"),
+        ("user,item,rating\n1,2,5\n1,3,\n", r"line 3: field 'rating' has an empty value"),
+        (
+            "user,item,rating\n1,2,5\n1,3,4,9\n",
+            r"log\.csv, line 3 has 4 fields, the header has 3; every line needs 3 fields",
+        ),
+        ("user,item,rating\n1,2,5\n\n1,3,4,9\n", r"log\.csv, line 4 has 4 fields"),
+        ('user,item,rating\n1,"2",5\n1,3,4,9\n', r"log\.csv: malformed line"),  # quoted: pandas'
+        ("", r"log\.csv: the file is empty \(no header line\)"),
+        ("uid,item,rating\n1,2,5\n", r"no column 'user' for the user ids.*data\.user_col"),
+        ("user,item,rating\n", r"no interactions found"),
+    ],
+)
 def test_bad_logs_give_one_line_errors_naming_file_and_line(tmp_path, content, match):
     p = tmp_path / "log.csv"
     p.write_text(content)
@@ -161,8 +172,9 @@ def test_ml10m_layout_detected_without_users_file(tmp_path):
     d = tmp_path / "ml-10M100K"
     d.mkdir()
     (d / "ratings.dat").write_text("1::122::5::838985046\n1::185::4.5::838983525\n")
-    (d / "movies.dat").write_text("122::Boomerang (1992)::Comedy|Romance\n"
-                                  "185::Net, The (1995)::Action|Crime|Thriller\n")
+    (d / "movies.dat").write_text(
+        "122::Boomerang (1992)::Comedy|Romance\n185::Net, The (1995)::Action|Crime|Thriller\n"
+    )
     ds = load_dataset(d)
     assert ds.interactions.matrix.toarray().tolist() == [[5.0, 4.5]]
     assert ds.rating_range == (0.5, 5.0) and ds.users is None

@@ -19,8 +19,9 @@ def inter():
     n = 3000
     u = rng.integers(0, 100, n)
     i = rng.integers(0, 80, n)
-    return Interactions.from_raw(u, i, rng.integers(1, 6, n).astype(float),
-                                 rng.permutation(n).astype(float))
+    return Interactions.from_raw(
+        u, i, rng.integers(1, 6, n).astype(float), rng.permutation(n).astype(float)
+    )
 
 
 def _assert_partition(inter, parts):
@@ -34,13 +35,16 @@ def _assert_partition(inter, parts):
         assert p.matrix.shape == inter.matrix.shape
 
 
-@pytest.mark.parametrize("split", [
-    lambda x: random_ratio_split(x, seed=3),
-    lambda x: temporal_ratio_split(x),
-    lambda x: leave_last_one_out(x, seed=3),
-    lambda x: random_split(x, seed=3),
-    lambda x: strong_generalization_split(x, n_heldout=10, seed=3),
-])
+@pytest.mark.parametrize(
+    "split",
+    [
+        lambda x: random_ratio_split(x, seed=3),
+        lambda x: temporal_ratio_split(x),
+        lambda x: leave_last_one_out(x, seed=3),
+        lambda x: random_split(x, seed=3),
+        lambda x: strong_generalization_split(x, n_heldout=10, seed=3),
+    ],
+)
 def test_splits_partition_without_leakage_and_are_deterministic(inter, split):
     a, b = split(inter), split(inter)
     _assert_partition(inter, a)
@@ -52,8 +56,8 @@ def test_temporal_split_puts_the_latest_last(inter):
     parts = temporal_ratio_split(inter)
     tr, te = parts["train"], parts["test"]
     for u in range(inter.n_users):
-        t_tr = tr.times[tr.matrix.indptr[u]:tr.matrix.indptr[u + 1]]
-        t_te = te.times[te.matrix.indptr[u]:te.matrix.indptr[u + 1]]
+        t_tr = tr.times[tr.matrix.indptr[u] : tr.matrix.indptr[u + 1]]
+        t_te = te.times[te.matrix.indptr[u] : te.matrix.indptr[u + 1]]
         if len(t_tr) and len(t_te):
             assert t_tr.max() < t_te.min()
 

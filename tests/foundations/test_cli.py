@@ -236,9 +236,15 @@ def test_beta_diverging_learning_rate_is_a_one_line_error(runner):
     assert result.output.count("\n") == 1
 
 
-@pytest.mark.parametrize("args", [["gmm", "--seed", "-1"], ["vbgmm", "--seed", "-1"],
-                                  ["beta", "--seed", "-1"],
-                                  ["beta", "--seed", str(2**64 - 1), "--steps", "2"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["gmm", "--seed", "-1"],
+        ["vbgmm", "--seed", "-1"],
+        ["beta", "--seed", "-1"],
+        ["beta", "--seed", str(2**64 - 1), "--steps", "2"],
+    ],
+)
 def test_out_of_range_seed_is_a_usage_error_naming_the_option(runner, args):
     result = runner.invoke(foundations_cli, args)
     assert result.exit_code == 2 and "--seed" in result.output, result.output

@@ -84,8 +84,9 @@ def test_component_summaries_sort_by_weight_and_take_each_covariance_layout():
     np.testing.assert_array_equal(rows[0].mean, [2.0, 3.0])
     np.testing.assert_array_equal(rows[0].spread, [2.0, 3.0])  # diagonal of component 1
     tied = np.array([[7.0, 1.0], [1.0, 8.0]])
-    assert all(list(r.spread) == [7.0, 8.0] for r in component_summaries(weights, means, tied,
-                                                                          "tied"))
+    assert all(
+        list(r.spread) == [7.0, 8.0] for r in component_summaries(weights, means, tied, "tied")
+    )
     diag = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     assert list(component_summaries(weights, means, diag, "diag")[1].spread) == [5.0, 6.0]
     spherical = np.array([0.1, 0.2, 0.3])
@@ -112,8 +113,9 @@ def test_fit_capturing_warnings_keeps_convergence_notes_and_reemits_the_rest():
 
 # --------------------------------------------------------------------------- mixtures
 def _closed_form_loglik(X, weights, means, covariances):
-    dens = sum(w * stats.multivariate_normal(m, c).pdf(X)
-               for w, m, c in zip(weights, means, covariances))
+    dens = sum(
+        w * stats.multivariate_normal(m, c).pdf(X) for w, m, c in zip(weights, means, covariances)
+    )
     return float(np.sum(np.log(dens)))
 
 
@@ -146,8 +148,9 @@ def test_gmm_demo_reports_a_convergence_warning_as_a_note():
 
 def test_vbgmm_demo_counts_effective_components_and_its_elbo_never_decreases():
     data = SyntheticPoints(n_samples=600, true_k=3, separation=6.0, seed=0)
-    model = BayesianGaussianMixture(8, weight_concentration_prior=1e-3, max_iter=500,
-                                    random_state=0)
+    model = BayesianGaussianMixture(
+        8, weight_concentration_prior=1e-3, max_iter=500, random_state=0
+    )
     demo = run_mixture_demo(model, data)
     assert demo.kind == "vbgmm" and demo.log_likelihood is None
     assert demo.effective_components == int(np.sum(model.weights_ > 0.01)) == 3
@@ -159,8 +162,10 @@ def test_vbgmm_demo_counts_effective_components_and_its_elbo_never_decreases():
 
 
 def test_mixture_payload_is_strict_json_and_describes_the_fit(tmp_path):
-    demo = run_mixture_demo(GaussianMixture(2, covariance_type="diag", random_state=1),
-                            SyntheticPoints(n_samples=100, true_k=2, seed=1))
+    demo = run_mixture_demo(
+        GaussianMixture(2, covariance_type="diag", random_state=1),
+        SyntheticPoints(n_samples=100, true_k=2, seed=1),
+    )
     payload = json.loads(to_json(demo.payload()))
     assert payload["command"] == "gmm" and payload["params"]["covariance_type"] == "diag"
     assert payload["n_samples"] == 100 and len(payload["labels"]) == 100
@@ -175,8 +180,9 @@ def test_mixture_plots_are_drawn_only_when_asked(monkeypatch):
     calls = []
     real = plots.plot_trace
     monkeypatch.setattr(plots, "plot_trace", lambda *a, **k: (calls.append(a), real(*a, **k)))
-    demo = run_mixture_demo(GaussianMixture(2, random_state=0),
-                            SyntheticPoints(n_samples=60, true_k=2, seed=0))
+    demo = run_mixture_demo(
+        GaussianMixture(2, random_state=0), SyntheticPoints(n_samples=60, true_k=2, seed=0)
+    )
     assert calls == []
     files = demo.plot_files()
     assert list(files) == ["gmm_trace.png", "gmm_ellipses.png"]
@@ -206,10 +212,13 @@ def test_read_jar_csv_two_columns_keep_rounds_in_order_of_first_appearance(tmp_p
     assert [r.tolist() for r in read_jar_csv(path, 10)] == [[1, 0, 1], [1, 0]]
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("1,2,3\n", "expected 1 column"),
-    ("0\n1\n2\n", "round 1 has outcomes other than 0"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("1,2,3\n", "expected 1 column"),
+        ("0\n1\n2\n", "round 1 has outcomes other than 0"),
+    ],
+)
 def test_read_jar_csv_errors(tmp_path, content, message):
     path = tmp_path / "d.csv"
     path.write_text(content)
@@ -229,8 +238,13 @@ def _log_evidence(a0, b0, c, v):
 
 
 def test_beta_demo_posteriors_and_kls_match_the_closed_forms():
-    demo = run_beta_demo(SimulatedJar(rate=0.6, n_rounds=3, draws_per_round=8, seed=2),
-                         prior_a=2.0, prior_b=3.0, steps=300, seed=2)
+    demo = run_beta_demo(
+        SimulatedJar(rate=0.6, n_rounds=3, draws_per_round=8, seed=2),
+        prior_a=2.0,
+        prior_b=3.0,
+        steps=300,
+        seed=2,
+    )
     assert isinstance(demo, BetaDemo)
     rounds = simulate_jar(0.6, 3, 8, random_state=2)
     c = v = 0
@@ -241,8 +255,9 @@ def test_beta_demo_posteriors_and_kls_match_the_closed_forms():
         assert r.counts == (c, v)
         assert r.exact_posterior == (2.0 + c, 3.0 + v)
         assert r.log_evidence == pytest.approx(_log_evidence(2.0, 3.0, c, v), rel=1e-12)
-        assert r.kl == pytest.approx(kl_beta(*r.variational_posterior, *r.exact_posterior),
-                                     abs=1e-12)
+        assert r.kl == pytest.approx(
+            kl_beta(*r.variational_posterior, *r.exact_posterior), abs=1e-12
+        )
         assert r.elbo == pytest.approx(r.log_evidence - r.kl, abs=1e-9)
         assert r.kl_start == pytest.approx(kl_beta(*q0, *r.exact_posterior), abs=1e-12)
         assert abs(r.kl_start_mc - r.kl_start) < 5 * r.kl_start_mc_se
@@ -281,8 +296,11 @@ def test_the_foundations_package_imports_no_command_line_library():
     import subprocess
     import sys
 
-    code = ("import sys, genrec.foundations, genrec.foundations.demos; "
-            "print(sorted(m for m in ('click', 'rich') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys, genrec.foundations, genrec.foundations.demos; "
+        "print(sorted(m for m in ('click', 'rich') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

@@ -56,8 +56,9 @@ def regularisation_loss(gm, n):
     init=st.sampled_from(["k-means++", "random", "random_from_data"]),
     scale=st.floats(0.1, 100.0),
 )
-def test_log_likelihood_never_decreases_beyond_the_regularisation(seed, n, d, K,
-                                                                  covariance_type, init, scale):
+def test_log_likelihood_never_decreases_beyond_the_regularisation(
+    seed, n, d, K, covariance_type, init, scale
+):
     rng = np.random.default_rng(seed)
     # clustered data: some random centres plus noise of random scale
     centres = rng.normal(size=(3, d)) * 4 * scale
@@ -68,8 +69,16 @@ def test_log_likelihood_never_decreases_beyond_the_regularisation(seed, n, d, K,
     gm = quiet_fit(GaussianMixture(K, init_params=init, random_state=seed, **opts), X)
     bounds, losses = [gm.lower_bounds_[0]], [regularisation_loss(gm, n)]
     for _ in range(30):
-        gm = quiet_fit(GaussianMixture(K, weights_init=gm.weights_, means_init=gm.means_,
-                                       precisions_init=gm.precisions_, **opts), X)
+        gm = quiet_fit(
+            GaussianMixture(
+                K,
+                weights_init=gm.weights_,
+                means_init=gm.means_,
+                precisions_init=gm.precisions_,
+                **opts,
+            ),
+            X,
+        )
         bounds.append(gm.lower_bounds_[0])
         losses.append(regularisation_loss(gm, n))
     bounds, losses = np.array(bounds), np.array(losses[:-1])
@@ -83,10 +92,15 @@ def test_exact_em_never_decreases_where_regularisation_lowered_the_likelihood():
     # From the same parameters, exact EM (reg_covar = 0) does not decrease.
     rng = np.random.default_rng(2343)
     X = rng.normal(size=(3, 3))[rng.integers(3, size=43)] * 4 + rng.normal(size=(43, 3))
-    start = quiet_fit(GaussianMixture(3, init_params="random", tol=0.0, max_iter=15,
-                                      reg_covar=1e-6, random_state=2343), X)
-    init = dict(weights_init=start.weights_, means_init=start.means_,
-                precisions_init=start.precisions_)
+    start = quiet_fit(
+        GaussianMixture(
+            3, init_params="random", tol=0.0, max_iter=15, reg_covar=1e-6, random_state=2343
+        ),
+        X,
+    )
+    init = dict(
+        weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_
+    )
     reg = quiet_fit(GaussianMixture(3, tol=0.0, max_iter=8, reg_covar=1e-6, **init), X)
     exact = quiet_fit(GaussianMixture(3, tol=0.0, max_iter=8, reg_covar=0.0, **init), X)
     assert np.diff(reg.lower_bounds_).min() < -1e-5  # the regularised steps go down ...
@@ -305,11 +319,20 @@ def test_unfitted_mixtures_raise_the_shared_not_fitted_error():
     assert NotFittedError is genrec.errors.NotFittedError is BaseNotFittedError
     X = np.zeros((4, 2))
     for model in (GaussianMixture(2), BayesianGaussianMixture(n_components=2)):
-        for method in (model.predict, model.predict_proba, model.score_samples,
-                       model.score, model.weighted_log_prob):
+        for method in (
+            model.predict,
+            model.predict_proba,
+            model.score_samples,
+            model.score,
+            model.weighted_log_prob,
+        ):
             # every class an `except` caught before, and the project's base class
-            for caught in (genrec.errors.NotFittedError, genrec.errors.GenrecError,
-                           ValueError, AttributeError):
+            for caught in (
+                genrec.errors.NotFittedError,
+                genrec.errors.GenrecError,
+                ValueError,
+                AttributeError,
+            ):
                 with pytest.raises(caught, match=f"this {type(model).__name__} is not fitted"):
                     method(X)
         with pytest.raises(genrec.errors.NotFittedError):

@@ -23,13 +23,17 @@ class TestIAutoRec(RatingConformance):
 
 class TestUAutoRec(RatingConformance):
     def make_model(self, seed: int = 0):
-        return AutoRec(variant="user", hidden=16, l2=0.1, epochs=60, eval_every=20, seed=seed,
-                       device="cpu")
+        return AutoRec(
+            variant="user", hidden=16, l2=0.1, epochs=60, eval_every=20, seed=seed, device="cpu"
+        )
 
     def test_user_variant_folds_in(self):
         fitted, (X, _) = self.fitted, self.data
-        np.testing.assert_allclose(np.asarray(fitted.score(np.arange(4), X[:4])),
-                                   np.asarray(fitted.score(None, X[:4])), rtol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(fitted.score(np.arange(4), X[:4])),
+            np.asarray(fitted.score(None, X[:4])),
+            rtol=1e-6,
+        )
 
 
 def _net_and_data(seed=0, B=6, D=9, H=5):
@@ -50,8 +54,7 @@ def test_masked_sse_gradient_comes_only_from_observed_entries():
     # what the target says at unobserved entries changes nothing
     noisy = torch.where(mask, r, torch.full_like(r, 99.0))
     with torch.no_grad():
-        assert float(masked_sse(out, noisy, mask)) == pytest.approx(
-            float(masked_sse(out, r, mask)))
+        assert float(masked_sse(out, noisy, mask)) == pytest.approx(float(masked_sse(out, r, mask)))
 
 
 def test_decoder_rows_of_never_observed_outputs_get_only_the_weight_decay_gradient():
@@ -79,23 +82,24 @@ def test_item_autorec_predicts_the_item_reconstruction():
     i, u = 5, 7
     with torch.no_grad():
         rec = m.net_(torch.from_numpy(X[:, i].toarray().T))  # (1, U): item i's vector
-    assert m.predict(np.array([u]), np.array([i]))[0] == pytest.approx(float(rec[0, u]),
-                                                                      rel=1e-5)
+    assert m.predict(np.array([u]), np.array([i]))[0] == pytest.approx(float(rec[0, u]), rel=1e-5)
 
 
 def test_rescale_rows_sets_each_row_norm_and_keeps_zero_rows():
     x = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
     y = rescale_rows(x, 10.0)
-    torch.testing.assert_close(y, torch.tensor([[6.0, 8.0, 0.0], [0.0, 0.0, 0.0],
-                                                [10.0, 0.0, 0.0]]))
+    torch.testing.assert_close(
+        y, torch.tensor([[6.0, 8.0, 0.0], [0.0, 0.0, 0.0], [10.0, 0.0, 0.0]])
+    )
     assert rescale_rows(x, 0.0) is x
 
 
 @pytest.mark.parametrize("variant", ["item", "user"])
 def test_input_norm_feeds_rescaled_rows_and_fits_raw_targets(variant):
     X, _ = rating_checkerboard()
-    m = AutoRec(variant=variant, hidden=8, l2=0.1, epochs=40, input_norm=5.0, device="cpu",
-                clip=False).fit(X)
+    m = AutoRec(
+        variant=variant, hidden=8, l2=0.1, epochs=40, input_norm=5.0, device="cpu", clip=False
+    ).fit(X)
     rows = X.T.toarray() if variant == "item" else X.toarray()  # (N, D)
     r, c = 5, 7
     x = torch.from_numpy(rows[r : r + 1].astype(np.float32))
@@ -123,13 +127,24 @@ def test_input_dropout_zeroes_a_fraction_p_and_rescales_the_rest():
 @pytest.mark.parametrize("variant", ["item", "user"])
 def test_input_dropout_trains_on_dropped_rescaled_inputs_and_predicts_without(variant):
     X, _ = rating_checkerboard()
-    kw = dict(variant=variant, hidden=6, l2=0.5, input_norm=4.0, optimizer="rprop", epochs=1,
-              eval_every=1, device="cpu", clip=False, seed=3)
+    kw = dict(
+        variant=variant,
+        hidden=6,
+        l2=0.5,
+        input_norm=4.0,
+        optimizer="rprop",
+        epochs=1,
+        eval_every=1,
+        device="cpu",
+        clip=False,
+        seed=3,
+    )
     m = AutoRec(input_dropout=0.5, **kw).fit(X)
     # replay the one Rprop step: the same initialisation, then a dropout mask from the same
     # generator over the rescaled rows; Rprop's first step is -lr * sign(gradient)
-    rows = torch.from_numpy((X.T.toarray() if variant == "item" else X.toarray()).astype(
-        np.float32))  # (N, D)
+    rows = torch.from_numpy(
+        (X.T.toarray() if variant == "item" else X.toarray()).astype(np.float32)
+    )  # (N, D)
     gen = torch.Generator().manual_seed(3)
     net = AutoRecNet(rows.shape[1], 6, "sigmoid", "identity", gen)
     init = {k: v.clone() for k, v in net.state_dict().items()}
@@ -208,8 +223,7 @@ def test_validation_keeps_the_best_check():
     hold = np.random.default_rng(0).random(X.nnz) < 0.2
     train = sp.csr_matrix((c.data[~hold], (c.row[~hold], c.col[~hold])), shape=X.shape)
     valid = RatingTask(c.row[hold], c.col[hold], c.data[hold], "valid")
-    m = AutoRec(hidden=8, epochs=40, eval_every=5, patience=0, device="cpu").fit(
-        train, valid=valid)
+    m = AutoRec(hidden=8, epochs=40, eval_every=5, patience=0, device="cpu").fit(train, valid=valid)
     assert len(m.valid_rmse_) == 8
     assert m.best_epoch_ == 5 * (int(np.argmin(m.valid_rmse_)) + 1)
     got = np.sqrt(np.mean((m.predict(valid.users, valid.items) - valid.ratings) ** 2))
@@ -239,10 +253,17 @@ def test_registered():
     assert get_model_class("autorec") is AutoRec
 
 
-@pytest.mark.parametrize("kw", [dict(l2=float("nan")), dict(l2=float("inf")),
-                                dict(lr=float("inf")), dict(input_norm=float("inf")),
-                                dict(default_rating=float("nan")),
-                                dict(default_rating=float("inf"))])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(l2=float("nan")),
+        dict(l2=float("inf")),
+        dict(lr=float("inf")),
+        dict(input_norm=float("inf")),
+        dict(default_rating=float("nan")),
+        dict(default_rating=float("inf")),
+    ],
+)
 def test_non_finite_settings_are_config_errors(kw):
     # before: NaN default_rating gave NaN predictions for unseen items, lr=inf with L-BFGS
     # returned a model with NaN weights and no error

@@ -55,8 +55,7 @@ def test_a_model_class_loads_only_its_own_saved_models(tmp_path):
     from genrec.models import MultDAE, MultVAE
 
     X = sp.csr_matrix(np.eye(4, dtype=np.float32))
-    MultDAE(latent_dim=2, train={"epochs": 1, "device": "cpu"}).fit(X).save(
-        tmp_path / "m")
+    MultDAE(latent_dim=2, train={"epochs": 1, "device": "cpu"}).fit(X).save(tmp_path / "m")
     assert type(Recommender.load(tmp_path / "m")) is MultDAE
     assert type(MultVAE.load(tmp_path / "m")) is MultDAE  # a subclass is a MultVAE
     with pytest.raises(DataError, match="saved mult-dae model .MultDAE., not a EASE"):
@@ -66,7 +65,8 @@ def test_a_model_class_loads_only_its_own_saved_models(tmp_path):
 def test_weights_that_do_not_fit_the_config_are_a_data_error(tmp_path):
     X = sp.csr_matrix(np.eye(4, dtype=np.float32))
     get_model_class("mult-dae")(latent_dim=2, train={"epochs": 1, "device": "cpu"}).fit(X).save(
-        tmp_path / "m")
+        tmp_path / "m"
+    )
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     meta["config"]["latent_dim"] = 3
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
@@ -116,8 +116,10 @@ def test_upgrade_config_moves_flat_keys_into_nested_tables():
     from genrec.models import DiffRec, MultVAE
 
     flat = {"latent_dim": 3, "epochs": 7, "seed": 2, "train": {"lr": 0.5}}
-    assert MultVAE.upgrade_config(flat) == {"latent_dim": 3,
-                                            "train": {"epochs": 7, "seed": 2, "lr": 0.5}}
+    assert MultVAE.upgrade_config(flat) == {
+        "latent_dim": 3,
+        "train": {"epochs": 7, "seed": 2, "lr": 0.5},
+    }
     assert flat == {"latent_dim": 3, "epochs": 7, "seed": 2, "train": {"lr": 0.5}}  # a copy
     up = DiffRec.upgrade_config({"dims": [8], "dropout": 0.1, "steps": 4, "epochs": 3})
     assert up == {"diffusion": {"dims": [8], "dropout": 0.1, "steps": 4}, "train": {"epochs": 3}}
@@ -136,8 +138,7 @@ def test_a_saved_nested_config_round_trips(tmp_path):
     X = sp.csr_matrix(np.eye(5, dtype=np.float32))
     m = DiffRec(diffusion={"dims": (4,), "steps": 3}, train={"epochs": 1, "device": "cpu"})
     m.fit(X).save(tmp_path / "m")
-    assert json.loads((tmp_path / "m" / "model.json").read_text())["config"]["train"][
-        "epochs"] == 1
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["config"]["train"]["epochs"] == 1
     assert Recommender.load(tmp_path / "m").config == m.config
 
 

@@ -14,14 +14,32 @@ from tests.models.nested import nested
 
 class TestBiasedMFSGD(RatingConformance):
     def make_model(self, seed: int = 0):
-        return nested(BiasedMF, n_factors=4, solver="sgd", lr=0.02, batch_size=32, epochs=60,
-                        l2=0.01, l2_bias=0.01, seed=seed, device="cpu")
+        return nested(
+            BiasedMF,
+            n_factors=4,
+            solver="sgd",
+            lr=0.02,
+            batch_size=32,
+            epochs=60,
+            l2=0.01,
+            l2_bias=0.01,
+            seed=seed,
+            device="cpu",
+        )
 
 
 class TestBiasedMFALS(RatingConformance):
     def make_model(self, seed: int = 0):
-        return nested(BiasedMF, n_factors=4, solver="als", epochs=10, l2=0.05, l2_bias=0.05,
-                        seed=seed, device="cpu")
+        return nested(
+            BiasedMF,
+            n_factors=4,
+            solver="als",
+            epochs=10,
+            l2=0.05,
+            l2_bias=0.05,
+            seed=seed,
+            device="cpu",
+        )
 
 
 def _random_ratings(rng, U=9, I=7, p=0.5):
@@ -94,8 +112,12 @@ def test_sgd_step_on_one_rating_is_funks_update():
 def test_a_gradient_step_on_sgd_loss_is_sgd_step(uniform):
     """The trainer's plain SGD step on sgd_loss is the written-out update, repeats included."""
     g = torch.Generator().manual_seed(1)
-    tables = [torch.randn(3, generator=g), torch.randn(4, generator=g),
-              torch.randn(3, 2, generator=g), torch.randn(4, 2, generator=g)]
+    tables = [
+        torch.randn(3, generator=g),
+        torch.randn(4, generator=g),
+        torch.randn(3, 2, generator=g),
+        torch.randn(4, 2, generator=g),
+    ]
     u, i = torch.tensor([0, 1, 1, 2, 0]), torch.tensor([2, 2, 3, 0, 1])  # user 0, 1 twice
     r = torch.tensor([4.0, 3.0, 5.0, 1.0, 2.0])
     su = torch.tensor([0.5, 0.25, 1.0]) if uniform else torch.ones(3)
@@ -125,29 +147,66 @@ def test_sgd_resume_after_interruption_ends_at_the_same_predictions(tmp_path):
     valid = RatingTask(uu[::3], ii[::3], np.asarray(X[uu[::3], ii[::3]]).ravel())
 
     def make():
-        return nested(BiasedMF, n_factors=3, lr=0.02, batch_size=8, epochs=5, lr_decay=0.9,
-                      patience=None, device="cpu")
+        return nested(
+            BiasedMF,
+            n_factors=3,
+            lr=0.02,
+            batch_size=8,
+            epochs=5,
+            lr_decay=0.9,
+            patience=None,
+            device="cpu",
+        )
 
     ref = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "ref"))
     with pytest.raises(KeyboardInterrupt):
-        make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run",
-                                                      callbacks=(StopAfter(),)))
-    again = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run",
-                                                          resume=True))
+        make().fit(
+            X, valid=valid, context=FitContext(run_dir=tmp_path / "run", callbacks=(StopAfter(),))
+        )
+    again = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run", resume=True))
     np.testing.assert_array_equal(again.predict(uu, ii), ref.predict(uu, ii))
     assert again.valid_rmse_ == ref.valid_rmse_ and len(ref.valid_rmse_) == 5
 
 
 def test_upgrade_config_maps_the_flat_keys_of_old_saves():
-    old = {"n_factors": 100, "solver": "sgd", "l2": 0.02, "l2_bias": 0.02,
-           "l2_weighting": "count", "lr": 0.005, "lr_decay": 0.9, "batch_size": 256,
-           "epochs": 20, "patience": 0, "init_std": 0.1, "clip": True, "rating_range": None,
-           "seed": 1, "device": "cpu"}
+    old = {
+        "n_factors": 100,
+        "solver": "sgd",
+        "l2": 0.02,
+        "l2_bias": 0.02,
+        "l2_weighting": "count",
+        "lr": 0.005,
+        "lr_decay": 0.9,
+        "batch_size": 256,
+        "epochs": 20,
+        "patience": 0,
+        "init_std": 0.1,
+        "clip": True,
+        "rating_range": None,
+        "seed": 1,
+        "device": "cpu",
+    }
     new = BiasedMF.upgrade_config(old)
-    assert new["train"] == {"lr": 0.005, "lr_decay": 0.9, "batch_size": 256, "epochs": 20,
-                            "patience": None, "seed": 1, "device": "cpu"}
-    assert set(new) == {"n_factors", "solver", "l2", "l2_bias", "l2_weighting", "init_std",
-                        "clip", "rating_range", "train"}
+    assert new["train"] == {
+        "lr": 0.005,
+        "lr_decay": 0.9,
+        "batch_size": 256,
+        "epochs": 20,
+        "patience": None,
+        "seed": 1,
+        "device": "cpu",
+    }
+    assert set(new) == {
+        "n_factors",
+        "solver",
+        "l2",
+        "l2_bias",
+        "l2_weighting",
+        "init_std",
+        "clip",
+        "rating_range",
+        "train",
+    }
     cfg = BiasedMF(**new).config
     assert cfg.train.lr_decay == 0.9 and cfg.train.optimizer == "sgd"  # the model's default
 
@@ -159,8 +218,18 @@ def test_recovers_a_low_rank_rating_matrix(solver):
     full = 3 + rng.normal(size=(U, 2)) @ rng.normal(size=(2, I)) * 0.5
     mask = rng.random((U, I)) < 0.6
     X = sp.csr_matrix(np.where(mask, full, 0).astype(np.float32))
-    m = nested(BiasedMF, n_factors=2, solver=solver, l2=0.001, l2_bias=0.001, lr=0.02, epochs=100,
-                 batch_size=16, clip=False, device="cpu").fit(X)
+    m = nested(
+        BiasedMF,
+        n_factors=2,
+        solver=solver,
+        l2=0.001,
+        l2_bias=0.001,
+        lr=0.02,
+        epochs=100,
+        batch_size=16,
+        clip=False,
+        device="cpu",
+    ).fit(X)
     uu, ii = np.nonzero(~mask)
     err = m.predict(uu, ii) - full[uu, ii]
     assert np.sqrt(np.mean(err**2)) < 0.25  # held-out entries, vs ~0.6 for the biases alone
@@ -188,8 +257,9 @@ def test_predictions_are_clipped_and_scores_are_not():
 
 def test_rating_range_from_config_overrides_the_data():
     X, _ = rating_checkerboard()
-    m = nested(BiasedMF, n_factors=2, solver="als", epochs=2, rating_range=(0.0, 10.0),
-                 device="cpu").fit(X)
+    m = nested(
+        BiasedMF, n_factors=2, solver="als", epochs=2, rating_range=(0.0, 10.0), device="cpu"
+    ).fit(X)
     m.mu_ = 100.0
     assert (m.predict(np.arange(3), np.arange(3)) == 10.0).all()
 
@@ -209,8 +279,9 @@ def test_score_matches_predict_before_clipping():
     m = nested(BiasedMF, n_factors=3, solver="sgd", epochs=3, clip=False, device="cpu").fit(X)
     s = np.asarray(m.score(np.arange(5), X[:5]))
     uu, ii = np.meshgrid(np.arange(5), np.arange(X.shape[1]), indexing="ij")
-    np.testing.assert_allclose(s, m.predict(uu.ravel(), ii.ravel()).reshape(s.shape),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        s, m.predict(uu.ravel(), ii.ravel()).reshape(s.shape), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_rows_without_training_ratings_keep_their_fallback():
@@ -231,8 +302,9 @@ def test_validation_keeps_the_best_epoch():
     hold = rng.random(X.nnz) < 0.2
     train = sp.csr_matrix((c.data[~hold], (c.row[~hold], c.col[~hold])), shape=X.shape)
     valid = RatingTask(c.row[hold], c.col[hold], c.data[hold], "valid")
-    m = nested(BiasedMF, n_factors=4, solver="sgd", lr=0.05, epochs=30, patience=None,
-                 device="cpu").fit(train, valid=valid)
+    m = nested(
+        BiasedMF, n_factors=4, solver="sgd", lr=0.05, epochs=30, patience=None, device="cpu"
+    ).fit(train, valid=valid)
     assert len(m.valid_rmse_) == 30
     assert m.best_epoch_ == int(np.argmin(m.valid_rmse_)) + 1
     got = np.sqrt(np.mean((m.predict(valid.users, valid.items) - valid.ratings) ** 2))
@@ -286,9 +358,17 @@ def test_divergence_is_reported_naming_the_learning_rate():
         nested(BiasedMF, n_factors=4, lr=50.0, batch_size=64, epochs=20, device="cpu").fit(X)
 
 
-@pytest.mark.parametrize("kw", [dict(l2=float("nan")), dict(l2=float("inf")),
-                                dict(l2_bias=float("nan")), dict(train={"lr": float("inf")}),
-                                dict(init_std=float("inf")), dict(solver="als", l2=float("inf"))])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(l2=float("nan")),
+        dict(l2=float("inf")),
+        dict(l2_bias=float("nan")),
+        dict(train={"lr": float("inf")}),
+        dict(init_std=float("inf")),
+        dict(solver="als", l2=float("inf")),
+    ],
+)
 def test_non_finite_settings_are_config_errors_not_divergence(kw):
     # before: accepted, then "diverged ... lower lr" at fit (or a Cholesky error for ALS)
     with pytest.raises(ConfigError, match="finite"):

@@ -15,8 +15,9 @@ from tests.models.nested import nested
 
 class TestBPRMF(RecommenderConformance):
     def make_model(self, seed: int = 0):
-        return nested(BPRMF, n_factors=8, lr=0.05, epochs=20, batch_size=64, l2=1e-4, seed=seed,
-                     device="cpu")
+        return nested(
+            BPRMF, n_factors=8, lr=0.05, epochs=20, batch_size=64, l2=1e-4, seed=seed, device="cpu"
+        )
 
 
 def test_bpr_loss_is_minus_log_sigmoid_of_the_difference():
@@ -42,11 +43,20 @@ def test_negatives_are_never_training_items():
 
 def test_validation_keeps_the_best_epoch_and_its_factors():
     X, withheld = checkerboard()
-    truth = sp.csr_matrix((np.ones(len(withheld), np.float32),
-                           (np.arange(len(withheld)), withheld)), shape=X.shape)
+    truth = sp.csr_matrix(
+        (np.ones(len(withheld), np.float32), (np.arange(len(withheld)), withheld)), shape=X.shape
+    )
     task = RankingTask(np.arange(X.shape[0]), X, X, truth, name="valid")
-    m = nested(BPRMF, n_factors=4, lr=0.05, epochs=8, batch_size=32, patience=None, device="cpu",
-              valid_metric="ndcg@2").fit(X, valid=task)
+    m = nested(
+        BPRMF,
+        n_factors=4,
+        lr=0.05,
+        epochs=8,
+        batch_size=32,
+        patience=None,
+        device="cpu",
+        valid_metric="ndcg@2",
+    ).fit(X, valid=task)
     assert len(m.valid_history_) == 8
     assert m.best_epoch_ == int(np.argmax(m.valid_history_)) + 1
     from genrec.evaluate import evaluate_ranking
@@ -100,15 +110,23 @@ def test_registered():
 
 
 def test_sampler_handles_unsorted_csr_indices():
-    X = sp.csr_matrix((np.ones(3, np.float32), np.array([2, 0, 1]), np.array([0, 3, 3])),
-                      shape=(2, 4))
+    X = sp.csr_matrix(
+        (np.ones(3, np.float32), np.array([2, 0, 1]), np.array([0, 3, 3])), shape=(2, 4)
+    )
     assert not X.has_sorted_indices
     j = sample_negatives(X, np.zeros(200, np.int64), np.random.default_rng(1))
     assert set(j) == {3}
 
 
-@pytest.mark.parametrize("kw", [dict(l2=float("nan")), dict(l2=float("inf")),
-                                dict(train={"lr": float("inf")}), dict(init_std=float("inf"))])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(l2=float("nan")),
+        dict(l2=float("inf")),
+        dict(train={"lr": float("inf")}),
+        dict(init_std=float("inf")),
+    ],
+)
 def test_non_finite_settings_are_config_errors_not_divergence(kw):
     with pytest.raises(ConfigError, match="finite"):
         BPRMF(**kw)
@@ -137,8 +155,9 @@ def test_same_seed_same_factors_with_two_threads(two_threads):
     X.data[:] = 1
 
     def fit():
-        return nested(BPRMF, n_factors=64, batch_size=4096, epochs=4, lr=0.01, device="cpu",
-                     seed=0).fit(X)
+        return nested(
+            BPRMF, n_factors=64, batch_size=4096, epochs=4, lr=0.01, device="cpu", seed=0
+        ).fit(X)
 
     first = fit()
     for _ in range(2):
@@ -163,8 +182,9 @@ def test_gather_rows_is_indexing_with_a_reproducible_gradient(two_threads):
     torch.testing.assert_close(grads[0], reference)
     assert all(torch.equal(grads[0], g_) for g_ in grads[1:])
     vector = torch.arange(5.0)
-    assert torch.equal(gather_rows(vector, torch.tensor([[4, 0], [1, 1]])),
-                       torch.tensor([[4.0, 0.0], [1.0, 1.0]]))
+    assert torch.equal(
+        gather_rows(vector, torch.tensor([[4, 0], [1, 1]])), torch.tensor([[4.0, 0.0], [1.0, 1.0]])
+    )
 
 
 class _StopAfter(Callback):
@@ -181,20 +201,30 @@ class _StopAfter(Callback):
 @pytest.mark.parametrize("ema", [None, 0.9])
 def test_resume_after_interruption_ends_at_the_same_scores(tmp_path, ema):
     X, withheld = checkerboard()
-    truth = sp.csr_matrix((np.ones(len(withheld), np.float32),
-                           (np.arange(len(withheld)), withheld)), shape=X.shape)
+    truth = sp.csr_matrix(
+        (np.ones(len(withheld), np.float32), (np.arange(len(withheld)), withheld)), shape=X.shape
+    )
     task = RankingTask(np.arange(X.shape[0]), X, X, truth, name="valid")
 
     def make():
-        return nested(BPRMF, n_factors=4, lr=0.05, epochs=6, batch_size=16, device="cpu",
-                      patience=None, valid_metric="ndcg@2", ema_decay=ema)
+        return nested(
+            BPRMF,
+            n_factors=4,
+            lr=0.05,
+            epochs=6,
+            batch_size=16,
+            device="cpu",
+            patience=None,
+            valid_metric="ndcg@2",
+            ema_decay=ema,
+        )
 
     ref = make().fit(X, valid=task, context=FitContext(run_dir=tmp_path / "ref"))
     with pytest.raises(KeyboardInterrupt):
-        make().fit(X, valid=task, context=FitContext(run_dir=tmp_path / "run",
-                                                     callbacks=(_StopAfter(3),)))
-    resumed = make().fit(X, valid=task, context=FitContext(run_dir=tmp_path / "run",
-                                                           resume=True))
+        make().fit(
+            X, valid=task, context=FitContext(run_dir=tmp_path / "run", callbacks=(_StopAfter(3),))
+        )
+    resumed = make().fit(X, valid=task, context=FitContext(run_dir=tmp_path / "run", resume=True))
     users = np.arange(X.shape[0])
     assert torch.equal(resumed.score(users, X), ref.score(users, X))
     assert resumed.valid_history_ == ref.valid_history_
@@ -206,19 +236,46 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
     m = nested(BPRMF, n_factors=4, epochs=1, device="cpu")
     m.fit(X, context=FitContext(run_dir=tmp_path, fingerprint={"config": {"l2": 1e-5}}))
     with pytest.raises(ConfigError, match=r"config\.l2 differs"):
-        nested(BPRMF, n_factors=4, epochs=2, device="cpu").fit(X, context=FitContext(
-            run_dir=tmp_path, resume=True, fingerprint={"config": {"l2": 1e-3}}))
+        nested(BPRMF, n_factors=4, epochs=2, device="cpu").fit(
+            X,
+            context=FitContext(run_dir=tmp_path, resume=True, fingerprint={"config": {"l2": 1e-3}}),
+        )
 
 
 def test_upgrade_config_maps_the_flat_keys_of_old_saves():
-    old = {"n_factors": 8, "l2": 1e-4, "item_bias": False, "optimizer": "sgd", "lr": 0.01,
-           "batch_size": 512, "epochs": 30, "eval_every": 2, "patience": 0,
-           "init_std": 0.1, "valid_metric": "ndcg@10", "seed": 3, "device": "cpu"}
+    old = {
+        "n_factors": 8,
+        "l2": 1e-4,
+        "item_bias": False,
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "batch_size": 512,
+        "epochs": 30,
+        "eval_every": 2,
+        "patience": 0,
+        "init_std": 0.1,
+        "valid_metric": "ndcg@10",
+        "seed": 3,
+        "device": "cpu",
+    }
     new = BPRMF.upgrade_config(old)
-    assert new == {"n_factors": 8, "l2": 1e-4, "item_bias": False, "init_std": 0.1,
-                   "train": {"optimizer": "sgd", "lr": 0.01, "batch_size": 512, "epochs": 30,
-                             "eval_every": 2, "patience": None, "select_metric": "ndcg@10",
-                             "seed": 3, "device": "cpu"}}
+    assert new == {
+        "n_factors": 8,
+        "l2": 1e-4,
+        "item_bias": False,
+        "init_std": 0.1,
+        "train": {
+            "optimizer": "sgd",
+            "lr": 0.01,
+            "batch_size": 512,
+            "epochs": 30,
+            "eval_every": 2,
+            "patience": None,
+            "select_metric": "ndcg@10",
+            "seed": 3,
+            "device": "cpu",
+        },
+    }
     cfg = BPRMF(**new).config  # the dict builds the nested TrainConfig
     assert cfg.train.select_metric == "ndcg@10" and cfg.train.patience is None
     assert BPRMF.upgrade_config(new) == new  # already nested: unchanged

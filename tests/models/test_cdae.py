@@ -14,10 +14,10 @@ from genrec.train import Batch, Phase, StepContext
 TINY = dict(latent_dim=16, corruption=0.2, l2=1e-3)
 FAST = dict(batch_size=8, epochs=30, lr=3e-2, device="cpu")
 
+
 def tiny(**train):
     """The tiny model's settings, with ``train`` over the fast trainer settings."""
     return {**TINY, "train": {**FAST, **train}}
-
 
 
 class TestCDAE(RecommenderConformance):
@@ -32,8 +32,9 @@ def test_registered_and_paper_defaults():
     assert not CDAE.capabilities.folds_in
 
 
-@pytest.mark.parametrize("bad", [dict(corruption=1.0), dict(latent_dim=0), dict(l2=-1.0),
-                                 dict(hidden_activation="gelu")])
+@pytest.mark.parametrize(
+    "bad", [dict(corruption=1.0), dict(latent_dim=0), dict(l2=-1.0), dict(hidden_activation="gelu")]
+)
 def test_bad_config_values_raise(bad):
     with pytest.raises(ConfigError):
         CDAE(**bad)
@@ -62,8 +63,9 @@ def test_network_forward_matches_the_formula():
     torch.testing.assert_close(m.score(users, X[users]), expected.detach())
     # without users: no user node (fold-in of a new history)
     z0 = torch.sigmoid(x @ W + b)
-    torch.testing.assert_close(m.score(None, X[users]),
-                               (z0 @ net.output.weight.T + net.output.bias).detach())
+    torch.testing.assert_close(
+        m.score(None, X[users]), (z0 @ net.output.weight.T + net.output.bias).detach()
+    )
     torch.testing.assert_close(torch.from_numpy(m.user_embeddings(X[users])), z0.detach())
 
 
@@ -73,11 +75,11 @@ def test_l2_penalty_once_per_epoch_for_shared_weights():
     net = m.module_
     users = torch.arange(6)
     batch = Batch.from_csr(X[:6], users)
-    ctx = StepContext(0, 0, Phase(), torch.Generator().manual_seed(0), torch.device("cpu"),
-                      "fp32", X)
+    ctx = StepContext(
+        0, 0, Phase(), torch.Generator().manual_seed(0), torch.device("cpu"), "fp32", X
+    )
     out = m.train_step(batch, ctx)
-    shared = sum(p.pow(2).sum() for n, p in net.named_parameters()
-                 if not n.startswith("user_node"))
+    shared = sum(p.pow(2).sum() for n, p in net.named_parameters() if not n.startswith("user_node"))
     nodes = net.user_node.weight[:6].pow(2).sum()
     pen = 0.5 * 0.3 * (6 / X.shape[0] * shared + nodes) / 6
     torch.testing.assert_close(out["loss"], out["recon"] + pen)

@@ -30,13 +30,24 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def tiny(seed: int = 0, train: dict | None = None, diffusion: dict | None = None,
-         **kw) -> DiffRec:
+def tiny(seed: int = 0, train: dict | None = None, diffusion: dict | None = None, **kw) -> DiffRec:
     """A tiny DiffRec; ``train`` and ``diffusion`` go over the tiny tables' values."""
-    diffusion = {"dims": (32,), "steps": 5, "noise_scale": 0.1, "noise_min": 0.01,
-                 "noise_max": 0.1, **(diffusion or {})}
-    train = {"epochs": 20, "batch_size": 8, "lr": 1e-2, "device": "cpu", "seed": seed,
-             **(train or {})}
+    diffusion = {
+        "dims": (32,),
+        "steps": 5,
+        "noise_scale": 0.1,
+        "noise_min": 0.01,
+        "noise_max": 0.1,
+        **(diffusion or {}),
+    }
+    train = {
+        "epochs": 20,
+        "batch_size": 8,
+        "lr": 1e-2,
+        "device": "cpu",
+        "seed": seed,
+        **(train or {}),
+    }
     return DiffRec(**kw, diffusion=diffusion, train=train)
 
 
@@ -149,8 +160,9 @@ def test_importance_sampler_is_uniform_until_every_history_fills():
     assert s.full
     t, pt = s.sample(40_000, g)
     p = importance_probs(s.lt_history, 0.001)
-    torch.testing.assert_close(p, torch.tensor([10.0, 1, 1, 1], dtype=torch.float64) / 13 * 0.999
-                               + 0.001 / 4)
+    torch.testing.assert_close(
+        p, torch.tensor([10.0, 1, 1, 1], dtype=torch.float64) / 13 * 0.999 + 0.001 / 4
+    )
     freq = torch.bincount(t, minlength=4).double() / len(t)
     assert (freq - p).abs().max() < 0.01
     torch.testing.assert_close(pt, p[t] * 4)
@@ -176,7 +188,8 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
     full = tiny(train={"epochs": 4}, diffusion=d).fit(X, context=FitContext(run_dir=tmp_path / "a"))
     tiny(train={"epochs": 2}, diffusion=d).fit(X, context=FitContext(run_dir=tmp_path / "b"))
     resumed = tiny(train={"epochs": 4}, diffusion=d).fit(
-        X, context=FitContext(run_dir=tmp_path / "b", resume=True))
+        X, context=FitContext(run_dir=tmp_path / "b", resume=True)
+    )
     a, b = full.module_.state_dict(), resumed.module_.state_dict()
     assert a.keys() == b.keys()
     for k in a:
@@ -193,8 +206,10 @@ def test_inference_settings():
     m.score(None, X[:3])
     assert len(calls) == 5  # all T reverse steps (the authors' code)
     calls.clear()
-    m.config = dataclasses.replace(m.config, diffusion=dataclasses.replace(
-        m.config.diffusion, reverse_steps=2, sampling_steps=3))
+    m.config = dataclasses.replace(
+        m.config,
+        diffusion=dataclasses.replace(m.config.diffusion, reverse_steps=2, sampling_steps=3),
+    )
     a = np.asarray(m.score(None, X[:3]))
     assert len(calls) == 2
     np.testing.assert_array_equal(a, np.asarray(m.score(None, X[:3])))  # seeded noise
@@ -205,12 +220,23 @@ def test_config_errors_and_registry():
     c = DiffRec().config
     assert (c.train.select_metric, c.train.eval_every, c.train.patience) == ("recall@20", 5, 4)
     assert (c.train.epochs, c.train.batch_size, c.train.lr) == (1000, 400, 1e-3)
-    assert (c.diffusion.steps, c.diffusion.noise_scale, c.diffusion.noise_min,
-            c.diffusion.noise_max, c.diffusion.first_beta) == (40, 0.005, 0.005, 0.01, 1e-5)
-    for bad in (dict(diffusion={"sampling_steps": 41}), dict(diffusion={"reverse_steps": 0}),
-                dict(diffusion={"noise_min": 0.02}), dict(diffusion={"noise_schedule": "quad"}),
-                dict(diffusion={"dims": ()}), dict(diffusion={"mean_type": "v"}),
-                dict(diffusion={"emb_size": 0}), dict(train={"epochs": 0})):
+    assert (
+        c.diffusion.steps,
+        c.diffusion.noise_scale,
+        c.diffusion.noise_min,
+        c.diffusion.noise_max,
+        c.diffusion.first_beta,
+    ) == (40, 0.005, 0.005, 0.01, 1e-5)
+    for bad in (
+        dict(diffusion={"sampling_steps": 41}),
+        dict(diffusion={"reverse_steps": 0}),
+        dict(diffusion={"noise_min": 0.02}),
+        dict(diffusion={"noise_schedule": "quad"}),
+        dict(diffusion={"dims": ()}),
+        dict(diffusion={"mean_type": "v"}),
+        dict(diffusion={"emb_size": 0}),
+        dict(train={"epochs": 0}),
+    ):
         with pytest.raises(ConfigError):
             DiffRec(**bad)
 
@@ -237,5 +263,6 @@ def test_linear_var_with_equal_noise_bounds_is_refused_at_construction():
     with pytest.raises(ConfigError, match="noise_min < noise_max"):
         tiny(diffusion={"noise_min": 0.05, "noise_max": 0.05})
     tiny(diffusion={"noise_min": 0.05, "noise_max": 0.05, "steps": 1})  # one step: no growth
-    tiny(diffusion={"noise_schedule": "linear", "noise_min": 0.05,
-                    "noise_max": 0.05})  # constant betas are fine
+    tiny(
+        diffusion={"noise_schedule": "linear", "noise_min": 0.05, "noise_max": 0.05}
+    )  # constant betas are fine

@@ -40,8 +40,9 @@ def _loop_linear_var(steps, noise_scale, noise_min, noise_max):
 
 def test_linear_var_betas_match_the_reference_loop():
     ref = _loop_linear_var(40, 0.005, 0.005, 0.01)
-    np.testing.assert_allclose(make_betas("linear-var", 40, 0.005, 0.005, 0.01, None), ref,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        make_betas("linear-var", 40, 0.005, 0.005, 0.01, None), ref, rtol=1e-12
+    )
     # the cumulative product recovers the linear variance exactly (no first_beta override)
     abar = np.cumprod(1 - linear_variance_betas(np.linspace(0.1, 0.4, 7)))
     np.testing.assert_allclose(1 - abar, np.linspace(0.1, 0.4, 7), rtol=1e-12)
@@ -56,8 +57,9 @@ def test_first_beta_overrides_beta_zero_and_feeds_every_table():
 
 
 def test_linear_and_cosine_schedules():
-    np.testing.assert_allclose(make_betas("linear", 4, 0.1, 0.1, 0.4, None),
-                               [0.01, 0.02, 0.03, 0.04])
+    np.testing.assert_allclose(
+        make_betas("linear", 4, 0.1, 0.1, 0.4, None), [0.01, 0.02, 0.03, 0.04]
+    )
     betas = cosine_betas(50)
     abar = np.cumprod(1 - betas)
     f = lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
@@ -101,8 +103,9 @@ def test_posterior_equals_bayes_on_a_1d_gaussian(t):
     abar_prev = sched.alphas_cumprod[t - 1].item()
     alpha, beta = sched.alphas[t].item(), sched.betas[t].item()
     grid = np.linspace(-8, 8, 400_001)
-    log_p = (-(grid - math.sqrt(abar_prev) * x0) ** 2 / (2 * (1 - abar_prev))
-             - (xt - math.sqrt(alpha) * grid) ** 2 / (2 * beta))
+    log_p = -((grid - math.sqrt(abar_prev) * x0) ** 2) / (2 * (1 - abar_prev)) - (
+        xt - math.sqrt(alpha) * grid
+    ) ** 2 / (2 * beta)
     w = np.exp(log_p - log_p.max())
     w /= w.sum()
     bayes_mean = (w * grid).sum()
@@ -111,8 +114,10 @@ def test_posterior_equals_bayes_on_a_1d_gaussian(t):
     prec = 1 / (1 - abar_prev) + alpha / beta
     conj_mean = (math.sqrt(abar_prev) * x0 / (1 - abar_prev) + math.sqrt(alpha) * xt / beta) / prec
     mean, var, _ = sched.posterior_mean_variance(
-        torch.tensor([[x0]], dtype=torch.float64), torch.tensor([[xt]], dtype=torch.float64),
-        torch.tensor([t]))
+        torch.tensor([[x0]], dtype=torch.float64),
+        torch.tensor([[xt]], dtype=torch.float64),
+        torch.tensor([t]),
+    )
     assert mean.item() == pytest.approx(bayes_mean, abs=1e-6)
     assert mean.item() == pytest.approx(conj_mean, rel=1e-10)
     assert var.item() == pytest.approx(bayes_var, rel=1e-4)
@@ -156,8 +161,7 @@ def test_step_adds_posterior_noise_except_at_t0():
     torch.testing.assert_close(noisy, sched.step(pred, 5, x_t, g2, sampling_noise=True))
     sd = math.exp(0.5 * sched.posterior_log_variance_clipped[5].item())
     z = (noisy - mean) / sd
-    expected = torch.randn((4, 3), generator=torch.Generator().manual_seed(1),
-                           dtype=torch.float64)
+    expected = torch.randn((4, 3), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     torch.testing.assert_close(z, expected)
     torch.testing.assert_close(sched.step(pred, 0, x_t, g1, sampling_noise=True), pred)
 

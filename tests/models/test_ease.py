@@ -55,8 +55,9 @@ def test_ease_scores_are_history_times_B():
     rng = np.random.default_rng(2)
     X = _random_binary(rng)
     m = EASE(l2=2.0).fit(X)
-    np.testing.assert_allclose(np.asarray(m.score(None, X)), X.toarray() @ m.B_.numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(m.score(None, X)), X.toarray() @ m.B_.numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_ease_refuses_catalogue_above_memory_limit():
@@ -82,8 +83,15 @@ def test_popularity_ranks_by_count():
     assert items[0].tolist() == [1, 2, 0, 3]
 
 
-@pytest.mark.parametrize("kw", [dict(l2=float("inf")), dict(max_memory_gb=float("nan")),
-                                dict(max_memory_gb=-1.0), dict(max_memory_gb=0.0)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(l2=float("inf")),
+        dict(max_memory_gb=float("nan")),
+        dict(max_memory_gb=-1.0),
+        dict(max_memory_gb=0.0),
+    ],
+)
 def test_non_finite_l2_and_bad_memory_limits_are_refused(kw):
     # before: l2=inf fitted NaN weights silently; a NaN memory limit disabled the check
     with pytest.raises(ConfigError):

@@ -31,14 +31,35 @@ from tests.models.nested import nested
 
 class TestFMRegression(RatingConformance):
     def make_model(self, seed: int = 0):
-        return nested(FM, n_factors=4, lr=0.05, epochs=40, batch_size=32, l2_w=1e-4, l2_v=1e-4,
-                  use_side_features=False, seed=seed, device="cpu")
+        return nested(
+            FM,
+            n_factors=4,
+            lr=0.05,
+            epochs=40,
+            batch_size=32,
+            l2_w=1e-4,
+            l2_v=1e-4,
+            use_side_features=False,
+            seed=seed,
+            device="cpu",
+        )
 
 
 class TestFMBPR(RecommenderConformance):
     def make_model(self, seed: int = 0):
-        return nested(FM, objective="bpr", n_factors=4, lr=0.05, epochs=20, batch_size=32,
-                  l2_w=1e-4, l2_v=1e-4, use_side_features=False, seed=seed, device="cpu")
+        return nested(
+            FM,
+            objective="bpr",
+            n_factors=4,
+            lr=0.05,
+            epochs=20,
+            batch_size=32,
+            l2_w=1e-4,
+            l2_v=1e-4,
+            use_side_features=False,
+            seed=seed,
+            device="cpu",
+        )
 
 
 def _side(U, I, rng):
@@ -58,8 +79,9 @@ def test_pairwise_identity_equals_the_naive_double_sum():
     # the definition written as two loops, on a couple of rows
     Xd = X.toarray()
     for n in range(3):
-        s = sum(float(V[j] @ V[l]) * Xd[n, j] * Xd[n, l]
-                for j in range(12) for l in range(j + 1, 12))
+        s = sum(
+            float(V[j] @ V[l]) * Xd[n, j] * Xd[n, l] for j in range(12) for l in range(j + 1, 12)
+        )
         assert float(naive[n]) == pytest.approx(s, rel=1e-10)
     # the sparse path (genrec.models._sparse.sparse_matmul)
     torch.testing.assert_close(fm_pairwise(X, V), naive, rtol=1e-5, atol=1e-5)
@@ -74,8 +96,12 @@ def test_pairwise_identity_property(n, F, K, seed):
     rng = np.random.default_rng(seed)
     Xd = np.where(rng.random((n, F)) < 0.5, rng.normal(size=(n, F)), 0.0)
     V = torch.from_numpy(rng.normal(size=(F, K)))
-    torch.testing.assert_close(fm_pairwise(sp.csr_matrix(Xd), V),
-                               fm_pairwise_naive(torch.from_numpy(Xd), V), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        fm_pairwise(sp.csr_matrix(Xd), V),
+        fm_pairwise_naive(torch.from_numpy(Xd), V),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     idx, val = padded_rows(sp.csr_matrix(Xd))
     pair = fm_padded(idx[:-1], val[:-1].double(), 0.0, torch.zeros(F, dtype=torch.float64), V)
     torch.testing.assert_close(pair, fm_pairwise_naive(torch.from_numpy(Xd), V))
@@ -90,8 +116,9 @@ def test_design_matrix_is_one_hots_then_side_features():
     F = U + I + 3 + 4
     assert X.shape == (2, F)
     for row, (u, i) in enumerate([(2, 1), (0, 4)]):
-        expect = np.concatenate([np.eye(U)[u], np.eye(I)[i], side.user[u].toarray()[0],
-                                 side.item[i].toarray()[0]])
+        expect = np.concatenate(
+            [np.eye(U)[u], np.eye(I)[i], side.user[u].toarray()[0], side.item[i].toarray()[0]]
+        )
         np.testing.assert_array_equal(X[row], expect)
     Xunk = design_matrix(np.array([-1]), np.array([3]), ub, ib).toarray()[0]
     assert Xunk[:U].sum() == 0 and Xunk[U + 3] == 1 and Xunk[U + I : U + I + 3].sum() == 0
@@ -150,7 +177,8 @@ def test_side_features_are_ignored_when_switched_off():
     X, _ = rating_checkerboard()
     side = _side(*X.shape, np.random.default_rng(3))
     m = nested(FM, n_factors=2, epochs=2, use_side_features=False, device="cpu").fit(
-        X, context=FitContext(side=side))
+        X, context=FitContext(side=side)
+    )
     assert m.user_block_.shape[1] == X.shape[0] + X.shape[1]
 
 
@@ -182,11 +210,22 @@ def test_side_feature_shape_mismatch_is_an_error():
 
 def test_bpr_objective_selects_on_a_ranking_task():
     X, withheld = checkerboard()
-    truth = sp.csr_matrix((np.ones(len(withheld), np.float32),
-                           (np.arange(len(withheld)), withheld)), shape=X.shape)
+    truth = sp.csr_matrix(
+        (np.ones(len(withheld), np.float32), (np.arange(len(withheld)), withheld)), shape=X.shape
+    )
     task = RankingTask(np.arange(X.shape[0]), X, X, truth, name="valid")
-    m = nested(FM, objective="bpr", n_factors=4, lr=0.05, epochs=6, batch_size=32, patience=None,
-           use_side_features=False, valid_metric="recall@1", device="cpu").fit(X, valid=task)
+    m = nested(
+        FM,
+        objective="bpr",
+        n_factors=4,
+        lr=0.05,
+        epochs=6,
+        batch_size=32,
+        patience=None,
+        use_side_features=False,
+        valid_metric="recall@1",
+        device="cpu",
+    ).fit(X, valid=task)
     assert len(m.valid_history_) == 6
     assert m.best_epoch_ == int(np.argmax(m.valid_history_)) + 1
     with pytest.raises(ConfigError, match="fm selects on a RankingTask.*ranking protocol"):
@@ -218,8 +257,15 @@ def test_bpr_triple_penalizes_its_user_features_once(monkeypatch):
     monkeypatch.setattr(fm_module, "fm_penalty", recording)
     X, _ = checkerboard()
     U, I = X.shape
-    nested(FM, objective="bpr", n_factors=4, epochs=1, batch_size=1000, use_side_features=False,
-       device="cpu").fit(X)
+    nested(
+        FM,
+        objective="bpr",
+        n_factors=4,
+        epochs=1,
+        batch_size=1000,
+        use_side_features=False,
+        device="cpu",
+    ).fit(X)
     (idx,) = seen  # one batch: one penalty over all triples
     assert idx.shape == (X.nnz, 3)  # one-hot user, positive item, negative item
     u, i = X.nonzero()
@@ -233,10 +279,17 @@ def test_registered_and_flags():
     assert FM.capabilities.side_features is True
 
 
-@pytest.mark.parametrize("kw", [dict(l2_w=float("nan")), dict(l2_v=float("inf")),
-                                dict(train={"lr": float("inf")}), dict(init_std=float("inf")),
-                                dict(train={"select_metric": "ndcg@x"}),
-                                dict(train={"select_metric": "bogus@20"})])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(l2_w=float("nan")),
+        dict(l2_v=float("inf")),
+        dict(train={"lr": float("inf")}),
+        dict(init_std=float("inf")),
+        dict(train={"select_metric": "ndcg@x"}),
+        dict(train={"select_metric": "bogus@20"}),
+    ],
+)
 def test_non_finite_settings_and_bad_metrics_are_config_errors(kw):
     with pytest.raises(ConfigError):
         FM(**kw)
@@ -261,21 +314,33 @@ def test_resume_after_interruption_ends_at_the_same_scores(tmp_path, objective):
         valid = RatingTask(u[::3], i[::3], np.asarray(X[u[::3], i[::3]]).ravel())
     else:
         X, withheld = checkerboard()
-        truth = sp.csr_matrix((np.ones(len(withheld), np.float32),
-                               (np.arange(len(withheld)), withheld)), shape=X.shape)
+        truth = sp.csr_matrix(
+            (np.ones(len(withheld), np.float32), (np.arange(len(withheld)), withheld)),
+            shape=X.shape,
+        )
         valid = RankingTask(np.arange(X.shape[0]), X, X, truth, name="valid")
 
     def make():  # lr_decay and weight averaging: both must resume exactly
-        return nested(FM, objective=objective, n_factors=3, lr=0.05, epochs=6, batch_size=16,
-                      patience=None, use_side_features=False, device="cpu", lr_decay=0.9,
-                      ema_decay=0.8)
+        return nested(
+            FM,
+            objective=objective,
+            n_factors=3,
+            lr=0.05,
+            epochs=6,
+            batch_size=16,
+            patience=None,
+            use_side_features=False,
+            device="cpu",
+            lr_decay=0.9,
+            ema_decay=0.8,
+        )
 
     ref = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "ref"))
     with pytest.raises(KeyboardInterrupt):
-        make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run",
-                                                      callbacks=(_StopAfter(2),)))
-    resumed = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run",
-                                                            resume=True))
+        make().fit(
+            X, valid=valid, context=FitContext(run_dir=tmp_path / "run", callbacks=(_StopAfter(2),))
+        )
+    resumed = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run", resume=True))
     users = np.arange(X.shape[0])
     assert torch.equal(resumed.score(users, X), ref.score(users, X))
     assert resumed.valid_history_ == ref.valid_history_ and len(ref.valid_history_) == 6
@@ -286,27 +351,59 @@ def test_regression_selects_the_epoch_of_lowest_validation_rmse():
     X, _ = rating_checkerboard()
     u, i = X.nonzero()
     valid = RatingTask(u[::2], i[::2], np.asarray(X[u[::2], i[::2]]).ravel())
-    m = nested(FM, n_factors=2, lr=0.05, epochs=8, batch_size=16, patience=None,
-               use_side_features=False, device="cpu").fit(X, valid=valid)
+    m = nested(
+        FM,
+        n_factors=2,
+        lr=0.05,
+        epochs=8,
+        batch_size=16,
+        patience=None,
+        use_side_features=False,
+        device="cpu",
+    ).fit(X, valid=valid)
     assert len(m.valid_history_) == 8
     assert m.best_epoch_ == int(np.argmin(m.valid_history_)) + 1
     from genrec.metrics import rmse
 
     assert rmse(m.predict(valid.users, valid.items), valid.ratings) == pytest.approx(
-        min(m.valid_history_), rel=1e-6)
+        min(m.valid_history_), rel=1e-6
+    )
 
 
 def test_upgrade_config_maps_the_flat_keys_of_old_saves():
-    old = {"objective": "bpr", "n_factors": 8, "use_side_features": True, "l2_w": 0.01,
-           "l2_v": 0.01, "optimizer": "adam", "lr": 0.001, "lr_decay": 0.95,
-           "batch_size": 1024, "epochs": 100, "patience": 5, "init_std": 0.1,
-           "valid_metric": "recall@20", "clip": True, "rating_range": None, "seed": 0,
-           "device": "auto"}
+    old = {
+        "objective": "bpr",
+        "n_factors": 8,
+        "use_side_features": True,
+        "l2_w": 0.01,
+        "l2_v": 0.01,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "lr_decay": 0.95,
+        "batch_size": 1024,
+        "epochs": 100,
+        "patience": 5,
+        "init_std": 0.1,
+        "valid_metric": "recall@20",
+        "clip": True,
+        "rating_range": None,
+        "seed": 0,
+        "device": "auto",
+    }
     new = FM.upgrade_config(old)
-    assert new["train"] == {"optimizer": "adam", "lr": 0.001, "lr_decay": 0.95,
-                            "batch_size": 1024, "epochs": 100, "patience": 5,
-                            "select_metric": "recall@20", "seed": 0, "device": "auto"}
+    assert new["train"] == {
+        "optimizer": "adam",
+        "lr": 0.001,
+        "lr_decay": 0.95,
+        "batch_size": 1024,
+        "epochs": 100,
+        "patience": 5,
+        "select_metric": "recall@20",
+        "seed": 0,
+        "device": "auto",
+    }
     assert {k: v for k, v in new.items() if k != "train"} == {
-        k: v for k, v in old.items() if k not in new["train"] and k != "valid_metric"}
+        k: v for k, v in old.items() if k not in new["train"] and k != "valid_metric"
+    }
     assert FM(**new).config.train.lr_decay == 0.95
     assert FM.upgrade_config({**old, "patience": 0})["train"]["patience"] is None

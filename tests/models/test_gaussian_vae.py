@@ -11,10 +11,10 @@ from genrec.testing import RecommenderConformance, checkerboard
 TINY = dict(hidden_dims=(32,), latent_dim=8)
 FAST = dict(batch_size=8, epochs=15, lr=1e-2, device="cpu")
 
+
 def tiny(**train):
     """The tiny model's settings, with ``train`` over the fast trainer settings."""
     return {**TINY, "train": {**FAST, **train}}
-
 
 
 class TestGaussianVAE(RecommenderConformance):

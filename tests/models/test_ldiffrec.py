@@ -30,11 +30,23 @@ def _one_thread():
 def tiny(seed: int = 0, train: dict | None = None, **kw) -> LDiffRec:
     # lamda tiny: on this toy data the reweighted diffusion loss (~1e4) would swamp the
     # reconstruction term (~30 nats); on real data the authors' 0.05 balances them
-    cfg = dict(latent_dim=8, embedding_dim=4, diffusion={"dims": (16,)}, vae_lr=1e-2,
-               lamda=1e-4, lamda_min=1e-4)
+    cfg = dict(
+        latent_dim=8,
+        embedding_dim=4,
+        diffusion={"dims": (16,)},
+        vae_lr=1e-2,
+        lamda=1e-4,
+        lamda_min=1e-4,
+    )
     cfg.update(kw)
-    train = {"epochs": 40, "batch_size": 8, "lr": 1e-2, "device": "cpu", "seed": seed,
-             **(train or {})}
+    train = {
+        "epochs": 40,
+        "batch_size": 8,
+        "lr": 1e-2,
+        "device": "cpu",
+        "seed": seed,
+        **(train or {}),
+    }
     return LDiffRec(**cfg, train=train)
 
 
@@ -112,14 +124,16 @@ def test_lamda_schedule_and_loss_parts():
     rec = m.history_[-1]
     for key in ("diff", "recon", "kl", "beta", "lamda"):
         assert key in rec
-    assert rec["loss"] == pytest.approx(rec["lamda"] * rec["diff"] + rec["recon"]
-                                        + rec["beta"] * rec["kl"], rel=0.05)
+    assert rec["loss"] == pytest.approx(
+        rec["lamda"] * rec["diff"] + rec["recon"] + rec["beta"] * rec["kl"], rel=0.05
+    )
 
 
 def test_item_embeddings_from_a_trained_mult_vae():
     X, withheld = checkerboard()
-    vae = MultVAE(hidden_dims=(8,), latent_dim=4,
-                  train={"epochs": 2, "batch_size": 8, "device": "cpu"}).fit(X)
+    vae = MultVAE(
+        hidden_dims=(8,), latent_dim=4, train={"epochs": 2, "batch_size": 8, "device": "cpu"}
+    ).fit(X)
     emb = autoencoder_item_embeddings(vae)
     assert emb.shape == (X.shape[1], 8)
     m = tiny(train={"epochs": 2}).fit(X, item_embeddings=emb)
@@ -169,10 +183,18 @@ def test_item_embeddings_are_validated():
         tiny(train={"epochs": 1}).fit(X, item_embeddings=np.full((X.shape[1], 2), np.nan))
 
 
-@pytest.mark.parametrize("kw", [dict(lamda=float("nan")), dict(lamda_min=float("nan")),
-                                dict(lamda=float("inf")), dict(vae_anneal_cap=float("nan")),
-                                dict(vae_lr=float("inf")), dict(train={"seed": -1}),
-                                dict(train={"seed": 2**32})])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(lamda=float("nan")),
+        dict(lamda_min=float("nan")),
+        dict(lamda=float("inf")),
+        dict(vae_anneal_cap=float("nan")),
+        dict(vae_lr=float("inf")),
+        dict(train={"seed": -1}),
+        dict(train={"seed": 2**32}),
+    ],
+)
 def test_config_refuses_non_finite_weights_and_seeds_scikit_learn_cannot_take(kw):
     with pytest.raises(ConfigError):
         tiny(**kw)

@@ -9,10 +9,10 @@ from genrec.train import Batch, Phase, StepContext
 TINY = dict(latent_dim=16)
 FAST = dict(batch_size=8, epochs=12, lr=1e-2, device="cpu")
 
+
 def tiny(**train):
     """The tiny model's settings, with ``train`` over the fast trainer settings."""
     return {**TINY, "train": {**FAST, **train}}
-
 
 
 class TestMultDAE(RecommenderConformance):
@@ -46,8 +46,9 @@ def test_weight_l2_sums_weight_matrices_only():
 def test_loss_adds_the_l2_penalty_and_no_kl():
     X, _ = checkerboard()
     m = MultDAE(**tiny(epochs=1), l2=0.5, dropout=0.0).fit(X)
-    ctx = StepContext(0, 0, Phase(), torch.Generator().manual_seed(0), torch.device("cpu"),
-                      "fp32", X)
+    ctx = StepContext(
+        0, 0, Phase(), torch.Generator().manual_seed(0), torch.device("cpu"), "fp32", X
+    )
     out = m.train_step(Batch.from_csr(X), ctx)
     torch.testing.assert_close(out["loss"], out["recon"] + 0.5 * weight_l2(m.module_))
     assert set(out) == {"loss", "recon"}

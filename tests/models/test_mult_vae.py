@@ -13,10 +13,10 @@ from genrec.train import Batch
 TINY = dict(hidden_dims=(32,), latent_dim=8)
 FAST = dict(batch_size=8, epochs=12, lr=1e-2, device="cpu")
 
+
 def tiny(**train):
     """The tiny model's settings, with ``train`` over the fast trainer settings."""
     return {**TINY, "train": {**FAST, **train}}
-
 
 
 class TestMultVAE(RecommenderConformance):
@@ -34,15 +34,22 @@ def test_paper_defaults():
     assert (c.hidden_dims, c.latent_dim, c.dropout) == ((600,), 200, 0.5)
     assert (c.anneal_cap, c.total_anneal_steps, c.noise_scale) == (0.2, 200_000, 1.0)
     t = c.train
-    assert (t.lr, t.batch_size, t.epochs, t.optimizer, t.patience) == (1e-3, 500, 200, "adam",
-                                                                        None)
+    assert (t.lr, t.batch_size, t.epochs, t.optimizer, t.patience) == (1e-3, 500, 200, "adam", None)
     assert (t.device, t.precision) == ("auto", "fp32")
 
 
-@pytest.mark.parametrize("bad", [dict(dropout=1.0), dict(latent_dim=0), dict(hidden_dims=()),
-                                 dict(total_anneal_steps=0), dict(train={"precision": "fp16"}),
-                                 dict(train={"select_metric": "ndcg"}),
-                                 dict(train={"device": "tpu"})])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(dropout=1.0),
+        dict(latent_dim=0),
+        dict(hidden_dims=()),
+        dict(total_anneal_steps=0),
+        dict(train={"precision": "fp16"}),
+        dict(train={"select_metric": "ndcg"}),
+        dict(train={"device": "tpu"}),
+    ],
+)
 def test_bad_config_values_raise(bad):
     with pytest.raises(ConfigError):
         MultVAE(**bad)

@@ -96,8 +96,9 @@ def test_multinomial_log_lik_matches_torch_multinomial_up_to_the_count_term():
     x = torch.tensor([[1.0, 0.0, 2.0, 1.0]], dtype=torch.float64)
     dist = torch.distributions.Multinomial(total_count=4, logits=logits[0])
     log_coef = math.lgamma(5) - sum(math.lgamma(v + 1) for v in x[0].tolist())
-    torch.testing.assert_close(multinomial_log_lik(logits, x)[0].double(),
-                               dist.log_prob(x[0]) - log_coef)
+    torch.testing.assert_close(
+        multinomial_log_lik(logits, x)[0].double(), dist.log_prob(x[0]) - log_coef
+    )
 
 
 def test_sparse_multinomial_log_lik_equals_dense_with_gradients():
@@ -178,8 +179,11 @@ def test_blocked_linear_equals_f_linear_with_gradients(monkeypatch, rows):
     assert isinstance(layer, BlockedLinear)
     x = torch.randn(rows, 5, generator=_gen(12), requires_grad=True)
     calls = []
-    monkeypatch.setattr(nn_blocks._BlockedAddmm, "apply",
-                        lambda *a, _f=nn_blocks._BlockedAddmm.apply: calls.append(1) or _f(*a))
+    monkeypatch.setattr(
+        nn_blocks._BlockedAddmm,
+        "apply",
+        lambda *a, _f=nn_blocks._BlockedAddmm.apply: calls.append(1) or _f(*a),
+    )
     out = layer(x)
     assert calls, "the tiled path was not taken"
     g = torch.randn(out.shape, generator=_gen(13))

@@ -12,10 +12,10 @@ from genrec.train import Batch, Phase, StepContext
 TINY = dict(hidden_dim=32, latent_dim=8)
 FAST = dict(batch_size=8, epochs=4, lr=1e-2, device="cpu")
 
+
 def tiny(**train):
     """The tiny model's settings, with ``train`` over the fast trainer settings."""
     return {**TINY, "train": {**FAST, **train}}
-
 
 
 class TestRecVAE(RecommenderConformance):
@@ -27,8 +27,12 @@ def test_registered_and_paper_defaults():
     assert get_model_class("recvae") is RecVAE
     c = RecVAE().config
     assert (c.hidden_dim, c.latent_dim, c.gamma) == (600, 200, 0.005)
-    assert (c.train.lr, c.train.epochs, c.train.batch_size, c.train.patience) == (5e-4, 50, 500,
-                                                                                  None)
+    assert (c.train.lr, c.train.epochs, c.train.batch_size, c.train.patience) == (
+        5e-4,
+        50,
+        500,
+        None,
+    )
     assert (c.n_enc_epochs, c.n_dec_epochs, c.dropout, c.ln_eps) == (3, 1, 0.5, 0.1)
     np.testing.assert_allclose(c.prior_weights, (3 / 20, 3 / 4, 1 / 10))
     with pytest.raises(ConfigError, match="prior_weights"):
@@ -45,8 +49,11 @@ def test_composite_prior_equals_hand_computed_mixture():
     z, mu = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
     logvar = rng.normal(size=(3, 4))
     w = (0.15, 0.75, 0.1)
-    hand = (w[0] * norm.pdf(z, 0, 1) + w[1] * norm.pdf(z, mu, np.exp(0.5 * logvar))
-            + w[2] * norm.pdf(z, 0, np.exp(0.5 * 10.0)))
+    hand = (
+        w[0] * norm.pdf(z, 0, 1)
+        + w[1] * norm.pdf(z, mu, np.exp(0.5 * logvar))
+        + w[2] * norm.pdf(z, 0, np.exp(0.5 * 10.0))
+    )
     got = composite_prior_log_density(*(torch.from_numpy(a) for a in (z, mu, logvar)), w, 10.0)
     np.testing.assert_allclose(got.numpy(), np.log(hand), rtol=1e-10)
 
@@ -85,8 +92,9 @@ def test_phases_update_only_their_half():
 
 def test_old_posterior_is_the_encoder_at_the_start_of_the_encoder_phase():
     X, m = _fitted()
-    ctx = StepContext(0, 0, Phase("encoder", 1, "encoder"), torch.Generator(),
-                      torch.device("cpu"), "fp32", X)
+    ctx = StepContext(
+        0, 0, Phase("encoder", 1, "encoder"), torch.Generator(), torch.device("cpu"), "fp32", X
+    )
     m.on_phase_start(ctx.phase, ctx)
     mu, logvar = m._old_posterior
     np.testing.assert_allclose(mu.numpy(), m.user_embeddings(X), rtol=1e-6, atol=1e-6)
@@ -142,13 +150,13 @@ def test_joint_pass_updates_both_halves_with_the_full_loss():
     opts = m.build_optimizers(m.train_config())
     assert list(opts) == ["joint"]
     assert {id(p) for g in opts["joint"].param_groups for p in g["params"]} == {
-        id(p) for p in m.module_.parameters()}
+        id(p) for p in m.module_.parameters()
+    }
     net = m.module_
     before = {k: v.clone() for k, v in net.state_dict().items()}
     net.train()
     phase = m.phases()[0]
-    ctx = StepContext(0, 0, phase, torch.Generator().manual_seed(0), torch.device("cpu"),
-                      "fp32", X)
+    ctx = StepContext(0, 0, phase, torch.Generator().manual_seed(0), torch.device("cpu"), "fp32", X)
     m.on_phase_start(phase, ctx)
     out = m.train_step(Batch.from_csr(X[:8], torch.arange(8)), ctx)
     assert float(out["kl"]) != 0.0 and float(out["loss"].detach()) > float(out["recon"])
@@ -170,10 +178,16 @@ def test_joint_training_refuses_phase_counts():
         RecVAE(alternating=False, n_enc_epochs=2)
 
 
-@pytest.mark.parametrize("bad, field", [
-    (dict(beta=0.2), "beta"),  # gamma > 0 would silently ignore it
-    (dict(gamma=0.0, beta=-1.0), "beta"), (dict(gamma=float("nan")), "gamma"),
-    (dict(ln_eps=0.0), "ln_eps"), (dict(wide_logvar=float("nan")), "wide_logvar")])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        (dict(beta=0.2), "beta"),  # gamma > 0 would silently ignore it
+        (dict(gamma=0.0, beta=-1.0), "beta"),
+        (dict(gamma=float("nan")), "gamma"),
+        (dict(ln_eps=0.0), "ln_eps"),
+        (dict(wide_logvar=float("nan")), "wide_logvar"),
+    ],
+)
 def test_config_refuses_ignored_or_invalid_kl_settings(bad, field):
     with pytest.raises(ConfigError, match=field):
         RecVAE(**bad)

@@ -39,8 +39,10 @@ NOT_PERSONALIZED = {"popularity"}
 
 def test_every_registered_model_has_a_tiny_config():
     missing = sorted(set(MODELS) - set(TINY))
-    assert not missing, (f"registered models without an entry in TINY "
-                         f"(tests/models/test_registry.py): {', '.join(missing)}")
+    assert not missing, (
+        f"registered models without an entry in TINY "
+        f"(tests/models/test_registry.py): {', '.join(missing)}"
+    )
     stale = sorted(set(TINY) - set(MODELS))
     assert not stale, f"TINY has entries for unregistered models: {', '.join(stale)}"
     assert NOT_PERSONALIZED <= set(TINY)

@@ -19,9 +19,11 @@ def test_sparse_matmul_equals_the_dense_product():
     rng = np.random.default_rng(0)
     for values in ("ones", "weighted"):
         X = _csr(rng, (9, 7), values)
-        for W in (torch.randn(7, 5, dtype=torch.float64),
-                  torch.randn(5, 7, dtype=torch.float64).T,  # column-major
-                  torch.randn(7, 1, dtype=torch.float64)):
+        for W in (
+            torch.randn(7, 5, dtype=torch.float64),
+            torch.randn(5, 7, dtype=torch.float64).T,  # column-major
+            torch.randn(7, 1, dtype=torch.float64),
+        ):
             got = sparse_matmul(X, W)
             assert got.shape == (11, W.shape[1]) and got.dtype == torch.float64
             torch.testing.assert_close(got, torch.from_numpy(X.toarray()) @ W)

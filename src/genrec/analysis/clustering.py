@@ -56,9 +56,11 @@ def reduce_dim(Z: np.ndarray, dim: int | None = 16, seed: int = 0) -> np.ndarray
     mean, sd = Z.mean(axis=0), Z.std(axis=0)
     varies = sd > 1e-10 * (1.0 + np.abs(mean))  # below: rounding noise of a constant column
     if len(Z) > 1 and not varies.any():
-        raise ConfigError("every user has the same embedding, so there is nothing to cluster "
-                          "(from a model: an untrained or collapsed encoder); train the model "
-                          "longer, or use --embedding svd")
+        raise ConfigError(
+            "every user has the same embedding, so there is nothing to cluster "
+            "(from a model: an untrained or collapsed encoder); train the model "
+            "longer, or use --embedding svd"
+        )
     Zs = np.where(varies, (Z - mean) / np.where(varies, sd, 1.0), 0.0)
     if dim is None or dim >= min(Zs.shape):
         return Zs
@@ -71,13 +73,15 @@ def _silhouette(Y: np.ndarray, labels: np.ndarray, seed: int) -> float:
     sample = min(n, 5000)
     if not 2 <= len(np.unique(labels)) < sample:  # undefined: one cluster, or one per point
         return float("nan")
-    silhouette_score = require("sklearn.metrics", "analysis",
-                               "The silhouette score").silhouette_score
+    silhouette_score = require(
+        "sklearn.metrics", "analysis", "The silhouette score"
+    ).silhouette_score
     return float(silhouette_score(Y, labels, sample_size=sample, random_state=seed))
 
 
-def fit_clusters(Y: np.ndarray, k: int, method: Literal["gmm", "kmeans"] = "gmm",
-                 seed: int = 0) -> Clustering:
+def fit_clusters(
+    Y: np.ndarray, k: int, method: Literal["gmm", "kmeans"] = "gmm", seed: int = 0
+) -> Clustering:
     """Cluster the rows of Y (n, d) into k groups."""
     n = len(Y)
     if not 1 <= k <= n:
@@ -88,21 +92,28 @@ def fit_clusters(Y: np.ndarray, k: int, method: Literal["gmm", "kmeans"] = "gmm"
         labels = km.labels_.astype(np.int64)
         return Clustering(labels, np.ones(n), k, method, _silhouette(Y, labels, seed), None)
     if method == "gmm":
-        gmm = GaussianMixture(k, covariance_type="full", n_init=3, reg_covar=1e-4,
-                              max_iter=200, random_state=seed)
+        gmm = GaussianMixture(
+            k, covariance_type="full", n_init=3, reg_covar=1e-4, max_iter=200, random_state=seed
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence warnings: the best restart is kept
             gmm.fit(Y)
         resp = gmm.predict_proba(Y)
         labels = resp.argmax(1).astype(np.int64)
-        return Clustering(labels, resp.max(1), k, method, _silhouette(Y, labels, seed),
-                          float(gmm.bic(Y)))
+        return Clustering(
+            labels, resp.max(1), k, method, _silhouette(Y, labels, seed), float(gmm.bic(Y))
+        )
     raise ConfigError(f"clustering method must be gmm or kmeans, got {method!r}")
 
 
-def select_k(Y: np.ndarray, ks: Sequence[int], method: Literal["gmm", "kmeans"] = "gmm",
-             criterion: Literal["bic", "silhouette"] = "bic", seed: int = 0,
-             on_step: Callable[[int], None] | None = None) -> tuple[Clustering, list[dict]]:
+def select_k(
+    Y: np.ndarray,
+    ks: Sequence[int],
+    method: Literal["gmm", "kmeans"] = "gmm",
+    criterion: Literal["bic", "silhouette"] = "bic",
+    seed: int = 0,
+    on_step: Callable[[int], None] | None = None,
+) -> tuple[Clustering, list[dict]]:
     """Fit every k in ``ks``; keep the lowest BIC (GMM) or the highest silhouette."""
     if criterion == "bic" and method != "gmm":
         raise ConfigError("BIC needs a likelihood: use --method gmm, or --criterion silhouette")

@@ -31,8 +31,7 @@ def model_user_embeddings(model, X: sp.csr_matrix) -> np.ndarray:
     return Z
 
 
-def svd_embeddings(X: sp.csr_matrix, dim: int = 64, seed: int = 0
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def svd_embeddings(X: sp.csr_matrix, dim: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Truncated SVD of the binarized interactions: user factors U S (U, d), item factors V (I, d).
 
     Rows are L2-normalized first so heavy users do not dominate the components.
@@ -42,8 +41,9 @@ def svd_embeddings(X: sp.csr_matrix, dim: int = 64, seed: int = 0
     norms = np.sqrt(np.asarray(X.sum(axis=1)).ravel())
     Xn = sp.diags(1.0 / np.maximum(norms, 1.0)) @ X
     d = max(1, min(dim, min(X.shape) - 1))
-    TruncatedSVD = require("sklearn.decomposition", "analysis",
-                           "A truncated SVD of the interactions").TruncatedSVD
+    TruncatedSVD = require(
+        "sklearn.decomposition", "analysis", "A truncated SVD of the interactions"
+    ).TruncatedSVD
     svd = TruncatedSVD(n_components=d, random_state=seed, algorithm="randomized", n_iter=7)
     users = svd.fit_transform(Xn)  # (U, d) = U S
     return users, svd.components_.T  # (I, d)

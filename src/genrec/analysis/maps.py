@@ -12,8 +12,9 @@ from genrec.errors import ConfigError
 __all__ = ["embed_2d"]
 
 
-def embed_2d(Y: np.ndarray, method: Literal["tsne", "umap"] = "tsne", seed: int = 0,
-             perplexity: float = 30.0) -> np.ndarray:
+def embed_2d(
+    Y: np.ndarray, method: Literal["tsne", "umap"] = "tsne", seed: int = 0, perplexity: float = 30.0
+) -> np.ndarray:
     """Coordinates (n, 2) of the rows of Y (n, d)."""
     Y = np.asarray(Y, dtype=np.float64)
     n = len(Y)
@@ -29,8 +30,9 @@ def embed_2d(Y: np.ndarray, method: Literal["tsne", "umap"] = "tsne", seed: int 
             TSNE = require("sklearn.manifold", "analysis", "A t-SNE map").TSNE
 
             return TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(Y)
-        emb = OpenTSNE(n_components=2, perplexity=perplexity, random_state=seed, n_jobs=-1,
-                       verbose=False).fit(Y)
+        emb = OpenTSNE(
+            n_components=2, perplexity=perplexity, random_state=seed, n_jobs=-1, verbose=False
+        ).fit(Y)
         return np.asarray(emb)
     if method == "umap":
         umap = require("umap", "analysis", "A UMAP map")

@@ -38,15 +38,26 @@ class ClusterReport:
     seconds: float = 0.0
 
 
-def cluster_users(model: Any, X: sp.csr_matrix, user_ids: np.ndarray, item_ids: np.ndarray,
-                  *, dataset: Any = None, titles: np.ndarray | None = None,
-                  k: int | None = None, ks: Sequence[int] = tuple(range(2, 13)),
-                  method: Literal["gmm", "kmeans"] = "gmm",
-                  criterion: Literal["bic", "silhouette"] | None = None,
-                  map_method: Literal["tsne", "umap", "none"] = "tsne",
-                  embedding: Literal["model", "svd"] = "model", pca_dim: int = 16,
-                  seed: int = 0, model_name: str = "model", dataset_name: str = "data",
-                  on_step: Callable[[str, int, int], None] | None = None) -> ClusterReport:
+def cluster_users(
+    model: Any,
+    X: sp.csr_matrix,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    *,
+    dataset: Any = None,
+    titles: np.ndarray | None = None,
+    k: int | None = None,
+    ks: Sequence[int] = tuple(range(2, 13)),
+    method: Literal["gmm", "kmeans"] = "gmm",
+    criterion: Literal["bic", "silhouette"] | None = None,
+    map_method: Literal["tsne", "umap", "none"] = "tsne",
+    embedding: Literal["model", "svd"] = "model",
+    pca_dim: int = 16,
+    seed: int = 0,
+    model_name: str = "model",
+    dataset_name: str = "data",
+    on_step: Callable[[str, int, int], None] | None = None,
+) -> ClusterReport:
     """Cluster the users with interactions in ``X`` (U, I; raw ids ``user_ids``,
     ``item_ids``; item metadata from ``dataset`` or just ``titles``) and build the files
     (``clusters.csv``, ``profiles.json`` and, with a map, ``map.png``, ``map.html`` and
@@ -65,84 +76,126 @@ def cluster_users(model: Any, X: sp.csr_matrix, user_ids: np.ndarray, item_ids: 
     uids = np.asarray(user_ids)[active]
     n = len(active)
     if k is not None and not 1 <= k <= n:
-        raise ConfigError(f"k {k} is larger than the number of users with interactions ({n})"
-                          if k > n else f"k must be >= 1, got {k}")
+        raise ConfigError(
+            f"k {k} is larger than the number of users with interactions ({n})"
+            if k > n
+            else f"k must be >= 1, got {k}"
+        )
     if k is not None and criterion is not None:
-        raise ConfigError("the criterion chooses K among candidates; with a fixed k there is "
-                          "nothing to choose: drop k or the criterion")
+        raise ConfigError(
+            "the criterion chooses K among candidates; with a fixed k there is "
+            "nothing to choose: drop k or the criterion"
+        )
     cand = [k] if k is not None else sorted(set(ks))
     if len(cand) > MAX_K_CANDIDATES:
-        raise ConfigError(f"{len(cand)} candidate K, at most {MAX_K_CANDIDATES} (each is a "
-                          f"full fit)")
+        raise ConfigError(
+            f"{len(cand)} candidate K, at most {MAX_K_CANDIDATES} (each is a full fit)"
+        )
     if k is None and max(cand) > n:
         cand = [x for x in cand if x <= n]
         if not cand:
             raise ConfigError(f"every candidate K exceeds the {n} users with interactions")
         notes.append(f"candidate K above the {n} users with interactions dropped")
-    meta = (ItemUserMeta.from_dataset(dataset, np.asarray(item_ids), uids)
-            if dataset is not None else ItemUserMeta(np.asarray(item_ids), uids, titles))
+    meta = (
+        ItemUserMeta.from_dataset(dataset, np.asarray(item_ids), uids)
+        if dataset is not None
+        else ItemUserMeta(np.asarray(item_ids), uids, titles)
+    )
     crit = criterion or ("bic" if method == "gmm" else "silhouette")
     if map_method == "umap":
         from importlib.util import find_spec
 
         if find_spec("umap") is None:  # fail before the fits
-            raise MissingExtraError("A UMAP map needs the optional package umap-learn: pip "
-                                    "install 'genrec[analysis]' (or use a t-SNE map)")
+            raise MissingExtraError(
+                "A UMAP map needs the optional package umap-learn: pip "
+                "install 'genrec[analysis]' (or use a t-SNE map)"
+            )
     if meta.genres is None:
-        notes.append(f"{dataset_name} has no genre metadata; cluster profiles list "
-                     f"characteristic items" + (" and demographics" if meta.users is not None
-                                                 else "") + " only")
+        notes.append(
+            f"{dataset_name} has no genre metadata; cluster profiles list "
+            f"characteristic items"
+            + (" and demographics" if meta.users is not None else "")
+            + " only"
+        )
     t0 = time.perf_counter()
     step("embedding", 0, 1)
-    Z = (model_user_embeddings(model, Xa) if embedding == "model"
-         else svd_embeddings(Xa, seed=seed)[0])
+    Z = (
+        model_user_embeddings(model, Xa)
+        if embedding == "model"
+        else svd_embeddings(Xa, seed=seed)[0]
+    )
     Y = reduce_dim(Z, pca_dim, seed)
     step("clustering", 0, len(cand))
     if len(cand) == 1:
         result, k_table = fit_clusters(Y, cand[0], method, seed), None
     else:
         done = iter(range(1, len(cand) + 1))
-        result, k_table = select_k(Y, cand, method, crit, seed,
-                                   on_step=lambda _: step("clustering", next(done), len(cand)))
+        result, k_table = select_k(
+            Y, cand, method, crit, seed, on_step=lambda _: step("clustering", next(done), len(cand))
+        )
     step("clustering", len(cand), len(cand))
     xy = None
     if map_method != "none":
         step(f"{map_method} map", 0, 1)
         xy = embed_2d(Y, map_method, seed)
     profiles = cluster_profiles(result.labels, Xa, meta)
-    files: dict[str, str | bytes] = {"clusters.csv": labels_csv(uids, result.labels,
-                                                                result.proba)}
+    files: dict[str, str | bytes] = {"clusters.csv": labels_csv(uids, result.labels, result.proba)}
     activity = np.diff(Xa.indptr)
     top_genres = None
     if meta.genres is not None:
         g = np.asarray(Xa @ meta.genres.astype(np.float64))
-        top_genres = ["/".join(meta.genre_names[j] for j in np.argsort(-row)[:2] if row[j] > 0)
-                      for row in g]
+        top_genres = [
+            "/".join(meta.genre_names[j] for j in np.argsort(-row)[:2] if row[j] > 0) for row in g
+        ]
     found = len(np.unique(result.labels))  # duplicate points can leave a cluster empty
     shown = f"{result.k}" if found == result.k else f"{found} (of K = {result.k})"
     if found < result.k:
-        notes.append(f"{result.k - found} of the {result.k} clusters came out empty (users "
-                     f"with identical embeddings); {found} are listed")
+        notes.append(
+            f"{result.k - found} of the {result.k} clusters came out empty (users "
+            f"with identical embeddings); {found} are listed"
+        )
     title = f"{model_name} users of {dataset_name}: {shown} clusters ({method})"
-    space = (f"{Y.shape[1]} PCA dims" if pca_dim < min(Z.shape)
-             else f"{Y.shape[1]} standardized dims (no PCA: pca_dim {pca_dim} >= {min(Z.shape)})")
-    summary = {"model": model_name, "dataset": dataset_name, "users": n,
-               "embedding": embedding, "clustering space": space,
-               "method": method, "k": result.k, "clusters found": found,
-               "silhouette": round(result.silhouette, 4),
-               "k chosen by": crit if k_table else ("k" if k is not None
-                                                   else "one candidate"),
-               "map": map_method}
+    space = (
+        f"{Y.shape[1]} PCA dims"
+        if pca_dim < min(Z.shape)
+        else f"{Y.shape[1]} standardized dims (no PCA: pca_dim {pca_dim} >= {min(Z.shape)})"
+    )
+    summary = {
+        "model": model_name,
+        "dataset": dataset_name,
+        "users": n,
+        "embedding": embedding,
+        "clustering space": space,
+        "method": method,
+        "k": result.k,
+        "clusters found": found,
+        "silhouette": round(result.silhouette, 4),
+        "k chosen by": crit if k_table else ("k" if k is not None else "one candidate"),
+        "map": map_method,
+    }
     if xy is not None:
         png = map_png(xy, result.labels, title)
         files["map.png"] = png
         files["map.html"] = map_html(xy, result.labels, uids, activity, top_genres, title)
         files["report.html"] = report_html(
-            title=title, summary=summary, profiles=profiles, png=png, xy=xy,
-            labels=result.labels, user_ids=uids, activity=activity, top_genres=top_genres,
-            k_table=k_table)
+            title=title,
+            summary=summary,
+            profiles=profiles,
+            png=png,
+            xy=xy,
+            labels=result.labels,
+            user_ids=uids,
+            activity=activity,
+            top_genres=top_genres,
+            k_table=k_table,
+        )
     seconds = time.perf_counter() - t0
-    payload = {**summary, "bic": result.bic, "k_table": k_table,  # NaN silhouette -> null
-               "profiles": profiles, "seconds": seconds}
+    payload = {
+        **summary,
+        "bic": result.bic,
+        "k_table": k_table,  # NaN silhouette -> null
+        "profiles": profiles,
+        "seconds": seconds,
+    }
     files["profiles.json"] = to_json(payload)
     return ClusterReport(result, summary, profiles, k_table, files, title, notes, seconds)

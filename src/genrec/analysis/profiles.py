@@ -23,8 +23,15 @@ import scipy.sparse as sp
 
 __all__ = ["ItemUserMeta", "cluster_profiles", "age_band"]
 
-_AGE_BANDS = [(0, 18, "<18"), (18, 25, "18-24"), (25, 35, "25-34"), (35, 45, "35-44"),
-              (45, 50, "45-49"), (50, 56, "50-55"), (56, 200, "56+")]
+_AGE_BANDS = [
+    (0, 18, "<18"),
+    (18, 25, "18-24"),
+    (25, 35, "25-34"),
+    (35, 45, "35-44"),
+    (45, 50, "45-49"),
+    (50, 56, "50-55"),
+    (56, 200, "56+"),
+]
 
 
 def age_band(age: float) -> str:
@@ -68,8 +75,9 @@ def _top(d: dict[str, float], n: int) -> list[tuple[str, float]]:
     return sorted(d.items(), key=lambda kv: -kv[1])[:n]
 
 
-def cluster_profiles(labels: np.ndarray, X: sp.csr_matrix, meta: ItemUserMeta, top_n: int = 5,
-                     min_share: float = 0.1) -> list[dict]:
+def cluster_profiles(
+    labels: np.ndarray, X: sp.csr_matrix, meta: ItemUserMeta, top_n: int = 5, min_share: float = 0.1
+) -> list[dict]:
     """One profile dict per cluster (sorted by cluster id).
 
     Keys: ``cluster``, ``size``, ``share``, ``mean_activity``, ``top_genres`` (list of
@@ -93,15 +101,21 @@ def cluster_profiles(labels: np.ndarray, X: sp.csr_matrix, meta: ItemUserMeta, t
     for c in np.unique(labels):
         rows = labels == c
         size = int(rows.sum())
-        prof: dict = {"cluster": int(c), "size": size, "share": size / U,
-                      "mean_activity": float(activity[rows].mean())}
+        prof: dict = {
+            "cluster": int(c),
+            "size": size,
+            "share": size / U,
+            "mean_activity": float(activity[rows].mean()),
+        }
         if per_genre is not None:
             share_c = per_genre[rows].sum(0) / max(activity[rows].sum(), 1)
-            lift = np.divide(share_c, genre_share_all, out=np.zeros_like(share_c),
-                             where=genre_share_all > 0)
+            lift = np.divide(
+                share_c, genre_share_all, out=np.zeros_like(share_c), where=genre_share_all > 0
+            )
             order = np.argsort(-lift, kind="stable")[:top_n]
-            prof["top_genres"] = [(meta.genre_names[g], float(lift[g]), float(share_c[g]))
-                                  for g in order]
+            prof["top_genres"] = [
+                (meta.genre_names[g], float(lift[g]), float(share_c[g])) for g in order
+            ]
         u_c = np.asarray(Xb[rows].sum(axis=0)).ravel() / size  # (I,)
         lift_i = np.divide(u_c, item_share_all, out=np.zeros_like(u_c), where=item_share_all > 0)
         eligible = np.flatnonzero(u_c >= min_share)
@@ -109,15 +123,23 @@ def cluster_profiles(labels: np.ndarray, X: sp.csr_matrix, meta: ItemUserMeta, t
             eligible = np.flatnonzero(u_c > 0)
         best = eligible[np.argsort(-lift_i[eligible], kind="stable")[:top_n]]
         prof["characteristic_items"] = [
-            {"item": meta.item_ids[i].item(), "title": None if meta.titles is None
-             else str(meta.titles[i]), "lift": float(lift_i[i]), "share": float(u_c[i])}
-            for i in best]
+            {
+                "item": meta.item_ids[i].item(),
+                "title": None if meta.titles is None else str(meta.titles[i]),
+                "lift": float(lift_i[i]),
+                "share": float(u_c[i]),
+            }
+            for i in best
+        ]
         if meta.users is not None:
             sub = _demographics(meta.users[rows])
             prof["demographics"] = {
-                key: [(v, s, s / demo_all[key].get(v, np.nan)) for v, s in
-                      _top(sub[key], 3 if key == "occupation" else 8)]
-                for key in sub}
+                key: [
+                    (v, s, s / demo_all[key].get(v, np.nan))
+                    for v, s in _top(sub[key], 3 if key == "occupation" else 8)
+                ]
+                for key in sub
+            }
         out.append(prof)
     return out
 

@@ -35,8 +35,7 @@ def cli(verbose: int, quiet: bool) -> None:
     CSV/TSV/Parquet log works too.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    handler = RichHandler(console=err_console(), show_path=False, show_time=False,
-                          markup=False)
+    handler = RichHandler(console=err_console(), show_path=False, show_time=False, markup=False)
     root = logging.getLogger("genrec")
     root.handlers[:] = [handler]
     root.setLevel(level)

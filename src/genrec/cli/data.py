@@ -16,8 +16,12 @@ from genrec.runs.spec import merge
 FORMATS = ["ml-100k", "ml-1m", "ml-10m", "ml-csv", "pairs", "csv", "tsv", "parquet"]
 
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default=None,
-    help="Input format (detected from the path when omitted).")
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Input format (detected from the path when omitted).",
+)
 
 
 @click.command("models")
@@ -30,11 +34,15 @@ def models_cmd() -> None:
     for col in ("name", "task", "fold-in", "trainer", "side", "ratings", "selects-on"):
         caps_table.add_column(col)
     for name, cls in MODELS.items():
-        defaults = ", ".join(f"{k}={v}"  # nested tables as --set spells them: train.epochs=200
-                             for k, v in dotted(config_to_dict(cls.config_class())).items())
+        defaults = ", ".join(
+            f"{k}={v}"  # nested tables as --set spells them: train.epochs=200
+            for k, v in dotted(config_to_dict(cls.config_class())).items()
+        )
         caps = cls.capabilities
-        yes = ["yes" if f else "no" for f in (caps.folds_in, caps.trainer,
-                                               caps.side_features, caps.predicts_ratings)]
+        yes = [
+            "yes" if f else "no"
+            for f in (caps.folds_in, caps.trainer, caps.side_features, caps.predicts_ratings)
+        ]
         table.add_row(name, cls.__name__, yes[0], defaults)
         caps_table.add_row(name, caps.task, *yes, caps.selects_on or "-")
     console().print(table)
@@ -49,13 +57,27 @@ def data_group() -> None:
 @data_group.command("info")
 @click.argument("dataset")
 @format_option
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="TOML file of genrec train; its [data] table is used.")
-@click.option("--set", "sets", multiple=True, metavar="data.KEY=VALUE",
-              help="Reader options, e.g. --set data.user_col=uid.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file of genrec train; its [data] table is used.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="data.KEY=VALUE",
+    help="Reader options, e.g. --set data.user_col=uid.",
+)
 @click.option("--output", type=click.Path(dir_okay=False), help="Also write the summary as JSON.")
-def data_info(dataset: str, fmt: str | None, config_file: str | None, sets: tuple[str, ...],
-              output: str | None) -> None:
+def data_info(
+    dataset: str,
+    fmt: str | None,
+    config_file: str | None,
+    sets: tuple[str, ...],
+    output: str | None,
+) -> None:
     """Users, items, interactions, density and the rating histogram of DATASET."""
     check_writable(output, "--output")
     over = parse_overrides(sets)
@@ -65,8 +87,9 @@ def data_info(dataset: str, fmt: str | None, config_file: str | None, sets: tupl
     if not isinstance(from_file, dict):
         raise ConfigError(f"{config_file}: [data] must be a table of keys")
     values = merge({"data": from_file}, over)["data"]
-    options = build_config(DataOptions, {**values, **({"format": fmt} if fmt else {})},
-                           where="data")
+    options = build_config(
+        DataOptions, {**values, **({"format": fmt} if fmt else {})}, where="data"
+    )
     with run_hooks(train_progress=False) as hooks:
         ds = load_dataset(dataset, options, progress=hooks.on_download)
     s = ds.summary()
@@ -81,8 +104,9 @@ def data_info(dataset: str, fmt: str | None, config_file: str | None, sets: tupl
     table.add_row("genres", str(s["genres"]))
     table.add_row("user features", ", ".join(s["user_features"]) or "-")
     ipu = s["interactions_per_user"]
-    table.add_row("interactions per user", f"min {ipu['min']}, median {ipu['median']:g}, "
-                                           f"max {ipu['max']}")
+    table.add_row(
+        "interactions per user", f"min {ipu['min']}, median {ipu['median']:g}, max {ipu['max']}"
+    )
     for name, parts in s["splits"].items():
         table.add_row(f"split {name}", ", ".join(f"{p} {n:,}" for p, n in parts.items()))
     console().print(table)

@@ -89,22 +89,44 @@ def print_mixture(out: Console, demo: MixtureDemo) -> None:
 def print_beta(out: Console, demo: BetaDemo) -> None:
     """The posterior per round and the last round's ELBO per step."""
     a0, b0 = demo.prior
-    out.print(f"[bold]Beta-Bernoulli jar[/bold]: {escape(demo.description)}; prior "
-              f"Beta({a0:g}, {b0:g}); estimator {demo.estimator}")
+    out.print(
+        f"[bold]Beta-Bernoulli jar[/bold]: {escape(demo.description)}; prior "
+        f"Beta({a0:g}, {b0:g}); estimator {demo.estimator}"
+    )
     table = Table(title="posterior per round")
-    for col in ("round", "draws c/v", "total c/v", "exact p = Beta", "fitted q = Beta",
-                "KL(q||p)", "KL(q0||p)", "KL(q0||p) MC", "log p(x)", "ELBO"):
+    for col in (
+        "round",
+        "draws c/v",
+        "total c/v",
+        "exact p = Beta",
+        "fitted q = Beta",
+        "KL(q||p)",
+        "KL(q0||p)",
+        "KL(q0||p) MC",
+        "log p(x)",
+        "ELBO",
+    ):
         table.add_column(col, justify="right", no_wrap=True)
-    table.caption = ("q0: the q the round began from (the previous fit, or the prior), against "
-                     f"the new posterior p; Monte-Carlo: {demo.mc_draws} draws from q0, ± one "
-                     "standard error")
+    table.caption = (
+        "q0: the q the round began from (the previous fit, or the prior), against "
+        f"the new posterior p; Monte-Carlo: {demo.mc_draws} draws from q0, ± one "
+        "standard error"
+    )
     for i, r in enumerate(demo.rounds, start=1):
         (c, v), (ae, be), (aq, bq) = r.counts, r.exact_posterior, r.variational_posterior
         chocolate = int(r.draws.sum())
-        table.add_row(str(i), f"{chocolate}/{int(r.draws.size - chocolate)}", f"{c}/{v}",
-                      f"({ae:.2f}, {be:.2f})", f"({aq:.2f}, {bq:.2f})", f"{r.kl:.1e}",
-                      f"{r.kl_start:.4f}", f"{r.kl_start_mc:.4f} ± {r.kl_start_mc_se:.4f}",
-                      f"{r.log_evidence:.5f}", f"{r.elbo:.5f}")
+        table.add_row(
+            str(i),
+            f"{chocolate}/{int(r.draws.size - chocolate)}",
+            f"{c}/{v}",
+            f"({ae:.2f}, {be:.2f})",
+            f"({aq:.2f}, {bq:.2f})",
+            f"{r.kl:.1e}",
+            f"{r.kl_start:.4f}",
+            f"{r.kl_start_mc:.4f} ± {r.kl_start_mc_se:.4f}",
+            f"{r.log_evidence:.5f}",
+            f"{r.elbo:.5f}",
+        )
     out.print(table)
     evidence = demo.rounds[-1].log_evidence
     trace = Table(title=f"ELBO per step, last round (exact log evidence {evidence:.6f})")

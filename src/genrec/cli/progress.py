@@ -31,17 +31,25 @@ class RichProgress(Callback):
 
         self._epochs, self._select = epochs, select
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
         )
         self._progress.__enter__()
-        self._task = self._progress.add_task(f"epoch {start_epoch + 1}/{epochs}", total=None,
-                                             info="")
+        self._task = self._progress.add_task(
+            f"epoch {start_epoch + 1}/{epochs}", total=None, info=""
+        )
 
     def on_epoch_begin(self, epoch: int, n_batches: int | None) -> None:
-        self._progress.reset(self._task, total=n_batches,
-                             description=f"epoch {epoch + 1}/{self._epochs}",
-                             info=f"loss {self._loss:.4g}{self._valid}")
+        self._progress.reset(
+            self._task,
+            total=n_batches,
+            description=f"epoch {epoch + 1}/{self._epochs}",
+            info=f"loss {self._loss:.4g}{self._valid}",
+        )
 
     def on_batch(self, step: int, loss: float) -> None:
         self._loss = loss

@@ -29,9 +29,13 @@ def err_console() -> Console:
 
 def progress(transient: bool = True) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(),
-        TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
-        console=err_console(), transient=transient, disable=not sys.stderr.isatty(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=err_console(),
+        transient=transient,
+        disable=not sys.stderr.isatty(),
     )
 
 
@@ -100,9 +104,14 @@ def run_hooks(train_progress: bool = True) -> Iterator[RunHooks]:
     """Hooks that draw a download bar, an evaluation bar and (on a terminal) the training
     progress bar."""
     bars = progress()
-    download = Progress(TextColumn("downloading {task.description}"), BarColumn(),
-                        DownloadColumn(), console=err_console(), transient=True,
-                        disable=not sys.stderr.isatty())
+    download = Progress(
+        TextColumn("downloading {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        console=err_console(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
     tasks: dict[str, Any] = {}
 
     def on_download(done: int, total: int | None) -> None:
@@ -123,7 +132,8 @@ def run_hooks(train_progress: bool = True) -> Iterator[RunHooks]:
         callbacks.append(RichProgress())
     with bars:
         try:
-            yield RunHooks(on_download=on_download, on_evaluate=on_evaluate,
-                           callbacks=tuple(callbacks))
+            yield RunHooks(
+                on_download=on_download, on_evaluate=on_evaluate, callbacks=tuple(callbacks)
+            )
         finally:
             download.stop()

@@ -28,25 +28,56 @@ def evaluate_cmd(model_dir: str, output: str | None) -> None:
     with run_hooks(train_progress=False) as hooks:
         results = evaluate_run(run, hooks)
     rec = run.record
-    console().print(metrics_table(f"{rec['model']} on {rec['dataset_name']} "
-                                  f"({rec['protocol']['name']})", results))
-    write_output(output, {"model": rec["model"], "dataset": rec["dataset_name"],
-                          "protocol": rec["protocol"], **results})
+    console().print(
+        metrics_table(
+            f"{rec['model']} on {rec['dataset_name']} ({rec['protocol']['name']})", results
+        )
+    )
+    write_output(
+        output,
+        {
+            "model": rec["model"],
+            "dataset": rec["dataset_name"],
+            "protocol": rec["protocol"],
+            **results,
+        },
+    )
 
 
 @click.command("recommend")
 @click.argument("model_dir", type=click.Path(file_okay=False))
-@click.option("--user", "user_id", default=None,
-              help="Raw user id from the data: scored from the user's whole history (held-out "
-                   "parts too); every item the user has in the data is left out.")
-@click.option("--items", "items_csv", default=None,
-              help="A new user's history as raw item ids, e.g. 1,50,172 (fold-in).")
-@click.option("-k", "--k", "k", type=click.IntRange(min=1), default=10, show_default=True,
-              help="How many items.")
-@click.option("--include-seen", is_flag=True,
-              help="Do not leave out the items the user (or --items) already has.")
-@click.option("--strict", is_flag=True,
-              help="An unknown id in --items is an error (default: left out with a note).")
+@click.option(
+    "--user",
+    "user_id",
+    default=None,
+    help="Raw user id from the data: scored from the user's whole history (held-out "
+    "parts too); every item the user has in the data is left out.",
+)
+@click.option(
+    "--items",
+    "items_csv",
+    default=None,
+    help="A new user's history as raw item ids, e.g. 1,50,172 (fold-in).",
+)
+@click.option(
+    "-k",
+    "--k",
+    "k",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many items.",
+)
+@click.option(
+    "--include-seen",
+    is_flag=True,
+    help="Do not leave out the items the user (or --items) already has.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="An unknown id in --items is an error (default: left out with a note).",
+)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the list as JSON.")
 def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, strict, output) -> None:
     """Top-k items for a known user (--user) or a new history (--items)."""
@@ -60,8 +91,9 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, strict, output
             raise click.UsageError("--items is empty; give raw item ids like 1,50,172")
         if not type(run.model).capabilities.folds_in:
             raise ConfigError(f"model {run.name} cannot fold in a new history; use --user")
-        recs = run.recommend(items=raw, k=k, include_seen=include_seen,
-                             unknown_items="error" if strict else "skip")
+        recs = run.recommend(
+            items=raw, k=k, include_seen=include_seen, unknown_items="error" if strict else "skip"
+        )
         who = f"history {', '.join(str(i) for i in recs.history or [])}"
     else:
         recs = run.recommend(user=user_id, k=k, include_seen=include_seen)
@@ -76,12 +108,20 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, strict, output
         table.add_column("title")
     table.add_column("score", justify="right")
     for r in recs.items:
-        table.add_row(str(r["rank"]), str(r["item"]), *([r["title"]] if titles else []),
-                      f"{r['score']:.4f}")
+        table.add_row(
+            str(r["rank"]), str(r["item"]), *([r["title"]] if titles else []), f"{r['score']:.4f}"
+        )
     console().print(table)
-    write_output(output, {  # raw ids typed as in the data (as "item" in the rows)
-        "model": run.name, "user": recs.user, "items": recs.history,
-        "recommendations": recs.items, "notes": recs.notes})
+    write_output(
+        output,
+        {  # raw ids typed as in the data (as "item" in the rows)
+            "model": run.name,
+            "user": recs.user,
+            "items": recs.history,
+            "recommendations": recs.items,
+            "notes": recs.notes,
+        },
+    )
 
 
 @click.command("predict")
@@ -94,10 +134,13 @@ def predict_cmd(model_dir, user_id, item_id, output) -> None:
     check_writable(output, "--output")
     run = _load(model_dir)
     r, notes = run.predict(user_id, item_id)
-    console().print(f"predicted rating of item {item_id} by user {user_id}: {r:.3f}"
-                    + (f" ({'; '.join(notes)})" if notes else ""))
-    write_output(output, {"model": run.name, "user": user_id, "item": item_id,
-                          "rating": r, "notes": notes})
+    console().print(
+        f"predicted rating of item {item_id} by user {user_id}: {r:.3f}"
+        + (f" ({'; '.join(notes)})" if notes else "")
+    )
+    write_output(
+        output, {"model": run.name, "user": user_id, "item": item_id, "rating": r, "notes": notes}
+    )
 
 
 COMMANDS = [evaluate_cmd, recommend_cmd, predict_cmd]

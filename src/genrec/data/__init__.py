@@ -34,10 +34,21 @@ from genrec.data.splits import (
 from genrec.errors import DataError
 
 __all__ = [
-    "Dataset", "Interactions", "IdMap", "DataOptions", "load_dataset", "FORMATS",
-    "binarize", "k_core", "compact",
-    "random_ratio_split", "temporal_ratio_split", "leave_last_one_out", "random_split",
-    "strong_generalization_split", "KNOWN_DATASETS",
+    "Dataset",
+    "Interactions",
+    "IdMap",
+    "DataOptions",
+    "load_dataset",
+    "FORMATS",
+    "binarize",
+    "k_core",
+    "compact",
+    "random_ratio_split",
+    "temporal_ratio_split",
+    "leave_last_one_out",
+    "random_split",
+    "strong_generalization_split",
+    "KNOWN_DATASETS",
 ]
 
 FORMATS = ("ml-100k", "ml-1m", "ml-10m", "ml-csv", "pairs", "csv", "tsv", "parquet")
@@ -73,8 +84,10 @@ def _detect(path: Path) -> str:
         return "ml-csv"
     if (path / "train_list.npy").is_file() or (path / "train.txt").is_file():
         return "pairs"
-    raise DataError(f"{path}: cannot tell the format (no u.data, ratings.dat, ratings.csv, "
-                    f"train_list.npy or train.txt); give it with --format")
+    raise DataError(
+        f"{path}: cannot tell the format (no u.data, ratings.dat, ratings.csv, "
+        f"train_list.npy or train.txt); give it with --format"
+    )
 
 
 def load_dataset(
@@ -100,8 +113,7 @@ def load_dataset(
         path = Path(spec).expanduser()
         if not path.exists():
             known = ", ".join(KNOWN_DATASETS)
-            raise DataError(f"{path}: no such file or folder, and not a known data set "
-                            f"({known})")
+            raise DataError(f"{path}: no such file or folder, and not a known data set ({known})")
         fmt = opts.format or _detect(path)
     if fmt == "ml-100k":
         ds = read_ml100k(path, duplicates=opts.duplicates)
@@ -110,14 +122,23 @@ def load_dataset(
     elif fmt == "ml-10m":
         ds = read_ml10m(path, duplicates=opts.duplicates)
     elif fmt == "ml-csv":
-        ds = read_ml_csv(path, name=name if name in KNOWN_DATASETS else path.name,
-                         duplicates=opts.duplicates)
+        ds = read_ml_csv(
+            path, name=name if name in KNOWN_DATASETS else path.name, duplicates=opts.duplicates
+        )
     elif fmt == "pairs":
         ds = read_pair_lists(path)
     else:
-        ds = read_log(path, user_col=opts.user_col, item_col=opts.item_col,
-                      rating_col=opts.rating_col, time_col=opts.time_col, sep=opts.sep,
-                      fmt=fmt, duplicates=opts.duplicates, header=opts.header)
+        ds = read_log(
+            path,
+            user_col=opts.user_col,
+            item_col=opts.item_col,
+            rating_col=opts.rating_col,
+            time_col=opts.time_col,
+            sep=opts.sep,
+            fmt=fmt,
+            duplicates=opts.duplicates,
+            header=opts.header,
+        )
     if name in KNOWN_DATASETS:
         ds.name = name
     return ds

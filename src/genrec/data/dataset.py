@@ -95,8 +95,9 @@ class Dataset:
             "implicit": self.implicit,
             "timestamps": inter.times is not None,
             "genres": len(self.genre_names),
-            "user_features": [] if self.users is None else
-            [c for c in self.users.columns if c != "user_id"],
+            "user_features": []
+            if self.users is None
+            else [c for c in self.users.columns if c != "user_id"],
             "splits": {k: {p: v.nnz for p, v in parts.items()} for k, parts in self.splits.items()},
         }
         if not self.implicit and inter.nnz:

@@ -42,18 +42,48 @@ class KnownDataset:
 KNOWN_DATASETS: dict[str, KnownDataset] = {
     d.name: d
     for d in [
-        KnownDataset("ml-100k", GROUPLENS + "ml-100k.zip", "0e33842e24a9c977be4e0107933c0723",
-                     "ml-100k", "u.data"),
-        KnownDataset("ml-1m", GROUPLENS + "ml-1m.zip", "c4d9eecfca2ab87c1945afe126590906",
-                     "ml-1m", "ratings.dat"),
-        KnownDataset("ml-10m", GROUPLENS + "ml-10m.zip", "ce571fd55effeba0271552578f2648bd",
-                     "ml-10M100K", "ratings.dat"),
-        KnownDataset("ml-20m", GROUPLENS + "ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3",
-                     "ml-20m", "ratings.csv"),
-        KnownDataset("ml-25m", GROUPLENS + "ml-25m.zip", "6b51fb2759a8657d3bfcbfc42b592ada",
-                     "ml-25m", "ratings.csv"),
-        KnownDataset("ml-latest-small", GROUPLENS + "ml-latest-small.zip", None,
-                     "ml-latest-small", "ratings.csv"),
+        KnownDataset(
+            "ml-100k",
+            GROUPLENS + "ml-100k.zip",
+            "0e33842e24a9c977be4e0107933c0723",
+            "ml-100k",
+            "u.data",
+        ),
+        KnownDataset(
+            "ml-1m",
+            GROUPLENS + "ml-1m.zip",
+            "c4d9eecfca2ab87c1945afe126590906",
+            "ml-1m",
+            "ratings.dat",
+        ),
+        KnownDataset(
+            "ml-10m",
+            GROUPLENS + "ml-10m.zip",
+            "ce571fd55effeba0271552578f2648bd",
+            "ml-10M100K",
+            "ratings.dat",
+        ),
+        KnownDataset(
+            "ml-20m",
+            GROUPLENS + "ml-20m.zip",
+            "cd245b17a1ae2cc31bb14903e1204af3",
+            "ml-20m",
+            "ratings.csv",
+        ),
+        KnownDataset(
+            "ml-25m",
+            GROUPLENS + "ml-25m.zip",
+            "6b51fb2759a8657d3bfcbfc42b592ada",
+            "ml-25m",
+            "ratings.csv",
+        ),
+        KnownDataset(
+            "ml-latest-small",
+            GROUPLENS + "ml-latest-small.zip",
+            None,
+            "ml-latest-small",
+            "ratings.csv",
+        ),
     ]
 }
 
@@ -121,8 +151,10 @@ def download(
         if known.md5 is not None:
             got = file_digest(archive, "md5")
             if got != known.md5:
-                raise DataError(f"{known.name}: checksum mismatch for {url} (md5 {got}, "
-                                f"expected {known.md5}); the download is corrupt, try again")
+                raise DataError(
+                    f"{known.name}: checksum mismatch for {url} (md5 {got}, "
+                    f"expected {known.md5}); the download is corrupt, try again"
+                )
         extract = Path(tmp) / "extract"
         try:
             with zipfile.ZipFile(archive) as z:
@@ -155,6 +187,8 @@ def resolve_known(
         return found
     where = ", ".join(str(d / known.folder) for d in data_dirs())
     if not allow_download:
-        raise DataError(f"{name}: not found (looked in {where}); put the unzipped GroupLens "
-                        f"folder there or allow the download")
+        raise DataError(
+            f"{name}: not found (looked in {where}); put the unzipped GroupLens "
+            f"folder there or allow the download"
+        )
     return download(known, cache_dir(), url=url, progress=progress)

@@ -30,8 +30,13 @@ import scipy.sparse as sp
 from genrec.data.dataset import Dataset
 from genrec.errors import DataError
 
-__all__ = ["SideFeatures", "side_features", "AGE_BANDS", "DEFAULT_USER_COLUMNS",
-           "DEFAULT_ITEM_COLUMNS"]
+__all__ = [
+    "SideFeatures",
+    "side_features",
+    "AGE_BANDS",
+    "DEFAULT_USER_COLUMNS",
+    "DEFAULT_ITEM_COLUMNS",
+]
 
 AGE_BANDS = (18, 25, 35, 45, 50, 56)  # lower edges of ML-1M's age groups after "<18"
 DEFAULT_USER_COLUMNS = ("age", "gender", "occupation")
@@ -60,11 +65,13 @@ class SideFeatures:
         self.user = sp.csr_matrix(self.user, dtype=np.float32)
         self.item = sp.csr_matrix(self.item, dtype=np.float32)
         if self.user.shape[1] != len(self.user_names):
-            raise ValueError(f"{self.user.shape[1]} user feature columns but "
-                             f"{len(self.user_names)} names")
+            raise ValueError(
+                f"{self.user.shape[1]} user feature columns but {len(self.user_names)} names"
+            )
         if self.item.shape[1] != len(self.item_names):
-            raise ValueError(f"{self.item.shape[1]} item feature columns but "
-                             f"{len(self.item_names)} names")
+            raise ValueError(
+                f"{self.item.shape[1]} item feature columns but {len(self.item_names)} names"
+            )
 
     @property
     def names(self) -> list[str]:
@@ -86,8 +93,9 @@ def _is_missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() in _NO_VALUE
 
 
-def _one_hot(name: str, values: Sequence[object], vocab: list[str] | None = None
-            ) -> tuple[sp.csr_matrix, list[str]]:
+def _one_hot(
+    name: str, values: Sequence[object], vocab: list[str] | None = None
+) -> tuple[sp.csr_matrix, list[str]]:
     """One-hot (multi-hot where a value is a list) encoding of one column, in ``vocab`` order
     (default: sorted values)."""
     sets = [v if isinstance(v, list) else ([] if _is_missing(v) else [v]) for v in values]
@@ -96,15 +104,15 @@ def _one_hot(name: str, values: Sequence[object], vocab: list[str] | None = None
     col = {v: j for j, v in enumerate(vocab)}
     rows = np.repeat(np.arange(len(sets)), [len(s) for s in sets])
     cols = np.array([col[str(x)] for s in sets for x in s], dtype=np.int64)
-    m = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)),
-                      shape=(len(sets), len(vocab)))
+    m = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(sets), len(vocab)))
     m.sum_duplicates()
     m.data[:] = 1.0
     return m, [f"{name}={v}" for v in vocab]
 
 
-def _encode(name: str, s: pd.Series, age_bands: Sequence[int],
-            normalize_sets: bool) -> tuple[sp.csr_matrix, list[str]]:
+def _encode(
+    name: str, s: pd.Series, age_bands: Sequence[int], normalize_sets: bool
+) -> tuple[sp.csr_matrix, list[str]]:
     """Encode one metadata column as a sparse block (n, f) and its feature names."""
     numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
     if numeric and name == "age":
@@ -120,8 +128,10 @@ def _encode(name: str, s: pd.Series, age_bands: Sequence[int],
         return sp.csr_matrix(z[:, None].astype(np.float32)), [name]
     values = [None if _is_missing(v) else str(v) for v in s.tolist()]
     if name == "genres" or any(v is not None and "|" in v for v in values):
-        sets = [[] if v is None else [x for x in v.split("|") if x.strip() not in _NO_VALUE]
-                for v in values]
+        sets = [
+            [] if v is None else [x for x in v.split("|") if x.strip() not in _NO_VALUE]
+            for v in values
+        ]
         m, names = _one_hot(name, sets)
         if normalize_sets:
             n = np.maximum(np.diff(m.indptr), 1)
@@ -130,13 +140,21 @@ def _encode(name: str, s: pd.Series, age_bands: Sequence[int],
     return _one_hot(name, values)
 
 
-def _block(frame: pd.DataFrame | None, n: int, columns: Sequence[str] | None,
-           defaults: Sequence[str], what: str, age_bands: Sequence[int],
-           normalize_sets: bool) -> tuple[sp.csr_matrix, list[str]]:
+def _block(
+    frame: pd.DataFrame | None,
+    n: int,
+    columns: Sequence[str] | None,
+    defaults: Sequence[str],
+    what: str,
+    age_bands: Sequence[int],
+    normalize_sets: bool,
+) -> tuple[sp.csr_matrix, list[str]]:
     if frame is None:
         if columns:
-            raise DataError(f"no {what} metadata in this data set, so {what} columns "
-                            f"{', '.join(columns)} cannot be used")
+            raise DataError(
+                f"no {what} metadata in this data set, so {what} columns "
+                f"{', '.join(columns)} cannot be used"
+            )
         return sp.csr_matrix((n, 0), dtype=np.float32), []
     if columns is None:  # the standard columns this data set has
         columns = [c for c in defaults if c in frame.columns]
@@ -155,10 +173,14 @@ def _block(frame: pd.DataFrame | None, n: int, columns: Sequence[str] | None,
     return sp.csr_matrix(sp.hstack(blocks, format="csr"), dtype=np.float32), names
 
 
-def side_features(ds: Dataset, user_columns: Sequence[str] | None = None,
-                  item_columns: Sequence[str] | None = None, *,
-                  age_bands: Sequence[int] = AGE_BANDS,
-                  normalize_sets: bool = False) -> SideFeatures:
+def side_features(
+    ds: Dataset,
+    user_columns: Sequence[str] | None = None,
+    item_columns: Sequence[str] | None = None,
+    *,
+    age_bands: Sequence[int] = AGE_BANDS,
+    normalize_sets: bool = False,
+) -> SideFeatures:
     """Sparse user and item feature matrices from a Dataset's metadata.
 
     Parameters
@@ -190,8 +212,10 @@ def side_features(ds: Dataset, user_columns: Sequence[str] | None = None,
     ['genres=Action', 'genres=Comedy']
     """
     n_users, n_items = ds.interactions.n_users, ds.interactions.n_items
-    um, un = _block(ds.users, n_users, user_columns, DEFAULT_USER_COLUMNS, "user", age_bands,
-                    normalize_sets)
-    im, iname = _block(ds.items, n_items, item_columns, DEFAULT_ITEM_COLUMNS, "item",
-                       age_bands, normalize_sets)
+    um, un = _block(
+        ds.users, n_users, user_columns, DEFAULT_USER_COLUMNS, "user", age_bands, normalize_sets
+    )
+    im, iname = _block(
+        ds.items, n_items, item_columns, DEFAULT_ITEM_COLUMNS, "item", age_bands, normalize_sets
+    )
     return SideFeatures(um, im, un, iname)

@@ -30,8 +30,9 @@ def as_id_array(raw_ids: Sequence | np.ndarray) -> np.ndarray:
         if arr.dtype.kind not in "iufU":
             arr = arr.astype(str)
     if arr.dtype.kind == "f":  # e.g. a Parquet id column stored as float: 1.0 is the id 1
-        whole = np.isfinite(arr).all() and (arr == np.round(arr)).all() and (
-            np.abs(arr) < 2**53).all()
+        whole = (
+            np.isfinite(arr).all() and (arr == np.round(arr)).all() and (np.abs(arr) < 2**53).all()
+        )
         arr = arr.astype(np.int64) if whole else arr.astype(str)
     return arr
 

@@ -25,8 +25,9 @@ def binarize(inter: Interactions, threshold: float | None) -> Interactions:
     return out
 
 
-def k_core(inter: Interactions, user_k: int = 0, item_k: int = 0,
-           max_rounds: int = 1000) -> Interactions:
+def k_core(
+    inter: Interactions, user_k: int = 0, item_k: int = 0, max_rounds: int = 1000
+) -> Interactions:
     """Iteratively remove users with < ``user_k`` and items with < ``item_k`` interactions.
 
     Repeats until every remaining user and item meets its threshold (a fixed point).
@@ -43,8 +44,10 @@ def k_core(inter: Interactions, user_k: int = 0, item_k: int = 0,
             break
         keep &= ~bad
     if not keep.any():
-        raise DataError(f"k-core filtering (users >= {user_k}, items >= {item_k}) removed every "
-                        f"interaction; lower the thresholds")
+        raise DataError(
+            f"k-core filtering (users >= {user_k}, items >= {item_k}) removed every "
+            f"interaction; lower the thresholds"
+        )
     return inter.select(keep)
 
 
@@ -57,5 +60,11 @@ def compact(inter: Interactions) -> Interactions:
     unew[ukeep] = np.arange(len(ukeep))
     inew = np.full(inter.n_items, -1, np.int64)
     inew[ikeep] = np.arange(len(ikeep))
-    return Interactions.from_arrays(unew[users], inew[items], vals, inter.times,
-                                    user_ids=inter.user_ids[ukeep], item_ids=inter.item_ids[ikeep])
+    return Interactions.from_arrays(
+        unew[users],
+        inew[items],
+        vals,
+        inter.times,
+        user_ids=inter.user_ids[ukeep],
+        item_ids=inter.item_ids[ikeep],
+    )

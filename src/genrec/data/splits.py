@@ -30,8 +30,9 @@ def _check_ratios(ratios: Sequence[float]) -> np.ndarray:
     return r
 
 
-def _parts_from_labels(inter: Interactions, labels: np.ndarray,
-                       names: Sequence[str]) -> dict[str, Interactions]:
+def _parts_from_labels(
+    inter: Interactions, labels: np.ndarray, names: Sequence[str]
+) -> dict[str, Interactions]:
     return {name: inter.select(labels == j) for j, name in enumerate(names)}
 
 
@@ -53,9 +54,12 @@ def _per_user_labels(order_key: np.ndarray, inter: Interactions, ratios: np.ndar
     return labels
 
 
-def random_ratio_split(inter: Interactions, ratios: Sequence[float] = (0.8, 0.1, 0.1),
-                       names: Sequence[str] = ("train", "valid", "test"),
-                       seed: int = 0) -> dict[str, Interactions]:
+def random_ratio_split(
+    inter: Interactions,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    names: Sequence[str] = ("train", "valid", "test"),
+    seed: int = 0,
+) -> dict[str, Interactions]:
     """Per-user random split: each user's interactions are shuffled and cut by ``ratios``."""
     r = _check_ratios(ratios)
     key = np.random.default_rng(seed).random(inter.nnz)
@@ -72,8 +76,9 @@ def temporal_ratio_split(
     Ties in time keep file order (the order of the stored entries).
     """
     if inter.times is None:
-        raise DataError("temporal split needs timestamps, and this data set has none; use a "
-                        "random split")
+        raise DataError(
+            "temporal split needs timestamps, and this data set has none; use a random split"
+        )
     r = _check_ratios(ratios)
     # lexsort is stable: ties in time keep the order of the stored entries
     return _parts_from_labels(inter, _per_user_labels(inter.times, inter, r), names)
@@ -137,23 +142,32 @@ def strong_generalization_split(
     n = int(round(n_heldout * len(active))) if isinstance(n_heldout, float) else int(n_heldout)
     most = (len(active) - 1) // 2  # per side, leaving at least one training user
     if most < 1:
-        raise DataError(f"strong generalization needs at least 3 users with >= 2 "
-                        f"interactions (one for validation, one for test, one to train), "
-                        f"found {len(active)}; use more data or another protocol")
+        raise DataError(
+            f"strong generalization needs at least 3 users with >= 2 "
+            f"interactions (one for validation, one for test, one to train), "
+            f"found {len(active)}; use more data or another protocol"
+        )
     if not 1 <= n <= most:
-        given = (f"n_heldout {n_heldout} of {len(active)} users is {n}"
-                 if isinstance(n_heldout, float) else f"n_heldout is {n}")
-        raise DataError(f"strong generalization holds out 1 to {most} users per side of the "
-                        f"{len(active)} with >= 2 interactions, but {given}; set "
-                        f"protocol.n_heldout to a count in 1..{most} or a fraction")
+        given = (
+            f"n_heldout {n_heldout} of {len(active)} users is {n}"
+            if isinstance(n_heldout, float)
+            else f"n_heldout is {n}"
+        )
+        raise DataError(
+            f"strong generalization holds out 1 to {most} users per side of the "
+            f"{len(active)} with >= 2 interactions, but {given}; set "
+            f"protocol.n_heldout to a count in 1..{most} or a fraction"
+        )
     perm = rng.permutation(active)
     valid_users, test_users = perm[:n], perm[n : 2 * n]
     users, _, _ = inter.coo()
     role = np.zeros(inter.n_users, np.int64)  # 0 train, 1 valid, 2 test
     role[valid_users], role[test_users] = 1, 2
-    labels_in_out = _per_user_labels(rng.random(inter.nnz), inter,
-                                     np.array([fold_in, 1.0 - fold_in]))
+    labels_in_out = _per_user_labels(
+        rng.random(inter.nnz), inter, np.array([fold_in, 1.0 - fold_in])
+    )
     r = role[users]
     labels = np.where(r == 0, 0, 1 + 2 * (r - 1) + labels_in_out)  # 0 train, 1/2 valid, 3/4 test
-    return _parts_from_labels(inter, labels,
-                              ("train", "valid_in", "valid_out", "test_in", "test_out"))
+    return _parts_from_labels(
+        inter, labels, ("train", "valid_in", "valid_out", "test_in", "test_out")
+    )

@@ -22,9 +22,20 @@ import torch
 from genrec.errors import ConfigError, DataError
 from genrec.train import FitContext, TrainConfig, Trainer, TrainResult
 
-__all__ = ["rating_triples", "gather_rows", "lookup", "fit_rating_range", "check_rating_range",
-           "NegativeSampler", "sample_negatives", "KeepBest",
-           "as_train_config", "upgrade_flat_config", "train_module", "row_blocks"]
+__all__ = [
+    "rating_triples",
+    "gather_rows",
+    "lookup",
+    "fit_rating_range",
+    "check_rating_range",
+    "NegativeSampler",
+    "sample_negatives",
+    "KeepBest",
+    "as_train_config",
+    "upgrade_flat_config",
+    "train_module",
+    "row_blocks",
+]
 
 
 def rating_triples(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,15 +68,15 @@ def lookup(index: np.ndarray | torch.Tensor, n: int) -> tuple[np.ndarray, np.nda
         except (TypeError, ValueError):
             raise ValueError(f"user and item indices must be integers, got {raw[:3]!r}") from None
         if not (np.isfinite(as_float) & (as_float == np.round(as_float))).all():
-            raise ValueError("user and item indices must be whole numbers; got a fractional or "
-                             "non-finite index")
+            raise ValueError(
+                "user and item indices must be whole numbers; got a fractional or non-finite index"
+            )
     idx = raw.astype(np.int64)
     known = (idx >= 0) & (idx < n)
     return np.where(known, idx, 0), known
 
 
-def fit_rating_range(ratings: np.ndarray, given: tuple[float, float] | None
-                     ) -> tuple[float, float]:
+def fit_rating_range(ratings: np.ndarray, given: tuple[float, float] | None) -> tuple[float, float]:
     """The range predictions are clipped to: ``given``, or the training min and max."""
     if given is not None:
         lo, hi = float(given[0]), float(given[1])
@@ -107,8 +118,7 @@ class NegativeSampler:
             return torch.randint(0, self.n_items, (n,), generator=rng).numpy()
         return rng.integers(0, self.n_items, size=n)
 
-    def __call__(self, users: np.ndarray, rng: np.random.Generator | torch.Generator
-                 ) -> np.ndarray:
+    def __call__(self, users: np.ndarray, rng: np.random.Generator | torch.Generator) -> np.ndarray:
         """Items (n,) int64 for ``users`` (n,), drawn from ``rng`` (NumPy or a CPU torch
         generator, such as the trainer's)."""
         users = np.asarray(users, dtype=np.int64)
@@ -125,8 +135,9 @@ class NegativeSampler:
         return out.astype(np.int64)
 
 
-def sample_negatives(X: sp.csr_matrix, users: np.ndarray,
-                     rng: np.random.Generator | torch.Generator) -> np.ndarray:
+def sample_negatives(
+    X: sp.csr_matrix, users: np.ndarray, rng: np.random.Generator | torch.Generator
+) -> np.ndarray:
     """One negative item per entry of ``users`` (see :class:`NegativeSampler`)."""
     return NegativeSampler(X)(users, rng)
 
@@ -147,12 +158,14 @@ class KeepBest:
     history: list[float] = field(default_factory=list)
     _bad: int = 0
 
-    def update(self, epoch: int, value: float,
-               snapshot: Callable[[], dict[str, torch.Tensor]]) -> bool:
+    def update(
+        self, epoch: int, value: float, snapshot: Callable[[], dict[str, torch.Tensor]]
+    ) -> bool:
         """Record ``value`` at ``epoch``; return True when training should stop."""
         self.history.append(float(value))
-        better = (np.isnan(self.best)
-                  or (value > self.best if self.higher_is_better else value < self.best))
+        better = np.isnan(self.best) or (
+            value > self.best if self.higher_is_better else value < self.best
+        )
         if better and np.isfinite(value):
             self.best, self.best_epoch, self._bad = float(value), epoch, 0
             self.state = {k: v.detach().clone() for k, v in snapshot().items()}
@@ -163,10 +176,18 @@ class KeepBest:
 
 # ------------------------------------------------------------------ training via the Trainer
 #: flat keys of the configs before ``train`` was nested, and their names in TrainConfig
-FLAT_TRAIN_KEYS = {"lr": "lr", "lr_decay": "lr_decay", "batch_size": "batch_size",
-                   "epochs": "epochs", "eval_every": "eval_every", "patience": "patience",
-                   "optimizer": "optimizer", "valid_metric": "select_metric", "seed": "seed",
-                   "device": "device"}
+FLAT_TRAIN_KEYS = {
+    "lr": "lr",
+    "lr_decay": "lr_decay",
+    "batch_size": "batch_size",
+    "epochs": "epochs",
+    "eval_every": "eval_every",
+    "patience": "patience",
+    "optimizer": "optimizer",
+    "valid_metric": "select_metric",
+    "seed": "seed",
+    "device": "device",
+}
 
 
 def as_train_config(config: Any, where: str) -> TrainConfig:
@@ -185,8 +206,9 @@ def as_train_config(config: Any, where: str) -> TrainConfig:
         assert callable(factory)  # every model config's train field has a default_factory
         base = factory()
         return build_config(TrainConfig, value, base=base, where=f"{where}.train")
-    raise ConfigError(f"{where}.train must be a TrainConfig or a table of its keys, got "
-                      f"{type(value).__name__}")
+    raise ConfigError(
+        f"{where}.train must be a TrainConfig or a table of its keys, got {type(value).__name__}"
+    )
 
 
 def upgrade_flat_config(values: dict[str, Any]) -> dict[str, Any]:
@@ -207,14 +229,21 @@ def upgrade_flat_config(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def train_module(model: Any, module: torch.nn.Module, X: sp.csr_matrix, valid: Any,
-                 context: FitContext | None, config: TrainConfig) -> TrainResult:
+def train_module(
+    model: Any,
+    module: torch.nn.Module,
+    X: sp.csr_matrix,
+    valid: Any,
+    context: FitContext | None,
+    config: TrainConfig,
+) -> TrainResult:
     """Set ``model.module_`` and train it with the Trainer (``module_`` is None again when
     training fails or is interrupted)."""
     model.module_ = module
     try:
         return Trainer.from_context(config, context).fit(
-            model, X, valid, resume=context is not None and context.resume)
+            model, X, valid, resume=context is not None and context.resume
+        )
     except BaseException:
         model.module_ = None
         raise

@@ -36,5 +36,11 @@ def sparse_matmul(X: sp.csr_matrix, W: torch.Tensor) -> torch.Tensor:
     if not (X.data == 1).all():
         weights = torch.from_numpy(np.asarray(X.data)).to(W.device, W.dtype)  # (nnz,)
     # rows of W are gathered: a transposed (column-major) W would be read with a stride
-    return F.embedding_bag(indices, W.contiguous(), indptr, mode="sum",
-                           per_sample_weights=weights, include_last_offset=True)  # (B, D)
+    return F.embedding_bag(
+        indices,
+        W.contiguous(),
+        indptr,
+        mode="sum",
+        per_sample_weights=weights,
+        include_last_offset=True,
+    )  # (B, D)

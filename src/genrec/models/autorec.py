@@ -90,8 +90,14 @@ from genrec.models._sparse import csr_to_dense
 from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
 from genrec.models.nn_blocks import dropout_values
 
-__all__ = ["AutoRec", "AutoRecConfig", "AutoRecNet", "masked_sse", "autorec_objective",
-           "rescale_rows"]
+__all__ = [
+    "AutoRec",
+    "AutoRecConfig",
+    "AutoRecNet",
+    "masked_sse",
+    "autorec_objective",
+    "rescale_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +148,10 @@ class AutoRecConfig:
     def __post_init__(self) -> None:
         check_ranges(self)
         if self.input_dropout and self.optimizer == "lbfgs":
-            raise ValueError("input_dropout needs optimizer rprop or adam (a fresh mask each "
-                             "step would break L-BFGS's line search)")
+            raise ValueError(
+                "input_dropout needs optimizer rprop or adam (a fresh mask each "
+                "step would break L-BFGS's line search)"
+            )
         if not valid_device_name(self.device):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         check_rating_range(self.rating_range)
@@ -170,8 +178,14 @@ def masked_sse(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
 class AutoRecNet(nn.Module):
     """h(r) = g(W f(V r + mu) + b): encoder ``V, mu`` (D -> H), decoder ``W, b`` (H -> D)."""
 
-    def __init__(self, n_in: int, hidden: int, encoder: str, decoder: str,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        n_in: int,
+        hidden: int,
+        encoder: str,
+        decoder: str,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.encode = nn.Linear(n_in, hidden)  # V (H, D), mu (H,)
         self.decode = nn.Linear(hidden, n_in)  # W (D, H), b (D,)
@@ -190,8 +204,9 @@ class AutoRecNet(nn.Module):
         return self.encode.weight.square().sum() + self.decode.weight.square().sum()
 
 
-def autorec_objective(net: AutoRecNet, r: torch.Tensor, mask: torch.Tensor,
-                      l2: float) -> torch.Tensor:
+def autorec_objective(
+    net: AutoRecNet, r: torch.Tensor, mask: torch.Tensor, l2: float
+) -> torch.Tensor:
     """The paper's objective on rows ``r`` (B, D) observed where ``mask``."""
     return masked_sse(net(r), r, mask) + 0.5 * l2 * net.penalty()
 
@@ -224,8 +239,9 @@ class AutoRec(Recommender, RatingPredictor):
     name = "autorec"
     config_class = AutoRecConfig
     fitted_attributes = ("n_items_", "net_", "train_")
-    capabilities = Capabilities(task="rating", folds_in=False, predicts_ratings=True,
-                                selects_on="rating")
+    capabilities = Capabilities(
+        task="rating", folds_in=False, predicts_ratings=True, selects_on="rating"
+    )
     net_: AutoRecNet
     train_: sp.csr_matrix
     n_users_: int
@@ -264,8 +280,9 @@ class AutoRec(Recommender, RatingPredictor):
         self.n_items_, self.n_users_ = X.shape[1], X.shape[0]
         self.rating_range_ = fit_rating_range(X.data, cfg.rating_range)
         lo, hi = self.rating_range_
-        self.default_rating_ = (float(cfg.default_rating) if cfg.default_rating is not None
-                                else (lo + hi) / 2)
+        self.default_rating_ = (
+            float(cfg.default_rating) if cfg.default_rating is not None else (lo + hi) / 2
+        )
         rows = self._rows_matrix()  # (N, D)
         N, D = rows.shape
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -283,8 +300,13 @@ class AutoRec(Recommender, RatingPredictor):
         params = list(net.parameters())
         opt: torch.optim.Optimizer
         if cfg.optimizer == "lbfgs":
-            opt = torch.optim.LBFGS(params, lr=lr, max_iter=cfg.eval_every, history_size=10,
-                                    line_search_fn="strong_wolfe")
+            opt = torch.optim.LBFGS(
+                params,
+                lr=lr,
+                max_iter=cfg.eval_every,
+                history_size=10,
+                line_search_fn="strong_wolfe",
+            )
         elif cfg.optimizer == "rprop":
             opt = torch.optim.Rprop(params, lr=lr)
         else:
@@ -323,14 +345,17 @@ class AutoRec(Recommender, RatingPredictor):
                         opt.zero_grad()
                         xin = dropout_values(xin, cfg.input_dropout, gen)
                         obj = masked_sse(net(xin), x, m) + (
-                            0.5 * cfg.l2 * len(x) / N * net.penalty())
+                            0.5 * cfg.l2 * len(x) / N * net.penalty()
+                        )
                         obj.backward()
                         opt.step()  # type: ignore[call-arg]  # Adam here; LBFGS takes a closure above
                         loss += float(obj.detach())
             done += n_iter
             if not math.isfinite(loss):
-                raise ConfigError(f"AutoRec diverged after {done} iterations (objective {loss}); "
-                                f"lower lr or raise l2")
+                raise ConfigError(
+                    f"AutoRec diverged after {done} iterations (objective {loss}); "
+                    f"lower lr or raise l2"
+                )
             if valid is None:
                 log.debug("iter %d objective %.2f", done, loss)
                 continue
@@ -340,8 +365,10 @@ class AutoRec(Recommender, RatingPredictor):
                 break
         if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
             # L-BFGS reports the objective from before its last step: check the weights too
-            raise ConfigError(f"AutoRec diverged after {done} iterations (non-finite weights); "
-                              f"lower lr or raise l2")
+            raise ConfigError(
+                f"AutoRec diverged after {done} iterations (non-finite weights); "
+                f"lower lr or raise l2"
+            )
         if valid is None:
             self.best_epoch_, self.valid_rmse_ = done, []
         else:
@@ -403,7 +430,8 @@ class AutoRec(Recommender, RatingPredictor):
         X = self.train_
         return {
             **sd,
-            "train_indptr": X.indptr.astype(np.int64), "train_indices": X.indices.astype(np.int64),
+            "train_indptr": X.indptr.astype(np.int64),
+            "train_indices": X.indices.astype(np.int64),
             "train_data": X.data.astype(np.float32),
             "train_shape": np.array(X.shape, np.int64),
             "rating_range": np.array(self.rating_range_, np.float64),
@@ -413,14 +441,16 @@ class AutoRec(Recommender, RatingPredictor):
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         shape = tuple(int(x) for x in state["train_shape"])
-        self.train_ = sp.csr_matrix((state["train_data"], state["train_indices"],
-                                     state["train_indptr"]), shape=shape)
+        self.train_ = sp.csr_matrix(
+            (state["train_data"], state["train_indices"], state["train_indptr"]), shape=shape
+        )
         self.n_users_ = shape[0]
         D = shape[0] if self.config.variant == "item" else shape[1]
         cfg = self.config
         net = AutoRecNet(D, cfg.hidden, cfg.encoder, cfg.decoder)
-        net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()
-                             if k.startswith("net.")})
+        net.load_state_dict(
+            {k[4:]: torch.from_numpy(v) for k, v in state.items() if k.startswith("net.")}
+        )
         self.net_ = net
         lo, hi = (float(x) for x in state["rating_range"])
         self.rating_range_ = (lo, hi)

@@ -18,6 +18,7 @@ The base gives: config building from overrides, ``recommend`` (top-k, seen items
 ``save``/``load`` (``model.json`` + ``weights.npz``, nothing unpickled), ``check_task`` and
 ``check_valid_task`` (read from ``capabilities``), ``_check_users`` and ``upgrade_config``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,8 +43,14 @@ from genrec.errors import ConfigError, DataError, NotFittedError, check_is_fitte
 from genrec.io import atomic_write_json, load_arrays, save_arrays
 from genrec.metrics import topk_indices
 
-__all__ = ["Capabilities", "Recommender", "RatingPredictor", "resolve_device", "as_csr",
-           "MODEL_FORMAT"]
+__all__ = [
+    "Capabilities",
+    "Recommender",
+    "RatingPredictor",
+    "resolve_device",
+    "as_csr",
+    "MODEL_FORMAT",
+]
 
 MODEL_FORMAT = "genrec-model/1"
 
@@ -75,8 +82,7 @@ class Capabilities:
         if self.task not in ("ranking", "rating"):
             raise ValueError(f"task must be ranking or rating, got {self.task!r}")
         if self.selects_on not in ("ranking", "rating", None):
-            raise ValueError(f"selects_on must be ranking, rating or None, "
-                             f"got {self.selects_on!r}")
+            raise ValueError(f"selects_on must be ranking, rating or None, got {self.selects_on!r}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -88,10 +94,15 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available; use cpu or auto")
     device = torch.device(name)
-    if device.type == "cuda" and device.index is not None and (
-            device.index >= torch.cuda.device_count()):
-        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA "
-                          f"device(s), numbered from 0; use cuda, cuda:0 or auto")
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and (device.index >= torch.cuda.device_count())
+    ):
+        raise ConfigError(
+            f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA "
+            f"device(s), numbered from 0; use cuda, cuda:0 or auto"
+        )
     return device
 
 
@@ -112,8 +123,10 @@ def as_csr(X: Any, n_items: int | None = None, what: str = "X") -> sp.csr_matrix
     if bad.any():
         j = int(bad.argmax())  # the first stored entry that is not finite
         r = int(np.searchsorted(X.indptr, j, side="right")) - 1
-        raise DataError(f"{what} has {int(bad.sum())} values that are NaN or infinite (the "
-                        f"first at row {r}, column {int(X.indices[j])}); remove or fill them")
+        raise DataError(
+            f"{what} has {int(bad.sum())} values that are NaN or infinite (the "
+            f"first at row {r}, column {int(X.indices[j])}); remove or fill them"
+        )
     if n_items is not None and X.shape[1] != n_items:
         raise DataError(
             f"{what} has {X.shape[1]} item columns but the model was fitted on {n_items} items"
@@ -156,7 +169,7 @@ class Recommender(ABC):
         return f"{type(self).__name__}({self.config})"
 
     def selects_on(self) -> TaskKind | None:
-        """"ranking" or "rating": the kind of task ``fit(valid=...)`` selects on, under this
+        """ "ranking" or "rating": the kind of task ``fit(valid=...)`` selects on, under this
         config; None when fit takes no validation."""
         return self.capabilities.selects_on
 
@@ -168,11 +181,15 @@ class Recommender(ABC):
         from genrec.evaluate import RankingTask, RatingTask
 
         if isinstance(task, RatingTask) and not cls.capabilities.predicts_ratings:
-            raise ConfigError(f"model {cls.name} does not predict ratings; the rating "
-                              f"protocol needs a rating model (biased-mf, fm, autorec)")
+            raise ConfigError(
+                f"model {cls.name} does not predict ratings; the rating "
+                f"protocol needs a rating model (biased-mf, fm, autorec)"
+            )
         if isinstance(task, RankingTask) and task.users is None and not cls.capabilities.folds_in:
-            raise ConfigError(f"model {cls.name} cannot score users unseen in training; the "
-                              f"strong protocol needs a fold-in model (ease, mult-vae, ...)")
+            raise ConfigError(
+                f"model {cls.name} cannot score users unseen in training; the "
+                f"strong protocol needs a fold-in model (ease, mult-vae, ...)"
+            )
 
     def check_valid_task(self, valid: Any) -> None:
         """A ConfigError unless ``valid`` is None or the kind of task ``fit`` selects on (the
@@ -184,10 +201,15 @@ class Recommender(ABC):
             return
         want = RatingTask if kind == "rating" else RankingTask
         if not isinstance(valid, want):
-            fix = ("the rating protocol" if kind == "rating"
-                   else "a ranking protocol (diffrec, strong or loo)")
-            raise ConfigError(f"{self.name} selects on a {want.__name__} under this config, got "
-                              f"{type(valid).__name__}; use {fix}")
+            fix = (
+                "the rating protocol"
+                if kind == "rating"
+                else "a ranking protocol (diffrec, strong or loo)"
+            )
+            raise ConfigError(
+                f"{self.name} selects on a {want.__name__} under this config, got "
+                f"{type(valid).__name__}; use {fix}"
+            )
 
     @classmethod
     def upgrade_config(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -203,8 +225,11 @@ class Recommender(ABC):
         top = {f.name for f in dataclasses.fields(config_cls)}
         out = dict(values)
         for name, sub in nested_config_fields(config_cls).items():
-            moved = {k: out.pop(k) for k in [f.name for f in dataclasses.fields(sub)]
-                     if k in out and k not in top}
+            moved = {
+                k: out.pop(k)
+                for k in [f.name for f in dataclasses.fields(sub)]
+                if k in out and k not in top
+            }
             if moved:
                 given = out.get(name)
                 out[name] = {**moved, **given} if isinstance(given, dict) else moved
@@ -231,8 +256,9 @@ class Recommender(ABC):
     def _check_fitted(self) -> None:
         check_is_fitted(self, self.fitted_attributes)
 
-    def _check_users(self, users: np.ndarray | None, X_users: Any) -> tuple[np.ndarray | None,
-                                                                           sp.csr_matrix]:
+    def _check_users(
+        self, users: np.ndarray | None, X_users: Any
+    ) -> tuple[np.ndarray | None, sp.csr_matrix]:
         """Validate (users, X_users) against the fitted model; return (users, CSR)."""
         self._check_fitted()
         X = as_csr(X_users, self.n_items_, what="X_users")
@@ -312,24 +338,30 @@ class Recommender(ABC):
         p = Path(path)
         meta_path = p / "model.json"
         if not meta_path.is_file():
-            raise DataError(f"{p}: not a saved genrec model (no model.json); train one with "
-                            f"`genrec train` or Recommender.save")
+            raise DataError(
+                f"{p}: not a saved genrec model (no model.json); train one with "
+                f"`genrec train` or Recommender.save"
+            )
         try:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as e:
             raise DataError(f"{meta_path}: invalid JSON ({e})") from None
         if meta.get("format") != MODEL_FORMAT:
-            raise DataError(f"{meta_path}: unsupported format {meta.get('format')!r}, "
-                            f"expected {MODEL_FORMAT}")
+            raise DataError(
+                f"{meta_path}: unsupported format {meta.get('format')!r}, expected {MODEL_FORMAT}"
+            )
         saved = get_model_class(meta["model"])
         if not issubclass(saved, cls):
-            raise DataError(f"{p}: holds a saved {meta['model']} model ({saved.__name__}), not "
-                            f"a {cls.__name__}; load it with Recommender.load or "
-                            f"{saved.__name__}.load")
+            raise DataError(
+                f"{p}: holds a saved {meta['model']} model ({saved.__name__}), not "
+                f"a {cls.__name__}; load it with Recommender.load or "
+                f"{saved.__name__}.load"
+            )
         if not isinstance(meta.get("config"), dict):
             raise DataError(f"{meta_path}: no config table; was it written by Recommender.save?")
-        config: Any = build_config(saved.config_class, saved.upgrade_config(meta["config"]),
-                                   where=str(meta_path))
+        config: Any = build_config(
+            saved.config_class, saved.upgrade_config(meta["config"]), where=str(meta_path)
+        )
         model = saved(config)
         weights = p / "weights.npz"
         if not weights.is_file():

@@ -85,18 +85,24 @@ from genrec.models._shallow import (
     as_train_config,
     check_rating_range,
     fit_rating_range,
-    gather_rows,
     lookup,
     rating_triples,
-    row_blocks,
     train_module,
     upgrade_flat_config,
 )
 from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.biased_mf_math import als_half_step, mf_predict, sgd_loss, sgd_step
 from genrec.train import BatchContext, Chunked, FitContext, Ratings, StepContext, TrainConfig
 
-__all__ = ["BiasedMF", "BiasedMFConfig", "BiasedMFNet", "als_half_step", "sgd_step",
-           "sgd_loss", "mf_predict"]
+__all__ = [
+    "BiasedMF",
+    "BiasedMFConfig",
+    "BiasedMFNet",
+    "als_half_step",
+    "sgd_step",
+    "sgd_loss",
+    "mf_predict",
+]
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +121,11 @@ class BiasedMFConfig:
     # batch_size counts ratings per step (1 = Funk's sequential SGD), epochs counts SGD
     # epochs or ALS sweeps, patience epochs without validation gain (None = never stop);
     # seed drives the initialisation and shuffling. ALS reads epochs, patience, seed, device.
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=20, batch_size=256, lr=0.005, optimizer="sgd", patience=5))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=20, batch_size=256, lr=0.005, optimizer="sgd", patience=5
+        )
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train", as_train_config(self, "biased-mf"))
@@ -126,130 +135,13 @@ class BiasedMFConfig:
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be >= 0 and finite, got {getattr(self, name)}")
         if self.solver == "als" and not (self.l2 > 0 and self.l2_bias > 0):
-            raise ValueError("solver als needs l2 > 0 and l2_bias > 0 (the normal equations "
-                             "of a user with few ratings are singular otherwise)")
+            raise ValueError(
+                "solver als needs l2 > 0 and l2_bias > 0 (the normal equations "
+                "of a user with few ratings are singular otherwise)"
+            )
         if not 0 <= self.init_std < math.inf:
             raise ValueError(f"init_std must be >= 0 and finite, got {self.init_std}")
         check_rating_range(self.rating_range)
-
-
-# ----------------------------------------------------------------------------- math
-def mf_predict(mu: float, bu: torch.Tensor, bi: torch.Tensor, P: torch.Tensor, Q: torch.Tensor,
-               u: torch.Tensor, i: torch.Tensor, ku: torch.Tensor | None = None,
-               ki: torch.Tensor | None = None) -> torch.Tensor:
-    """r_hat = mu + b_u + b_i + p_u . q_i for index pairs (B,), dropping the terms of unknowns.
-
-    ``ku``/``ki`` (B,) bool mark known users/items (None = all known); unknown indices must
-    still be valid (0) and their terms are zeroed.
-    """
-    pu, qi = P[u], Q[i]  # (B, K)
-    b_u, b_i = bu[u], bi[i]  # (B,)
-    dot = (pu * qi).sum(1)  # (B,)
-    if ku is not None:
-        b_u = b_u * ku
-        dot = dot * ku
-    if ki is not None:
-        b_i = b_i * ki
-        dot = dot * ki
-    return mu + b_u + b_i + dot
-
-
-def sgd_step(mu: float, bu: torch.Tensor, bi: torch.Tensor, P: torch.Tensor, Q: torch.Tensor,
-             u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, lr: float, l2: float,
-             l2_bias: float, su: torch.Tensor, si: torch.Tensor) -> torch.Tensor:
-    """One vectorized SGD step on a mini-batch of ratings, in place; returns the errors (B,).
-
-    All updates use the parameters from before the step (``index_add_`` sums repeats).
-    ``su`` (U,) and ``si`` (I,) are each rating's share of the user's / item's penalty.
-    """
-    pu, qi = P[u], Q[i]  # (B, K)
-    e = r - mf_predict(mu, bu, bi, P, Q, u, i)  # (B,)
-    s_u, s_i = su[u], si[i]  # (B,)
-    d_bu = lr * (e - l2_bias * s_u * bu[u])  # (B,)
-    d_bi = lr * (e - l2_bias * s_i * bi[i])  # (B,)
-    d_p = lr * (e[:, None] * qi - l2 * s_u[:, None] * pu)  # (B, K)
-    d_q = lr * (e[:, None] * pu - l2 * s_i[:, None] * qi)  # (B, K)
-    bu.index_add_(0, u, d_bu)
-    bi.index_add_(0, i, d_bi)
-    P.index_add_(0, u, d_p)
-    Q.index_add_(0, i, d_q)
-    return e
-
-
-def sgd_loss(mu: float, bu: torch.Tensor, bi: torch.Tensor, P: torch.Tensor, Q: torch.Tensor,
-             u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, l2: float, l2_bias: float,
-             su: torch.Tensor, si: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Half the objective's terms of a mini-batch of ratings, and the errors (B,):
-
-        1/2 sum_b [ e_b^2 + s_u (lambda_b b_u^2 + lambda ||p_u||^2)
-                          + s_i (lambda_b b_i^2 + lambda ||q_i||^2) ]
-
-    Its gradient step with step size lr is :func:`sgd_step`'s update.
-    """
-    pu, qi = gather_rows(P, u), gather_rows(Q, i)  # (B, K)
-    b_u, b_i = gather_rows(bu, u), gather_rows(bi, i)  # (B,)
-    e = r - (mu + b_u + b_i + (pu * qi).sum(1))  # (B,)
-    s_u, s_i = gather_rows(su, u), gather_rows(si, i)  # (B,)
-    pen = (s_u * (l2_bias * b_u**2 + l2 * (pu * pu).sum(1))
-           + s_i * (l2_bias * b_i**2 + l2 * (qi * qi).sum(1)))  # (B,)
-    return 0.5 * ((e * e).sum() + pen.sum()), e.detach()
-
-
-def als_half_step(R: sp.csr_matrix, fixed: torch.Tensor, fixed_bias: torch.Tensor, mu: float,
-                  l2: float, l2_bias: float, weighting: str = "count",
-                  budget: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact minimization over one side's (bias, factors), the other side fixed.
-
-    For every row r of ``R`` (users, or items with ``R`` transposed) solve
-
-        (A_r^T A_r + c_r diag(lambda_b, lambda, ..., lambda)) [b_r; x_r] = A_r^T y_r
-
-    with A_r the rows [1, fixed_c] of the columns c that row r rated, y_r = R_rc - mu - b_c,
-    and c_r = the row's rating count ("count") or 1 ("uniform"). A row with no ratings gets 0.
-
-    Parameters
-    ----------
-    R : csr_matrix, shape (N, C)
-        Ratings of the side being solved for (values are ratings).
-    fixed : Tensor, shape (C, K)
-        The other side's factors.
-    fixed_bias : Tensor, shape (C,)
-    budget : padded entries (rows x longest row x (K+1)) per batched solve
-
-    Returns
-    -------
-    factors : Tensor (N, K), biases : Tensor (N,)
-    """
-    R = sp.csr_matrix(R)
-    dev, dt = fixed.device, fixed.dtype
-    N, K = R.shape[0], fixed.shape[1]
-    counts = np.diff(R.indptr)
-    A = torch.cat([torch.ones(len(fixed), 1, dtype=dt, device=dev), fixed], 1)  # (C, K+1)
-    reg = torch.full((K + 1,), float(l2), dtype=dt, device=dev)  # (K+1,)
-    reg[0] = l2_bias
-    c = counts if weighting == "count" else np.ones_like(counts)
-    c = torch.as_tensor(np.maximum(c, 1), dtype=dt, device=dev)  # (N,)
-    out = torch.zeros(N, K + 1, dtype=dt, device=dev)  # (N, K+1)
-    indptr = torch.as_tensor(R.indptr, device=dev)
-    indices = torch.as_tensor(R.indices.astype(np.int64), device=dev)
-    values = torch.as_tensor(R.data, dtype=dt, device=dev)
-    for rows_np in row_blocks(counts, K + 1, budget):
-        rows = torch.as_tensor(rows_np, device=dev)  # (R,)
-        n_r = indptr[rows + 1] - indptr[rows]  # (R,)
-        L = max(int(n_r.max()), 1)
-        pos = indptr[rows][:, None] + torch.arange(L, device=dev)  # (R, L)
-        mask = torch.arange(L, device=dev) < n_r[:, None]  # (R, L)
-        pos = torch.where(mask, pos, torch.zeros_like(pos))
-        cols = indices[pos] if len(indices) else torch.zeros_like(pos)  # (R, L)
-        m = mask.to(dt)
-        Ar = A[cols] * m[..., None]  # (R, L, K+1)
-        y = ((values[pos] if len(values) else 0.0) - mu - fixed_bias[cols]) * m  # (R, L)
-        G = Ar.transpose(1, 2) @ Ar  # (R, K+1, K+1)
-        G = G + torch.diag_embed(c[rows][:, None] * reg)  # + c_r diag(reg)
-        rhs = (Ar.transpose(1, 2) @ y[..., None])  # (R, K+1, 1)
-        x = torch.cholesky_solve(rhs, torch.linalg.cholesky(G))[..., 0]  # (R, K+1)
-        out[rows] = x
-    return out[:, 1:].contiguous(), out[:, 0].contiguous()
 
 
 # ----------------------------------------------------------------------------- model
@@ -294,8 +186,9 @@ class BiasedMF(Recommender, RatingPredictor):
     config_class = BiasedMFConfig
     fitted_attributes = ("n_items_", "module_")
     #: ALS fits directly and ignores the trainer's FitContext
-    capabilities = Capabilities(task="rating", folds_in=False, trainer=True,
-                                predicts_ratings=True, selects_on="rating")
+    capabilities = Capabilities(
+        task="rating", folds_in=False, trainer=True, predicts_ratings=True, selects_on="rating"
+    )
 
     def __init__(self, config: BiasedMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)
@@ -309,8 +202,9 @@ class BiasedMF(Recommender, RatingPredictor):
         return upgrade_flat_config(values)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, *, valid: RatingTask | None = None,
-            context: FitContext | None = None) -> BiasedMF:
+    def fit(
+        self, X, *, valid: RatingTask | None = None, context: FitContext | None = None
+    ) -> BiasedMF:
         cfg = self.config
         X = as_csr(X)
         if X.nnz == 0:
@@ -350,17 +244,28 @@ class BiasedMF(Recommender, RatingPredictor):
             net.Q.masked_fill_(no_i[:, None], 0.0)
         return self
 
-    def _fit_sgd(self, X: sp.csr_matrix, module: BiasedMFNet, u: np.ndarray, i: np.ndarray,
-                 r: np.ndarray, n_u: np.ndarray, n_i: np.ndarray, valid: RatingTask | None,
-                 context: FitContext | None) -> None:
+    def _fit_sgd(
+        self,
+        X: sp.csr_matrix,
+        module: BiasedMFNet,
+        u: np.ndarray,
+        i: np.ndarray,
+        r: np.ndarray,
+        n_u: np.ndarray,
+        n_i: np.ndarray,
+        valid: RatingTask | None,
+        context: FitContext | None,
+    ) -> None:
         cfg = self.config
         dev = module.P.device
         self._ratings = (torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(r))
         if cfg.l2_weighting == "count":
             self._shares = torch.ones(len(n_u), device=dev), torch.ones(len(n_i), device=dev)
         else:
-            self._shares = (torch.from_numpy(1 / np.maximum(n_u, 1)).float().to(dev),
-                            torch.from_numpy(1 / np.maximum(n_i, 1)).float().to(dev))
+            self._shares = (
+                torch.from_numpy(1 / np.maximum(n_u, 1)).float().to(dev),
+                torch.from_numpy(1 / np.maximum(n_i, 1)).float().to(dev),
+            )
         try:
             result = train_module(self, module, X, valid, context, cfg.train)
         finally:
@@ -402,14 +307,28 @@ class BiasedMF(Recommender, RatingPredictor):
         u, i, r = self._ratings
         dev = ctx.device
         perm = torch.randperm(len(u), generator=ctx.generator)  # (n,)
-        return Chunked(perm, ctx.batch_size, lambda sel, _: Ratings(
-            u[sel].to(dev), i[sel].to(dev), r[sel].to(dev)))
+        return Chunked(
+            perm,
+            ctx.batch_size,
+            lambda sel, _: Ratings(u[sel].to(dev), i[sel].to(dev), r[sel].to(dev)),
+        )
 
     def train_step(self, batch: Ratings, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, net = self.config, self.module_
         assert net is not None  # the trainer calls this only while training
-        loss, e = sgd_loss(self.mu_, net.bu, net.bi, net.P, net.Q, batch.users, batch.items,
-                           batch.ratings, cfg.l2, cfg.l2_bias, *self._shares)
+        loss, e = sgd_loss(
+            self.mu_,
+            net.bu,
+            net.bi,
+            net.P,
+            net.Q,
+            batch.users,
+            batch.items,
+            batch.ratings,
+            cfg.l2,
+            cfg.l2_bias,
+            *self._shares,
+        )
         return {"loss": loss, "train_mse": (e * e).mean()}
 
     # ------------------------------------------------------------------ fitted parameters
@@ -454,8 +373,13 @@ class BiasedMF(Recommender, RatingPredictor):
         bu, bi, P, Q = self._fitted_params()
         dev = bi.device
         with torch.no_grad():
-            pred = mf_predict(self.mu_, bu, bi, P, Q, *(torch.from_numpy(a).to(dev)
-                                                        for a in (u, i, ku, ki))).cpu().numpy()
+            pred = (
+                mf_predict(
+                    self.mu_, bu, bi, P, Q, *(torch.from_numpy(a).to(dev) for a in (u, i, ku, ki))
+                )
+                .cpu()
+                .numpy()
+            )
         if self.config.clip:
             pred = np.clip(pred, *self.rating_range_)
         return pred.astype(np.float32)
@@ -481,16 +405,22 @@ class BiasedMF(Recommender, RatingPredictor):
         bu, bi, P, Q = self._fitted_params()
         return {
             "mu": np.array(self.mu_, np.float64),
-            "user_bias": bu.cpu().numpy(), "item_bias": bi.cpu().numpy(),
-            "user_factors": P.cpu().numpy(), "item_factors": Q.cpu().numpy(),
+            "user_bias": bu.cpu().numpy(),
+            "item_bias": bi.cpu().numpy(),
+            "user_factors": P.cpu().numpy(),
+            "item_factors": Q.cpu().numpy(),
             "rating_range": np.array(self.rating_range_, np.float64),
             "best_epoch": np.array(self.best_epoch_, np.int64),
         }
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.mu_ = float(state["mu"])
-        self.module_ = net = BiasedMFNet(*(torch.from_numpy(state[k].astype(np.float32)) for k in (
-            "user_bias", "item_bias", "user_factors", "item_factors"))).requires_grad_(False)
+        self.module_ = net = BiasedMFNet(
+            *(
+                torch.from_numpy(state[k].astype(np.float32))
+                for k in ("user_bias", "item_bias", "user_factors", "item_factors")
+            )
+        ).requires_grad_(False)
         low, high = (float(x) for x in state["rating_range"])
         self.rating_range_ = (low, high)
         self.best_epoch_ = int(state["best_epoch"])

@@ -79,8 +79,11 @@ class BPRMFConfig:
     init_std: float = 0.1  # std of the normal initialisation of the factors
     # how to train: batch_size counts triples, lr is per summed batch loss, optimizer sgd is
     # the paper's LearnBPR; seed drives the initialisation, shuffling and negatives
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=300, batch_size=2048, lr=1e-3, patience=10, select_metric="recall@20"))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=300, batch_size=2048, lr=1e-3, patience=10, select_metric="recall@20"
+        )
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train", as_train_config(self, "bpr-mf"))
@@ -163,8 +166,9 @@ class BPRMF(Recommender):
         """An old model.json config (flat lr, epochs, ..., valid_metric) in the nested form."""
         return upgrade_flat_config(values)
 
-    def fit(self, X, *, valid: RankingTask | None = None,
-            context: FitContext | None = None) -> BPRMF:
+    def fit(
+        self, X, *, valid: RankingTask | None = None, context: FitContext | None = None
+    ) -> BPRMF:
         cfg = self.config
         X = as_csr(X)
         if X.nnz == 0:
@@ -212,8 +216,11 @@ class BPRMF(Recommender):
         perm = torch.randperm(len(u), generator=ctx.generator)  # (n,)
         j = torch.from_numpy(self._sampler(u[perm].numpy(), ctx.generator))  # (n,)
         dev = ctx.device
-        return Chunked(perm, ctx.batch_size, lambda sel, s: Triples(
-            u[sel].to(dev), i[sel].to(dev), j[s : s + len(sel)].to(dev)))
+        return Chunked(
+            perm,
+            ctx.batch_size,
+            lambda sel, s: Triples(u[sel].to(dev), i[sel].to(dev), j[s : s + len(sel)].to(dev)),
+        )
 
     def train_step(self, batch: Triples, ctx: StepContext) -> dict[str, torch.Tensor]:
         assert self.module_ is not None  # the trainer calls this only while training
@@ -277,14 +284,18 @@ class BPRMF(Recommender):
 
     def _get_state(self) -> dict[str, np.ndarray]:
         P, Q, b = self._fitted_tables()
-        return {"user_factors": P.cpu().numpy(),
-                "item_factors": Q.cpu().numpy(),
-                "item_bias": b.cpu().numpy(),
-                "best_epoch": np.array(self.best_epoch_, np.int64)}
+        return {
+            "user_factors": P.cpu().numpy(),
+            "item_factors": Q.cpu().numpy(),
+            "item_bias": b.cpu().numpy(),
+            "best_epoch": np.array(self.best_epoch_, np.int64),
+        }
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        P, Q, b = (torch.from_numpy(state[k].astype(np.float32))
-                   for k in ("user_factors", "item_factors", "item_bias"))
+        P, Q, b = (
+            torch.from_numpy(state[k].astype(np.float32))
+            for k in ("user_factors", "item_factors", "item_bias")
+        )
         self.module_ = BPRMFNet(P, Q, b, self.config.item_bias).requires_grad_(False).eval()
         self.best_epoch_ = int(state["best_epoch"])
         self.valid_history_ = []

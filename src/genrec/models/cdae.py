@@ -67,8 +67,7 @@ from genrec.train import Batch, FitContext, StepContext, TrainConfig
 
 __all__ = ["CDAE", "CDAEConfig", "CDAENet", "cdae_loss"]
 
-_ACT = {"sigmoid": torch.sigmoid, "identity": lambda x: x, "relu": torch.relu,
-        "tanh": torch.tanh}
+_ACT = {"sigmoid": torch.sigmoid, "identity": lambda x: x, "relu": torch.relu, "tanh": torch.tanh}
 
 
 @dataclass(frozen=True)
@@ -81,21 +80,29 @@ class CDAEConfig:
     l2: Annotated[float, Range(ge=0)] = 0.01
     # Adam lr 1e-2 (the paper: AdaGrad; 1e-3 leaves sigmoid units slow), batches of 500 users,
     # 200 epochs, patience 20; weight_decay 0 (l2 above is the paper's penalty)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=200, batch_size=500, lr=1e-2, patience=20))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=200, batch_size=500, lr=1e-2, patience=20)
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
         if self.hidden_activation not in _ACT:
-            raise ValueError(f"hidden_activation must be one of {sorted(_ACT)}, got "
-                             f"{self.hidden_activation!r}")
+            raise ValueError(
+                f"hidden_activation must be one of {sorted(_ACT)}, got {self.hidden_activation!r}"
+            )
 
 
 class CDAENet(nn.Module):
     """Encoder W (I x K, sparse input) + bias b, user nodes V (U x K), decoder W' (K -> I)."""
 
-    def __init__(self, n_users: int, n_items: int, latent_dim: int, activation: str,
-                 generator: torch.Generator):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        latent_dim: int,
+        activation: str,
+        generator: torch.Generator,
+    ):
         super().__init__()
         self.act = _ACT[activation]
         self.input = SparseInputLinear(n_items, latent_dim, generator)  # W, b
@@ -104,16 +111,26 @@ class CDAENet(nn.Module):
             self.user_node.weight.normal_(0.0, 0.01, generator=generator)
         self.output = make_linear(latent_dim, n_items, generator)  # W', b'
 
-    def encode(self, indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor,
-               users: torch.Tensor | None) -> torch.Tensor:
+    def encode(
+        self,
+        indptr: torch.Tensor,
+        indices: torch.Tensor,
+        values: torch.Tensor,
+        users: torch.Tensor | None,
+    ) -> torch.Tensor:
         """z (B, K); ``users`` None means no user node (V_u = 0)."""
         a = self.input(indptr, indices, values)  # (B, K)
         if users is not None:
             a = a + self.user_node(users)  # (B, K)
         return self.act(a)
 
-    def forward(self, indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor,
-                users: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        indptr: torch.Tensor,
+        indices: torch.Tensor,
+        values: torch.Tensor,
+        users: torch.Tensor | None,
+    ) -> torch.Tensor:
         return self.output(self.encode(indptr, indices, values, users))  # logits (B, I)
 
 
@@ -164,10 +181,12 @@ class CDAE(TorchRecommender):
 
     def _check_train_data(self, X: sp.csr_matrix) -> None:
         if X.nnz and (X.data.min() < 0 or X.data.max() > 1):
-            raise DataError(f"{self.name}: the logistic loss needs 0/1 targets, but the training "
-                            f"matrix has values in [{float(X.data.min()):g}, "
-                            f"{float(X.data.max()):g}]; binarize it (X.data[:] = 1 keeps every "
-                            f"interaction)")
+            raise DataError(
+                f"{self.name}: the logistic loss needs 0/1 targets, but the training "
+                f"matrix has values in [{float(X.data.min()):g}, "
+                f"{float(X.data.max()):g}]; binarize it (X.data[:] = 1 keeps every "
+                f"interaction)"
+            )
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> CDAENet:
         c = self.config
@@ -183,8 +202,9 @@ class CDAE(TorchRecommender):
         loss = recon
         if self.config.l2 > 0:
             share = len(batch) / self.n_users_  # the shared weights' penalty, once per epoch
-            shared = sum(p.pow(2).sum() for n, p in net.named_parameters()
-                         if not n.startswith("user_node"))
+            shared = sum(
+                p.pow(2).sum() for n, p in net.named_parameters() if not n.startswith("user_node")
+            )
             nodes = net.user_node(users).pow(2).sum()
             loss = recon + 0.5 * self.config.l2 * (share * shared + nodes) / len(batch)
         return {"loss": loss, "recon": recon.detach()}
@@ -195,8 +215,10 @@ class CDAE(TorchRecommender):
         self._check_fitted()
         u = None if users is None else np.asarray(users, dtype=np.int64).reshape(-1)
         if u is not None and len(u) and (u.min() < 0 or u.max() >= self.n_users_):
-            raise DataError(f"user indices must be in [0, {self.n_users_}) (the training "
-                            f"users); score new users with users=None")
+            raise DataError(
+                f"user indices must be in [0, {self.n_users_}) (the training "
+                f"users); score new users with users=None"
+            )
         return super().score(users, X_users)
 
     def _scores(self, batch: Batch) -> torch.Tensor:

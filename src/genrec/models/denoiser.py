@@ -36,8 +36,9 @@ __all__ = ["timestep_embedding", "Denoiser", "diffrec_linear"]
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embeddings (B, dim) float32 of the timesteps ``t`` (B,) (may be fractional)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period)
-                      * torch.arange(half, dtype=torch.float32, device=t.device) / half)  # (E/2,)
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
+    )  # (E/2,)
     args = t.float()[:, None] * freqs[None]  # (B, E/2)
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, 2 * (E/2))
     if dim % 2:  # a zero column (built from t: with E = 1, emb has no column to copy)
@@ -68,8 +69,15 @@ class Denoiser(nn.Module):
     norm : L2-normalise x_t before the dropout (DiffRec: off)
     """
 
-    def __init__(self, n_in: int, dims: tuple[int, ...], emb_size: int,
-                 generator: torch.Generator, dropout: float = 0.5, norm: bool = False):
+    def __init__(
+        self,
+        n_in: int,
+        dims: tuple[int, ...],
+        emb_size: int,
+        generator: torch.Generator,
+        dropout: float = 0.5,
+        norm: bool = False,
+    ):
         super().__init__()
         if not dims or min(dims) < 1:
             raise ValueError(f"dims must be positive sizes, got {dims}")
@@ -79,13 +87,16 @@ class Denoiser(nn.Module):
         in_dims = [n_in + emb_size, *reversed(dims)]
         out_dims = [*dims, n_in]
         self.in_layers = nn.ModuleList(
-            diffrec_linear(a, b, generator) for a, b in zip(in_dims[:-1], in_dims[1:]))
+            diffrec_linear(a, b, generator) for a, b in zip(in_dims[:-1], in_dims[1:])
+        )
         self.out_layers = nn.ModuleList(
-            diffrec_linear(a, b, generator) for a, b in zip(out_dims[:-1], out_dims[1:]))
+            diffrec_linear(a, b, generator) for a, b in zip(out_dims[:-1], out_dims[1:])
+        )
         self.emb_layer = diffrec_linear(emb_size, emb_size, generator)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """The prediction (B, D); dropout (training mode only) is drawn from ``generator``."""
         emb = self.emb_layer(timestep_embedding(t, self.emb_size).to(x_t.dtype))  # (B, E)
         if self.norm:

@@ -88,15 +88,30 @@ class DiffRecConfig:
     # denoiser [I+E -> 600 -> 200 -> 600 -> I] with a time embedding of 10 and input dropout
     # 0.5; T = 40 steps, linear-var betas in 0.005 x [0.005, 0.01], x_0 prediction,
     # reweighted, importance-sampled t; inference from the history through all T steps
-    diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(
-        dims=(200, 600), emb_size=10, dropout=0.5, steps=40, noise_scale=0.005,
-        noise_min=0.005, noise_max=0.01))
+    diffusion: DiffusionConfig = field(
+        default_factory=lambda: DiffusionConfig(
+            dims=(200, 600),
+            emb_size=10,
+            dropout=0.5,
+            steps=40,
+            noise_scale=0.005,
+            noise_min=0.005,
+            noise_max=0.01,
+        )
+    )
     # Adam lr 1e-3 (the code's AdamW with weight decay 0), batches of 400 users, at most
     # 1000 epochs, validation Recall@20 every 5 epochs, stopping 4 x 5 = 20 epochs after the
     # best (the code); the seed draws weights, shuffling, timesteps, noise and dropout
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=1000, batch_size=400, lr=1e-3, patience=4, select_metric="recall@20",
-        eval_every=5))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=1000,
+            batch_size=400,
+            lr=1e-3,
+            patience=4,
+            select_metric="recall@20",
+            eval_every=5,
+        )
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -113,8 +128,9 @@ def importance_probs(history: torch.Tensor, uniform_prob: float) -> torch.Tensor
     return p * (1.0 - uniform_prob) + uniform_prob / len(p)  # (T,)
 
 
-def update_loss_history(history: torch.Tensor, count: torch.Tensor, t: torch.Tensor,
-                        losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def update_loss_history(
+    history: torch.Tensor, count: torch.Tensor, t: torch.Tensor, losses: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Append ``losses`` (B,) at steps ``t`` (B,) to per-step FIFOs of length H, in batch order.
 
     Same result as DiffRec's per-element loop (write at ``count[t]`` until full, then shift left
@@ -153,8 +169,9 @@ class TimestepSampler(nn.Module):
     def __init__(self, steps: int, history_per_step: int = 10):
         super().__init__()
         self.steps = steps
-        self.register_buffer("lt_history", torch.zeros(steps, history_per_step,
-                                                       dtype=torch.float64))
+        self.register_buffer(
+            "lt_history", torch.zeros(steps, history_per_step, dtype=torch.float64)
+        )
         self.register_buffer("lt_count", torch.zeros(steps, dtype=torch.long))
 
     @property
@@ -162,16 +179,22 @@ class TimestepSampler(nn.Module):
         """True once every step has a full history (importance sampling is then used)."""
         return bool((self.lt_count == self.lt_history.shape[1]).all())
 
-    def sample(self, n: int, generator: torch.Generator, method: str = "importance",
-               uniform_prob: float = 0.001) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator,
+        method: str = "importance",
+        uniform_prob: float = 0.001,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` timesteps (n,) and their p_t * T (n,) float64 (ones while uniform)."""
         dev = self.lt_history.device
         if method == "uniform" or not self.full:
             t = torch.randint(0, self.steps, (n,), generator=generator, device=generator.device)
             return t.to(dev), torch.ones(n, dtype=torch.float64, device=dev)
         p = importance_probs(self.lt_history, uniform_prob)  # (T,)
-        t = torch.multinomial(p.to(generator.device), n, replacement=True,
-                              generator=generator).to(dev)  # (n,)
+        t = torch.multinomial(p.to(generator.device), n, replacement=True, generator=generator).to(
+            dev
+        )  # (n,)
         return t, p[t] * self.steps
 
     @torch.no_grad()
@@ -187,10 +210,15 @@ class TimestepSampler(nn.Module):
 Denoise = Callable[..., torch.Tensor]
 
 
-def diffusion_loss(schedule: DiffusionSchedule, denoise: Denoise, x0: torch.Tensor,
-                   t: torch.Tensor, noise: torch.Tensor, reweight: bool,
-                   generator: torch.Generator | None = None,
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def diffusion_loss(
+    schedule: DiffusionSchedule,
+    denoise: Denoise,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    reweight: bool,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row training loss w_t * mse (B,) float32 and the predicted x_0 (B, D).
 
     ``denoise(x_t, t, generator)`` is the network; ``noise`` (B, D) is drawn by the caller.
@@ -210,10 +238,15 @@ def diffusion_loss(schedule: DiffusionSchedule, denoise: Denoise, x0: torch.Tens
     return w * mse, pred_x0
 
 
-def reverse_diffusion(schedule: DiffusionSchedule, denoise: Denoise, x_start: torch.Tensor,
-                      sampling_steps: int = 0, reverse_steps: int | None = None,
-                      generator: torch.Generator | None = None,
-                      sampling_noise: bool = False) -> torch.Tensor:
+def reverse_diffusion(
+    schedule: DiffusionSchedule,
+    denoise: Denoise,
+    x_start: torch.Tensor,
+    sampling_steps: int = 0,
+    reverse_steps: int | None = None,
+    generator: torch.Generator | None = None,
+    sampling_noise: bool = False,
+) -> torch.Tensor:
     """DiffRec's inference: noise ``x_start`` (B, D) to step ``sampling_steps`` (0: keep it),
     then ``reverse_steps`` (None = T) reverse steps from t = reverse_steps - 1 down to 0."""
     x = x_start
@@ -243,8 +276,9 @@ class DiffRecNet(nn.Module):
         self.sampler = TimestepSampler(d.steps, d.history_per_step)
 
 
-def inference_generator(d: DiffusionConfig, seed: int,
-                        device: torch.device) -> torch.Generator | None:
+def inference_generator(
+    d: DiffusionConfig, seed: int, device: torch.device
+) -> torch.Generator | None:
     """The generator of inference noise (only when ``d`` asks for noise), seeded from the
     training seed and reseeded per call: the same rows in the same batch always get the same
     scores."""
@@ -289,12 +323,15 @@ class DiffRec(TorchRecommender):
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         c, net = self.config.diffusion, self.module_
         x0 = batch.dense()  # (B, I)
-        t, pt = net.sampler.sample(len(batch), ctx.generator, c.timestep_sampling,
-                                   c.uniform_prob)  # (B,), (B,)
-        noise = torch.randn(x0.shape, generator=ctx.generator,
-                            device=ctx.generator.device).to(x0)  # (B, I)
-        per_user, _ = diffusion_loss(net.schedule, net.denoiser, x0, t, noise, c.reweight,
-                                     ctx.generator)  # (B,)
+        t, pt = net.sampler.sample(
+            len(batch), ctx.generator, c.timestep_sampling, c.uniform_prob
+        )  # (B,), (B,)
+        noise = torch.randn(x0.shape, generator=ctx.generator, device=ctx.generator.device).to(
+            x0
+        )  # (B, I)
+        per_user, _ = diffusion_loss(
+            net.schedule, net.denoiser, x0, t, noise, c.reweight, ctx.generator
+        )  # (B,)
         net.sampler.record(t, per_user)
         loss = (per_user / pt.to(per_user.dtype)).mean()
         return {"loss": loss}
@@ -303,5 +340,6 @@ class DiffRec(TorchRecommender):
         c, net = self.config.diffusion, self.module_
         x = batch.dense()  # (B, I)
         gen = inference_generator(c, self.config.train.seed, x.device)
-        return reverse_diffusion(net.schedule, net.denoiser, x, c.sampling_steps,
-                                 c.reverse_steps, gen, c.sampling_noise)  # (B, I)
+        return reverse_diffusion(
+            net.schedule, net.denoiser, x, c.sampling_steps, c.reverse_steps, gen, c.sampling_noise
+        )  # (B, I)

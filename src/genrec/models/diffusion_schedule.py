@@ -105,29 +105,47 @@ class DiffusionConfig:
         check_ranges(self)
         if self.noise_schedule != "cosine":
             if not (self.noise_scale > 0 and self.noise_min > 0 and self.noise_max > 0):
-                raise ValueError(f"noise_scale, noise_min and noise_max must be > 0, got "
-                                 f"{self.noise_scale}, {self.noise_min}, {self.noise_max}")
+                raise ValueError(
+                    f"noise_scale, noise_min and noise_max must be > 0, got "
+                    f"{self.noise_scale}, {self.noise_min}, {self.noise_max}"
+                )
             if self.noise_min > self.noise_max:
-                raise ValueError(f"noise_min ({self.noise_min}) must be <= noise_max "
-                                 f"({self.noise_max})")
+                raise ValueError(
+                    f"noise_min ({self.noise_min}) must be <= noise_max ({self.noise_max})"
+                )
             if self.noise_scale * self.noise_max >= 1:
-                raise ValueError(f"noise_scale * noise_max must be < 1, got "
-                                 f"{self.noise_scale * self.noise_max}")
-        if (self.noise_schedule == "linear-var" and self.steps > 1
-                and self.noise_min >= self.noise_max):
-            raise ValueError(f"noise_schedule linear-var needs noise_min < noise_max when steps "
-                             f"> 1 (the variance must grow: equal values give beta_t = 0 for "
-                             f"t >= 1), got {self.noise_min} and {self.noise_max}; the linear "
-                             f"schedule allows constant betas")
+                raise ValueError(
+                    f"noise_scale * noise_max must be < 1, got {self.noise_scale * self.noise_max}"
+                )
+        if (
+            self.noise_schedule == "linear-var"
+            and self.steps > 1
+            and self.noise_min >= self.noise_max
+        ):
+            raise ValueError(
+                f"noise_schedule linear-var needs noise_min < noise_max when steps "
+                f"> 1 (the variance must grow: equal values give beta_t = 0 for "
+                f"t >= 1), got {self.noise_min} and {self.noise_max}; the linear "
+                f"schedule allows constant betas"
+            )
         # the betas themselves (T floats), so that a bad schedule is refused here, not at fit
-        make_betas(self.noise_schedule, self.steps, self.noise_scale, self.noise_min,
-                   self.noise_max, self.first_beta)
+        make_betas(
+            self.noise_schedule,
+            self.steps,
+            self.noise_scale,
+            self.noise_min,
+            self.noise_max,
+            self.first_beta,
+        )
         if self.sampling_steps > self.steps:
-            raise ValueError(f"sampling_steps must be in [0, steps={self.steps}], "
-                             f"got {self.sampling_steps}")
+            raise ValueError(
+                f"sampling_steps must be in [0, steps={self.steps}], got {self.sampling_steps}"
+            )
         if self.reverse_steps is not None and self.reverse_steps > self.steps:
-            raise ValueError(f"reverse_steps must be in [1, steps={self.steps}] or None, "
-                             f"got {self.reverse_steps}")
+            raise ValueError(
+                f"reverse_steps must be in [1, steps={self.steps}] or None, "
+                f"got {self.reverse_steps}"
+            )
 
 
 # ---------------------------------------------------------------- betas (pure, float64 numpy)
@@ -155,8 +173,14 @@ def cosine_betas(steps: int, max_beta: float = MAX_BETA) -> np.ndarray:
     return np.minimum(1.0 - abar((u + 1) / steps) / abar(u / steps), max_beta)
 
 
-def make_betas(name: str, steps: int, noise_scale: float, noise_min: float, noise_max: float,
-               first_beta: float | None = 1e-5) -> np.ndarray:
+def make_betas(
+    name: str,
+    steps: int,
+    noise_scale: float,
+    noise_min: float,
+    noise_max: float,
+    first_beta: float | None = 1e-5,
+) -> np.ndarray:
     """The (T,) float64 betas of schedule ``name`` (see the module docstring)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -172,8 +196,10 @@ def make_betas(name: str, steps: int, noise_scale: float, noise_min: float, nois
     if first_beta is not None:
         betas[0] = first_beta
     if not ((betas > 0).all() and (betas <= 1).all()):
-        raise ValueError(f"schedule {name!r} gives betas outside (0, 1]: min {betas.min():.3g}, "
-                         f"max {betas.max():.3g}; check noise_scale, noise_min, noise_max")
+        raise ValueError(
+            f"schedule {name!r} gives betas outside (0, 1]: min {betas.min():.3g}, "
+            f"max {betas.max():.3g}; check noise_scale, noise_min, noise_max"
+        )
     return betas
 
 
@@ -239,9 +265,16 @@ class DiffusionSchedule(nn.Module):
     sqrt_recip_alphas_cumprod: torch.Tensor
     sqrt_recipm1_alphas_cumprod: torch.Tensor
 
-    def __init__(self, name: str, steps: int, noise_scale: float, noise_min: float,
-                 noise_max: float, first_beta: float | None = 1e-5,
-                 prediction: Literal["x0", "eps"] = "x0"):
+    def __init__(
+        self,
+        name: str,
+        steps: int,
+        noise_scale: float,
+        noise_min: float,
+        noise_max: float,
+        first_beta: float | None = 1e-5,
+        prediction: Literal["x0", "eps"] = "x0",
+    ):
         super().__init__()
         if prediction not in ("x0", "eps"):
             raise ValueError(f"prediction must be x0 or eps, got {prediction!r}")
@@ -255,8 +288,15 @@ class DiffusionSchedule(nn.Module):
     @classmethod
     def from_config(cls, c: DiffusionConfig) -> DiffusionSchedule:
         """The schedule of a :class:`DiffusionConfig`."""
-        return cls(c.noise_schedule, c.steps, c.noise_scale, c.noise_min, c.noise_max,
-                   c.first_beta, c.mean_type)
+        return cls(
+            c.noise_schedule,
+            c.steps,
+            c.noise_scale,
+            c.noise_min,
+            c.noise_max,
+            c.first_beta,
+            c.mean_type,
+        )
 
     # ------------------------------------------------------------ helpers
     @staticmethod
@@ -270,8 +310,9 @@ class DiffusionSchedule(nn.Module):
         return t
 
     # ------------------------------------------------------------ forward process
-    def q_sample(self, x0: torch.Tensor, t: torch.Tensor | int,
-                 noise: torch.Tensor) -> torch.Tensor:
+    def q_sample(
+        self, x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor
+    ) -> torch.Tensor:
         """A draw of x_t ~ q(x_t | x_0): sqrt(abar_t) x0 + sqrt(1 - abar_t) noise.
 
         Parameters
@@ -281,32 +322,51 @@ class DiffusionSchedule(nn.Module):
         noise : (B, D) standard normal, drawn by the caller
         """
         t = self._steps_tensor(t, x0)
-        return (self._at(self.sqrt_alphas_cumprod, t, x0) * x0
-                + self._at(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)  # (B, D)
+        return (
+            self._at(self.sqrt_alphas_cumprod, t, x0) * x0
+            + self._at(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        )  # (B, D)
 
     # ------------------------------------------------------------ reverse process
-    def posterior_mean_variance(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def posterior_mean_variance(
+        self,
+        x0: torch.Tensor,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean (B, D), variance (B, 1) and clipped log-variance (B, 1) of q(x_{t-1}|x_t, x_0)."""
         t = self._steps_tensor(t, x_t)
-        mean = (self._at(self.posterior_mean_coef1, t, x_t) * x0
-                + self._at(self.posterior_mean_coef2, t, x_t) * x_t)  # (B, D)
-        return (mean, self._at(self.posterior_variance, t, x_t),
-                self._at(self.posterior_log_variance_clipped, t, x_t))
+        mean = (
+            self._at(self.posterior_mean_coef1, t, x_t) * x0
+            + self._at(self.posterior_mean_coef2, t, x_t) * x_t
+        )  # (B, D)
+        return (
+            mean,
+            self._at(self.posterior_variance, t, x_t),
+            self._at(self.posterior_log_variance_clipped, t, x_t),
+        )
 
-    def predict_x0(self, model_output: torch.Tensor, x_t: torch.Tensor,
-                   t: torch.Tensor) -> torch.Tensor:
+    def predict_x0(
+        self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
         """x_0 from the denoiser's output: itself (x0 prediction), or from the noise
         (x0 = sqrt(1 / abar_t) x_t - sqrt(1 / abar_t - 1) eps)."""
         if self.prediction == "x0":
             return model_output
         t = self._steps_tensor(t, x_t)
-        return (self._at(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t
-                - self._at(self.sqrt_recipm1_alphas_cumprod, t, x_t) * model_output)  # (B, D)
+        return (
+            self._at(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t
+            - self._at(self.sqrt_recipm1_alphas_cumprod, t, x_t) * model_output
+        )  # (B, D)
 
-    def step(self, model_output: torch.Tensor, t: int | torch.Tensor, x_t: torch.Tensor,
-             generator: torch.Generator | None = None, sampling_noise: bool = False,
-             ) -> torch.Tensor:
+    def step(
+        self,
+        model_output: torch.Tensor,
+        t: int | torch.Tensor,
+        x_t: torch.Tensor,
+        generator: torch.Generator | None = None,
+        sampling_noise: bool = False,
+    ) -> torch.Tensor:
         """One reverse step x_t -> x_{t-1}: the posterior mean at the predicted x_0, plus
         sqrt(var) * N(0, I) from ``generator`` when ``sampling_noise`` (never at t = 0)."""
         t = self._steps_tensor(t, x_t)

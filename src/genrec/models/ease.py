@@ -47,8 +47,9 @@ class EASEConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.l2 < math.inf:
-            raise ValueError(f"l2 must be > 0 and finite (got {self.l2}); it keeps X^T X + l2 I "
-                             f"invertible")
+            raise ValueError(
+                f"l2 must be > 0 and finite (got {self.l2}); it keeps X^T X + l2 I invertible"
+            )
         if self.max_memory_gb is not None and not self.max_memory_gb > 0:
             raise ValueError(f"max_memory_gb must be > 0 or None, got {self.max_memory_gb}")
 

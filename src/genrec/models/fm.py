@@ -71,14 +71,23 @@ from genrec.models._shallow import (
     as_train_config,
     check_rating_range,
     fit_rating_range,
-    gather_rows,
     lookup,
     rating_triples,
     train_module,
     upgrade_flat_config,
 )
-from genrec.models._sparse import sparse_matmul
 from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.fm_math import (
+    design_matrix,
+    fm_feature_blocks,
+    fm_padded,
+    fm_pairwise,
+    fm_pairwise_naive,
+    fm_penalty,
+    fm_predict,
+    fm_row_parts,
+    padded_rows,
+)
 from genrec.train import (
     BatchContext,
     Chunked,
@@ -89,8 +98,19 @@ from genrec.train import (
     Triples,
 )
 
-__all__ = ["FM", "FMConfig", "FMNet", "fm_pairwise", "fm_pairwise_naive", "fm_predict", "fm_padded",
-           "fm_penalty", "fm_feature_blocks", "design_matrix", "padded_rows"]
+__all__ = [
+    "FM",
+    "FMConfig",
+    "FMNet",
+    "fm_pairwise",
+    "fm_pairwise_naive",
+    "fm_predict",
+    "fm_padded",
+    "fm_penalty",
+    "fm_feature_blocks",
+    "design_matrix",
+    "padded_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,126 +128,21 @@ class FMConfig:
     # how to train: batch_size counts rows (ratings, or triples for bpr), lr is per summed
     # batch loss; select_metric picks the bpr epoch (regression selects on RMSE); seed drives
     # the initialisation, shuffling and negatives
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=100, batch_size=1024, lr=0.001, patience=5, select_metric="ndcg@20"))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=100, batch_size=1024, lr=0.001, patience=5, select_metric="ndcg@20"
+        )
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train", as_train_config(self, "fm"))
         if self.n_factors < 1:
             raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
         if not (0 <= self.l2_w < math.inf and 0 <= self.l2_v < math.inf):
-            raise ValueError(f"l2_w and l2_v must be >= 0 and finite, got {self.l2_w}, "
-                             f"{self.l2_v}")
+            raise ValueError(f"l2_w and l2_v must be >= 0 and finite, got {self.l2_w}, {self.l2_v}")
         if not 0 <= self.init_std < math.inf:
             raise ValueError(f"init_std must be >= 0 and finite, got {self.init_std}")
         check_rating_range(self.rating_range)
-
-
-# ----------------------------------------------------------------------------- features
-def fm_feature_blocks(n_users: int, n_items: int, side: SideFeatures | None
-                      ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Each user's and each item's part of the design matrix, in the full feature space.
-
-    Returns ``user_block`` (U, F) = [one-hot user | 0 | user side | 0] and ``item_block``
-    (I, F) = [0 | one-hot item | 0 | item side], with F = U + I + Fu + Fi. A design row is
-    ``user_block[u] + item_block[i]`` (the two never share a column).
-    """
-    Fu = 0 if side is None else side.user.shape[1]
-    Fi = 0 if side is None else side.item.shape[1]
-    eye_u = sp.identity(n_users, np.float32, format="csr")
-    eye_i = sp.identity(n_items, np.float32, format="csr")
-    us = side.user if side is not None else sp.csr_matrix((n_users, 0), dtype=np.float32)
-    its = side.item if side is not None else sp.csr_matrix((n_items, 0), dtype=np.float32)
-    ub = sp.hstack([eye_u, sp.csr_matrix((n_users, n_items)), us,
-                    sp.csr_matrix((n_users, Fi))], format="csr", dtype=np.float32)
-    ib = sp.hstack([sp.csr_matrix((n_items, n_users)), eye_i, sp.csr_matrix((n_items, Fu)),
-                    its], format="csr", dtype=np.float32)
-    return ub, ib
-
-
-def design_matrix(users: np.ndarray, items: np.ndarray, user_block: sp.csr_matrix,
-                  item_block: sp.csr_matrix) -> sp.csr_matrix:
-    """The sparse design matrix (n, F): row k is x for the pair (users[k], items[k]).
-
-    An unknown user or item (index -1 or out of range) contributes an empty part.
-    """
-    u, ku = lookup(users, user_block.shape[0])
-    i, ki = lookup(items, item_block.shape[0])
-    Xu = sp.diags(ku.astype(np.float32)) @ user_block[u]  # (n, F)
-    Xi = sp.diags(ki.astype(np.float32)) @ item_block[i]  # (n, F)
-    X = sp.csr_matrix(Xu + Xi, dtype=np.float32)
-    X.eliminate_zeros()
-    return X
-
-
-def padded_rows(block: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
-    """CSR rows as padded (index, value) arrays (R+1, L); the extra last row is empty.
-
-    Padding entries have index 0 and value 0, so they add nothing to sums weighted by value.
-    """
-    block = sp.csr_matrix(block)
-    counts = np.diff(block.indptr)
-    L = max(int(counts.max()) if len(counts) else 0, 1)
-    R = block.shape[0]
-    idx = np.zeros((R + 1, L), np.int64)
-    val = np.zeros((R + 1, L), block.dtype if block.dtype.kind == "f" else np.float32)
-    pos = np.arange(L)[None, :] < counts[:, None]  # (R, L)
-    idx[:R][pos] = block.indices
-    val[:R][pos] = block.data
-    return torch.from_numpy(idx), torch.from_numpy(val)
-
-
-# ----------------------------------------------------------------------------- math
-def fm_pairwise_naive(X: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-    """The pairwise term by its definition, sum_{j<l} <v_j, v_l> x_j x_l; X dense (n, F).
-
-    O(n F^2 K): a reference for tests only.
-    """
-    G = V @ V.T  # (F, F) <v_j, v_l>
-    full = torch.einsum("nj,jl,nl->n", X, G, X)  # sum over all (j, l)
-    diag = (X * X) @ G.diagonal()  # (n,) the j == l terms
-    return 0.5 * (full - diag)
-
-
-def fm_pairwise(X: sp.csr_matrix, V: torch.Tensor) -> torch.Tensor:
-    """The pairwise term by Rendle's O(K n_nz) identity, X a sparse design matrix (n, F)."""
-    XV = sparse_matmul(X, V)  # (n, K) sum_j x_j v_jf
-    X2 = X.multiply(X).tocsr()
-    X2V2 = sparse_matmul(X2, V * V)  # (n, K) sum_j x_j^2 v_jf^2
-    return 0.5 * (XV * XV - X2V2).sum(1)  # (n,)
-
-
-def fm_predict(X: sp.csr_matrix, w0: torch.Tensor, w: torch.Tensor,
-               V: torch.Tensor) -> torch.Tensor:
-    """y_hat = w0 + x . w + pairwise for every row of the design matrix X (n, F)."""
-    return w0 + sparse_matmul(X, w[:, None])[:, 0] + fm_pairwise(X, V)  # (n,)
-
-
-def fm_padded(idx: torch.Tensor, val: torch.Tensor, w0: torch.Tensor, w: torch.Tensor,
-              V: torch.Tensor) -> torch.Tensor:
-    """y_hat for padded rows (B, L) of (feature index, value): the identity, batched."""
-    Vx = gather_rows(V, idx) * val[..., None]  # (B, L, K) x_j v_j
-    s = Vx.sum(1)  # (B, K)
-    pair = 0.5 * (s * s - (Vx * Vx).sum(1)).sum(1)  # (B,)
-    return w0 + (gather_rows(w, idx) * val).sum(1) + pair  # (B,)
-
-
-def fm_penalty(idx: torch.Tensor, val: torch.Tensor, w: torch.Tensor, V: torch.Tensor,
-               l2_w: float, l2_v: float) -> torch.Tensor:
-    """sum over padded rows (B, L) of lambda_w w_j^2 + lambda_v ||v_j||^2 for each feature j the
-    row uses (x_j != 0; padding has value 0)."""
-    used = (val != 0).float()  # (B, L)
-    return (l2_w * (gather_rows(w, idx) ** 2 * used).sum()
-            + l2_v * ((gather_rows(V, idx) ** 2).sum(-1) * used).sum())
-
-
-def _parts(idx: torch.Tensor, val: torch.Tensor, w: torch.Tensor, V: torch.Tensor
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row sums a = sum_j x_j v_j (R, K) and the row's own terms (R,) (linear + pairwise)."""
-    Vx = gather_rows(V, idx) * val[..., None]  # (R, L, K)
-    a = Vx.sum(1)  # (R, K)
-    own = (gather_rows(w, idx) * val).sum(1) + 0.5 * (a * a - (Vx * Vx).sum(1)).sum(1)  # (R,)
-    return a, own
 
 
 # ----------------------------------------------------------------------------- model
@@ -275,8 +190,14 @@ class FM(Recommender, RatingPredictor):
     name = "fm"
     config_class = FMConfig
     fitted_attributes = ("n_items_", "module_", "user_block_")
-    capabilities = Capabilities(task="rating", folds_in=False, trainer=True,
-                                side_features=True, predicts_ratings=True, selects_on="rating")
+    capabilities = Capabilities(
+        task="rating",
+        folds_in=False,
+        trainer=True,
+        side_features=True,
+        predicts_ratings=True,
+        selects_on="rating",
+    )
 
     def selects_on(self) -> Literal["ranking", "rating"]:
         return "rating" if self.config.objective == "regression" else "ranking"
@@ -293,8 +214,9 @@ class FM(Recommender, RatingPredictor):
         self._uidx, self._uval = padded_rows(self.user_block_)  # (U+1, Lu)
         self._iidx, self._ival = padded_rows(self.item_block_)  # (I+1, Li)
 
-    def _rows(self, u: np.ndarray, i: np.ndarray, device: torch.device | str = "cpu"
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rows(
+        self, u: np.ndarray, i: np.ndarray, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded design rows (B, Lu+Li) for index pairs; unknown -> the empty row."""
         ut = torch.as_tensor(u)
         it = torch.as_tensor(i)
@@ -309,8 +231,9 @@ class FM(Recommender, RatingPredictor):
         nested form."""
         return upgrade_flat_config(values)
 
-    def fit(self, X, *, valid: RatingTask | RankingTask | None = None,
-            context: FitContext | None = None) -> FM:
+    def fit(
+        self, X, *, valid: RatingTask | RankingTask | None = None, context: FitContext | None = None
+    ) -> FM:
         cfg = self.config
         side: SideFeatures | None = None if context is None else context.side
         X = as_csr(X)
@@ -320,14 +243,19 @@ class FM(Recommender, RatingPredictor):
         U, I = X.shape
         if side is not None and cfg.use_side_features:
             if side.user.shape[0] != U or side.item.shape[0] != I:
-                raise DataError(f"side features have {side.user.shape[0]} users and "
-                                f"{side.item.shape[0]} items; the training matrix {U} x {I}")
+                raise DataError(
+                    f"side features have {side.user.shape[0]} users and "
+                    f"{side.item.shape[0]} items; the training matrix {U} x {I}"
+                )
         elif cfg.use_side_features:  # the default: use side features when given; none is fine
             log.info("FM: no side features given to fit(); fitting on one-hot users and items")
         use = side if cfg.use_side_features else None
         self.user_block_, self.item_block_ = fm_feature_blocks(U, I, use)
-        self.feature_names_ = ([f"user={k}" for k in range(U)] + [f"item={k}" for k in range(I)]
-                               + ([] if use is None else use.names))
+        self.feature_names_ = (
+            [f"user={k}" for k in range(U)]
+            + [f"item={k}" for k in range(I)]
+            + ([] if use is None else use.names)
+        )
         self.n_items_, self.n_users_ = I, U
         self._prepare()
         dev = resolve_device(cfg.train.device)
@@ -341,8 +269,7 @@ class FM(Recommender, RatingPredictor):
         module = FMNet(w0, torch.zeros(F), V).to(dev)
         self._data = (torch.from_numpy(u_np), torch.from_numpy(i_np), torch.from_numpy(r_np))
         self._sampler = None if regression else NegativeSampler(X)
-        self._padded = tuple(t.to(dev) for t in (self._uidx, self._uval, self._iidx,
-                                                  self._ival))
+        self._padded = tuple(t.to(dev) for t in (self._uidx, self._uval, self._iidx, self._ival))
         try:
             result = train_module(self, module, X, valid, context, cfg.train)
         finally:
@@ -375,14 +302,19 @@ class FM(Recommender, RatingPredictor):
         dev = ctx.device
         perm = torch.randperm(len(u), generator=ctx.generator)  # (n,)
         if self._sampler is None:
-            return Chunked(perm, ctx.batch_size, lambda sel, _: Ratings(
-                u[sel].to(dev), i[sel].to(dev), r[sel].to(dev)))
+            return Chunked(
+                perm,
+                ctx.batch_size,
+                lambda sel, _: Ratings(u[sel].to(dev), i[sel].to(dev), r[sel].to(dev)),
+            )
         j = torch.from_numpy(self._sampler(u[perm].numpy(), ctx.generator))  # (n,)
-        return Chunked(perm, ctx.batch_size, lambda sel, s: Triples(
-            u[sel].to(dev), i[sel].to(dev), j[s : s + len(sel)].to(dev)))
+        return Chunked(
+            perm,
+            ctx.batch_size,
+            lambda sel, s: Triples(u[sel].to(dev), i[sel].to(dev), j[s : s + len(sel)].to(dev)),
+        )
 
-    def _batch_rows(self, u: torch.Tensor, i: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch_rows(self, u: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         uidx, uval, iidx, ival = self._padded
         return torch.cat([uidx[u], iidx[i]], 1), torch.cat([uval[u], ival[i]], 1)  # (B, L)
 
@@ -395,13 +327,15 @@ class FM(Recommender, RatingPredictor):
             loss = (err * err).sum() + fm_penalty(idx, val, net.w, net.V, cfg.l2_w, cfg.l2_v)
             return {"loss": loss}
         jdx, jval = self._batch_rows(batch.users, batch.negatives)
-        diff = (fm_padded(idx, val, net.w0, net.w, net.V)
-                - fm_padded(jdx, jval, net.w0, net.w, net.V))  # (B,)
+        diff = fm_padded(idx, val, net.w0, net.w, net.V) - fm_padded(
+            jdx, jval, net.w0, net.w, net.V
+        )  # (B,)
         # the triple's features: the user's once, both items' (user columns first)
         lu = self._padded[0].shape[1]
         tidx, tval = torch.cat([idx, jdx[:, lu:]], 1), torch.cat([val, jval[:, lu:]], 1)
-        loss = (-torch.nn.functional.logsigmoid(diff).sum()
-                + fm_penalty(tidx, tval, net.w, net.V, cfg.l2_w, cfg.l2_v))
+        loss = -torch.nn.functional.logsigmoid(diff).sum() + fm_penalty(
+            tidx, tval, net.w, net.V, cfg.l2_w, cfg.l2_v
+        )
         return {"loss": loss}
 
     # ------------------------------------------------------------------ fitted parameters
@@ -458,18 +392,25 @@ class FM(Recommender, RatingPredictor):
         dev = w.device
         with torch.no_grad():
             ut = torch.from_numpy(u)
-            a_u, own_u = _parts(self._uidx[ut].to(dev), self._uval[ut].to(dev), w, V)  # (B, K)
-            b_i, own_i = _parts(self._iidx[:-1].to(dev), self._ival[:-1].to(dev), w, V)  # (I, K)
+            a_u, own_u = fm_row_parts(
+                self._uidx[ut].to(dev), self._uval[ut].to(dev), w, V
+            )  # (B, K)
+            b_i, own_i = fm_row_parts(
+                self._iidx[:-1].to(dev), self._ival[:-1].to(dev), w, V
+            )  # (I, K)
             return w0 + own_u[:, None] + own_i[None, :] + a_u @ b_i.T  # (B, I)
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, np.ndarray]:
         w0, w, V = self._fitted_params()
-        out = {"w0": w0.cpu().numpy(), "w": w.cpu().numpy(), "V": V.cpu().numpy(),
-               "feature_names": np.array(self.feature_names_, dtype=str),
-               "best_epoch": np.array(self.best_epoch_, np.int64),
-               "rating_range": np.array(self.rating_range_ if self.rating_range_ else [],
-                                        np.float64)}
+        out = {
+            "w0": w0.cpu().numpy(),
+            "w": w.cpu().numpy(),
+            "V": V.cpu().numpy(),
+            "feature_names": np.array(self.feature_names_, dtype=str),
+            "best_epoch": np.array(self.best_epoch_, np.int64),
+            "rating_range": np.array(self.rating_range_ if self.rating_range_ else [], np.float64),
+        }
         for name, m in (("user_block", self.user_block_), ("item_block", self.item_block_)):
             out[f"{name}_indptr"] = m.indptr.astype(np.int64)
             out[f"{name}_indices"] = m.indices.astype(np.int64)
@@ -478,10 +419,15 @@ class FM(Recommender, RatingPredictor):
         return out
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.module_ = FMNet(torch.from_numpy(np.asarray(state["w0"], np.float32)),
-                             torch.from_numpy(state["w"].astype(np.float32)),
-                             torch.from_numpy(state["V"].astype(np.float32))
-                             ).requires_grad_(False).eval()
+        self.module_ = (
+            FMNet(
+                torch.from_numpy(np.asarray(state["w0"], np.float32)),
+                torch.from_numpy(state["w"].astype(np.float32)),
+                torch.from_numpy(state["V"].astype(np.float32)),
+            )
+            .requires_grad_(False)
+            .eval()
+        )
         self.feature_names_ = [str(x) for x in state["feature_names"]]
         self.best_epoch_ = int(state["best_epoch"])
         self.valid_history_ = []
@@ -490,8 +436,10 @@ class FM(Recommender, RatingPredictor):
         blocks = {}
         for name in ("user_block", "item_block"):
             shape = tuple(int(x) for x in state[f"{name}_shape"])
-            blocks[name] = sp.csr_matrix((state[f"{name}_data"], state[f"{name}_indices"],
-                                          state[f"{name}_indptr"]), shape=shape)
+            blocks[name] = sp.csr_matrix(
+                (state[f"{name}_data"], state[f"{name}_indices"], state[f"{name}_indptr"]),
+                shape=shape,
+            )
         self.user_block_, self.item_block_ = blocks["user_block"], blocks["item_block"]
         self.n_users_ = self.user_block_.shape[0]
         self._prepare()

@@ -53,8 +53,9 @@ class GaussianVAEConfig:
     latent_dim: Annotated[int, Range(ge=1)] = 256  # K, the size of z
     beta: Annotated[float, Range(ge=0)] = 1.0  # KL weight (1 = the ELBO)
     # Adam, lr 1e-3, batches of 500 users, 100 epochs, every epoch run (patience None)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=100, batch_size=500, lr=1e-3, patience=None))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=100, batch_size=500, lr=1e-3, patience=None)
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -86,8 +87,7 @@ class GaussianVAE(TorchRecommender):
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> MLPAutoencoder:
         c = self.config
-        return MLPAutoencoder(n_items, tuple(c.hidden_dims), c.latent_dim, True, "relu",
-                              generator)
+        return MLPAutoencoder(n_items, tuple(c.hidden_dims), c.latent_dim, True, "relu", generator)
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         net = self.module_
@@ -97,8 +97,7 @@ class GaussianVAE(TorchRecommender):
         z = reparameterize(mu, logvar, ctx.generator)  # (B, K)
         recon = gaussian_recon_loss(net.decode(z), batch.dense()).mean()
         kl = gaussian_kl_to_std_normal(mu, logvar).mean()
-        return {"loss": recon + self.config.beta * kl, "recon": recon.detach(),
-                "kl": kl.detach()}
+        return {"loss": recon + self.config.beta * kl, "recon": recon.detach(), "kl": kl.detach()}
 
     def _encode(self, batch: Batch) -> torch.Tensor:
         mu, _ = self.module_.encode(batch.indptr, batch.indices, batch.values)

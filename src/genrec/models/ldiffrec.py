@@ -110,21 +110,38 @@ class LDiffRecConfig:
     lamda_anneal_epochs: Annotated[int, Range(ge=1)] = 500
     # denoiser [K+E -> 300 -> K] (the code's mlp_dims) over z, time embedding 10, input
     # dropout 0.5; T = 5 steps, linear-var betas in 0.5 x [0.001, 0.005]; the rest as DiffRec
-    diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(
-        dims=(300,), emb_size=10, dropout=0.5, steps=5, noise_scale=0.5, noise_min=0.001,
-        noise_max=0.005))
+    diffusion: DiffusionConfig = field(
+        default_factory=lambda: DiffusionConfig(
+            dims=(300,),
+            emb_size=10,
+            dropout=0.5,
+            steps=5,
+            noise_scale=0.5,
+            noise_min=0.001,
+            noise_max=0.005,
+        )
+    )
     # Adam, lr 1e-4 for the denoiser (the code's lr2; vae_lr above for the VAEs), batches of
     # 400 users, at most 1000 epochs, validation Recall@20 every 5 epochs, patience 4 (20
     # epochs); the seed also seeds the SVD and k-means (so it must be in [0, 2**32))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=1000, batch_size=400, lr=1e-4, patience=4, select_metric="recall@20",
-        eval_every=5))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=1000,
+            batch_size=400,
+            lr=1e-4,
+            patience=4,
+            select_metric="recall@20",
+            eval_every=5,
+        )
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
         if self.latent_dim < self.n_clusters:
-            raise ValueError(f"latent_dim ({self.latent_dim}) must be >= n_clusters "
-                             f"({self.n_clusters}): each cluster needs a latent unit")
+            raise ValueError(
+                f"latent_dim ({self.latent_dim}) must be >= n_clusters "
+                f"({self.n_clusters}): each cluster needs a latent unit"
+            )
         if self.vae_hidden and min(self.vae_hidden) < self.n_clusters:
             raise ValueError(f"vae_hidden sizes must be >= n_clusters, got {self.vae_hidden}")
         if not 0 <= self.train.seed < 2**32:  # scikit-learn's SVD and k-means take no others
@@ -136,8 +153,9 @@ class LDiffRecConfig:
 
 def svd_item_embeddings(X: Any, dim: int, seed: int = 0) -> np.ndarray:
     """Item factors V S (I, d) of a rank-``dim`` randomized truncated SVD of X (U x I)."""
-    TruncatedSVD = require("sklearn.decomposition", "analysis",
-                           "L-DiffRec's item clustering").TruncatedSVD
+    TruncatedSVD = require(
+        "sklearn.decomposition", "analysis", "L-DiffRec's item clustering"
+    ).TruncatedSVD
 
     X = as_csr(X)
     dim = max(1, min(dim, min(X.shape) - 1))
@@ -147,8 +165,9 @@ def svd_item_embeddings(X: Any, dim: int, seed: int = 0) -> np.ndarray:
     return (svd.components_.T * svd.singular_values_).astype(np.float32)  # (I, d)
 
 
-def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int = 0,
-                  normalize: bool = True) -> np.ndarray:
+def cluster_items(
+    embeddings: np.ndarray, n_clusters: int, seed: int = 0, normalize: bool = True
+) -> np.ndarray:
     """k-means labels (I,) int64 of the item embeddings (I, d), relabelled so that cluster
     ids follow the order of each cluster's first item (a canonical numbering).
 
@@ -167,10 +186,12 @@ def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int = 0,
         raise ConfigError(f"n_clusters={n_clusters} but only {len(emb)} items")
     distinct = len(np.unique(emb, axis=0))
     if distinct < n_clusters:  # k-means would leave clusters empty
-        raise ConfigError(f"n_clusters={n_clusters} but the {len(emb)} item embeddings take only "
-                          f"{distinct} distinct values{' after normalisation' if normalize else ''}"
-                          f" (e.g. items without interactions all get the zero embedding); lower "
-                          f"n_clusters or pass other item_embeddings")
+        raise ConfigError(
+            f"n_clusters={n_clusters} but the {len(emb)} item embeddings take only "
+            f"{distinct} distinct values{' after normalisation' if normalize else ''}"
+            f" (e.g. items without interactions all get the zero embedding); lower "
+            f"n_clusters or pass other item_embeddings"
+        )
     labels = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(emb)
     _, first = np.unique(labels, return_index=True)
     order = np.argsort(first)  # clusters by first appearance
@@ -186,8 +207,10 @@ def split_sizes(total: int, counts: np.ndarray) -> list[int]:
     parts = [max(1, int(c / counts.sum() * total)) for c in counts[:-1]]
     parts.append(total - sum(parts))
     if parts[-1] < 1:
-        raise ConfigError(f"cannot split {total} units over {len(counts)} clusters of sizes "
-                          f"{counts.tolist()}; raise latent_dim or lower n_clusters")
+        raise ConfigError(
+            f"cannot split {total} units over {len(counts)} clusters of sizes "
+            f"{counts.tolist()}; raise latent_dim or lower n_clusters"
+        )
     return parts
 
 
@@ -229,8 +252,14 @@ class ClusteredVAE(nn.Module):
     local_index: torch.Tensor
     inv_perm: torch.Tensor
 
-    def __init__(self, item_cluster: np.ndarray, latent_dim: int, hidden: tuple[int, ...],
-                 generator: torch.Generator, shared_decoder: bool = False):
+    def __init__(
+        self,
+        item_cluster: np.ndarray,
+        latent_dim: int,
+        hidden: tuple[int, ...],
+        generator: torch.Generator,
+        shared_decoder: bool = False,
+    ):
         super().__init__()
         self.shared_decoder = shared_decoder
         item_cluster = np.asarray(item_cluster, dtype=np.int64)
@@ -259,18 +288,27 @@ class ClusteredVAE(nn.Module):
                 nn.init.xavier_normal_(first.weight.T, generator=generator)
                 first.bias.zero_()
             self.inputs.append(first)
-            self.encoders.append(nn.ModuleList(
-                _xavier_linear(a, b, generator) for a, b in zip(enc[1:-1], enc[2:])))
+            self.encoders.append(
+                nn.ModuleList(_xavier_linear(a, b, generator) for a, b in zip(enc[1:-1], enc[2:]))
+            )
             if not shared_decoder:
-                self.decoders.append(nn.ModuleList(
-                    _xavier_linear(a, b, generator) for a, b in zip(dec[:-1], dec[1:])))
+                self.decoders.append(
+                    nn.ModuleList(
+                        _xavier_linear(a, b, generator) for a, b in zip(dec[:-1], dec[1:])
+                    )
+                )
         if shared_decoder:
             dec = [latent_dim, *reversed(hidden), len(item_cluster)]
-            self.decoders.append(nn.ModuleList(
-                _xavier_linear(a, b, generator) for a, b in zip(dec[:-1], dec[1:])))
+            self.decoders.append(
+                nn.ModuleList(_xavier_linear(a, b, generator) for a, b in zip(dec[:-1], dec[1:]))
+            )
 
-    def encode(self, indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor,
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self,
+        indptr: torch.Tensor,
+        indices: torch.Tensor,
+        values: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar), each (B, K), from the CSR parts of histories x (B, I)."""
         B = len(indptr) - 1
         rows = row_ids(indptr)  # (N,)
@@ -305,11 +343,13 @@ class LDiffRecNet(nn.Module):
 
     def __init__(self, item_cluster: np.ndarray, c: LDiffRecConfig, generator: torch.Generator):
         super().__init__()
-        self.vae = ClusteredVAE(item_cluster, c.latent_dim, tuple(c.vae_hidden), generator,
-                                c.shared_decoder)
+        self.vae = ClusteredVAE(
+            item_cluster, c.latent_dim, tuple(c.vae_hidden), generator, c.shared_decoder
+        )
         d = c.diffusion
-        self.denoiser = Denoiser(c.latent_dim, tuple(d.dims), d.emb_size, generator, d.dropout,
-                                 d.norm)
+        self.denoiser = Denoiser(
+            c.latent_dim, tuple(d.dims), d.emb_size, generator, d.dropout, d.norm
+        )
         self.schedule = DiffusionSchedule.from_config(d)
         self.sampler = TimestepSampler(d.steps, d.history_per_step)
 
@@ -345,8 +385,14 @@ class LDiffRec(TorchRecommender):
     fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_", "module_", "item_cluster_")
     item_cluster_: np.ndarray  # (I,) int64
 
-    def fit(self, X: Any, *, valid: Any = None, item_embeddings: np.ndarray | None = None,
-            context: FitContext | None = None) -> Self:
+    def fit(
+        self,
+        X: Any,
+        *,
+        valid: Any = None,
+        item_embeddings: np.ndarray | None = None,
+        context: FitContext | None = None,
+    ) -> Self:
         """Cluster the items, then train (see :meth:`TorchRecommender.fit`).
 
         Parameters
@@ -363,16 +409,19 @@ class LDiffRec(TorchRecommender):
         if item_embeddings is not None:
             item_embeddings = np.asarray(item_embeddings, dtype=np.float64)
             if item_embeddings.ndim != 2 or item_embeddings.shape[0] != X.shape[1]:
-                raise ConfigError(f"item_embeddings must be an (n_items={X.shape[1]}, d) array "
-                                  f"(rows: items), got shape {item_embeddings.shape}")
+                raise ConfigError(
+                    f"item_embeddings must be an (n_items={X.shape[1]}, d) array "
+                    f"(rows: items), got shape {item_embeddings.shape}"
+                )
             if not np.isfinite(item_embeddings).all():
                 raise DataError("item_embeddings has NaN or infinite values")
         elif c.n_clusters == 1:  # one cluster whatever the embeddings: no SVD needed
             item_embeddings = np.zeros((X.shape[1], 1))
         else:
             item_embeddings = svd_item_embeddings(X, c.embedding_dim, c.train.seed)
-        self.item_cluster_ = cluster_items(item_embeddings, c.n_clusters, c.train.seed,
-                                           c.normalize_embeddings)
+        self.item_cluster_ = cluster_items(
+            item_embeddings, c.n_clusters, c.train.seed, c.normalize_embeddings
+        )
         try:
             super().fit(X, valid=valid, context=context)
         except BaseException:
@@ -391,8 +440,10 @@ class LDiffRec(TorchRecommender):
         """One optimizer, two learning rates: ``vae_lr`` for the VAEs, ``train.lr`` for the
         rest."""
         net = self.module_
-        groups = [{"params": list(net.vae.parameters()), "lr": self.config.vae_lr},
-                  {"params": list(net.denoiser.parameters())}]
+        groups = [
+            {"params": list(net.vae.parameters()), "lr": self.config.vae_lr},
+            {"params": list(net.denoiser.parameters())},
+        ]
         return {"main": make_optimizer(groups, config)}
 
     def lamda_at(self, epoch: int) -> float:
@@ -409,20 +460,28 @@ class LDiffRec(TorchRecommender):
         z = reparameterize(mu, logvar, gen)  # (B, K)
         t, pt = net.sampler.sample(len(batch), gen, d.timestep_sampling, d.uniform_prob)
         noise = torch.randn(z.shape, generator=gen, device=gen.device).to(z)  # (B, K)
-        per_user, z0_hat = diffusion_loss(net.schedule, net.denoiser, z, t, noise, d.reweight,
-                                          gen)  # (B,), (B, K)
+        per_user, z0_hat = diffusion_loss(
+            net.schedule, net.denoiser, z, t, noise, d.reweight, gen
+        )  # (B,), (B, K)
         net.sampler.record(t, per_user)
         diff = (per_user / pt.to(per_user.dtype)).mean()
         logits = net.vae.decode(z0_hat)  # (B, I)
-        recon = -multinomial_log_lik_sparse(logits, batch.indptr, batch.indices,
-                                            batch.values).mean()
+        recon = -multinomial_log_lik_sparse(
+            logits, batch.indptr, batch.indices, batch.values
+        ).mean()
         kl = gaussian_kl_to_std_normal(mu, logvar).mean()
         beta = LinearAnneal(c.vae_anneal_cap, c.vae_anneal_steps)(ctx.step)
         lam = self.lamda_at(ctx.epoch)
         vae_loss = recon + beta * kl
         loss = lam * diff + vae_loss if d.reweight else diff + lam * vae_loss
-        return {"loss": loss, "diff": diff.detach(), "recon": recon.detach(),
-                "kl": kl.detach(), "beta": beta, "lamda": lam}
+        return {
+            "loss": loss,
+            "diff": diff.detach(),
+            "recon": recon.detach(),
+            "kl": kl.detach(),
+            "beta": beta,
+            "lamda": lam,
+        }
 
     def _encode(self, batch: Batch) -> torch.Tensor:
         mu, _ = self.module_.vae.encode(batch.indptr, batch.indices, batch.values)
@@ -432,6 +491,7 @@ class LDiffRec(TorchRecommender):
         d, net = self.config.diffusion, self.module_
         mu = self._encode(batch).float()  # (B, K)
         gen = inference_generator(d, self.config.train.seed, mu.device)
-        z = reverse_diffusion(net.schedule, net.denoiser, mu, d.sampling_steps, d.reverse_steps,
-                              gen, d.sampling_noise)  # (B, K)
+        z = reverse_diffusion(
+            net.schedule, net.denoiser, mu, d.sampling_steps, d.reverse_steps, gen, d.sampling_noise
+        )  # (B, K)
         return net.vae.decode(z)  # (B, I)

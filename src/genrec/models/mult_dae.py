@@ -49,8 +49,9 @@ class MultDAEConfig:
     l2: Annotated[float, Range(ge=0)] = 0.01 / 500
     # Adam, lr 1e-3, batches of 500 users, 200 epochs, every epoch run (patience None); its
     # weight_decay (paper: 0) acts on every parameter, l2 above on the weight matrices only
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=200, batch_size=500, lr=1e-3, patience=None))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=200, batch_size=500, lr=1e-3, patience=None)
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -58,8 +59,9 @@ class MultDAEConfig:
 
 def weight_l2(module: torch.nn.Module) -> torch.Tensor:
     """sum ||W||_F^2 over the module's weight matrices (parameters named ``*weight``, 2-D)."""
-    terms = [p.pow(2).sum() for n, p in module.named_parameters()
-             if n.endswith("weight") and p.ndim == 2]
+    terms = [
+        p.pow(2).sum() for n, p in module.named_parameters() if n.endswith("weight") and p.ndim == 2
+    ]
     return torch.stack(terms).sum()
 
 
@@ -85,7 +87,8 @@ class MultDAE(MultVAE):
         net = self.module_
         h, _ = net.encode(*self._input(batch, ctx))  # (B, K)
         logits = net.decode(h)  # (B, I)
-        recon = -multinomial_log_lik_sparse(logits, batch.indptr, batch.indices,
-                                            batch.values).mean()
+        recon = -multinomial_log_lik_sparse(
+            logits, batch.indptr, batch.indices, batch.values
+        ).mean()
         loss = recon + self.config.l2 * weight_l2(net) if self.config.l2 > 0 else recon
         return {"loss": loss, "recon": recon.detach()}

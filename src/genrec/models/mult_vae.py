@@ -77,15 +77,17 @@ class MultVAEConfig:
     noise_scale: Annotated[float, Range(ge=0)] = 1.0  # std of the reparam. noise (1: paper)
     # Adam, lr 1e-3, batches of 500 users, 200 epochs, every epoch run (patience None); the
     # seed draws the weights, the shuffling, dropout and noise
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=200, batch_size=500, lr=1e-3, patience=None))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=200, batch_size=500, lr=1e-3, patience=None)
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
 
 
-def mult_vae_loss(logits: torch.Tensor, batch: Batch, mu: torch.Tensor, logvar: torch.Tensor,
-                  beta: float) -> dict[str, torch.Tensor]:
+def mult_vae_loss(
+    logits: torch.Tensor, batch: Batch, mu: torch.Tensor, logvar: torch.Tensor, beta: float
+) -> dict[str, torch.Tensor]:
     """The negative annealed ELBO, averaged over the batch, and its parts.
 
     Parameters
@@ -99,8 +101,7 @@ def mult_vae_loss(logits: torch.Tensor, batch: Batch, mu: torch.Tensor, logvar: 
     -------
     {"loss": recon + beta * kl, "recon": -mean_u sum_i x_ui log softmax_i, "kl": mean KL}
     """
-    recon = -multinomial_log_lik_sparse(logits, batch.indptr, batch.indices,
-                                        batch.values).mean()
+    recon = -multinomial_log_lik_sparse(logits, batch.indptr, batch.indices, batch.values).mean()
     kl = gaussian_kl_to_std_normal(mu, logvar).mean()
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
 
@@ -133,8 +134,9 @@ class MultVAE(TorchRecommender):
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> MLPAutoencoder:
         c = self.config
-        return MLPAutoencoder(n_items, tuple(c.hidden_dims), c.latent_dim, self.variational,
-                              "tanh", generator)
+        return MLPAutoencoder(
+            n_items, tuple(c.hidden_dims), c.latent_dim, self.variational, "tanh", generator
+        )
 
     def _check_train_data(self, X: sp.csr_matrix) -> None:
         check_counts(X, self.name)
@@ -155,8 +157,12 @@ class MultVAE(TorchRecommender):
         logits = net.decode(z)  # (B, I)
         beta = LinearAnneal(self.config.anneal_cap, self.config.total_anneal_steps)(ctx.step)
         out = mult_vae_loss(logits, batch, mu, logvar, beta)
-        return {"loss": out["loss"], "recon": out["recon"].detach(),
-                "kl": out["kl"].detach(), "beta": beta}
+        return {
+            "loss": out["loss"],
+            "recon": out["recon"].detach(),
+            "kl": out["kl"].detach(),
+            "beta": beta,
+        }
 
     def _encode(self, batch: Batch) -> torch.Tensor:
         mu, _ = self.module_.encode(*self._input(batch, None))

@@ -68,8 +68,9 @@ def gaussian_kl_to_std_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.T
     return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(dim=-1)  # (B,)
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator,
-                   noise_scale: float = 1.0) -> torch.Tensor:
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator, noise_scale: float = 1.0
+) -> torch.Tensor:
     """A sample z = mu + noise_scale * sigma * eps of q(z|x), differentiable in (mu, logvar).
 
     ``noise_scale`` is 1 in the papers (RecBole's 0.01 is a departure, kept out of defaults).
@@ -104,8 +105,9 @@ def multinomial_log_lik(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (F.log_softmax(logits.float(), dim=-1) * x).sum(dim=-1)  # (B,)
 
 
-def multinomial_log_lik_sparse(logits: torch.Tensor, indptr: torch.Tensor,
-                               indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def multinomial_log_lik_sparse(
+    logits: torch.Tensor, indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
     """:func:`multinomial_log_lik` from the CSR parts of x, without forming x: the sum of
     ``x_i log softmax(l)_i`` over the stored entries only.
 
@@ -146,8 +148,9 @@ def dropout_values(values: torch.Tensor, p: float, generator: torch.Generator) -
     return values * keep / (1.0 - p)  # (N,)
 
 
-def init_linear_(weight: torch.Tensor, bias: torch.Tensor, scheme: str,
-                 generator: torch.Generator) -> None:
+def init_linear_(
+    weight: torch.Tensor, bias: torch.Tensor, scheme: str, generator: torch.Generator
+) -> None:
     """Initialise a linear layer in place from ``generator``; ``weight`` is (out, in).
 
     ``"glorot"``: Glorot-uniform weights, truncated N(0, 0.001^2) biases (Liang et al.'s code);
@@ -181,14 +184,22 @@ class _BlockedAddmm(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor,  # noqa: ANN001 (ctx)
-                bias: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx,
+        x: torch.Tensor,
+        weight: torch.Tensor,  # noqa: ANN001 (ctx)
+        bias: torch.Tensor,
+    ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         out = x.new_empty((x.shape[0], weight.shape[0]))  # (B, O)
         for r in range(0, x.shape[0], TILE):
             for c in range(0, weight.shape[0], TILE):
-                torch.addmm(bias[c : c + TILE], x[r : r + TILE], weight[c : c + TILE].t(),
-                            out=out[r : r + TILE, c : c + TILE])
+                torch.addmm(
+                    bias[c : c + TILE],
+                    x[r : r + TILE],
+                    weight[c : c + TILE].t(),
+                    out=out[r : r + TILE, c : c + TILE],
+                )
         return out
 
     @staticmethod
@@ -214,15 +225,21 @@ class BlockedLinear(nn.Linear):
     ``F.linear``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.out_features > 2 * TILE and x.dim() == 2 and x.device.type == "cpu"
-                and x.dtype == torch.float32 and self.weight.dtype == torch.float32
-                and not _cpu_autocast_on()):
+        if (
+            self.out_features > 2 * TILE
+            and x.dim() == 2
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and self.weight.dtype == torch.float32
+            and not _cpu_autocast_on()
+        ):
             return _BlockedAddmm.apply(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
 
-def make_linear(in_features: int, out_features: int, generator: torch.Generator,
-                scheme: str = "glorot") -> nn.Linear:
+def make_linear(
+    in_features: int, out_features: int, generator: torch.Generator, scheme: str = "glorot"
+) -> nn.Linear:
     """A :class:`BlockedLinear` initialised by :func:`init_linear_` (the global RNG is not
     touched)."""
     layer = nn.utils.skip_init(BlockedLinear, in_features, out_features)
@@ -238,17 +255,24 @@ class SparseInputLinear(nn.Module):
     backward touches only the rows that occur. ``forward_dense(x)`` is the dense reference.
     """
 
-    def __init__(self, in_features: int, out_features: int, generator: torch.Generator,
-                 scheme: str = "glorot"):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        generator: torch.Generator,
+        scheme: str = "glorot",
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(in_features, out_features))  # (I, H)
         self.bias = nn.Parameter(torch.empty(out_features))  # (H,)
         init_linear_(self.weight.T, self.bias, scheme, generator)
 
-    def forward(self, indptr: torch.Tensor, indices: torch.Tensor,
-                values: torch.Tensor) -> torch.Tensor:
-        h = F.embedding_bag(indices, self.weight, indptr[:-1], mode="sum",
-                            per_sample_weights=values.float())  # (B, H)
+    def forward(
+        self, indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor
+    ) -> torch.Tensor:
+        h = F.embedding_bag(
+            indices, self.weight, indptr[:-1], mode="sum", per_sample_weights=values.float()
+        )  # (B, H)
         return h + self.bias  # (B, H)
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
@@ -268,8 +292,15 @@ class MLPAutoencoder(nn.Module):
     input (:class:`SparseInputLinear`).
     """
 
-    def __init__(self, n_items: int, hidden_dims: tuple[int, ...], latent_dim: int,
-                 variational: bool, activation: str, generator: torch.Generator):
+    def __init__(
+        self,
+        n_items: int,
+        hidden_dims: tuple[int, ...],
+        latent_dim: int,
+        variational: bool,
+        activation: str,
+        generator: torch.Generator,
+    ):
         super().__init__()
         self.variational = variational
         self.latent_dim = latent_dim
@@ -278,11 +309,13 @@ class MLPAutoencoder(nn.Module):
         dec = [latent_dim, *reversed(hidden_dims), n_items]
         self.input = SparseInputLinear(enc[0], enc[1], generator)
         self.encoder = nn.ModuleList(
-            make_linear(a, b, generator) for a, b in zip(enc[1:-1], enc[2:]))
+            make_linear(a, b, generator) for a, b in zip(enc[1:-1], enc[2:])
+        )
         self.decoder = nn.ModuleList(make_linear(a, b, generator) for a, b in zip(dec, dec[1:]))
 
-    def encode(self, indptr: torch.Tensor, indices: torch.Tensor,
-               values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode(
+        self, indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mu, logvar), each (B, K), for a VAE; (code (B, K), None) for a DAE."""
         h = self.input(indptr, indices, values)  # (B, H1)
         for layer in self.encoder:

@@ -106,24 +106,34 @@ class RecVAEConfig:
     n_dec_epochs: Annotated[int, Range(ge=1)] = 1  # decoder passes per epoch (alternating)
     # Adam lr 5e-4 (both optimizers), batches of 500 users, 50 epochs (each n_enc_epochs +
     # n_dec_epochs passes; joint: 1), every epoch run (patience None), as the authors' code
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=50, batch_size=500, lr=5e-4, patience=None))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=50, batch_size=500, lr=5e-4, patience=None)
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
         if self.gamma == 0 and self.beta is None:
             raise ValueError("with gamma = 0 set a constant beta")
         if self.gamma > 0 and self.beta is not None:
-            raise ValueError(f"beta (a constant KL weight) applies only with gamma = 0, but "
-                             f"gamma = {self.gamma}; set gamma=0 to use beta = {self.beta}, or "
-                             f"leave beta None")
-        if len(self.prior_weights) != 3 or min(self.prior_weights) < 0 or not math.isclose(
-                sum(self.prior_weights), 1.0, rel_tol=1e-6):
-            raise ValueError(f"prior_weights must be 3 non-negative weights summing to 1, "
-                             f"got {self.prior_weights}")
+            raise ValueError(
+                f"beta (a constant KL weight) applies only with gamma = 0, but "
+                f"gamma = {self.gamma}; set gamma=0 to use beta = {self.beta}, or "
+                f"leave beta None"
+            )
+        if (
+            len(self.prior_weights) != 3
+            or min(self.prior_weights) < 0
+            or not math.isclose(sum(self.prior_weights), 1.0, rel_tol=1e-6)
+        ):
+            raise ValueError(
+                f"prior_weights must be 3 non-negative weights summing to 1, "
+                f"got {self.prior_weights}"
+            )
         if not self.alternating and (self.n_enc_epochs, self.n_dec_epochs) != (3, 1):
-            raise ValueError("n_enc_epochs and n_dec_epochs apply only to alternating "
-                             "training; leave them at 3 and 1 with alternating false")
+            raise ValueError(
+                "n_enc_epochs and n_dec_epochs apply only to alternating "
+                "training; leave them at 3 and 1 with alternating false"
+            )
 
 
 # ---------------------------------------------------------------------------- math
@@ -134,9 +144,13 @@ def swish(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(x)
 
 
-def composite_prior_log_density(z: torch.Tensor, post_mu: torch.Tensor,
-                                post_logvar: torch.Tensor, weights: tuple[float, ...],
-                                wide_logvar: float) -> torch.Tensor:
+def composite_prior_log_density(
+    z: torch.Tensor,
+    post_mu: torch.Tensor,
+    post_logvar: torch.Tensor,
+    weights: tuple[float, ...],
+    wide_logvar: float,
+) -> torch.Tensor:
     """log p(z) per coordinate for RecVAE's three-component prior.
 
     p(z_k) = w_0 N(z_k; 0, 1) + w_1 N(z_k; post_mu_k, exp(post_logvar_k))
@@ -154,11 +168,14 @@ def composite_prior_log_density(z: torch.Tensor, post_mu: torch.Tensor,
     """
     zero = torch.zeros_like(z)
     log_w = [math.log(w) if w > 0 else -math.inf for w in weights]
-    comps = torch.stack([
-        log_normal_pdf(z, zero, zero) + log_w[0],
-        log_normal_pdf(z, post_mu, post_logvar) + log_w[1],
-        log_normal_pdf(z, zero, torch.full_like(z, wide_logvar)) + log_w[2],
-    ], dim=-1)  # (B, K, 3)
+    comps = torch.stack(
+        [
+            log_normal_pdf(z, zero, zero) + log_w[0],
+            log_normal_pdf(z, post_mu, post_logvar) + log_w[1],
+            log_normal_pdf(z, zero, torch.full_like(z, wide_logvar)) + log_w[2],
+        ],
+        dim=-1,
+    )  # (B, K, 3)
     return torch.logsumexp(comps, dim=-1)  # (B, K)
 
 
@@ -168,18 +185,19 @@ def composite_prior_log_density(z: torch.Tensor, post_mu: torch.Tensor,
 class RecVAEEncoder(nn.Module):
     """The densely connected encoder: (mu, logvar), each (B, K), from CSR input rows."""
 
-    def __init__(self, n_items: int, hidden: int, latent: int, ln_eps: float,
-                 generator: torch.Generator):
+    def __init__(
+        self, n_items: int, hidden: int, latent: int, ln_eps: float, generator: torch.Generator
+    ):
         super().__init__()
         self.fc1 = SparseInputLinear(n_items, hidden, generator, scheme="torch")
-        self.fcs = nn.ModuleList(make_linear(hidden, hidden, generator, "torch")
-                                 for _ in range(4))
+        self.fcs = nn.ModuleList(make_linear(hidden, hidden, generator, "torch") for _ in range(4))
         self.lns = nn.ModuleList(nn.LayerNorm(hidden, eps=ln_eps) for _ in range(5))
         self.fc_mu = make_linear(hidden, latent, generator, "torch")
         self.fc_logvar = make_linear(hidden, latent, generator, "torch")
 
-    def forward(self, indptr: torch.Tensor, indices: torch.Tensor,
-                values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.lns[0](swish(self.fc1(indptr, indices, values)))  # (B, H)
         total = h  # h_1 + ... + h_l, the dense connections
         for fc, ln in zip(self.fcs, self.lns[1:]):
@@ -189,8 +207,9 @@ class RecVAEEncoder(nn.Module):
 
 
 class RecVAENet(nn.Module):
-    def __init__(self, n_items: int, hidden: int, latent: int, ln_eps: float,
-                 generator: torch.Generator):
+    def __init__(
+        self, n_items: int, hidden: int, latent: int, ln_eps: float, generator: torch.Generator
+    ):
         super().__init__()
         self.encoder = RecVAEEncoder(n_items, hidden, latent, ln_eps, generator)
         self.decoder = make_linear(latent, n_items, generator, "torch")
@@ -247,15 +266,19 @@ class RecVAE(TorchRecommender):
         c = self.config
         if not c.alternating:
             return (Phase("joint", 1, "joint"),)
-        return (Phase("encoder", c.n_enc_epochs, "encoder"),
-                Phase("decoder", c.n_dec_epochs, "decoder"))
+        return (
+            Phase("encoder", c.n_enc_epochs, "encoder"),
+            Phase("decoder", c.n_dec_epochs, "decoder"),
+        )
 
     def build_optimizers(self, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
         net = self.module_
         if not self.config.alternating:
             return {"joint": make_optimizer(net.parameters(), config)}
-        return {"encoder": make_optimizer(net.encoder.parameters(), config),
-                "decoder": make_optimizer(net.decoder.parameters(), config)}
+        return {
+            "encoder": make_optimizer(net.encoder.parameters(), config),
+            "decoder": make_optimizer(net.decoder.parameters(), config),
+        }
 
     def on_phase_start(self, phase: Phase, ctx: StepContext) -> None:
         net = self.module_
@@ -301,25 +324,32 @@ class RecVAE(TorchRecommender):
             assert self._decoder_posterior is not None  # cached by on_phase_start
             mu, logvar = (t[batch.users.to(t.device)] for t in self._decoder_posterior[1])
             z = reparameterize(mu, logvar, ctx.generator)  # (B, K), no gradient to the encoder
-            mll = multinomial_log_lik_sparse(net.decoder(z), batch.indptr, batch.indices,
-                                             batch.values)  # (B,)
+            mll = multinomial_log_lik_sparse(
+                net.decoder(z), batch.indptr, batch.indices, batch.values
+            )  # (B,)
             recon = -mll.mean()
             return {"loss": recon, "recon": recon.detach()}
         mu, logvar = net.encoder(*self._input(batch, ctx))
         mu, logvar = mu.float(), logvar.float()  # (B, K)
         z = reparameterize(mu, logvar, ctx.generator)  # (B, K)
-        mll = multinomial_log_lik_sparse(net.decoder(z), batch.indptr, batch.indices,
-                                         batch.values)  # (B,)
+        mll = multinomial_log_lik_sparse(
+            net.decoder(z), batch.indptr, batch.indices, batch.values
+        )  # (B,)
         assert self._old_posterior is not None  # cached by on_phase_start
         old_mu, old_logvar = (t[batch.users.to(t.device)] for t in self._old_posterior)
-        log_prior = composite_prior_log_density(z, old_mu, old_logvar, c.prior_weights,
-                                                c.wide_logvar)  # (B, K)
+        log_prior = composite_prior_log_density(
+            z, old_mu, old_logvar, c.prior_weights, c.wide_logvar
+        )  # (B, K)
         kl = (log_normal_pdf(z, mu, logvar) - log_prior).sum(dim=-1)  # (B,) one sample
         weight = c.gamma * batch.row_sums() if c.gamma > 0 else torch.full_like(kl, c.beta)
         recon = -mll.mean()
         kl_term = (weight * kl).mean()
-        return {"loss": recon + kl_term, "recon": recon.detach(), "kl": kl.mean().detach(),
-                "beta": float(weight.mean())}
+        return {
+            "loss": recon + kl_term,
+            "recon": recon.detach(),
+            "kl": kl.mean().detach(),
+            "beta": float(weight.mean()),
+        }
 
     # -------------------------------------------------------------- using
     def _encode(self, batch: Batch) -> torch.Tensor:

@@ -51,16 +51,20 @@ SCORE_BATCH = 2048  # users scored at once by ``score`` and ``user_embeddings``
 def check_train_shape(X: sp.csr_matrix) -> None:
     """A DataError unless the training matrix has at least one user and one item."""
     if X.shape[0] == 0 or X.shape[1] == 0:
-        raise DataError(f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix: it needs at "
-                        f"least one user and one item")
+        raise DataError(
+            f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix: it needs at "
+            f"least one user and one item"
+        )
 
 
 def check_counts(X: sp.csr_matrix, name: str) -> None:
     """A multinomial likelihood needs counts: a DataError on a negative value."""
     if X.nnz and X.data.min() < 0:
-        raise DataError(f"{name}: the training matrix has {int((X.data < 0).sum())} negative "
-                        f"values (the smallest {float(X.data.min()):g}); the multinomial "
-                        f"likelihood needs counts or 0/1 interactions")
+        raise DataError(
+            f"{name}: the training matrix has {int((X.data < 0).sum())} negative "
+            f"values (the smallest {float(X.data.min()):g}); the multinomial "
+            f"likelihood needs counts or 0/1 interactions"
+        )
 
 
 class TorchRecommender(Recommender):
@@ -104,21 +108,26 @@ class TorchRecommender(Recommender):
 
     def _encode(self, batch: Batch) -> torch.Tensor:
         """User embeddings (B, K) from the history rows: the encoder means."""
-        raise ConfigError(f"model {self.name} has no encoder, so no user embeddings; use a "
-                          f"latent-variable model (mult-vae, recvae) or an SVD of the data "
-                          f"(genrec clusters --embedding svd; genrec.analysis.svd_embeddings)")
+        raise ConfigError(
+            f"model {self.name} has no encoder, so no user embeddings; use a "
+            f"latent-variable model (mult-vae, recvae) or an SVD of the data "
+            f"(genrec clusters --embedding svd; genrec.analysis.svd_embeddings)"
+        )
 
     # ------------------------------------------------------------------ training
     def train_config(self) -> TrainConfig:
         """The trainer's settings: this model's ``config.train``."""
         train = getattr(self.config, "train", None)
         if not isinstance(train, TrainConfig):
-            raise ConfigError(f"{self.name}: {type(self.config).__name__} has no train "
-                              f"settings (a field train: TrainConfig), got {train!r}")
+            raise ConfigError(
+                f"{self.name}: {type(self.config).__name__} has no train "
+                f"settings (a field train: TrainConfig), got {train!r}"
+            )
         return train
 
-    def fit(self, X: Any, *, valid: Any = None,
-            context: FitContext | None = None) -> TorchRecommender:
+    def fit(
+        self, X: Any, *, valid: Any = None, context: FitContext | None = None
+    ) -> TorchRecommender:
         """Train on X (CSR, n_users x n_items), selecting epochs on ``valid`` if given.
 
         Parameters
@@ -135,8 +144,10 @@ class TorchRecommender(Recommender):
         X = as_csr(X)
         check_train_shape(X)
         if X.nnz == 0 or not X.data.any():
-            raise DataError(f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix without "
-                            f"interactions (every value is 0): there is nothing to learn")
+            raise DataError(
+                f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix without "
+                f"interactions (every value is 0): there is nothing to learn"
+            )
         self._check_train_data(X)
         cfg = self.train_config()
         device = resolve_device(cfg.device)
@@ -145,7 +156,8 @@ class TorchRecommender(Recommender):
         self.n_items_ = X.shape[1]
         try:  # a Trainable now: module_ is set
             result: TrainResult = Trainer.from_context(cfg, context).fit(
-                cast(Trainable, self), X, valid, resume=context is not None and context.resume)
+                cast(Trainable, self), X, valid, resume=context is not None and context.resume
+            )
         except BaseException:
             self.module_ = None
             del self.n_items_  # a failed fit leaves the model unfitted
@@ -207,16 +219,20 @@ class TorchRecommender(Recommender):
         try:
             device = resolve_device(self.train_config().device)
         except ConfigError:
-            warnings.warn(f"{self.name}: device {self.train_config().device!r} is not "
-                          f"available here; loading on the CPU", stacklevel=2)
+            warnings.warn(
+                f"{self.name}: device {self.train_config().device!r} is not "
+                f"available here; loading on the CPU",
+                stacklevel=2,
+            )
             device = torch.device("cpu")
         module = self._build_module(self._n_items(), torch.Generator().manual_seed(0))
         try:
-            module.load_state_dict({k: torch.from_numpy(np.asarray(v))
-                                    for k, v in state.items()})
+            module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
         except RuntimeError as e:  # missing, unexpected or mis-sized arrays
             detail = " ".join(str(e).split("\n", 1)[-1].split())
-            raise DataError(f"{self.name}: the saved weights do not match the saved config "
-                            f"and item count ({detail[:300]}); were model.json and weights.npz "
-                            f"written together?") from None
+            raise DataError(
+                f"{self.name}: the saved weights do not match the saved config "
+                f"and item count ({detail[:300]}); were model.json and weights.npz "
+                f"written together?"
+            ) from None
         self.module_ = module.to(device).eval()

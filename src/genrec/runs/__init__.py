@@ -10,6 +10,7 @@ The run-folder format is described in ``docs/run-format.md`` and read and writte
 :mod:`genrec.runs.folder` alone.
 """
 
+from genrec.runs.fitting import fit_model
 from genrec.runs.folder import RunFolderError, RunLockedError, UnfinishedRunError
 from genrec.runs.load import Recommendations, Run, RunNotFinishedError, load_run
 from genrec.runs.runner import (
@@ -18,7 +19,6 @@ from genrec.runs.runner import (
     RunInterrupted,
     RunResult,
     evaluate_run,
-    fit_model,
     resume_run,
     train_run,
 )

@@ -47,35 +47,49 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise ConfigError(f"{out} is a file, not a folder; choose a folder for the run")
     if out.is_dir():
         if not os.access(out, os.W_OK | os.X_OK):
-            raise ConfigError(f"{out}: cannot write in this folder (permission denied); "
-                              f"choose a folder you can write to")
+            raise ConfigError(
+                f"{out}: cannot write in this folder (permission denied); "
+                f"choose a folder you can write to"
+            )
     else:
         parent = next((a for a in out.parents if a.exists()), Path("."))
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"{out}: cannot create this folder in {parent} (not a writable "
-                              f"folder); choose a folder you can write to")
+            raise ConfigError(
+                f"{out}: cannot create this folder in {parent} (not a writable "
+                f"folder); choose a folder you can write to"
+            )
         return
     stage = rf.staging_dir(out)
     staged = rf.read_status(stage)
     if staged == "running" and not force:
         raise rf.UnfinishedRunError(
-            f"{out} holds an unfinished run: resume it, or start over (force)", out)
+            f"{out} holds an unfinished run: resume it, or start over (force)", out
+        )
     status = rf.read_status(out)
     if status == "running" and not force:
         raise rf.UnfinishedRunError(
-            f"{out} holds an unfinished run: resume it, or start over (force)", out)
+            f"{out} holds an unfinished run: resume it, or start over (force)", out
+        )
     if status is None and not force:
         others = [p.name for p in out.iterdir() if p.name not in (".lock", ".next")]
         if others:
             shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
-            raise ConfigError(f"{out} is not empty and holds no genrec run ({shown}); choose "
-                              f"an empty or new folder, or start over there anyway (force)")
+            raise ConfigError(
+                f"{out} is not empty and holds no genrec run ({shown}); choose "
+                f"an empty or new folder, or start over there anyway (force)"
+            )
     if status == "done":
         log.info("replacing the trained model in %s once the new one is complete", out)
 
 
-def preflight(cls: type[Recommender], configs: list[Any], pdata: ProtocolData,
-              select_metric: str | None, select_default: bool, refit: bool = False) -> None:
+def preflight(
+    cls: type[Recommender],
+    configs: list[Any],
+    pdata: ProtocolData,
+    select_metric: str | None,
+    select_default: bool,
+    refit: bool = False,
+) -> None:
     """The model (under any of ``configs``) can select on and be evaluated under the
     protocol, there is something to select on, and the selection metric is computed."""
     for task in (pdata.valid, pdata.test):
@@ -86,31 +100,46 @@ def preflight(cls: type[Recommender], configs: list[Any], pdata: ProtocolData,
     chooses = cls.capabilities.trainer or select_metric is not None or refit
     if isinstance(valid, RankingTask) and chooses:  # the epoch or the grid is picked on it
         if valid.truth.nnz == 0:
-            use = "the grid selects" if select_metric is not None else (
-                f"{cls.name} picks its epoch")
-            raise ConfigError(f"the validation part of protocol {pdata.config.name} holds no "
-                              f"interactions ({valid.truth.shape[0]} users, "
-                              f"{pdata.train.nnz} training interactions), and {use} on it; use "
-                              f"more data (users need more interactions for this split) or "
-                              f"another protocol (loo or strong)")
+            use = (
+                "the grid selects" if select_metric is not None else (f"{cls.name} picks its epoch")
+            )
+            raise ConfigError(
+                f"the validation part of protocol {pdata.config.name} holds no "
+                f"interactions ({valid.truth.shape[0]} users, "
+                f"{pdata.train.nnz} training interactions), and {use} on it; use "
+                f"more data (users need more interactions for this split) or "
+                f"another protocol (loo or strong)"
+            )
         n_users = int((np.diff(valid.truth.indptr) > 0).sum())
         if n_users < MIN_VALID_USERS:
-            log.warning("the validation part holds %d interactions of %d users: the choice "
-                        "made on it (best epoch, grid) rests on very few users",
-                        valid.truth.nnz, n_users)
+            log.warning(
+                "the validation part holds %d interactions of %d users: the choice "
+                "made on it (best epoch, grid) rests on very few users",
+                valid.truth.nnz,
+                n_users,
+            )
     test = pdata.test
     if isinstance(test, RankingTask) and test.truth.nnz == 0:
-        raise ConfigError(f"the test part of protocol {pdata.config.name} holds no "
-                          f"interactions ({test.n_users} users), so no metric can be "
-                          f"computed; use more data or another protocol")
+        raise ConfigError(
+            f"the test part of protocol {pdata.config.name} holds no "
+            f"interactions ({test.n_users} users), so no metric can be "
+            f"computed; use more data or another protocol"
+        )
     if isinstance(test, RatingTask) and len(test.ratings) == 0:
-        raise ConfigError(f"the test part of protocol {pdata.config.name} holds no ratings; "
-                          f"use more data")
+        raise ConfigError(
+            f"the test part of protocol {pdata.config.name} holds no ratings; use more data"
+        )
     if select_metric is None:
         return
-    names = (["rmse", "mae"] if isinstance(pdata.valid, RatingTask)
-             else ranking_metric_names(pdata.config.ks))
+    names = (
+        ["rmse", "mae"]
+        if isinstance(pdata.valid, RatingTask)
+        else ranking_metric_names(pdata.config.ks)
+    )
     if select_metric not in names:
         hint = " (the default)" if select_default else ""
-        raise SettingError(f"{{setting}} {select_metric!r}{hint} is not among the validation "
-                           f"metrics ({', '.join(names)}); choose one of them", "select")
+        raise SettingError(
+            f"{{setting}} {select_metric!r}{hint} is not among the validation "
+            f"metrics ({', '.join(names)}); choose one of them",
+            "select",
+        )

@@ -89,24 +89,34 @@ def read_record(folder: Path, keys: tuple[str, ...] = ("model",), advice: str = 
     otherwise."""
     path = folder / "run.json"
     if not path.is_file():
-        raise RunFolderError(f"{folder}: not a genrec run folder (no run.json); pass a folder "
-                             f"written by a training run")
+        raise RunFolderError(
+            f"{folder}: not a genrec run folder (no run.json); pass a folder "
+            f"written by a training run"
+        )
     try:
         run = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunFolderError(f"{path}: not a genrec run record ({type(e).__name__}); "
-                             f"{advice or 'train the model again'}") from None
+        raise RunFolderError(
+            f"{path}: not a genrec run record ({type(e).__name__}); "
+            f"{advice or 'train the model again'}"
+        ) from None
     if not isinstance(run, dict):
-        raise RunFolderError(f"{path}: not a genrec run record (a JSON {type(run).__name__}, "
-                             f"not an object); {advice or 'train the model again'}")
+        raise RunFolderError(
+            f"{path}: not a genrec run record (a JSON {type(run).__name__}, "
+            f"not an object); {advice or 'train the model again'}"
+        )
     fmt = run.get("format", READABLE_FORMATS[0])
     if fmt not in READABLE_FORMATS:
-        raise RunFolderError(f"{path}: unsupported run format {fmt!r} (this genrec reads "
-                             f"{', '.join(READABLE_FORMATS)}); use the genrec that wrote it")
+        raise RunFolderError(
+            f"{path}: unsupported run format {fmt!r} (this genrec reads "
+            f"{', '.join(READABLE_FORMATS)}); use the genrec that wrote it"
+        )
     for k in keys:
         if k not in run:
-            raise RunFolderError(f"{path}: not a genrec run folder: field {k!r} is missing; "
-                                 f"{advice or 'train the model again'}")
+            raise RunFolderError(
+                f"{path}: not a genrec run folder: field {k!r} is missing; "
+                f"{advice or 'train the model again'}"
+            )
     return run
 
 
@@ -145,11 +155,14 @@ def check_digests(folder: Path, record: dict) -> None:
     for name, digest in want.items():
         path = folder / name
         if not path.is_file():
-            raise RunFolderError(f"{path}: missing; the run folder is incomplete, train the "
-                                 f"model again")
+            raise RunFolderError(
+                f"{path}: missing; the run folder is incomplete, train the model again"
+            )
         if file_digest(path) != digest:
-            raise RunFolderError(f"{path}: corrupt file (its checksum differs from the one in "
-                                 f"run.json); train the model again or restore the file")
+            raise RunFolderError(
+                f"{path}: corrupt file (its checksum differs from the one in "
+                f"run.json); train the model again or restore the file"
+            )
 
 
 # ----------------------------------------------------------------------------- data.npz
@@ -166,17 +179,28 @@ class RunData:
     has_history: bool  # False for runs saved before whole histories were kept
 
 
-def save_run_data(out: Path, train: sp.csr_matrix, user_ids: np.ndarray, item_ids: np.ndarray,
-                  positives: sp.csr_matrix | None, known: sp.csr_matrix | None,
-                  titles: np.ndarray | None) -> None:
+def save_run_data(
+    out: Path,
+    train: sp.csr_matrix,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    positives: sp.csr_matrix | None,
+    known: sp.csr_matrix | None,
+    titles: np.ndarray | None,
+) -> None:
     """Write ``data.npz``: the training matrix, raw ids and titles, and (when they add items
     to the pattern below them) each user's whole history (``history_*``: the positives of
     every part) and every item the user has in the data (``known_*``: ratings under the
     threshold too)."""
     m = train
-    arrays = {"indptr": m.indptr.astype(np.int64), "indices": m.indices.astype(np.int64),
-              "data": m.data.astype(np.float32), "shape": np.array(m.shape, np.int64),
-              "user_ids": user_ids, "item_ids": item_ids}
+    arrays = {
+        "indptr": m.indptr.astype(np.int64),
+        "indices": m.indices.astype(np.int64),
+        "data": m.data.astype(np.float32),
+        "shape": np.array(m.shape, np.int64),
+        "user_ids": user_ids,
+        "item_ids": item_ids,
+    }
     below = m  # each pattern is kept only when it adds items to the one below it
     for name, extra in (("history", positives), ("known", known)):
         if extra is None or extra.shape != m.shape:
@@ -191,8 +215,9 @@ def save_run_data(out: Path, train: sp.csr_matrix, user_ids: np.ndarray, item_id
     save_arrays(out / "data.npz", arrays)
 
 
-def _pattern(data: dict[str, np.ndarray], part: str, shape: tuple[int, int],
-             path: Path) -> sp.csr_matrix | None:
+def _pattern(
+    data: dict[str, np.ndarray], part: str, shape: tuple[int, int], path: Path
+) -> sp.csr_matrix | None:
     if f"{part}_indptr" not in data:
         return None
     indices = data[f"{part}_indices"].astype(np.int64)
@@ -201,29 +226,40 @@ def _pattern(data: dict[str, np.ndarray], part: str, shape: tuple[int, int],
     return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=shape)
 
 
-def _check_csr(indptr: np.ndarray, indices: np.ndarray, shape: tuple[int, int],
-               where: str) -> None:
-    ok = (indptr.ndim == 1 and len(indptr) == shape[0] + 1 and indices.ndim == 1
-          and len(indptr) > 0 and indptr[0] == 0 and indptr[-1] == len(indices)
-          and bool(np.all(np.diff(indptr) >= 0))
-          and (len(indices) == 0 or (indices.min() >= 0 and indices.max() < shape[1])))
+def _check_csr(indptr: np.ndarray, indices: np.ndarray, shape: tuple[int, int], where: str) -> None:
+    ok = (
+        indptr.ndim == 1
+        and len(indptr) == shape[0] + 1
+        and indices.ndim == 1
+        and len(indptr) > 0
+        and indptr[0] == 0
+        and indptr[-1] == len(indices)
+        and bool(np.all(np.diff(indptr) >= 0))
+        and (len(indices) == 0 or (indices.min() >= 0 and indices.max() < shape[1]))
+    )
     if not ok:
-        raise RunFolderError(f"{where}indptr/indices do not form a {shape[0]} x {shape[1]} "
-                             f"matrix; the file is damaged, train the model again")
+        raise RunFolderError(
+            f"{where}indptr/indices do not form a {shape[0]} x {shape[1]} "
+            f"matrix; the file is damaged, train the model again"
+        )
 
 
 def load_run_data(folder: Path) -> RunData:
     """Read and check ``data.npz`` of a run folder."""
     path = folder / "data.npz"
     if not path.is_file():
-        raise RunFolderError(f"{path}: missing; the run folder is incomplete, train the model "
-                             f"again")
+        raise RunFolderError(
+            f"{path}: missing; the run folder is incomplete, train the model again"
+        )
     data = load_arrays(path)
-    missing = [k for k in ("indptr", "indices", "data", "shape", "user_ids", "item_ids")
-               if k not in data]
+    missing = [
+        k for k in ("indptr", "indices", "data", "shape", "user_ids", "item_ids") if k not in data
+    ]
     if missing:
-        raise RunFolderError(f"{path}: not a genrec run data file: array {missing[0]!r} is "
-                             f"missing; train the model again")
+        raise RunFolderError(
+            f"{path}: not a genrec run data file: array {missing[0]!r} is "
+            f"missing; train the model again"
+        )
     shape_arr = data["shape"]
     if shape_arr.shape != (2,) or shape_arr.dtype.kind not in "iu" or shape_arr.min() < 0:
         raise RunFolderError(f"{path}: 'shape' must hold two sizes; train the model again")
@@ -233,12 +269,15 @@ def load_run_data(folder: Path) -> RunData:
     values = data["data"]
     _check_csr(indptr, indices, shape, f"{path}: ")
     if values.shape != indices.shape or values.dtype.kind != "f":
-        raise RunFolderError(f"{path}: 'data' must hold one float per stored entry; train "
-                             f"the model again")
+        raise RunFolderError(
+            f"{path}: 'data' must hold one float per stored entry; train the model again"
+        )
     if len(data["user_ids"]) != shape[0] or len(data["item_ids"]) != shape[1]:
-        raise RunFolderError(f"{path}: {len(data['user_ids'])} user ids and "
-                             f"{len(data['item_ids'])} item ids for a {shape[0]} x {shape[1]} "
-                             f"matrix; train the model again")
+        raise RunFolderError(
+            f"{path}: {len(data['user_ids'])} user ids and "
+            f"{len(data['item_ids'])} item ids for a {shape[0]} x {shape[1]} "
+            f"matrix; train the model again"
+        )
     train = sp.csr_matrix((values.astype(np.float32), indices, indptr), shape=shape)
     history = _pattern(data, "history", shape, path)
     known = _pattern(data, "known", shape, path)
@@ -246,9 +285,15 @@ def load_run_data(folder: Path) -> RunData:
     if titles is not None and len(titles) != shape[1]:
         titles = None
     hist = history if history is not None else train
-    return RunData(train=train, user_ids=data["user_ids"], item_ids=data["item_ids"],
-                   history=hist, known=known if known is not None else hist, titles=titles,
-                   has_history=history is not None or "history_indptr" in data)
+    return RunData(
+        train=train,
+        user_ids=data["user_ids"],
+        item_ids=data["item_ids"],
+        history=hist,
+        known=known if known is not None else hist,
+        titles=titles,
+        has_history=history is not None or "history_indptr" in data,
+    )
 
 
 # ----------------------------------------------------------------------------- staging
@@ -269,9 +314,11 @@ def run_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise RunLockedError(f"{out}: another training run is writing this folder; "
-                                     f"wait for it to finish, or choose another output "
-                                     f"folder") from None
+                raise RunLockedError(
+                    f"{out}: another training run is writing this folder; "
+                    f"wait for it to finish, or choose another output "
+                    f"folder"
+                ) from None
             raise
         try:
             yield

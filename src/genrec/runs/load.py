@@ -59,9 +59,14 @@ class Run:
         """The user's whole history in the data (1, n_items), by raw id."""
         return self.data.history[self.users.index(user, "user")]
 
-    def recommend(self, user: Any = None, items: list[Any] | None = None, k: int = 10,
-                  include_seen: bool = False,
-                  unknown_items: Literal["skip", "error"] = "skip") -> Recommendations:
+    def recommend(
+        self,
+        user: Any = None,
+        items: list[Any] | None = None,
+        k: int = 10,
+        include_seen: bool = False,
+        unknown_items: Literal["skip", "error"] = "skip",
+    ) -> Recommendations:
         """Top-k items for a known user (raw id; scored from the user's whole history, every
         item the user has left out) or a new history (raw item ids, folded in; unknown ids
         skipped with a note, or an error with ``unknown_items="error"``)."""
@@ -81,12 +86,16 @@ class Run:
             exclude = self.data.known[u]
             if history.nnz == 0:
                 part = "the data" if self.data.has_history else "the training part"
-                notes.append(f"user {user} has no interactions in {part}, so this is the "
-                             f"model's answer to an empty history")
+                notes.append(
+                    f"user {user} has no interactions in {part}, so this is the "
+                    f"model's answer to an empty history"
+                )
         else:
             if not type(self.model).capabilities.folds_in:
-                raise ConfigError(f"model {self.name} cannot fold in a new history; "
-                                  f"recommend for a known user instead")
+                raise ConfigError(
+                    f"model {self.name} cannot fold in a new history; "
+                    f"recommend for a known user instead"
+                )
             raw = list(dict.fromkeys(str(x).strip() for x in items or [] if str(x).strip()))
             if not raw:
                 raise ConfigError("recommend: the item list is empty; give raw item ids")
@@ -101,46 +110,63 @@ class Run:
                 idx.append(i)
                 raw_items.append(self.items.raw[i].item())
             if not idx:
-                raise DataError(f"none of the items {', '.join(raw)} occurs in the training "
-                                f"data; give known item ids")
-            history = sp.csr_matrix((np.ones(len(idx), np.float32),
-                                     (np.zeros(len(idx), int), idx)),
-                                    shape=(1, self.data.train.shape[1]))
+                raise DataError(
+                    f"none of the items {', '.join(raw)} occurs in the training "
+                    f"data; give known item ids"
+                )
+            history = sp.csr_matrix(
+                (np.ones(len(idx), np.float32), (np.zeros(len(idx), int), idx)),
+                shape=(1, self.data.train.shape[1]),
+            )
             users = None
-        top, scores = self.model.recommend(users, history, k=k, exclude_seen=not include_seen,
-                                           exclude=exclude)
+        top, scores = self.model.recommend(
+            users, history, k=k, exclude_seen=not include_seen, exclude=exclude
+        )
         titles = self.data.titles
         rows = []
         for rank, (i, s) in enumerate(zip(top[0], scores[0]), 1):
             if i < 0:
                 break
-            row: dict[str, Any] = {"rank": rank, "item": self.items.raw[i].item(),
-                                   "score": float(s)}
+            row: dict[str, Any] = {
+                "rank": rank,
+                "item": self.items.raw[i].item(),
+                "score": float(s),
+            }
             if titles is not None:
                 row["title"] = str(titles[i])
             rows.append(row)
         if len(rows) < asked:
-            notes.append(f"only {len(rows)} items can be recommended "
-                         f"({'all items' if include_seen else 'the unseen items'}), fewer "
-                         f"than k {asked}")
+            notes.append(
+                f"only {len(rows)} items can be recommended "
+                f"({'all items' if include_seen else 'the unseen items'}), fewer "
+                f"than k {asked}"
+            )
         who = None if user is None else self.users.raw[self.users.index(user, "user")].item()
         return Recommendations(rows, who, raw_items, notes)
 
     def predict(self, user: Any, item: Any) -> tuple[float, list[str]]:
         """The predicted rating of (user, item) by raw ids, and notes on fallbacks."""
         if not isinstance(self.model, RatingPredictor) or self.model.selects_on() != "rating":
-            what = ("was trained to rank (objective bpr), not to predict ratings"
-                    if isinstance(self.model, RatingPredictor) else "does not predict ratings")
-            raise ConfigError(f"model {self.name} {what}; use a rating model (biased-mf, fm, "
-                              f"autorec) or recommend")
+            what = (
+                "was trained to rank (objective bpr), not to predict ratings"
+                if isinstance(self.model, RatingPredictor)
+                else "does not predict ratings"
+            )
+            raise ConfigError(
+                f"model {self.name} {what}; use a rating model (biased-mf, fm, "
+                f"autorec) or recommend"
+            )
         u, i = self.users.get(user), self.items.get(item)
         notes = []
         if u is None:
             notes.append(f"user {user} unknown: fallback prediction")
         if i is None:
             notes.append(f"item {item} unknown: fallback prediction")
-        r = float(self.model.predict(np.array([-1 if u is None else u]),
-                                     np.array([-1 if i is None else i]))[0])
+        r = float(
+            self.model.predict(
+                np.array([-1 if u is None else u]), np.array([-1 if i is None else i])
+            )[0]
+        )
         return r, notes
 
 
@@ -156,19 +182,21 @@ def load_run(folder: str | Path) -> Run:
     record = rf.read_record(d, keys=("model",))
     status = record.get("status")
     if status != "done":
-        raise RunNotFinishedError(f"{d}: training did not finish (status {status!r}); "
-                                  f"resume it", d)
+        raise RunNotFinishedError(f"{d}: training did not finish (status {status!r}); resume it", d)
     for key in ("dataset",):
         if key not in record:
-            raise rf.RunFolderError(f"{d / 'run.json'}: not a genrec run folder: field "
-                                    f"{key!r} is missing")
+            raise rf.RunFolderError(
+                f"{d / 'run.json'}: not a genrec run folder: field {key!r} is missing"
+            )
     rf.check_digests(d, record)
     model = Recommender.load(d)
     data = rf.load_run_data(d)
     if model.n_items_ != data.train.shape[1]:
-        raise rf.RunFolderError(f"{d}: the model has {model.n_items_} items but data.npz "
-                                f"{data.train.shape[1]}; the folder mixes two runs, train "
-                                f"again")
+        raise rf.RunFolderError(
+            f"{d}: the model has {model.n_items_} items but data.npz "
+            f"{data.train.shape[1]}; the folder mixes two runs, train "
+            f"again"
+        )
     return Run(d, record, model, data, IdMap(data.user_ids), IdMap(data.item_ids))
 
 

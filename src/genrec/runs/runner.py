@@ -10,7 +10,6 @@ command line's ``genrec train`` is a thin layer over it.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import logging
 import platform
 import shutil
@@ -22,28 +21,42 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from genrec import __version__
 from genrec.config import build_config, config_to_dict
 from genrec.data import DataOptions, Dataset, load_dataset
 from genrec.errors import ConfigError, DataError
-from genrec.evaluate import RankingTask, RatingTask, evaluate_ranking, evaluate_rating
+from genrec.evaluate import RankingTask
 from genrec.models.base import Recommender
 from genrec.protocols import ProtocolConfig, ProtocolData, build_protocol
 from genrec.runs import folder as rf
 from genrec.runs.checks import SettingError, check_out_dir, preflight
+from genrec.runs.fitting import (
+    evaluate_task,
+    fingerprint,
+    fit_model,
+    lower_is_better,
+    mean_sd,
+    refit_config,
+    refit_data,
+)
 from genrec.runs.load import Run, load_run
 from genrec.runs.spec import RunSpec
-from genrec.train import FitContext
 
-__all__ = ["RunHooks", "RunResult", "RunInterrupted", "train_run", "resume_run",
-           "evaluate_run", "fit_model", "RESUME_SETTINGS"]
+__all__ = [
+    "RunHooks",
+    "RunResult",
+    "RunInterrupted",
+    "train_run",
+    "resume_run",
+    "evaluate_run",
+    "fit_model",
+    "RESUME_SETTINGS",
+]
 
 log = logging.getLogger("genrec.runs")
 
 RESUME_SETTINGS = ("epochs", "patience")  # train settings a resume may change
-_FREE = ("epochs", "patience", "device", "eval_batch_size")  # not part of the fingerprint
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -85,124 +98,56 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _lower_is_better(metric: str) -> bool:
-    return metric in ("rmse", "mae")
-
-
-def fingerprint(spec_model: str, config: Any, protocol: ProtocolConfig,
-                train: sp.csr_matrix) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: the model class, its full config (less
-    the settings a resume may change), the protocol and the training data."""
-    cfg = config_to_dict(config)
-    for k in _FREE:
-        cfg.pop(k, None)
-        if isinstance(cfg.get("train"), dict):
-            cfg["train"].pop(k, None)
-    h = hashlib.sha256()
-    for a in (train.indptr.astype(np.int64), train.indices.astype(np.int64),
-              train.data.astype(np.float32)):
-        h.update(np.ascontiguousarray(a).tobytes())
-    return {"model": spec_model, "config": cfg, "protocol": config_to_dict(protocol),
-            "data": {"shape": list(train.shape), "nnz": int(train.nnz),
-                     "sha256": h.hexdigest()}}
-
-
-def fit_model(model: Recommender, X: sp.csr_matrix, valid: Any, ds: Dataset | None,
-              run_dir: Path | None = None, resume: bool = False,
-              fp: dict[str, Any] | None = None, hooks: RunHooks | None = None) -> Recommender:
-    """Fit ``model`` with what its class asks for: the trainer's run folder and resume flag,
-    side features."""
-    side = None
-    if type(model).capabilities.side_features and getattr(
-            model.config, "use_side_features", True) and ds is not None:
-        from genrec.data.features import side_features  # the FM's side information
-
-        side = side_features(ds)
-    trained = type(model).capabilities.trainer
-    context = FitContext(run_dir=run_dir if trained else None, resume=resume and trained,
-                         callbacks=tuple(hooks.callbacks) if hooks else (),
-                         fingerprint=fp if trained else None, side=side)
-    fit: Callable[..., Recommender] = model.fit  # a trainable or side-feature model's fit
-    return fit(X, valid=valid, context=context)  # takes the context
-
-
-def _evaluate(model: Recommender, task: RankingTask | RatingTask, ks: Sequence[int],
-              hooks: RunHooks | None = None, part: str = "test") -> dict[str, Any]:
-    type(model).check_task(task)
-    if isinstance(task, RatingTask):
-        return evaluate_rating(model, task).to_dict()
-    on_batch = None
-    if hooks is not None and hooks.on_evaluate is not None:
-        cb = hooks.on_evaluate
-
-        def on_batch(done: int, total: int) -> None:
-            cb(part, done, total)
-    t0 = time.perf_counter()
-    res = evaluate_ranking(model, task, ks=ks, on_batch=on_batch).to_dict()
-    log.info("evaluated %s: %d users (%d averaged) in %.1f s", part, res["n_users"],
-             res["n_evaluated"], time.perf_counter() - t0)
-    return res
-
-
-def _refit_data(pdata: ProtocolData) -> sp.csr_matrix:
-    """Training + validation interactions, for a refit of the chosen configuration."""
-    if pdata.train_full is not None:
-        return pdata.train_full.matrix
-    valid = pdata.valid
-    if not isinstance(valid, RankingTask) or valid.users is None:
-        raise ConfigError(f"refit: protocol {pdata.config.name} keeps its validation users "
-                          f"apart from training, so there is nothing to add; drop refit")
-    X = pdata.train.matrix.tolil(copy=True)
-    t = valid.truth.tocoo()
-    X[valid.users[t.row], t.col] = 1.0
-    return sp.csr_matrix(X, dtype=np.float32)
-
-
-def _refit_config(spec: RunSpec, config: Any, model: Recommender) -> Any:
-    """The chosen config for a refit: its best epoch as the number of epochs, no early
-    stopping (there is no validation left)."""
-    best = getattr(model, "best_epoch_", None)
-    values: dict[str, Any] = {}
-    fields = config_to_dict(config)
-    train = fields.get("train")
-    target: dict[str, Any] = train if isinstance(train, dict) else fields
-    if best and "epochs" in target:
-        values["epochs"] = int(best)
-    if "patience" in target and isinstance(train, dict):
-        values["patience"] = None
-    if not values:
-        return config
-    nested = {"train": values} if isinstance(train, dict) else values
-    return build_config(type(config), nested, base=config, where=spec.model)
-
-
 # ----------------------------------------------------------------------------- train
 def _describe(spec: RunSpec, ds: Dataset, pdata: ProtocolData) -> None:
-    test = (f", {pdata.test.n_users} test users" if isinstance(pdata.test, RankingTask)
-            else f", {len(pdata.test.ratings)} test ratings")
-    log.info("%s on %s (%s): %d users x %d items, %d training interactions%s", spec.model,
-             ds.name, spec.protocol.name, pdata.train.n_users, pdata.train.n_items,
-             pdata.train.nnz, test)
+    test = (
+        f", {pdata.test.n_users} test users"
+        if isinstance(pdata.test, RankingTask)
+        else f", {len(pdata.test.ratings)} test ratings"
+    )
+    log.info(
+        "%s on %s (%s): %d users x %d items, %d training interactions%s",
+        spec.model,
+        ds.name,
+        spec.protocol.name,
+        pdata.train.n_users,
+        pdata.train.n_items,
+        pdata.train.nnz,
+        test,
+    )
 
 
 def _new_record(spec: RunSpec, ds: Dataset, started: str | None = None) -> dict[str, Any]:
     path = Path(spec.dataset)
     return {
-        "format": rf.RUN_FORMAT, "status": "running", "genrec_version": __version__,
-        "model": spec.model, "dataset": str(path.resolve()) if path.exists() else spec.dataset,
-        "dataset_name": ds.name, "config": config_to_dict(spec.config),
-        "protocol": config_to_dict(spec.protocol), "data": config_to_dict(spec.data),
+        "format": rf.RUN_FORMAT,
+        "status": "running",
+        "genrec_version": __version__,
+        "model": spec.model,
+        "dataset": str(path.resolve()) if path.exists() else spec.dataset,
+        "dataset_name": ds.name,
+        "config": config_to_dict(spec.config),
+        "protocol": config_to_dict(spec.protocol),
+        "data": config_to_dict(spec.data),
         "started": started or _now(),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "grid": {k: list(v) for k, v in spec.grid.items()} or None,
-        "seeds": list(spec.seeds) or None, "refit": spec.refit,
+        "seeds": list(spec.seeds) or None,
+        "refit": spec.refit,
     }
 
 
 def _save_data(stage: Path, pdata: ProtocolData, ds: Dataset) -> None:
     titles = ds.titles()
-    rf.save_run_data(stage, pdata.train.matrix, pdata.train.user_ids, pdata.train.item_ids,
-                     pdata.positives, ds.interactions.matrix, titles)
+    rf.save_run_data(
+        stage,
+        pdata.train.matrix,
+        pdata.train.user_ids,
+        pdata.train.item_ids,
+        pdata.positives,
+        ds.interactions.matrix,
+        titles,
+    )
 
 
 def default_out(spec: RunSpec, ds_name: str) -> Path:
@@ -215,14 +160,20 @@ def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> RunResult:
     run is complete; a failure leaves it as it was."""
     if spec.out is not None:
         check_out_dir(spec.out, spec.force)
-    ds = load_dataset(spec.dataset, spec.data,
-                      progress=hooks.on_download if hooks is not None else None)
+    ds = load_dataset(
+        spec.dataset, spec.data, progress=hooks.on_download if hooks is not None else None
+    )
     pdata = build_protocol(ds, spec.protocol)
     select = spec.select or ("rmse" if pdata.kind == "rating" else "ndcg@20")
     configs = spec.configs()
-    preflight(spec.model_class, [c for _, c in configs], pdata,
-              select if (len(configs) > 1 or spec.seeds) else None, spec.select is None,
-              refit=spec.refit)
+    preflight(
+        spec.model_class,
+        [c for _, c in configs],
+        pdata,
+        select if (len(configs) > 1 or spec.seeds) else None,
+        spec.select is None,
+        refit=spec.refit,
+    )
     out = default_out(spec, ds.name)
     if spec.out is None:
         check_out_dir(out, spec.force)
@@ -235,13 +186,23 @@ def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> RunResult:
         stage.mkdir(parents=True)
         record = _new_record(spec, ds)
         _describe(spec, ds, pdata)
-        return _run_in(stage, out, spec, ds, pdata, record, select, configs, resume=False,
-                       hooks=hooks)
+        return _run_in(
+            stage, out, spec, ds, pdata, record, select, configs, resume=False, hooks=hooks
+        )
 
 
-def _run_in(stage: Path, out: Path, spec: RunSpec, ds: Dataset, pdata: ProtocolData,
-            record: dict[str, Any], select: str, configs: list[tuple[dict, Any]],
-            resume: bool, hooks: RunHooks | None) -> RunResult:
+def _run_in(
+    stage: Path,
+    out: Path,
+    spec: RunSpec,
+    ds: Dataset,
+    pdata: ProtocolData,
+    record: dict[str, Any],
+    select: str,
+    configs: list[tuple[dict, Any]],
+    resume: bool,
+    hooks: RunHooks | None,
+) -> RunResult:
     """Fit in ``stage``, then put the finished run in ``out``. Interrupted: the staged run
     stays, resumable; failed otherwise: it is marked failed (a new run replaces it)."""
     rf.sweep_temp_files(stage)
@@ -249,8 +210,7 @@ def _run_in(stage: Path, out: Path, spec: RunSpec, ds: Dataset, pdata: ProtocolD
     _save_data(stage, pdata, ds)  # before training: a failure here costs no training
     resumable = len(configs) == 1 and not spec.seeds
     try:
-        result = _fit_select(stage, spec, ds, pdata, select, configs, resumable, resume,
-                             hooks)
+        result = _fit_select(stage, spec, ds, pdata, select, configs, resumable, resume, hooks)
     except KeyboardInterrupt:
         if not resumable:
             shutil.rmtree(stage, ignore_errors=True)
@@ -266,34 +226,49 @@ def _run_in(stage: Path, out: Path, spec: RunSpec, ds: Dataset, pdata: ProtocolD
             shutil.rmtree(stage, ignore_errors=True)
         raise
     model, cfg, fit_s, valid, trials, seed_stats, chosen = result
-    test = _evaluate(model, pdata.test, spec.protocol.ks, hooks, "test")
+    test = evaluate_task(model, pdata.test, spec.protocol.ks, hooks, "test")
     if seed_stats is not None:
         test = {**test, "seeds": seed_stats["test"]}
         valid = {**valid, "seeds": seed_stats["valid"]}
     model.save(stage)
-    record.update({
-        "status": "done", "config": config_to_dict(cfg), "fit_seconds": fit_s,
-        "finished": _now(), "results": {"valid": valid, "test": test},
-        "protocol_description": pdata.describe(),
-        "select_metric": select if (len(configs) > 1 or spec.seeds) else None,
-        "trials": trials if len(trials) > 1 else None, "chosen": chosen,
-        "fingerprint": fingerprint(spec.model, cfg, spec.protocol, pdata.train.matrix),
-        "files": rf.file_digests(stage), "owned": rf.owned_files(stage),
-    })
+    record.update(
+        {
+            "status": "done",
+            "config": config_to_dict(cfg),
+            "fit_seconds": fit_s,
+            "finished": _now(),
+            "results": {"valid": valid, "test": test},
+            "protocol_description": pdata.describe(),
+            "select_metric": select if (len(configs) > 1 or spec.seeds) else None,
+            "trials": trials if len(trials) > 1 else None,
+            "chosen": chosen,
+            "fingerprint": fingerprint(spec.model, cfg, spec.protocol, pdata.train.matrix),
+            "files": rf.file_digests(stage),
+            "owned": rf.owned_files(stage),
+        }
+    )
     rf.write_record(stage, record)
     if stage != out:
         rf.commit(stage, out)
     return RunResult(out, model, record, valid, test, trials)
 
 
-def _fit_select(stage: Path, spec: RunSpec, ds: Dataset, pdata: ProtocolData, select: str,
-                configs: list[tuple[dict, Any]], resumable: bool, resume: bool,
-                hooks: RunHooks | None) -> tuple:
+def _fit_select(
+    stage: Path,
+    spec: RunSpec,
+    ds: Dataset,
+    pdata: ProtocolData,
+    select: str,
+    configs: list[tuple[dict, Any]],
+    resumable: bool,
+    resume: bool,
+    hooks: RunHooks | None,
+) -> tuple:
     cls = spec.model_class
     seeds: Sequence[int | None] = spec.seeds or (None,)
     trials: list[dict[str, Any]] = []
     best: tuple | None = None
-    lower = _lower_is_better(select)
+    lower = lower_is_better(select)
     for params, cfg in configs:
         runs = []
         for seed in seeds:
@@ -301,10 +276,18 @@ def _fit_select(stage: Path, spec: RunSpec, ds: Dataset, pdata: ProtocolData, se
             model = cls(c)
             t0 = time.perf_counter()
             fp = fingerprint(spec.model, c, spec.protocol, pdata.train.matrix)
-            fit_model(model, pdata.train.matrix, pdata.valid, ds,
-                      stage if resumable else None, resume, fp, hooks)
+            fit_model(
+                model,
+                pdata.train.matrix,
+                pdata.valid,
+                ds,
+                stage if resumable else None,
+                resume,
+                fp,
+                hooks,
+            )
             fit_s = time.perf_counter() - t0
-            valid = _evaluate(model, pdata.valid, spec.protocol.ks, hooks, "valid")
+            valid = evaluate_task(model, pdata.valid, spec.protocol.ks, hooks, "valid")
             runs.append((seed, model, c, fit_s, valid))
         scores = [r[4]["metrics"].get(select, float("nan")) for r in runs]
         mean = float(np.mean(scores))
@@ -314,42 +297,43 @@ def _fit_select(stage: Path, spec: RunSpec, ds: Dataset, pdata: ProtocolData, se
             trial.update({"seeds": list(spec.seeds), "select_mean": mean, "select_sd": sd})
         trials.append(trial)
         if params or spec.seeds:
-            log.info("%s: valid %s = %.4f%s", params or "config", select, mean,
-                     f" ± {sd:.4f} over {len(scores)} seeds" if spec.seeds else "")
+            log.info(
+                "%s: valid %s = %.4f%s",
+                params or "config",
+                select,
+                mean,
+                f" ± {sd:.4f} over {len(scores)} seeds" if spec.seeds else "",
+            )
         if best is None or (mean < best[0] if lower else mean > best[0]):
             best = (mean, runs, params)
     assert best is not None
     _, runs, chosen = best
     seed_stats = None
     if spec.seeds:
-        tests = [_evaluate(r[1], pdata.test, spec.protocol.ks, None, "test")["metrics"]
-                 for r in runs]
-        seed_stats = {"valid": _mean_sd([r[4]["metrics"] for r in runs]),
-                      "test": _mean_sd(tests)}
+        tests = [
+            evaluate_task(r[1], pdata.test, spec.protocol.ks, None, "test")["metrics"] for r in runs
+        ]
+        seed_stats = {"valid": mean_sd([r[4]["metrics"] for r in runs]), "test": mean_sd(tests)}
     seed, model, cfg, fit_s, valid = runs[0]
     if spec.refit:
-        cfg = _refit_config(spec, cfg, model)
+        cfg = refit_config(spec, cfg, model)
         model = cls(cfg)
         t0 = time.perf_counter()
-        fit_model(model, _refit_data(pdata), None, ds, None, False, None, hooks)
+        fit_model(model, refit_data(pdata), None, ds, None, False, None, hooks)
         fit_s += time.perf_counter() - t0
         log.info("refitted the chosen configuration on training + validation data")
     return model, cfg, fit_s, valid, trials, seed_stats, chosen
 
 
-def _mean_sd(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    out = {}
-    for k in rows[0]:
-        vals = [float(r[k]) for r in rows if r.get(k) is not None]
-        if vals:
-            out[k] = {"mean": float(np.mean(vals)),
-                      "sd": float(statistics.stdev(vals)) if len(vals) > 1 else 0.0}
-    return out
-
-
 # ----------------------------------------------------------------------------- resume
-def resume_run(out: str | Path, *, epochs: int | None = None, patience: int | None = None,
-               device: str | None = None, hooks: RunHooks | None = None) -> RunResult | None:
+def resume_run(
+    out: str | Path,
+    *,
+    epochs: int | None = None,
+    patience: int | None = None,
+    device: str | None = None,
+    hooks: RunHooks | None = None,
+) -> RunResult | None:
     """Continue the interrupted run kept for ``out`` (or train a finished one further with a
     larger ``epochs``); None when there is nothing to do (a finished run, no new settings)."""
     out = Path(out)
@@ -365,38 +349,53 @@ def resume_run(out: str | Path, *, epochs: int | None = None, patience: int | No
             where = out
         elif rf.read_status(stage) == "failed":
             rec = rf.read_record(stage, keys=())
-            raise ConfigError(f"{out}: the last run failed ({rec.get('error', 'unknown')}); "
-                              f"it cannot be resumed, train it again")
+            raise ConfigError(
+                f"{out}: the last run failed ({rec.get('error', 'unknown')}); "
+                f"it cannot be resumed, train it again"
+            )
         else:
             rf.read_record(out, keys=("model", "status"), advice="start the run again")
             raise rf.RunFolderError(f"{out}: no run to resume here")
-        prev = rf.read_record(where, keys=("model", "dataset", "config"),
-                              advice="start the run again")
+        prev = rf.read_record(
+            where, keys=("model", "dataset", "config"), advice="start the run again"
+        )
         if prev.get("grid") and prev.get("status") != "done":
-            raise SettingError(f"{out} holds an interrupted {{setting}} search, which cannot "
-                               f"be resumed; run the search again from the start (force)", "grid")
+            raise SettingError(
+                f"{out} holds an interrupted {{setting}} search, which cannot "
+                f"be resumed; run the search again from the start (force)",
+                "grid",
+            )
         cls_cfg = prev["config"]
         train_cfg = cls_cfg.get("train") if isinstance(cls_cfg.get("train"), dict) else cls_cfg
         absent = [k for k in more if k not in train_cfg]
         if absent:
-            raise ConfigError(f"resume: model {prev['model']} has no "
-                              f"{', '.join('train.' + k for k in absent)} to change (it does "
-                              f"not train by epochs)")
+            raise ConfigError(
+                f"resume: model {prev['model']} has no "
+                f"{', '.join('train.' + k for k in absent)} to change (it does "
+                f"not train by epochs)"
+            )
         done = rf.epochs_done(where)
         if epochs is not None and epochs <= done:
-            raise ConfigError(f"resume: epochs={epochs} is not more than the {done} epochs "
-                              f"this run has trained; give a larger number to train it "
-                              f"further")
+            raise ConfigError(
+                f"resume: epochs={epochs} is not more than the {done} epochs "
+                f"this run has trained; give a larger number to train it "
+                f"further"
+            )
         if prev.get("status") == "done":
             if not more:
                 return None
             if not (where / rf.CHECKPOINT_NAME).is_file():
-                raise ConfigError(f"{out}: this finished run has no training checkpoint to "
-                                  f"continue from (a grid search keeps none); train again "
-                                  f"with the new settings")
+                raise ConfigError(
+                    f"{out}: this finished run has no training checkpoint to "
+                    f"continue from (a grid search keeps none); train again "
+                    f"with the new settings"
+                )
             where = rf.stage_copy(out)  # the finished model stays until this one is done
-            log.info("continuing the finished run in %s with %s", out,
-                     ", ".join(f"{k}={v}" for k, v in more.items()))
+            log.info(
+                "continuing the finished run in %s with %s",
+                out,
+                ", ".join(f"{k}={v}" for k, v in more.items()),
+            )
         values = dict(prev["config"])
         nested = isinstance(values.get("train"), dict)
         upd: dict[str, Any] = dict(more)
@@ -409,22 +408,30 @@ def resume_run(out: str | Path, *, epochs: int | None = None, patience: int | No
         from genrec.models import get_model_class
 
         cls = get_model_class(prev["model"])
-        config: Any = build_config(cls.config_class, cls.upgrade_config(values)
-                              if hasattr(cls, "upgrade_config") else values, where=cls.name)
-        spec = RunSpec(model=cls.name, dataset=prev["dataset"], config=config,
-                       data=build_config(DataOptions, prev.get("data", {}), where="data"),
-                       protocol=build_config(ProtocolConfig, prev.get("protocol", {}),
-                                             where="protocol"),
-                       out=out)
-        ds = load_dataset(spec.dataset, spec.data,
-                          progress=hooks.on_download if hooks is not None else None)
+        config: Any = build_config(
+            cls.config_class,
+            cls.upgrade_config(values) if hasattr(cls, "upgrade_config") else values,
+            where=cls.name,
+        )
+        spec = RunSpec(
+            model=cls.name,
+            dataset=prev["dataset"],
+            config=config,
+            data=build_config(DataOptions, prev.get("data", {}), where="data"),
+            protocol=build_config(ProtocolConfig, prev.get("protocol", {}), where="protocol"),
+            out=out,
+        )
+        ds = load_dataset(
+            spec.dataset, spec.data, progress=hooks.on_download if hooks is not None else None
+        )
         pdata = build_protocol(ds, spec.protocol)
         preflight(cls, [config], pdata, None, True)
         record = {**prev, "status": "running", "config": config_to_dict(config)}
         select = "rmse" if pdata.kind == "rating" else "ndcg@20"
         _describe(spec, ds, pdata)
-        return _run_in(where, out, spec, ds, pdata, record, select, [({}, config)],
-                       resume=True, hooks=hooks)
+        return _run_in(
+            where, out, spec, ds, pdata, record, select, [({}, config)], resume=True, hooks=hooks
+        )
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -436,14 +443,18 @@ def evaluate_run(run: str | Path | Run, hooks: RunHooks | None = None) -> dict[s
         run = load_run(run)
     rec = run.record
     opts = build_config(DataOptions, rec.get("data", {}), where="data")
-    ds = load_dataset(rec["dataset"], opts,
-                      progress=hooks.on_download if hooks is not None else None)
+    ds = load_dataset(
+        rec["dataset"], opts, progress=hooks.on_download if hooks is not None else None
+    )
     proto = build_config(ProtocolConfig, rec.get("protocol", {}), where="protocol")
     pdata = build_protocol(ds, proto)
     want = rec.get("protocol_description", {}).get("train_interactions")
     if want is not None and pdata.train.nnz != int(want):
-        raise DataError(f"{rec['dataset']}: the data changed since training (training part "
-                        f"has {pdata.train.nnz} interactions, the run had {want})")
-    return {part: _evaluate(run.model, getattr(pdata, part), proto.ks, hooks, part)
-            for part in ("valid", "test")}
-
+        raise DataError(
+            f"{rec['dataset']}: the data changed since training (training part "
+            f"has {pdata.train.nnz} interactions, the run had {want})"
+        )
+    return {
+        part: evaluate_task(run.model, getattr(pdata, part), proto.ks, hooks, part)
+        for part in ("valid", "test")
+    }

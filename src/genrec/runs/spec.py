@@ -86,13 +86,15 @@ def _train_key(cls: type[Recommender], key: str) -> str | None:
     return key if key in fields else None
 
 
-def _grid_configs(cls: type[Recommender], base: Any, grid: Mapping[str, Sequence[Any]]
-                  ) -> list[tuple[dict[str, Any], Any]]:
+def _grid_configs(
+    cls: type[Recommender], base: Any, grid: Mapping[str, Sequence[Any]]
+) -> list[tuple[dict[str, Any], Any]]:
     """Every combination of the grid as (params, config), each built and checked."""
     n = math.prod(len(v) for v in grid.values()) if grid else 1
     if n > MAX_GRID:  # counted before anything is built: 1000 x 1000 would take minutes
-        raise ConfigError(f"grid: {n} configurations, at most {MAX_GRID} (each is a full "
-                          f"fit); narrow it")
+        raise ConfigError(
+            f"grid: {n} configurations, at most {MAX_GRID} (each is a full fit); narrow it"
+        )
     combos: list[dict[str, Any]] = [{}]
     for key, options in grid.items():
         if not options:
@@ -103,8 +105,14 @@ def _grid_configs(cls: type[Recommender], base: Any, grid: Mapping[str, Sequence
         values: dict[str, Any] = {}
         for k, v in combo.items():
             values = merge(values, _nest(k, v))
-        out.append((combo, build_config(cls.config_class, values, base=base, where=cls.name)
-                    if combo else base))
+        out.append(
+            (
+                combo,
+                build_config(cls.config_class, values, base=base, where=cls.name)
+                if combo
+                else base,
+            )
+        )
     return out
 
 
@@ -148,8 +156,10 @@ class RunSpec:
         if self.config is None:
             object.__setattr__(self, "config", cls.config_class())
         elif not isinstance(self.config, cls.config_class):
-            raise ConfigError(f"RunSpec.config: {cls.name} takes a {cls.config_class.__name__},"
-                              f" got {type(self.config).__name__}")
+            raise ConfigError(
+                f"RunSpec.config: {cls.name} takes a {cls.config_class.__name__},"
+                f" got {type(self.config).__name__}"
+            )
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError("RunSpec.dataset: give a data set name or a path")
         seeds = tuple(self.seeds)
@@ -158,8 +168,9 @@ class RunSpec:
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"run.seeds: {list(seeds)} repeats a seed")
         if seeds and _train_key(cls, "seed") is None:
-            raise ConfigError(f"run.seeds: {cls.name} has no seed (it is deterministic); "
-                              f"drop seeds")
+            raise ConfigError(
+                f"run.seeds: {cls.name} has no seed (it is deterministic); drop seeds"
+            )
         object.__setattr__(self, "seeds", seeds)
         object.__setattr__(self, "grid", {k: tuple(v) for k, v in dict(self.grid).items()})
         if self.out is not None:
@@ -185,23 +196,41 @@ class RunSpec:
         """``config`` with its seed (the train config's, where nested) set to ``seed``."""
         key = _train_key(self.model_class, "seed")
         assert key is not None
-        return build_config(self.model_class.config_class, _nest(key, seed), base=config,
-                            where=self.model)
+        return build_config(
+            self.model_class.config_class, _nest(key, seed), base=config, where=self.model
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The spec in the layout :meth:`from_mapping` reads (JSON-ready)."""
-        return {"model": self.model, "dataset": self.dataset, **config_to_dict(self.config),
-                "protocol": config_to_dict(self.protocol), "data": config_to_dict(self.data),
-                "run": {"grid": {k: list(v) for k, v in self.grid.items()},
-                        "select": self.select, "seeds": list(self.seeds), "refit": self.refit}}
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            **config_to_dict(self.config),
+            "protocol": config_to_dict(self.protocol),
+            "data": config_to_dict(self.data),
+            "run": {
+                "grid": {k: list(v) for k, v in self.grid.items()},
+                "select": self.select,
+                "seeds": list(self.seeds),
+                "refit": self.refit,
+            },
+        }
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], *, model: str | None = None,
-                     dataset: str | None = None, device: str | None = None,
-                     precision: str | None = None, seed: int | None = None,
-                     out: str | Path | None = None, force: bool = False,
-                     where: str = "config") -> RunSpec:
+    def from_mapping(
+        cls,
+        values: Mapping[str, Any],
+        *,
+        model: str | None = None,
+        dataset: str | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+        seed: int | None = None,
+        out: str | Path | None = None,
+        force: bool = False,
+        where: str = "config",
+    ) -> RunSpec:
         """A spec from a run config's layout (see the module docstring); the keywords win
         over the values (``seed`` seeds the model and the protocol)."""
         values = dict(values)
@@ -209,8 +238,9 @@ class RunSpec:
         model = model or named_model
         dataset = dataset or named_data
         if not model or not dataset:
-            raise ConfigError(f"{where}: name the model and the data set (model = ..., "
-                              f"dataset = ...)")
+            raise ConfigError(
+                f"{where}: name the model and the data set (model = ..., dataset = ...)"
+            )
         tables = {}
         for name in ("protocol", "data", "run"):
             sec = values.pop(name, {})
@@ -220,9 +250,11 @@ class RunSpec:
         run = tables["run"]
         unknown = sorted(set(run) - set(_RUN_KEYS))
         if unknown:
-            raise ConfigError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
-                              f"{', '.join(unknown)} in [run]; valid keys: "
-                              f"{', '.join(_RUN_KEYS)}")
+            raise ConfigError(
+                f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(unknown)} in [run]; valid keys: "
+                f"{', '.join(_RUN_KEYS)}"
+            )
         mcls = get_model_class(model)
         for key, v in (("device", device), ("precision", precision), ("seed", seed)):
             if v is None:
@@ -254,15 +286,24 @@ class RunSpec:
         seeds = run.get("seeds", [])
         if not isinstance(seeds, (list, tuple)):
             seeds = [seeds]
-        return cls(model=mcls.name, dataset=str(dataset), config=config,
-                   data=build_config(DataOptions, tables["data"], where="data"),
-                   protocol=build_config(ProtocolConfig, proto, where="protocol"),
-                   grid=grid, select=select, seeds=tuple(seeds), refit=refit,
-                   out=Path(out) if out else None, force=force)
+        return cls(
+            model=mcls.name,
+            dataset=str(dataset),
+            config=config,
+            data=build_config(DataOptions, tables["data"], where="data"),
+            protocol=build_config(ProtocolConfig, proto, where="protocol"),
+            grid=grid,
+            select=select,
+            seeds=tuple(seeds),
+            refit=refit,
+            out=Path(out) if out else None,
+            force=force,
+        )
 
     @classmethod
-    def from_toml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None,
-                  **keywords: Any) -> RunSpec:
+    def from_toml(
+        cls, path: str | Path, overrides: Mapping[str, Any] | None = None, **keywords: Any
+    ) -> RunSpec:
         """A spec from a TOML run config, with ``overrides`` (a nested dict) over it."""
         values = merge(load_toml(path), overrides or {})
         return cls.from_mapping(values, where=str(path), **keywords)

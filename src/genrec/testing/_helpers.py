@@ -25,8 +25,9 @@ def _raises(exc: type[BaseException], match: str | None = None) -> Iterator[None
         yield
     except exc as e:
         if match is not None and not re.search(match, str(e)):
-            raise AssertionError(f"{type(e).__name__} raised, but its message {str(e)!r} "
-                                 f"does not match {match!r}") from e
+            raise AssertionError(
+                f"{type(e).__name__} raised, but its message {str(e)!r} does not match {match!r}"
+            ) from e
         return
     raise AssertionError(f"{exc.__name__} was not raised")
 

@@ -7,8 +7,9 @@ import scipy.sparse as sp
 
 
 # ----------------------------------------------------------------------------- data
-def checkerboard(n_groups: int = 2, users_per_group: int = 12, items_per_group: int = 12
-                 ) -> tuple[sp.csr_matrix, np.ndarray]:
+def checkerboard(
+    n_groups: int = 2, users_per_group: int = 12, items_per_group: int = 12
+) -> tuple[sp.csr_matrix, np.ndarray]:
     """Users of group g like the items of block g; each user's "diagonal" item is withheld.
 
     User ``j`` of group ``g`` has every item of block ``g`` but item
@@ -40,8 +41,9 @@ def checkerboard(n_groups: int = 2, users_per_group: int = 12, items_per_group: 
     return sp.csr_matrix(X), withheld
 
 
-def rating_checkerboard(n_groups: int = 2, users_per_group: int = 12, items_per_group: int = 12
-                        ) -> tuple[sp.csr_matrix, np.ndarray]:
+def rating_checkerboard(
+    n_groups: int = 2, users_per_group: int = 12, items_per_group: int = 12
+) -> tuple[sp.csr_matrix, np.ndarray]:
     """Ratings 5 in the user's block (one withheld item per user), 1 on half the other blocks.
 
     On all-ones implicit data a rating model has nothing to learn (every rating is 1); here

@@ -21,8 +21,9 @@ from genrec.testing.data import checkerboard
 
 
 # ----------------------------------------------------------------------------- Recommender
-def check_withheld_item_ranks_first(fitted: Recommender, X: sp.csr_matrix,
-                                    withheld: np.ndarray) -> None:
+def check_withheld_item_ranks_first(
+    fitted: Recommender, X: sp.csr_matrix, withheld: np.ndarray
+) -> None:
     """Every user's withheld item is the top recommendation.
 
     Parameters
@@ -36,10 +37,12 @@ def check_withheld_item_ranks_first(fitted: Recommender, X: sp.csr_matrix,
     """
     items, _ = fitted.recommend(np.arange(X.shape[0]), X, k=1)
     wrong = np.flatnonzero(items[:, 0] != withheld)
-    assert len(wrong) == 0, (f"{len(wrong)} of {X.shape[0]} users do not get their withheld "
-                             f"item first (users {wrong[:5].tolist()}: got "
-                             f"{items[wrong[:5], 0].tolist()}, withheld "
-                             f"{withheld[wrong[:5]].tolist()})")
+    assert len(wrong) == 0, (
+        f"{len(wrong)} of {X.shape[0]} users do not get their withheld "
+        f"item first (users {wrong[:5].tolist()}: got "
+        f"{items[wrong[:5], 0].tolist()}, withheld "
+        f"{withheld[wrong[:5]].tolist()})"
+    )
 
 
 def check_batch_scores_equal_single_user_scores(fitted: Recommender, X: sp.csr_matrix) -> None:
@@ -53,13 +56,18 @@ def check_batch_scores_equal_single_user_scores(fitted: Recommender, X: sp.csr_m
     """
     users = np.arange(X.shape[0])
     batch = _scores(fitted, users, X).astype(np.float64)
-    single = np.vstack([_scores(fitted, users[u : u + 1], X[u]).astype(np.float64)
-                        for u in range(0, X.shape[0], 5)])
+    single = np.vstack(
+        [
+            _scores(fitted, users[u : u + 1], X[u]).astype(np.float64)
+            for u in range(0, X.shape[0], 5)
+        ]
+    )
     np.testing.assert_allclose(batch[::5], single, rtol=1e-5, atol=1e-5)
 
 
-def check_save_load_gives_identical_scores(fitted: Recommender, X: sp.csr_matrix,
-                                           path: str | Path | None = None) -> None:
+def check_save_load_gives_identical_scores(
+    fitted: Recommender, X: sp.csr_matrix, path: str | Path | None = None
+) -> None:
     """``Recommender.load`` of a saved model gives the same class, config and scores.
 
     Parameters
@@ -94,14 +102,14 @@ def check_exclude_seen_excludes(fitted: Recommender, X: sp.csr_matrix) -> None:
     for u in range(X.shape[0]):
         got = items[u][items[u] >= 0]
         assert not Xd[u, got].any(), f"user {u}: seen items {got[Xd[u, got]].tolist()} ranked"
-        assert len(got) == (~Xd[u]).sum(), (f"user {u}: {len(got)} items ranked, "
-                                            f"{(~Xd[u]).sum()} unseen")
+        assert len(got) == (~Xd[u]).sum(), (
+            f"user {u}: {len(got)} items ranked, {(~Xd[u]).sum()} unseen"
+        )
     items_all, _ = fitted.recommend(users, X, k=k, exclude_seen=False)
     assert (items_all >= 0).all(), "exclude_seen=False left empty (-1) slots"
 
 
-def check_same_seed_same_scores(make_model: ModelFactory, X: sp.csr_matrix,
-                                seed: int = 3) -> None:
+def check_same_seed_same_scores(make_model: ModelFactory, X: sp.csr_matrix, seed: int = 3) -> None:
     """Two fits with the same seed give identical scores.
 
     Parameters
@@ -158,13 +166,18 @@ def check_fold_in_scores_depend_only_on_history(fitted: Recommender, X: sp.csr_m
     """
     assert type(fitted).capabilities.folds_in, f"{type(fitted).__name__} does not fold in"
     users = np.arange(X.shape[0])
-    np.testing.assert_allclose(_scores(fitted, users, X), _scores(fitted, None, X),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        _scores(fitted, users, X), _scores(fitted, None, X), rtol=1e-6, atol=1e-6
+    )
 
 
 # ----------------------------------------------------------------------------- run them all
-def check_recommender(make_model: ModelFactory, *, personalized: bool = True,
-                      data: tuple[sp.csr_matrix, np.ndarray] | None = None) -> None:
+def check_recommender(
+    make_model: ModelFactory,
+    *,
+    personalized: bool = True,
+    data: tuple[sp.csr_matrix, np.ndarray] | None = None,
+) -> None:
     """Run every Recommender check on ``make_model`` (fitted once, with seed 0).
 
     Parameters
@@ -188,25 +201,43 @@ def check_recommender(make_model: ModelFactory, *, personalized: bool = True,
     _run(_recommender_checks(make_model, fitted, X, withheld, personalized), fitted)
 
 
-def _recommender_checks(make_model: ModelFactory, fitted: Recommender, X: sp.csr_matrix,
-                        withheld: np.ndarray, personalized: bool
-                        ) -> list[tuple[str, Callable[[], None]]]:
+def _recommender_checks(
+    make_model: ModelFactory,
+    fitted: Recommender,
+    X: sp.csr_matrix,
+    withheld: np.ndarray,
+    personalized: bool,
+) -> list[tuple[str, Callable[[], None]]]:
     checks: list[tuple[str, Callable[[], None]]] = []
     if personalized:
-        checks.append(("withheld_item_ranks_first",
-                       lambda: check_withheld_item_ranks_first(fitted, X, withheld)))
+        checks.append(
+            (
+                "withheld_item_ranks_first",
+                lambda: check_withheld_item_ranks_first(fitted, X, withheld),
+            )
+        )
     checks += [
-        ("batch_scores_equal_single_user_scores",
-         lambda: check_batch_scores_equal_single_user_scores(fitted, X)),
-        ("save_load_gives_identical_scores",
-         lambda: check_save_load_gives_identical_scores(fitted, X)),
+        (
+            "batch_scores_equal_single_user_scores",
+            lambda: check_batch_scores_equal_single_user_scores(fitted, X),
+        ),
+        (
+            "save_load_gives_identical_scores",
+            lambda: check_save_load_gives_identical_scores(fitted, X),
+        ),
         ("exclude_seen_excludes", lambda: check_exclude_seen_excludes(fitted, X)),
         ("same_seed_same_scores", lambda: check_same_seed_same_scores(make_model, X)),
-        ("unfitted_model_raises_clear_error",
-         lambda: check_unfitted_model_raises_clear_error(make_model, X)),
+        (
+            "unfitted_model_raises_clear_error",
+            lambda: check_unfitted_model_raises_clear_error(make_model, X),
+        ),
         ("wrong_item_count_raises", lambda: check_wrong_item_count_raises(fitted, X)),
     ]
     if type(fitted).capabilities.folds_in:
-        checks.append(("fold_in_scores_depend_only_on_history",
-                       lambda: check_fold_in_scores_depend_only_on_history(fitted, X)))
+        checks.append(
+            (
+                "fold_in_scores_depend_only_on_history",
+                lambda: check_fold_in_scores_depend_only_on_history(fitted, X),
+            )
+        )
     return checks

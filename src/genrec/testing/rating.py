@@ -57,8 +57,9 @@ def check_predictions_stay_in_the_rating_range(fitted: Recommender, R: sp.csr_ma
     uu, ii = np.meshgrid(np.arange(U), np.arange(I), indexing="ij")
     pred = fitted.predict(uu.ravel(), ii.ravel())
     assert np.isfinite(pred).all(), "non-finite predictions"
-    assert pred.min() >= 1.0 and pred.max() <= 5.0, (f"predictions range over "
-                                                     f"[{pred.min()}, {pred.max()}]")
+    assert pred.min() >= 1.0 and pred.max() <= 5.0, (
+        f"predictions range over [{pred.min()}, {pred.max()}]"
+    )
 
 
 def check_unknown_users_and_items_do_not_crash(fitted: Recommender, R: sp.csr_matrix) -> None:
@@ -83,8 +84,9 @@ def check_mismatched_lengths_raise(fitted: Recommender) -> None:
         fitted.predict(np.arange(3), np.arange(2))
 
 
-def check_save_load_gives_identical_predictions(fitted: Recommender, R: sp.csr_matrix,
-                                                path: str | Path | None = None) -> None:
+def check_save_load_gives_identical_predictions(
+    fitted: Recommender, R: sp.csr_matrix, path: str | Path | None = None
+) -> None:
     """A saved and loaded rating model predicts the same, fallbacks included.
 
     Parameters
@@ -101,12 +103,18 @@ def check_save_load_gives_identical_predictions(fitted: Recommender, R: sp.csr_m
         loaded = Recommender.load(folder / "m")
     assert isinstance(loaded, RatingPredictor), f"loaded a {type(loaded).__name__}"
     np.testing.assert_array_equal(fitted.predict(c.row, c.col), loaded.predict(c.row, c.col))
-    np.testing.assert_array_equal(fitted.predict(np.array([-1, 3]), np.array([2, -1])),
-                                  loaded.predict(np.array([-1, 3]), np.array([2, -1])))
+    np.testing.assert_array_equal(
+        fitted.predict(np.array([-1, 3]), np.array([2, -1])),
+        loaded.predict(np.array([-1, 3]), np.array([2, -1])),
+    )
 
 
-def check_rating_predictor(make_model: ModelFactory, *, personalized: bool = True,
-                           data: tuple[sp.csr_matrix, np.ndarray] | None = None) -> None:
+def check_rating_predictor(
+    make_model: ModelFactory,
+    *,
+    personalized: bool = True,
+    data: tuple[sp.csr_matrix, np.ndarray] | None = None,
+) -> None:
     """The Recommender checks on :func:`rating_checkerboard`, then the rating checks.
 
     Parameters
@@ -125,16 +133,27 @@ def check_rating_predictor(make_model: ModelFactory, *, personalized: bool = Tru
     """
     R, withheld = rating_checkerboard() if data is None else data
     fitted = make_model(seed=0).fit(R)
-    _run([
-        *_recommender_checks(make_model, fitted, R, withheld, personalized),
-        ("is_rating_predictor", lambda: check_is_rating_predictor(fitted)),
-        ("predict_fits_the_training_ratings",
-         lambda: check_predict_fits_the_training_ratings(fitted, R)),
-        ("predictions_stay_in_the_rating_range",
-         lambda: check_predictions_stay_in_the_rating_range(fitted, R)),
-        ("unknown_users_and_items_do_not_crash",
-         lambda: check_unknown_users_and_items_do_not_crash(fitted, R)),
-        ("mismatched_lengths_raise", lambda: check_mismatched_lengths_raise(fitted)),
-        ("save_load_gives_identical_predictions",
-         lambda: check_save_load_gives_identical_predictions(fitted, R)),
-    ], fitted)
+    _run(
+        [
+            *_recommender_checks(make_model, fitted, R, withheld, personalized),
+            ("is_rating_predictor", lambda: check_is_rating_predictor(fitted)),
+            (
+                "predict_fits_the_training_ratings",
+                lambda: check_predict_fits_the_training_ratings(fitted, R),
+            ),
+            (
+                "predictions_stay_in_the_rating_range",
+                lambda: check_predictions_stay_in_the_rating_range(fitted, R),
+            ),
+            (
+                "unknown_users_and_items_do_not_crash",
+                lambda: check_unknown_users_and_items_do_not_crash(fitted, R),
+            ),
+            ("mismatched_lengths_raise", lambda: check_mismatched_lengths_raise(fitted)),
+            (
+                "save_load_gives_identical_predictions",
+                lambda: check_save_load_gives_identical_predictions(fitted, R),
+            ),
+        ],
+        fitted,
+    )

@@ -30,8 +30,13 @@ class WeightAverage:
     The average only changes what is validated and kept: training steps use the raw weights.
     """
 
-    def __init__(self, module: nn.Module, decay: float, updates: int = 0,
-                 shadow: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        module: nn.Module,
+        decay: float,
+        updates: int = 0,
+        shadow: dict[str, torch.Tensor] | None = None,
+    ):
         self.decay = decay
         self.updates = updates
         self.shadow = snapshot(module) if shadow is None else shadow  # given: a checkpoint's

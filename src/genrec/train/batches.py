@@ -29,8 +29,16 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["Batch", "Triples", "Ratings", "BatchContext", "BatchHook", "Chunked",
-           "user_batches", "row_ids"]
+__all__ = [
+    "Batch",
+    "Triples",
+    "Ratings",
+    "BatchContext",
+    "BatchHook",
+    "Chunked",
+    "user_batches",
+    "row_ids",
+]
 
 T = TypeVar("T")
 
@@ -61,8 +69,9 @@ class Batch:
     n_items: int
 
     @classmethod
-    def from_csr(cls, X: sp.csr_matrix, users: torch.Tensor | None = None,
-                 device: torch.device | str = "cpu") -> Batch:
+    def from_csr(
+        cls, X: sp.csr_matrix, users: torch.Tensor | None = None, device: torch.device | str = "cpu"
+    ) -> Batch:
         X = sp.csr_matrix(X)
         return cls(
             users,
@@ -131,8 +140,7 @@ class Chunked(Generic[T]):
     """Consecutive slices of ``order`` (n,) of ``size`` rows, each made into a batch by
     ``make(slice)`` when iterated; ``len`` is the number of batches."""
 
-    def __init__(self, order: torch.Tensor, size: int,
-                 make: Callable[[torch.Tensor, int], T]):
+    def __init__(self, order: torch.Tensor, size: int, make: Callable[[torch.Tensor, int], T]):
         self.order, self.size, self.make = order, size, make
 
     def __len__(self) -> int:
@@ -147,5 +155,6 @@ def user_batches(X: sp.csr_matrix, ctx: BatchContext) -> Chunked[Batch]:
     """The default hook: the user rows in a random order (``torch.randperm`` on the
     generator), ``batch_size`` rows per :class:`Batch`."""
     perm = torch.randperm(X.shape[0], generator=ctx.generator)  # (U,)
-    return Chunked(perm, ctx.batch_size,
-                   lambda users, _: Batch.from_csr(X[users.numpy()], users, ctx.device))
+    return Chunked(
+        perm, ctx.batch_size, lambda users, _: Batch.from_csr(X[users.numpy()], users, ctx.device)
+    )

@@ -25,8 +25,16 @@ from genrec.io import atomic_write_bytes, jsonable
 
 from .config import TrainConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "LOG_NAME", "RESUME_FREE",
-           "write_checkpoint", "read_checkpoint", "check_checkpoint", "fingerprint_json"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_NAME",
+    "LOG_NAME",
+    "RESUME_FREE",
+    "write_checkpoint",
+    "read_checkpoint",
+    "check_checkpoint",
+    "fingerprint_json",
+]
 
 CHECKPOINT_FORMAT = "genrec-checkpoint/1"
 LOG_NAME = "train_log.jsonl"
@@ -37,8 +45,7 @@ RESUME_FREE = ("epochs", "patience", "device", "eval_batch_size")
 
 def fingerprint_json(fingerprint: Mapping[str, Any] | None) -> str | None:
     """The fingerprint as stored: canonical JSON (sorted keys), or None."""
-    return None if fingerprint is None else json.dumps(jsonable(dict(fingerprint)),
-                                                      sort_keys=True)
+    return None if fingerprint is None else json.dumps(jsonable(dict(fingerprint)), sort_keys=True)
 
 
 def write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -50,8 +57,10 @@ def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     try:
         ck = torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
-        raise DataError(f"{path}: the checkpoint is unreadable ({type(e).__name__}); delete "
-                        f"it to restart that run from the beginning") from None
+        raise DataError(
+            f"{path}: the checkpoint is unreadable ({type(e).__name__}); delete "
+            f"it to restart that run from the beginning"
+        ) from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         fmt = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
         raise DataError(f"{path}: unsupported checkpoint format {fmt!r}")
@@ -79,8 +88,13 @@ def _first_difference(saved: dict[str, Any], mine: dict[str, Any]) -> str | None
     return None
 
 
-def check_checkpoint(path: Path, ck: dict[str, Any], config: TrainConfig, data: list[int],
-                     fingerprint: Mapping[str, Any] | None) -> None:
+def check_checkpoint(
+    path: Path,
+    ck: dict[str, Any],
+    config: TrainConfig,
+    data: list[int],
+    fingerprint: Mapping[str, Any] | None,
+) -> None:
     """Refuse a checkpoint of another run: other train settings, data shape or fingerprint.
 
     Keys in :data:`RESUME_FREE` may differ (``--set epochs=`` trains a run further).
@@ -90,23 +104,31 @@ def check_checkpoint(path: Path, ck: dict[str, Any], config: TrainConfig, data: 
     mine = dataclasses.asdict(config)
     differ = [k for k in mine if k not in RESUME_FREE and saved.get(k, fields[k]) != mine[k]]
     if differ:
-        raise ConfigError(f"{path}: the checkpoint was trained with different "
-                          f"{', '.join(differ)}; resume with the same settings")
+        raise ConfigError(
+            f"{path}: the checkpoint was trained with different "
+            f"{', '.join(differ)}; resume with the same settings"
+        )
     saved_data = ck.get("data")
     if saved_data is not None and list(saved_data) != data:
         u, i, n = saved_data
-        raise DataError(f"{path}: the checkpoint was trained on {u} users x {i} items "
-                        f"({n} entries), this data has {data[0]} x {data[1]} ({data[2]}); "
-                        f"resume with the same training data")
+        raise DataError(
+            f"{path}: the checkpoint was trained on {u} users x {i} items "
+            f"({n} entries), this data has {data[0]} x {data[1]} ({data[2]}); "
+            f"resume with the same training data"
+        )
     if fingerprint is None:
         return
     stored = ck.get("fingerprint")
     if stored is None:
-        raise ConfigError(f"{path}: the checkpoint has no run fingerprint (written by an "
-                          f"older genrec), so it cannot be matched to this run; start over "
-                          f"with --force")
+        raise ConfigError(
+            f"{path}: the checkpoint has no run fingerprint (written by an "
+            f"older genrec), so it cannot be matched to this run; start over "
+            f"with --force"
+        )
     key = _first_difference(json.loads(stored), json.loads(str(fingerprint_json(fingerprint))))
     if key is not None:
-        raise ConfigError(f"{path}: the checkpoint belongs to another run (its {key} differs "
-                          f"from this run's); resume with the same settings, or start over "
-                          f"with --force")
+        raise ConfigError(
+            f"{path}: the checkpoint belongs to another run (its {key} differs "
+            f"from this run's); resume with the same settings, or start over "
+            f"with --force"
+        )

@@ -43,10 +43,12 @@ class TrainConfig:
         for name, kind in _FIELD_TYPES.items():  # a config built directly, unconverted
             v = getattr(self, name)
             if not (v is None and name in _OPTIONAL) and (
-                    isinstance(v, bool) or not isinstance(v, kind)):
+                isinstance(v, bool) or not isinstance(v, kind)
+            ):
                 what = "an integer" if kind is Integral else "a number"
-                raise ValueError(f"{name} must be {what}"
-                                 f"{' or None' if name in _OPTIONAL else ''}, got {v!r}")
+                raise ValueError(
+                    f"{name} must be {what}{' or None' if name in _OPTIONAL else ''}, got {v!r}"
+                )
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -84,10 +86,19 @@ class TrainConfig:
         return cls(**values)
 
 
-_FIELD_TYPES = {"epochs": Integral, "batch_size": Integral, "eval_every": Integral,
-                "eval_batch_size": Integral, "seed": Integral, "patience": Integral,
-                "lr": Real, "weight_decay": Real, "grad_clip": Real, "ema_decay": Real,
-                "lr_decay": Real}
+_FIELD_TYPES = {
+    "epochs": Integral,
+    "batch_size": Integral,
+    "eval_every": Integral,
+    "eval_batch_size": Integral,
+    "seed": Integral,
+    "patience": Integral,
+    "lr": Real,
+    "weight_decay": Real,
+    "grad_clip": Real,
+    "ema_decay": Real,
+    "lr_decay": Real,
+}
 _OPTIONAL = ("patience", "grad_clip", "ema_decay")
 
 
@@ -97,8 +108,10 @@ def parse_metric(name: str) -> tuple[str, int]:
 
     metric, _, k = name.partition("@")
     if metric not in RANKING_METRICS or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"select_metric must look like ndcg@20 or recall@20 (metrics: "
-                         f"{', '.join(sorted(RANKING_METRICS))}), got {name!r}")
+        raise ValueError(
+            f"select_metric must look like ndcg@20 or recall@20 (metrics: "
+            f"{', '.join(sorted(RANKING_METRICS))}), got {name!r}"
+        )
     return metric, int(k)
 
 

@@ -48,8 +48,6 @@ or CUDA, float32 master weights); models keep their losses in float32.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import math
 import time
@@ -69,17 +67,11 @@ from genrec.io import atomic_write_text, to_json
 from .averaging import WeightAverage, snapshot
 from .batches import BatchContext, user_batches
 from .callbacks import Callback, FitContext
-from .checkpoint import (
-    CHECKPOINT_NAME,
-    LOG_NAME,
-    check_checkpoint,
-    fingerprint_json,
-    read_checkpoint,
-    write_checkpoint,
-)
+from .checkpoint import CHECKPOINT_NAME, LOG_NAME
 from .config import Phase, TrainConfig, parse_metric
 from .optim import autocast, make_optimizer, native_bf16
 from .schedules import exponential_lr, set_epoch_lr
+from .state import TrainState, load_state, save_state
 
 __all__ = ["Trainer", "Trainable", "TrainResult", "StepContext"]
 
@@ -120,21 +112,6 @@ class TrainResult:
     history: list[dict[str, Any]] = field(repr=False, default_factory=list)
 
 
-@dataclass
-class _State:
-    """Everything that changes during training (and goes into a checkpoint)."""
-
-    epoch: int = 0  # epochs completed
-    step: int = 0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    bad_evals: int = 0
-    best_weights: dict[str, torch.Tensor] | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    stopped_early: bool = False
-    ema: WeightAverage | None = None
-
-
 class Trainer:
     """Train a :class:`Trainable` model.
 
@@ -146,9 +123,14 @@ class Trainer:
     fingerprint : what identifies the run, stored in the checkpoint and compared on resume
     """
 
-    def __init__(self, config: TrainConfig, *, run_dir: str | Path | None = None,
-                 callbacks: Sequence[Callback] = (),
-                 fingerprint: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        run_dir: str | Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        fingerprint: Mapping[str, Any] | None = None,
+    ):
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = tuple(callbacks)
@@ -160,8 +142,9 @@ class Trainer:
         return cls(config, run_dir=c.run_dir, callbacks=c.callbacks, fingerprint=c.fingerprint)
 
     # -------------------------------------------------------------- public
-    def fit(self, model: Trainable, X: sp.csr_matrix, valid: Any = None, *,
-            resume: bool = False) -> TrainResult:
+    def fit(
+        self, model: Trainable, X: sp.csr_matrix, valid: Any = None, *, resume: bool = False
+    ) -> TrainResult:
         """Train ``model.module_`` on X (CSR, n_users x n_items); keep the best weights.
 
         ``valid`` (a RankingTask, or a RatingTask for a model with ``predict``) is evaluated
@@ -180,31 +163,38 @@ class Trainer:
         optimizers = self._build_optimizers(model)
         for ph in phases:
             if ph.optimizer not in optimizers:
-                raise ConfigError(f"phase {ph.name!r} uses optimizer {ph.optimizer!r}, "
-                                  f"not among {sorted(optimizers)}")
+                raise ConfigError(
+                    f"phase {ph.name!r} uses optimizer {ph.optimizer!r}, "
+                    f"not among {sorted(optimizers)}"
+                )
         if cfg.precision == "bf16" and not native_bf16(device):
-            logger.warning("precision bf16: this %s has no bfloat16 instructions, so autocast "
-                           "is emulated and much slower than fp32; use precision fp32 here",
-                           device.type.upper())
+            logger.warning(
+                "precision bf16: this %s has no bfloat16 instructions, so autocast "
+                "is emulated and much slower than fp32; use precision fp32 here",
+                device.type.upper(),
+            )
         hook = getattr(model, "batches", None) or user_batches
         shuffle_gen = torch.Generator().manual_seed(cfg.seed)
         noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-        state = _State()
+        state = TrainState()
         if cfg.ema_decay is not None:
             state.ema = WeightAverage(module, cfg.ema_decay)
         if resume:
             if self.run_dir is None:
                 raise ConfigError("resume needs a run directory (run_dir)")
             if (self.run_dir / CHECKPOINT_NAME).is_file():
-                state = self._load_checkpoint(module, optimizers, shuffle_gen, noise_gen,
-                                              device, data, hook)
+                state = load_state(
+                    self, module, optimizers, shuffle_gen, noise_gen, device, data, hook
+                )
             else:  # killed before the first checkpoint: the same seed redoes the same run
-                logger.warning("%s: no checkpoint yet; training from the start",
-                               self.run_dir / CHECKPOINT_NAME)
+                logger.warning(
+                    "%s: no checkpoint yet; training from the start", self.run_dir / CHECKPOINT_NAME
+                )
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / LOG_NAME,
-                              "".join(to_json(r, indent=None) for r in state.history))
+            atomic_write_text(
+                self.run_dir / LOG_NAME, "".join(to_json(r, indent=None) for r in state.history)
+            )
         rows = getattr(model, "batch_rows", lambda X: X.shape[0])(X)
         n_batches = sum(ph.passes for ph in phases) * math.ceil(rows / cfg.batch_size)
         select = None if valid is None else self._selection(valid)[0]
@@ -215,11 +205,16 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_epoch_begin(state.epoch, n_batches)
                 t0 = time.perf_counter()
-                numbers = self.train_epoch(model, X, phases, optimizers, state, shuffle_gen,
-                                           noise_gen, device, hook)
+                numbers = self.train_epoch(
+                    model, X, phases, optimizers, state, shuffle_gen, noise_gen, device, hook
+                )
                 t_train = time.perf_counter() - t0
-                record: dict[str, Any] = {"epoch": state.epoch + 1, "step": state.step,
-                                          **numbers, "train_seconds": t_train}
+                record: dict[str, Any] = {
+                    "epoch": state.epoch + 1,
+                    "step": state.step,
+                    **numbers,
+                    "train_seconds": t_train,
+                }
                 if valid is not None and self._validate_now(state.epoch):
                     self._validate(model, valid, state, record)
                 state.epoch += 1
@@ -227,8 +222,7 @@ class Trainer:
                 state.history.append(record)
                 self._log(record, select)
                 if self.run_dir is not None:
-                    self._save_checkpoint(module, optimizers, shuffle_gen, noise_gen, state,
-                                          data, hook)
+                    save_state(self, module, optimizers, shuffle_gen, noise_gen, state, data, hook)
                 for cb in self.callbacks:
                     cb.on_epoch_end(record)
         finally:
@@ -239,13 +233,22 @@ class Trainer:
         elif state.ema is not None:  # no validation: the average of the last weights
             module.load_state_dict(state.ema.shadow)
         module.eval()
-        return TrainResult(state.best_epoch, state.best_metric, state.epoch,
-                           state.stopped_early, state.history)
+        return TrainResult(
+            state.best_epoch, state.best_metric, state.epoch, state.stopped_early, state.history
+        )
 
-    def train_epoch(self, model: Trainable, X: sp.csr_matrix, phases: tuple[Phase, ...],
-                    optimizers: dict[str, torch.optim.Optimizer], state: _State,
-                    shuffle_gen: torch.Generator, noise_gen: torch.Generator,
-                    device: torch.device, hook: Any = user_batches) -> dict[str, float]:
+    def train_epoch(
+        self,
+        model: Trainable,
+        X: sp.csr_matrix,
+        phases: tuple[Phase, ...],
+        optimizers: dict[str, torch.optim.Optimizer],
+        state: TrainState,
+        shuffle_gen: torch.Generator,
+        noise_gen: torch.Generator,
+        device: torch.device,
+        hook: Any = user_batches,
+    ) -> dict[str, float]:
         """One epoch: every phase's passes over the hook's batches. Returns mean numbers
         per logged key (weighted by batch size), prefixed by the phase name when there are
         several phases."""
@@ -257,8 +260,7 @@ class Trainer:
             set_epoch_lr(optimizers.values(), exponential_lr(cfg.lr_decay, state.epoch))
         out: dict[str, float] = {}
         for phase in phases:
-            ctx = StepContext(state.step, state.epoch, phase, noise_gen, device, cfg.precision,
-                              X)
+            ctx = StepContext(state.step, state.epoch, phase, noise_gen, device, cfg.precision, X)
             on_phase_start = getattr(model, "on_phase_start", None)
             if on_phase_start is not None:
                 on_phase_start(phase, ctx)
@@ -276,12 +278,14 @@ class Trainer:
                         raise DivergenceError(
                             f"loss is {loss.item()} at epoch {state.epoch + 1}, step "
                             f"{state.step}: training diverged; lower lr (now {cfg.lr:g}) or "
-                            f"set grad_clip")
+                            f"set grad_clip"
+                        )
                     module.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.grad_clip is not None:
                         torch.nn.utils.clip_grad_norm_(
-                            [p for p in params if p.grad is not None], cfg.grad_clip)
+                            [p for p in params if p.grad is not None], cfg.grad_clip
+                        )
                     opt.step()
                     if state.ema is not None:
                         state.ema.update(module)
@@ -305,21 +309,29 @@ class Trainer:
             return
         if isinstance(valid, RatingTask) and hasattr(model, "predict"):
             if len(valid.ratings) == 0:
-                raise DataError(f"the validation task {valid.name!r} has no ratings, so "
-                                f"there is nothing to choose the epoch on; train without it "
-                                f"(valid=None)")
+                raise DataError(
+                    f"the validation task {valid.name!r} has no ratings, so "
+                    f"there is nothing to choose the epoch on; train without it "
+                    f"(valid=None)"
+                )
             return
         if not isinstance(valid, RankingTask):
-            raise ConfigError(f"{type(model).__name__} ranks items and validates on a ranking "
-                              f"task, got {type(valid).__name__}; use a ranking protocol "
-                              f"(diffrec, strong or loo)")
+            raise ConfigError(
+                f"{type(model).__name__} ranks items and validates on a ranking "
+                f"task, got {type(valid).__name__}; use a ranking protocol "
+                f"(diffrec, strong or loo)"
+            )
         if valid.inputs.shape[1] != X.shape[1]:
-            raise DataError(f"the validation task {valid.name!r} has {valid.inputs.shape[1]} "
-                            f"item columns but the training matrix has {X.shape[1]}")
+            raise DataError(
+                f"the validation task {valid.name!r} has {valid.inputs.shape[1]} "
+                f"item columns but the training matrix has {X.shape[1]}"
+            )
         if valid.truth.nnz == 0:
-            raise DataError(f"the validation task {valid.name!r} has no held-out items, so "
-                            f"there is nothing to choose the epoch on; give the validation "
-                            f"split some interactions, or train without it (valid=None)")
+            raise DataError(
+                f"the validation task {valid.name!r} has no held-out items, so "
+                f"there is nothing to choose the epoch on; give the validation "
+                f"split some interactions, or train without it (valid=None)"
+            )
 
     def _selection(self, valid: Any) -> tuple[str, bool]:
         """(name of the selecting number, higher is better)."""
@@ -348,18 +360,19 @@ class Trainer:
 
             t0 = time.perf_counter()
             pred = model.predict(valid.users, valid.items)  # type: ignore[attr-defined]
-            return ({"rmse": rmse(pred, valid.ratings), "mae": mae(pred, valid.ratings)},
-                    time.perf_counter() - t0)
+            return (
+                {"rmse": rmse(pred, valid.ratings), "mae": mae(pred, valid.ratings)},
+                time.perf_counter() - t0,
+            )
         name, k = parse_metric(cfg.select_metric)
         ks = sorted({10, 20, k})
         metrics = tuple(dict.fromkeys(["recall", "ndcg", name]))
-        res = evaluate_ranking(model, valid, ks=ks, metrics=metrics,
-                               batch_size=cfg.eval_batch_size)
-        return ({m: v for m, v in res.metrics.items() if not m.startswith("coverage")},
-                res.seconds)
+        res = evaluate_ranking(model, valid, ks=ks, metrics=metrics, batch_size=cfg.eval_batch_size)
+        return ({m: v for m, v in res.metrics.items() if not m.startswith("coverage")}, res.seconds)
 
-    def _validate(self, model: Trainable, valid: Any, state: _State,
-                  record: dict[str, Any]) -> None:
+    def _validate(
+        self, model: Trainable, valid: Any, state: TrainState, record: dict[str, Any]
+    ) -> None:
         cfg = self.config
         sel, higher = self._selection(valid)
         module = model.module_
@@ -370,7 +383,8 @@ class Trainer:
             value = numbers[sel]
             better = not math.isnan(value) and (
                 state.best_metric is None
-                or (value > state.best_metric if higher else value < state.best_metric))
+                or (value > state.best_metric if higher else value < state.best_metric)
+            )
             if better:
                 state.best_weights = snapshot(module)
         record["valid"] = numbers
@@ -391,81 +405,13 @@ class Trainer:
                 parts.append(f"{k} {v:.4g}")
         if "valid" in record and sel is not None:
             best = record["best_" + sel]
-            parts.append(f"valid {sel} {record['valid'][sel]:.4f} (best "
-                         f"{float('nan') if best is None else best:.4f} @ "
-                         f"{record['best_epoch']})")
+            parts.append(
+                f"valid {sel} {record['valid'][sel]:.4f} (best "
+                f"{float('nan') if best is None else best:.4f} @ "
+                f"{record['best_epoch']})"
+            )
         parts.append(f"{record['seconds']:.2f}s")
         logger.info("  ".join(parts))
         if self.run_dir is not None:
             with open(self.run_dir / LOG_NAME, "a") as f:
                 f.write(to_json(record, indent=None))
-
-    # -------------------------------------------------------------- checkpoints
-    def _save_checkpoint(self, module: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-                         shuffle_gen: torch.Generator, noise_gen: torch.Generator,
-                         state: _State, data: list[int], hook: Any) -> None:
-        assert self.run_dir is not None
-        hook_state = getattr(hook, "state_dict", None)
-        payload = {
-            "train_config": json.dumps(dataclasses.asdict(self.config)),
-            "fingerprint": fingerprint_json(self.fingerprint),
-            "data": data,  # users, items, stored entries of the training matrix
-            "module": module.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-            "shuffle_generator": shuffle_gen.get_state(),
-            "noise_generator": noise_gen.get_state(),
-            "batches": None if hook_state is None else hook_state(),
-            "epoch": state.epoch,
-            "step": state.step,
-            "best_metric": state.best_metric,
-            "best_epoch": state.best_epoch,
-            "bad_evals": state.bad_evals,
-            "stopped_early": state.stopped_early,
-            "best_weights": state.best_weights,
-            "history": json.dumps(state.history),
-            "ema": None if state.ema is None else state.ema.shadow,
-            "ema_updates": 0 if state.ema is None else state.ema.updates,
-        }
-        write_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
-
-    def _load_checkpoint(self, module: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-                         shuffle_gen: torch.Generator, noise_gen: torch.Generator,
-                         device: torch.device, data: list[int], hook: Any) -> _State:
-        assert self.run_dir is not None
-        path = self.run_dir / CHECKPOINT_NAME
-        ck = read_checkpoint(path, device)
-        check_checkpoint(path, ck, self.config, data, self.fingerprint)
-        module.load_state_dict(ck["module"])
-        if set(ck["optimizers"]) != set(optimizers):
-            raise DataError(f"{path}: checkpoint optimizers {sorted(ck['optimizers'])} do not "
-                            f"match the model's {sorted(optimizers)}")
-        for k, o in optimizers.items():
-            o.load_state_dict(ck["optimizers"][k])
-        shuffle_gen.set_state(ck["shuffle_generator"].cpu())
-        noise_state = ck["noise_generator"].cpu()
-        if noise_state.numel() == noise_gen.get_state().numel():
-            noise_gen.set_state(noise_state)
-        else:  # written on another device type (CPU and CUDA generator states differ)
-            logger.warning("%s: the checkpoint's noise generator is from another device type; "
-                           "continuing with a fresh one (the run will not repeat an "
-                           "uninterrupted one exactly)", path)
-            noise_gen.manual_seed(self.config.seed + 1 + int(ck["step"]))
-        if ck.get("batches") is not None and hasattr(hook, "load_state_dict"):
-            hook.load_state_dict(ck["batches"])
-        ema = None
-        if self.config.ema_decay is not None:
-            if ck.get("ema") is None:
-                raise ConfigError(f"{path}: the checkpoint was written without ema_decay; "
-                                  "resume with the configuration it was trained with")
-            ema = WeightAverage(module, self.config.ema_decay, ck["ema_updates"], ck["ema"])
-        logger.info("resuming from %s after epoch %d (step %d)", path, ck["epoch"], ck["step"])
-        return _State(epoch=ck["epoch"], step=ck["step"], best_metric=ck["best_metric"],
-                      best_epoch=ck["best_epoch"], bad_evals=ck["bad_evals"],
-                      best_weights=ck["best_weights"], history=json.loads(ck["history"]),
-                      stopped_early=self._still_stopped(ck), ema=ema)
-
-    def _still_stopped(self, ck: dict) -> bool:
-        """A run that stopped early stays stopped, unless resumed with more patience than
-        its validations without gain."""
-        patience = self.config.patience
-        return bool(ck["stopped_early"]) and patience is not None and ck["bad_evals"] >= patience

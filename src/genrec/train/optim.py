@@ -36,7 +36,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-
 _FUSED_ADAM_CPU = torch.torch_version.TorchVersion(torch.__version__) >= "2.4"  # CPU kernel
 
 
@@ -56,5 +55,3 @@ def make_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
     raise ConfigError(f"unknown optimizer {config.optimizer!r}; use adam, adamw or sgd")
-
-

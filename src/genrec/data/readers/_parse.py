@@ -33,8 +33,10 @@ def _decode(path: Path, data: bytes, encoding: str = "utf-8") -> str:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         label = "UTF-8" if encoding == "utf-8" else encoding
-        raise DataError(f"{path}, line {line}: not {label} text ({e.reason} at byte {e.start}); "
-                        f"save it as {label}") from None
+        raise DataError(
+            f"{path}, line {line}: not {label} text ({e.reason} at byte {e.start}); "
+            f"save it as {label}"
+        ) from None
 
 
 def _quoting(sep: str) -> Literal[0, 3]:
@@ -52,12 +54,19 @@ def _split_record(text: str, sep: str) -> list[str]:
 
 
 #: leading bytes of the compressed formats read transparently (``log.csv.gz``)
-_COMPRESSED = [("gzip", re.compile(rb"\x1f\x8b"), gzip.decompress),
-               ("bzip2", re.compile(rb"BZh[1-9]1AY&SY"), bz2.decompress),
-               ("xz", re.compile(rb"\xfd7zXZ\x00"), lzma.decompress)]
+_COMPRESSED = [
+    ("gzip", re.compile(rb"\x1f\x8b"), gzip.decompress),
+    ("bzip2", re.compile(rb"BZh[1-9]1AY&SY"), bz2.decompress),
+    ("xz", re.compile(rb"\xfd7zXZ\x00"), lzma.decompress),
+]
 COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz")
-_LOG_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv",
-                ".tab": "tsv"}  # by suffix; anything else is read as CSV
+_LOG_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+}  # by suffix; anything else is read as CSV
 
 
 def log_format(path: Path) -> str:
@@ -79,8 +88,10 @@ def _load_text(path: Path, encoding: str = "utf-8") -> str:
             try:
                 data = decompress(data)
             except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
-                raise DataError(f"{path}: cannot decompress this {kind} file ({e}); the file "
-                                f"is truncated or corrupt, copy it again") from None
+                raise DataError(
+                    f"{path}: cannot decompress this {kind} file ({e}); the file "
+                    f"is truncated or corrupt, copy it again"
+                ) from None
             break
     return _decode(path, data, encoding)
 
@@ -88,7 +99,7 @@ def _load_text(path: Path, encoding: str = "utf-8") -> str:
 def _header(raw: str, sep: str) -> list[str]:
     """Column names on the first line of ``raw``."""
     end = raw.find("\n")
-    first = raw[:end if end >= 0 else len(raw)].rstrip("\r")
+    first = raw[: end if end >= 0 else len(raw)].rstrip("\r")
     return [c.strip() for c in _split_record(first, sep)]
 
 
@@ -105,8 +116,16 @@ def _blank_rows(df: pd.DataFrame) -> np.ndarray:
     return blank
 
 
-def _field_error(path: Path, raw: str, line: int, sep: str, n_fields: int, header: bool,
-                 problem: str, shown: str | None = None) -> DataError:
+def _field_error(
+    path: Path,
+    raw: str,
+    line: int,
+    sep: str,
+    n_fields: int,
+    header: bool,
+    problem: str,
+    shown: str | None = None,
+) -> DataError:
     """``problem`` on file line ``line``, unless the line is short: then say that.
     (``shown``: the separator to name, when the text was parsed on another.)"""
     n = len(_split_record(raw.split("\n", line - 1)[line - 1], sep))  # from that line on
@@ -115,12 +134,15 @@ def _field_error(path: Path, raw: str, line: int, sep: str, n_fields: int, heade
     return DataError(f"{path}, line {line}: {problem}")
 
 
-def _field_count_error(path: Path, line: int, n: int, n_fields: int, header: bool,
-                       sep: str) -> DataError:
+def _field_count_error(
+    path: Path, line: int, n: int, n_fields: int, header: bool, sep: str
+) -> DataError:
     """Line ``line`` has ``n`` fields where every line needs ``n_fields``."""
     want = f"the header has {n_fields}" if header else f"expected {n_fields}"
-    return DataError(f"{path}, line {line} has {n} field{'s' if n != 1 else ''}, {want}; "
-                     f"every line needs {n_fields} fields separated by {sep!r}")
+    return DataError(
+        f"{path}, line {line} has {n} field{'s' if n != 1 else ''}, {want}; "
+        f"every line needs {n_fields} fields separated by {sep!r}"
+    )
 
 
 def _first_long_record(raw: str, sep: str, n_fields: int) -> tuple[int, int]:
@@ -147,7 +169,7 @@ def _row_lines(raw: str, sep: str, offset: int, n_rows: int) -> np.ndarray:
     for _ in reader:
         starts.append(prev + 1)
         prev = reader.line_num
-    starts = starts[offset - 1:]  # the header record
+    starts = starts[offset - 1 :]  # the header record
     return np.asarray(starts, dtype=np.int64) if len(starts) == n_rows else simple
 
 
@@ -177,9 +199,16 @@ def _parse_table(
             # index_col=False: a first row longer than the header must not silently become
             # an index column (shifting every field one column left)
             df = pd.read_csv(
-                io.StringIO(raw), sep=sep, header=0 if header else None,
-                names=None if header else names, dtype=str, keep_default_na=False,
-                skip_blank_lines=False, engine="c", quoting=_quoting(sep), index_col=False,
+                io.StringIO(raw),
+                sep=sep,
+                header=0 if header else None,
+                names=None if header else names,
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=False,
+                engine="c",
+                quoting=_quoting(sep),
+                index_col=False,
             )
     except pd.errors.ParserError as e:
         msg = " ".join(str(e).split())  # pandas' message spans lines
@@ -190,18 +219,22 @@ def _parse_table(
             if len(_split_record(text, sep)) == n:  # the line pandas means
                 raise _field_count_error(path, line, n, want_n, header, shown) from None
         want = "as many fields as the header" if header else f"{len(names)} fields"
-        raise DataError(f"{path}: malformed line ({msg}); every line needs {want} "
-                        f"separated by {shown!r}") from None
+        raise DataError(
+            f"{path}: malformed line ({msg}); every line needs {want} separated by {shown!r}"
+        ) from None
     n_fields = df.shape[1]
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
-        raise _field_count_error(path, *_first_long_record(raw, sep, n_fields), n_fields,
-                                 header, shown)
+        raise _field_count_error(
+            path, *_first_long_record(raw, sep, n_fields), n_fields, header, shown
+        )
     if header:
         df.columns = [str(c).strip() for c in df.columns]
         missing = [c for c in names if c not in df.columns]
         if missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(missing)} in the header "
-                            f"(found {', '.join(df.columns)})")
+            raise DataError(
+                f"{path}: missing column(s) {', '.join(missing)} in the header "
+                f"(found {', '.join(df.columns)})"
+            )
     elif n_fields != len(names):
         raise DataError(f"{path}: expected {len(names)} fields per line, found {n_fields}")
     lines = _row_lines(raw, sep, offset, len(df))
@@ -213,23 +246,39 @@ def _parse_table(
         empty = (df[col].str.strip() == "").to_numpy()
         if empty.any():
             line = int(lines[np.flatnonzero(empty)[0]])
-            raise _field_error(path, raw, line, sep, n_fields, header,
-                               f"field {col!r} is empty", shown)
+            raise _field_error(
+                path, raw, line, sep, n_fields, header, f"field {col!r} is empty", shown
+            )
     for col in numeric:
         vals = pd.to_numeric(df[col].str.strip(), errors="coerce")
         bad = ~np.isfinite(vals.to_numpy(np.float64))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             what = repr(df[col].iloc[row]) if df[col].iloc[row] != "" else "an empty value"
-            raise _field_error(path, raw, int(lines[row]), sep, n_fields, header,
-                               f"field {col!r} has {what}, expected a finite number "
-                               f"(NaN, infinite and empty values are not allowed)", shown)
+            raise _field_error(
+                path,
+                raw,
+                int(lines[row]),
+                sep,
+                n_fields,
+                header,
+                f"field {col!r} has {what}, expected a finite number "
+                f"(NaN, infinite and empty values are not allowed)",
+                shown,
+            )
         df[col] = vals
     return df, lines
 
 
-def _read_table(path: Path, sep: str, names: list[str], numeric: list[str], *,
-                header: bool = False, encoding: str = "utf-8") -> pd.DataFrame:
+def _read_table(
+    path: Path,
+    sep: str,
+    names: list[str],
+    numeric: list[str],
+    *,
+    header: bool = False,
+    encoding: str = "utf-8",
+) -> pd.DataFrame:
     """Read a delimited file; every problem is reported with the file and line number."""
     return _parse_table(path, _load_text(path, encoding), sep, names, numeric, header=header)[0]
 
@@ -247,9 +296,17 @@ def _id_values(ids: pd.Series) -> np.ndarray:
     return ids.to_numpy(dtype=str)
 
 
-def _build(name: str, ratings: pd.DataFrame, source: Path, *, rating_range=None,
-           items: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
-           duplicates: str = "last", implicit: bool = False) -> tuple[Dataset, dict, dict]:
+def _build(
+    name: str,
+    ratings: pd.DataFrame,
+    source: Path,
+    *,
+    rating_range=None,
+    items: pd.DataFrame | None = None,
+    users: pd.DataFrame | None = None,
+    duplicates: str = "last",
+    implicit: bool = False,
+) -> tuple[Dataset, dict, dict]:
     """Make a Dataset from a (user, item, rating[, timestamp]) frame and metadata frames."""
     if len(ratings) == 0:
         raise DataError(f"{source}: no interactions found")
@@ -259,12 +316,15 @@ def _build(name: str, ratings: pd.DataFrame, source: Path, *, rating_range=None,
     r = None if implicit else ratings["rating"].to_numpy(np.float32)
     t = ratings["timestamp"].to_numpy(np.float64) if "timestamp" in ratings else None
     try:
-        inter = Interactions.from_arrays(u, i, r, t, user_ids=uid, item_ids=iid,
-                                         duplicates=duplicates)
+        inter = Interactions.from_arrays(
+            u, i, r, t, user_ids=uid, item_ids=iid, duplicates=duplicates
+        )
     except DataError as e:  # a duplicate under duplicates="error": name the file and the option
         what = str(e).split(";")[0]
-        raise DataError(f"{source}: {what}; to keep one of the repeats pass --set "
-                        f"data.duplicates=last (or first, max)") from None
+        raise DataError(
+            f"{source}: {what}; to keep one of the repeats pass --set "
+            f"data.duplicates=last (or first, max)"
+        ) from None
     item_df = None
     if items is not None:
         item_df = items.drop_duplicates("item_id").set_index("item_id").reindex(iid)
@@ -278,8 +338,9 @@ def _build(name: str, ratings: pd.DataFrame, source: Path, *, rating_range=None,
     return ds, umap, {v: k for k, v in enumerate(iid.tolist())}
 
 
-def _part(ds: Dataset, frame: pd.DataFrame, umap: dict, imap: dict, where: Path,
-          implicit: bool = False) -> Interactions:
+def _part(
+    ds: Dataset, frame: pd.DataFrame, umap: dict, imap: dict, where: Path, implicit: bool = False
+) -> Interactions:
     """Interactions of ``frame`` in the id space of ``ds``."""
     try:
         u = np.fromiter((umap[x] for x in frame["user"].tolist()), np.int64, len(frame))
@@ -288,5 +349,6 @@ def _part(ds: Dataset, frame: pd.DataFrame, umap: dict, imap: dict, where: Path,
         raise DataError(f"{where}: id {e.args[0]!r} does not occur in the full data") from None
     r = None if implicit else frame["rating"].to_numpy(np.float32)
     t = frame["timestamp"].to_numpy(np.float64) if "timestamp" in frame else None
-    return Interactions.from_arrays(u, i, r, t, user_ids=ds.interactions.user_ids,
-                                    item_ids=ds.interactions.item_ids)
+    return Interactions.from_arrays(
+        u, i, r, t, user_ids=ds.interactions.user_ids, item_ids=ds.interactions.item_ids
+    )

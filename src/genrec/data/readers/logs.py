@@ -51,13 +51,23 @@ def read_log(
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: file not found")
-    roles = [(r, c) for r, c in (("user_col", user_col), ("item_col", item_col),
-                                 ("rating_col", rating_col), ("time_col", time_col)) if c]
+    roles = [
+        (r, c)
+        for r, c in (
+            ("user_col", user_col),
+            ("item_col", item_col),
+            ("rating_col", rating_col),
+            ("time_col", time_col),
+        )
+        if c
+    ]
     for j, (role, col) in enumerate(roles):
         for other, col2 in roles[:j]:
             if col == col2:
-                raise DataError(f"{p}: data.{other} and data.{role} both name the column "
-                                f"{col!r}; map each role to its own column")
+                raise DataError(
+                    f"{p}: data.{other} and data.{role} both name the column "
+                    f"{col!r}; map each role to its own column"
+                )
     fmt = fmt or log_format(p)
     if fmt == "parquet":
         require("pyarrow", "parquet", f"{p}: reading a Parquet log")
@@ -80,28 +90,39 @@ def read_log(
             if not 2 <= n <= len(order):
                 extra = [r for r, c in (("rating", rating_col), ("timestamp", time_col)) if c]
                 shape = "".join(f"[, {r}" for r in extra) + "]" * len(extra)
-                raise DataError(f"{p}: {n} field(s) separated by {sep!r} on the first line; a "
-                                f"log without a header has 2 to {len(order)}: user, item{shape}")
+                raise DataError(
+                    f"{p}: {n} field(s) separated by {sep!r} on the first line; a "
+                    f"log without a header has 2 to {len(order)}: user, item{shape}"
+                )
             present = order[:n]
-    _check_columns(p, present, user_col, item_col, rating_col, time_col, text=fmt != "parquet",
-                   sep=sep)
-    for role, named, default in (("rating", rating_col, "rating"),
-                                 ("time", time_col, "timestamp")):
+    _check_columns(
+        p, present, user_col, item_col, rating_col, time_col, text=fmt != "parquet", sep=sep
+    )
+    for role, named, default in (("rating", rating_col, "rating"), ("time", time_col, "timestamp")):
         if named and named != default and named not in present:  # named, so meant ('' = none)
-            raise DataError(f"{p}: no column {named!r} for the {role}s (data.{role}_col; "
-                            f"columns: {', '.join(present)}); fix the name, or leave the "
-                            f"setting out")
+            raise DataError(
+                f"{p}: no column {named!r} for the {role}s (data.{role}_col; "
+                f"columns: {', '.join(present)}); fix the name, or leave the "
+                f"setting out"
+            )
     # the optional columns read: None when not mapped or not in the log
     r_col = rating_col if rating_col is not None and rating_col in present else None
     t_col = time_col if time_col is not None and time_col in present else None
     has_r, has_t = r_col is not None, t_col is not None
     unused = [c for c in present if c not in (user_col, item_col, rating_col, time_col)]
     if unused and not (has_r and has_t):
-        log.warning("%s: column%s %s not read; the log is read %s (map a column with --set "
-                    "data.rating_col=NAME / data.time_col=NAME)", p, "s" * (len(unused) > 1),
-                    ", ".join(map(repr, unused)),
-                    " and ".join(w for w, has in (("as implicit feedback", has_r),
-                                                  ("without timestamps", has_t)) if not has))
+        log.warning(
+            "%s: column%s %s not read; the log is read %s (map a column with --set "
+            "data.rating_col=NAME / data.time_col=NAME)",
+            p,
+            "s" * (len(unused) > 1),
+            ", ".join(map(repr, unused)),
+            " and ".join(
+                w
+                for w, has in (("as implicit feedback", has_r), ("without timestamps", has_t))
+                if not has
+            ),
+        )
     numeric = [r_col] if r_col is not None else []  # timestamps: numbers or ISO dates, below
     cols = [user_col, item_col] + numeric + ([t_col] if t_col is not None else [])
     if fmt == "parquet":
@@ -109,17 +130,26 @@ def read_log(
         lines = None
     else:
         assert sep is not None  # set for every text log above
-        df, lines = _parse_table(p, raw, sep, cols if header else present, numeric,
-                                 header=header, required=(user_col, item_col))
-    out = pd.DataFrame({"user": df[user_col].astype(str).str.strip(),
-                        "item": df[item_col].astype(str).str.strip()})
+        df, lines = _parse_table(
+            p,
+            raw,
+            sep,
+            cols if header else present,
+            numeric,
+            header=header,
+            required=(user_col, item_col),
+        )
+    out = pd.DataFrame(
+        {"user": df[user_col].astype(str).str.strip(), "item": df[item_col].astype(str).str.strip()}
+    )
     for role, col in (("user", user_col), ("item", item_col)):
         empty = (out[role] == "") | (out[role].str.lower() == "nan")
         if empty.any():
             row = int(np.flatnonzero(empty.to_numpy())[0])
             where = f"row {row}" if lines is None else f"line {lines[row]}"
-            raise DataError(f"{p}, {where}: missing {role} id ({out[role].iloc[row]!r}) "
-                            f"in column {col!r}")
+            raise DataError(
+                f"{p}, {where}: missing {role} id ({out[role].iloc[row]!r}) in column {col!r}"
+            )
     out = pd.DataFrame({"user": _id_values(out["user"]), "item": _id_values(out["item"])})
     if r_col is not None:
         out["rating"] = df[r_col].to_numpy(np.float32)
@@ -143,6 +173,7 @@ def _times(p: Path, col: pd.Series, name: str, lines: np.ndarray | None) -> np.n
     """Timestamps as float64 seconds: numbers as they are (Unix time, or any increasing
     count), dates (ISO 8601 text, Parquet timestamps) as seconds since 1970 (UTC when the
     text gives no zone). Only their order is used, but one column must be all one kind."""
+
     def where(row: int) -> str:
         return f"row {row}" if lines is None else f"line {lines[row]}"
 
@@ -167,9 +198,11 @@ def _times(p: Path, col: pd.Series, name: str, lines: np.ndarray | None) -> np.n
         row = int(np.flatnonzero(~finite)[0])
     value = col.iloc[row]
     what = "an empty value" if str(value).strip() == "" else repr(str(value))
-    raise DataError(f"{p}, {where(row)}: field {name!r} has {what}, expected a timestamp: "
-                    f"a finite number (Unix time) or an ISO 8601 date such as "
-                    f"2024-01-31T12:00:00, the same kind on every line")
+    raise DataError(
+        f"{p}, {where(row)}: field {name!r} has {what}, expected a timestamp: "
+        f"a finite number (Unix time) or an ISO 8601 date such as "
+        f"2024-01-31T12:00:00, the same kind on every line"
+    )
 
 
 def _parquet_columns(p: Path, df: pd.DataFrame, ids: list[str], numeric: list[str]) -> pd.DataFrame:
@@ -188,10 +221,15 @@ def _parquet_columns(p: Path, df: pd.DataFrame, ids: list[str], numeric: list[st
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             value = df[c].iloc[row]
-            what = "null" if pd.isna(value) else repr(value.item() if hasattr(value, "item")
-                                                      else value)
-            raise DataError(f"{p}, row {row}: column {c!r} has {what}, expected a finite "
-                            f"number (null, NaN and infinite values are not allowed)")
+            what = (
+                "null"
+                if pd.isna(value)
+                else repr(value.item() if hasattr(value, "item") else value)
+            )
+            raise DataError(
+                f"{p}, row {row}: column {c!r} has {what}, expected a finite "
+                f"number (null, NaN and infinite values are not allowed)"
+            )
         df = df.assign(**{c: vals})
     return df
 
@@ -204,34 +242,52 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _check_columns(p: Path, present: list[str], user_col: str, item_col: str,
-                   rating_col: str | None, time_col: str | None, *, text: bool,
-                   sep: str | None = None) -> None:
+def _check_columns(
+    p: Path,
+    present: list[str],
+    user_col: str,
+    item_col: str,
+    rating_col: str | None,
+    time_col: str | None,
+    *,
+    text: bool,
+    sep: str | None = None,
+) -> None:
     """The id columns are in the header; a first line that is data, or a header split on
     another separator, is named as such."""
     expected = [c for c in (user_col, item_col, rating_col, time_col) if c]
     twice = sorted({c for c in expected if present.count(c) > 1})
     if twice:  # pandas would silently read the first of them
-        raise DataError(f"{p}: the header names column {', '.join(map(repr, twice))} more than "
-                        f"once; rename the repeats so that each column has its own name")
+        raise DataError(
+            f"{p}: the header names column {', '.join(map(repr, twice))} more than "
+            f"once; rename the repeats so that each column has its own name"
+        )
     if all(c in present for c in (user_col, item_col)):
         return
     if text and not any(present):
-        raise DataError(f"{p}: the file is empty (no header line); a log starts with a header "
-                        f"naming its columns ({', '.join(expected)})")
+        raise DataError(
+            f"{p}: the file is empty (no header line); a log starts with a header "
+            f"naming its columns ({', '.join(expected)})"
+        )
     if text and len(present) == 1:
         for other, name in (("\t", "a tab"), (";", "';'"), ("|", "'|'"), (",", "','")):
             if other != sep and {user_col, item_col} <= set(present[0].split(other)):
                 arg = "'\\t'" if other == "\t" else repr(other)
-                raise DataError(f"{p}: the header is one field split on {sep!r}, but {name} "
-                                f"separates its columns; pass --set data.sep={arg}")
+                raise DataError(
+                    f"{p}: the header is one field split on {sep!r}, but {name} "
+                    f"separates its columns; pass --set data.sep={arg}"
+                )
     if text and not any(c in present for c in expected) and any(map(_is_number, present)):
         shape = f"{user_col}, {item_col}" + "".join(f"[, {c}]" for c in (rating_col, time_col) if c)
-        raise DataError(f"{p}: the first line ({', '.join(present)}) looks like data, not a "
-                        f"header; pass --set data.header=false when the columns are user, item"
-                        f"[, rating[, timestamp]] in this order, or add a header line naming "
-                        f"them ({shape})")
+        raise DataError(
+            f"{p}: the first line ({', '.join(present)}) looks like data, not a "
+            f"header; pass --set data.header=false when the columns are user, item"
+            f"[, rating[, timestamp]] in this order, or add a header line naming "
+            f"them ({shape})"
+        )
     for role, col in (("user", user_col), ("item", item_col)):
         if col not in present:
-            raise DataError(f"{p}: no column {col!r} for the {role} ids (columns: "
-                            f"{', '.join(present)}); map it with --set data.{role}_col=NAME")
+            raise DataError(
+                f"{p}: no column {col!r} for the {role} ids (columns: "
+                f"{', '.join(present)}); map it with --set data.{role}_col=NAME"
+            )

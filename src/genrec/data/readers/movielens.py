@@ -15,15 +15,48 @@ from genrec.data.readers._parse import (
 )
 
 ML100K_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
-    "Sci-Fi", "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 ]
 ML1M_OCCUPATIONS = [
-    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
-    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
-    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
-    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+    "other",
+    "academic/educator",
+    "artist",
+    "clerical/admin",
+    "college/grad student",
+    "customer service",
+    "doctor/health care",
+    "executive/managerial",
+    "farmer",
+    "homemaker",
+    "K-12 student",
+    "lawyer",
+    "programmer",
+    "retired",
+    "sales/marketing",
+    "scientist",
+    "self-employed",
+    "technician/engineer",
+    "tradesman/craftsman",
+    "unemployed",
+    "writer",
 ]
 
 
@@ -40,20 +73,34 @@ def read_ml100k(folder: str | Path, *, duplicates: str = "last") -> Dataset:
     item_cols = ["item_id", "title", "release", "video_release", "url"] + ML100K_GENRES
     items = None
     if (d / "u.item").is_file():
-        raw = _read_table(d / "u.item", "|", item_cols, ["item_id"] + ML100K_GENRES,
-                          encoding="latin-1")
+        raw = _read_table(
+            d / "u.item", "|", item_cols, ["item_id"] + ML100K_GENRES, encoding="latin-1"
+        )
         flags = raw[ML100K_GENRES].to_numpy().astype(bool)
         genres = ["|".join(g for g, f in zip(ML100K_GENRES, row) if f) for row in flags]
-        items = pd.DataFrame({"item_id": raw["item_id"].astype(np.int64), "title": raw["title"],
-                              "genres": genres})
+        items = pd.DataFrame(
+            {"item_id": raw["item_id"].astype(np.int64), "title": raw["title"], "genres": genres}
+        )
     users = None
     if (d / "u.user").is_file():
-        raw = _read_table(d / "u.user", "|", ["user_id", "age", "gender", "occupation", "zip"],
-                          ["user_id", "age"], encoding="latin-1")
+        raw = _read_table(
+            d / "u.user",
+            "|",
+            ["user_id", "age", "gender", "occupation", "zip"],
+            ["user_id", "age"],
+            encoding="latin-1",
+        )
         users = raw.assign(user_id=raw["user_id"].astype(np.int64), age=raw["age"].astype(int))
     ratings = ratings.astype({"user": np.int64, "item": np.int64})
-    ds, umap, imap = _build("ml-100k", ratings, d, rating_range=(1.0, 5.0), items=items,
-                            users=users, duplicates=duplicates)
+    ds, umap, imap = _build(
+        "ml-100k",
+        ratings,
+        d,
+        rating_range=(1.0, 5.0),
+        items=items,
+        users=users,
+        duplicates=duplicates,
+    )
     for n in range(1, 6):
         test_path = d / f"u{n}.test"
         if not test_path.is_file():
@@ -62,12 +109,15 @@ def read_ml100k(folder: str | Path, *, duplicates: str = "last") -> Dataset:
         base_path = d / f"u{n}.base"
         if base_path.is_file():
             base = _read_table(base_path, "\t", cols, cols).astype(
-                {"user": np.int64, "item": np.int64})
+                {"user": np.int64, "item": np.int64}
+            )
         else:
             key = ratings["user"] * 10**7 + ratings["item"]
             base = ratings[~key.isin(test["user"] * 10**7 + test["item"])]
-        ds.splits[f"u{n}"] = {"train": _part(ds, base, umap, imap, base_path),
-                              "test": _part(ds, test, umap, imap, test_path)}
+        ds.splits[f"u{n}"] = {
+            "train": _part(ds, base, umap, imap, base_path),
+            "test": _part(ds, test, umap, imap, test_path),
+        }
     return ds
 
 
@@ -85,15 +135,30 @@ def read_ml1m(folder: str | Path, *, duplicates: str = "last") -> Dataset:
     items = _read_movies_dat(d / "movies.dat") if (d / "movies.dat").is_file() else None
     users = None
     if (d / "users.dat").is_file():
-        raw = _read_table(d / "users.dat", "::",
-                          ["user_id", "gender", "age", "occupation", "zip"],
-                          ["user_id", "age", "occupation"], encoding="latin-1")
-        occ = raw["occupation"].astype(int).map(
-            lambda c: ML1M_OCCUPATIONS[c] if 0 <= c < len(ML1M_OCCUPATIONS) else str(c))
-        users = raw.assign(user_id=raw["user_id"].astype(np.int64), age=raw["age"].astype(int),
-                           occupation=occ)[["user_id", "age", "gender", "occupation", "zip"]]
-    return _build("ml-1m", ratings, d, rating_range=(1.0, 5.0), items=items, users=users,
-                  duplicates=duplicates)[0]
+        raw = _read_table(
+            d / "users.dat",
+            "::",
+            ["user_id", "gender", "age", "occupation", "zip"],
+            ["user_id", "age", "occupation"],
+            encoding="latin-1",
+        )
+        occ = (
+            raw["occupation"]
+            .astype(int)
+            .map(lambda c: ML1M_OCCUPATIONS[c] if 0 <= c < len(ML1M_OCCUPATIONS) else str(c))
+        )
+        users = raw.assign(
+            user_id=raw["user_id"].astype(np.int64), age=raw["age"].astype(int), occupation=occ
+        )[["user_id", "age", "gender", "occupation", "zip"]]
+    return _build(
+        "ml-1m",
+        ratings,
+        d,
+        rating_range=(1.0, 5.0),
+        items=items,
+        users=users,
+        duplicates=duplicates,
+    )[0]
 
 
 def read_ml10m(folder: str | Path, *, duplicates: str = "last") -> Dataset:
@@ -103,23 +168,35 @@ def read_ml10m(folder: str | Path, *, duplicates: str = "last") -> Dataset:
     ratings = _read_table(d / "ratings.dat", "::", cols, cols, encoding="latin-1")
     ratings = ratings.astype({"user": np.int64, "item": np.int64})
     items = _read_movies_dat(d / "movies.dat") if (d / "movies.dat").is_file() else None
-    return _build("ml-10m", ratings, d, rating_range=(0.5, 5.0), items=items,
-                  duplicates=duplicates)[0]
+    return _build(
+        "ml-10m", ratings, d, rating_range=(0.5, 5.0), items=items, duplicates=duplicates
+    )[0]
 
 
 def read_ml_csv(folder: str | Path, name: str = "ml-20m", *, duplicates: str = "last") -> Dataset:
     """ML-20M, ML-25M, ml-latest(-small): ``ratings.csv`` and ``movies.csv`` with headers."""
     d = Path(folder)
-    raw = _read_table(d / "ratings.csv", ",", ["userId", "movieId", "rating", "timestamp"],
-                      ["userId", "movieId", "rating", "timestamp"], header=True)
-    ratings = pd.DataFrame({"user": raw["userId"].astype(np.int64),
-                            "item": raw["movieId"].astype(np.int64),
-                            "rating": raw["rating"], "timestamp": raw["timestamp"]})
+    raw = _read_table(
+        d / "ratings.csv",
+        ",",
+        ["userId", "movieId", "rating", "timestamp"],
+        ["userId", "movieId", "rating", "timestamp"],
+        header=True,
+    )
+    ratings = pd.DataFrame(
+        {
+            "user": raw["userId"].astype(np.int64),
+            "item": raw["movieId"].astype(np.int64),
+            "rating": raw["rating"],
+            "timestamp": raw["timestamp"],
+        }
+    )
     items = None
     if (d / "movies.csv").is_file():
-        m = _read_table(d / "movies.csv", ",", ["movieId", "title", "genres"], ["movieId"],
-                        header=True)
-        items = pd.DataFrame({"item_id": m["movieId"].astype(np.int64), "title": m["title"],
-                              "genres": m["genres"]})
-    return _build(name, ratings, d, rating_range=(0.5, 5.0), items=items,
-                  duplicates=duplicates)[0]
+        m = _read_table(
+            d / "movies.csv", ",", ["movieId", "title", "genres"], ["movieId"], header=True
+        )
+        items = pd.DataFrame(
+            {"item_id": m["movieId"].astype(np.int64), "title": m["title"], "genres": m["genres"]}
+        )
+    return _build(name, ratings, d, rating_range=(0.5, 5.0), items=items, duplicates=duplicates)[0]

@@ -27,12 +27,16 @@ def _load_npy_pairs(path: Path) -> np.ndarray:
     except ValueError as e:
         raise DataError(f"{path}: not a plain numeric .npy array ({e})") from None
     if arr.ndim != 2 or arr.shape[1] < 2 or arr.dtype.kind not in "iu":
-        raise DataError(f"{path}: expected an integer array of shape (n, 2) of (user, item) "
-                        f"rows, got {arr.dtype} {arr.shape}")
+        raise DataError(
+            f"{path}: expected an integer array of shape (n, 2) of (user, item) "
+            f"rows, got {arr.dtype} {arr.shape}"
+        )
     if len(arr) and arr[:, :2].min() < 0:
         row = int(np.flatnonzero((arr[:, :2] < 0).any(1))[0])
-        raise DataError(f"{path}, row {row}: negative id {arr[row, :2].tolist()}; pair lists "
-                        f"hold 0-based indices")
+        raise DataError(
+            f"{path}, row {row}: negative id {arr[row, :2].tolist()}; pair lists "
+            f"hold 0-based indices"
+        )
     return arr
 
 
@@ -44,17 +48,21 @@ def _read_text_pairs(path: Path) -> pd.DataFrame:
         if not parts:
             continue
         if len(parts) not in (2, 3):
-            raise DataError(f"{path}, line {lineno}: expected 'user item [rating]', got "
-                            f"{line.strip()!r}")
+            raise DataError(
+                f"{path}, line {lineno}: expected 'user item [rating]', got {line.strip()!r}"
+            )
         if len(parts) == 3:
             try:
                 r = float(parts[2])
             except ValueError:
-                raise DataError(f"{path}, line {lineno}: rating {parts[2]!r} is not a "
-                                f"number") from None
+                raise DataError(
+                    f"{path}, line {lineno}: rating {parts[2]!r} is not a number"
+                ) from None
             if not np.isfinite(r):
-                raise DataError(f"{path}, line {lineno}: rating is {parts[2]}; NaN and "
-                                f"infinite ratings are not allowed")
+                raise DataError(
+                    f"{path}, line {lineno}: rating is {parts[2]}; NaN and "
+                    f"infinite ratings are not allowed"
+                )
         else:
             r = 1.0
         rows.append((parts[0], parts[1], r))
@@ -63,8 +71,13 @@ def _read_text_pairs(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user", "item", "rating"])
 
 
-def read_pair_lists(folder: str | Path, *, name: str | None = None,
-                    n_users: int | None = None, n_items: int | None = None) -> Dataset:
+def read_pair_lists(
+    folder: str | Path,
+    *,
+    name: str | None = None,
+    n_users: int | None = None,
+    n_items: int | None = None,
+) -> Dataset:
     """A folder of pre-split pair lists.
 
     Either DiffRec's ``train_list.npy``, ``valid_list.npy``, ``test_list.npy`` (int64 (n, 2)
@@ -92,11 +105,15 @@ def read_pair_lists(folder: str | Path, *, name: str | None = None,
             bad_u, bad_i = a[:, 0] >= U, a[:, 1] >= I
             if bad_u.any() or bad_i.any():
                 row = int(np.flatnonzero(bad_u | bad_i)[0])
-                raise DataError(f"{npy[p]}, row {row}: id {a[row, :2].tolist()} out of range "
-                                f"for {U} users x {I} items")
+                raise DataError(
+                    f"{npy[p]}, row {row}: id {a[row, :2].tolist()} out of range "
+                    f"for {U} users x {I} items"
+                )
         uid, iid = np.arange(U, dtype=np.int64), np.arange(I, dtype=np.int64)
-        parts = {p: Interactions.from_arrays(a[:, 0], a[:, 1], user_ids=uid, item_ids=iid)
-                 for p, a in arrays.items()}
+        parts = {
+            p: Interactions.from_arrays(a[:, 0], a[:, 1], user_ids=uid, item_ids=iid)
+            for p, a in arrays.items()
+        }
         allp = np.concatenate(list(arrays.values()))
         whole = Interactions.from_arrays(allp[:, 0], allp[:, 1], user_ids=uid, item_ids=iid)
         return Dataset(label, whole, None, None, {"given": parts}, True, None, str(d))
@@ -113,8 +130,11 @@ def read_pair_lists(folder: str | Path, *, name: str | None = None,
                     f[col] = f[col].astype(np.int64)
         implicit = bool((allf["rating"] == 1.0).all())
         ds, umap, imap = _build(label, allf, d, implicit=implicit)
-        ds.splits["given"] = {p: _part(ds, f, umap, imap, txt[p], implicit)
-                              for p, f in frames.items()}
+        ds.splits["given"] = {
+            p: _part(ds, f, umap, imap, txt[p], implicit) for p, f in frames.items()
+        }
         return ds
-    raise DataError(f"{d}: no pair lists found; expected train_list.npy/valid_list.npy/"
-                    f"test_list.npy or train.txt/valid.txt/test.txt")
+    raise DataError(
+        f"{d}: no pair lists found; expected train_list.npy/valid_list.npy/"
+        f"test_list.npy or train.txt/valid.txt/test.txt"
+    )

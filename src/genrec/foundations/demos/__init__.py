@@ -48,7 +48,18 @@ from genrec.foundations.demos.mixture import Mixture as Mixture
 from genrec.foundations.demos.mixture import PointsSource as PointsSource
 
 __all__ = [
-    "SyntheticPoints", "Points", "load_points", "ComponentSummary", "component_summaries",
-    "fit_capturing_warnings", "Trace", "MixtureDemo", "run_mixture_demo",
-    "SimulatedJar", "read_jar_csv", "BetaRound", "BetaDemo", "run_beta_demo",
+    "SyntheticPoints",
+    "Points",
+    "load_points",
+    "ComponentSummary",
+    "component_summaries",
+    "fit_capturing_warnings",
+    "Trace",
+    "MixtureDemo",
+    "run_mixture_demo",
+    "SimulatedJar",
+    "read_jar_csv",
+    "BetaRound",
+    "BetaDemo",
+    "run_beta_demo",
 ]

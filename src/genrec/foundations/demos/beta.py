@@ -58,20 +58,24 @@ def read_jar_csv(path: str | os.PathLike[str], draws_per_round: int) -> list[np.
     data = read_points_csv(path)
     if data.shape[1] == 1:
         outcomes = data[:, 0]
-        groups = [outcomes[i : i + draws_per_round]
-                  for i in range(0, len(outcomes), draws_per_round)]
+        groups = [
+            outcomes[i : i + draws_per_round] for i in range(0, len(outcomes), draws_per_round)
+        ]
     elif data.shape[1] == 2:
         ids = data[:, 0]
         _, first = np.unique(ids, return_index=True)
         groups = [data[ids == ids[i], 1] for i in sorted(first)]
     else:
-        raise ValueError(f"{path}: expected 1 column (outcomes) or 2 columns (round, outcome); "
-                         f"found {data.shape[1]}")
+        raise ValueError(
+            f"{path}: expected 1 column (outcomes) or 2 columns (round, outcome); "
+            f"found {data.shape[1]}"
+        )
     rounds = []
     for r, g in enumerate(groups, start=1):
         if not np.all(np.isin(g, (0.0, 1.0))):
-            raise ValueError(f"{path}: round {r} has outcomes other than 0 (vanilla) / 1 "
-                             f"(chocolate)")
+            raise ValueError(
+                f"{path}: round {r} has outcomes other than 0 (vanilla) / 1 (chocolate)"
+            )
         rounds.append(g.astype(np.int64))
     return rounds
 
@@ -158,22 +162,41 @@ class BetaDemo:
         rs = self.rounds
         all_trace = [x for r in rs for x in r.elbo_trace]
         return {
-            "beta_posteriors.png": _png(lambda p: plots.plot_jar_posteriors(
-                [r.exact_posterior for r in rs], [r.variational_posterior for r in rs],
-                [r.kl for r in rs], [r.counts for r in rs], p, self.prior,
-                kl_before=[r.kl_start for r in rs])),
-            "beta_trace.png": _png(lambda p: plots.plot_trace(
-                all_trace, p, "ELBO (closed form)", "ELBO per step (rounds one after another)")),
+            "beta_posteriors.png": _png(
+                lambda p: plots.plot_jar_posteriors(
+                    [r.exact_posterior for r in rs],
+                    [r.variational_posterior for r in rs],
+                    [r.kl for r in rs],
+                    [r.counts for r in rs],
+                    p,
+                    self.prior,
+                    kl_before=[r.kl_start for r in rs],
+                )
+            ),
+            "beta_trace.png": _png(
+                lambda p: plots.plot_trace(
+                    all_trace, p, "ELBO (closed form)", "ELBO per step (rounds one after another)"
+                )
+            ),
         }
 
 
 JarSource = str | os.PathLike[str] | SimulatedJar | Sequence[Sequence[int]]
 
 
-def run_beta_demo(data: JarSource, *, prior_a: float = 1.0, prior_b: float = 1.0,
-                  estimator: str = "reparam", steps: int = 800, mc_samples: int = 64,
-                  lr: float = 0.1, seed: int = 0, draws_per_round: int = 10,
-                  mc_draws: int = 4096) -> BetaDemo:
+def run_beta_demo(
+    data: JarSource,
+    *,
+    prior_a: float = 1.0,
+    prior_b: float = 1.0,
+    estimator: str = "reparam",
+    steps: int = 800,
+    mc_samples: int = 64,
+    lr: float = 0.1,
+    seed: int = 0,
+    draws_per_round: int = 10,
+    mc_draws: int = 4096,
+) -> BetaDemo:
     """Fit the Beta-Bernoulli jar round by round and compare each fit with the exact posterior.
 
     Parameters
@@ -216,18 +239,28 @@ def run_beta_demo(data: JarSource, *, prior_a: float = 1.0, prior_b: float = 1.0
 
     rounds: list[np.ndarray]
     if isinstance(data, SimulatedJar):
-        rounds = simulate_jar(data.rate, data.n_rounds, data.draws_per_round,
-                              random_state=data.seed)
-        desc = (f"simulated jar, P(chocolate) = {data.rate}, {data.n_rounds} rounds of "
-                f"{data.draws_per_round}")
+        rounds = simulate_jar(
+            data.rate, data.n_rounds, data.draws_per_round, random_state=data.seed
+        )
+        desc = (
+            f"simulated jar, P(chocolate) = {data.rate}, {data.n_rounds} rounds of "
+            f"{data.draws_per_round}"
+        )
     elif isinstance(data, (str, os.PathLike)):
         rounds = read_jar_csv(data, draws_per_round)
         desc = f"{data} ({len(rounds)} rounds)"
     else:
         rounds = [np.asarray(r) for r in data]
         desc = f"{len(rounds)} given rounds"
-    jar = BetaBernoulliJar(prior_a, prior_b, estimator=estimator, n_mc_samples=mc_samples,
-                           n_steps=steps, lr=lr, random_state=seed).fit(cast("list[Any]", rounds))
+    jar = BetaBernoulliJar(
+        prior_a,
+        prior_b,
+        estimator=estimator,
+        n_mc_samples=mc_samples,
+        n_steps=steps,
+        lr=lr,
+        random_state=seed,
+    ).fit(cast("list[Any]", rounds))
     gen = torch.Generator().manual_seed(seed + 1)
     out = []
     for r, draws in enumerate(rounds):
@@ -236,13 +269,24 @@ def run_beta_demo(data: JarSource, *, prior_a: float = 1.0, prior_b: float = 1.0
         mc, se = kl_beta_monte_carlo(a0, b0, ae, be, mc_draws, gen)
         c, v = jar.counts_[r]
         aq, bq = jar.variational_posteriors_[r]
-        out.append(BetaRound(
-            np.asarray(draws), (int(c), int(v)), (float(ae), float(be)), (float(aq), float(bq)),
-            float(jar.kl_[r]), float(jar.kl_before_[r]), float(mc), float(se),
-            float(jar.log_evidence_[r]), float(jar.elbo_[r]),
-            tuple(float(x) for x in jar.elbo_traces_[r])))
+        out.append(
+            BetaRound(
+                np.asarray(draws),
+                (int(c), int(v)),
+                (float(ae), float(be)),
+                (float(aq), float(bq)),
+                float(jar.kl_[r]),
+                float(jar.kl_before_[r]),
+                float(mc),
+                float(se),
+                float(jar.log_evidence_[r]),
+                float(jar.elbo_[r]),
+                tuple(float(x) for x in jar.elbo_traces_[r]),
+            )
+        )
     last, evidence = out[-1].elbo_trace, out[-1].log_evidence
     steps_shown = sorted({*BETA_TRACE_STEPS, len(last) - 1} & set(range(len(last))))
     final = tuple((s + 1, last[s], evidence - last[s]) for s in steps_shown)
-    return BetaDemo(desc, (float(prior_a), float(prior_b)), estimator, jar, tuple(out), final,
-                    mc_draws, _now())
+    return BetaDemo(
+        desc, (float(prior_a), float(prior_b)), estimator, jar, tuple(out), final, mc_draws, _now()
+    )

@@ -40,8 +40,10 @@ class SyntheticPoints:
         if not float(self.separation) >= 0.0:
             raise ConfigError(f"separation={self.separation} must be >= 0")
         if self.true_k > self.n_samples:
-            raise ConfigError(f"true_k={self.true_k} is larger than n_samples={self.n_samples}: "
-                              f"the synthetic data needs at least one point per Gaussian")
+            raise ConfigError(
+                f"true_k={self.true_k} is larger than n_samples={self.n_samples}: "
+                f"the synthetic data needs at least one point per Gaussian"
+            )
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,14 @@ def load_points(source: PointsSource) -> Points:
 
     if isinstance(source, SyntheticPoints):
         s = source
-        data = make_gaussian_mixture(s.n_samples, s.true_k, s.n_features,
-                                     separation=s.separation, random_state=s.seed)
+        data = make_gaussian_mixture(
+            s.n_samples, s.true_k, s.n_features, separation=s.separation, random_state=s.seed
+        )
         truth = {"weights": data.weights, "means": data.means, "covariances": data.covariances}
-        desc = (f"synthetic: {s.n_samples} points from {s.true_k} Gaussians in "
-                f"{s.n_features}-D (seed {s.seed})")
+        desc = (
+            f"synthetic: {s.n_samples} points from {s.true_k} Gaussians in "
+            f"{s.n_features}-D (seed {s.seed})"
+        )
         info = {"true_k": s.true_k, "separation": s.separation, "seed": s.seed, "truth": truth}
         return Points(data.X, desc, {"synthetic": info})
     if isinstance(source, np.ndarray):
@@ -100,8 +105,7 @@ def load_points(source: PointsSource) -> Points:
         shape = "x".join(str(n) for n in X.shape)
         return Points(X, f"an array of shape ({shape})", {"array": list(X.shape)})
     X = read_points_csv(source)
-    return Points(X, f"{source} ({X.shape[0]} points, {X.shape[1]} features)",
-                  {"csv": str(source)})
+    return Points(X, f"{source} ({X.shape[0]} points, {X.shape[1]} features)", {"csv": str(source)})
 
 
 # --------------------------------------------------------------------------- mixture fit
@@ -119,8 +123,9 @@ class ComponentSummary:
     spread: np.ndarray
 
 
-def component_summaries(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
-                        covariance_type: str) -> tuple[ComponentSummary, ...]:
+def component_summaries(
+    weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, covariance_type: str
+) -> tuple[ComponentSummary, ...]:
     """Per-component summaries, heaviest component first.
 
     Parameters
@@ -242,10 +247,13 @@ class MixtureDemo:
         if isinstance(m, GaussianMixture):
             out.update(log_likelihood=self.log_likelihood, bic=self.bic, aic=self.aic)
         elif isinstance(m, BayesianGaussianMixture):
-            out.update(elbo=self.elbo, effective_components=self.effective_components,
-                       weight_concentration=m.weight_concentration_,
-                       degrees_of_freedom=m.degrees_of_freedom_,
-                       mean_precision=m.mean_precision_)
+            out.update(
+                elbo=self.elbo,
+                effective_components=self.effective_components,
+                weight_concentration=m.weight_concentration_,
+                degrees_of_freedom=m.degrees_of_freedom_,
+                mean_precision=m.mean_precision_,
+            )
         return out
 
     def plot_files(self) -> dict[str, bytes]:
@@ -256,11 +264,23 @@ class MixtureDemo:
         m, name = self.model, type(self.model).__name__
         cov_type = str(m.get_params()["covariance_type"])
         return {
-            f"{self.kind}_trace.png": _png(lambda p: plots.plot_trace(
-                list(self.trace.values), p, self.trace.label, f"{name}: {self.trace.title}")),
-            f"{self.kind}_ellipses.png": _png(lambda p: plots.plot_gmm_2d(
-                self.points.X, self.labels, m.weights_, m.means_, m.covariances_, cov_type, p,
-                f"{name}, K={m.n_components}")),
+            f"{self.kind}_trace.png": _png(
+                lambda p: plots.plot_trace(
+                    list(self.trace.values), p, self.trace.label, f"{name}: {self.trace.title}"
+                )
+            ),
+            f"{self.kind}_ellipses.png": _png(
+                lambda p: plots.plot_gmm_2d(
+                    self.points.X,
+                    self.labels,
+                    m.weights_,
+                    m.means_,
+                    m.covariances_,
+                    cov_type,
+                    p,
+                    f"{name}, K={m.n_components}",
+                )
+            ),
         }
 
 
@@ -289,8 +309,10 @@ def run_mixture_demo(model: Mixture, data: PointsSource | Points) -> MixtureDemo
     elif isinstance(model, BayesianGaussianMixture):
         kind = "vbgmm"
     else:
-        raise TypeError(f"model must be a GaussianMixture or a BayesianGaussianMixture; "
-                        f"got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a GaussianMixture or a BayesianGaussianMixture; "
+            f"got {type(model).__name__}"
+        )
     points = data if isinstance(data, Points) else load_points(data)
     X = points.X
     labels, notes = fit_capturing_warnings(model, X)
@@ -299,11 +321,28 @@ def run_mixture_demo(model: Mixture, data: PointsSource | Points) -> MixtureDemo
     bounds = tuple(float(b) for b in model.lower_bounds_)
     if isinstance(model, GaussianMixture):
         loglik = float(model.log_likelihood(X))
-        return MixtureDemo(kind, model, points, labels, notes, components,
-                           Trace("log-likelihood per iteration", "mean log-likelihood", bounds),
-                           _now(), log_likelihood=loglik, bic=float(model.bic(X)),
-                           aic=float(model.aic(X)))
-    return MixtureDemo(kind, model, points, labels, notes, components,
-                       Trace("ELBO per iteration (never decreases)", "ELBO", bounds), _now(),
-                       elbo=float(model.lower_bound_),
-                       effective_components=int(np.sum(model.weights_ > EFFECTIVE_WEIGHT)))
+        return MixtureDemo(
+            kind,
+            model,
+            points,
+            labels,
+            notes,
+            components,
+            Trace("log-likelihood per iteration", "mean log-likelihood", bounds),
+            _now(),
+            log_likelihood=loglik,
+            bic=float(model.bic(X)),
+            aic=float(model.aic(X)),
+        )
+    return MixtureDemo(
+        kind,
+        model,
+        points,
+        labels,
+        notes,
+        components,
+        Trace("ELBO per iteration (never decreases)", "ELBO", bounds),
+        _now(),
+        elbo=float(model.lower_bound_),
+        effective_components=int(np.sum(model.weights_ > EFFECTIVE_WEIGHT)),
+    )
