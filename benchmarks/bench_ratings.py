@@ -184,7 +184,7 @@ def tune_and_refit(
         "valid": best["valid"],
         "test": final.test["metrics"],
         "test_no_refit": test_before,
-        "fit_seconds": final.fit_seconds,
+        "fit_seconds": final.refit_seconds,  # the refit on the whole training part, as before
         "tune_seconds": sum(t["seconds"] for t in trials),
         "final": final.model,
     }

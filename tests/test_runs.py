@@ -258,3 +258,45 @@ def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(log_csv, tmp_path):
         load_run(out).model.score(None, X).numpy(),
         load_run(tmp_path / "ref").model.score(None, X).numpy(),
     )
+
+
+def test_refit_trains_the_chosen_config_on_train_plus_valid_for_its_best_epochs(log_csv, tmp_path):
+    spec = _vae(
+        log_csv,
+        tmp_path / "run",
+        epochs=4,
+        protocol={"name": "loo"},
+        run={"grid": {"dropout": [0.2, 0.5]}, "refit": True},
+    )
+    seen = []
+    import genrec.runs.runner as runner
+
+    real = runner.fit_model
+
+    def spy(model, X, valid, *args, **kwargs):
+        seen.append((X.nnz, valid is None))
+        return real(model, X, valid, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "fit_model", spy)
+        result = train_run(spec)
+    (train_nnz, _), _, (refit_nnz, no_valid) = seen  # two grid fits, then the refit
+    assert no_valid and refit_nnz > train_nnz
+    chosen = next(t for t in result.record["trials"] if t["params"] == result.record["chosen"])
+    assert result.record["config"]["train"]["patience"] is None
+    assert 1 <= result.record["config"]["train"]["epochs"] <= 4
+    assert chosen["fit_seconds"] > 0
+    assert 0 < result.refit_seconds <= result.fit_seconds
+    assert load_run(tmp_path / "run").name == "mult-vae"
+
+
+def test_refit_on_a_protocol_without_data_to_add_is_refused_before_fitting(log_csv, tmp_path):
+    spec = _vae(log_csv, tmp_path / "run", protocol={"name": "strong"}, run={"refit": True})
+    with pytest.raises(ConfigError, match="run.refit: protocol strong keeps its validation"):
+        train_run(spec)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_without_refit_records_no_refit_seconds(log_csv, tmp_path):
+    result = train_run(_spec(log_csv, tmp_path / "run", l2=10.0))
+    assert result.refit_seconds is None and result.record["refit_seconds"] is None

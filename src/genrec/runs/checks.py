@@ -82,6 +82,17 @@ def check_out_dir(out: Path, force: bool) -> None:
         log.info("replacing the trained model in %s once the new one is complete", out)
 
 
+def check_refit(pdata: ProtocolData) -> None:
+    """A refit needs validation data it can add to training: the rating protocol's held-out
+    slice, or validation interactions of training users."""
+    valid = pdata.valid
+    if pdata.train_full is None and (not isinstance(valid, RankingTask) or valid.users is None):
+        raise ConfigError(
+            f"run.refit: protocol {pdata.config.name} keeps its validation users "
+            f"apart from training, so there is nothing to add; drop refit"
+        )
+
+
 def preflight(
     cls: type[Recommender],
     configs: list[Any],
@@ -96,6 +107,8 @@ def preflight(
         cls.check_task(task)
     for cfg in configs:
         cls(cfg).check_valid_task(pdata.valid)
+    if refit:
+        check_refit(pdata)
     valid = pdata.valid
     chooses = cls.capabilities.trainer or select_metric is not None or refit
     if isinstance(valid, RankingTask) and chooses:  # the epoch or the grid is picked on it

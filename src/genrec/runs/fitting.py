@@ -21,10 +21,10 @@ import scipy.sparse as sp
 
 from genrec.config import build_config, config_to_dict
 from genrec.data import Dataset
-from genrec.errors import ConfigError
 from genrec.evaluate import RankingTask, RatingTask, evaluate_ranking, evaluate_rating
 from genrec.models.base import Recommender
 from genrec.protocols import ProtocolConfig, ProtocolData
+from genrec.runs.checks import check_refit
 from genrec.runs.spec import RunSpec
 from genrec.train import FitContext
 
@@ -143,12 +143,9 @@ def refit_data(pdata: ProtocolData) -> sp.csr_matrix:
     """Training + validation interactions, for a refit of the chosen configuration."""
     if pdata.train_full is not None:
         return pdata.train_full.matrix
+    check_refit(pdata)
     valid = pdata.valid
-    if not isinstance(valid, RankingTask) or valid.users is None:
-        raise ConfigError(
-            f"refit: protocol {pdata.config.name} keeps its validation users "
-            f"apart from training, so there is nothing to add; drop refit"
-        )
+    assert isinstance(valid, RankingTask) and valid.users is not None
     X = pdata.train.matrix.tolil(copy=True)
     t = valid.truth.tocoo()
     X[valid.users[t.row], t.col] = 1.0

@@ -91,7 +91,14 @@ class RunResult:
 
     @property
     def fit_seconds(self) -> float:
+        """Seconds of fitting: the chosen configuration's fit, plus its refit if any."""
         return float(self.record.get("fit_seconds", 0.0))
+
+    @property
+    def refit_seconds(self) -> float | None:
+        """Seconds of the refit on training + validation data alone (None: no refit)."""
+        value = self.record.get("refit_seconds")
+        return None if value is None else float(value)
 
 
 def _now() -> str:
@@ -225,7 +232,7 @@ def _run_in(
         except OSError:
             shutil.rmtree(stage, ignore_errors=True)
         raise
-    model, cfg, fit_s, valid, trials, seed_stats, chosen = result
+    model, cfg, fit_s, refit_s, valid, trials, seed_stats, chosen = result
     test = evaluate_task(model, pdata.test, spec.protocol.ks, hooks, "test")
     if seed_stats is not None:
         test = {**test, "seeds": seed_stats["test"]}
@@ -236,6 +243,7 @@ def _run_in(
             "status": "done",
             "config": config_to_dict(cfg),
             "fit_seconds": fit_s,
+            "refit_seconds": refit_s,
             "finished": _now(),
             "results": {"valid": valid, "test": test},
             "protocol_description": pdata.describe(),
@@ -315,14 +323,16 @@ def _fit_select(
         ]
         seed_stats = {"valid": mean_sd([r[4]["metrics"] for r in runs]), "test": mean_sd(tests)}
     seed, model, cfg, fit_s, valid = runs[0]
+    refit_s = None
     if spec.refit:
         cfg = refit_config(spec, cfg, model)
         model = cls(cfg)
         t0 = time.perf_counter()
         fit_model(model, refit_data(pdata), None, ds, None, False, None, hooks)
-        fit_s += time.perf_counter() - t0
+        refit_s = time.perf_counter() - t0
+        fit_s += refit_s
         log.info("refitted the chosen configuration on training + validation data")
-    return model, cfg, fit_s, valid, trials, seed_stats, chosen
+    return model, cfg, fit_s, refit_s, valid, trials, seed_stats, chosen
 
 
 # ----------------------------------------------------------------------------- resume
