@@ -3,11 +3,13 @@
 The shared benchmark machines drift by a third in speed within hours, so seconds measured an
 hour apart cannot show a 10% change. This script times both sides alternately, each run in a
 fresh process (base, tree, base, tree, ...), on ML-1M clean (DiffRec split): training seconds
-per epoch (run_dir None, no validation) and, for Mult-VAE, a full validation pass.
+per epoch (run_dir None, no validation) and, for Mult-VAE, a full validation pass. The rating
+models (biased-mf, fm) run on ML-100K u1 (protocol rating) with their model defaults: seconds
+per epoch of the whole fit (no validation), as a base revision may keep no per-epoch history.
 
 Usage: python benchmarks/bench_ab.py [--base REV] [--models mult-vae,recvae] [--rounds 3]
-       [--epochs 3] [--data DIR]
-Writes results/vae-ab.md. The base revision's ``src/`` is taken with ``git archive`` into a
+       [--epochs 3] [--data DIR] [--rating-data DIR] [--out NAME]
+Writes results/vae-ab.md (or results/NAME.md). The base revision's ``src/`` is taken with ``git archive`` into a
 temporary folder; nothing else of it is used (same data, same interpreter, same threads).
 """
 
@@ -25,6 +27,9 @@ from pathlib import Path
 
 from _common import ML1M_CLEAN, ROOT, header, write_result
 
+RATING_MODELS = ("biased-mf", "fm")
+ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
+
 
 def child(src: str, model: str, epochs: int, data: str) -> None:
     """Time one side in this process; print one JSON line."""
@@ -37,14 +42,20 @@ def child(src: str, model: str, epochs: int, data: str) -> None:
 
     if not Path(genrec.__file__).resolve().is_relative_to(Path(src).resolve()):
         sys.exit(f"bench_ab: imported genrec from {genrec.__file__}, not from {src}")
-    pdata = build_protocol(load_dataset(data), ProtocolConfig(name="diffrec"))
+    rating = model in RATING_MODELS
+    protocol = ProtocolConfig(name="rating", fold=1) if rating else ProtocolConfig(name="diffrec")
+    pdata = build_protocol(load_dataset(data), protocol)
     cls, train = get_model_class(model), {"epochs": epochs, "device": "cpu", "seed": 0}
     nested = "train" in getattr(cls.config_class, "__dataclass_fields__", {})
     m = cls(train=train) if nested else cls(**train)  # a base revision may have flat keys
+    t0 = time.perf_counter()
     if "progress" in inspect.signature(m.fit).parameters:  # a base revision before FitContext
         m.fit(pdata.train.matrix, progress=False)
     else:
         m.fit(pdata.train.matrix)
+    if rating:
+        print(json.dumps({"epochs": [], "fit": [(time.perf_counter() - t0) / epochs]}))
+        return
     out = {"epochs": [r["train_seconds"] for r in m.history_], "valid": []}
     if model == "mult-vae":
         evaluate_ranking(m, pdata.valid)  # warm-up
@@ -80,6 +91,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="runs of each side, interleaved")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per run")
     ap.add_argument("--data", default=str(ML1M_CLEAN))
+    ap.add_argument("--rating-data", default=str(ML100K), help="for biased-mf and fm")
+    ap.add_argument("--out", default="vae-ab", help="results/NAME.md")
     args = ap.parse_args()
     if not Path(args.data).is_dir():
         sys.exit(f"bench_ab: data folder {args.data} not found; pass --data DIR")
@@ -107,11 +120,12 @@ def main() -> None:
         for model in args.models.split(","):
             for r in range(args.rounds):
                 for side, src in sides.items():
-                    res = run_side(src, model, args.epochs, args.data)
+                    data = args.rating_data if model in RATING_MODELS else args.data
+                    res = run_side(src, model, args.epochs, data)
                     runs.setdefault((model, side), []).append(res)
                     print(
-                        f"{model} {side} round {r + 1}: epochs "
-                        + ", ".join(f"{s:.2f}" for s in res["epochs"]),
+                        f"{model} {side} round {r + 1}: s / epoch "
+                        + ", ".join(f"{s:.2f}" for s in res["epochs"] or res["fit"]),
                         flush=True,
                     )
 
@@ -122,26 +136,35 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         keys = ["epochs"] + (["valid"] if model == "mult-vae" else [])
+        if model in RATING_MODELS:
+            keys = ["fit"]
         for key in keys:
             (b, bv), (t, tv) = med(model, "base", key), med(model, "tree", key)
-            what = f"{model} {'s / epoch' if key == 'epochs' else 'valid pass s'}"
+            what = {
+                "epochs": f"{model} s / epoch",
+                "valid": f"{model} valid pass s",
+                "fit": f"{model} s / epoch (whole fit / epochs, ML-100K u1)",
+            }[key]
             rows.append(
                 f"| {what} | {b:.3f} | {t:.3f} | {t / b:.2f} | "
                 f"{', '.join(f'{v:.2f}' for v in bv)} | "
                 f"{', '.join(f'{v:.2f}' for v in tv)} |"
             )
-    text = header(
+    title = (
         "A/B timing, ML-1M clean (DiffRec split): a base revision against the "
         "working tree, interleaved"
-    ) + (
+    )
+    if all(m in RATING_MODELS for m in args.models.split(",")):
+        title = "A/B timing of the rating models, ML-100K u1: a base revision against the tree"
+    text = header(title) + (
         f"Base {base_rev} against the working tree ({tree_rev}), each run in a fresh process, "
-        f"{args.rounds} rounds of (base, tree) per model, {args.epochs} epochs per run (the "
+        f"{args.rounds} rounds of (base, tree) per model, {args.epochs} epochs per run (for per-epoch rows the "
         f"first epoch of each run is left out as warm-up); whole script "
         f"{(time.perf_counter() - t_start) / 60:.1f} min. Medians over all kept epochs.\n\n"
         "| what | base median | tree median | tree / base | base runs | tree runs |\n"
         "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
-    write_result("vae-ab", text)
+    write_result(args.out, text)
 
 
 if __name__ == "__main__":
