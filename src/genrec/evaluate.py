@@ -149,7 +149,8 @@ def evaluate_ranking(
     model : Recommender
         Anything with ``score(users, X_users) -> (B, n_items)``.
     task : RankingTask
-    ks : cut-offs
+    ks : cut-offs, >= 1; one past the item count is computed exactly (its lists hold every
+        item, and Precision still divides by k), with memory bounded by the item count
     metrics : names in :data:`genrec.metrics.RANKING_METRICS`
     batch_size : users scored at once (memory is about batch_size x n_items floats)
     on_batch : called as ``on_batch(users_done, n_users)`` after each batch (progress bars)
@@ -162,7 +163,10 @@ def evaluate_ranking(
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(RANKING_METRICS)}")
     ks = sorted(set(int(k) for k in ks))
-    kmax = ks[-1]
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be positive cut-offs, got {ks}")
+    # a list holds at most the catalogue: a cut-off past it is exact with the lists this long
+    kmax = min(ks[-1], task.inputs.shape[1])
     n = task.n_users
     t0 = time.perf_counter()
     inputs, exclude, truth = (sp.csr_matrix(m) for m in (task.inputs, task.exclude, task.truth))
@@ -187,7 +191,7 @@ def evaluate_ranking(
     per_user: dict[str, np.ndarray] = {}
     m_count = int(counted.sum())
     for k in ks:
-        hk = hits_all[:, :k]
+        hk = hits_all[:, :k]  # (n, min(k, kmax)); ranks past the catalogue are misses
         for name in metrics:
             vals = RANKING_METRICS[name](hk, n_truth, k)
             vals = np.where(counted, vals, np.nan)
