@@ -882,3 +882,21 @@ def test_cut_offs_past_the_item_count_train_evaluate_and_recommend(tmp_path, cap
     assert code == 0, err
     rec = json.loads(res.read_text())
     assert 0 < len(rec["recommendations"]) < 100 and "fewer than k" in rec["notes"][0]
+
+
+def test_a_diverging_fit_is_one_line_naming_the_setting(tmp_path, capsys, ml100k):
+    # issue 28, defect 9: lr=1e30 for one step left finite weights whose scores are NaN, a
+    # ValueError traceback out of the validation
+    code, out, err = run(
+        capsys,
+        "train",
+        "--model",
+        "gaussian-vae",
+        "--dataset",
+        str(ml100k),
+        *("--set", "train.lr=1e30", "--set", "train.epochs=1", "--set", "train.batch_size=1000"),
+        *("--out", str(tmp_path / "o")),
+    )
+    assert code == 1 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # after the run's INFO lines
+    assert last.startswith("Error: ") and "diverged" in last and "train.lr (now 1e+30)" in last

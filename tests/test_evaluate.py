@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from genrec.data import load_dataset
-from genrec.errors import DataError
+from genrec.errors import DataError, DivergenceError
 from genrec.evaluate import RankingTask, evaluate_ranking
 from genrec.metrics import ndcg_at_k, recall_at_k
 from genrec.models import EASE, Popularity
@@ -253,3 +253,15 @@ def test_a_cut_off_past_the_item_count_runs_without_allocating_k():
         np.testing.assert_allclose(res.per_user[f"precision@{k}"], np.where(n > 0, hits / k, 0))
         np.testing.assert_allclose(res.per_user[f"ndcg@{k}"], ndcg_at_k(masked, task.truth, 15))
         assert res.metrics[f"coverage@{k}"] == 1.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_infinite_scores_are_a_divergence_error_not_a_traceback(bad):
+    # issue 28, defect 9: NaN scores were a bare ValueError from the top-k; -inf still masks
+    rng = np.random.default_rng(6)
+    S, task = _task(rng)
+    S[3, 2] = bad
+    with pytest.raises(DivergenceError, match="FixedScores gives NaN or infinite values for 1 of"):
+        evaluate_ranking(FixedScores(S), task, ks=(5,))
+    S[3, 2] = -np.inf
+    evaluate_ranking(FixedScores(S), task, ks=(5,))

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from genrec.errors import DivergenceError
 from genrec.metrics import RANKING_METRICS, hits_at_k, mae, rmse, topk_indices
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "RatingResult",
     "evaluate_ranking",
     "evaluate_rating",
+    "check_scores",
     "DEFAULT_METRICS",
 ]
 
@@ -134,6 +136,27 @@ def _mask_rows(scores: torch.Tensor, exclude: sp.csr_matrix) -> None:
     scores[r, c] = float("-inf")
 
 
+def check_scores(scores: torch.Tensor | np.ndarray, model: object, what: str) -> None:
+    """Refuse NaN or +inf scores (or predicted ratings) of ``model`` on ``what``.
+
+    They come from a fit that diverged or overflowed, and would rank or average as noise.
+    ``-inf`` stays allowed in scores: it is how a model rules an item out.
+
+    Raises
+    ------
+    DivergenceError
+    """
+    s = torch.as_tensor(scores)
+    bad = torch.isnan(s) | (s == float("inf"))
+    if bool(bad.any()):
+        n = int(bad.reshape(len(s), -1).any(1).sum()) if s.ndim else 1
+        raise DivergenceError(
+            f"{type(model).__name__} gives NaN or infinite values for {n} of {len(s)} rows "
+            f"of {what!r}: its fit diverged or overflowed; refit it with a lower learning "
+            f"rate or more regularization"
+        )
+
+
 def evaluate_ranking(
     model,
     task: RankingTask,
@@ -179,6 +202,7 @@ def evaluate_ranking(
         with torch.no_grad():
             scores = torch.as_tensor(model.score(users, inputs[start:stop]))  # (B, I)
             scores = scores.float().clone() if scores.dtype != torch.float32 else scores.clone()
+            check_scores(scores, model, task.name)
             _mask_rows(scores, exclude[start:stop])
             top = topk_indices(scores, kmax).cpu()  # (B, kmax)
         top_all[start:stop] = top.numpy()
@@ -219,6 +243,8 @@ def evaluate_rating(model, task: RatingTask) -> RatingResult:
     """RMSE and MAE of ``model.predict(users, items)`` on held-out ratings."""
     t0 = time.perf_counter()
     pred = np.asarray(model.predict(task.users, task.items), dtype=np.float64)
+    if pred.size and not np.isfinite(pred).all():
+        check_scores(np.where(np.isfinite(pred), pred, np.nan), model, task.name)
     truth = np.asarray(task.ratings, dtype=np.float64)
     return RatingResult(
         {"rmse": rmse(pred, truth), "mae": mae(pred, truth)}, len(truth), time.perf_counter() - t0
