@@ -900,3 +900,21 @@ def test_a_diverging_fit_is_one_line_naming_the_setting(tmp_path, capsys, ml100k
     assert code == 1 and "Traceback" not in err
     last = err.strip().splitlines()[-1]  # after the run's INFO lines
     assert last.startswith("Error: ") and "diverged" in last and "train.lr (now 1e+30)" in last
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path, capsys, ml100k):
+    # issue 28, defect 13: a UnicodeDecodeError traceback out of tomllib
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(b'model = "ease"\n# caf\xe9\n')
+    code, out, err = run(
+        capsys,
+        "train",
+        "--config",
+        str(cfg),
+        "--dataset",
+        str(ml100k),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) <= 3
+    assert err.startswith("Error: ") and "line 2: not UTF-8 text" in err
