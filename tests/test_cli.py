@@ -850,3 +850,71 @@ def test_data_info_reads_the_data_table_of_a_train_config(tmp_path, capsys):
         capsys, "data", "info", str(log), "--config", str(cfg), "--set", "data.rating_col=nope"
     )  # --set wins over the file
     assert code == 1 and "no column 'nope'" in err
+
+
+def test_cut_offs_past_the_item_count_train_evaluate_and_recommend(tmp_path, capsys, ml100k):
+    # issue 28, defect 6: protocol.ks=[10**12] (and a select metric at that cut-off) ended in
+    # allocator tracebacks; a list holds at most the catalogue, so these run
+    big = 10**12
+    out_dir, res = tmp_path / "run", tmp_path / "res.json"
+    code, out, err = run(
+        capsys,
+        "train",
+        "--model",
+        "mult-dae",
+        "--dataset",
+        str(ml100k),
+        *("--set", f"protocol.ks=[5, {big}]", "--set", f"train.select_metric=recall@{big}"),
+        *("--set", "train.epochs=1", "--set", "hidden_dims=[8]", "--set", "latent_dim=4"),
+        *("--out", str(out_dir), "--output", str(res)),
+    )
+    assert code == 0, err
+    test = json.loads(res.read_text())["test"]["metrics"]
+    assert test[f"recall@{big}"] == 1.0 and test[f"coverage@{big}"] == 1.0
+    assert 0 < test[f"precision@{big}"] < 1e-9  # still hits / k
+    code, out, err = run(capsys, "evaluate", str(out_dir), "--output", str(tmp_path / "e.json"))
+    assert code == 0, err
+    again = json.loads((tmp_path / "e.json").read_text())["test"]["metrics"]
+    assert again[f"recall@{big}"] == 1.0
+    code, out, err = run(
+        capsys, "recommend", str(out_dir), "--user", "1", "-k", str(big), "--output", str(res)
+    )
+    assert code == 0, err
+    rec = json.loads(res.read_text())
+    assert 0 < len(rec["recommendations"]) < 100 and "fewer than k" in rec["notes"][0]
+
+
+def test_a_diverging_fit_is_one_line_naming_the_setting(tmp_path, capsys, ml100k):
+    # issue 28, defect 9: lr=1e30 for one step left finite weights whose scores are NaN, a
+    # ValueError traceback out of the validation
+    code, out, err = run(
+        capsys,
+        "train",
+        "--model",
+        "gaussian-vae",
+        "--dataset",
+        str(ml100k),
+        *("--set", "train.lr=1e30", "--set", "train.epochs=1", "--set", "train.batch_size=1000"),
+        *("--out", str(tmp_path / "o")),
+    )
+    assert code == 1 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # after the run's INFO lines
+    assert last.startswith("Error: ") and "diverged" in last and "train.lr (now 1e+30)" in last
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path, capsys, ml100k):
+    # issue 28, defect 13: a UnicodeDecodeError traceback out of tomllib
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(b'model = "ease"\n# caf\xe9\n')
+    code, out, err = run(
+        capsys,
+        "train",
+        "--config",
+        str(cfg),
+        "--dataset",
+        str(ml100k),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) <= 3
+    assert err.startswith("Error: ") and "line 2: not UTF-8 text" in err

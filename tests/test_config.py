@@ -182,3 +182,24 @@ def test_dotted_and_nested_spellings_merge_without_changing_the_caller_s_dicts()
     assert given == {"inner": {"size": 2}, "inner.rate": 0.25}
     with pytest.raises(ConfigError, match="given both as a value and as a table"):
         build_config(Outer, {"inner": 3, "inner.size": 2})
+
+
+# issue 28, defect 13: a config with a byte-order mark or bytes that are not UTF-8
+def test_a_toml_config_with_a_utf8_byte_order_mark_is_read(tmp_path):
+    from genrec.config import load_toml
+
+    p = tmp_path / "c.toml"
+    p.write_bytes(b"\xef\xbb\xbfl2 = 5\n[train]\nepochs = 2\n")
+    assert load_toml(p) == {"l2": 5, "train": {"epochs": 2}}
+
+
+def test_a_toml_config_that_is_not_utf8_names_the_line_and_byte(tmp_path):
+    from genrec.config import load_toml
+
+    p = tmp_path / "c.toml"
+    p.write_bytes(b"\xef\xbb\xbfl2 = 5\n# caf\xe9 au lait\n")  # latin-1 e-acute on line 2
+    with pytest.raises(ConfigError) as e:
+        load_toml(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}, line 2: not UTF-8 text") and "at byte 15" in msg
+    assert "\n" not in msg and "save the config as UTF-8" in msg

@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from genrec.data import load_dataset
-from genrec.errors import DataError
+from genrec.errors import DataError, DivergenceError
 from genrec.evaluate import RankingTask, evaluate_ranking
 from genrec.metrics import ndcg_at_k, recall_at_k
 from genrec.models import EASE, Popularity
@@ -226,3 +226,42 @@ def test_strong_n_heldout_is_a_fraction_or_a_whole_count(bad):
     with pytest.raises(ValueError, match="n_heldout must be a fraction in \\(0, 1\\) or a whole"):
         ProtocolConfig(name="strong", n_heldout=bad)
     assert ProtocolConfig(name="strong", n_heldout=6.0).n_heldout == 6.0
+
+
+def test_a_cut_off_past_the_item_count_runs_without_allocating_k():
+    # issue 28, defect 6: ks=[10**12] ended in an allocator traceback and ks=[100000] held
+    # users x 100000 lists; the lists now hold at most the catalogue, the values stay exact
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    S, task = _task(rng)
+    masked = np.where(task.exclude.toarray() > 0, -np.inf, S)
+    hits = (task.truth.toarray() > 0).sum(1)  # every unmasked item is ranked
+    n = np.diff(task.truth.indptr)
+    tracemalloc.start()
+    try:
+        res = evaluate_ranking(FixedScores(S), task, ks=(5, 100_000, 10**12))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000  # 37 users x 100000 ranks alone would be 33 MB
+    np.testing.assert_allclose(res.per_user["recall@5"], recall_at_k(masked, task.truth, 5))
+    for k in (100_000, 10**12):
+        np.testing.assert_allclose(
+            res.per_user[f"recall@{k}"], np.where(n > 0, hits / np.maximum(n, 1), 0)
+        )
+        np.testing.assert_allclose(res.per_user[f"precision@{k}"], np.where(n > 0, hits / k, 0))
+        np.testing.assert_allclose(res.per_user[f"ndcg@{k}"], ndcg_at_k(masked, task.truth, 15))
+        assert res.metrics[f"coverage@{k}"] == 1.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_infinite_scores_are_a_divergence_error_not_a_traceback(bad):
+    # issue 28, defect 9: NaN scores were a bare ValueError from the top-k; -inf still masks
+    rng = np.random.default_rng(6)
+    S, task = _task(rng)
+    S[3, 2] = bad
+    with pytest.raises(DivergenceError, match="FixedScores gives NaN or infinite values for 1 of"):
+        evaluate_ranking(FixedScores(S), task, ks=(5,))
+    S[3, 2] = -np.inf
+    evaluate_ranking(FixedScores(S), task, ks=(5,))

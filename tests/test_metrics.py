@@ -136,7 +136,6 @@ def test_topk_equals_a_stable_sort_with_ties_and_masked_items(k):
     s[:20] = rng.permutation(10 * 20).reshape(20, 10)  # all distinct: no boundary tie
     want = np.argsort(-s, axis=1, kind="stable")[:, :k]
     want = np.where(np.take_along_axis(s, want, 1) == -np.inf, -1, want)
-    want = np.pad(want, ((0, 0), (0, k - want.shape[1])), constant_values=-1)
     np.testing.assert_array_equal(topk_indices(torch.from_numpy(s), k).numpy(), want)
 
 
@@ -146,3 +145,26 @@ def test_coverage_and_rating_metrics():
     assert mae([1, 2, 3], [1, 2, 5]) == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
         rmse([1, 2], [1])
+
+
+def test_a_cut_off_past_the_item_count_is_exact_without_allocating_k():
+    # issue 28, defect 6: k = 10**12 allocated a (B, k) list; now a list holds at most the
+    # catalogue and every metric keeps the value of a list padded with misses to k
+    rng = np.random.default_rng(4)
+    s = rng.random((6, 9)).astype(np.float32)
+    s[0, :4] = -np.inf
+    truth = sp.csr_matrix((rng.random((6, 9)) < 0.4).astype(np.float32))
+    n = np.diff(truth.indptr)
+    big = 10**12
+    assert topk_indices(s, big).shape == (6, 9)
+    np.testing.assert_array_equal(topk_indices(s, big).numpy(), topk_indices(s, 9).numpy())
+    hits = (truth.toarray() > 0) & np.isfinite(s)  # every ranked item is in the list
+    np.testing.assert_allclose(recall_at_k(s, truth, big), np.where(n > 0, hits.sum(1) / n, 0))
+    np.testing.assert_allclose(precision_at_k(s, truth, big), np.where(n > 0, hits.sum(1) / big, 0))
+    # NDCG by hand: the ideal list fills min(|truth|, k) = |truth| ranks
+    order = np.argsort(-s, axis=1, kind="stable")
+    gains = np.take_along_axis(hits, order, 1) / np.log2(np.arange(2, 11))
+    ideal = np.array([(1 / np.log2(np.arange(2, m + 2))).sum() for m in n])
+    want = np.divide(gains.sum(1), ideal, out=np.zeros(6), where=ideal > 0)
+    np.testing.assert_allclose(ndcg_at_k(s, truth, big), want)
+    np.testing.assert_allclose(hit_rate_at_k(s, truth, big), hits.any(1).astype(float))

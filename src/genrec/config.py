@@ -52,13 +52,26 @@ __all__ = [
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file; a syntax error names the file and line."""
+    """Read a TOML file; a syntax error names the file and line.
+
+    TOML is UTF-8: a leading byte-order mark (some Windows editors write one) is dropped, and
+    other bytes that are not UTF-8 are an error naming the line and byte offset."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
+    raw = p.read_bytes()
+    data = raw.removeprefix(b"\xef\xbb\xbf")
     try:
-        with open(p, "rb") as f:
-            return tomllib.load(f)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        offset = e.start + len(raw) - len(data)  # in the file, the mark counted
+        raise ConfigError(
+            f"{p}, line {line}: not UTF-8 text ({e.reason} at byte {offset}); save the "
+            f"config as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
 

@@ -22,8 +22,9 @@ class ConfigError(GenrecError, ValueError):
 
 
 class DivergenceError(GenrecError, FloatingPointError):
-    """Training produced a non-finite loss or weights; the message names the setting to
-    change (a lower ``lr``, or ``grad_clip``)."""
+    """Training produced a non-finite loss, weights or scores, or a closed-form solve was
+    singular to working precision; the message names the setting to change (a lower
+    ``train.lr``, ``train.grad_clip``, a larger ``l2``)."""
 
 
 class NotFittedError(GenrecError, RuntimeError, ValueError, AttributeError):

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from genrec.errors import DivergenceError
 from genrec.metrics import RANKING_METRICS, hits_at_k, mae, rmse, topk_indices
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "RatingResult",
     "evaluate_ranking",
     "evaluate_rating",
+    "check_scores",
     "DEFAULT_METRICS",
 ]
 
@@ -134,6 +136,27 @@ def _mask_rows(scores: torch.Tensor, exclude: sp.csr_matrix) -> None:
     scores[r, c] = float("-inf")
 
 
+def check_scores(scores: torch.Tensor | np.ndarray, model: object, what: str) -> None:
+    """Refuse NaN or +inf scores (or predicted ratings) of ``model`` on ``what``.
+
+    They come from a fit that diverged or overflowed, and would rank or average as noise.
+    ``-inf`` stays allowed in scores: it is how a model rules an item out.
+
+    Raises
+    ------
+    DivergenceError
+    """
+    s = torch.as_tensor(scores)
+    bad = torch.isnan(s) | (s == float("inf"))
+    if bool(bad.any()):
+        n = int(bad.reshape(len(s), -1).any(1).sum()) if s.ndim else 1
+        raise DivergenceError(
+            f"{type(model).__name__} gives NaN or infinite values for {n} of {len(s)} rows "
+            f"of {what!r}: its fit diverged or overflowed; refit it with a lower learning "
+            f"rate or more regularization"
+        )
+
+
 def evaluate_ranking(
     model,
     task: RankingTask,
@@ -149,7 +172,8 @@ def evaluate_ranking(
     model : Recommender
         Anything with ``score(users, X_users) -> (B, n_items)``.
     task : RankingTask
-    ks : cut-offs
+    ks : cut-offs, >= 1; one past the item count is computed exactly (its lists hold every
+        item, and Precision still divides by k), with memory bounded by the item count
     metrics : names in :data:`genrec.metrics.RANKING_METRICS`
     batch_size : users scored at once (memory is about batch_size x n_items floats)
     on_batch : called as ``on_batch(users_done, n_users)`` after each batch (progress bars)
@@ -162,7 +186,10 @@ def evaluate_ranking(
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(RANKING_METRICS)}")
     ks = sorted(set(int(k) for k in ks))
-    kmax = ks[-1]
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be positive cut-offs, got {ks}")
+    # a list holds at most the catalogue: a cut-off past it is exact with the lists this long
+    kmax = min(ks[-1], task.inputs.shape[1])
     n = task.n_users
     t0 = time.perf_counter()
     inputs, exclude, truth = (sp.csr_matrix(m) for m in (task.inputs, task.exclude, task.truth))
@@ -175,6 +202,7 @@ def evaluate_ranking(
         with torch.no_grad():
             scores = torch.as_tensor(model.score(users, inputs[start:stop]))  # (B, I)
             scores = scores.float().clone() if scores.dtype != torch.float32 else scores.clone()
+            check_scores(scores, model, task.name)
             _mask_rows(scores, exclude[start:stop])
             top = topk_indices(scores, kmax).cpu()  # (B, kmax)
         top_all[start:stop] = top.numpy()
@@ -187,7 +215,7 @@ def evaluate_ranking(
     per_user: dict[str, np.ndarray] = {}
     m_count = int(counted.sum())
     for k in ks:
-        hk = hits_all[:, :k]
+        hk = hits_all[:, :k]  # (n, min(k, kmax)); ranks past the catalogue are misses
         for name in metrics:
             vals = RANKING_METRICS[name](hk, n_truth, k)
             vals = np.where(counted, vals, np.nan)
@@ -215,6 +243,8 @@ def evaluate_rating(model, task: RatingTask) -> RatingResult:
     """RMSE and MAE of ``model.predict(users, items)`` on held-out ratings."""
     t0 = time.perf_counter()
     pred = np.asarray(model.predict(task.users, task.items), dtype=np.float64)
+    if pred.size and not np.isfinite(pred).all():
+        check_scores(np.where(np.isfinite(pred), pred, np.nan), model, task.name)
     truth = np.asarray(task.ratings, dtype=np.float64)
     return RatingResult(
         {"rmse": rmse(pred, truth), "mae": mae(pred, truth)}, len(truth), time.perf_counter() - t0

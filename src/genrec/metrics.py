@@ -60,8 +60,10 @@ def topk_indices(scores: np.ndarray | torch.Tensor, k: int) -> torch.Tensor:
 
     Returns
     -------
-    LongTensor, shape (B, k)
-        Item indices; -1 where fewer than k items have a finite-or-+inf score.
+    LongTensor, shape (B, min(k, I))
+        Item indices; -1 where fewer than k items have a finite-or-+inf score. A list never
+        holds more than the I items there are: a larger k is clamped to I, so memory does
+        not grow with k.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -90,10 +92,7 @@ def topk_indices(scores: np.ndarray | torch.Tensor, k: int) -> torch.Tensor:
         v_full, i_full = torch.sort(s[rows], dim=1, descending=True, stable=True)
         idx[rows] = i_full[:, :k_eff]
         vals[rows] = v_full[:, :k_eff]
-    idx = torch.where(vals == float("-inf"), torch.full_like(idx, -1), idx)
-    if k_eff < k:
-        idx = torch.cat([idx, idx.new_full((B, k - k_eff), -1)], dim=1)
-    return idx
+    return torch.where(vals == float("-inf"), torch.full_like(idx, -1), idx)
 
 
 def hits_at_k(topk: torch.Tensor | np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
@@ -122,7 +121,9 @@ def _discounts(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
 
 
-# --- metrics from a hit matrix: the evaluator computes top-k and hits once, then all of these
+# --- metrics from a hit matrix: the evaluator computes top-k and hits once, then all of these.
+# The hit matrix may be narrower than k (a top-k list holds at most the catalogue): the
+# missing ranks count as misses, so each value is the one of a list padded to k.
 
 
 def _recall(hits: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
@@ -143,9 +144,10 @@ def _hit_rate(hits: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
 
 
 def _ndcg(hits: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
-    disc = _discounts(k)
-    dcg = hits @ disc
-    ideal = np.concatenate([[0.0], np.cumsum(disc)])[np.minimum(n, k).astype(np.int64)]
+    ideal_len = np.minimum(n, k).astype(np.int64)  # (B,) ranks an ideal list fills
+    disc = _discounts(max(hits.shape[1], int(ideal_len.max(initial=0))))
+    dcg = hits @ disc[: hits.shape[1]]
+    ideal = np.concatenate([[0.0], np.cumsum(disc)])[ideal_len]
     return np.divide(dcg, ideal, out=np.zeros(len(n)), where=ideal > 0)
 
 
@@ -162,7 +164,8 @@ RANKING_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] 
     "ndcg": _ndcg,
     "mrr": _mrr,
 }
-"""Per-user metric functions of (hits (B, k) bool, |truth| (B,), k), by name."""
+"""Per-user metric functions of (hits (B, <= k) bool, |truth| (B,), k), by name; ranks past
+the width of ``hits`` count as misses."""
 
 
 def _from_scores(name: str, scores, truth: sp.csr_matrix, k: int) -> np.ndarray:

@@ -283,3 +283,67 @@ def test_empty_rating_column_setting_reads_the_log_as_implicit(tmp_path):
     p = _write(tmp_path, "\nu1,i1,1000\nu2,i2,1001\n", "t.csv")  # blank first line skipped
     ds = load_dataset(p, DataOptions(header=False, rating_col=""))
     assert ds.implicit and ds.interactions.times is not None
+
+
+# issue 28, defect 13: input edge cases
+@pytest.mark.parametrize("value", ["1e39", "-1e39", "1e38", "3.4e38"])
+def test_a_rating_beyond_float32_arithmetic_is_refused_naming_the_line(tmp_path, value):
+    # 1e39 overflowed to inf in float32 past the finite check; 1e38 fits but its square
+    # (every rating loss) overflows
+    p = _write(tmp_path, f"user,item,rating\nu0,i0,4\nu1,i1,{value}\n")
+    msg = _error(p)
+    assert f"{p}, line 3" in msg and f"'rating' has '{value}'" in msg and "rescale" in msg
+    assert "1.84e+19" in msg
+
+
+def test_a_rating_within_the_limit_is_read_exactly(tmp_path):
+    p = _write(tmp_path, "user,item,rating\nu0,i0,4\nu1,i1,1e19\n")
+    ds = load_dataset(p, DataOptions())
+    assert sorted(ds.interactions.matrix.data.tolist()) == [4.0, np.float32(1e19)]
+
+
+def test_a_rating_beyond_the_limit_in_a_parquet_log_names_the_row(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    p = tmp_path / "log.parquet"
+    pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [4.0, 1e39]}).to_parquet(p)
+    msg = _error(p)
+    assert f"{p}, row 1: column 'rating' has 1e+39" in msg and "rescale" in msg
+
+
+def test_ratings_beyond_the_limit_are_refused_by_from_arrays():
+    ids = np.arange(2)
+    with pytest.raises(DataError, match=r"ratings\[1\] is 1e\+39"):
+        Interactions.from_arrays(ids, ids, np.array([4.0, 1e39]), user_ids=ids, item_ids=ids)
+
+
+def test_iso_dates_in_year_9999_are_read_in_order(tmp_path):
+    # the seconds since 1970 were a nanosecond subtraction: OutOfBoundsDatetime past 2262
+    p = _write(
+        tmp_path,
+        "user,item,rating,timestamp\nu0,i0,4,9999-12-31T00:00:00\nu0,i1,5,2024-01-01T00:00:00+01:00\n",
+    )
+    ds = load_dataset(p, DataOptions())
+    times = sorted(ds.interactions.times.tolist())
+    assert times == [1704063600.0, 253402214400.0]  # 2023-12-31T23:00Z; 9999-12-31T00:00Z
+
+
+def test_parquet_timestamps_in_year_9999_are_read(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    p = tmp_path / "log.parquet"
+    when = np.array(["2024-01-01", "9999-12-31"], dtype="datetime64[s]")
+    pd.DataFrame(
+        {"user": [1, 1], "item": [1, 2], "rating": [4.0, 5.0], "timestamp": when}
+    ).to_parquet(p)
+    ds = load_dataset(p, DataOptions())
+    assert sorted(ds.interactions.times.tolist()) == [1704067200.0, 253402214400.0]
+
+
+def test_a_pair_list_rating_beyond_the_limit_names_the_line(tmp_path):
+    d = tmp_path / "pairs"
+    d.mkdir()
+    (d / "train.txt").write_text("0 0 4\n0 1 1e39\n")
+    (d / "test.txt").write_text("1 0 3\n")
+    with pytest.raises(DataError, match=r"train.txt, line 2: rating is 1e39, beyond"):
+        read_pair_lists(d)

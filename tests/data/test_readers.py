@@ -179,3 +179,14 @@ def test_ml10m_layout_detected_without_users_file(tmp_path):
     assert ds.interactions.matrix.toarray().tolist() == [[5.0, 4.5]]
     assert ds.rating_range == (0.5, 5.0) and ds.users is None
     assert "Thriller" in ds.genre_names
+
+
+def test_a_movielens_rating_beyond_float32_arithmetic_names_the_line(tmp_path):
+    # issue 28, defect 13: 1e39 became inf in float32 after the finite check
+    d = write_ml100k(tmp_path / "ml-100k")
+    lines = (d / "u.data").read_text().splitlines()
+    u, i, _, t = lines[4].split("\t")
+    lines[4] = "\t".join([u, i, "1e39", t])
+    (d / "u.data").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"u.data, line 5: field 'rating' has '1e39', beyond"):
+        read_ml100k(d)

@@ -182,3 +182,11 @@ def test_n_covariance_parameters_matches_sklearn():
         sk.means_ = np.zeros((4, 5))
         ours = n_covariance_parameters(covariance_type, 4, 5) + 4 * 5 + 3
         assert ours == sk._n_parameters()
+
+
+def test_a_degenerate_covariance_is_the_one_numerical_failure_type():
+    # issue 28, defect 9: one error type for divergence and ill-conditioning
+    from genrec.errors import DivergenceError
+
+    with pytest.raises(DivergenceError, match="reg_covar"):
+        compute_precision_cholesky(np.zeros((1, 2, 2)), "full", reg_covar=0.0)

@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError, DataError
+from genrec.errors import ConfigError, DataError, DivergenceError
 from genrec.evaluate import RatingTask
 from genrec.models import AutoRec, get_model_class
 from genrec.models.autorec import (
@@ -282,5 +282,13 @@ def test_non_finite_weights_after_fit_are_an_error(monkeypatch):
         return out
 
     monkeypatch.setattr(torch.optim.LBFGS, "step", poisoned)
-    with pytest.raises(ConfigError, match="non-finite weights"):
+    with pytest.raises(DivergenceError, match="non-finite weights.*lower lr"):
         AutoRec(hidden=4, epochs=3, device="cpu").fit(X)
+
+
+def test_autorec_with_a_huge_learning_rate_is_a_divergence_error_naming_lr():
+    # issue 28, defect 9: Adam at lr=1e30 diverged as a ConfigError, not the DivergenceError
+    # of every other model
+    X, _ = rating_checkerboard()
+    with pytest.raises(DivergenceError, match=r"diverged.*lower lr \(now 1e\+30\)"):
+        AutoRec(hidden=4, epochs=20, optimizer="adam", lr=1e30, device="cpu").fit(X)

@@ -149,3 +149,15 @@ def test_an_old_flat_key_in_a_saved_model_is_upgraded_not_refused(tmp_path):
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="unknown key epochz"):
         Recommender.load(tmp_path / "m")
+
+
+def test_recommend_with_a_k_past_the_item_count_returns_every_item_without_allocating_k():
+    # issue 28, defect 6: recommend(k=10**12) asked the allocator for a (B, 10**12) list
+    X = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 1, 1, 0]], dtype=np.float32))
+    m = EASE(l2=1.0).fit(X)
+    items, scores = m.recommend(None, X, k=10**12)
+    want_items, want_scores = m.recommend(None, X, k=4)
+    assert items.shape == scores.shape == (2, 4)
+    np.testing.assert_array_equal(items, want_items)
+    np.testing.assert_array_equal(scores, want_scores)
+    assert (items[0] >= 0).sum() == 3 and (items[1] >= 0).sum() == 2  # seen items left out

@@ -354,7 +354,7 @@ def test_registered():
 
 def test_divergence_is_reported_naming_the_learning_rate():
     X, _ = rating_checkerboard()
-    with pytest.raises(DivergenceError, match="diverged; lower lr"):
+    with pytest.raises(DivergenceError, match="diverged; lower train.lr"):
         nested(BiasedMF, n_factors=4, lr=50.0, batch_size=64, epochs=20, device="cpu").fit(X)
 
 
@@ -384,3 +384,16 @@ def test_predict_takes_whole_number_indices_only():
     for bad in ([0.5, 1.0], [np.nan, 1.0], ["a", "b"]):
         with pytest.raises(ValueError, match="indices must be"):
             m.predict(np.array(bad), np.array([2, 0]))
+
+
+def test_als_with_a_vanishing_l2_on_users_with_few_ratings_is_a_divergence_error():
+    # issue 28, defect 9: users with fewer ratings than n_factors + 1 have singular normal
+    # equations without the penalty; l2=1e-30 was a LinAlgError traceback
+    R = sp.csr_matrix(
+        (np.array([5.0, 3, 4, 1, 2], np.float32), ([0, 1, 2, 3, 3], [0, 1, 2, 3, 4])), shape=(4, 6)
+    )
+    m = nested(BiasedMF, n_factors=4, solver="als", epochs=2, l2=1e-30, l2_bias=1e-30, device="cpu")
+    with pytest.raises(
+        DivergenceError, match="singular to working precision at l2 = 1e-30.*raise l2"
+    ):
+        m.fit(R)

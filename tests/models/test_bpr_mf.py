@@ -286,7 +286,7 @@ def test_weight_averaging_and_divergence():
     avg = nested(BPRMF, n_factors=4, epochs=3, device="cpu", ema_decay=0.5).fit(X)
     raw = nested(BPRMF, n_factors=4, epochs=3, device="cpu").fit(X)
     assert not torch.equal(avg.item_factors_, raw.item_factors_)
-    with pytest.raises(DivergenceError, match="lower lr"):
+    with pytest.raises(DivergenceError, match="lower train.lr"):
         nested(BPRMF, n_factors=4, epochs=3, lr=1e30, device="cpu", init_std=1e10).fit(X)
 
 

@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, DivergenceError
 from genrec.models import EASE, Popularity
 from genrec.models.ease import ease_memory_bytes, ease_weights, gram_matrix
 from genrec.testing import RecommenderConformance
@@ -96,3 +96,26 @@ def test_non_finite_l2_and_bad_memory_limits_are_refused(kw):
     # before: l2=inf fitted NaN weights silently; a NaN memory limit disabled the check
     with pytest.raises(ConfigError):
         EASE(**kw)
+
+
+@pytest.mark.parametrize("dup", [False, True])
+def test_ease_with_a_vanishing_l2_on_a_singular_gram_matrix_is_a_divergence_error(dup):
+    # issue 28, defect 9: l2=1e-30 on X^T X of rank < I (more items than users, or two
+    # identical items) was a LinAlgError traceback from the Cholesky factorization
+    rng = np.random.default_rng(0)
+    X = (rng.random((10, 40)) < 0.3).astype(np.float32)
+    if dup:
+        X = np.vstack([X] * 6)  # 60 users: rank from the duplicate item alone
+        X[:, 1] = X[:, 0]
+    X = sp.csr_matrix(X)
+    with pytest.raises(
+        DivergenceError, match=r"singular to working precision at l2 = 1e-30.*raise l2"
+    ):
+        EASE(l2=1e-30).fit(X)
+    # a small l2 the factorization can still take is fitted as before: the closed form
+    B = EASE(l2=1e-6).fit(X).B_.double()
+    A = torch.from_numpy((X.T @ X).toarray()).double() + 1e-6 * torch.eye(40, dtype=torch.float64)
+    P = torch.linalg.inv(A)
+    want = -P / P.diagonal()
+    want.fill_diagonal_(0.0)
+    torch.testing.assert_close(B, want, atol=1e-4, rtol=1e-3)

@@ -15,7 +15,12 @@ import scipy.sparse as sp
 
 from genrec.errors import DataError
 
-__all__ = ["Interactions", "IdMap", "as_id_array"]
+__all__ = ["Interactions", "IdMap", "as_id_array", "RATING_LIMIT"]
+
+
+#: the largest rating magnitude genrec reads: ratings are float32, and the models square
+#: them in float32 (losses, RMSE-like objectives), so a rating's square must fit (1.8e19)
+RATING_LIMIT = float(np.sqrt(np.finfo(np.float32).max))
 
 
 def as_id_array(raw_ids: Sequence | np.ndarray) -> np.ndarray:
@@ -144,6 +149,15 @@ class Interactions:
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         n = len(users)
+        if ratings is not None:
+            r64 = np.asarray(ratings, np.float64)
+            bad = ~(np.abs(r64) <= RATING_LIMIT)  # NaN too
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"ratings[{j}] is {float(r64[j])!r}: ratings must be finite and within "
+                    f"+-{RATING_LIMIT:.3g} (they are float32 and their squares must fit)"
+                )
         r = np.ones(n, np.float32) if ratings is None else np.asarray(ratings, np.float32)
         t = None if times is None else np.asarray(times, np.float64)
         order_key = t if t is not None else np.arange(n, dtype=np.float64)

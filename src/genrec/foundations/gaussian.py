@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from genrec.errors import GenrecError
+from genrec.errors import DivergenceError
 from genrec.foundations._linalg import cholesky_lower, triangular_inverse
 
 __all__ = [
@@ -55,11 +55,11 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _E_STEP_BLOCK = 256
 
 
-class DegenerateCovarianceError(GenrecError, ValueError):
+class DegenerateCovarianceError(DivergenceError, ValueError):
     """A covariance matrix is not positive definite (a component collapsed).
 
-    A :class:`~genrec.errors.GenrecError` (the CLI prints its one-line message) and still a
-    ``ValueError``, as before."""
+    A :class:`~genrec.errors.DivergenceError`, the one type of numerical failures (the CLI
+    prints its one-line message), and still a ``ValueError``, as before."""
 
 
 def check_covariance_type(covariance_type: str) -> str:

@@ -82,7 +82,7 @@ from torch import nn
 from typing_extensions import Self
 
 from genrec.config import Range, check_ranges, valid_device_name
-from genrec.errors import ConfigError, DataError
+from genrec.errors import DataError, DivergenceError
 from genrec.evaluate import RatingTask
 from genrec.metrics import rmse
 from genrec.models._shallow import KeepBest, check_rating_range, fit_rating_range, lookup
@@ -352,9 +352,9 @@ class AutoRec(Recommender, RatingPredictor):
                         loss += float(obj.detach())
             done += n_iter
             if not math.isfinite(loss):
-                raise ConfigError(
+                raise DivergenceError(
                     f"AutoRec diverged after {done} iterations (objective {loss}); "
-                    f"lower lr or raise l2"
+                    f"lower lr (now {lr:g}) or raise l2 (now {cfg.l2:g})"
                 )
             if valid is None:
                 log.debug("iter %d objective %.2f", done, loss)
@@ -365,9 +365,9 @@ class AutoRec(Recommender, RatingPredictor):
                 break
         if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
             # L-BFGS reports the objective from before its last step: check the weights too
-            raise ConfigError(
+            raise DivergenceError(
                 f"AutoRec diverged after {done} iterations (non-finite weights); "
-                f"lower lr or raise l2"
+                f"lower lr (now {lr:g}) or raise l2 (now {cfg.l2:g})"
             )
         if valid is None:
             self.best_epoch_, self.valid_rmse_ = done, []

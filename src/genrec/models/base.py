@@ -284,9 +284,11 @@ class Recommender(ABC):
 
         Returns
         -------
-        items : ndarray of int64, shape (B, k)
-            Item indices; -1 where fewer than k items are left to recommend.
-        scores : ndarray of float32, shape (B, k)
+        items : ndarray of int64, shape (B, min(k, n_items))
+            Item indices; -1 where fewer than k items are left to recommend. A k past the
+            item count is clamped to it (a list cannot hold more), so memory does not grow
+            with k.
+        scores : ndarray of float32, shape (B, min(k, n_items))
             Their scores (-inf at -1 pads).
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -303,7 +305,7 @@ class Recommender(ABC):
                 scores[torch.from_numpy(rows), torch.from_numpy(M.indices.astype(np.int64))] = (
                     float("-inf")
                 )
-        top = topk_indices(scores, k)  # (B, k)
+        top = topk_indices(scores, k)  # (B, min(k, I))
         safe = top.clamp(min=0)
         vals = scores.gather(1, safe)
         vals = torch.where(top < 0, torch.full_like(vals, float("-inf")), vals)

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from genrec.errors import DivergenceError
 from genrec.models._shallow import gather_rows, row_blocks
 
 __all__ = ["mf_predict", "sgd_step", "sgd_loss", "als_half_step"]
@@ -144,6 +145,12 @@ def als_half_step(
     Returns
     -------
     factors : Tensor (N, K), biases : Tensor (N,)
+
+    Raises
+    ------
+    DivergenceError
+        When a system is singular to working precision (``l2`` or ``l2_bias`` too small for
+        a row with fewer ratings than K + 1).
     """
     R = sp.csr_matrix(R)
     dev, dt = fixed.device, fixed.dtype
@@ -172,6 +179,13 @@ def als_half_step(
         G = Ar.transpose(1, 2) @ Ar  # (R, K+1, K+1)
         G = G + torch.diag_embed(c[rows][:, None] * reg)  # + c_r diag(reg)
         rhs = Ar.transpose(1, 2) @ y[..., None]  # (R, K+1, 1)
-        x = torch.cholesky_solve(rhs, torch.linalg.cholesky(G))[..., 0]  # (R, K+1)
+        L_r, info = torch.linalg.cholesky_ex(G)  # (R, K+1, K+1); info > 0: not PD
+        if bool((info > 0).any()) or not bool(torch.isfinite(L_r).all()):
+            raise DivergenceError(
+                f"ALS: the normal equations of {int((info > 0).sum())} of {N} users or items "
+                f"are singular to working precision at l2 = {l2:g}, l2_bias = {l2_bias:g}; "
+                f"raise l2 and l2_bias (e.g. to 0.01)"
+            )
+        x = torch.cholesky_solve(rhs, L_r)[..., 0]  # (R, K+1)
         out[rows] = x
     return out[:, 1:].contiguous(), out[:, 0].contiguous()

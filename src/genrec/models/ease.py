@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from typing_extensions import Self
 
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, DivergenceError
 from genrec.models._sparse import sparse_matmul
 from genrec.models.base import Capabilities, Recommender, as_csr
 
@@ -109,13 +109,31 @@ def ease_weights(G: torch.Tensor, l2: float) -> torch.Tensor:
     Returns
     -------
     B : Tensor, shape (I, I), float64, with a zero diagonal.
+
+    Raises
+    ------
+    DivergenceError
+        When G + lambda I is singular to working precision (a lambda far below the item
+        counts, on a G of rank below I: more items than users, duplicate items) or B is not
+        finite.
     """
     A = G.clone()
     A.diagonal().add_(l2)  # (I, I) G + lambda I
-    L = torch.linalg.cholesky(A)  # (I, I) lower
+    L, info = torch.linalg.cholesky_ex(A)  # (I, I) lower; info > 0: not positive definite
+    if int(info) > 0:
+        raise DivergenceError(
+            f"EASE: X^T X + l2 I is singular to working precision at l2 = {l2:g} (its "
+            f"Cholesky factorization fails at item {int(info) - 1}); raise l2 (the paper "
+            f"tunes 100 to 1000s)"
+        )
     P = torch.cholesky_inverse(L)  # (I, I) (G + lambda I)^{-1}
     B = P / (-P.diagonal())  # (I, I) B_ij = -P_ij / P_jj (column j scaled)
     B.fill_diagonal_(0.0)
+    if not bool(torch.isfinite(B).all()):
+        raise DivergenceError(
+            f"EASE: the weights are not finite at l2 = {l2:g} (X^T X + l2 I is "
+            f"ill-conditioned or the data overflow); raise l2"
+        )
     return B
 
 

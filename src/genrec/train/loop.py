@@ -51,10 +51,10 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -76,6 +76,10 @@ from .state import TrainState, load_state, save_state
 __all__ = ["Trainer", "Trainable", "TrainResult", "StepContext"]
 
 logger = logging.getLogger("genrec.train")
+T = TypeVar("T")
+
+#: what a divergence error asks for, with the learning rate in use
+_LOWER_LR = "lower train.lr (now {:g}) or set train.grad_clip"
 
 
 @dataclass
@@ -233,6 +237,16 @@ class Trainer:
         elif state.ema is not None:  # no validation: the average of the last weights
             module.load_state_dict(state.ema.shadow)
         module.eval()
+        if valid is None:  # weights can be finite and still overflow every score
+            from genrec.evaluate import check_scores
+
+            b = min(X.shape[0], 64)
+            self._reporting_divergence(
+                lambda: check_scores(model.score(np.arange(b), X[:b]), model, "training"),
+                "training",
+                state.epoch,
+                state.step,
+            )
         return TrainResult(
             state.best_epoch, state.best_metric, state.epoch, state.stopped_early, state.history
         )
@@ -277,8 +291,7 @@ class Trainer:
                     if not torch.isfinite(loss):
                         raise DivergenceError(
                             f"loss is {loss.item()} at epoch {state.epoch + 1}, step "
-                            f"{state.step}: training diverged; lower lr (now {cfg.lr:g}) or "
-                            f"set grad_clip"
+                            f"{state.step}: training diverged; {_LOWER_LR.format(cfg.lr)}"
                         )
                     module.zero_grad(set_to_none=True)
                     loss.backward()
@@ -299,6 +312,14 @@ class Trainer:
                         cb.on_batch(state.step - 1, sums["loss"] / n_seen)
             prefix = "" if len(phases) == 1 else f"{phase.name}_"
             out.update({prefix + k: v / max(n_seen, 1) for k, v in sums.items()})
+        # the last step's update is seen by no loss: a step to inf or NaN stops here, not as
+        # NaN scores in the validation or a saved model that cannot score
+        bad = [n for n, p in module.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise DivergenceError(
+                f"weights {', '.join(bad[:3])} are not finite after epoch {state.epoch + 1}, "
+                f"step {state.step}: training diverged; {_LOWER_LR.format(cfg.lr)}"
+            )
         return out
 
     # -------------------------------------------------------------- pieces
@@ -352,7 +373,7 @@ class Trainer:
 
     def _evaluate(self, model: Trainable, valid: Any) -> tuple[dict[str, float], float]:
         """The validation numbers and the seconds they took."""
-        from genrec.evaluate import RatingTask, evaluate_ranking
+        from genrec.evaluate import RatingTask, check_scores, evaluate_ranking
 
         cfg = self.config
         if isinstance(valid, RatingTask):
@@ -360,6 +381,8 @@ class Trainer:
 
             t0 = time.perf_counter()
             pred = model.predict(valid.users, valid.items)  # type: ignore[attr-defined]
+            if not np.isfinite(np.asarray(pred, np.float64)).all():
+                check_scores(np.full(1, np.nan), model, valid.name)
             return (
                 {"rmse": rmse(pred, valid.ratings), "mae": mae(pred, valid.ratings)},
                 time.perf_counter() - t0,
@@ -379,7 +402,9 @@ class Trainer:
         module.eval()
         # with ema_decay, the averaged weights are the ones validated and kept
         with state.ema.swapped_in(module) if state.ema is not None else contextlib.nullcontext():
-            numbers, seconds = self._evaluate(model, valid)
+            numbers, seconds = self._reporting_divergence(
+                lambda: self._evaluate(model, valid), valid.name, state.epoch + 1, state.step
+            )
             value = numbers[sel]
             better = not math.isnan(value) and (
                 state.best_metric is None
@@ -397,6 +422,19 @@ class Trainer:
                 state.stopped_early = True
         record["best_epoch"] = state.best_epoch
         record["best_" + sel] = state.best_metric
+
+    def _reporting_divergence(
+        self, scoring: Callable[[], T], what: str, epoch: int, step: int
+    ) -> T:
+        """``scoring()``, with NaN or infinite scores reported as a divergence of training
+        (:func:`genrec.evaluate.check_scores` cannot know which setting to change)."""
+        try:
+            return scoring()
+        except DivergenceError:
+            raise DivergenceError(
+                f"the model gives NaN or infinite scores on {what!r} after epoch {epoch}, "
+                f"step {step}: training diverged; {_LOWER_LR.format(self.config.lr)}"
+            ) from None
 
     def _log(self, record: dict[str, Any], sel: str | None) -> None:
         parts = [f"epoch {record['epoch']}/{self.config.epochs}"]

@@ -17,11 +17,25 @@ import numpy as np
 import pandas as pd
 
 from genrec.data.dataset import Dataset
-from genrec.data.interactions import Interactions, as_id_array
+from genrec.data.interactions import RATING_LIMIT, Interactions, as_id_array
 from genrec.errors import DataError
 
 # ----------------------------------------------------------------------------- parsing
 _UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def rating_problem(values: np.ndarray) -> np.ndarray:
+    """Where ``values`` (float64) are ratings genrec cannot compute with: beyond
+    :data:`RATING_LIMIT` in magnitude (1e39 is inf in float32; 1e38 squares to inf)."""
+    return np.abs(values) > RATING_LIMIT
+
+
+def rating_limit_text(what: str) -> str:
+    """The message for a rating beyond :data:`RATING_LIMIT`."""
+    return (
+        f"{what}, beyond +-{RATING_LIMIT:.3g} (ratings are float32 and their squares must "
+        f"fit); rescale the ratings"
+    )
 
 
 def _decode(path: Path, data: bytes, encoding: str = "utf-8") -> str:
@@ -182,11 +196,13 @@ def _parse_table(
     *,
     header: bool = False,
     required: tuple[str, ...] = (),
+    ratings: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Parse the text ``raw`` of the delimited file ``path``: strings (``numeric``: numbers).
 
     Blank lines are skipped. Returns the frame and the file line number of each row; every
-    problem is reported with the file and line number. ``required`` columns may not be empty.
+    problem is reported with the file and line number. ``required`` columns may not be empty;
+    ``ratings`` (numeric) columns must stay within :data:`RATING_LIMIT`.
     """
     shown = sep  # the separator messages name ('::', not the tab it is parsed as)
     if len(sep) > 1:  # '::' layouts: pandas' C parser takes one-character separators only
@@ -266,6 +282,13 @@ def _parse_table(
                 f"(NaN, infinite and empty values are not allowed)",
                 shown,
             )
+        big = rating_problem(vals.to_numpy(np.float64))
+        if col in ratings and big.any():
+            row = int(np.flatnonzero(big)[0])
+            what = f"field {col!r} has {df[col].iloc[row].strip()!r}"
+            raise _field_error(
+                path, raw, int(lines[row]), sep, n_fields, header, rating_limit_text(what), shown
+            )
         df[col] = vals
     return df, lines
 
@@ -279,8 +302,11 @@ def _read_table(
     header: bool = False,
     encoding: str = "utf-8",
 ) -> pd.DataFrame:
-    """Read a delimited file; every problem is reported with the file and line number."""
-    return _parse_table(path, _load_text(path, encoding), sep, names, numeric, header=header)[0]
+    """Read a delimited file; every problem is reported with the file and line number. A
+    numeric column named ``rating`` is held to :data:`RATING_LIMIT`."""
+    raw = _load_text(path, encoding)
+    ratings = tuple(c for c in numeric if c == "rating")
+    return _parse_table(path, raw, sep, names, numeric, header=header, ratings=ratings)[0]
 
 
 def _id_values(ids: pd.Series) -> np.ndarray:

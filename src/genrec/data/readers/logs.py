@@ -21,6 +21,8 @@ from genrec.data.readers._parse import (
     _parse_table,
     _split_record,
     log_format,
+    rating_limit_text,
+    rating_problem,
 )
 from genrec.errors import DataError
 
@@ -138,6 +140,7 @@ def read_log(
             numeric,
             header=header,
             required=(user_col, item_col),
+            ratings=tuple(numeric),
         )
     out = pd.DataFrame(
         {"user": df[user_col].astype(str).str.strip(), "item": df[item_col].astype(str).str.strip()}
@@ -166,7 +169,11 @@ def read_log(
     return ds
 
 
-_EPOCH = pd.Timestamp(0, tz="UTC")
+def _seconds(dates: pd.Series) -> np.ndarray:
+    """Timezone-aware datetimes as float64 seconds since 1970 (UTC), counted in microseconds:
+    a subtraction in pandas' nanoseconds overflows past 2262 (year 9999 is a valid date)."""
+    naive = dates.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()  # datetime64[unit]
+    return naive.astype("datetime64[us]").astype(np.int64) / 1e6
 
 
 def _times(p: Path, col: pd.Series, name: str, lines: np.ndarray | None) -> np.ndarray:
@@ -181,8 +188,7 @@ def _times(p: Path, col: pd.Series, name: str, lines: np.ndarray | None) -> np.n
         if col.isna().any():
             row = int(np.flatnonzero(col.isna().to_numpy())[0])
             raise DataError(f"{p}, {where(row)}: column {name!r} has no timestamp (null)")
-        dt = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
-        return ((dt - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(np.float64)
+        return _seconds(col.dt.tz_localize("UTC") if col.dt.tz is None else col)
     is_text = not pd.api.types.is_numeric_dtype(col)
     text = col.astype(str).str.strip() if is_text else col
     nums = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
@@ -192,7 +198,7 @@ def _times(p: Path, col: pd.Series, name: str, lines: np.ndarray | None) -> np.n
     if not finite.any() and is_text:
         dates = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
         if not dates.isna().any():
-            return ((dates - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(np.float64)
+            return _seconds(dates)
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
     else:
         row = int(np.flatnonzero(~finite)[0])
@@ -230,6 +236,11 @@ def _parquet_columns(p: Path, df: pd.DataFrame, ids: list[str], numeric: list[st
                 f"{p}, row {row}: column {c!r} has {what}, expected a finite "
                 f"number (null, NaN and infinite values are not allowed)"
             )
+        big = rating_problem(vals.to_numpy(np.float64))  # numeric columns are ratings
+        if big.any():
+            row = int(np.flatnonzero(big)[0])
+            what = f"column {c!r} has {float(vals.iloc[row])!r}"
+            raise DataError(f"{p}, row {row}: {rating_limit_text(what)}")
         df = df.assign(**{c: vals})
     return df
 

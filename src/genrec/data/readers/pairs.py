@@ -14,6 +14,8 @@ from genrec.data.readers._parse import (
     _id_values,
     _load_text,
     _part,
+    rating_limit_text,
+    rating_problem,
 )
 from genrec.errors import DataError
 
@@ -62,6 +64,10 @@ def _read_text_pairs(path: Path) -> pd.DataFrame:
                 raise DataError(
                     f"{path}, line {lineno}: rating is {parts[2]}; NaN and "
                     f"infinite ratings are not allowed"
+                )
+            if rating_problem(np.array([r])).any():
+                raise DataError(
+                    f"{path}, line {lineno}: {rating_limit_text(f'rating is {parts[2]}')}"
                 )
         else:
             r = 1.0
