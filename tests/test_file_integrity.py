@@ -184,6 +184,7 @@ def test_a_flipped_digit_in_a_finished_run_record_is_refused(log_csv, tmp_path, 
     out = tmp_path / "run"
     train_run(_vae(log_csv, out, epochs=1))
     _flip_a_digit(out / "run.json", '"dropout": ')
+    capsys.readouterr()  # the log of the training above
     code = main(["-q", "recommend", str(out), "--user", "u1"])
     err = capsys.readouterr().err
     assert code == 1 and _one_error_line(err) and "run.json: corrupt file" in err
@@ -193,6 +194,7 @@ def test_resume_after_a_flipped_bit_in_the_checkpoint_refuses(pending, capsys):
     ckpt = rf.staging_dir(pending) / rf.CHECKPOINT_NAME
     staged = (rf.staging_dir(pending) / "run.json").read_bytes()
     _flip(ckpt, ckpt.stat().st_size // 2)
+    capsys.readouterr()
     code = main(["-q", "train", "--resume", str(pending)])
     raw = capsys.readouterr().err
     err = " ".join(raw.split())
@@ -209,6 +211,7 @@ def test_resume_after_a_flipped_bit_in_the_checkpoint_refuses(pending, capsys):
 def test_resume_after_a_flipped_digit_in_the_pending_run_record_refuses(pending, capsys):
     staged = rf.staging_dir(pending) / "run.json"
     _flip_a_digit(staged, '"dropout": ')  # 0.2 -> 1.2, 0.3: another setting, valid JSON
+    capsys.readouterr()
     code = main(["-q", "train", "--resume", str(pending)])
     raw = capsys.readouterr().err
     err = " ".join(raw.split())
