@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from genrec.cli import main
+from genrec.io import seal_record
 from tests.synthetic import write_ml100k, write_pair_lists
 
 
@@ -348,12 +349,16 @@ def test_damaged_files_are_one_line_errors(tmp_path, capsys, ml100k):
     assert code == 1 and "weights.npz: corrupt file" in err and "Traceback" not in err
     run_json = out_dir / "run.json"
     record = json.loads(run_json.read_text())
-    run_json.write_text(json.dumps({k: v for k, v in record.items() if k != "files"}))
+    old = {"files", "record_sha256"}  # as versions before the checksums wrote them
+    run_json.write_text(json.dumps({k: v for k, v in record.items() if k not in old}))
+    model_json = out_dir / "model.json"
+    meta = json.loads(model_json.read_text())
+    model_json.write_text(json.dumps({k: v for k, v in meta.items() if k not in old}))
     code, out, err = run(capsys, "recommend", str(out_dir), "--user", "1")  # no checksums kept
     assert code == 1 and "weights.npz: unreadable" in err and "Traceback" not in err
     weights.write_bytes(good)
 
-    run_json.write_text(json.dumps({**record, "status": "running"}))
+    run_json.write_text(json.dumps(seal_record({**record, "status": "running"})))
     (out_dir / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
     code, out, err = run(capsys, "train", "--resume", str(out_dir))
     assert code == 1 and "the checkpoint is unreadable" in err and "Traceback" not in err
@@ -402,7 +407,8 @@ def _interrupted_vae_run(capsys, ml100k, out_dir):
     )
     assert code == 0, err
     run_json = out_dir / "run.json"
-    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "status": "running"}))
+    record = json.loads(run_json.read_text())
+    run_json.write_text(json.dumps(seal_record({**record, "status": "running"})))
     return run_json
 
 
@@ -441,6 +447,7 @@ def test_resume_of_a_run_recorded_with_flat_config_keys(tmp_path, capsys, ml100k
         **{k: v for k, v in record["config"].items() if k != "train"},
         **record["config"]["train"],
     }
+    del record["record_sha256"]  # nor did those versions write a checksum of the record
     run_json.write_text(json.dumps(record))
     code, out, err = run(capsys, "train", "--resume", str(tmp_path / "o"), "--device", "cpu")
     assert code == 0, err
@@ -557,7 +564,7 @@ def test_interrupted_grid_search_is_not_resumed_as_a_single_fit(tmp_path, capsys
     assert code == 0, err
     run_json = out_dir / "run.json"
     record = json.loads(run_json.read_text())
-    run_json.write_text(json.dumps({**record, "status": "running"}))  # as a kill leaves it
+    run_json.write_text(json.dumps(seal_record({**record, "status": "running"})))  # a kill
     code, out, err = run(capsys, "train", "--resume", str(out_dir))
     assert code == 1 and "--grid search" in err and "--force" in err
     assert json.loads(run_json.read_text())["status"] == "running"  # not "done" without a search

@@ -2,6 +2,7 @@
 weights, schedules, logs and checkpoints."""
 
 import dataclasses
+import io
 import json
 
 import numpy as np
@@ -25,6 +26,7 @@ from genrec.train import (
     native_bf16,
     parse_metric,
 )
+from genrec.train.checkpoint import read_checkpoint, write_checkpoint
 
 
 def _data(seed=0, U=60, I=40):
@@ -106,7 +108,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, make, kill
         _interrupt_at(make(), kill_step).fit(
             X, valid=valid, context=FitContext(run_dir=tmp_path / "run")
         )
-    ck = torch.load(tmp_path / "run/checkpoint/state.pt", weights_only=True)
+    ck = read_checkpoint(tmp_path / "run/checkpoint/state.pt", torch.device("cpu"))
     assert 0 < ck["epoch"] < ref.config.train.epochs
     resumed = make().fit(X, valid=valid, context=FitContext(run_dir=tmp_path / "run", resume=True))
     for (k, a), (_, b) in zip(
@@ -175,7 +177,9 @@ def test_jsonl_log_has_losses_metrics_and_seconds(tmp_path):
 def test_checkpoint_loads_with_weights_only(tmp_path):
     X, _ = _data()
     m = _mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path))
-    ck = torch.load(tmp_path / "checkpoint/state.pt", weights_only=True)
+    header, payload = (tmp_path / "checkpoint/state.pt").read_bytes().split(b"\n", 1)
+    assert header.startswith(b"genrec-checkpoint/2 sha256:")
+    ck = torch.load(io.BytesIO(payload), weights_only=True)
     assert ck["epoch"] == 2 and ck["step"] == 8
     assert set(ck["optimizers"]) == {"main"}
     assert [p.name for p in (tmp_path / "checkpoint").iterdir()] == ["state.pt"]  # no temps
@@ -411,9 +415,9 @@ def test_resume_from_a_checkpoint_of_another_device_type_continues(tmp_path, cap
     X, valid = _data()
     _mult_vae(epochs=1).fit(X, valid=valid, context=FitContext(run_dir=tmp_path))
     path = tmp_path / CHECKPOINT_NAME
-    ck = torch.load(path, weights_only=True)
+    ck = read_checkpoint(path, torch.device("cpu"))
     ck["noise_generator"] = torch.zeros(16, dtype=torch.uint8)
-    torch.save(ck, path)
+    write_checkpoint(path, ck)
     with caplog.at_level("WARNING", logger="genrec.train"):
         m = _mult_vae(epochs=2).fit(
             X, valid=valid, context=FitContext(run_dir=tmp_path, resume=True)
@@ -522,11 +526,11 @@ def test_a_checkpoint_without_lr_decay_reads_as_the_default(tmp_path):
     X, _ = _data()
     _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path))
     path = tmp_path / CHECKPOINT_NAME
-    ck = torch.load(path, weights_only=True)
+    ck = read_checkpoint(path, torch.device("cpu"))
     cfg = json.loads(ck["train_config"])
     del cfg["lr_decay"]  # written before the field existed
     ck["train_config"] = json.dumps(cfg)
-    torch.save(ck, path)
+    write_checkpoint(path, ck)
     assert (
         len(_mult_vae(epochs=2).fit(X, context=FitContext(run_dir=tmp_path, resume=True)).history_)
         == 2

@@ -21,6 +21,17 @@ class ConfigError(GenrecError, ValueError):
     """A configuration key or value is unknown or out of range."""
 
 
+class CorruptFileError(DataError):
+    """A saved file's bytes differ from the SHA-256 recorded for them (flipped bits, a
+    truncated or edited copy); the message names the file."""
+
+
+class WriteError(GenrecError, OSError):
+    """A file could not be written: no space left on the device, an exceeded disk quota or
+    a read-only file system. An ``OSError`` too (its ``errno`` the original one); the
+    message names the file."""
+
+
 class DivergenceError(GenrecError, FloatingPointError):
     """Training produced a non-finite loss, weights or scores, or a closed-form solve was
     singular to working precision; the message names the setting to change (a lower

@@ -1,12 +1,15 @@
 """Atomic file writes: a temp file in the target folder, then ``os.replace``.
 
 A reader never sees a half-written file, and an interrupted run leaves the previous
-version (or nothing) in place.
+version (or nothing) in place. A full disk, an exceeded quota or a read-only file system
+while writing is a :class:`~genrec.errors.WriteError` naming the file, and the temp file is
+removed. JSON records can carry a SHA-256 of their own contents (:func:`seal_record`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -19,7 +22,31 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from genrec.errors import ConfigError, DataError
+from genrec.errors import ConfigError, DataError, WriteError
+
+#: errno values that mean "this file cannot be written here", and what to do about each
+_WRITE_FAILURES = {
+    errno.ENOSPC: ("no space left on device", "free some space (or write to another disk)"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space in your quota (or write elsewhere)"),
+    errno.EROFS: ("read-only file system", "write to a folder on a writable disk"),
+}
+
+
+@contextlib.contextmanager
+def write_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn a full disk, an exceeded quota or a read-only file system in the block into a
+    one-line :class:`WriteError` naming ``path`` (other errors pass unchanged)."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as e:
+        if e.errno not in _WRITE_FAILURES:
+            raise
+        what, fix = _WRITE_FAILURES[e.errno]
+        err = WriteError(f"{what} writing {path}; {fix}, then run again")
+        err.errno = e.errno
+        raise err from None
 
 
 def _umask() -> int:
@@ -32,26 +59,39 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
+    with write_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600: the usual permissions
+            yield tmp_path
+            os.replace(tmp_path, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
+            raise
+
+
+def write_file(
+    path: str | os.PathLike[str],
+    writer: Callable[[BinaryIO], object],
+    target: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write ``path`` (in place: use it on a temporary path of :func:`atomic_path` or
+    :func:`atomic_files`) through ``writer(fileobj)``, then flush it to the disk; a
+    :class:`WriteError` names ``target`` (the file it will become) or ``path``."""
+    with write_errors(target or path), open(path, "wb") as f:
+        writer(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], writer: Callable[[BinaryIO], object]) -> None:
     """Write a file atomically through ``writer(fileobj)`` (its return value is ignored)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        writer(f)
-        f.flush()
-        os.fsync(f.fileno())
+    with atomic_path(path) as tmp:
+        write_file(tmp, writer, target=path)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -65,13 +105,24 @@ def atomic_write_files(folder: str | os.PathLike[str], files: dict[str, bytes | 
     into place, in the order given. A failure while writing (disk full, Ctrl-C) removes the
     temporary files and leaves every target as it was. ``str`` contents are written as UTF-8.
     """
+    with atomic_files(folder, list(files)) as tmp:
+        for name, data in files.items():
+            raw = data.encode("utf-8") if isinstance(data, str) else data
+            write_file(tmp[name], _bytes_writer(raw), target=Path(folder) / name)
+
+
+def _bytes_writer(raw: bytes) -> Callable[[BinaryIO], object]:
+    return lambda f: f.write(raw)
+
+
+@contextlib.contextmanager
+def atomic_files(folder: str | os.PathLike[str], names: list[str]) -> Iterator[dict[str, Path]]:
+    """Temporary paths for the files ``names`` of ``folder``, renamed into place together
+    (in the order given) when the block succeeds; removed, every target left as it was,
+    when it fails. The block writes them (e.g. with :func:`write_file`)."""
     with contextlib.ExitStack() as stack:  # on leaving, the last entered is renamed first
-        for name, data in reversed(list(files.items())):
-            tmp = stack.enter_context(atomic_path(Path(folder) / name))
-            with open(tmp, "wb") as f:
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
-                f.flush()
-                os.fsync(f.fileno())
+        tmp = {name: stack.enter_context(atomic_path(Path(folder) / name)) for name in names[::-1]}
+        yield tmp
 
 
 def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
@@ -81,6 +132,21 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def append_text(path: str | os.PathLike[str], text: str) -> None:
+    """Append ``text`` (UTF-8) to ``path``. A write that fails (a full disk) is undone, so
+    the file never ends in half a line."""
+    data = memoryview(text.encode("utf-8"))
+    with write_errors(path), open(path, "ab", buffering=0) as f:
+        start = f.seek(0, os.SEEK_END)
+        try:
+            while data:
+                data = data[f.write(data) or 0 :]
+        except BaseException:
+            with contextlib.suppress(OSError):
+                f.truncate(start)
+            raise
 
 
 def jsonable(obj: Any) -> Any:
@@ -110,21 +176,48 @@ def to_json(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(jsonable(obj), indent=indent, allow_nan=False) + "\n"
 
 
+RECORD_DIGEST = "record_sha256"
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """SHA-256 of a JSON record's canonical text (sorted keys, no spaces), its own
+    :data:`RECORD_DIGEST` field left out: the same before writing and after reading."""
+    body = {k: v for k, v in jsonable(record).items() if k != RECORD_DIGEST}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def seal_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with :data:`RECORD_DIGEST` set to its :func:`record_digest`."""
+    return {**jsonable(record), RECORD_DIGEST: record_digest(record)}
+
+
+def record_intact(record: dict[str, Any]) -> bool:
+    """False when ``record`` holds a :data:`RECORD_DIGEST` that its contents do not match
+    (records written without one, by older versions, are intact)."""
+    return RECORD_DIGEST not in record or record[RECORD_DIGEST] == record_digest(record)
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as strict JSON (see :func:`jsonable`) atomically; nothing is written
     when ``obj`` cannot be serialised."""
     atomic_write_text(path, to_json(obj))
 
 
-def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
-    """Save named arrays as an uncompressed ``.npz``, atomically. Object arrays are refused,
-    and so is the name ``allow_pickle`` (``numpy.savez`` takes it as its flag, not an array)."""
+def npz_writer(arrays: dict[str, np.ndarray]) -> Callable[[BinaryIO], None]:
+    """A writer (for :func:`write_file`) of named arrays as an uncompressed ``.npz``. Object
+    arrays are refused, and so is the name ``allow_pickle`` (``numpy.savez``'s flag)."""
     for name, arr in arrays.items():
         if np.asarray(arr).dtype == object:
             raise TypeError(f"array {name!r} has dtype object; save strings as fixed-width 'U'")
     if "allow_pickle" in arrays:
         raise TypeError("an array may not be named 'allow_pickle' (numpy.savez's flag); rename it")
-    atomic_write_bytes(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
+    return lambda f: np.savez(f, allow_pickle=False, **arrays)
+
+
+def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+    """Save named arrays as an uncompressed ``.npz``, atomically (see :func:`npz_writer`)."""
+    atomic_write_bytes(path, npz_writer(arrays))
 
 
 INFLATION_SLACK = 1 << 20  # bytes an honest uncompressed .npz may hold beyond its file size

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from genrec.errors import ConfigError, DataError
+from genrec.io import seal_record
 from genrec.models import EASE, MODELS, Recommender, get_model_class
 from genrec.models.base import resolve_device
 
@@ -27,7 +28,7 @@ def test_load_refuses_foreign_folders(tmp_path):
     EASE(l2=1.0).fit(X).save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     meta["format"] = "something-else/9"
-    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    (tmp_path / "m" / "model.json").write_text(json.dumps(seal_record(meta)))
     with pytest.raises(DataError, match="unsupported format"):
         Recommender.load(tmp_path / "m")
 
@@ -69,7 +70,7 @@ def test_weights_that_do_not_fit_the_config_are_a_data_error(tmp_path):
     )
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     meta["config"]["latent_dim"] = 3
-    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    (tmp_path / "m" / "model.json").write_text(json.dumps(seal_record(meta)))
     with pytest.raises(DataError, match="weights do not match"):
         Recommender.load(tmp_path / "m")
 

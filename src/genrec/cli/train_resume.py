@@ -10,7 +10,7 @@ import click
 
 from genrec.cli.render import console, dotted, err_console, metrics_table, run_hooks, write_output
 from genrec.config import parse_overrides
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, CorruptFileError
 from genrec.runs import RESUME_SETTINGS, RunInterrupted, RunResult, resume_run
 from genrec.runs.checks import SettingError
 from genrec.runs.folder import read_record
@@ -77,6 +77,8 @@ def resume(resume_dir: str, device: str | None, sets: tuple[str, ...], output: s
         raise ConfigError(
             e.render(FLAGS.get(e.setting, e.setting)).replace("(force)", "with --force")
         ) from None
+    except CorruptFileError as e:  # a damaged checkpoint or record: how to start over
+        raise CorruptFileError(str(e).replace("(force)", "with --force")) from None
     except RunInterrupted as e:
         interrupted(e.out, e.resumable)
     if result is None:

@@ -39,8 +39,18 @@ from genrec.config import (
     nested_config_fields,
     valid_device_name,
 )
-from genrec.errors import ConfigError, DataError, NotFittedError, check_is_fitted
-from genrec.io import atomic_write_json, load_arrays, save_arrays
+from genrec.errors import ConfigError, CorruptFileError, DataError, NotFittedError, check_is_fitted
+from genrec.io import (
+    RECORD_DIGEST,
+    atomic_files,
+    file_digest,
+    load_arrays,
+    npz_writer,
+    record_intact,
+    seal_record,
+    to_json,
+    write_file,
+)
 from genrec.metrics import topk_indices
 
 __all__ = [
@@ -317,7 +327,7 @@ class Recommender(ABC):
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         state = self._get_state()
-        save_arrays(out / "weights.npz", {k: np.asarray(v) for k, v in state.items()})
+        write_weights = npz_writer({k: np.asarray(v) for k, v in state.items()})
         meta = {
             "format": MODEL_FORMAT,
             "model": self.name,
@@ -325,7 +335,11 @@ class Recommender(ABC):
             "n_items": int(self.n_items_),
             "genrec_version": __version__,
         }
-        atomic_write_json(out / "model.json", meta)
+        with atomic_files(out, ["weights.npz", "model.json"]) as tmp:  # model.json lands last
+            write_file(tmp["weights.npz"], write_weights, target=out / "weights.npz")
+            meta["files"] = {"weights.npz": file_digest(tmp["weights.npz"])}
+            text = to_json(seal_record(meta)).encode("utf-8")
+            write_file(tmp["model.json"], lambda f: f.write(text), target=out / "model.json")
         return out
 
     @classmethod
@@ -348,6 +362,11 @@ class Recommender(ABC):
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as e:
             raise DataError(f"{meta_path}: invalid JSON ({e})") from None
+        if isinstance(meta, dict) and not record_intact(meta):
+            raise CorruptFileError(
+                f"{meta_path}: corrupt file (its {RECORD_DIGEST} differs from its contents); "
+                f"save the model again or restore the file"
+            )
         if meta.get("format") != MODEL_FORMAT:
             raise DataError(
                 f"{meta_path}: unsupported format {meta.get('format')!r}, expected {MODEL_FORMAT}"
@@ -368,6 +387,13 @@ class Recommender(ABC):
         weights = p / "weights.npz"
         if not weights.is_file():
             raise DataError(f"{p}: weights.npz is missing")
+        files = meta.get("files")  # absent in older saves
+        want = files.get("weights.npz") if isinstance(files, dict) else None
+        if want is not None and file_digest(weights) != want:
+            raise CorruptFileError(
+                f"{weights}: corrupt file (its SHA-256 differs from the one in model.json); "
+                f"save the model again or restore the file"
+            )
         model.n_items_ = int(meta["n_items"])
         model._set_state(load_arrays(weights))
         return model

@@ -29,8 +29,17 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from genrec.errors import DataError, GenrecError
-from genrec.io import atomic_write_json, file_digest, load_arrays, save_arrays
+from genrec.errors import CorruptFileError, DataError, GenrecError
+from genrec.io import (
+    RECORD_DIGEST,
+    atomic_write_json,
+    file_digest,
+    load_arrays,
+    record_intact,
+    save_arrays,
+    seal_record,
+    write_errors,
+)
 
 __all__ = [
     "RUN_FORMAT",
@@ -111,6 +120,12 @@ def read_record(folder: Path, keys: tuple[str, ...] = ("model",), advice: str = 
             f"{path}: unsupported run format {fmt!r} (this genrec reads "
             f"{', '.join(READABLE_FORMATS)}); use the genrec that wrote it"
         )
+    if not record_intact(run):
+        raise CorruptFileError(
+            f"{path}: corrupt file (its {RECORD_DIGEST} differs from its contents); "
+            f"{advice or 'train the model again'}"
+        )
+    run.pop(RECORD_DIGEST, None)
     for k in keys:
         if k not in run:
             raise RunFolderError(
@@ -363,14 +378,27 @@ def stage_copy(out: Path) -> Path:
     stage = staging_dir(out)
     if stage.exists():
         shutil.rmtree(stage)
-    stage.mkdir()
-    for name in (*RUN_OWNED, "run.json"):
-        src = out / name
-        if src.is_dir():
-            shutil.copytree(src, stage / name)
-        elif src.exists():
-            shutil.copy2(src, stage / name)
+    try:
+        with write_errors(stage):
+            stage.mkdir()
+            for name in (*RUN_OWNED, "run.json"):
+                if (out / name).exists():
+                    _copy(out / name, stage / name)
+    except BaseException:  # a full disk: no half copy is left to be taken for a run
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     return stage
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a file or a folder tree (``shutil.copytree`` would gather a full disk into a
+    ``shutil.Error`` without its errno)."""
+    if src.is_dir():
+        dst.mkdir()
+        for p in src.iterdir():
+            _copy(p, dst / p.name)
+    else:
+        shutil.copy2(src, dst)
 
 
 def recover(out: Path) -> bool:
@@ -397,5 +425,6 @@ def sweep_temp_files(folder: Path) -> list[str]:
 
 
 def write_record(folder: Path, record: dict[str, Any]) -> None:
-    """Write ``run.json`` atomically."""
-    atomic_write_json(folder / "run.json", record)
+    """Write ``run.json`` atomically, with the SHA-256 of its contents (``record_sha256``,
+    checked by :func:`read_record`)."""
+    atomic_write_json(folder / "run.json", seal_record(record))

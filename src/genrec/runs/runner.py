@@ -25,7 +25,7 @@ import numpy as np
 from genrec import __version__
 from genrec.config import build_config, config_to_dict
 from genrec.data import DataOptions, Dataset, load_dataset
-from genrec.errors import ConfigError, DataError
+from genrec.errors import ConfigError, CorruptFileError, DataError
 from genrec.evaluate import RankingTask
 from genrec.models.base import Recommender
 from genrec.protocols import ProtocolConfig, ProtocolData, build_protocol
@@ -225,6 +225,8 @@ def _run_in(
     except BaseException as e:
         if resumable and (stage / rf.CHECKPOINT_NAME).is_file() and isinstance(e, OSError):
             raise  # a disk that filled up: the checkpointed epochs can still be resumed
+        if resume and isinstance(e, CorruptFileError):
+            raise  # a damaged checkpoint: kept as it is, to delete (or restore) and resume
         record["status"] = "failed"
         record["error"] = f"{type(e).__name__}: {e}"
         try:
@@ -351,6 +353,8 @@ def resume_run(
     with rf.run_lock(out):
         rf.recover(out)
         stage = rf.staging_dir(out)
+        if (stage / "run.json").is_file():  # a damaged record is refused, not passed over
+            rf.read_record(stage, keys=(), advice="it cannot be resumed: start over (force)")
         if rf.read_status(stage) == "running":
             where = stage
         elif rf.read_status(out) == "running":

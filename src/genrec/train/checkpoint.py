@@ -1,17 +1,25 @@
-"""The checkpoint format: one ``torch.save`` file of tensors, numbers and JSON strings,
-read back with ``weights_only=True`` (no unpickling of objects).
+"""The checkpoint format (``genrec-checkpoint/2``): one file, a header line and a payload.
 
-Keys: ``format``, ``train_config`` (JSON), ``fingerprint`` (JSON or None: what the caller
-says identifies the run), ``data`` (users, items, entries of the training matrix),
-``module``, ``optimizers``, ``shuffle_generator``, ``noise_generator``, ``batches`` (the
-batches hook's own state, or None), ``epoch``, ``step``, ``best_metric``, ``best_epoch``,
-``bad_evals``, ``stopped_early``, ``best_weights``, ``history`` (JSON), ``ema``,
-``ema_updates``.
+The header is ``genrec-checkpoint/2 sha256:HEX`` and a newline, HEX the SHA-256 of the
+payload; the payload is a ``torch.save`` dict of tensors, numbers and JSON strings, read
+back with ``weights_only=True`` (no unpickling of objects) once its digest has been checked:
+a flipped bit is a :class:`~genrec.errors.CorruptFileError`, never a run that trains on
+damaged weights. Files of the ``genrec-checkpoint/1`` layout (the payload alone, written by
+earlier versions) are read too, unchecked.
+
+Keys of the payload: ``format``, ``train_config`` (JSON), ``fingerprint`` (JSON or None:
+what the caller says identifies the run), ``data`` (users, items, entries of the training
+matrix), ``module``, ``optimizers``, ``shuffle_generator``, ``noise_generator``, ``batches``
+(the batches hook's own state, or None), ``epoch``, ``step``, ``best_metric``,
+``best_epoch``, ``bad_evals``, ``stopped_early``, ``best_weights``, ``history`` (JSON),
+``ema``, ``ema_updates``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import pickle
 from collections.abc import Mapping
@@ -20,7 +28,7 @@ from typing import Any
 
 import torch
 
-from genrec.errors import ConfigError, DataError
+from genrec.errors import ConfigError, CorruptFileError, DataError
 from genrec.io import atomic_write_bytes, jsonable
 
 from .config import TrainConfig
@@ -36,7 +44,9 @@ __all__ = [
     "fingerprint_json",
 ]
 
-CHECKPOINT_FORMAT = "genrec-checkpoint/1"
+CHECKPOINT_FORMAT = "genrec-checkpoint/2"
+OLD_FORMAT = "genrec-checkpoint/1"  # the payload alone, without a header (read, not written)
+_DIGEST_TAG = b" sha256:"
 LOG_NAME = "train_log.jsonl"
 CHECKPOINT_NAME = "checkpoint/state.pt"
 #: settings a resume may change (in the train config and, by last name, in the fingerprint)
@@ -49,19 +59,56 @@ def fingerprint_json(fingerprint: Mapping[str, Any] | None) -> str | None:
 
 
 def write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write_bytes(path, lambda f: torch.save({"format": CHECKPOINT_FORMAT, **payload}, f))
+    """Write the checkpoint ``path`` atomically: the header line, then the payload."""
+    buf = io.BytesIO()  # serialised first: a full disk is then an OSError of the write below
+    torch.save({"format": CHECKPOINT_FORMAT, **payload}, buf)
+    data = buf.getbuffer()
+    header = CHECKPOINT_FORMAT.encode() + _DIGEST_TAG + hashlib.sha256(data).hexdigest().encode()
+
+    def write(f: Any) -> None:
+        f.write(header + b"\n")
+        f.write(data)
+
+    atomic_write_bytes(path, write)
+
+
+def _unreadable(path: Path, why: str) -> DataError:
+    return DataError(
+        f"{path}: the checkpoint is unreadable ({why}); delete it to restart that run from "
+        f"the beginning"
+    )
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """The checkpoint's dict; a DataError when unreadable or of another format."""
-    try:
-        ck = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
-        raise DataError(
-            f"{path}: the checkpoint is unreadable ({type(e).__name__}); delete "
-            f"it to restart that run from the beginning"
-        ) from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+    """The checkpoint's dict, its digest checked before anything is deserialised; a
+    CorruptFileError when the digest differs, a DataError when unreadable or of another
+    format."""
+    with open(path, "rb") as f:
+        first = f.readline(200)
+        if first.startswith(b"PK"):  # a zip: the genrec-checkpoint/1 layout, no header
+            f.seek(0)
+            expect = OLD_FORMAT
+        elif first.startswith(CHECKPOINT_FORMAT.encode() + _DIGEST_TAG) and first.endswith(b"\n"):
+            want = first[len(CHECKPOINT_FORMAT) + len(_DIGEST_TAG) : -1].decode("ascii", "replace")
+            start = f.tell()
+            h = hashlib.sha256()
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+            if h.hexdigest() != want:
+                raise CorruptFileError(
+                    f"{path}: corrupt file (its SHA-256 differs from the one in its header); "
+                    f"the run cannot resume from it: delete it to train that run again from "
+                    f"the beginning, or start over (force)"
+                )
+            f.seek(start)
+            expect = CHECKPOINT_FORMAT
+        else:
+            raise _unreadable(path, f"no {CHECKPOINT_FORMAT} header")
+        try:
+            ck = torch.load(f, map_location=device, weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+            raise _unreadable(path, type(e).__name__) from None
+    if not isinstance(ck, dict) or ck.get("format") != expect:
         fmt = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
         raise DataError(f"{path}: unsupported checkpoint format {fmt!r}")
     return ck

@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from genrec.errors import ConfigError, DataError, DivergenceError
-from genrec.io import atomic_write_text, to_json
+from genrec.io import append_text, atomic_write_text, to_json
 
 from .averaging import WeightAverage, snapshot
 from .batches import BatchContext, user_batches
@@ -451,5 +451,4 @@ class Trainer:
         parts.append(f"{record['seconds']:.2f}s")
         logger.info("  ".join(parts))
         if self.run_dir is not None:
-            with open(self.run_dir / LOG_NAME, "a") as f:
-                f.write(to_json(record, indent=None))
+            append_text(self.run_dir / LOG_NAME, to_json(record, indent=None))
