@@ -300,3 +300,57 @@ def test_refit_on_a_protocol_without_data_to_add_is_refused_before_fitting(log_c
 def test_a_run_without_refit_records_no_refit_seconds(log_csv, tmp_path):
     result = train_run(_spec(log_csv, tmp_path / "run", l2=10.0))
     assert result.refit_seconds is None and result.record["refit_seconds"] is None
+
+
+def test_ctrl_c_during_a_checkpoint_write_is_the_interrupted_message(
+    log_csv, tmp_path, monkeypatch
+):
+    """Ctrl-C while the checkpoint is serialised waits until the file is written: the run
+    stops as an interrupted, resumable run with an intact checkpoint (not a serializer's
+    traceback), and resumes to the uninterrupted result."""
+    import os
+    import signal
+
+    import torch
+
+    from genrec.train import checkpoint as ck
+
+    reference = train_run(_vae(log_csv, tmp_path / "ref"))
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def interrupted_save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered in the middle of the write
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(ck.torch, "save", interrupted_save)
+    out = tmp_path / "run"
+    with pytest.raises(RunInterrupted) as info:
+        train_run(_vae(log_csv, out))
+    assert info.value.resumable and calls["n"] == 1
+    ckpt = rf.staging_dir(out) / rf.CHECKPOINT_NAME
+    ck.read_checkpoint(ckpt, torch.device("cpu"))  # whole, and its digest matches
+    monkeypatch.setattr(ck.torch, "save", real_save)
+    resumed = resume_run(out)
+    assert resumed is not None
+    X = load_run(out).data.train[:5]
+    np.testing.assert_array_equal(
+        load_run(out).model.score(None, X).numpy(), reference.model.score(None, X).numpy()
+    )
+
+
+def test_deferred_interrupts_delivers_the_signal_after_the_block():
+    import os
+    import signal
+
+    from genrec.io import deferred_interrupts
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("after the signal")  # the block runs on
+    assert done == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -14,7 +14,9 @@ import hashlib
 import json
 import math
 import os
+import signal
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -288,3 +290,39 @@ def check_writable(path: str | os.PathLike[str] | None, option: str, folder: boo
             f"{option} {path}: cannot write in {parent} (permission denied); "
             f"choose a path in a folder you can write to"
         )
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM back while the block runs, then deliver them.
+
+    For writes that should not be cut in the middle: an interrupt that lands inside a
+    serializer can surface as that library's own error instead of ``KeyboardInterrupt``. A
+    signal received during the block is passed to the handler that was installed before it
+    once the block is done (so Ctrl-C raises ``KeyboardInterrupt`` there). Outside the main
+    thread signals cannot be handled, and the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def hold(signum: int, frame: Any) -> None:
+        received.append((signum, frame))
+
+    for s in previous:
+        signal.signal(s, hold)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum, frame in received[:1]:  # one delivery: the first signal received
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from genrec.errors import ConfigError, CorruptFileError, DataError
-from genrec.io import atomic_write_bytes, jsonable
+from genrec.io import atomic_write_bytes, deferred_interrupts, jsonable
 
 from .config import TrainConfig
 
@@ -59,17 +59,21 @@ def fingerprint_json(fingerprint: Mapping[str, Any] | None) -> str | None:
 
 
 def write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write the checkpoint ``path`` atomically: the header line, then the payload."""
-    buf = io.BytesIO()  # serialised first: a full disk is then an OSError of the write below
-    torch.save({"format": CHECKPOINT_FORMAT, **payload}, buf)
-    data = buf.getbuffer()
-    header = CHECKPOINT_FORMAT.encode() + _DIGEST_TAG + hashlib.sha256(data).hexdigest().encode()
+    """Write the checkpoint ``path`` atomically: the header line, then the payload. Ctrl-C
+    and SIGTERM wait until it is written (an interrupt inside ``torch.save`` could surface
+    as a serializer error instead of ``KeyboardInterrupt``)."""
 
     def write(f: Any) -> None:
         f.write(header + b"\n")
         f.write(data)
 
-    atomic_write_bytes(path, write)
+    with deferred_interrupts():
+        buf = io.BytesIO()  # serialised first: a full disk is then an OSError of the write
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, buf)
+        data = buf.getbuffer()
+        digest = hashlib.sha256(data).hexdigest().encode()
+        header = CHECKPOINT_FORMAT.encode() + _DIGEST_TAG + digest
+        atomic_write_bytes(path, write)
 
 
 def _unreadable(path: Path, why: str) -> DataError:
