@@ -248,3 +248,131 @@ def test_beta_diverging_learning_rate_is_a_one_line_error(runner):
 def test_out_of_range_seed_is_a_usage_error_naming_the_option(runner, args):
     result = runner.invoke(foundations_cli, args)
     assert result.exit_code == 2 and "--seed" in result.output, result.output
+
+
+# --------------------------------------------------------------------------- what the demos show
+def _table_rows(output, title):
+    """The cells of the rich table printed under ``title``: (header, rows)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if title in line)
+    header, rows = None, []
+    for line in lines[start + 1 :]:
+        if line.startswith("┃") and header is None:
+            header = [c.strip() for c in line.strip("┃").split("┃")]
+        elif line.startswith("│"):
+            rows.append([c.strip() for c in line.strip("│").split("│")])
+        elif line.startswith("└"):
+            break
+    return header, rows
+
+
+def test_default_gmm_command_trace_climbs_over_at_least_five_iterations(runner, tmp_path):
+    js = tmp_path / "gmm.json"
+    result = run(runner, ["gmm", "-k", "3", "--output", str(js)])  # the README's example
+    assert result.exit_code == 0, result.output
+    bounds = np.array(json.loads(js.read_text())["lower_bounds"])
+    assert len(bounds) >= 5 and np.all(np.diff(bounds) > 0)
+    assert bounds[-1] - bounds[0] > 1e-2  # ten times the default tol
+    header, rows = _table_rows(result.output, "log-likelihood per iteration")
+    assert header[-1] == "gain since iteration 1"
+    gains = [float(r[-1]) for r in rows]
+    assert gains[0] == 0.0 and gains[-1] == pytest.approx(bounds[-1] - bounds[0], abs=1e-6)
+
+
+def test_random_init_stopping_at_a_symmetric_saddle_warns(runner):
+    result = run(runner, ["gmm", "-k", "3", "--init", "random"])
+    assert result.exit_code == 0, result.output
+    assert "True (at a saddle: see the warning)" in result.output
+    warning = " ".join(result.output.split("warning:")[1].split())
+    assert "stopped at a saddle" in warning and "components 0, 1, 2 are copies" in warning
+
+
+def test_default_gmm_command_warns_of_no_saddle(runner):
+    result = run(runner, ["gmm", "-k", "3"])
+    assert result.exit_code == 0 and "saddle" not in result.output
+
+
+def test_vbgmm_command_says_which_emptied_components_are_not_drawn(runner, tmp_path):
+    js = tmp_path / "vb.json"
+    result = run(runner, ["vbgmm", "-k", "8", "--output", str(js)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(js.read_text())
+    hidden = [k for k, w in enumerate(payload["weights"]) if w < 0.01]
+    assert hidden and payload["components_not_drawn"] == hidden
+    note = " ".join(result.output.split())
+    names = ", ".join(map(str, hidden))
+    assert (
+        f"{len(hidden)} emptied components (weight < 0.01) are left out of the ellipse plot: "
+        f"{names}"
+    ) in note
+
+
+def test_fmt_kl_clips_rounding_below_zero_for_display_only():
+    from genrec.cli.foundations_render import fmt_kl
+
+    assert fmt_kl(-2e-15) == "0" and fmt_kl(-2e-15, ".6f") == "0"
+    assert fmt_kl(7.9e-16) == "7.9e-16" and fmt_kl(0.1221, ".4f") == "0.1221"
+
+
+def test_negative_kl_rounding_prints_as_zero(tmp_path):
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from genrec.cli.foundations_render import print_beta
+    from genrec.foundations.demos import run_beta_demo
+
+    demo = run_beta_demo([[1, 0, 1], [1, 1]], steps=40, mc_draws=64)
+    rounds = tuple(dataclasses.replace(r, kl=-2e-15) for r in demo.rounds)
+    splits = tuple(dataclasses.replace(s, kl_posterior=-2e-15) for s in demo.elbo_splits)
+    last = demo.final_trace[-1]
+    trace = (*demo.final_trace[:-1], (last[0], last[1], -2e-15))
+    demo = dataclasses.replace(demo, rounds=rounds, elbo_splits=splits, final_trace=trace)
+    buf = io.StringIO()
+    print_beta(Console(file=buf, width=150), demo)
+    out = buf.getvalue()
+    assert "e-15" not in out  # no -2.0e-15 anywhere
+    header, rows = _table_rows(out, "posterior per round")
+    assert [r[header.index("KL(q||p)")] for r in rows] == ["0", "0"]
+    header, rows = _table_rows(out, "ELBO per step")
+    assert rows[-1][-1] == "0"
+    header, rows = _table_rows(out, "in its terms")
+    assert [r[header.index("KL(q||posterior)")] for r in rows] == ["0", "0"]
+    assert demo.payload()["rounds"][0]["kl_closed_form"] == -2e-15  # the results stay exact
+
+
+def _check_printed_elbo_terms(output, n_terms, log_evidence=True):
+    header, rows = _table_rows(output, "in its terms")
+    at = header.index("= ELBO")
+    assert at == 1 + n_terms and rows
+    for row in rows:
+        terms = [float(x) for x in row[1:at]]
+        assert sum(terms) == pytest.approx(float(row[at]), abs=1e-6 * n_terms)  # printed to 1e-6
+        if log_evidence:
+            elbo, kl, evidence = (float(x) for x in row[at : at + 3])
+            assert elbo + kl == pytest.approx(evidence, abs=2e-6)
+    return header, rows
+
+
+def test_gmm_command_prints_elbo_terms_that_sum_to_the_elbo(runner, tmp_path):
+    js = tmp_path / "gmm.json"
+    result = run(runner, ["gmm", "-k", "3", "--output", str(js)])
+    header, rows = _check_printed_elbo_terms(result.output, 3)
+    assert [r[0] for r in rows] == ["posterior p(z|x)", "hard labels"]
+    assert float(rows[0][-1]) == pytest.approx(
+        json.loads(js.read_text())["log_likelihood"], abs=1e-6
+    )
+
+
+def test_vbgmm_command_prints_elbo_terms_that_sum_to_the_elbo(runner):
+    result = run(runner, ["vbgmm", "-k", "4"])
+    assert result.exit_code == 0, result.output
+    _check_printed_elbo_terms(result.output, 5, log_evidence=False)
+
+
+def test_beta_command_prints_elbo_terms_that_sum_to_the_elbo(runner):
+    result = run(runner, ["beta", "--rounds", "2", "--steps", "30", "--mc-samples", "8"])
+    assert result.exit_code == 0, result.output
+    header, rows = _check_printed_elbo_terms(result.output, 2)
+    assert [r[0] for r in rows] == ["round 1", "round 2"]

@@ -53,7 +53,9 @@ def test_synthetic_points_range_errors_name_the_field(fields, message):
 
 
 def test_load_points_synthetic_is_the_generator_with_the_same_seed():
-    points = load_points(SyntheticPoints(n_samples=50, true_k=2, n_features=3, seed=4))
+    points = load_points(
+        SyntheticPoints(n_samples=50, true_k=2, n_features=3, separation=4.0, seed=4)
+    )
     truth = make_gaussian_mixture(50, 2, 3, separation=4.0, random_state=4)
     np.testing.assert_array_equal(points.X, truth.X)
     np.testing.assert_array_equal(points.info["synthetic"]["truth"]["means"], truth.means)
@@ -120,7 +122,7 @@ def _closed_form_loglik(X, weights, means, covariances):
 
 
 def test_gmm_demo_numbers_match_closed_forms():
-    data = SyntheticPoints(n_samples=240, true_k=2, n_features=2, seed=3)
+    data = SyntheticPoints(n_samples=240, true_k=2, n_features=2, separation=4.0, seed=3)
     demo = run_mixture_demo(GaussianMixture(2, random_state=3), data)
     assert isinstance(demo, MixtureDemo) and demo.kind == "gmm"
     m, X = demo.model, demo.points.X
@@ -304,3 +306,98 @@ def test_the_foundations_package_imports_no_command_line_library():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- the demos' story
+def _drawn_figures(monkeypatch, demo):
+    """The matplotlib figures ``demo.plot_files()`` renders, in order."""
+    from genrec.foundations import plots
+
+    figures = []
+    real = plots.save_figure
+    monkeypatch.setattr(
+        plots, "save_figure", lambda fig, path: (figures.append(fig), real(fig, path))
+    )
+    demo.plot_files()
+    return figures
+
+
+def test_default_gmm_demo_trace_climbs_over_at_least_five_iterations():
+    # what `genrec foundations gmm -k 3` fits: the default data, k-means++ from seed 0
+    demo = run_mixture_demo(GaussianMixture(3, random_state=0), SyntheticPoints())
+    values = np.array(demo.trace.values)
+    assert len(values) >= 5 and demo.model.converged_
+    assert np.all(np.diff(values) > 0)  # every iteration gains
+    assert values[-1] - values[0] > 10 * demo.model.tol  # a climb, not rounding
+
+
+def test_trace_plot_shows_the_gain_since_iteration_one_without_an_offset_axis(monkeypatch):
+    demo = run_mixture_demo(GaussianMixture(3, random_state=0), SyntheticPoints())
+    trace_fig = _drawn_figures(monkeypatch, demo)[0]
+    ax = trace_fig.axes[0]
+    values = np.array(demo.trace.values)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), values - values[0], atol=1e-15)
+    assert ax.yaxis.get_major_formatter().get_offset() == ""
+    assert "iteration 1" in ax.get_ylabel()
+
+
+def test_emptied_vbgmm_components_are_not_drawn_and_the_plot_says_so(monkeypatch):
+    from matplotlib.patches import Ellipse
+
+    demo = run_mixture_demo(BayesianGaussianMixture(8, random_state=0), SyntheticPoints())
+    weights = demo.model.weights_
+    hidden = tuple(int(k) for k in np.flatnonzero(weights < 0.01))
+    assert hidden and np.any((weights > 1e-3) & (weights < 0.01))  # emptied but above 1e-3
+    assert demo.hidden_components == hidden
+    assert demo.payload()["components_not_drawn"] == list(hidden)
+    ellipse_ax = _drawn_figures(monkeypatch, demo)[1].axes[0]
+    drawn = [p for p in ellipse_ax.patches if isinstance(p, Ellipse)]
+    assert len(drawn) == 2 * (len(weights) - len(hidden))  # 1- and 2-sigma per drawn one
+    title = ellipse_ax.get_title()
+    assert "not drawn" in title and ", ".join(map(str, hidden)) in title
+
+
+def test_beta_plot_draws_q_above_its_exact_posterior(monkeypatch):
+    demo = run_beta_demo([[1, 0, 1], [1, 1]], steps=40, mc_draws=64)
+    ax = _drawn_figures(monkeypatch, demo)[0].axes[0]
+    lines = ax.lines[1:]  # after the prior: (exact p, q) per round
+    assert len(lines) == 4
+    for p_line, q_line in zip(lines[::2], lines[1::2]):
+        assert q_line.get_zorder() > p_line.get_zorder()
+        assert q_line.get_linewidth() < p_line.get_linewidth() and p_line.get_alpha() < 1
+
+
+def test_a_random_init_that_stops_at_a_symmetric_saddle_is_reported():
+    demo = run_mixture_demo(
+        GaussianMixture(3, init_params="random", random_state=0), SyntheticPoints()
+    )
+    assert demo.model.converged_ and demo.saddle is not None
+    assert demo.saddle.groups == ((0, 1, 2),)
+    payload = demo.payload()
+    assert payload["saddle"]["split_bound"] > payload["saddle"]["bound"]
+    assert demo.saddle.message() in payload["warnings"]
+
+
+def test_gmm_demo_elbo_terms_sum_to_the_elbo_and_give_the_log_likelihood():
+    demo = run_mixture_demo(GaussianMixture(3, random_state=0), SyntheticPoints())
+    posterior, hard = demo.elbo_splits
+    for split in demo.elbo_splits:
+        assert split.elbo == pytest.approx(sum(v for _, v in split.terms), rel=1e-14)
+        assert split.elbo + split.kl_posterior == pytest.approx(demo.log_likelihood, rel=1e-12)
+    assert abs(posterior.kl_posterior) < 1e-8 and hard.kl_posterior > 1.0
+    assert dict(hard.terms)["H[q(z)]"] == 0.0
+    json.loads(to_json(demo.payload()))  # the terms are strict JSON
+
+
+def test_vbgmm_demo_elbo_terms_sum_to_the_full_elbo():
+    demo = run_mixture_demo(BayesianGaussianMixture(3, random_state=0), SyntheticPoints())
+    (split,) = demo.elbo_splits
+    assert split.log_evidence is None and len(split.terms) == 5
+    assert split.elbo == pytest.approx(demo.model.elbo(demo.points.X), rel=1e-12)
+
+
+def test_beta_demo_elbo_terms_sum_to_each_rounds_elbo():
+    demo = run_beta_demo([[1, 0, 1], [1, 1]], steps=40, mc_draws=64)
+    for split, r in zip(demo.elbo_splits, demo.rounds):
+        assert split.elbo == pytest.approx(r.elbo, rel=1e-12)
+        assert split.elbo + split.kl_posterior == pytest.approx(r.log_evidence, rel=1e-12)

@@ -8,9 +8,11 @@ import torch
 from scipy import integrate, stats
 from scipy.special import multigammaln
 
-from genrec.foundations import GaussianMixture
+from genrec.foundations import BayesianGaussianMixture, GaussianMixture
+from genrec.foundations.beta_bernoulli import beta_elbo, beta_elbo_terms
 from genrec.foundations.elbo import (
     elbo,
+    elbo_terms,
     kl_beta,
     kl_categorical,
     kl_dirichlet,
@@ -197,3 +199,57 @@ def test_kl_normal_wishart_against_monte_carlo():
 def test_kl_wishart_rejects_non_spd():
     with pytest.raises(ValueError, match="positive definite"):
         kl_wishart(-np.eye(2), 3.0, np.eye(2), 3.0)
+
+
+def test_elbo_terms_match_loops_and_sum_to_the_elbo():
+    rng = np.random.default_rng(3)
+    n, K = 7, 3
+    log_prob = rng.normal(size=(n, K)) - 2.0
+    log_w = np.log(rng.dirichlet(np.ones(K)))
+    q = rng.dirichlet(np.ones(K), size=n)
+    q[0] = [1.0, 0.0, 0.0]  # 0 log 0 = 0
+    t = elbo_terms(q, log_prob, log_w)
+    loops = [0.0, 0.0, 0.0]
+    for i in range(n):
+        for k in range(K):
+            if q[i, k] > 0:
+                loops[0] += q[i, k] * log_prob[i, k]
+                loops[1] += q[i, k] * log_w[k]
+                loops[2] -= q[i, k] * math.log(q[i, k])
+    assert t.expected_log_likelihood == pytest.approx(loops[0], rel=1e-12)
+    assert t.expected_log_prior == pytest.approx(loops[1], rel=1e-12)
+    assert t.entropy == pytest.approx(loops[2], rel=1e-12)
+    assert t.elbo == pytest.approx(elbo(q, log_prob + log_w), rel=1e-12)
+
+
+def test_elbo_terms_of_a_one_hot_q_have_zero_entropy_not_minus_zero():
+    q = np.eye(3)
+    t = elbo_terms(q, np.zeros((3, 3)), np.log(np.full(3, 1 / 3)))
+    assert t.entropy == 0.0 and math.copysign(1.0, t.entropy) == 1.0
+
+
+def test_mixture_elbo_terms_give_the_log_likelihood_and_the_full_cavi_elbo():
+    X = make_gaussian_mixture(300, 3, 2, separation=1.5, random_state=0).X
+    gm = GaussianMixture(3, random_state=0).fit(X)
+    t = gm.elbo_terms(X)  # q = the posterior: ELBO = log p(X)
+    assert t.elbo == pytest.approx(gm.log_likelihood(X), rel=1e-12)
+    q = np.random.default_rng(0).dirichlet(np.ones(3), size=len(X))
+    tq = gm.elbo_terms(X, q)
+    assert tq.elbo + gm.kl_posterior(X, q) == pytest.approx(gm.log_likelihood(X), rel=1e-12)
+    vb = BayesianGaussianMixture(3, random_state=0).fit(X)
+    tv = vb.elbo_terms(X)
+    full = tv.elbo - vb.weights_kl() - np.sum(vb.components_kl())
+    assert full == pytest.approx(vb.elbo(X), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "a0", "b0", "c", "v"), [(3, 4, 1, 1, 2, 3), (7.5, 2.2, 2, 3, 9, 1)]
+)
+def test_beta_elbo_terms_match_quadrature_and_sum_to_the_elbo(a, b, a0, b0, c, v):
+    expected, kl_prior = beta_elbo_terms(a, b, a0, b0, c, v)
+    quad, _ = integrate.quad(
+        lambda t: stats.beta.pdf(t, a, b) * (c * math.log(t) + v * math.log1p(-t)), 0, 1
+    )
+    assert expected == pytest.approx(quad, rel=1e-8)
+    assert kl_prior == pytest.approx(kl_beta(a, b, a0, b0), rel=1e-12)
+    assert expected - kl_prior == pytest.approx(beta_elbo(a, b, a0, b0, c, v), rel=1e-12)

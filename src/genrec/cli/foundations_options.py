@@ -126,9 +126,9 @@ MIXTURE_OPTIONS = [
     click.option(
         "--separation",
         type=click.FloatRange(min=0.0),
-        default=4.0,
+        default=1.5,
         show_default=True,
-        help="Synthetic data: minimum distance between means.",
+        help="Synthetic data: minimum distance between means (1.5 overlaps them).",
     ),
     click.option(
         "-k",

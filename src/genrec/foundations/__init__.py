@@ -10,6 +10,11 @@ The decomposition log p(X | theta) = ELBO(q, theta) + KL(q || p(z | X, theta))
 Closed-form divergences
     :func:`kl_categorical`, :func:`kl_beta`, :func:`kl_dirichlet`, :func:`kl_wishart`,
     :func:`kl_normal_wishart`.
+The ELBO in its terms
+    :func:`~genrec.foundations.elbo.elbo_terms`, ``model.elbo_terms(X, q)``,
+    :func:`~genrec.foundations.beta_bernoulli.beta_elbo_terms`.
+Saddle points of EM / CAVI
+    :func:`genrec.foundations.saddle.find_saddle`.
 Gaussian building blocks
     :func:`log_gaussian_prob`, :func:`estimate_log_resp`, :func:`estimate_gaussian_parameters`,
     :func:`compute_precision_cholesky`.

@@ -55,6 +55,7 @@ __all__ = [
     "beta_rsample",
     "fit_beta_vi",
     "kl_beta_monte_carlo",
+    "beta_elbo_terms",
     "simulate_jar",
     "GRADIENT_ESTIMATORS",
 ]
@@ -125,6 +126,18 @@ def beta_elbo(
         - betaln(prior_a, prior_b)
         + entropy
     )
+
+
+def beta_elbo_terms(
+    a: float, b: float, prior_a: float, prior_b: float, n_chocolate: float, n_vanilla: float
+) -> tuple[float, float]:
+    r""":func:`beta_elbo` in its two terms: the expected log-likelihood
+    :math:`\mathbb E_q[c\log\theta+v\log(1-\theta)]` and :math:`\mathrm{KL}(q\,\|\,p(\theta))`,
+    the divergence from the prior; ELBO = the first minus the second."""
+    c, v = _check_counts(n_chocolate, n_vanilla)
+    e_log_t = digamma(a) - digamma(a + b)
+    e_log_1mt = digamma(b) - digamma(a + b)
+    return float(c * e_log_t + v * e_log_1mt), float(kl_beta(a, b, prior_a, prior_b))
 
 
 def beta_rsample(

@@ -27,6 +27,7 @@ Cholesky factor (no explicit inverse).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import betaln, digamma, gammaln, xlogy
@@ -35,6 +36,8 @@ from genrec.foundations._linalg import cholesky_lower, solve_triangular
 from genrec.foundations.gaussian import logsumexp
 
 __all__ = [
+    "ElboTerms",
+    "elbo_terms",
     "log_likelihood",
     "elbo",
     "kl_posterior",
@@ -103,6 +106,51 @@ def elbo(resp: np.ndarray, weighted_log_prob: np.ndarray) -> float:
     """
     q, lp = _check_q(resp, weighted_log_prob)
     return float(np.sum(_q_times(q, lp)) - np.sum(xlogy(q, q)))
+
+
+@dataclass(frozen=True)
+class ElboTerms:
+    r"""The ELBO of a mixture's :math:`q(z)` split into its three terms (sums over samples).
+
+    ``expected_log_likelihood`` :math:`=\sum_{nk}q_{nk}\log p(x_n\mid z_n=k)`,
+    ``expected_log_prior`` :math:`=\sum_{nk}q_{nk}\log p(z_n=k)` and ``entropy``
+    :math:`=-\sum_{nk}q_{nk}\log q_{nk}`; ``elbo`` is their sum.
+    """
+
+    expected_log_likelihood: float
+    expected_log_prior: float
+    entropy: float
+
+    @property
+    def elbo(self) -> float:
+        return self.expected_log_likelihood + self.expected_log_prior + self.entropy
+
+
+def elbo_terms(resp: np.ndarray, log_prob: np.ndarray, log_weights: np.ndarray) -> ElboTerms:
+    r""":func:`elbo` in its terms, for :math:`\ell_{nk}=\log\pi_k+\log p(x_n\mid\theta_k)`.
+
+    Parameters
+    ----------
+    resp : ndarray of shape (n, K)
+        Any :math:`q(z_n)` per row.
+    log_prob : ndarray of shape (n, K)
+        :math:`\log p(x_n\mid z_n=k)` (for CAVI its expectation under :math:`q(\theta)`).
+    log_weights : ndarray of shape (K,)
+        :math:`\log\pi_k` (for CAVI :math:`\mathbb E_q[\log\pi_k]`).
+
+    Returns
+    -------
+    ElboTerms
+        ``.elbo`` equals ``elbo(resp, log_prob + log_weights)`` up to rounding.
+    """
+    lp = np.asarray(log_prob, dtype=np.float64)
+    lw = np.broadcast_to(np.asarray(log_weights, dtype=np.float64), lp.shape)
+    q, _ = _check_q(resp, lp)
+    return ElboTerms(
+        float(np.sum(_q_times(q, lp))),
+        float(np.sum(_q_times(q, lw))),
+        float(-np.sum(xlogy(q, q))) + 0.0,  # + 0.0: a one-hot q has entropy 0, not -0
+    )
 
 
 def kl_categorical(q: np.ndarray, log_p: np.ndarray) -> np.ndarray:

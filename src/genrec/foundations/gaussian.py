@@ -47,6 +47,7 @@ __all__ = [
     "logsumexp",
     "estimate_log_resp",
     "n_covariance_parameters",
+    "full_covariances",
 ]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -400,3 +401,19 @@ def n_covariance_parameters(covariance_type: str, n_components: int, n_features:
         "diag": n_components * d,
         "spherical": n_components,
     }[covariance_type]
+
+
+def full_covariances(
+    covariances: np.ndarray, covariance_type: str, n_components: int, n_features: int
+) -> np.ndarray:
+    """Covariances of any layout as one (K, d, d) array (a view for ``full`` and ``tied``)."""
+    check_covariance_type(covariance_type)
+    c = np.asarray(covariances, dtype=np.float64)
+    K, d = n_components, n_features
+    if covariance_type == "full":
+        return c
+    if covariance_type == "tied":
+        return np.broadcast_to(c, (K, d, d))
+    if covariance_type == "diag":
+        return np.stack([np.diag(row) for row in c])
+    return np.stack([np.eye(d) * v for v in c])

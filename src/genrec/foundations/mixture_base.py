@@ -23,13 +23,16 @@ import logging
 import numbers
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genrec.errors import NotFittedError
 from genrec.foundations.gaussian import estimate_log_resp, logsumexp
 from genrec.foundations.kmeans import _sq_dists, kmeans_plusplus
+
+if TYPE_CHECKING:
+    from genrec.foundations.elbo import ElboTerms
 
 __all__ = [
     "BaseMixture",
@@ -409,6 +412,27 @@ class BaseMixture(ABC):
         self._check_is_fitted()
         X = check_array(X, n_features=self.n_features_in_)
         return self._estimate_weighted_log_prob(X)
+
+    def elbo_terms(self, X: Any, q: Any = None) -> ElboTerms:
+        r"""The bound's data part, :math:`\sum_{nk}q_{nk}(\ell_{nk}-\log q_{nk})`, in its terms
+        (:func:`~genrec.foundations.elbo.elbo_terms`) at the fitted parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        q : array-like of shape (n_samples, n_components), optional
+            Any :math:`q(z)`; the default is the posterior ``predict_proba(X)``.
+        """
+        from genrec.foundations.elbo import elbo_terms
+
+        self._check_is_fitted()
+        X = check_array(X, n_features=self.n_features_in_)
+        log_prob = self._estimate_log_prob(X)  # (n, K)
+        log_weights = self._estimate_log_weights()  # (K,)
+        if q is None:
+            _, log_resp = estimate_log_resp(log_prob + log_weights)
+            q = np.exp(log_resp)
+        return elbo_terms(np.asarray(q, dtype=np.float64), log_prob, log_weights)
 
     def sample(self, n_samples: int = 1, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         r"""Draw from the fitted mixture.

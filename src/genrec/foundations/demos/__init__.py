@@ -21,6 +21,7 @@ and ``plot_files()`` a ``{name: bytes}`` mapping for :func:`genrec.io.atomic_wri
 
 from __future__ import annotations
 
+from genrec.foundations.demos._common import ElboSplit
 from genrec.foundations.demos._common import _now as _now
 from genrec.foundations.demos._common import _png as _png
 from genrec.foundations.demos.beta import BETA_TRACE_STEPS as BETA_TRACE_STEPS
@@ -41,8 +42,10 @@ from genrec.foundations.demos.mixture import (
     Trace,
     component_summaries,
     fit_capturing_warnings,
+    gmm_elbo_splits,
     load_points,
     run_mixture_demo,
+    vbgmm_elbo_split,
 )
 from genrec.foundations.demos.mixture import Mixture as Mixture
 from genrec.foundations.demos.mixture import PointsSource as PointsSource
@@ -55,6 +58,9 @@ __all__ = [
     "component_summaries",
     "fit_capturing_warnings",
     "Trace",
+    "ElboSplit",
+    "gmm_elbo_splits",
+    "vbgmm_elbo_split",
     "MixtureDemo",
     "run_mixture_demo",
     "SimulatedJar",

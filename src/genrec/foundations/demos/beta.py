@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from genrec.errors import ConfigError
-from genrec.foundations.demos._common import _now, _png
+from genrec.foundations.demos._common import ElboSplit, _now, _png
 
 if TYPE_CHECKING:
     from genrec.foundations.beta_bernoulli import BetaBernoulliJar
@@ -117,6 +117,9 @@ class BetaDemo:
     mc_draws : int
         Draws of each Monte-Carlo KL.
     created : str
+    elbo_splits : tuple of ElboSplit
+        Per round, the fitted q's ELBO in its terms: E_q[log p(x | theta)] and
+        -KL(q || prior), with log p(x) = ELBO + KL(q || exact posterior).
     """
 
     description: str
@@ -127,6 +130,7 @@ class BetaDemo:
     final_trace: tuple[tuple[int, float, float], ...]
     mc_draws: int
     created: str
+    elbo_splits: tuple[ElboSplit, ...] = ()
 
     def payload(self) -> dict[str, Any]:
         """The results as plain data, for :func:`genrec.io.atomic_write_json`."""
@@ -152,6 +156,7 @@ class BetaDemo:
                 }
                 for r in self.rounds
             ],
+            "elbo_terms": [split.payload() for split in self.elbo_splits],
         }
 
     def plot_files(self) -> dict[str, bytes]:
@@ -233,6 +238,7 @@ def run_beta_demo(
 
     from genrec.foundations.beta_bernoulli import (
         BetaBernoulliJar,
+        beta_elbo_terms,
         kl_beta_monte_carlo,
         simulate_jar,
     )
@@ -262,13 +268,22 @@ def run_beta_demo(
         random_state=seed,
     ).fit(cast("list[Any]", rounds))
     gen = torch.Generator().manual_seed(seed + 1)
-    out = []
+    out, splits = [], []
     for r, draws in enumerate(rounds):
         ae, be = jar.exact_posteriors_[r]
         a0, b0 = (prior_a, prior_b) if r == 0 else jar.variational_posteriors_[r - 1]
         mc, se = kl_beta_monte_carlo(a0, b0, ae, be, mc_draws, gen)
         c, v = jar.counts_[r]
         aq, bq = jar.variational_posteriors_[r]
+        expected, kl_prior = beta_elbo_terms(aq, bq, prior_a, prior_b, c, v)
+        splits.append(
+            ElboSplit(
+                f"round {r + 1}",
+                (("E_q[log p(x|theta)]", expected), ("-KL(q||p(theta))", -kl_prior)),
+                float(jar.kl_[r]),
+                float(jar.log_evidence_[r]),
+            )
+        )
         out.append(
             BetaRound(
                 np.asarray(draws),
@@ -288,5 +303,13 @@ def run_beta_demo(
     steps_shown = sorted({*BETA_TRACE_STEPS, len(last) - 1} & set(range(len(last))))
     final = tuple((s + 1, last[s], evidence - last[s]) for s in steps_shown)
     return BetaDemo(
-        desc, (float(prior_a), float(prior_b)), estimator, jar, tuple(out), final, mc_draws, _now()
+        desc,
+        (float(prior_a), float(prior_b)),
+        estimator,
+        jar,
+        tuple(out),
+        final,
+        mc_draws,
+        _now(),
+        tuple(splits),
     )

@@ -11,15 +11,15 @@ from typing import Any
 import numpy as np
 
 from genrec.errors import ConfigError
-from genrec.foundations.demos._common import (
-    _now,
-    _png,
-)
+from genrec.foundations.demos._common import ElboSplit, _now, _png
 from genrec.foundations.gmm import GaussianMixture
 from genrec.foundations.mixture_base import BaseMixture, ConvergenceWarning
+from genrec.foundations.saddle import Saddle, find_saddle
 from genrec.foundations.vbgmm import BayesianGaussianMixture
 
-EFFECTIVE_WEIGHT = 0.01  # a Bayesian mixture's component "counts" above this weight
+# A component "counts" from this weight on; lighter ones are emptied (a Bayesian mixture's
+# superfluous components keep only the prior's broad covariance) and are not drawn.
+EFFECTIVE_WEIGHT = 0.01
 
 
 # --------------------------------------------------------------------------- mixture data
@@ -30,7 +30,9 @@ class SyntheticPoints:
     n_samples: int = 600  # number of points
     true_k: int = 3  # number of generating Gaussians
     n_features: int = 2  # dimension d
-    separation: float = 4.0  # minimum distance between the means
+    # minimum distance between the means: 1.5 overlaps the Gaussians (spreads 0.55 to 1.2),
+    # so EM needs several iterations to pull them apart (9 from k-means++ at seed 0)
+    separation: float = 1.5
     seed: int | None = 0  # random_state of the generator
 
     def __post_init__(self) -> None:
@@ -209,6 +211,12 @@ class MixtureDemo:
         The full ELBO (nats) of a ``vbgmm``; None for a ``gmm``.
     effective_components : int or None
         Components of a ``vbgmm`` with weight above 0.01.
+    saddle : Saddle or None
+        Set when the fit stopped at a saddle (:func:`~genrec.foundations.saddle.find_saddle`).
+    elbo_splits : tuple of ElboSplit
+        The ELBO in its terms at the fitted parameters: for a ``gmm`` with q the posterior
+        (KL 0, ELBO = log p(X)) and with q the hard labels (KL > 0); for a ``vbgmm`` with
+        the final q, the KLs of q(pi) and q(mu, Lambda) to their priors included.
     """
 
     kind: str
@@ -224,6 +232,13 @@ class MixtureDemo:
     aic: float | None = None
     elbo: float | None = None
     effective_components: int | None = None
+    saddle: Saddle | None = None
+    elbo_splits: tuple[ElboSplit, ...] = ()
+
+    @property
+    def hidden_components(self) -> tuple[int, ...]:
+        """Components with weight below :data:`EFFECTIVE_WEIGHT`: emptied, not drawn."""
+        return tuple(int(k) for k in np.flatnonzero(self.model.weights_ < EFFECTIVE_WEIGHT))
 
     def payload(self) -> dict[str, Any]:
         """The results as plain data (arrays included), for :func:`genrec.io.atomic_write_json`."""
@@ -242,7 +257,17 @@ class MixtureDemo:
             "covariances": m.covariances_,
             "lower_bounds": m.lower_bounds_,
             "labels": self.labels,
-            "warnings": list(self.notes),
+            "warnings": list(self.notes) + ([] if self.saddle is None else [self.saddle.message()]),
+            "saddle": None
+            if self.saddle is None
+            else {
+                "groups": [list(g) for g in self.saddle.groups],
+                "overlap": self.saddle.overlap,
+                "bound": self.saddle.bound,
+                "split_bound": self.saddle.split_bound,
+            },
+            "elbo_terms": [split.payload() for split in self.elbo_splits],
+            "components_not_drawn": list(self.hidden_components),
         }
         if isinstance(m, GaussianMixture):
             out.update(log_likelihood=self.log_likelihood, bic=self.bic, aic=self.aic)
@@ -257,8 +282,10 @@ class MixtureDemo:
         return out
 
     def plot_files(self) -> dict[str, bytes]:
-        """``{kind}_trace.png`` (the bound per iteration) and ``{kind}_ellipses.png`` (points
-        coloured by component, 1- and 2-sigma ellipses), as PNG bytes, drawn in that order."""
+        """``{kind}_trace.png`` (the gain of the bound since iteration 1) and
+        ``{kind}_ellipses.png`` (points coloured by component, 1- and 2-sigma ellipses; the
+        components lighter than :data:`EFFECTIVE_WEIGHT` are left out, as the title says), as
+        PNG bytes, drawn in that order."""
         from genrec.foundations import plots
 
         m, name = self.model, type(self.model).__name__
@@ -266,7 +293,11 @@ class MixtureDemo:
         return {
             f"{self.kind}_trace.png": _png(
                 lambda p: plots.plot_trace(
-                    list(self.trace.values), p, self.trace.label, f"{name}: {self.trace.title}"
+                    list(self.trace.values),
+                    p,
+                    self.trace.label,
+                    f"{name}: {self.trace.title}",
+                    relative=True,
                 )
             ),
             f"{self.kind}_ellipses.png": _png(
@@ -279,6 +310,7 @@ class MixtureDemo:
                     cov_type,
                     p,
                     f"{name}, K={m.n_components}",
+                    min_weight=EFFECTIVE_WEIGHT,
                 )
             ),
         }
@@ -319,6 +351,7 @@ def run_mixture_demo(model: Mixture, data: PointsSource | Points) -> MixtureDemo
     cov_type = str(model.get_params()["covariance_type"])
     components = component_summaries(model.weights_, model.means_, model.covariances_, cov_type)
     bounds = tuple(float(b) for b in model.lower_bounds_)
+    saddle = find_saddle(model, X)
     if isinstance(model, GaussianMixture):
         loglik = float(model.log_likelihood(X))
         return MixtureDemo(
@@ -333,6 +366,8 @@ def run_mixture_demo(model: Mixture, data: PointsSource | Points) -> MixtureDemo
             log_likelihood=loglik,
             bic=float(model.bic(X)),
             aic=float(model.aic(X)),
+            saddle=saddle,
+            elbo_splits=gmm_elbo_splits(model, X, labels),
         )
     return MixtureDemo(
         kind,
@@ -345,4 +380,41 @@ def run_mixture_demo(model: Mixture, data: PointsSource | Points) -> MixtureDemo
         _now(),
         elbo=float(model.lower_bound_),
         effective_components=int(np.sum(model.weights_ > EFFECTIVE_WEIGHT)),
+        saddle=saddle,
+        elbo_splits=(vbgmm_elbo_split(model, X),),
     )
+
+
+def gmm_elbo_splits(
+    model: GaussianMixture, X: np.ndarray, labels: np.ndarray
+) -> tuple[ElboSplit, ElboSplit]:
+    """The ELBO of a fitted ``GaussianMixture`` in its terms, for q = the posterior (the
+    E-step: KL 0, so ELBO = log p(X)) and for q = the hard labels (one-hot: no entropy, a
+    positive KL); each with log p(X) = ELBO + KL(q || p(z | X))."""
+    loglik = float(model.log_likelihood(X))
+    one_hot = np.zeros((X.shape[0], model.n_components))  # (n, K)
+    one_hot[np.arange(X.shape[0]), labels] = 1.0
+    splits = []
+    for name, q in (("posterior p(z|x)", model.predict_proba(X)), ("hard labels", one_hot)):
+        t = model.elbo_terms(X, q)
+        terms = (
+            ("E_q[log p(x|z)]", t.expected_log_likelihood),
+            ("E_q[log p(z)]", t.expected_log_prior),
+            ("H[q(z)]", t.entropy),
+        )
+        splits.append(ElboSplit(name, terms, model.kl_posterior(X, q), loglik))
+    return splits[0], splits[1]
+
+
+def vbgmm_elbo_split(model: BayesianGaussianMixture, X: np.ndarray) -> ElboSplit:
+    """The full ELBO of a fitted ``BayesianGaussianMixture`` in its terms, at the final
+    q(z) (the posterior of the fitted q(pi) q(mu, Lambda)); log p(X) is not known."""
+    t = model.elbo_terms(X)
+    terms = (
+        ("E_q[log p(x|z,mu,Lambda)]", t.expected_log_likelihood),
+        ("E_q[log p(z|pi)]", t.expected_log_prior),
+        ("H[q(z)]", t.entropy),
+        ("-KL(q(pi)||p(pi))", -float(model.weights_kl())),
+        ("-KL(q(mu,Lambda)||p(mu,Lambda))", -float(np.sum(model.components_kl()))),
+    )
+    return ElboSplit("fitted q", terms)
