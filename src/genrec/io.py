@@ -306,7 +306,7 @@ def deferred_interrupts() -> Iterator[None]:
         yield
         return
     received: list[tuple[int, Any]] = []
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous: dict[int, Any] = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def hold(signum: int, frame: Any) -> None:
         received.append((signum, frame))
