@@ -240,17 +240,14 @@ def npz_sizes(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ...], 
     return out
 
 
-def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Load a ``.npz`` written by :func:`save_arrays` with pickling disabled.
-
-    :func:`save_arrays` writes uncompressed files, so the arrays take about the file's size
-    in memory; a file whose headers declare much more (a compressed "zip bomb") is refused
-    before anything is inflated.
-    """
+def check_npz(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """:func:`npz_sizes` of a ``.npz`` that :func:`load_arrays` would read, checked as it
+    checks them (nothing is inflated): a DataError on a damaged file or one whose headers
+    declare much more than the file's size."""
     try:
+        sizes = npz_sizes(path)
         declared = sum(
-            int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            for shape, dtype in npz_sizes(path).values()
+            math.prod(int(n) for n in shape) * dtype.itemsize for shape, dtype in sizes.values()
         )
         size = os.path.getsize(path)
         if declared > size + INFLATION_SLACK:
@@ -259,15 +256,35 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                 f"{size / 2**20:.1f} MiB file; genrec writes these files "
                 f"uncompressed, so it is not one of its files; write it again"
             )
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        return sizes
     except (FileNotFoundError, DataError):
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise DataError(
-            f"{path}: unreadable, the file is damaged or not a genrec .npz "
-            f"({type(e).__name__}); write it again (e.g. train the model again)"
-        ) from None
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path: str | os.PathLike[str], e: Exception) -> DataError:
+    return DataError(
+        f"{path}: unreadable, the file is damaged or not a genrec .npz "
+        f"({type(e).__name__}); write it again (e.g. train the model again)"
+    )
+
+
+def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Load a ``.npz`` written by :func:`save_arrays` with pickling disabled.
+
+    :func:`save_arrays` writes uncompressed files, so the arrays take about the file's size
+    in memory; a file whose headers declare much more (a compressed "zip bomb") is refused
+    before anything is inflated (:func:`check_npz`).
+    """
+    check_npz(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise _unreadable(path, e) from None
 
 
 def check_writable(path: str | os.PathLike[str] | None, option: str, folder: bool = False) -> None:

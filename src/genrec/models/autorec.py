@@ -87,8 +87,16 @@ from genrec.evaluate import RatingTask
 from genrec.metrics import rmse
 from genrec.models._shallow import KeepBest, check_rating_range, fit_rating_range, lookup
 from genrec.models._sparse import csr_to_dense
-from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
-from genrec.models.nn_blocks import dropout_values
+from genrec.models.base import (
+    ArraySpec,
+    Capabilities,
+    RatingPredictor,
+    Recommender,
+    as_csr,
+    resolve_device,
+)
+from genrec.models.nn_blocks import dropout_values, linear_arrays
+from genrec.models.saved import csr_from_state
 
 __all__ = [
     "AutoRec",
@@ -439,13 +447,32 @@ class AutoRec(Recommender, RatingPredictor):
             "best_epoch": np.array(self.best_epoch_, np.int64),
         }
 
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        D = "n_users" if self.config.variant == "item" else self.n_items_  # the input length
+        H = self.config.hidden
+        return {
+            **linear_arrays("net.encode.", D, H),
+            **linear_arrays("net.decode.", H, D),
+            "train_indptr": ArraySpec((None,), "i"),  # (n_users + 1,), checked with the rest
+            "train_indices": ArraySpec(("nnz",), "i"),
+            "train_data": ArraySpec(("nnz",)),
+            "train_shape": ArraySpec((2,), "i"),
+            "rating_range": ArraySpec((2,)),
+            "default_rating": ArraySpec(()),
+            "best_epoch": ArraySpec((), "i"),
+        }
+
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        shape = tuple(int(x) for x in state["train_shape"])
-        self.train_ = sp.csr_matrix(
-            (state["train_data"], state["train_indices"], state["train_indptr"]), shape=shape
-        )
+        self.train_ = csr_from_state(state, "train_")
+        shape = self.train_.shape
         self.n_users_ = shape[0]
         D = shape[0] if self.config.variant == "item" else shape[1]
+        if shape[1] != self.n_items_ or state["net.encode.weight"].shape[1] != D:
+            raise DataError(
+                f"{self.name}: array 'train_shape' {shape} does not match the "
+                f"{self.n_items_} items and the network's input length "
+                f"{state['net.encode.weight'].shape[1]}; save the model again"
+            )
         cfg = self.config
         net = AutoRecNet(D, cfg.hidden, cfg.encoder, cfg.decoder)
         net.load_state_dict(

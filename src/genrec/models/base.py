@@ -8,7 +8,9 @@ A model implements (checked by the conformance suite, ``tests/models/conformance
   data fingerprint, side features).
 * ``score(users, X_users) -> (B, n_items)``: ``users`` row indices into the training matrix
   (None for users unseen in training), ``X_users`` their histories.
-* ``_get_state() -> {name: array}`` and ``_set_state(arrays)`` for saving.
+* ``_get_state() -> {name: array}`` and ``_set_state(arrays)`` for saving, and
+  ``state_arrays() -> {name: ArraySpec}``, the shapes and kinds of those arrays, against
+  which ``load`` checks ``weights.npz`` before using it (:mod:`genrec.models.saved`).
 * ``capabilities``: one :class:`Capabilities` per class saying what it can do.
 * Fitted state: attributes ending in ``_``, declared as class annotations, created only by
   ``fit`` (or ``load``) and named in ``fitted_attributes``.
@@ -22,7 +24,6 @@ The base gives: config building from overrides, ``recommend`` (top-k, seen items
 from __future__ import annotations
 
 import dataclasses
-import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -41,17 +42,15 @@ from genrec.config import (
 )
 from genrec.errors import ConfigError, CorruptFileError, DataError, NotFittedError, check_is_fitted
 from genrec.io import (
-    RECORD_DIGEST,
     atomic_files,
     file_digest,
-    load_arrays,
     npz_writer,
-    record_intact,
     seal_record,
     to_json,
     write_file,
 )
 from genrec.metrics import topk_indices
+from genrec.models.saved import ArraySpec, load_state, read_model_json
 
 __all__ = [
     "Capabilities",
@@ -60,6 +59,7 @@ __all__ = [
     "resolve_device",
     "as_csr",
     "MODEL_FORMAT",
+    "ArraySpec",
 ]
 
 MODEL_FORMAT = "genrec-model/1"
@@ -260,7 +260,17 @@ class Recommender(ABC):
 
     @abstractmethod
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore fitted state from ``_get_state``'s arrays."""
+        """Restore fitted state from ``_get_state``'s arrays (checked against
+        :meth:`state_arrays`); a DataError naming the array when they do not fit together."""
+
+    def state_arrays(self) -> dict[str, ArraySpec] | None:
+        """The arrays of ``_get_state``: name -> :class:`ArraySpec` (shape, dtype kind), in
+        sizes computed from the config and ``n_items_`` (set: :meth:`load` calls it on the
+        model built from ``model.json``) or named dimensions (``"n_users"``) that the saved
+        arrays must agree on. :meth:`load` checks ``weights.npz`` against it before any
+        array is read. Every genrec model declares its arrays; the default, None, checks
+        only that float arrays are finite."""
+        return None
 
     # ------------------------------------------------------------------ shared
     def _check_fitted(self) -> None:
@@ -358,28 +368,17 @@ class Recommender(ABC):
                 f"{p}: not a saved genrec model (no model.json); train one with "
                 f"`genrec train` or Recommender.save"
             )
+        meta = read_model_json(meta_path, MODEL_FORMAT)
         try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{meta_path}: invalid JSON ({e})") from None
-        if isinstance(meta, dict) and not record_intact(meta):
-            raise CorruptFileError(
-                f"{meta_path}: corrupt file (its {RECORD_DIGEST} differs from its contents); "
-                f"save the model again or restore the file"
-            )
-        if meta.get("format") != MODEL_FORMAT:
-            raise DataError(
-                f"{meta_path}: unsupported format {meta.get('format')!r}, expected {MODEL_FORMAT}"
-            )
-        saved = get_model_class(meta["model"])
+            saved = get_model_class(meta["model"])
+        except ConfigError as e:
+            raise DataError(f"{meta_path}: not a genrec model folder: field 'model': {e}") from None
         if not issubclass(saved, cls):
             raise DataError(
                 f"{p}: holds a saved {meta['model']} model ({saved.__name__}), not "
                 f"a {cls.__name__}; load it with Recommender.load or "
                 f"{saved.__name__}.load"
             )
-        if not isinstance(meta.get("config"), dict):
-            raise DataError(f"{meta_path}: no config table; was it written by Recommender.save?")
         config: Any = build_config(
             saved.config_class, saved.upgrade_config(meta["config"]), where=str(meta_path)
         )
@@ -394,8 +393,12 @@ class Recommender(ABC):
                 f"{weights}: corrupt file (its SHA-256 differs from the one in model.json); "
                 f"save the model again or restore the file"
             )
-        model.n_items_ = int(meta["n_items"])
-        model._set_state(load_arrays(weights))
+        model.n_items_ = meta["n_items"]
+        state = load_state(model.state_arrays(), weights, meta_path)  # checked before use
+        try:
+            model._set_state(state)
+        except DataError as e:  # the arrays do not fit together: name the file
+            raise DataError(f"{weights}: {e}") from None
         return model
 
 

@@ -90,7 +90,14 @@ from genrec.models._shallow import (
     train_module,
     upgrade_flat_config,
 )
-from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.base import (
+    ArraySpec,
+    Capabilities,
+    RatingPredictor,
+    Recommender,
+    as_csr,
+    resolve_device,
+)
 from genrec.models.biased_mf_math import als_half_step, mf_predict, sgd_loss, sgd_step
 from genrec.train import BatchContext, Chunked, FitContext, Ratings, StepContext, TrainConfig
 
@@ -411,6 +418,18 @@ class BiasedMF(Recommender, RatingPredictor):
             "item_factors": Q.cpu().numpy(),
             "rating_range": np.array(self.rating_range_, np.float64),
             "best_epoch": np.array(self.best_epoch_, np.int64),
+        }
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        I, k = self.n_items_, self.config.n_factors
+        return {
+            "mu": ArraySpec(()),
+            "user_bias": ArraySpec(("n_users",)),
+            "item_bias": ArraySpec((I,)),
+            "user_factors": ArraySpec(("n_users", k)),
+            "item_factors": ArraySpec((I, k)),
+            "rating_range": ArraySpec((2,)),
+            "best_epoch": ArraySpec((), "i"),
         }
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:

@@ -63,7 +63,7 @@ from genrec.models._shallow import (
     train_module,
     upgrade_flat_config,
 )
-from genrec.models.base import Capabilities, Recommender, as_csr, resolve_device
+from genrec.models.base import ArraySpec, Capabilities, Recommender, as_csr, resolve_device
 from genrec.train import BatchContext, Chunked, FitContext, StepContext, TrainConfig, Triples
 
 __all__ = ["BPRMF", "BPRMFConfig", "BPRMFNet", "bpr_loss"]
@@ -289,6 +289,15 @@ class BPRMF(Recommender):
             "item_factors": Q.cpu().numpy(),
             "item_bias": b.cpu().numpy(),
             "best_epoch": np.array(self.best_epoch_, np.int64),
+        }
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        I, k = self.n_items_, self.config.n_factors
+        return {
+            "user_factors": ArraySpec(("n_users", k)),
+            "item_factors": ArraySpec((I, k)),
+            "item_bias": ArraySpec((I,)),
+            "best_epoch": ArraySpec((), "i"),
         }
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:

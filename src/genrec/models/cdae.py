@@ -60,8 +60,15 @@ from typing_extensions import Self
 
 from genrec.config import Range, check_ranges
 from genrec.errors import DataError
-from genrec.models.base import Capabilities, as_csr
-from genrec.models.nn_blocks import SparseInputLinear, dropout_values, make_linear, row_ids
+from genrec.models.base import ArraySpec, Capabilities, as_csr
+from genrec.models.nn_blocks import (
+    SparseInputLinear,
+    dropout_values,
+    linear_arrays,
+    make_linear,
+    row_ids,
+    sparse_input_arrays,
+)
 from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, FitContext, StepContext, TrainConfig
 
@@ -227,6 +234,14 @@ class CDAE(TorchRecommender):
 
     def _encode(self, batch: Batch) -> torch.Tensor:
         return self.module_.encode(batch.indptr, batch.indices, batch.values, None)
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        I, K = self.n_items_, self.config.latent_dim
+        return (
+            sparse_input_arrays("input.", I, K)
+            | {"user_node.weight": ArraySpec(("n_users", K))}  # (U, K), U bound by the file
+            | linear_arrays("output.", K, I)
+        )
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.n_users_ = int(np.asarray(state["user_node.weight"]).shape[0])

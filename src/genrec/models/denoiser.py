@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrec.models.nn_blocks import dropout_values
+from genrec.models.nn_blocks import dropout_values, linear_arrays
+from genrec.models.saved import ArraySpec
 
 __all__ = ["timestep_embedding", "Denoiser", "diffrec_linear"]
 
@@ -93,6 +94,20 @@ class Denoiser(nn.Module):
             diffrec_linear(a, b, generator) for a, b in zip(out_dims[:-1], out_dims[1:])
         )
         self.emb_layer = diffrec_linear(emb_size, emb_size, generator)
+
+    @staticmethod
+    def arrays(
+        prefix: str, n_in: int, dims: tuple[int, ...], emb_size: int
+    ) -> dict[str, ArraySpec]:
+        """The arrays of the state_dict of ``Denoiser(n_in, dims, emb_size, ...)``, each name
+        after ``prefix``."""
+        in_dims = [n_in + emb_size, *reversed(dims)]
+        out_dims = [*dims, n_in]
+        out: dict[str, ArraySpec] = {}
+        for part, sizes in (("in_layers", in_dims), ("out_layers", out_dims)):
+            for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+                out |= linear_arrays(f"{prefix}{part}.{j}.", a, b)
+        return out | linear_arrays(f"{prefix}emb_layer.", emb_size, emb_size)
 
     def forward(
         self, x_t: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None

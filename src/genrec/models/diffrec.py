@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from genrec.config import check_ranges
-from genrec.models.base import Capabilities
+from genrec.models.base import ArraySpec, Capabilities
 from genrec.models.denoiser import Denoiser
 from genrec.models.diffusion_schedule import DiffusionConfig, DiffusionSchedule
 from genrec.models.torch_base import TorchRecommender
@@ -173,6 +173,14 @@ class TimestepSampler(nn.Module):
             "lt_history", torch.zeros(steps, history_per_step, dtype=torch.float64)
         )
         self.register_buffer("lt_count", torch.zeros(steps, dtype=torch.long))
+
+    @staticmethod
+    def arrays(prefix: str, steps: int, history_per_step: int) -> dict[str, ArraySpec]:
+        """The buffers, each name after ``prefix``: lt_history (T, H) float, lt_count (T,)."""
+        return {
+            f"{prefix}lt_history": ArraySpec((steps, history_per_step)),
+            f"{prefix}lt_count": ArraySpec((steps,), "i"),
+        }
 
     @property
     def full(self) -> bool:
@@ -319,6 +327,12 @@ class DiffRec(TorchRecommender):
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> DiffRecNet:
         return DiffRecNet(n_items, self.config, generator)
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        d = self.config.diffusion
+        return Denoiser.arrays(
+            "denoiser.", self.n_items_, tuple(d.dims), d.emb_size
+        ) | TimestepSampler.arrays("sampler.", d.steps, d.history_per_step)
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         c, net = self.config.diffusion, self.module_

@@ -34,7 +34,7 @@ from typing_extensions import Self
 
 from genrec.errors import ConfigError, DivergenceError
 from genrec.models._sparse import sparse_matmul
-from genrec.models.base import Capabilities, Recommender, as_csr
+from genrec.models.base import ArraySpec, Capabilities, Recommender, as_csr
 
 __all__ = ["EASE", "EASEConfig", "ease_weights", "ease_memory_bytes", "gram_matrix"]
 
@@ -189,6 +189,9 @@ class EASE(Recommender):
 
     def _get_state(self) -> dict[str, np.ndarray]:
         return {"B": self.B_.numpy()}
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        return {"B": ArraySpec((self.n_items_, self.n_items_))}  # (I, I)
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.B_ = torch.from_numpy(state["B"].astype(np.float32))

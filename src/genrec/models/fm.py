@@ -76,7 +76,14 @@ from genrec.models._shallow import (
     train_module,
     upgrade_flat_config,
 )
-from genrec.models.base import Capabilities, RatingPredictor, Recommender, as_csr, resolve_device
+from genrec.models.base import (
+    ArraySpec,
+    Capabilities,
+    RatingPredictor,
+    Recommender,
+    as_csr,
+    resolve_device,
+)
 from genrec.models.fm_math import (
     design_matrix,
     fm_feature_blocks,
@@ -88,6 +95,7 @@ from genrec.models.fm_math import (
     fm_row_parts,
     padded_rows,
 )
+from genrec.models.saved import csr_from_state
 from genrec.train import (
     BatchContext,
     Chunked,
@@ -418,7 +426,32 @@ class FM(Recommender, RatingPredictor):
             out[f"{name}_shape"] = np.array(m.shape, np.int64)
         return out
 
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        out = {
+            "w0": ArraySpec(()),
+            "w": ArraySpec(("n_features",)),
+            "V": ArraySpec(("n_features", self.config.n_factors)),
+            "feature_names": ArraySpec(("n_features",), "U"),
+            "best_epoch": ArraySpec((), "i"),
+            "rating_range": ArraySpec((None,)),  # (2,), or (0,) without one
+        }
+        for name, rows in (("user_block", None), ("item_block", self.n_items_ + 1)):
+            out[f"{name}_indptr"] = ArraySpec((rows,), "i")
+            out[f"{name}_indices"] = ArraySpec((f"{name}_nnz",), "i")
+            out[f"{name}_data"] = ArraySpec((f"{name}_nnz",))
+            out[f"{name}_shape"] = ArraySpec((2,), "i")
+        return out
+
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        blocks = {name: csr_from_state(state, f"{name}_") for name in ("user_block", "item_block")}
+        F = len(state["w"])
+        if blocks["item_block"].shape != (self.n_items_, F) or blocks["user_block"].shape[1] != F:
+            raise DataError(
+                f"{self.name}: arrays user_block_shape and item_block_shape do not match "
+                f"the {self.n_items_} items and the {F} features of 'w'; save the model again"
+            )
+        if len(state["rating_range"]) not in (0, 2):
+            raise DataError(f"{self.name}: array 'rating_range' must hold 0 or 2 values")
         self.module_ = (
             FMNet(
                 torch.from_numpy(np.asarray(state["w0"], np.float32)),
@@ -433,13 +466,6 @@ class FM(Recommender, RatingPredictor):
         self.valid_history_ = []
         rr = state["rating_range"]
         self.rating_range_ = (float(rr[0]), float(rr[1])) if len(rr) == 2 else None
-        blocks = {}
-        for name in ("user_block", "item_block"):
-            shape = tuple(int(x) for x in state[f"{name}_shape"])
-            blocks[name] = sp.csr_matrix(
-                (state[f"{name}_data"], state[f"{name}_indices"], state[f"{name}_indptr"]),
-                shape=shape,
-            )
         self.user_block_, self.item_block_ = blocks["user_block"], blocks["item_block"]
         self.n_users_ = self.user_block_.shape[0]
         self._prepare()

@@ -38,7 +38,7 @@ from typing import Annotated, Any
 import torch
 
 from genrec.config import Range, check_ranges
-from genrec.models.base import Capabilities
+from genrec.models.base import ArraySpec, Capabilities
 from genrec.models.nn_blocks import MLPAutoencoder, gaussian_kl_to_std_normal, reparameterize
 from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, StepContext, TrainConfig
@@ -88,6 +88,10 @@ class GaussianVAE(TorchRecommender):
     def _build_module(self, n_items: int, generator: torch.Generator) -> MLPAutoencoder:
         c = self.config
         return MLPAutoencoder(n_items, tuple(c.hidden_dims), c.latent_dim, True, "relu", generator)
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        c = self.config
+        return MLPAutoencoder.arrays(self.n_items_, tuple(c.hidden_dims), c.latent_dim, True)
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         net = self.module_

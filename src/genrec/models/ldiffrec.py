@@ -46,7 +46,7 @@ size (K_c per cluster), d item-embedding size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, cast
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -56,7 +56,8 @@ from typing_extensions import Self
 from genrec._optional import require
 from genrec.config import Range, check_ranges
 from genrec.errors import ConfigError, DataError
-from genrec.models.base import Capabilities, as_csr
+from genrec.models.base import ArraySpec, Capabilities, as_csr
+from genrec.models.clustered_vae import ClusteredVAE, cluster_index, split_sizes
 from genrec.models.denoiser import Denoiser
 from genrec.models.diffrec import (
     TimestepSampler,
@@ -66,13 +67,12 @@ from genrec.models.diffrec import (
 )
 from genrec.models.diffusion_schedule import DiffusionConfig, DiffusionSchedule
 from genrec.models.nn_blocks import (
-    SparseInputLinear,
     dropout_values,
     gaussian_kl_to_std_normal,
     multinomial_log_lik_sparse,
     reparameterize,
-    row_ids,
 )
+from genrec.models.saved import check_headers
 from genrec.models.torch_base import TorchRecommender, check_train_shape
 from genrec.train import Batch, FitContext, LinearAnneal, StepContext, TrainConfig, make_optimizer
 
@@ -200,20 +200,6 @@ def cluster_items(
     return remap[labels].astype(np.int64)
 
 
-def split_sizes(total: int, counts: np.ndarray) -> list[int]:
-    """Split ``total`` units over groups in proportion to ``counts`` (the code's rule):
-    group c < C - 1 gets max(1, floor(count_c / sum * total)), the last the remainder."""
-    counts = np.asarray(counts)
-    parts = [max(1, int(c / counts.sum() * total)) for c in counts[:-1]]
-    parts.append(total - sum(parts))
-    if parts[-1] < 1:
-        raise ConfigError(
-            f"cannot split {total} units over {len(counts)} clusters of sizes "
-            f"{counts.tolist()}; raise latent_dim or lower n_clusters"
-        )
-    return parts
-
-
 def autoencoder_item_embeddings(model: Any) -> np.ndarray:
     """Item embeddings (I, H) from a trained genrec autoencoder (Mult-VAE, Mult-DAE, ...):
     the weights of its decoder's output layer, one row per item."""
@@ -224,118 +210,6 @@ def autoencoder_item_embeddings(model: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- network
-
-
-def _xavier_linear(in_features: int, out_features: int, generator: torch.Generator) -> nn.Linear:
-    """Linear with the L-DiffRec autoencoder's init: Glorot-normal weights, zero biases."""
-    layer = nn.utils.skip_init(nn.Linear, in_features, out_features)
-    with torch.no_grad():
-        nn.init.xavier_normal_(layer.weight, generator=generator)
-        layer.bias.zero_()
-    return layer
-
-
-class ClusteredVAE(nn.Module):
-    """One Gaussian encoder and one decoder per item cluster.
-
-    Encoder c: [I_c, *hidden_c, 2 K_c] (tanh between layers, linear head -> (mu_c, logvar_c));
-    its first layer reads the user's entries in cluster c sparsely (``embedding_bag``, see
-    :class:`genrec.models.nn_blocks.SparseInputLinear`), so no (B, I) input is formed.
-    Decoder c: [K_c, *reversed(hidden_c), I_c] (tanh between layers, linear output); or, with
-    ``shared_decoder``, one decoder [K, *reversed(hidden), I] reading the whole latent (the
-    authors' code default), so that every cluster's latent can inform every item.
-    Buffers (saved): ``item_cluster`` (I,), ``local_index`` (I,) each item's index inside its
-    cluster, ``inv_perm`` (I,) the item order of the concatenated decoder outputs.
-    """
-
-    item_cluster: torch.Tensor
-    local_index: torch.Tensor
-    inv_perm: torch.Tensor
-
-    def __init__(
-        self,
-        item_cluster: np.ndarray,
-        latent_dim: int,
-        hidden: tuple[int, ...],
-        generator: torch.Generator,
-        shared_decoder: bool = False,
-    ):
-        super().__init__()
-        self.shared_decoder = shared_decoder
-        item_cluster = np.asarray(item_cluster, dtype=np.int64)
-        n_clusters = int(item_cluster.max()) + 1
-        counts = np.bincount(item_cluster, minlength=n_clusters)
-        if (counts == 0).any():
-            raise ConfigError(f"empty item cluster(s) {np.flatnonzero(counts == 0).tolist()}")
-        perm = np.argsort(item_cluster, kind="stable")  # items grouped by cluster
-        local = np.empty_like(perm)
-        local[perm] = np.arange(len(perm)) - np.repeat(np.cumsum(counts) - counts, counts)
-        self.register_buffer("item_cluster", torch.from_numpy(item_cluster))
-        self.register_buffer("local_index", torch.from_numpy(local))
-        self.register_buffer("inv_perm", torch.from_numpy(np.argsort(perm)))
-        self.item_sizes = counts.tolist()  # I_c
-        self.latent_sizes = split_sizes(latent_dim, counts)  # K_c
-        hidden_c = [split_sizes(h, counts) for h in hidden]  # per layer, per cluster
-        self.inputs = nn.ModuleList()
-        self.encoders = nn.ModuleList()
-        self.decoders = nn.ModuleList()
-        for c in range(n_clusters):
-            hid = [h[c] for h in hidden_c]
-            enc = [self.item_sizes[c], *hid, 2 * self.latent_sizes[c]]
-            dec = [self.latent_sizes[c], *reversed(hid), self.item_sizes[c]]
-            first = SparseInputLinear(enc[0], enc[1], generator)
-            with torch.no_grad():  # the autoencoder's init: Glorot-normal, zero bias
-                nn.init.xavier_normal_(first.weight.T, generator=generator)
-                first.bias.zero_()
-            self.inputs.append(first)
-            self.encoders.append(
-                nn.ModuleList(_xavier_linear(a, b, generator) for a, b in zip(enc[1:-1], enc[2:]))
-            )
-            if not shared_decoder:
-                self.decoders.append(
-                    nn.ModuleList(
-                        _xavier_linear(a, b, generator) for a, b in zip(dec[:-1], dec[1:])
-                    )
-                )
-        if shared_decoder:
-            dec = [latent_dim, *reversed(hidden), len(item_cluster)]
-            self.decoders.append(
-                nn.ModuleList(_xavier_linear(a, b, generator) for a, b in zip(dec[:-1], dec[1:]))
-            )
-
-    def encode(
-        self,
-        indptr: torch.Tensor,
-        indices: torch.Tensor,
-        values: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar), each (B, K), from the CSR parts of histories x (B, I)."""
-        B = len(indptr) - 1
-        rows = row_ids(indptr)  # (N,)
-        cluster = self.item_cluster[indices]  # (N,)
-        mus, logvars = [], []
-        for c, k in enumerate(self.latent_sizes):
-            m = cluster == c  # (N,) entries of cluster c, still in row order
-            ptr = torch.zeros(B + 1, dtype=torch.long, device=indptr.device)
-            ptr[1:] = torch.cumsum(torch.bincount(rows[m], minlength=B), 0)  # (B + 1,)
-            h = self.inputs[c](ptr, self.local_index[indices[m]], values[m])  # (B, H_1)
-            for layer in cast(nn.ModuleList, self.encoders[c]):
-                h = layer(torch.tanh(h))  # (B, H_next)
-            mus.append(h[:, :k])  # (B, K_c)
-            logvars.append(h[:, k:])
-        return torch.cat(mus, dim=1), torch.cat(logvars, dim=1)  # (B, K), (B, K)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits (B, I) in item order from latents z (B, K)."""
-        parts = [z] if self.shared_decoder else torch.split(z, self.latent_sizes, dim=1)
-        outs = []
-        for layers, h in zip(self.decoders, parts):  # C x (B, K_c), or the whole (B, K)
-            for i, layer in enumerate(cast(nn.ModuleList, layers)):
-                h = layer(h if i == 0 else torch.tanh(h))  # (B, ...)
-            outs.append(h)  # (B, I_c), or (B, I) in item order
-        if self.shared_decoder:
-            return outs[0]  # (B, I)
-        return torch.cat(outs, dim=1)[:, self.inv_perm]  # (B, I)
 
 
 class LDiffRecNet(nn.Module):
@@ -432,8 +306,50 @@ class LDiffRec(TorchRecommender):
     def _build_module(self, n_items: int, generator: torch.Generator) -> LDiffRecNet:
         return LDiffRecNet(self.item_cluster_, self.config, generator)
 
+    def _arrays(self, counts: np.ndarray | None = None) -> dict[str, ArraySpec]:
+        c, d = self.config, self.config.diffusion
+        return (
+            ClusteredVAE.arrays(
+                self.n_items_,
+                c.n_clusters,
+                c.latent_dim,
+                tuple(c.vae_hidden),
+                c.shared_decoder,
+                counts,
+            )
+            | Denoiser.arrays("denoiser.", c.latent_dim, tuple(d.dims), d.emb_size)
+            | TimestepSampler.arrays("sampler.", d.steps, d.history_per_step)
+        )
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        """The arrays; the clustered VAE's sizes depend on the saved clusters, and
+        ``_set_state`` checks them once those are read."""
+        return self._arrays()
+
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.item_cluster_ = np.asarray(state["vae.item_cluster"], dtype=np.int64)
+        C = self.config.n_clusters
+        cluster = np.asarray(state["vae.item_cluster"], dtype=np.int64)  # (I,)
+        if cluster.min() < 0 or cluster.max() >= C:
+            raise DataError(
+                f"{self.name}: array 'vae.item_cluster' holds cluster numbers outside "
+                f"[0, {C}) (n_clusters {C}); save the model again"
+            )
+        counts = np.bincount(cluster, minlength=C)
+        if (counts == 0).any():
+            raise DataError(
+                f"{self.name}: array 'vae.item_cluster' leaves cluster(s) "
+                f"{np.flatnonzero(counts == 0).tolist()} empty; save the model again"
+            )
+        check_headers(
+            self._arrays(counts), {k: (v.shape, v.dtype) for k, v in state.items()}, self.name
+        )
+        for name, want in zip(("vae.local_index", "vae.inv_perm"), cluster_index(cluster, counts)):
+            if not np.array_equal(state[name], want):
+                raise DataError(
+                    f"{self.name}: array {name!r} does not match 'vae.item_cluster'; "
+                    f"save the model again"
+                )
+        self.item_cluster_ = cluster
         super()._set_state(state)
 
     def build_optimizers(self, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:

@@ -51,7 +51,7 @@ import scipy.sparse as sp
 import torch
 
 from genrec.config import Range, check_ranges
-from genrec.models.base import Capabilities
+from genrec.models.base import ArraySpec, Capabilities
 from genrec.models.nn_blocks import (
     MLPAutoencoder,
     dropout_values,
@@ -136,6 +136,12 @@ class MultVAE(TorchRecommender):
         c = self.config
         return MLPAutoencoder(
             n_items, tuple(c.hidden_dims), c.latent_dim, self.variational, "tanh", generator
+        )
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        c = self.config
+        return MLPAutoencoder.arrays(
+            self.n_items_, tuple(c.hidden_dims), c.latent_dim, self.variational
         )
 
     def _check_train_data(self, X: sp.csr_matrix) -> None:

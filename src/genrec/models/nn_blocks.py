@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrec.models.saved import ArraySpec, Dim
 from genrec.train.batches import row_ids  # defined with Batch; re-exported here
 
 __all__ = [
@@ -279,6 +280,16 @@ class SparseInputLinear(nn.Module):
         return x @ self.weight + self.bias  # (B, H)
 
 
+def linear_arrays(prefix: str, n_in: Dim, n_out: Dim) -> dict[str, ArraySpec]:
+    """The saved arrays of an ``nn.Linear`` (or :func:`make_linear`): weight (out, in), bias."""
+    return {f"{prefix}weight": ArraySpec((n_out, n_in)), f"{prefix}bias": ArraySpec((n_out,))}
+
+
+def sparse_input_arrays(prefix: str, n_in: Dim, n_out: Dim) -> dict[str, ArraySpec]:
+    """The saved arrays of a :class:`SparseInputLinear`: weight (in, out), bias (out,)."""
+    return {f"{prefix}weight": ArraySpec((n_in, n_out)), f"{prefix}bias": ArraySpec((n_out,))}
+
+
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
@@ -312,6 +323,20 @@ class MLPAutoencoder(nn.Module):
             make_linear(a, b, generator) for a, b in zip(enc[1:-1], enc[2:])
         )
         self.decoder = nn.ModuleList(make_linear(a, b, generator) for a, b in zip(dec, dec[1:]))
+
+    @staticmethod
+    def arrays(
+        n_items: int, hidden_dims: tuple[int, ...], latent_dim: int, variational: bool
+    ) -> dict[str, ArraySpec]:
+        """The arrays of the state_dict of ``MLPAutoencoder(n_items, hidden_dims, ...)``."""
+        enc = [n_items, *hidden_dims, latent_dim * (2 if variational else 1)]
+        dec = [latent_dim, *reversed(hidden_dims), n_items]
+        out = sparse_input_arrays("input.", enc[0], enc[1])
+        for j, (a, b) in enumerate(zip(enc[1:-1], enc[2:])):
+            out |= linear_arrays(f"encoder.{j}.", a, b)
+        for j, (a, b) in enumerate(zip(dec, dec[1:])):
+            out |= linear_arrays(f"decoder.{j}.", a, b)
+        return out
 
     def encode(
         self, indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor

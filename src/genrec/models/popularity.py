@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from typing_extensions import Self
 
-from genrec.models.base import Capabilities, Recommender, as_csr
+from genrec.models.base import ArraySpec, Capabilities, Recommender, as_csr
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,9 @@ class Popularity(Recommender):
 
     def _get_state(self) -> dict[str, np.ndarray]:
         return {"item_scores": self.item_scores_}
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        return {"item_scores": ArraySpec((self.n_items_,))}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.item_scores_ = state["item_scores"].astype(np.float32)

@@ -64,15 +64,17 @@ from torch import nn
 from typing_extensions import Self
 
 from genrec.config import Range, check_ranges
-from genrec.models.base import Capabilities
+from genrec.models.base import ArraySpec, Capabilities
 from genrec.models.nn_blocks import (
     SparseInputLinear,
     dropout_values,
+    linear_arrays,
     log_normal_pdf,
     make_linear,
     multinomial_log_lik_sparse,
     normalize_rows,
     reparameterize,
+    sparse_input_arrays,
 )
 from genrec.models.torch_base import TorchRecommender, check_counts
 from genrec.train import (
@@ -248,6 +250,16 @@ class RecVAE(TorchRecommender):
         self._old_posterior = self._decoder_posterior = None  # a new network: nothing cached
         c = self.config
         return RecVAENet(n_items, c.hidden_dim, c.latent_dim, c.ln_eps, generator)
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        I, H, K = self.n_items_, self.config.hidden_dim, self.config.latent_dim
+        out = sparse_input_arrays("encoder.fc1.", I, H)
+        for j in range(4):
+            out |= linear_arrays(f"encoder.fcs.{j}.", H, H)
+        for j in range(5):  # LayerNorm: weight and bias (H,)
+            out |= {f"encoder.lns.{j}.{w}": ArraySpec((H,)) for w in ("weight", "bias")}
+        out |= linear_arrays("encoder.fc_mu.", H, K) | linear_arrays("encoder.fc_logvar.", H, K)
+        return out | linear_arrays("decoder.", K, I)
 
     # -------------------------------------------------------------- training
     def fit(self, X: Any, *, valid: Any = None, context: FitContext | None = None) -> Self:
