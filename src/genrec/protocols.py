@@ -140,12 +140,17 @@ def _positives(
     try:
         return binarize(inter, cfg.binarize_threshold)
     except DataError:
-        if part is None:
-            raise
+        if part is not None:
+            raise DataError(
+                f"{ds.name}: the given {part} part has no rating >= "
+                f"{cfg.binarize_threshold}; lower protocol.binarize_threshold or move "
+                f"some liked items into it"
+            ) from None
+        top = float(inter.matrix.data.max()) if inter.nnz else None
         raise DataError(
-            f"{ds.name}: the given {part} part has no rating >= "
-            f"{cfg.binarize_threshold}; lower protocol.binarize_threshold or move "
-            f"some liked items into it"
+            f"{ds.name}: no interaction has a rating >= {cfg.binarize_threshold}"
+            f"{'' if top is None else f' (the highest is {top:g})'}, so the ranking "
+            f"protocols have no positives; lower protocol.binarize_threshold"
         ) from None
 
 

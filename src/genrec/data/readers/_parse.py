@@ -296,6 +296,14 @@ def _id_values(ids: pd.Series) -> np.ndarray:
     return ids.to_numpy(dtype=str)
 
 
+def constant_ratings(ratings: np.ndarray) -> bool:
+    """The rule of every reader for implicit data given with a rating column: a column that
+    holds one value on every line (the common ``user item 1`` layout) says nothing about
+    preference, so the data is implicit (each interaction 1)."""
+    r = np.asarray(ratings)
+    return len(r) > 0 and bool((r == r[0]).all())
+
+
 def _build(
     name: str,
     ratings: pd.DataFrame,
