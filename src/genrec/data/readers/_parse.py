@@ -347,7 +347,13 @@ def _build(
 
 
 def _part(
-    ds: Dataset, frame: pd.DataFrame, umap: dict, imap: dict, where: Path, implicit: bool = False
+    ds: Dataset,
+    frame: pd.DataFrame,
+    umap: dict,
+    imap: dict,
+    where: Path,
+    implicit: bool = False,
+    duplicates: str = "last",
 ) -> Interactions:
     """Interactions of ``frame`` in the id space of ``ds``."""
     try:
@@ -358,5 +364,11 @@ def _part(
     r = None if implicit else frame["rating"].to_numpy(np.float32)
     t = frame["timestamp"].to_numpy(np.float64) if "timestamp" in frame else None
     return Interactions.from_arrays(
-        u, i, r, t, user_ids=ds.interactions.user_ids, item_ids=ds.interactions.item_ids
+        u,
+        i,
+        r,
+        t,
+        user_ids=ds.interactions.user_ids,
+        item_ids=ds.interactions.item_ids,
+        duplicates=duplicates,
     )
