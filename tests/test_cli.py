@@ -462,7 +462,7 @@ def test_flags_and_old_flat_keys_of_the_trainer_settings(tmp_path, capsys, ml100
         "--out",
         str(tmp_path / "x"),
     )
-    assert code == 1 and "mult-vae: epochs is now train.epochs (--set train.epochs=1" in " ".join(
+    assert code == 1 and "mult-vae: epochs is now train.epochs (train.epochs=1" in " ".join(
         err.split()
     )
     assert not (tmp_path / "x").exists()

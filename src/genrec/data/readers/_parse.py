@@ -330,8 +330,7 @@ def _build(
     except DataError as e:  # a duplicate under duplicates="error": name the file and the option
         what = str(e).split(";")[0]
         raise DataError(
-            f"{source}: {what}; to keep one of the repeats pass --set "
-            f"data.duplicates=last (or first, max)"
+            f"{source}: {what}; to keep one of the repeats set data.duplicates=last (or first, max)"
         ) from None
     item_df = None
     if items is not None:

@@ -145,7 +145,7 @@ def log_frame(
         df.columns = [str(c) for c in df.columns]
         present = list(df.columns)
     else:
-        if sep == "\\t":  # typed as --set data.sep='\t': a backslash and a t, meant as a tab
+        if sep == "\\t":  # typed as data.sep='\t' in a shell: a backslash and a t, a tab
             sep = "\t"
         sep = sep or ("\t" if fmt == "tsv" else ",")
         raw = _load_text(p)
@@ -179,8 +179,8 @@ def log_frame(
     unused = [c for c in present if c not in (user_col, item_col, rating_col, time_col)]
     if unused and not (has_r and has_t):
         log.warning(
-            "%s: column%s %s not read; the log is read %s (map a column with --set "
-            "data.rating_col=NAME / data.time_col=NAME)",
+            "%s: column%s %s not read; the log is read %s (map a column with the "
+            "setting data.rating_col or data.time_col)",
             p,
             "s" * (len(unused) > 1),
             ", ".join(map(repr, unused)),
@@ -362,13 +362,13 @@ def _check_columns(
                 arg = "'\\t'" if other == "\t" else repr(other)
                 raise DataError(
                     f"{p}: the header is one field split on {sep!r}, but {name} "
-                    f"separates its columns; pass --set data.sep={arg}"
+                    f"separates its columns; set data.sep={arg}"
                 )
     if text and not any(c in present for c in expected) and any(map(_is_number, present)):
         shape = f"{user_col}, {item_col}" + "".join(f"[, {c}]" for c in (rating_col, time_col) if c)
         raise DataError(
             f"{p}: the first line ({', '.join(present)}) looks like data, not a "
-            f"header; pass --set data.header=false when the columns are user, item"
+            f"header; set data.header=false when the columns are user, item"
             f"[, rating[, timestamp]] in this order, or add a header line naming "
             f"them ({shape})"
         )
@@ -376,5 +376,5 @@ def _check_columns(
         if col not in present:
             raise DataError(
                 f"{p}: no column {col!r} for the {role} ids (columns: "
-                f"{', '.join(present)}); map it with --set data.{role}_col=NAME"
+                f"{', '.join(present)}); map it with the setting data.{role}_col"
             )
