@@ -718,15 +718,18 @@ def test_resume_takes_only_epoch_settings(tmp_path, capsys, ml100k, sets, match)
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--model", "biased-mf", "--protocol", "diffrec"], "biased-mf selects on a RatingTask"),
+        (
+            ["--model", "biased-mf", "--protocol", "diffrec"],
+            "biased-mf selects on held-out ratings (RMSE), and protocol diffrec holds out items",
+        ),
         (["--model", "bpr-mf", "--protocol", "rating"], "does not predict ratings"),
         (
             ["--model", "fm", "--set", "objective=bpr", "--protocol", "rating"],
-            "fm selects on a RankingTask",
+            "fm selects on ranked held-out items under this config",
         ),
         (
             ["--model", "fm", "--grid", "objective=regression,bpr", "--protocol", "rating"],
-            "fm selects on a RankingTask",
+            "fm selects on ranked held-out items under this config",
         ),  # one of the configs to try
         (["--model", "ease", "--grid", "l2=abc"], "ease.l2"),
         (["--model", "ease", "--grid", "foo=1,2"], "foo"),

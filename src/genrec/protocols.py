@@ -280,7 +280,8 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
         if ds.implicit:
             raise DataError(
                 f"{ds.name}: protocol rating needs explicit ratings, and this data "
-                f"set is implicit; use diffrec, strong or loo"
+                f"set is implicit (no rating column, or one value throughout); use a "
+                f"ranking protocol (diffrec, strong or loo) with a ranking model"
             )
         fold, given = ds.splits.get(f"u{cfg.fold}"), ds.splits.get("given")
         # the fitted part and the validation slice, unless given
