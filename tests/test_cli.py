@@ -469,7 +469,7 @@ def test_flags_and_old_flat_keys_of_the_trainer_settings(tmp_path, capsys, ml100
         "--out",
         str(tmp_path / "x"),
     )
-    assert code == 1 and "mult-vae: epochs is now train.epochs (--set train.epochs=1" in " ".join(
+    assert code == 1 and "mult-vae: epochs is now train.epochs (train.epochs=1" in " ".join(
         err.split()
     )
     assert not (tmp_path / "x").exists()
@@ -725,15 +725,18 @@ def test_resume_takes_only_epoch_settings(tmp_path, capsys, ml100k, sets, match)
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--model", "biased-mf", "--protocol", "diffrec"], "biased-mf selects on a RatingTask"),
+        (
+            ["--model", "biased-mf", "--protocol", "diffrec"],
+            "biased-mf selects on held-out ratings (RMSE), and protocol diffrec holds out items",
+        ),
         (["--model", "bpr-mf", "--protocol", "rating"], "does not predict ratings"),
         (
             ["--model", "fm", "--set", "objective=bpr", "--protocol", "rating"],
-            "fm selects on a RankingTask",
+            "fm selects on ranked held-out items under this config",
         ),
         (
             ["--model", "fm", "--grid", "objective=regression,bpr", "--protocol", "rating"],
-            "fm selects on a RankingTask",
+            "fm selects on ranked held-out items under this config",
         ),  # one of the configs to try
         (["--model", "ease", "--grid", "l2=abc"], "ease.l2"),
         (["--model", "ease", "--grid", "foo=1,2"], "foo"),

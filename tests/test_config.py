@@ -71,9 +71,7 @@ def test_nested_errors_name_the_path():
 def test_an_old_flat_key_names_its_new_spelling():
     with pytest.raises(ConfigError) as e:
         build_config(Outer, {"size": 5}, where="m")
-    assert str(e.value) == (
-        "m: size is now inner.size (--set inner.size=5, or a [inner] table in TOML)"
-    )
+    assert str(e.value) == ("m: size is now inner.size (inner.size=5, or a [inner] table in TOML)")
     with pytest.raises(
         ConfigError,
         match="^m: unknown key nope for Outer; valid keys: width, sizes, scale, kind, inner$",
@@ -91,7 +89,7 @@ def test_the_model_says_where_an_old_trainer_key_went():
     with pytest.raises(ConfigError) as e:
         MultVAE(epochs=50)
     assert str(e.value) == (
-        "mult-vae: epochs is now train.epochs (--set train.epochs=50, or a [train] table in TOML)"
+        "mult-vae: epochs is now train.epochs (train.epochs=50, or a [train] table in TOML)"
     )
     with pytest.raises(
         ConfigError,

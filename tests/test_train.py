@@ -493,7 +493,9 @@ def test_resume_refuses_a_checkpoint_of_another_run_naming_the_first_differing_k
         "config": {**FP["config"], "dropout": 0.2},
         "data": {**FP["data"], "checksum": "xyz"},
     }
-    with pytest.raises(ConfigError, match=r"its config\.dropout differs.*--force") as e:
+    with pytest.raises(
+        ConfigError, match=r"its config\.dropout differs.*start over \(force\)"
+    ) as e:
         _mult_vae(epochs=2).fit(
             X, context=FitContext(run_dir=tmp_path, resume=True, fingerprint=other)
         )
@@ -514,7 +516,7 @@ def test_resume_refuses_a_checkpoint_of_another_run_naming_the_first_differing_k
 def test_resume_refuses_a_checkpoint_without_a_fingerprint_when_given_one(tmp_path):
     X, _ = _data()
     _mult_vae(epochs=1).fit(X, context=FitContext(run_dir=tmp_path))  # as older versions wrote
-    with pytest.raises(ConfigError, match="no run fingerprint.*start over with --force"):
+    with pytest.raises(ConfigError, match="no run fingerprint.*start over \\(force\\)"):
         _mult_vae(epochs=2).fit(
             X, context=FitContext(run_dir=tmp_path, resume=True, fingerprint=FP)
         )

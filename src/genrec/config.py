@@ -89,17 +89,17 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.lr=0.001")
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=0.001")
         key, _, value = item.partition("=")
         key = key.strip()
         if not key:
-            raise ConfigError(f"--set {item!r}: empty key")
+            raise ConfigError(f"override {item!r}: empty key")
         node = out
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
         node[parts[-1]] = _parse_scalar(value.strip())
     return out
 
@@ -220,7 +220,7 @@ def _moved_keys_error(
     if not moved:
         return None
     olds, news = ", ".join(moved), ", ".join(moved.values())
-    sets = " ".join(f"--set {new}={_toml_value(values[old])}" for old, new in moved.items())
+    sets = " ".join(f"{new}={_toml_value(values[old])}" for old, new in moved.items())
     tables = sorted({new.split(".")[0] for new in moved.values()})
     verb = "is" if len(moved) == 1 else "are"
     return (
@@ -273,7 +273,7 @@ def build_config(
         elif _is_config(sub) and not isinstance(v, sub):
             raise ConfigError(
                 f"{where}.{k}: expected a table of {sub.__name__} keys (e.g. "
-                f"--set {k}.KEY=VALUE or a [{k}] table), got {v!r}"
+                f"{k}.KEY=VALUE or a [{k}] table), got {v!r}"
             )
         else:
             converted[k] = convert_value(v, sub, f"{where}.{k}")

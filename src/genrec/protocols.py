@@ -140,12 +140,17 @@ def _positives(
     try:
         return binarize(inter, cfg.binarize_threshold)
     except DataError:
-        if part is None:
-            raise
+        if part is not None:
+            raise DataError(
+                f"{ds.name}: the given {part} part has no rating >= "
+                f"{cfg.binarize_threshold}; lower protocol.binarize_threshold or move "
+                f"some liked items into it"
+            ) from None
+        top = float(inter.matrix.data.max()) if inter.nnz else None
         raise DataError(
-            f"{ds.name}: the given {part} part has no rating >= "
-            f"{cfg.binarize_threshold}; lower protocol.binarize_threshold or move "
-            f"some liked items into it"
+            f"{ds.name}: no interaction has a rating >= {cfg.binarize_threshold}"
+            f"{'' if top is None else f' (the highest is {top:g})'}, so the ranking "
+            f"protocols have no positives; lower protocol.binarize_threshold"
         ) from None
 
 
@@ -275,7 +280,8 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
         if ds.implicit:
             raise DataError(
                 f"{ds.name}: protocol rating needs explicit ratings, and this data "
-                f"set is implicit; use diffrec, strong or loo"
+                f"set is implicit (no rating column, or one value throughout); use a "
+                f"ranking protocol (diffrec, strong or loo) with a ranking model"
             )
         fold, given = ds.splits.get(f"u{cfg.fold}"), ds.splits.get("given")
         # the fitted part and the validation slice, unless given

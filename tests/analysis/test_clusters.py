@@ -123,7 +123,7 @@ def test_k_larger_than_users_is_an_error():
 
 def test_model_without_embeddings_is_refused():
     X = sp.csr_matrix(np.eye(4, dtype=np.float32))
-    with pytest.raises(ConfigError, match="has no user embeddings.*--embedding svd"):
+    with pytest.raises(ConfigError, match="has no user embeddings.*embedding='svd'"):
         model_user_embeddings(EASE(l2=1.0).fit(X), X)
 
 
@@ -333,7 +333,7 @@ def test_cli_clusters_map_none_removes_an_earlier_map(ease_run, tmp_path, capsys
 def test_identical_embeddings_are_refused_not_clustered():
     # a collapsed encoder: the same mean for every user (up to float32 rounding)
     Z = np.tile(np.float32([0.3, -1.2, 5.0]), (40, 1)).astype(np.float64)
-    with pytest.raises(ConfigError, match="same embedding.*--embedding svd"):
+    with pytest.raises(ConfigError, match="same embedding.*embedding='svd'"):
         reduce_dim(Z, 2)
     Z[:, 1] = np.arange(40)  # one informative column: kept; the constant ones stay 0
     Y = reduce_dim(Z, None)

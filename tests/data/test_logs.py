@@ -193,7 +193,7 @@ def test_missing_header_line_is_named(tmp_path, content, fmt):
     p = _write(tmp_path, content, f"log.{fmt}")
     msg = _error(p)
     assert "looks like data, not a header" in msg
-    assert "pass --set data.header=false" in msg
+    assert "set data.header=false" in msg
     assert "add a header line naming them (user, item[, rating][, timestamp]" in msg
     opts = DataOptions(header=False)
     ds = load_dataset(p, opts)  # the same file read by position

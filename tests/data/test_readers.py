@@ -164,7 +164,7 @@ def test_unknown_path_and_undetectable_folder(tmp_path):
     with pytest.raises(DataError, match="not a known data set"):
         load_dataset(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="cannot tell the format"):
+    with pytest.raises(DataError, match="no data set layout found .*found nothing"):
         load_dataset(tmp_path / "empty")
 
 

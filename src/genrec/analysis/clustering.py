@@ -59,7 +59,7 @@ def reduce_dim(Z: np.ndarray, dim: int | None = 16, seed: int = 0) -> np.ndarray
         raise ConfigError(
             "every user has the same embedding, so there is nothing to cluster "
             "(from a model: an untrained or collapsed encoder); train the model "
-            "longer, or use --embedding svd"
+            "longer, or use the svd embedding (embedding='svd')"
         )
     Zs = np.where(varies, (Z - mean) / np.where(varies, sd, 1.0), 0.0)
     if dim is None or dim >= min(Zs.shape):
@@ -116,7 +116,7 @@ def select_k(
 ) -> tuple[Clustering, list[dict]]:
     """Fit every k in ``ks``; keep the lowest BIC (GMM) or the highest silhouette."""
     if criterion == "bic" and method != "gmm":
-        raise ConfigError("BIC needs a likelihood: use --method gmm, or --criterion silhouette")
+        raise ConfigError("BIC needs a likelihood: use method 'gmm', or criterion 'silhouette'")
     rows, fits = [], []
     for k in ks:
         c = fit_clusters(Y, k, method, seed)

@@ -22,8 +22,8 @@ def model_user_embeddings(model, X: sp.csr_matrix) -> np.ndarray:
     if fn is None:
         raise ConfigError(
             f"model {getattr(model, 'name', type(model).__name__)} has no user embeddings (only "
-            f"latent-variable models such as mult-vae or recvae do); use --embedding svd for a "
-            f"truncated SVD of the interactions"
+            f"latent-variable models such as mult-vae or recvae do); use the svd embedding "
+            f"(embedding='svd') for a truncated SVD of the interactions"
         )
     Z = np.asarray(fn(X), dtype=np.float64)
     if Z.ndim != 2 or Z.shape[0] != X.shape[0]:

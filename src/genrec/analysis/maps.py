@@ -19,7 +19,7 @@ def embed_2d(
     Y = np.asarray(Y, dtype=np.float64)
     n = len(Y)
     if n < 5:
-        raise ConfigError(f"a map needs at least 5 users, got {n}; use --map none")
+        raise ConfigError(f"a map needs at least 5 users, got {n}; use no map (map_method='none')")
     # t-SNE needs about 3 * perplexity neighbours per point: clamp for small n (openTSNE
     # would otherwise lower it itself, printing a notice on stdout)
     perplexity = float(min(perplexity, (n - 1) / 3))

@@ -7,18 +7,16 @@ from rich.table import Table
 
 from genrec.cli.render import console, dotted, run_hooks, write_output
 from genrec.config import build_config, config_to_dict, load_toml, parse_overrides
-from genrec.data import DataOptions, load_dataset
+from genrec.data import FORMATS, DataOptions, load_dataset
 from genrec.errors import ConfigError
 from genrec.io import check_writable
 from genrec.models import MODELS
 from genrec.runs.spec import merge
 
-FORMATS = ["ml-100k", "ml-1m", "ml-10m", "ml-csv", "pairs", "csv", "tsv", "parquet"]
-
 format_option = click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice(list(FORMATS)),
     default=None,
     help="Input format (detected from the path when omitted).",
 )

@@ -1,7 +1,8 @@
 """Data: readers, the Interactions type, preprocessing, splits and downloads.
 
 :func:`load_dataset` takes a known name (``ml-100k``) or a path (a MovieLens folder, a folder
-of pair lists, or a CSV/TSV/Parquet log) and returns a :class:`Dataset`.
+of pair lists, a folder of train/valid/test logs, or a CSV/TSV/Parquet log) and returns a
+:class:`Dataset`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from genrec.data.readers import (
     read_ml100k,
     read_ml_csv,
     read_pair_lists,
+    read_split_logs,
+    split_log_files,
 )
 from genrec.data.splits import (
     leave_last_one_out,
@@ -51,7 +54,18 @@ __all__ = [
     "KNOWN_DATASETS",
 ]
 
-FORMATS = ("ml-100k", "ml-1m", "ml-10m", "ml-csv", "pairs", "csv", "tsv", "parquet")
+FORMATS = ("ml-100k", "ml-1m", "ml-10m", "ml-csv", "pairs", "splits", "csv", "tsv", "parquet")
+#: the formats of one log file (the others read a folder)
+_FILE_FORMATS = ("csv", "tsv", "parquet")
+#: what each folder format looks for, in the order a folder is tried
+_FOLDER_LAYOUTS = (
+    ("u.data", "ml-100k"),
+    ("ratings.dat + users.dat", "ml-1m"),
+    ("ratings.dat", "ml-10m"),
+    ("ratings.csv", "ml-csv"),
+    ("train_list.npy or train.txt + test.txt", "pairs"),
+    ("train.csv + test.csv (or .tsv, .parquet; valid optional)", "splits"),
+)
 
 
 @dataclass(frozen=True)
@@ -61,10 +75,10 @@ class DataOptions:
     format: str | None = None  # one of FORMATS; detected from the path when None
     user_col: str = "user"  # generic logs: column of user ids
     item_col: str = "item"  # generic logs: column of item ids
-    rating_col: str = "rating"  # generic logs: column of ratings (absent = implicit)
+    rating_col: str = "rating"  # logs: column of ratings (absent or "" = implicit)
     time_col: str = "timestamp"  # generic logs: column of timestamps (optional)
     sep: str | None = None  # generic logs: field separator (default by format)
-    header: bool = True  # generic logs: False = no header, columns user item [rating [time]]
+    header: bool = True  # logs: False = no header, columns user item [rating [time]]
     duplicates: Literal["last", "first", "max", "error"] = "last"  # repeated (user, item)
     download: bool = True  # fetch a known data set when it is not found locally
 
@@ -84,9 +98,14 @@ def _detect(path: Path) -> str:
         return "ml-csv"
     if (path / "train_list.npy").is_file() or (path / "train.txt").is_file():
         return "pairs"
+    if split_log_files(path):
+        return "splits"
+    names = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    found = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "") if names else "nothing"
+    looked = "; ".join(f"{files} ({fmt})" for files, fmt in _FOLDER_LAYOUTS)
     raise DataError(
-        f"{path}: cannot tell the format (no u.data, ratings.dat, ratings.csv, "
-        f"train_list.npy or train.txt); give it with --format"
+        f"{path}: no data set layout found (looked for {looked}; found {found}); name the "
+        f"files as one of these layouts, or give the path of a CSV/TSV/Parquet log file"
     )
 
 
@@ -115,6 +134,11 @@ def load_dataset(
             known = ", ".join(KNOWN_DATASETS)
             raise DataError(f"{path}: no such file or folder, and not a known data set ({known})")
         fmt = opts.format or _detect(path)
+    if fmt in _FILE_FORMATS and path.is_dir():
+        raise DataError(
+            f"{path}: a folder, and data.format {fmt} reads one log file; give the "
+            f"path of the file, or leave data.format out to read the folder's layout"
+        )
     if fmt == "ml-100k":
         ds = read_ml100k(path, duplicates=opts.duplicates)
     elif fmt == "ml-1m":
@@ -127,6 +151,17 @@ def load_dataset(
         )
     elif fmt == "pairs":
         ds = read_pair_lists(path)
+    elif fmt == "splits":
+        ds = read_split_logs(
+            path,
+            user_col=opts.user_col,
+            item_col=opts.item_col,
+            rating_col=opts.rating_col,
+            time_col=opts.time_col,
+            sep=opts.sep,
+            duplicates=opts.duplicates,
+            header=opts.header,
+        )
     else:
         ds = read_log(
             path,

@@ -144,6 +144,12 @@ def as_csr(X: Any, n_items: int | None = None, what: str = "X") -> sp.csr_matrix
     return X
 
 
+#: named in the refusals of :meth:`Recommender.check_task` (tests check them against the
+#: registry: every rating model, and fold-in ranking models)
+RATING_MODELS = ("biased-mf", "fm", "autorec")
+FOLD_IN_MODELS = ("ease", "mult-vae", "recvae")
+
+
 class Recommender(ABC):
     """Base class: implement ``fit``, ``score``, ``_get_state`` and ``_set_state``.
 
@@ -192,13 +198,15 @@ class Recommender(ABC):
 
         if isinstance(task, RatingTask) and not cls.capabilities.predicts_ratings:
             raise ConfigError(
-                f"model {cls.name} does not predict ratings; the rating "
-                f"protocol needs a rating model (biased-mf, fm, autorec)"
+                f"model {cls.name} does not predict ratings, and the rating protocol "
+                f"scores held-out ratings; use a ranking protocol (diffrec, strong or "
+                f"loo) with {cls.name}, or a rating model ({', '.join(RATING_MODELS)})"
             )
         if isinstance(task, RankingTask) and task.users is None and not cls.capabilities.folds_in:
             raise ConfigError(
-                f"model {cls.name} cannot score users unseen in training; the "
-                f"strong protocol needs a fold-in model (ease, mult-vae, ...)"
+                f"model {cls.name} cannot score users unseen in training, and the strong "
+                f"protocol evaluates such users; use protocol diffrec or loo with "
+                f"{cls.name}, or a fold-in model ({', '.join(FOLD_IN_MODELS)}, ...)"
             )
 
     def check_valid_task(self, valid: Any) -> None:
@@ -212,13 +220,14 @@ class Recommender(ABC):
         want = RatingTask if kind == "rating" else RankingTask
         if not isinstance(valid, want):
             fix = (
-                "the rating protocol"
+                f"use the rating protocol (explicit ratings) with {self.name}, or a "
+                f"ranking model ({', '.join(FOLD_IN_MODELS)}, ...) under a ranking protocol"
                 if kind == "rating"
-                else "a ranking protocol (diffrec, strong or loo)"
+                else f"use a ranking protocol (diffrec, strong or loo) with {self.name}"
             )
             raise ConfigError(
-                f"{self.name} selects on a {want.__name__} under this config, got "
-                f"{type(valid).__name__}; use {fix}"
+                f"{self.name} selects on a {want.__name__} under this config, got a "
+                f"{type(valid).__name__}; {fix}"
             )
 
     @classmethod

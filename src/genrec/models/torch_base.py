@@ -111,7 +111,7 @@ class TorchRecommender(Recommender):
         raise ConfigError(
             f"model {self.name} has no encoder, so no user embeddings; use a "
             f"latent-variable model (mult-vae, recvae) or an SVD of the data "
-            f"(genrec clusters --embedding svd; genrec.analysis.svd_embeddings)"
+            f"(the svd embedding of genrec clusters; genrec.analysis.svd_embeddings)"
         )
 
     # ------------------------------------------------------------------ training

@@ -15,11 +15,12 @@ import numpy as np
 
 from genrec.errors import ConfigError
 from genrec.evaluate import RankingTask, RatingTask, ranking_metric_names
+from genrec.models import MODELS
 from genrec.models.base import Recommender
-from genrec.protocols import ProtocolData
+from genrec.protocols import PROTOCOLS, ProtocolData
 from genrec.runs import folder as rf
 
-__all__ = ["check_out_dir", "preflight", "MIN_VALID_USERS", "SettingError"]
+__all__ = ["check_out_dir", "check_protocol", "preflight", "MIN_VALID_USERS", "SettingError"]
 
 log = logging.getLogger("genrec.runs")
 
@@ -80,6 +81,90 @@ def check_out_dir(out: Path, force: bool) -> None:
             )
     if status == "done":
         log.info("replacing the trained model in %s once the new one is complete", out)
+
+
+def _refusal(model: Recommender, protocol: str, implicit: bool) -> str | None:
+    """Why ``model`` (under its config) cannot be trained and evaluated under ``protocol`` on
+    data that is ``implicit`` or explicit; None when it can. The same rules as the model's
+    ``check_task`` / ``check_valid_task`` and the protocol's, asked before any is built."""
+    caps, selects = model.capabilities, model.selects_on()
+    if protocol == "rating":
+        if implicit:
+            return (
+                "the data set is implicit (no rating column, or one value throughout), "
+                "and protocol rating scores held-out ratings"
+            )
+        if not caps.predicts_ratings:
+            return (
+                f"model {model.name} does not predict ratings, and protocol rating "
+                f"scores held-out ratings"
+            )
+        if selects == "ranking":
+            return (
+                f"model {model.name} selects on ranked held-out items under this "
+                f"config, and protocol rating holds out ratings"
+            )
+        return None
+    if selects == "rating":
+        return (
+            f"model {model.name} selects on held-out ratings (RMSE), and protocol "
+            f"{protocol} holds out items to rank"
+        )
+    if protocol == "strong" and not caps.folds_in:
+        return (
+            f"model {model.name} cannot score users unseen in training, and protocol "
+            f"strong evaluates such users"
+        )
+    return None
+
+
+def _models_for(protocol: str, implicit: bool, but: str) -> list[str]:
+    """The registered models (default configs) that work under ``protocol``, ``but`` left
+    out."""
+    return [
+        name
+        for name, cls in MODELS.items()
+        if name != but and _refusal(cls(), protocol, implicit) is None
+    ]
+
+
+def _shown(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def check_protocol(
+    cls: type[Recommender], configs: list[Any], protocol: str, implicit: bool, data: str
+) -> None:
+    """A ConfigError before the protocol is built unless the model (under each of
+    ``configs``) can be trained and evaluated under ``protocol`` on the data set ``data``
+    (``implicit`` or explicit). The message says what works: the other protocols this model
+    can use on this data, and the models that can use this protocol (or, when the data
+    allows neither, the models and protocols that fit the data)."""
+    for cfg in configs:
+        model = cls(cfg)
+        why = _refusal(model, protocol, implicit)
+        if why is None:
+            continue
+        others = [p for p in PROTOCOLS if p != protocol and _refusal(model, p, implicit) is None]
+        alts = _models_for(protocol, implicit, cls.name)
+        fixes = []
+        if others:
+            fixes.append(f"use protocol {_either(others)} with {cls.name}")
+        if alts:
+            fixes.append(f"use a model such as {_shown(alts)} under protocol {protocol}")
+        if not fixes:  # nothing fits this protocol or this model: what fits the data
+            fits = [p for p in PROTOCOLS if _models_for(p, implicit, cls.name)]
+            every = set.intersection(*(set(_models_for(p, implicit, cls.name)) for p in fits))
+            names = [n for n in MODELS if n in every]
+            fixes.append(
+                f"for {'implicit' if implicit else 'this'} data use a model such as "
+                f"{_shown(names)} under protocol {_either(fits)}"
+            )
+        raise ConfigError(f"{data}: {why}; {', or '.join(fixes)}")
 
 
 def check_refit(pdata: ProtocolData) -> None:

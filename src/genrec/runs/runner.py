@@ -30,7 +30,7 @@ from genrec.evaluate import RankingTask
 from genrec.models.base import Recommender
 from genrec.protocols import ProtocolConfig, ProtocolData, build_protocol
 from genrec.runs import folder as rf
-from genrec.runs.checks import SettingError, check_out_dir, preflight
+from genrec.runs.checks import SettingError, check_out_dir, check_protocol, preflight
 from genrec.runs.fitting import (
     evaluate_task,
     fingerprint,
@@ -170,9 +170,12 @@ def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> RunResult:
     ds = load_dataset(
         spec.dataset, spec.data, progress=hooks.on_download if hooks is not None else None
     )
+    configs = spec.configs()
+    check_protocol(
+        spec.model_class, [c for _, c in configs], spec.protocol.name, ds.implicit, ds.name
+    )
     pdata = build_protocol(ds, spec.protocol)
     select = spec.select or ("rmse" if pdata.kind == "rating" else "ndcg@20")
-    configs = spec.configs()
     preflight(
         spec.model_class,
         [c for _, c in configs],
@@ -438,6 +441,7 @@ def resume_run(
         ds = load_dataset(
             spec.dataset, spec.data, progress=hooks.on_download if hooks is not None else None
         )
+        check_protocol(cls, [config], spec.protocol.name, ds.implicit, ds.name)
         pdata = build_protocol(ds, spec.protocol)
         preflight(cls, [config], pdata, None, True)
         record = {**prev, "status": "running", "config": config_to_dict(config)}

@@ -174,12 +174,12 @@ def check_checkpoint(
         raise ConfigError(
             f"{path}: the checkpoint has no run fingerprint (written by an "
             f"older genrec), so it cannot be matched to this run; start over "
-            f"with --force"
+            f"(force)"
         )
     key = _first_difference(json.loads(stored), json.loads(str(fingerprint_json(fingerprint))))
     if key is not None:
         raise ConfigError(
             f"{path}: the checkpoint belongs to another run (its {key} differs "
             f"from this run's); resume with the same settings, or start over "
-            f"with --force"
+            f"(force)"
         )

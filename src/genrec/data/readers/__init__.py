@@ -4,7 +4,7 @@ Each reader returns a :class:`~genrec.data.dataset.Dataset`. Malformed input rai
 :class:`~genrec.errors.DataError` naming the file and line and what to fix.
 
 The readers live in one module per family of formats (:mod:`.movielens`, :mod:`.pairs`,
-:mod:`.logs`) over the shared parsing helpers of :mod:`._parse`.
+:mod:`.logs`, :mod:`.split_logs`) over the shared parsing helpers of :mod:`._parse`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from genrec.data.readers.movielens import (
     read_ml_csv,
 )
 from genrec.data.readers.pairs import read_pair_lists
+from genrec.data.readers.split_logs import read_split_logs, split_log_files
 
 __all__ = [
     "read_ml100k",
@@ -29,6 +30,8 @@ __all__ = [
     "read_ml_csv",
     "read_pair_lists",
     "read_log",
+    "read_split_logs",
+    "split_log_files",
     "ML100K_GENRES",
     "ML1M_OCCUPATIONS",
 ]

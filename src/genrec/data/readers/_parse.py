@@ -322,6 +322,14 @@ def _id_values(ids: pd.Series) -> np.ndarray:
     return ids.to_numpy(dtype=str)
 
 
+def constant_ratings(ratings: np.ndarray) -> bool:
+    """The rule of every reader for implicit data given with a rating column: a column that
+    holds one value on every line (the common ``user item 1`` layout) says nothing about
+    preference, so the data is implicit (each interaction 1)."""
+    r = np.asarray(ratings)
+    return len(r) > 0 and bool((r == r[0]).all())
+
+
 def _build(
     name: str,
     ratings: pd.DataFrame,
@@ -348,8 +356,7 @@ def _build(
     except DataError as e:  # a duplicate under duplicates="error": name the file and the option
         what = str(e).split(";")[0]
         raise DataError(
-            f"{source}: {what}; to keep one of the repeats pass --set "
-            f"data.duplicates=last (or first, max)"
+            f"{source}: {what}; to keep one of the repeats set data.duplicates=last (or first, max)"
         ) from None
     item_df = None
     if items is not None:
@@ -365,7 +372,13 @@ def _build(
 
 
 def _part(
-    ds: Dataset, frame: pd.DataFrame, umap: dict, imap: dict, where: Path, implicit: bool = False
+    ds: Dataset,
+    frame: pd.DataFrame,
+    umap: dict,
+    imap: dict,
+    where: Path,
+    implicit: bool = False,
+    duplicates: str = "last",
 ) -> Interactions:
     """Interactions of ``frame`` in the id space of ``ds``."""
     try:
@@ -376,5 +389,11 @@ def _part(
     r = None if implicit else frame["rating"].to_numpy(np.float32)
     t = frame["timestamp"].to_numpy(np.float64) if "timestamp" in frame else None
     return Interactions.from_arrays(
-        u, i, r, t, user_ids=ds.interactions.user_ids, item_ids=ds.interactions.item_ids
+        u,
+        i,
+        r,
+        t,
+        user_ids=ds.interactions.user_ids,
+        item_ids=ds.interactions.item_ids,
+        duplicates=duplicates,
     )

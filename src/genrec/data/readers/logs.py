@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from genrec.data.readers._parse import (
     _load_text,
     _parse_table,
     _split_record,
+    constant_ratings,
     log_format,
     rating_limit_text,
     rating_problem,
@@ -45,12 +47,77 @@ def read_log(
 ) -> Dataset:
     """Any CSV/TSV/Parquet interaction log with a header, through a column mapping.
 
-    ``rating_col`` and ``time_col`` are optional: when the named column is absent the data
-    is implicit (or has no timestamps). ``fmt`` is ``csv``, ``tsv`` or ``parquet``, detected
-    from the suffix when None. A text log without a header (``header=False``) has its columns
-    in the order user, item[, rating[, timestamp]] (ML-100K's ``u.data`` layout).
+    ``rating_col`` and ``time_col`` are optional: when the named column is absent (or the
+    setting is ``""`` or None) the data is implicit (or has no timestamps); a rating column
+    that holds one value on every line (``user item 1``) is implicit data too. ``fmt`` is
+    ``csv``, ``tsv`` or ``parquet``, detected from the suffix when None. A text log without
+    a header (``header=False``) has its columns in the order user, item[, rating[,
+    timestamp]] (ML-100K's ``u.data`` layout); ``rating_col=""`` reads ``user item time``.
+    Values in the rating position that look like Unix times (all 1e8 or more) are refused
+    there, since they would be read as ratings of about a billion.
     """
     p = Path(path)
+    out = log_frame(
+        p,
+        user_col=user_col,
+        item_col=item_col,
+        rating_col=rating_col,
+        time_col=time_col,
+        sep=sep,
+        fmt=fmt,
+        header=header,
+    )
+    implicit = frame_is_implicit(p, out)
+    ds, _, _ = _build(name or log_stem(p), out, p, duplicates=duplicates, implicit=implicit)
+    if not implicit:
+        ds.rating_range = (float(out["rating"].min()), float(out["rating"].max()))
+    return ds
+
+
+def log_stem(p: Path) -> str:
+    """The name of the log ``p``: its file name without format and compression suffixes."""
+    stem = p.name
+    for suffix in reversed(p.suffixes):  # 'log.csv.gz' -> 'log'
+        if suffix.lower() not in COMPRESSED_SUFFIXES + tuple(_LOG_FORMATS):
+            break
+        stem = stem[: -len(suffix)]
+    return stem or p.stem
+
+
+def frame_is_implicit(where: Path, frame: pd.DataFrame) -> bool:
+    """A frame of :func:`log_frame` is implicit data when it has no rating column, or one
+    holding the same value on every line (:func:`constant_ratings`, the rule of every
+    reader)."""
+    if "rating" not in frame:
+        return True
+    if constant_ratings(frame["rating"].to_numpy()):
+        log.info(
+            "%s: every rating is %g, so the log is read as implicit feedback",
+            where,
+            float(frame["rating"].iloc[0]),
+        )
+        return True
+    return False
+
+
+#: values in the rating position of a log without a header at or above this are Unix times
+#: (1e8 s is March 1973; in milliseconds, 1970), never ratings
+_UNIX_TIME_FLOOR = 1e8
+
+
+def log_frame(
+    p: Path,
+    *,
+    user_col: str = "user",
+    item_col: str = "item",
+    rating_col: str | None = "rating",
+    time_col: str | None = "timestamp",
+    sep: str | None = None,
+    fmt: str | None = None,
+    header: bool = True,
+) -> pd.DataFrame:
+    """The log ``p`` read and checked (see :func:`read_log`), as a frame of ``user``,
+    ``item`` and, where the log has them, ``rating`` and ``timestamp`` columns."""
     if not p.is_file():
         raise DataError(f"{p}: file not found")
     roles = [
@@ -80,7 +147,7 @@ def read_log(
         df.columns = [str(c) for c in df.columns]
         present = list(df.columns)
     else:
-        if sep == "\\t":  # typed as --set data.sep='\t': a backslash and a t, meant as a tab
+        if sep == "\\t":  # typed as data.sep='\t' in a shell: a backslash and a t, a tab
             sep = "\t"
         sep = sep or ("\t" if fmt == "tsv" else ",")
         raw = _load_text(p)
@@ -114,8 +181,8 @@ def read_log(
     unused = [c for c in present if c not in (user_col, item_col, rating_col, time_col)]
     if unused and not (has_r and has_t):
         log.warning(
-            "%s: column%s %s not read; the log is read %s (map a column with --set "
-            "data.rating_col=NAME / data.time_col=NAME)",
+            "%s: column%s %s not read; the log is read %s (map a column with the "
+            "setting data.rating_col or data.time_col)",
             p,
             "s" * (len(unused) > 1),
             ", ".join(map(repr, unused)),
@@ -155,18 +222,38 @@ def read_log(
             )
     out = pd.DataFrame({"user": _id_values(out["user"]), "item": _id_values(out["item"])})
     if r_col is not None:
+        if not header and fmt != "parquet":
+            _check_not_times(p, df[r_col].to_numpy(np.float64), lines, len(present))
         out["rating"] = df[r_col].to_numpy(np.float32)
     if t_col is not None:
         out["timestamp"] = _times(p, df[t_col], t_col, lines)
-    stem = p.name
-    for suffix in reversed(p.suffixes):  # 'log.csv.gz' -> 'log'
-        if suffix.lower() not in COMPRESSED_SUFFIXES + tuple(_LOG_FORMATS):
-            break
-        stem = stem[: -len(suffix)]
-    ds, _, _ = _build(name or stem or p.stem, out, p, duplicates=duplicates, implicit=not has_r)
-    if has_r:
-        ds.rating_range = (float(out["rating"].min()), float(out["rating"].max()))
-    return ds
+    return out
+
+
+def _check_not_times(p: Path, values: np.ndarray, lines: np.ndarray | None, n: int) -> None:
+    """A DataError when every value in the rating position of a log without a header looks
+    like a Unix time: the common ``user item time`` layout, which would otherwise be read as
+    ratings of about a billion."""
+    if not len(values) or values.min() < _UNIX_TIME_FLOOR:
+        return
+    first = float(values[0])
+    seconds = first if first < 1e11 else first / 1000  # seconds until the year 5138, then ms
+    try:
+        date = f" ({first:.0f} is {datetime.fromtimestamp(seconds, timezone.utc):%Y-%m-%d})"
+    except (OverflowError, OSError, ValueError):  # past the year 9999
+        date = ""
+    where = "" if lines is None else f", line {lines[0]}"
+    fix = (
+        "if the columns are user, item, time, set data.rating_col to '' (no rating "
+        "column; DataOptions(rating_col=''))"
+        if n == 3
+        else "give the log a header line naming its columns"
+    )
+    raise DataError(
+        f"{p}{where}: the rating field is {first:.0f}, and every value in that "
+        f"position is 1e8 or more: Unix times{date}, not ratings; "
+        f"{fix}"
+    )
 
 
 def _seconds(dates: pd.Series) -> np.ndarray:
@@ -286,13 +373,13 @@ def _check_columns(
                 arg = "'\\t'" if other == "\t" else repr(other)
                 raise DataError(
                     f"{p}: the header is one field split on {sep!r}, but {name} "
-                    f"separates its columns; pass --set data.sep={arg}"
+                    f"separates its columns; set data.sep={arg}"
                 )
     if text and not any(c in present for c in expected) and any(map(_is_number, present)):
         shape = f"{user_col}, {item_col}" + "".join(f"[, {c}]" for c in (rating_col, time_col) if c)
         raise DataError(
             f"{p}: the first line ({', '.join(present)}) looks like data, not a "
-            f"header; pass --set data.header=false when the columns are user, item"
+            f"header; set data.header=false when the columns are user, item"
             f"[, rating[, timestamp]] in this order, or add a header line naming "
             f"them ({shape})"
         )
@@ -300,5 +387,5 @@ def _check_columns(
         if col not in present:
             raise DataError(
                 f"{p}: no column {col!r} for the {role} ids (columns: "
-                f"{', '.join(present)}); map it with --set data.{role}_col=NAME"
+                f"{', '.join(present)}); map it with the setting data.{role}_col"
             )

@@ -14,6 +14,7 @@ from genrec.data.readers._parse import (
     _id_values,
     _load_text,
     _part,
+    constant_ratings,
     rating_limit_text,
     rating_problem,
 )
@@ -88,7 +89,8 @@ def read_pair_lists(
 
     Either DiffRec's ``train_list.npy``, ``valid_list.npy``, ``test_list.npy`` (int64 (n, 2)
     rows of 0-based (user, item) indices), or text files ``train.txt``, ``valid.txt``,
-    ``test.txt`` (``valid`` optional) with whitespace ``user item [rating]`` lines.
+    ``test.txt`` (``valid`` optional) with whitespace ``user item [rating]`` lines; a rating
+    column with one value throughout (``user item 1``) is implicit data, as in logs.
 
     For ``.npy`` lists the indices are the ids: the matrix has ``max + 1`` rows and columns
     over all parts (or ``n_users``/``n_items`` when given, which out-of-range ids violate).
@@ -134,7 +136,7 @@ def read_pair_lists(
                 allf[col] = ids
                 for f in frames.values():
                     f[col] = f[col].astype(np.int64)
-        implicit = bool((allf["rating"] == 1.0).all())
+        implicit = constant_ratings(allf["rating"].to_numpy())
         ds, umap, imap = _build(label, allf, d, implicit=implicit)
         ds.splits["given"] = {
             p: _part(ds, f, umap, imap, txt[p], implicit) for p, f in frames.items()
