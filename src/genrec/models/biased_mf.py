@@ -394,7 +394,8 @@ class BiasedMF(Recommender, RatingPredictor):
         dev = bi.device
         u_t = torch.from_numpy(users).to(dev)  # (B,)
         with torch.no_grad():
-            return self.mu_ + bi[None, :] + bu[u_t][:, None] + P[u_t] @ Q.T  # (B, I)
+            personal = bu[u_t][:, None] + P[u_t] @ Q.T  # (B, I), summed first (as saved)
+            return self.mu_ + bi[None, :] + personal  # (B, I)
 
     def user_embeddings(self, X_users: Any, users: np.ndarray | None = None) -> np.ndarray:
         """The user factors p_u (B, K) of training users ``users`` (``X_users`` their rows,
