@@ -338,6 +338,7 @@ def test_damaged_files_are_one_line_errors(tmp_path, capsys, ml100k):
         "hidden_dims=[8]",
         "--set",
         "latent_dim=4",
+        "--keep-checkpoint",
         "--out",
         str(out_dir),
     )
@@ -674,7 +675,7 @@ def _vae_args(ml100k, out_dir, epochs):
 
 
 def test_resume_with_more_epochs_continues_a_finished_run(tmp_path, capsys, ml100k):
-    code, out, err = run(capsys, *_vae_args(ml100k, tmp_path / "a", 1))
+    code, out, err = run(capsys, *_vae_args(ml100k, tmp_path / "a", 1), "--keep-checkpoint")
     assert code == 0, err
     code, out, err = run(capsys, "train", "--resume", str(tmp_path / "a"))  # nothing to do
     assert code == 0 and "--set train.epochs=N" in " ".join(out.split())

@@ -123,7 +123,7 @@ def test_k_larger_than_users_is_an_error():
 
 def test_model_without_embeddings_is_refused():
     X = sp.csr_matrix(np.eye(4, dtype=np.float32))
-    with pytest.raises(ConfigError, match="has no user embeddings.*embedding='svd'"):
+    with pytest.raises(ConfigError, match="ease has no user embeddings.*svd_embeddings"):
         model_user_embeddings(EASE(l2=1.0).fit(X), X)
 
 

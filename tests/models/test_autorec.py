@@ -193,12 +193,31 @@ def test_predictions_are_clipped():
     assert (m.predict(np.arange(5), np.arange(5)) == 1.0).all()
 
 
-def test_unknown_users_rank_by_mean_predicted_rating():
+def test_training_users_without_ratings_rank_by_mean_predicted_rating():
     X, _ = rating_checkerboard()
+    X = X.tolil()
+    X[0, :] = 0  # user 0 has no training rating
+    X = sp.csr_matrix(X)
+    X.eliminate_zeros()
     m = AutoRec(hidden=8, epochs=5, device="cpu").fit(X)
-    s_none = np.asarray(m.score(None, X[:2]))
-    full = np.vstack([np.asarray(m.score(np.array([u]), X[u])) for u in range(X.shape[0])])
-    np.testing.assert_allclose(s_none[0], full.mean(0), rtol=1e-5)
+    s0 = np.asarray(m.score(np.array([0]), X[0]))[0]
+    rest = np.vstack([np.asarray(m.score(np.array([u]), X[u])) for u in range(1, X.shape[0])])
+    np.testing.assert_allclose(s0, rest.mean(0), rtol=1e-5)
+
+
+def test_item_autorec_refuses_new_users_and_user_autorec_folds_them_in():
+    X, _ = rating_checkerboard()
+    item = AutoRec(hidden=8, epochs=5, device="cpu").fit(X)
+    assert not item.folds_in()
+    with pytest.raises(ConfigError, match="autorec cannot score or embed users unseen"):
+        item.score(None, X[:2])
+    with pytest.raises(DataError, match="is not a training user"):
+        item.recommend(np.array([X.shape[0]]), X[:1], k=2)
+    user = AutoRec(hidden=8, epochs=5, device="cpu", variant="user").fit(X)
+    assert user.folds_in()
+    np.testing.assert_allclose(
+        np.asarray(user.score(None, X[:2])), np.asarray(user.score(np.arange(2), X[:2]))
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "rprop", "adam"])

@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import ConfigError, DivergenceError
+from genrec.errors import ConfigError, DataError, DivergenceError
 from genrec.evaluate import RatingTask
 from genrec.models import BiasedMF, get_model_class
 from genrec.models.biased_mf import als_half_step, mf_predict, sgd_loss, sgd_step
@@ -264,14 +264,21 @@ def test_rating_range_from_config_overrides_the_data():
     assert (m.predict(np.arange(3), np.arange(3)) == 10.0).all()
 
 
-def test_score_for_unknown_users_is_mu_plus_item_bias():
+def test_unknown_users_are_refused_by_score_and_predicted_as_mu_plus_item_bias():
+    # score cannot fold in a new history (it gave every such row mu + b_i); predict's
+    # documented fallback for an unknown user stays mu + b_i
     X, _ = rating_checkerboard()
     m = nested(BiasedMF, n_factors=3, solver="als", epochs=3, device="cpu").fit(X)
-    s = torch.as_tensor(m.score(None, X[:2]))
-    expect = m.mu_ + m.item_bias_
-    torch.testing.assert_close(s, expect.expand(2, -1))
-    s2 = torch.as_tensor(m.score(np.array([-1, X.shape[0]]), X[:2]))
-    torch.testing.assert_close(s2, expect.expand(2, -1))
+    with pytest.raises(ConfigError, match="cannot score or embed users unseen"):
+        m.score(None, X[:2])
+    with pytest.raises(DataError, match="is not a training user"):
+        m.score(np.array([-1, X.shape[0]]), X[:2])
+    expect = (m.mu_ + m.item_bias_).numpy()
+    items = np.arange(X.shape[1])
+    got = m.predict(np.full(X.shape[1], -1), items)
+    if m.config.clip:
+        expect = np.clip(expect, *m.rating_range_)
+    np.testing.assert_allclose(got, expect, rtol=1e-5)
 
 
 def test_score_matches_predict_before_clipping():

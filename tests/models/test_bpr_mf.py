@@ -65,14 +65,16 @@ def test_validation_keeps_the_best_epoch_and_its_factors():
     assert got == pytest.approx(max(m.valid_history_))
 
 
-def test_unknown_users_get_the_mean_user_factor():
+def test_unknown_users_are_refused_by_score_and_predicted_with_the_mean_factor():
     X, _ = checkerboard()
     m = nested(BPRMF, n_factors=4, epochs=3, device="cpu").fit(X)
-    s = np.asarray(m.score(None, X[:1]))[0]
-    s2 = np.asarray(m.score(np.array([-1]), X[:1]))[0]
-    expect = (m.user_factors_.mean(0) @ m.item_factors_.T).numpy()
-    np.testing.assert_allclose(s, expect, rtol=1e-5)
-    np.testing.assert_allclose(s2, expect, rtol=1e-5)
+    with pytest.raises(ConfigError, match="cannot score or embed users unseen"):
+        m.score(None, X[:1])
+    with pytest.raises(DataError, match="is not a training user"):
+        m.score(np.array([-1]), X[:1])
+    expect = (m.user_factors_.mean(0) @ m.item_factors_.T).numpy()  # predict's fallback
+    got = m.predict(np.full(X.shape[1], -1), np.arange(X.shape[1]))
+    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-7)
     assert m.predict(np.array([0, -1]), np.array([-1, 2])).shape == (2,)
 
 

@@ -61,12 +61,10 @@ def test_network_forward_matches_the_formula():
     z = torch.sigmoid(x @ W + V + b)
     expected = z @ net.output.weight.T + net.output.bias
     torch.testing.assert_close(m.score(users, X[users]), expected.detach())
-    # without users: no user node (fold-in of a new history)
-    z0 = torch.sigmoid(x @ W + b)
-    torch.testing.assert_close(
-        m.score(None, X[users]), (z0 @ net.output.weight.T + net.output.bias).detach()
-    )
-    torch.testing.assert_close(torch.from_numpy(m.user_embeddings(X[users])), z0.detach())
+    # the user embedding is z_u, user node included; the item embeddings W'_i
+    emb = m.user_embeddings(X[users], users=users)
+    torch.testing.assert_close(torch.from_numpy(emb), z.detach())
+    torch.testing.assert_close(torch.from_numpy(m.item_embeddings()), net.output.weight.detach())
 
 
 def test_l2_penalty_once_per_epoch_for_shared_weights():
@@ -89,9 +87,15 @@ def test_user_node_matters_and_bad_user_indices_raise():
     X, _ = checkerboard()
     m = CDAE(**tiny()).fit(X)
     users = np.arange(X.shape[0])
-    assert not np.allclose(np.asarray(m.score(users, X)), np.asarray(m.score(None, X)))
-    with pytest.raises(DataError, match="training users"):
+    net = m.module_
+    with torch.no_grad():  # the same histories without the user node
+        z0 = torch.sigmoid(torch.from_numpy(X.toarray()) @ net.input.weight + net.input.bias)
+        no_node = (z0 @ net.output.weight.T + net.output.bias).numpy()
+    assert not np.allclose(np.asarray(m.score(users, X)), no_node)
+    with pytest.raises(DataError, match="is not a training user"):
         m.score(np.array([X.shape[0]]), X[:1])
+    with pytest.raises(ConfigError, match="cannot score or embed users unseen"):
+        m.score(None, X[:1])
 
 
 def test_save_load_keeps_user_count(tmp_path):

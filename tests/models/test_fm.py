@@ -144,7 +144,7 @@ def test_predict_equals_the_formula_on_the_design_matrix(fitted_with_side):
 
 def test_score_equals_predict_for_every_pair(fitted_with_side):
     m, X, _ = fitted_with_side
-    users = np.array([0, 5, 13, -1])
+    users = np.array([0, 5, 13, X.shape[0] - 1])
     s = np.asarray(m.score(users, X[:4]))
     uu = np.repeat(users, X.shape[1])
     ii = np.tile(np.arange(X.shape[1]), len(users))

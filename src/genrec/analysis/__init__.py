@@ -2,7 +2,7 @@
 
 Typical use (what ``genrec clusters`` does)::
 
-    Z = model_user_embeddings(model, X)            # (U, K) encoder means
+    Z = model_user_embeddings(model, X, users)     # (U, K) encoder means, user factors
     result = fit_clusters(Z, k=8, method="gmm")    # labels, probabilities, silhouette
     xy = embed_2d(Z, method="tsne")                # (U, 2) map
     profiles = cluster_profiles(result.labels, X, dataset_meta)

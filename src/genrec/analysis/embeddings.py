@@ -6,26 +6,23 @@ import numpy as np
 import scipy.sparse as sp
 
 from genrec._optional import require
-from genrec.errors import ConfigError, DataError
+from genrec.errors import DataError
+from genrec.models.base import Recommender
 
 __all__ = ["model_user_embeddings", "svd_embeddings"]
 
 
-def model_user_embeddings(model, X: sp.csr_matrix) -> np.ndarray:
-    """The model's user embeddings of the history rows ``X`` (B, I) -> (B, K).
+def model_user_embeddings(
+    model: Recommender, X: sp.csr_matrix, users: np.ndarray | None = None
+) -> np.ndarray:
+    """The model's user embeddings of the history rows ``X`` (B, I) -> (B, K), float64.
 
-    Latent-variable models (the VAE family, DiffRec's latent variants) expose
-    ``user_embeddings`` (the encoder means). Other models have none: use
-    :func:`svd_embeddings` instead.
+    ``Recommender.user_embeddings`` (the encoder means of the VAE family, the user factors
+    of BPR-MF and biased MF, ...: docs/analysis.md lists them); ``users`` are the rows' indices
+    in the training matrix, which models that do not fold in need. A model without user
+    embeddings raises a ConfigError: use :func:`svd_embeddings` instead.
     """
-    fn = getattr(model, "user_embeddings", None)
-    if fn is None:
-        raise ConfigError(
-            f"model {getattr(model, 'name', type(model).__name__)} has no user embeddings (only "
-            f"latent-variable models such as mult-vae or recvae do); use the svd embedding "
-            f"(embedding='svd') for a truncated SVD of the interactions"
-        )
-    Z = np.asarray(fn(X), dtype=np.float64)
+    Z = np.asarray(model.user_embeddings(X, users=users), dtype=np.float64)
     if Z.ndim != 2 or Z.shape[0] != X.shape[0]:
         raise DataError(f"user_embeddings returned shape {Z.shape} for {X.shape[0]} users")
     return Z

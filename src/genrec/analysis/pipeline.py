@@ -58,7 +58,8 @@ def cluster_users(
     dataset_name: str = "data",
     on_step: Callable[[str, int, int], None] | None = None,
 ) -> ClusterReport:
-    """Cluster the users with interactions in ``X`` (U, I; raw ids ``user_ids``,
+    """Cluster the users with interactions in ``X`` (U, I, the training matrix: row u is
+    training user u; raw ids ``user_ids``,
     ``item_ids``; item metadata from ``dataset`` or just ``titles``) and build the files
     (``clusters.csv``, ``profiles.json`` and, with a map, ``map.png``, ``map.html`` and
     ``report.html``).
@@ -114,13 +115,13 @@ def cluster_users(
         notes.append(
             f"{dataset_name} has no genre metadata; cluster profiles list "
             f"characteristic items"
-            + (" and demographics" if meta.users is not None else "")
+            + (" and demographics" if meta.has_demographics else "")
             + " only"
         )
     t0 = time.perf_counter()
     step("embedding", 0, 1)
     Z = (
-        model_user_embeddings(model, Xa)
+        model_user_embeddings(model, Xa, users=active)
         if embedding == "model"
         else svd_embeddings(Xa, seed=seed)[0]
     )

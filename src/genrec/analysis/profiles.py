@@ -8,9 +8,14 @@ and for an item i, with u(c, i) the share of the cluster's users who chose it:
 
     lift(c, i) = u(c, i) / u(all, i)
 
-Characteristic items are the highest-lift items chosen by at least ``min_share`` of the
-cluster (so a film seen by two people does not top the list). Demographics (age band,
-gender, occupation) are shares within the cluster beside the population's.
+Characteristic items are the highest-lift items chosen by at least ``min_share`` (10%) of
+the cluster (so a film seen by two people does not top the list). On sparse data no item may
+reach that share; the threshold is then relaxed, by a rule the profile states
+(``items_rule``): items chosen by at least half as many of the cluster's users as its most
+chosen item, and by at least 2 of them. A cluster whose most chosen item has one user lists
+no characteristic items. Each profile records the share it applied (``items_min_share``).
+Demographics (age band, gender, occupation) are shares within the cluster beside the
+population's, given only where the data set has them for these users.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["ItemUserMeta", "cluster_profiles", "age_band"]
+__all__ = ["ItemUserMeta", "cluster_profiles", "age_band", "characteristic_threshold"]
+
+DEMOGRAPHICS = ("age", "gender", "occupation")
 
 _AGE_BANDS = [
     (0, 18, "<18"),
@@ -53,6 +60,13 @@ class ItemUserMeta:
     genre_names: tuple[str, ...] = ()
     users: pd.DataFrame | None = None  # one row per user row: age, gender, occupation
 
+    @property
+    def has_demographics(self) -> bool:
+        """Whether some user has an age, gender or occupation."""
+        if self.users is None:
+            return False
+        return bool(self.users.reindex(columns=list(DEMOGRAPHICS)).notna().any().any())
+
     @classmethod
     def from_dataset(cls, ds, item_ids: np.ndarray, user_ids: np.ndarray) -> ItemUserMeta:
         """Align a Dataset's metadata to the given raw item and user ids."""
@@ -68,7 +82,30 @@ class ItemUserMeta:
                 genres = full.reindex(item_ids).fillna(False).to_numpy(bool)
         if ds.users is not None:
             users = ds.users.set_index("user_id").reindex(user_ids).reset_index()
-        return cls(np.asarray(item_ids), np.asarray(user_ids), titles, genres, names, users)
+        meta = cls(np.asarray(item_ids), np.asarray(user_ids), titles, genres, names, users)
+        if not meta.has_demographics:
+            meta.users = None  # none of these users has an age, gender or occupation
+        return meta
+
+
+def characteristic_threshold(
+    shares: np.ndarray, size: int, min_share: float
+) -> tuple[float, str | None]:
+    """The share of a cluster's users an item needs to be listed as characteristic, and the
+    rule when it is not ``min_share``: ``shares`` (I,) the share of the cluster's ``size``
+    users who chose each item.
+
+    ``min_share`` when some item reaches it; otherwise half the largest share, and at least
+    2 users (a threshold above 1 when no item has 2 users: nothing is listed).
+    """
+    top = float(shares.max(initial=0.0))
+    if top >= min_share:
+        return min_share, None
+    relaxed = max(top / 2, 2 / max(size, 1))
+    return relaxed, (
+        f"no item is chosen by {min_share:.0%} of the cluster; listed: items chosen by at "
+        f"least half as many users as its most chosen item ({top:.1%}) and by 2 or more"
+    )
 
 
 def _top(d: dict[str, float], n: int) -> list[tuple[str, float]]:
@@ -82,7 +119,9 @@ def cluster_profiles(
 
     Keys: ``cluster``, ``size``, ``share``, ``mean_activity``, ``top_genres`` (list of
     (genre, lift, share)), ``characteristic_items`` (list of dicts: item, title, lift,
-    share), ``demographics`` (age band / gender / top occupations: (value, share, lift)).
+    share; each chosen by at least ``items_min_share`` of the cluster, with ``items_rule``
+    saying why when that is not ``min_share``: see :func:`characteristic_threshold`),
+    ``demographics`` (age band / gender / top occupations: (value, share, lift)).
     """
     labels = np.asarray(labels)
     Xb = sp.csr_matrix(X, dtype=np.float64)
@@ -95,7 +134,7 @@ def cluster_profiles(
         per_genre = np.asarray(Xb @ meta.genres.astype(np.float64))  # (U, G)
         genre_share_all = per_genre.sum(0) / max(activity.sum(), 1)
     demo_all = {}
-    if meta.users is not None:
+    if meta.users is not None and meta.has_demographics:
         demo_all = _demographics(meta.users)
     out = []
     for c in np.unique(labels):
@@ -118,10 +157,12 @@ def cluster_profiles(
             ]
         u_c = np.asarray(Xb[rows].sum(axis=0)).ravel() / size  # (I,)
         lift_i = np.divide(u_c, item_share_all, out=np.zeros_like(u_c), where=item_share_all > 0)
-        eligible = np.flatnonzero(u_c >= min_share)
-        if len(eligible) == 0:
-            eligible = np.flatnonzero(u_c > 0)
+        threshold, rule = characteristic_threshold(u_c, size, min_share)
+        eligible = np.flatnonzero(u_c >= threshold - 1e-12)  # (shares are counts / size)
         best = eligible[np.argsort(-lift_i[eligible], kind="stable")[:top_n]]
+        prof["items_min_share"] = threshold
+        if rule is not None:
+            prof["items_rule"] = rule
         prof["characteristic_items"] = [
             {
                 "item": meta.item_ids[i].item(),
@@ -131,7 +172,7 @@ def cluster_profiles(
             }
             for i in best
         ]
-        if meta.users is not None:
+        if meta.users is not None and demo_all:
             sub = _demographics(meta.users[rows])
             prof["demographics"] = {
                 key: [

@@ -202,9 +202,11 @@ def report_html(
             )
         items = "; ".join(
             f"{html.escape(str(i['title'] or i['item']))} (lift {i['lift']:.2f}, "
-            f"{i['share']:.0%} of the cluster)"
+            f"{i['share']:.1%} of the cluster)"
             for i in p["characteristic_items"]
         )
+        if "items_rule" in p:
+            items = f"{items or 'none'} <em>({html.escape(p['items_rule'])})</em>"
         parts.append(f"<tr><th>characteristic items</th><td>{items}</td></tr>")
         for key, vals in p.get("demographics", {}).items():
             parts.append(

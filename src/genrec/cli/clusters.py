@@ -140,7 +140,14 @@ def clusters_cmd(
                 on_step=on_step,
             )
         except ConfigError as e:
-            raise ConfigError(str(e).replace("candidate K", "--k-range K")) from None
+            raise ConfigError(
+                str(e)
+                .replace("candidate K", "--k-range K")
+                .replace(
+                    "a truncated SVD of the interactions (genrec.analysis.svd_embeddings)",
+                    "--embedding svd (a truncated SVD of the interactions)",
+                )
+            ) from None
     for text in report.notes:
         note(text)
     out = Path(out_dir)

@@ -74,6 +74,12 @@ from genrec.runs.spec import merge
     default=None,
     help="Refit the chosen configuration on training + validation data.",
 )
+@click.option(
+    "--keep-checkpoint",
+    is_flag=True,
+    default=None,
+    help="Keep the training checkpoint of the finished run (to train it further).",
+)
 @click.option("--device", type=str, default=None, help="auto, cpu or cuda (torch models).")
 @click.option(
     "--precision",
@@ -94,8 +100,9 @@ from genrec.runs.spec import merge
     "resume_dir",
     type=click.Path(file_okay=False),
     help="Continue an interrupted run in this folder, with its config (only "
-    "--device, --output and --set train.epochs=N / train.patience=N may be "
-    "given with it; a larger train.epochs also continues a finished run).",
+    "--device, --output, --keep-checkpoint and --set train.epochs=N / "
+    "train.patience=N may be given with it; a larger train.epochs also continues "
+    "a finished run that kept its checkpoint).",
 )
 @click.option(
     "--force",
@@ -113,6 +120,7 @@ def train_cmd(
     select_metric,
     seeds,
     refit,
+    keep_checkpoint,
     device,
     precision,
     seed,
@@ -146,10 +154,11 @@ def train_cmd(
         if given:
             raise ConfigError(
                 f"--resume takes the config of the interrupted run; do not pass "
-                f"{', '.join(given)} with it (only --device, --output and --set "
+                f"{', '.join(given)} with it (only --device, --output, "
+                f"--keep-checkpoint and --set "
                 f"{' / '.join('train.' + k for k in RESUME_SETTINGS)} apply)"
             )
-        resume(resume_dir, device, sets, output)
+        resume(resume_dir, device, sets, output, keep_checkpoint)
         return
     values: dict[str, Any] = load_toml(config_file) if config_file else {}
     values = merge(values, parse_overrides(sets))
@@ -165,6 +174,8 @@ def train_cmd(
             raise ConfigError(f"--seeds {seeds!r}: expected integers like 0,1,2") from None
     if refit:
         run["refit"] = True
+    if keep_checkpoint:
+        run["keep_checkpoint"] = True
     if run:
         values["run"] = run
     if protocol is not None:

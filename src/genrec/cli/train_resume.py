@@ -13,11 +13,17 @@ from genrec.config import parse_overrides
 from genrec.errors import ConfigError, CorruptFileError
 from genrec.runs import RESUME_SETTINGS, RunInterrupted, RunResult, resume_run
 from genrec.runs.checks import SettingError
-from genrec.runs.folder import read_record
+from genrec.runs.folder import CHECKPOINT_NAME, read_record
 
 __all__ = ["resume", "resume_settings", "render_result", "interrupted", "FLAGS"]
 
-FLAGS = {"select": "--select", "grid": "--grid", "seeds": "--seeds", "refit": "--refit"}
+FLAGS = {
+    "select": "--select",
+    "grid": "--grid",
+    "seeds": "--seeds",
+    "refit": "--refit",
+    "run.keep_checkpoint": "--keep-checkpoint",
+}
 
 
 def resume_settings(sets: tuple[str, ...]) -> dict[str, Any]:
@@ -67,12 +73,20 @@ def render_result(result: RunResult, output: str | None, grid: bool) -> None:
     )
 
 
-def resume(resume_dir: str, device: str | None, sets: tuple[str, ...], output: str | None) -> None:
+def resume(
+    resume_dir: str,
+    device: str | None,
+    sets: tuple[str, ...],
+    output: str | None,
+    keep_checkpoint: bool | None = None,
+) -> None:
     """``genrec train --resume DIR``: continue the interrupted run in DIR and render it."""
     more = resume_settings(sets)
     try:
         with run_hooks() as hooks:
-            result = resume_run(resume_dir, device=device, hooks=hooks, **more)
+            result = resume_run(
+                resume_dir, device=device, keep_checkpoint=keep_checkpoint, hooks=hooks, **more
+            )
     except SettingError as e:
         raise ConfigError(
             e.render(FLAGS.get(e.setting, e.setting)).replace("(force)", "with --force")
@@ -85,7 +99,8 @@ def resume(resume_dir: str, device: str | None, sets: tuple[str, ...], output: s
         cfg = read_record(Path(resume_dir)).get("config", {})
         further = (
             "; `--set train.epochs=N` with --resume trains it further"
-            if "epochs" in cfg or "epochs" in cfg.get("train", {})
+            if ("epochs" in cfg or "epochs" in cfg.get("train", {}))
+            and (Path(resume_dir) / CHECKPOINT_NAME).is_file()  # kept: --keep-checkpoint
             else ""
         )
         console().print(

@@ -89,7 +89,7 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, strict, output
         raw = [x.strip() for x in items_csv.split(",") if x.strip()]
         if not raw:
             raise click.UsageError("--items is empty; give raw item ids like 1,50,172")
-        if not type(run.model).capabilities.folds_in:
+        if not run.model.folds_in():
             raise ConfigError(f"model {run.name} cannot fold in a new history; use --user")
         recs = run.recommend(
             items=raw, k=k, include_seen=include_seen, unknown_items="error" if strict else "skip"

@@ -25,9 +25,14 @@ State: predictions need the training vectors as input, so the fitted model keeps
 matrix (``train_``) beside the weights and saves both.
 
 Ranking (``score``): unclipped predicted ratings. I-AutoRec does not fold in: it reads the
-user's column of the reconstruction (``users``); ``users=None`` (or an unknown user) ranks by
-each item's mean predicted rating over the training users. U-AutoRec scores from ``X_users``
-(it folds in); ``capabilities.folds_in`` is False because the item variant cannot.
+user's column of the reconstruction, so ``score`` and ``recommend`` need ``users``, rows of the
+training matrix (``users=None`` or an index outside the training users is an error).
+U-AutoRec scores from ``X_users`` (it folds in: :meth:`AutoRec.folds_in` answers by
+variant); ``capabilities.folds_in`` is False because the item variant cannot.
+
+Embeddings: the hidden codes f(V r + mu) (H,) of the rows the network encodes: items for
+I-AutoRec (``item_embeddings``, from their training columns), users for U-AutoRec
+(``user_embeddings``, from the given histories). The other side has none.
 
 Input normalisation (``input_norm``, an addition; off by default): with ``input_norm = c > 0``
 each input row is rescaled to L2 norm c before the encoder, r -> c r / ||r|| (an all-zero row
@@ -411,26 +416,55 @@ class AutoRec(Recommender, RatingPredictor):
             pred = np.clip(pred, *self.rating_range_)
         return pred
 
+    def folds_in(self) -> bool:
+        """U-AutoRec folds in (it encodes the user's row); I-AutoRec does not."""
+        return self.config.variant == "user"
+
     def score(self, users, X_users) -> torch.Tensor:
-        """Unclipped predicted ratings (B, n_items); see the module docstring for unknowns."""
+        """Unclipped predicted ratings (B, n_items); see the module docstring."""
         users, X = self._check_users(users, X_users)
         dev = next(self.net_.parameters()).device
         seen_u, seen_i = self._seen()
         if self.config.variant == "user":
             out = self._reconstruct(X, dev)  # (B, I), folds in from the given rows
         else:
+            assert users is not None  # refused: I-AutoRec does not fold in
             full = self._reconstruct(self._rows_matrix(), dev)  # (I, U)
-            if users is None:
-                u, ku = np.zeros(X.shape[0], np.int64), np.zeros(X.shape[0], bool)
-            else:
-                u, ku = lookup(users, self.n_users_)
-                ku &= seen_u[u]
-            out = full[:, torch.from_numpy(u)].T.clone()  # (B, I)
-            if not ku.all():
+            out = full[:, torch.from_numpy(users)].T.clone()  # (B, I)
+            unrated = ~seen_u[users]  # training users without a rating: the items' mean
+            if unrated.any():
                 mean_item = full[:, torch.from_numpy(seen_u)].mean(1)  # (I,)
-                out[torch.from_numpy(~ku)] = mean_item
+                out[torch.from_numpy(unrated)] = mean_item
         out[:, torch.from_numpy(~seen_i)] = self.default_rating_
         return out
+
+    def _codes(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Hidden codes f(V r + mu) (N, H) of the network's input rows ``rows`` (N, D)."""
+        net = self.net_
+        dev = next(net.parameters()).device
+        step = max(1, _CHUNK // max(rows.shape[1], 1))
+        out = [np.zeros((0, self.config.hidden), np.float32)]
+        with torch.no_grad():
+            for s in range(0, rows.shape[0], step):
+                x = rescale_rows(csr_to_dense(rows[s : s + step], dev), self.config.input_norm)
+                out.append(net.f(net.encode(x)).float().cpu().numpy())  # (B, H)
+        return np.concatenate(out)
+
+    def user_embeddings(self, X_users: Any, users: np.ndarray | None = None) -> np.ndarray:
+        """U-AutoRec: the codes (B, H) of the histories ``X_users`` (fold-in); I-AutoRec
+        has no user embeddings."""
+        if self.config.variant != "user":
+            raise self._no_embeddings("user")
+        _, X = self._check_users(users, X_users)
+        return self._codes(X)
+
+    def item_embeddings(self) -> np.ndarray:
+        """I-AutoRec: the codes (I, H) of the items' training columns; U-AutoRec has no item
+        embeddings."""
+        if self.config.variant != "item":
+            raise self._no_embeddings("item")
+        self._check_fitted()
+        return self._codes(self._rows_matrix())
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, np.ndarray]:

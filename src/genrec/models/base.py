@@ -7,7 +7,11 @@ A model implements (checked by the conformance suite, ``tests/models/conformance
   ``context`` an optional :class:`genrec.train.FitContext` (run folder, resume, callbacks,
   data fingerprint, side features).
 * ``score(users, X_users) -> (B, n_items)``: ``users`` row indices into the training matrix
-  (None for users unseen in training), ``X_users`` their histories.
+  (None for users unseen in training), ``X_users`` their histories. A model that does not
+  fold in (:meth:`Recommender.folds_in` False) sets ``n_users_`` in ``fit`` and ``load``;
+  ``_check_users`` refuses ``users=None`` and indices outside ``[0, n_users_)`` for it.
+* optionally ``user_embeddings(X_users, users=None) -> (B, d)`` and ``item_embeddings() ->
+  (n_items, d)``, float32; the base raises a ConfigError ("MODEL has no user embeddings").
 * ``_get_state() -> {name: array}`` and ``_set_state(arrays)`` for saving, and
   ``state_arrays() -> {name: ArraySpec}``, the shapes and kinds of those arrays, against
   which ``load`` checks ``weights.npz`` before using it (:mod:`genrec.models.saved`).
@@ -18,7 +22,8 @@ A model implements (checked by the conformance suite, ``tests/models/conformance
 
 The base gives: config building from overrides, ``recommend`` (top-k, seen items excluded),
 ``save``/``load`` (``model.json`` + ``weights.npz``, nothing unpickled), ``check_task`` and
-``check_valid_task`` (read from ``capabilities``), ``_check_users`` and ``upgrade_config``.
+``check_valid_task`` (read from ``capabilities``), ``folds_in``, ``_check_users`` and
+``upgrade_config``.
 """
 
 from __future__ import annotations
@@ -168,6 +173,8 @@ class Recommender(ABC):
     #: what the class can do (each model class declares its own)
     capabilities: ClassVar[Capabilities] = Capabilities()
     n_items_: int
+    #: training users; set by ``fit`` and ``load`` of the models that do not fold in
+    n_users_: int
 
     def __init__(self, config: Any = None, **overrides: Any):
         if config is None:
@@ -183,6 +190,11 @@ class Recommender(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
+
+    def folds_in(self) -> bool:
+        """Whether this model scores users from their histories alone (``users=None``),
+        under this config: ``capabilities.folds_in`` unless a model answers by config."""
+        return self.capabilities.folds_in
 
     def selects_on(self) -> TaskKind | None:
         """ "ranking" or "rating": the kind of task ``fit(valid=...)`` selects on, under this
@@ -288,14 +300,65 @@ class Recommender(ABC):
     def _check_users(
         self, users: np.ndarray | None, X_users: Any
     ) -> tuple[np.ndarray | None, sp.csr_matrix]:
-        """Validate (users, X_users) against the fitted model; return (users, CSR)."""
+        """Validate (users, X_users) against the fitted model; return (users, CSR).
+
+        A model that does not fold in needs ``users``, each a row of its training matrix:
+        ``users=None`` is a ConfigError and an index outside ``[0, n_users_)`` a DataError
+        (such a model has nothing to score a new history with).
+        """
         self._check_fitted()
         X = as_csr(X_users, self.n_items_, what="X_users")
         if users is not None:
             users = np.asarray(users, dtype=np.int64).reshape(-1)
             if len(users) != X.shape[0]:
                 raise DataError(f"{len(users)} user indices but {X.shape[0]} history rows")
+        if not self.folds_in():
+            n_users = int(self.n_users_)
+            if users is None:
+                raise ConfigError(
+                    f"model {self.name} cannot score or embed users unseen in training (it "
+                    f"does not fold in): give users, their rows of the training matrix "
+                    f"(0..{n_users - 1}), or use a fold-in model (ease, mult-vae, ...)"
+                )
+            bad = (users < 0) | (users >= n_users)
+            if bad.any():
+                raise DataError(
+                    f"user index {int(users[bad.argmax()])} is not a training user of "
+                    f"{self.name} (users must be in [0, {n_users})); a new user needs a "
+                    f"fold-in model (ease, mult-vae, ...)"
+                )
         return users, X
+
+    def user_embeddings(self, X_users: Any, users: np.ndarray | None = None) -> np.ndarray:
+        """User embeddings (B, d), float32, of the users with histories ``X_users``
+        (B, n_items); ``users`` their training rows (needed by a model that does not fold
+        in). Models with user vectors override this; docs/analysis.md lists what each
+        model returns."""
+        raise self._no_embeddings("user")
+
+    def item_embeddings(self) -> np.ndarray:
+        """Item embeddings (n_items, d), float32. Models with item vectors override this;
+        docs/analysis.md lists what each model returns."""
+        raise self._no_embeddings("item")
+
+    def _no_embeddings(self, kind: Literal["user", "item"]) -> ConfigError:
+        """The error of a model without ``kind`` embeddings."""
+        have = (
+            "user factors or an encoder (bpr-mf, mult-vae"
+            if kind == "user"
+            else ("item factors (bpr-mf, biased-mf, mult-vae")
+        )
+        return ConfigError(
+            f"model {self.name} has no {kind} embeddings; use a model with {have}, ...) "
+            f"or a truncated SVD of the interactions (genrec.analysis.svd_embeddings)"
+        )
+
+    def _embedding_users(self, X_users: Any, users: np.ndarray | None) -> np.ndarray:
+        """The training rows (B,) of ``user_embeddings``'s users, for a model that embeds
+        training users only (user factors): checked as ``score`` checks them."""
+        users, _ = self._check_users(users, X_users)
+        assert users is not None  # _check_users refuses None for a model that does not fold in
+        return users
 
     def recommend(
         self,

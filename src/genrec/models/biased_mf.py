@@ -51,8 +51,10 @@ maximum). Users or items without training ratings have zero factors and biases a
 the fitted counts) drop their terms: unknown user mu + b_i, unknown item mu + b_u, both mu.
 
 Ranking (``score``): unclipped predicted ratings of every item (clipping would tie the top of
-the ranking). The model does not fold in: the user comes from ``users``; ``users=None`` (or an
-unknown index) gets mu + b_i, the prediction for a user the model knows nothing about.
+the ranking). The model does not fold in: ``score`` and ``recommend`` need ``users``, rows of
+the training matrix (``users=None`` or an index outside the training users is an error;
+``predict`` gives such a user mu + b_i). Embeddings: ``user_embeddings`` are the factors p_u
+of training users, ``item_embeddings`` the q_i (the biases are not part of them).
 
 Departures from the paper: Koren et al. use per-rating SGD; the mini-batch updates and the ALS
 solver are additions (named config fields). The ``uniform`` penalty is an option, not the paper.
@@ -392,20 +394,27 @@ class BiasedMF(Recommender, RatingPredictor):
         return pred.astype(np.float32)
 
     def score(self, users, X_users) -> torch.Tensor:
-        """Unclipped predicted ratings (B, n_items); ``users=None`` gets mu + b_i."""
+        """Unclipped predicted ratings (B, n_items) of training users ``users``."""
         users, X = self._check_users(users, X_users)
-        B = X.shape[0]
-        if users is None:
-            u, ku = np.zeros(B, np.int64), np.zeros(B, bool)
-        else:
-            u, ku = lookup(users, self.n_users_)
+        assert users is not None  # refused for a model that does not fold in
         bu, bi, P, Q = self._fitted_params()
         dev = bi.device
-        u_t = torch.from_numpy(u).to(dev)  # (B,)
-        ku_t = torch.from_numpy(ku).float()[:, None].to(dev)  # (B, 1)
+        u_t = torch.from_numpy(users).to(dev)  # (B,)
         with torch.no_grad():
-            personal = bu[u_t][:, None] + P[u_t] @ Q.T  # (B, I)
-            return self.mu_ + bi[None, :] + ku_t * personal  # (B, I)
+            personal = bu[u_t][:, None] + P[u_t] @ Q.T  # (B, I), summed first (as saved)
+            return self.mu_ + bi[None, :] + personal  # (B, I)
+
+    def user_embeddings(self, X_users: Any, users: np.ndarray | None = None) -> np.ndarray:
+        """The user factors p_u (B, K) of training users ``users`` (``X_users`` their rows,
+        checked as ``score`` checks them)."""
+        u = self._embedding_users(X_users, users)
+        P = self._fitted_params()[2]
+        return P[torch.from_numpy(u).to(P.device)].float().cpu().numpy()
+
+    def item_embeddings(self) -> np.ndarray:
+        """The item factors q_i (I, K), without the item bias."""
+        self._check_fitted()
+        return self._fitted_params()[3].float().cpu().numpy()
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, np.ndarray]:

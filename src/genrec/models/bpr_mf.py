@@ -25,9 +25,12 @@ averaging (``train.ema_decay``), bf16, early stopping. Given a validation
 ``train.eval_every`` epochs; the best factors are kept (``best_epoch_``) and training stops
 after ``train.patience`` checks without improvement (None: never).
 
-Ranking (``score``): x_ui for every item. The model does not fold in; ``users=None`` (or an
-unknown user) scores with the mean user factor, and a user with no training item is given
-that mean after fitting. ``predict`` returns x_ui (a preference score, not a rating).
+Ranking (``score``): x_ui for every item. The model does not fold in: ``score`` and
+``recommend`` need ``users``, rows of the training matrix (``users=None`` or an index outside
+the training users is an error); a user with no training item is given the mean user factor
+after fitting. ``predict`` returns x_ui (a preference score, not a rating); there an unknown
+user gets the mean user factor. Embeddings: ``user_embeddings`` are the factors w_u of
+training users, ``item_embeddings`` the h_i (without the bias b_i).
 
 Departures from the paper: Adam instead of SGD (a setting); epoch-wise instead of
 bootstrap sampling; one lambda for users, positive and negative items (the paper allows three).
@@ -268,19 +271,25 @@ class BPRMF(Recommender):
         return np.where(ki, x.cpu().numpy(), 0.0).astype(np.float32)
 
     def score(self, users, X_users) -> torch.Tensor:
-        """x_ui (B, n_items); unknown users (or ``users=None``) get the mean user factor."""
+        """x_ui (B, n_items) of training users ``users`` (BPR-MF does not fold in)."""
         users, X = self._check_users(users, X_users)
-        B = X.shape[0]
+        assert users is not None  # refused for a model that does not fold in
         with torch.no_grad():
             P, Q, b = self._fitted_tables()
-            if users is None:
-                pu = P.mean(0).expand(B, -1)  # (B, K)
-            else:
-                u, ku = lookup(users, self.n_users_)
-                pu = P[torch.from_numpy(u)]  # (B, K)
-                if not ku.all():
-                    pu[torch.from_numpy(~ku)] = P.mean(0)
+            pu = P[torch.from_numpy(users)]  # (B, K)
             return pu @ Q.T + b[None, :]  # (B, I)
+
+    def user_embeddings(self, X_users: Any, users: np.ndarray | None = None) -> np.ndarray:
+        """The user factors w_u (B, K) of training users ``users`` (``X_users`` their rows,
+        checked as ``score`` checks them)."""
+        u = self._embedding_users(X_users, users)
+        P, _, _ = self._fitted_tables()
+        return P[torch.from_numpy(u)].float().cpu().numpy()
+
+    def item_embeddings(self) -> np.ndarray:
+        """The item factors h_i (I, K), without the item bias."""
+        self._check_fitted()
+        return self._fitted_tables()[1].float().cpu().numpy()
 
     def _get_state(self) -> dict[str, np.ndarray]:
         P, Q, b = self._fitted_tables()

@@ -18,11 +18,12 @@ identity). The regulariser is applied to the parameters the batch touches: V_u o
 users, and all of W, W', b, b' once per batch scaled by B / U, so one epoch adds the paper's
 penalty once.
 
-Users are scored by the logits W'^T z_u + b' (the ranking of y^_ui); ``users`` given (row
-indices of the training matrix) adds their user node V_u. A user not seen in training (or
-``users=None``) is scored from the history alone with V_u = 0: the fold-in the paper leaves
-open. ``user_embeddings`` returns z_u computed that way (without the user node), so it is
-defined for any history.
+Users are scored by the logits W'^T z_u + b' (the ranking of y^_ui). The model does not
+fold in: every user has a node V_u, so ``score``, ``recommend`` and ``user_embeddings`` need
+``users``, rows of the training matrix (``users=None`` or an index outside the training users
+is an error; the paper leaves scoring a new user open). ``user_embeddings`` returns z_u (user
+node included), ``item_embeddings`` the rows W'_i of the output layer, so that the logit of
+item i is W'_i . z_u + b'_i.
 
 Defaults: K = 50, h = sigmoid, f = sigmoid, q = 0.2, Adam lr 1e-2 (the paper: AdaGrad;
 Adam at 1e-3 stayed near the popularity ranking for 30 epochs on ML-1M validation),
@@ -216,24 +217,18 @@ class CDAE(TorchRecommender):
             loss = recon + 0.5 * self.config.l2 * (share * shared + nodes) / len(batch)
         return {"loss": loss, "recon": recon.detach()}
 
-    def score(self, users: np.ndarray | None, X_users: Any) -> torch.Tensor:
-        """Logits (B, n_items) from the rows ``X_users``; ``users`` (training row indices)
-        adds their user node, ``None`` scores from the history alone (fold-in)."""
-        self._check_fitted()
-        u = None if users is None else np.asarray(users, dtype=np.int64).reshape(-1)
-        if u is not None and len(u) and (u.min() < 0 or u.max() >= self.n_users_):
-            raise DataError(
-                f"user indices must be in [0, {self.n_users_}) (the training "
-                f"users); score new users with users=None"
-            )
-        return super().score(users, X_users)
-
     def _scores(self, batch: Batch) -> torch.Tensor:
         users = None if batch.users is None else batch.users.to(batch.indptr.device)
         return self.module_(batch.indptr, batch.indices, batch.values, users)
 
     def _encode(self, batch: Batch) -> torch.Tensor:
-        return self.module_.encode(batch.indptr, batch.indices, batch.values, None)
+        users = None if batch.users is None else batch.users.to(batch.indptr.device)
+        return self.module_.encode(batch.indptr, batch.indices, batch.values, users)  # (B, K)
+
+    def item_embeddings(self) -> np.ndarray:
+        """The output layer's weight rows W'_i (I, K)."""
+        self._check_fitted()
+        return self.module_.output.weight.detach().float().cpu().numpy()
 
     def state_arrays(self) -> dict[str, ArraySpec]:
         I, K = self.n_items_, self.config.latent_dim

@@ -37,7 +37,10 @@ prediction falls back to w0 plus the other side's terms.
 
 Ranking (``score``): with a_u = sum_{j in user} x_j v_j and b_i likewise, y_hat(u, i) splits
 into per-user terms, per-item terms and a_u . b_i, so all items are scored by one matrix
-product. The model does not fold in; ``users=None`` scores an unknown user (item terms only).
+product. The model does not fold in: ``score`` and ``recommend`` need ``users``, rows of the
+training matrix (``users=None`` or an index outside the training users is an error).
+Embeddings: a_u for training users (``user_embeddings``) and b_i (``item_embeddings``), the
+vectors whose dot product is the user-item interaction term.
 
 Side features: ``fit(X, context=FitContext(side=SideFeatures))`` with
 ``use_side_features=True``; the fitted model stores the user and item feature rows it uses,
@@ -388,25 +391,39 @@ class FM(Recommender, RatingPredictor):
         return out
 
     def score(self, users, X_users) -> torch.Tensor:
-        """Unclipped y_hat (B, n_items) by the per-user / per-item split of the model."""
+        """Unclipped y_hat (B, n_items) of training users ``users``, by the per-user /
+        per-item split of the model."""
         users, X = self._check_users(users, X_users)
-        B = X.shape[0]
-        if users is None:
-            u = np.full(B, self.n_users_, np.int64)
-        else:
-            u, ku = lookup(users, self.n_users_)
-            u = np.where(ku, u, self.n_users_)
-        w0, w, V = self._fitted_params()
-        dev = w.device
+        assert users is not None  # refused for a model that does not fold in
+        w0 = self._fitted_params()[0]
         with torch.no_grad():
-            ut = torch.from_numpy(u)
-            a_u, own_u = fm_row_parts(
-                self._uidx[ut].to(dev), self._uval[ut].to(dev), w, V
-            )  # (B, K)
-            b_i, own_i = fm_row_parts(
-                self._iidx[:-1].to(dev), self._ival[:-1].to(dev), w, V
-            )  # (I, K)
+            a_u, own_u = self._row_parts(self._uidx, self._uval, torch.from_numpy(users))
+            b_i, own_i = self._row_parts(self._iidx, self._ival, None)  # (I, K), (I,)
             return w0 + own_u[:, None] + own_i[None, :] + a_u @ b_i.T  # (B, I)
+
+    def _row_parts(
+        self, idx: torch.Tensor, val: torch.Tensor, rows: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``fm_row_parts`` of the padded design rows ``rows`` (every row but the empty last
+        one when None): (R, K) factor sums and (R,) own terms, on the model's device."""
+        _, w, V = self._fitted_params()
+        idx, val = (idx[:-1], val[:-1]) if rows is None else (idx[rows], val[rows])
+        return fm_row_parts(idx.to(w.device), val.to(w.device), w, V)
+
+    def user_embeddings(self, X_users: Any, users: np.ndarray | None = None) -> np.ndarray:
+        """a_u = sum_j x_j v_j over the user's features (B, K), for training users ``users``
+        (``X_users`` their rows, checked as ``score`` checks them)."""
+        u = self._embedding_users(X_users, users)
+        with torch.no_grad():
+            a_u, _ = self._row_parts(self._uidx, self._uval, torch.from_numpy(u))
+        return a_u.float().cpu().numpy()
+
+    def item_embeddings(self) -> np.ndarray:
+        """b_i = sum_j x_j v_j over each item's features (I, K)."""
+        self._check_fitted()
+        with torch.no_grad():
+            b_i, _ = self._row_parts(self._iidx, self._ival, None)
+        return b_i.float().cpu().numpy()
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, np.ndarray]:

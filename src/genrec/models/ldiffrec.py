@@ -202,11 +202,8 @@ def cluster_items(
 
 def autoencoder_item_embeddings(model: Any) -> np.ndarray:
     """Item embeddings (I, H) from a trained genrec autoencoder (Mult-VAE, Mult-DAE, ...):
-    the weights of its decoder's output layer, one row per item."""
-    decoder = getattr(getattr(model, "module_", None), "decoder", None)
-    if decoder is None:
-        raise ConfigError(f"{type(model).__name__} has no fitted autoencoder decoder")
-    return decoder[-1].weight.detach().float().cpu().numpy()  # (I, H)
+    its ``item_embeddings()``, the weights of its decoder's output layer, one row per item."""
+    return np.asarray(model.item_embeddings(), dtype=np.float32)  # (I, H)
 
 
 # ---------------------------------------------------------------- network

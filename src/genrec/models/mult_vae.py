@@ -47,6 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 
@@ -176,3 +177,9 @@ class MultVAE(TorchRecommender):
 
     def _scores(self, batch: Batch) -> torch.Tensor:
         return self.module_.decode(self._encode(batch).float())  # (B, I)
+
+    def item_embeddings(self) -> np.ndarray:
+        """The decoder's output-layer weight rows (I, D): D is the last hidden width (the
+        latent size K without hidden layers)."""
+        self._check_fitted()
+        return self.module_.item_vectors().float().cpu().numpy()

@@ -355,3 +355,10 @@ class MLPAutoencoder(nn.Module):
         for i, layer in enumerate(self.decoder):
             h = layer(h) if i == 0 else layer(self.act(h))  # (B, D_i)
         return h  # (B, I)
+
+    def item_vectors(self) -> torch.Tensor:
+        """The decoder's output-layer weight rows (I, D), D the width feeding it (K with no
+        hidden layer): item i's logit is its row . the last hidden activation + a bias."""
+        out = self.decoder[-1]
+        assert isinstance(out, nn.Linear)  # make_linear's BlockedLinear
+        return out.weight.detach()  # (I, D)

@@ -58,6 +58,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
@@ -370,3 +371,8 @@ class RecVAE(TorchRecommender):
 
     def _scores(self, batch: Batch) -> torch.Tensor:
         return self.module_.decoder(self._encode(batch).float())  # (B, I)
+
+    def item_embeddings(self) -> np.ndarray:
+        """The decoder's weight rows (I, K): item i's logit is its row . z + a bias."""
+        self._check_fitted()
+        return self.module_.decoder.weight.detach().float().cpu().numpy()

@@ -48,6 +48,10 @@ logger = logging.getLogger("genrec.train")
 SCORE_BATCH = 2048  # users scored at once by ``score`` and ``user_embeddings``
 
 
+def _as_users(users: np.ndarray | None) -> torch.Tensor | None:
+    return None if users is None else torch.from_numpy(users)
+
+
 def check_train_shape(X: sp.csr_matrix) -> None:
     """A DataError unless the training matrix has at least one user and one item."""
     if X.shape[0] == 0 or X.shape[1] == 0:
@@ -107,12 +111,9 @@ class TorchRecommender(Recommender):
         finite value is accepted)."""
 
     def _encode(self, batch: Batch) -> torch.Tensor:
-        """User embeddings (B, K) from the history rows: the encoder means."""
-        raise ConfigError(
-            f"model {self.name} has no encoder, so no user embeddings; use a "
-            f"latent-variable model (mult-vae, recvae) or an SVD of the data "
-            f"(the svd embedding of genrec clusters; genrec.analysis.svd_embeddings)"
-        )
+        """User embeddings (B, K) from the history rows: the encoder means (models without an
+        encoder keep this default, so :meth:`user_embeddings` raises the base's error)."""
+        raise self._no_embeddings("user")
 
     # ------------------------------------------------------------------ training
     def train_config(self) -> TrainConfig:
@@ -199,16 +200,18 @@ class TorchRecommender(Recommender):
             return torch.zeros((0, self._n_items()), device=self._device())
         return out[0] if len(out) == 1 else torch.cat(out)  # (B, I)
 
-    def user_embeddings(self, X_users: Any) -> np.ndarray:
-        """Encoder means (B, K) of the users with histories ``X_users`` (B, n_items)."""
-        _, X = self._check_users(None, X_users)
+    def user_embeddings(self, X_users: Any, users: np.ndarray | None = None) -> np.ndarray:
+        """Encoder means (B, K), float32, of the users with histories ``X_users`` (B,
+        n_items); ``users`` (training rows) reaches ``_encode`` as ``Batch.users``."""
+        users, X = self._check_users(users, X_users)
         self._module().eval()
         with torch.inference_mode():
             if X.shape[0] == 0:  # the width K from one empty history, then no rows: (0, K)
-                empty = sp.csr_matrix((1, self.n_items_), dtype=np.float32)
-                code = self._encode(Batch.from_csr(empty, None, self._device()))
+                empty = sp.csr_matrix((1, self._n_items()), dtype=np.float32)
+                one = None if users is None else np.zeros(1, np.int64)
+                code = self._encode(Batch.from_csr(empty, _as_users(one), self._device()))
                 return code[:0].float().cpu().numpy()
-            out = [self._encode(b).float().cpu() for b in self._batches(X)]
+            out = [self._encode(b).float().cpu() for b in self._batches(X, users)]
         return torch.cat(out).numpy()
 
     # ------------------------------------------------------------------ persistence

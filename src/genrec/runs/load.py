@@ -91,7 +91,7 @@ class Run:
                     f"model's answer to an empty history"
                 )
         else:
-            if not type(self.model).capabilities.folds_in:
+            if not self.model.folds_in():
                 raise ConfigError(
                     f"model {self.name} cannot fold in a new history; "
                     f"recommend for a known user instead"

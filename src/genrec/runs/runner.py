@@ -141,6 +141,7 @@ def _new_record(spec: RunSpec, ds: Dataset, started: str | None = None) -> dict[
         "grid": {k: list(v) for k, v in spec.grid.items()} or None,
         "seeds": list(spec.seeds) or None,
         "refit": spec.refit,
+        "keep_checkpoint": spec.keep_checkpoint,
     }
 
 
@@ -243,6 +244,10 @@ def _run_in(
         test = {**test, "seeds": seed_stats["test"]}
         valid = {**valid, "seeds": seed_stats["valid"]}
     model.save(stage)
+    checkpoint = (stage / rf.CHECKPOINT_NAME).parent
+    if not spec.keep_checkpoint and checkpoint.is_dir():
+        shutil.rmtree(checkpoint)  # finished: the weights are saved (run.keep_checkpoint)
+    record["keep_checkpoint"] = spec.keep_checkpoint
     record.update(
         {
             "status": "done",
@@ -347,10 +352,12 @@ def resume_run(
     epochs: int | None = None,
     patience: int | None = None,
     device: str | None = None,
+    keep_checkpoint: bool | None = None,
     hooks: RunHooks | None = None,
 ) -> RunResult | None:
     """Continue the interrupted run kept for ``out`` (or train a finished one further with a
-    larger ``epochs``); None when there is nothing to do (a finished run, no new settings)."""
+    larger ``epochs``, when it kept its checkpoint); None when there is nothing to do (a
+    finished run, no new settings). ``keep_checkpoint`` None keeps the run's own setting."""
     out = Path(out)
     more = {k: v for k, v in (("epochs", epochs), ("patience", patience)) if v is not None}
     with rf.run_lock(out):
@@ -402,10 +409,11 @@ def resume_run(
             if not more:
                 return None
             if not (where / rf.CHECKPOINT_NAME).is_file():
-                raise ConfigError(
-                    f"{out}: this finished run has no training checkpoint to "
-                    f"continue from (a grid search keeps none); train again "
-                    f"with the new settings"
+                raise SettingError(
+                    f"{out}: this finished run has no training checkpoint to continue "
+                    f"from (a finished run keeps it only with {{setting}}, a grid search "
+                    f"never); train again with the new settings",
+                    "run.keep_checkpoint",
                 )
             where = rf.stage_copy(out)  # the finished model stays until this one is done
             log.info(
@@ -437,6 +445,11 @@ def resume_run(
             data=build_config(DataOptions, prev.get("data", {}), where="data"),
             protocol=build_config(ProtocolConfig, prev.get("protocol", {}), where="protocol"),
             out=out,
+            keep_checkpoint=(
+                bool(prev.get("keep_checkpoint", False))
+                if keep_checkpoint is None
+                else keep_checkpoint
+            ),
         )
         ds = load_dataset(
             spec.dataset, spec.data, progress=hooks.on_download if hooks is not None else None

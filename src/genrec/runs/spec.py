@@ -37,7 +37,7 @@ from genrec.protocols import ProtocolConfig
 __all__ = ["RunSpec", "MAX_GRID", "merge", "parse_grid"]
 
 MAX_GRID = 1000  # configurations a grid may have (each is a full fit)
-_RUN_KEYS = ("grid", "select", "seeds", "refit")
+_RUN_KEYS = ("grid", "select", "seeds", "refit", "keep_checkpoint")
 
 
 def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,6 +136,9 @@ class RunSpec:
         number of epochs) before the test evaluation
     out : the run folder; None = ``runs/MODEL-DATASET``
     force : start over where an unfinished run is kept, or in a folder of other files
+    keep_checkpoint : keep the training checkpoint (``checkpoint/``, optimizer state included)
+        in the folder of the finished run, so that it can be trained further; by default it
+        is removed when the run finishes (an interrupted run always keeps it)
     """
 
     model: str
@@ -149,6 +152,7 @@ class RunSpec:
     refit: bool = False
     out: Path | None = None
     force: bool = False
+    keep_checkpoint: bool = False
 
     def __post_init__(self) -> None:
         cls = get_model_class(self.model)
@@ -213,6 +217,7 @@ class RunSpec:
                 "select": self.select,
                 "seeds": list(self.seeds),
                 "refit": self.refit,
+                "keep_checkpoint": self.keep_checkpoint,
             },
         }
 
@@ -280,6 +285,9 @@ class RunSpec:
         refit = run.get("refit", False)
         if not isinstance(refit, bool):
             raise ConfigError(f"{where}: run.refit must be true or false, got {refit!r}")
+        keep = run.get("keep_checkpoint", False)
+        if not isinstance(keep, bool):
+            raise ConfigError(f"{where}: run.keep_checkpoint must be true or false, got {keep!r}")
         select = run.get("select")
         if select is not None and not isinstance(select, str):
             raise ConfigError(f"{where}: run.select must be a metric name such as ndcg@20")
@@ -298,6 +306,7 @@ class RunSpec:
             refit=refit,
             out=Path(out) if out else None,
             force=force,
+            keep_checkpoint=keep,
         )
 
     @classmethod
