@@ -403,10 +403,12 @@ def _interrupted_vae_run(capsys, ml100k, out_dir):
         "hidden_dims=[8]",
         "--set",
         "latent_dim=4",
+        "--keep-checkpoint",
         "--out",
         str(out_dir),
     )
     assert code == 0, err
+    assert (out_dir / "checkpoint" / "state.pt").is_file()  # what the resume continues from
     run_json = out_dir / "run.json"
     record = json.loads(run_json.read_text())
     run_json.write_text(json.dumps(seal_record({**record, "status": "running"})))
@@ -929,3 +931,18 @@ def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path, capsys, ml100k):
     )
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) <= 3
     assert err.startswith("Error: ") and "line 2: not UTF-8 text" in err
+
+
+def test_start_over_advice_names_the_force_flag(tmp_path, capsys, ml100k):
+    """The library's "start over (force)" reads "with --force" on the command line: here a
+    checkpoint whose fingerprint differs from the run record's config."""
+    run_json = _interrupted_vae_run(capsys, ml100k, tmp_path / "o")
+    record = json.loads(run_json.read_text())
+    record["config"]["dropout"] = 0.25  # not the config the checkpoint was trained with
+    record = {k: v for k, v in record.items() if k != "record_sha256"}
+    run_json.write_text(json.dumps(seal_record(record)))
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "o"))
+    message = " ".join(err.split())
+    assert code == 1 and "Traceback" not in err, err
+    assert "with --force" in message and "(force)" not in message, message
+    assert "fingerprint" in message or "another" in message, message

@@ -50,7 +50,7 @@ def log_csv(tmp_path):
     return path
 
 
-def _vae(log_csv, out, dropout=0.2, epochs=3):
+def _vae(log_csv, out, dropout=0.2, epochs=3, keep_checkpoint=False):
     values = {
         "model": "mult-vae",
         "dataset": str(log_csv),
@@ -58,6 +58,7 @@ def _vae(log_csv, out, dropout=0.2, epochs=3):
         "latent_dim": 4,
         "dropout": dropout,
         "train": {"epochs": epochs, "device": "cpu"},
+        "run": {"keep_checkpoint": keep_checkpoint},
     }
     return RunSpec.from_mapping(values, out=out)
 
@@ -285,7 +286,8 @@ def test_a_full_disk_while_copying_a_finished_run_leaves_no_staging_folder(
     log_csv, tmp_path, monkeypatch
 ):
     out = tmp_path / "run"
-    train_run(_vae(log_csv, out, epochs=1))
+    train_run(_vae(log_csv, out, epochs=1, keep_checkpoint=True))  # a checkpoint to copy
+    assert (out / rf.CHECKPOINT_NAME).is_file()
     real = shutil.copy2
 
     def full(src, dst, **kw):

@@ -354,3 +354,36 @@ def test_deferred_interrupts_delivers_the_signal_after_the_block():
             done.append("after the signal")  # the block runs on
     assert done == ["after the signal"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_failure_while_a_finished_run_is_recorded_keeps_it_resumable(
+    log_csv, tmp_path, monkeypatch
+):
+    """The checkpoint goes only when the finished run is put in place: a full disk while its
+    run.json is written leaves a pending run that resumes to the same scores, not one that
+    must train again from the start."""
+    from genrec.errors import WriteError
+
+    reference = train_run(_vae(log_csv, tmp_path / "ref"))
+    real = rf.write_record
+
+    def full_disk_at_the_end(stage, record):
+        if record.get("status") == "done":
+            raise WriteError(28, "no space left on device writing run.json", "run.json")
+        return real(stage, record)
+
+    import genrec.runs.runner as runner
+
+    monkeypatch.setattr(runner.rf, "write_record", full_disk_at_the_end)
+    out = tmp_path / "run"
+    with pytest.raises(OSError):
+        train_run(_vae(log_csv, out))
+    monkeypatch.setattr(runner.rf, "write_record", real)
+    assert (rf.staging_dir(out) / rf.CHECKPOINT_NAME).is_file()
+    resumed = resume_run(out)
+    assert resumed is not None
+    assert not (out / "checkpoint").exists()  # the finished run keeps none (the default)
+    X = load_run(out).data.train[:5]
+    np.testing.assert_array_equal(
+        load_run(out).model.score(None, X).numpy(), reference.model.score(None, X).numpy()
+    )

@@ -323,18 +323,22 @@ def deferred_interrupts() -> Iterator[None]:
         yield
         return
     received: list[tuple[int, Any]] = []
-    previous: dict[int, Any] = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is not None:  # None: set outside Python, which cannot restore it: leave it
+            previous[int(sig)] = handler
 
     def hold(signum: int, frame: Any) -> None:
         received.append((signum, frame))
 
-    for s in previous:
-        signal.signal(s, hold)
+    for number in previous:
+        signal.signal(number, hold)
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         for signum, frame in received[:1]:  # one delivery: the first signal received
             handler = previous[signum]
             if callable(handler):

@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as e:
         return 143 if sigterm["seen"] and e.exit_code == 130 else e.exit_code
     except GenrecError as e:
-        err_console().print(f"[red]Error:[/red] {escape(str(e))}", markup=True, soft_wrap=True)
+        # the library says "start over (force)" (RunSpec.force); here that is --force
+        message = str(e).replace("(force)", "with --force")
+        err_console().print(f"[red]Error:[/red] {escape(message)}", markup=True, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console().print("interrupted")

@@ -40,6 +40,19 @@ def _parse_k_range(text: str) -> list[int]:
     return sorted(set(ks))  # a repeated K would be fitted twice
 
 
+#: the pipeline's words for its settings -> this command's options, in its error messages
+LIBRARY_TERMS = (
+    ("candidate K", "--k-range K"),
+    (
+        "a truncated SVD of the interactions (genrec.analysis.svd_embeddings)",
+        "--embedding svd (a truncated SVD of the interactions)",
+    ),
+    ("(embedding='svd')", "(--embedding svd)"),
+    ("(map_method='none')", "(--map none)"),
+    ("method 'gmm', or criterion 'silhouette'", "--method gmm, or --criterion silhouette"),
+)
+
+
 @click.command("clusters")
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.option("--k", "k", type=int, default=None, help="Number of clusters (else chosen).")
@@ -140,14 +153,10 @@ def clusters_cmd(
                 on_step=on_step,
             )
         except ConfigError as e:
-            raise ConfigError(
-                str(e)
-                .replace("candidate K", "--k-range K")
-                .replace(
-                    "a truncated SVD of the interactions (genrec.analysis.svd_embeddings)",
-                    "--embedding svd (a truncated SVD of the interactions)",
-                )
-            ) from None
+            message = str(e)
+            for library, flag in LIBRARY_TERMS:
+                message = message.replace(library, flag)
+            raise ConfigError(message) from None
     for text in report.notes:
         note(text)
     out = Path(out_dir)

@@ -10,7 +10,7 @@ import click
 
 from genrec.cli.render import console, dotted, err_console, metrics_table, run_hooks, write_output
 from genrec.config import parse_overrides
-from genrec.errors import ConfigError, CorruptFileError
+from genrec.errors import ConfigError
 from genrec.runs import RESUME_SETTINGS, RunInterrupted, RunResult, resume_run
 from genrec.runs.checks import SettingError
 from genrec.runs.folder import CHECKPOINT_NAME, read_record
@@ -88,11 +88,7 @@ def resume(
                 resume_dir, device=device, keep_checkpoint=keep_checkpoint, hooks=hooks, **more
             )
     except SettingError as e:
-        raise ConfigError(
-            e.render(FLAGS.get(e.setting, e.setting)).replace("(force)", "with --force")
-        ) from None
-    except CorruptFileError as e:  # a damaged checkpoint or record: how to start over
-        raise CorruptFileError(str(e).replace("(force)", "with --force")) from None
+        raise ConfigError(e.render(FLAGS.get(e.setting, e.setting))) from None
     except RunInterrupted as e:
         interrupted(e.out, e.resumable)
     if result is None:

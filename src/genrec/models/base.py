@@ -313,18 +313,21 @@ class Recommender(ABC):
             if len(users) != X.shape[0]:
                 raise DataError(f"{len(users)} user indices but {X.shape[0]} history rows")
         if not self.folds_in():
-            n_users = int(self.n_users_)
+            known = getattr(self, "n_users_", None)  # a model of the contract sets it in fit
+            n_users = None if known is None else int(known)
             if users is None:
+                rows = "" if n_users is None else f" (0..{n_users - 1})"
                 raise ConfigError(
                     f"model {self.name} cannot score or embed users unseen in training (it "
-                    f"does not fold in): give users, their rows of the training matrix "
-                    f"(0..{n_users - 1}), or use a fold-in model (ease, mult-vae, ...)"
+                    f"does not fold in): give users, their rows of the training matrix"
+                    f"{rows}, or use a fold-in model (ease, mult-vae, ...)"
                 )
-            bad = (users < 0) | (users >= n_users)
+            bad = users < 0 if n_users is None else (users < 0) | (users >= n_users)
             if bad.any():
+                span = "not negative" if n_users is None else f"in [0, {n_users})"
                 raise DataError(
                     f"user index {int(users[bad.argmax()])} is not a training user of "
-                    f"{self.name} (users must be in [0, {n_users})); a new user needs a "
+                    f"{self.name} (users must be {span}); a new user needs a "
                     f"fold-in model (ease, mult-vae, ...)"
                 )
         return users, X

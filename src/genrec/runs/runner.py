@@ -244,9 +244,10 @@ def _run_in(
         test = {**test, "seeds": seed_stats["test"]}
         valid = {**valid, "seeds": seed_stats["valid"]}
     model.save(stage)
+    # finished: the weights are saved, so the checkpoint goes (unless run.keep_checkpoint)
+    # when the run is committed, not before: until run.json says done it can still resume
     checkpoint = (stage / rf.CHECKPOINT_NAME).parent
-    if not spec.keep_checkpoint and checkpoint.is_dir():
-        shutil.rmtree(checkpoint)  # finished: the weights are saved (run.keep_checkpoint)
+    owned = [n for n in rf.owned_files(stage) if spec.keep_checkpoint or n != checkpoint.name]
     record["keep_checkpoint"] = spec.keep_checkpoint
     record.update(
         {
@@ -262,12 +263,14 @@ def _run_in(
             "chosen": chosen,
             "fingerprint": fingerprint(spec.model, cfg, spec.protocol, pdata.train.matrix),
             "files": rf.file_digests(stage),
-            "owned": rf.owned_files(stage),
+            "owned": owned,
         }
     )
     rf.write_record(stage, record)
     if stage != out:
-        rf.commit(stage, out)
+        rf.commit(stage, out)  # files not owned (the checkpoint) go with the staging folder
+    elif not spec.keep_checkpoint and checkpoint.is_dir():  # a genrec-run/1 run, in place
+        shutil.rmtree(checkpoint)
     return RunResult(out, model, record, valid, test, trials)
 
 
@@ -446,7 +449,7 @@ def resume_run(
             protocol=build_config(ProtocolConfig, prev.get("protocol", {}), where="protocol"),
             out=out,
             keep_checkpoint=(
-                bool(prev.get("keep_checkpoint", False))
+                bool(prev.get("keep_checkpoint", (where / rf.CHECKPOINT_NAME).is_file()))
                 if keep_checkpoint is None
                 else keep_checkpoint
             ),

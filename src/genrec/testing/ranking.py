@@ -164,7 +164,7 @@ def check_fold_in_scores_depend_only_on_history(fitted: Recommender, X: sp.csr_m
         A model whose class has ``folds_in = True``.
     X : csr_matrix, shape (n_users, n_items)
     """
-    assert type(fitted).capabilities.folds_in, f"{type(fitted).__name__} does not fold in"
+    assert fitted.folds_in(), f"{type(fitted).__name__} does not fold in"
     users = np.arange(X.shape[0])
     np.testing.assert_allclose(
         _scores(fitted, users, X), _scores(fitted, None, X), rtol=1e-6, atol=1e-6
@@ -233,7 +233,7 @@ def _recommender_checks(
         ),
         ("wrong_item_count_raises", lambda: check_wrong_item_count_raises(fitted, X)),
     ]
-    if type(fitted).capabilities.folds_in:
+    if fitted.folds_in():
         checks.append(
             (
                 "fold_in_scores_depend_only_on_history",

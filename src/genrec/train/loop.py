@@ -381,8 +381,8 @@ class Trainer:
 
             t0 = time.perf_counter()
             pred = model.predict(valid.users, valid.items)  # type: ignore[attr-defined]
-            if not np.isfinite(np.asarray(pred, np.float64)).all():
-                check_scores(np.full(1, np.nan), model, valid.name)
+            pred64 = np.asarray(pred, np.float64)  # a rating of -inf is as wrong as +inf
+            check_scores(np.where(np.isfinite(pred64), pred64, np.nan), model, valid.name)
             return (
                 {"rmse": rmse(pred, valid.ratings), "mae": mae(pred, valid.ratings)},
                 time.perf_counter() - t0,
