@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from genrec.data.dataset import Dataset
 from genrec.data.download import KNOWN_DATASETS, resolve_known
@@ -151,29 +151,20 @@ def load_dataset(
         )
     elif fmt == "pairs":
         ds = read_pair_lists(path)
-    elif fmt == "splits":
-        ds = read_split_logs(
-            path,
-            user_col=opts.user_col,
-            item_col=opts.item_col,
-            rating_col=opts.rating_col,
-            time_col=opts.time_col,
-            sep=opts.sep,
-            duplicates=opts.duplicates,
-            header=opts.header,
-        )
-    else:
-        ds = read_log(
-            path,
-            user_col=opts.user_col,
-            item_col=opts.item_col,
-            rating_col=opts.rating_col,
-            time_col=opts.time_col,
-            sep=opts.sep,
-            fmt=fmt,
-            duplicates=opts.duplicates,
-            header=opts.header,
-        )
+    else:  # a log, or a folder of train/valid/test logs: the same column mapping
+        log_args: dict[str, Any] = {
+            "user_col": opts.user_col,
+            "item_col": opts.item_col,
+            "rating_col": opts.rating_col,
+            "time_col": opts.time_col,
+            "sep": opts.sep,
+            "duplicates": opts.duplicates,
+            "header": opts.header,
+        }
+        if fmt == "splits":
+            ds = read_split_logs(path, **log_args)
+        else:
+            ds = read_log(path, fmt=fmt, **log_args)
     if name in KNOWN_DATASETS:
         ds.name = name
     return ds
