@@ -10,6 +10,7 @@ What is masked, which users count and how empty truth is averaged are data, carr
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -147,6 +148,9 @@ def check_scores(scores: torch.Tensor | np.ndarray, model: object, what: str) ->
     DivergenceError
     """
     s = torch.as_tensor(scores)
+    total = float(s.sum()) if s.numel() else 0.0  # one pass: finite or -inf when all is well
+    if not (math.isnan(total) or total == math.inf):
+        return
     bad = torch.isnan(s) | (s == float("inf"))
     if bool(bad.any()):
         n = int(bad.reshape(len(s), -1).any(1).sum()) if s.ndim else 1

@@ -289,3 +289,17 @@ def test_split_folder_through_the_cli(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     described = json.loads((out / "run.json").read_text())["protocol_description"]
     assert described["test"]["truth"] == sum(r >= 4 for _, _, r in rows["test"])
+
+
+def test_a_rating_column_mapped_to_unix_times_is_refused_with_a_header(tmp_path):
+    """The same misreading in a log with a header: data.rating_col names its time column."""
+    p = tmp_path / "log.csv"
+    rows = [("reviewerID", "asin", "unixtime")] + _uit_rows()
+    p.write_text("".join(",".join(map(str, r)) + "\n" for r in rows))
+    msg = _error(p, user_col="reviewerID", item_col="asin", rating_col="unixtime", time_col=None)
+    assert "the rating column 'unixtime' holds 1400000000" in msg
+    assert "Unix times (1400000000 is 2014-05-13)" in msg and "data.rating_col" in msg
+    ok = load_dataset(
+        p, DataOptions(user_col="reviewerID", item_col="asin", rating_col="", time_col="unixtime")
+    )
+    assert ok.implicit and ok.interactions.times is not None

@@ -222,18 +222,23 @@ def log_frame(
             )
     out = pd.DataFrame({"user": _id_values(out["user"]), "item": _id_values(out["item"])})
     if r_col is not None:
-        if not header and fmt != "parquet":
-            _check_not_times(p, df[r_col].to_numpy(np.float64), lines, len(present))
+        has_names = header or fmt == "parquet"
+        _check_not_times(
+            p, df[r_col].to_numpy(np.float64), lines, len(present), r_col if has_names else None
+        )
         out["rating"] = df[r_col].to_numpy(np.float32)
     if t_col is not None:
         out["timestamp"] = _times(p, df[t_col], t_col, lines)
     return out
 
 
-def _check_not_times(p: Path, values: np.ndarray, lines: np.ndarray | None, n: int) -> None:
-    """A DataError when every value in the rating position of a log without a header looks
-    like a Unix time: the common ``user item time`` layout, which would otherwise be read as
-    ratings of about a billion."""
+def _check_not_times(
+    p: Path, values: np.ndarray, lines: np.ndarray | None, n: int, column: str | None = None
+) -> None:
+    """A DataError when every rating looks like a Unix time: the common ``user item time``
+    layout of a log without a header, or a rating column mapped to the time column of one
+    with a header (``column``), which would otherwise be read as ratings of about a
+    billion."""
     if not len(values) or values.min() < _UNIX_TIME_FLOOR:
         return
     first = float(values[0])
@@ -243,6 +248,13 @@ def _check_not_times(p: Path, values: np.ndarray, lines: np.ndarray | None, n: i
     except (OverflowError, OSError, ValueError):  # past the year 9999
         date = ""
     where = "" if lines is None else f", line {lines[0]}"
+    if column is not None:
+        raise DataError(
+            f"{p}{where}: the rating column {column!r} holds {first:.0f}, and every value in "
+            f"it is 1e8 or more: Unix times{date}, not ratings; map data.rating_col to the "
+            f"rating column, or set it to '' when the log has none (and data.time_col to "
+            f"{column!r} if it is the time)"
+        )
     fix = (
         "if the columns are user, item, time, set data.rating_col to '' (no rating "
         "column; DataOptions(rating_col=''))"
