@@ -33,6 +33,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,6 +55,8 @@ from genrec.errors import DataError
 from genrec.evaluate import RankingTask, RatingTask
 
 __all__ = ["ProtocolConfig", "ProtocolData", "build_protocol", "PROTOCOLS"]
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("diffrec", "strong", "loo", "rating")
 
@@ -102,6 +105,11 @@ class ProtocolData:
     #: ranking protocols: every user's positives in all parts (training, held-out, fold-in),
     #: 0/1 CSR in the training matrix's shape: the history a deployed model recommends from
     positives: sp.csr_matrix | None = None
+    #: how held-out items were picked where the protocol orders them: "time" (the latest),
+    #: "random" (no timestamps: a seeded draw), "given" (the data's own parts; "given;
+    #: validation by time / random" when the validation part is cut from the given training
+    #: part); None for the strong and rating protocols
+    split_order: str | None = None
 
     @property
     def kind(self) -> Literal["ranking", "rating"]:
@@ -115,6 +123,8 @@ class ProtocolData:
             "users": self.train.n_users,
             "items": self.train.n_items,
         }
+        if self.split_order is not None:
+            d["split_order"] = self.split_order
         for part in ("valid", "test"):
             t = getattr(self, part)
             if isinstance(t, RankingTask):
@@ -128,6 +138,17 @@ class ProtocolData:
             else:
                 d[part] = {"ratings": len(t.ratings)}
         return d
+
+
+def _random_order(ds: Dataset, what: str) -> str:
+    """Say that ``what`` is drawn at random (the data has no timestamps); "random"."""
+    log.warning(
+        "%s has no timestamps, so %s are drawn at random (seeded), not the latest; give the "
+        "log a time column (data.time_col) for a split by time",
+        ds.name,
+        what,
+    )
+    return "random"
 
 
 def _positives(
@@ -228,6 +249,7 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
         given = ds.splits.get("given")
         if given is not None and {"train", "valid", "test"} <= set(given):
             parts = {p: _positives(ds, given[p], cfg, p) for p in ("train", "valid", "test")}
+            order = "given"
         elif given is not None and {"train", "test"} <= set(given):
             # never re-split the whole data: that would put given test items into training
             if len(cfg.ratios) != 3:
@@ -241,22 +263,34 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
                 else random_ratio_split(train, share, names=("train", "valid"), seed=cfg.seed)
             )
             parts = {**inner, "test": _positives(ds, given["test"], cfg, "test")}
+            order = "given; validation by " + (
+                "time" if train.times is not None else _random_order(ds, "the validation items")
+            )
         else:
             inter = _ranking_parts(ds, cfg)
             if len(cfg.ratios) != 3:
                 raise DataError(f"protocol diffrec needs three ratios, got {cfg.ratios}")
             if inter.times is not None:
-                parts = temporal_ratio_split(inter, cfg.ratios)
+                parts, order = temporal_ratio_split(inter, cfg.ratios), "time"
             else:
                 parts = random_ratio_split(inter, cfg.ratios, seed=cfg.seed)
+                order = _random_order(ds, "each user's validation and test items")
         valid, test = _masked_tasks(parts, "zero")
-        return ProtocolData(cfg, parts["train"], valid, test, positives=_pattern(parts))
+        return ProtocolData(
+            cfg, parts["train"], valid, test, positives=_pattern(parts), split_order=order
+        )
     if cfg.name == "loo":
-        parts = leave_last_one_out(_ranking_parts(ds, cfg), seed=cfg.seed)
+        inter = _ranking_parts(ds, cfg)
+        parts = leave_last_one_out(inter, seed=cfg.seed)
+        order = (
+            "time" if inter.times is not None else _random_order(ds, "each user's held-out items")
+        )
         valid, test = _masked_tasks(parts, "skip")
         return _checked(
             ds,
-            ProtocolData(cfg, parts["train"], valid, test, positives=_pattern(parts)),
+            ProtocolData(
+                cfg, parts["train"], valid, test, positives=_pattern(parts), split_order=order
+            ),
             "loo holds out items only of users with 3 or more interactions",
         )
     if cfg.name == "strong":

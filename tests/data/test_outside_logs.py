@@ -303,3 +303,23 @@ def test_a_rating_column_mapped_to_unix_times_is_refused_with_a_header(tmp_path)
         p, DataOptions(user_col="reviewerID", item_col="asin", rating_col="", time_col="unixtime")
     )
     assert ok.implicit and ok.interactions.times is not None
+
+
+@pytest.mark.parametrize("protocol", ["loo", "diffrec"])
+def test_a_split_without_timestamps_says_it_is_random(tmp_path, caplog, protocol):
+    """Held-out items of a log without times are drawn at random: said in the log and in
+    the protocol's description (run.json), not silently."""
+    rows = _uit_rows(n_users=8)
+    timed, untimed = tmp_path / "uit.tsv", tmp_path / "ui.tsv"
+    timed.write_text(_lines(rows))
+    untimed.write_text(_lines([(u, i) for u, i, _ in rows]))
+    cfg = ProtocolConfig(name=protocol)
+    with caplog.at_level("WARNING", logger="genrec.protocols"):
+        pdata = build_protocol(load_dataset(untimed, DataOptions(header=False)), cfg)
+    assert pdata.describe()["split_order"] == "random"
+    assert "no timestamps" in caplog.text and "data.time_col" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genrec.protocols"):
+        ds = load_dataset(timed, DataOptions(header=False, rating_col=""))
+        pdata = build_protocol(ds, cfg)
+    assert pdata.describe()["split_order"] == "time" and "no timestamps" not in caplog.text
