@@ -387,3 +387,10 @@ def test_a_failure_while_a_finished_run_is_recorded_keeps_it_resumable(
     np.testing.assert_array_equal(
         load_run(out).model.score(None, X).numpy(), reference.model.score(None, X).numpy()
     )
+
+
+def test_replacing_a_finished_model_is_said_once(log_csv, tmp_path, caplog):
+    train_run(_spec(log_csv, tmp_path / "run", l2=10.0))
+    with caplog.at_level("INFO", logger="genrec.runs"):
+        train_run(_spec(log_csv, tmp_path / "run", l2=20.0))
+    assert caplog.text.count("replacing the trained model") == 1

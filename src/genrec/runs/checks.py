@@ -40,10 +40,10 @@ class SettingError(ConfigError):
         return self.template.format(setting=name)
 
 
-def check_out_dir(out: Path, force: bool) -> None:
+def check_out_dir(out: Path, force: bool, say: bool = True) -> None:
     """The run folder ``out`` can take a new run: it is (or can be made) a writable folder,
     holds no unfinished run (unless ``force``), and is not a folder of other files (unless
-    ``force``)."""
+    ``force``). ``say``: log that a finished model there will be replaced (once per run)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file, not a folder; choose a folder for the run")
     if out.is_dir():
@@ -79,7 +79,7 @@ def check_out_dir(out: Path, force: bool) -> None:
                 f"{out} is not empty and holds no genrec run ({shown}); choose "
                 f"an empty or new folder, or start over there anyway (force)"
             )
-    if status == "done":
+    if status == "done" and say:
         log.info("replacing the trained model in %s once the new one is complete", out)
 
 

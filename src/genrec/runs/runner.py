@@ -190,7 +190,7 @@ def train_run(spec: RunSpec, hooks: RunHooks | None = None) -> RunResult:
         check_out_dir(out, spec.force)
     with rf.run_lock(out):
         rf.recover(out)
-        check_out_dir(out, spec.force)
+        check_out_dir(out, spec.force, say=False)  # again, under the lock (said above)
         stage = rf.staging_dir(out)
         if stage.exists():
             shutil.rmtree(stage)  # a new run starts from nothing (no stale checkpoint)
