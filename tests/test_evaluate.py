@@ -265,3 +265,33 @@ def test_nan_or_infinite_scores_are_a_divergence_error_not_a_traceback(bad):
         evaluate_ranking(FixedScores(S), task, ks=(5,))
     S[3, 2] = -np.inf
     evaluate_ranking(FixedScores(S), task, ks=(5,))
+
+
+def test_users_without_held_out_items_are_counted_where_they_count_as_zero():
+    """Short histories leave some users no validation item; under "zero" they are averaged
+    as 0, and the result says how many (issue 27: validation numbers that mislead)."""
+    rng = np.random.default_rng(3)
+    S, task = _task(rng)
+    truth = task.truth.tolil()
+    truth[[0, 4, 9], :] = 0
+    truth = truth.tocsr()
+    truth.eliminate_zeros()
+    n_empty = int((np.diff(truth.indptr) == 0).sum())
+    assert n_empty >= 3
+    zero = evaluate_ranking(
+        FixedScores(S), RankingTask(task.users, task.inputs, task.exclude, truth, "zero"), ks=(5,)
+    )
+    skip = evaluate_ranking(
+        FixedScores(S), RankingTask(task.users, task.inputs, task.exclude, truth, "skip"), ks=(5,)
+    )
+    assert zero.n_empty == n_empty and zero.to_dict()["n_empty"] == n_empty
+    assert skip.n_empty == 0  # those users are not averaged there
+    import io
+
+    from rich.console import Console
+
+    from genrec.cli.render import metrics_table  # the CLI's table says it beside the count
+
+    out = io.StringIO()
+    Console(file=out, width=200).print(metrics_table("t", {"valid": zero.to_dict()}))
+    assert f"{task.n_users} users ({n_empty} with none held out: 0)" in out.getvalue()

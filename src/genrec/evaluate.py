@@ -106,6 +106,8 @@ class RankingResult:
     n_users: int
     n_evaluated: int
     seconds: float
+    #: averaged users with no held-out items (empty_truth "zero"): each counts 0
+    n_empty: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -113,6 +115,7 @@ class RankingResult:
             "stderr": self.stderr,
             "n_users": self.n_users,
             "n_evaluated": self.n_evaluated,
+            "n_empty": self.n_empty,
             "seconds": self.seconds,
         }
 
@@ -230,7 +233,8 @@ def evaluate_ranking(
             err[key] = float(v.std(ddof=1) / np.sqrt(m_count)) if m_count > 1 else float("nan")
         cov_top = top_all[:, :k][counted]
         out[f"coverage@{k}"] = float(len(np.unique(cov_top[cov_top >= 0])) / truth.shape[1])
-    return RankingResult(out, err, per_user, n, m_count, time.perf_counter() - t0)
+    n_empty = int((counted & (n_truth == 0)).sum())
+    return RankingResult(out, err, per_user, n, m_count, time.perf_counter() - t0, n_empty)
 
 
 def ranking_metric_names(ks: Sequence[int], metrics: Sequence[str] = DEFAULT_METRICS) -> list[str]:

@@ -90,8 +90,10 @@ def metrics_table(title: str, results: dict[str, Any]) -> Table:
     counts = []
     for p in parts:
         n, m = results[p].get("n_users"), results[p].get("n_evaluated")
+        empty = results[p].get("n_empty") or 0
         if n is not None:
-            counts.append(f"{m} of {n} users" if m is not None and m != n else f"{n} users")
+            count = f"{m} of {n} users" if m is not None and m != n else f"{n} users"
+            counts.append(count + (f" ({empty} with none held out: 0)" if empty else ""))
         elif results[p].get("n_ratings") is not None:
             counts.append(f"{results[p]['n_ratings']} ratings")
     if counts:

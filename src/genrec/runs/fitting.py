@@ -129,11 +129,13 @@ def evaluate_task(
 
     t0 = time.perf_counter()
     res = evaluate_ranking(model, task, ks=ks, on_batch=on_batch).to_dict()
+    empty = res.get("n_empty") or 0
     log.info(
-        "evaluated %s: %d users (%d averaged) in %.1f s",
+        "evaluated %s: %d users (%d averaged%s) in %.1f s",
         part,
         res["n_users"],
         res["n_evaluated"],
+        f"; {empty} with no held-out items, each counted as 0" if empty else "",
         time.perf_counter() - t0,
     )
     return res
