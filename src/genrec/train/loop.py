@@ -373,20 +373,12 @@ class Trainer:
 
     def _evaluate(self, model: Trainable, valid: Any) -> tuple[dict[str, float], float]:
         """The validation numbers and the seconds they took."""
-        from genrec.evaluate import RatingTask, check_scores, evaluate_ranking
+        from genrec.evaluate import RatingTask, evaluate_ranking, evaluate_rating
 
         cfg = self.config
-        if isinstance(valid, RatingTask):
-            from genrec.metrics import mae, rmse
-
-            t0 = time.perf_counter()
-            pred = model.predict(valid.users, valid.items)  # type: ignore[attr-defined]
-            pred64 = np.asarray(pred, np.float64)  # a rating of -inf is as wrong as +inf
-            check_scores(np.where(np.isfinite(pred64), pred64, np.nan), model, valid.name)
-            return (
-                {"rmse": rmse(pred, valid.ratings), "mae": mae(pred, valid.ratings)},
-                time.perf_counter() - t0,
-            )
+        if isinstance(valid, RatingTask):  # RMSE and MAE; non-finite predictions refused
+            rating = evaluate_rating(model, valid)
+            return rating.metrics, rating.seconds
         name, k = parse_metric(cfg.select_metric)
         ks = sorted({10, 20, k})
         metrics = tuple(dict.fromkeys(["recall", "ndcg", name]))
