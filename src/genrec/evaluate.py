@@ -20,7 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from genrec.errors import DivergenceError
+from genrec.data.sequences import Sequences
+from genrec.errors import ConfigError, DivergenceError
 from genrec.metrics import RANKING_METRICS, hits_at_k, mae, rmse, topk_indices
 
 __all__ = [
@@ -56,6 +57,9 @@ class RankingTask:
         "zero": every user is averaged, a user with empty truth counts 0 (DiffRec protocol);
         "skip": only users with some truth are averaged.
     name : str
+    sequences : Sequences or None
+        The same histories in order (one row per user, as ``inputs``), where the protocol
+        orders them (seq-loo): what a sequential model is scored from.
     """
 
     users: np.ndarray | None
@@ -64,6 +68,7 @@ class RankingTask:
     truth: sp.csr_matrix
     empty_truth: Literal["zero", "skip"] = "skip"
     name: str = "test"
+    sequences: Sequences | None = None
 
     def __post_init__(self) -> None:
         n = self.inputs.shape[0]
@@ -75,6 +80,20 @@ class RankingTask:
                 )
         if self.users is not None and len(self.users) != n:
             raise ValueError(f"RankingTask.users has {len(self.users)} entries for {n} rows")
+        if self.sequences is not None and len(self.sequences) != n:
+            raise ValueError(f"RankingTask.sequences has {len(self.sequences)} rows for {n}")
+
+    def batch_inputs(self, model: object, rows: slice) -> sp.csr_matrix | Sequences:
+        """The inputs of ``rows`` as ``model`` reads them: ordered sequences for a model
+        that reads sequences (``model.capabilities.sequential``), else the CSR rows."""
+        if reads_sequences(model):
+            if self.sequences is None:
+                raise ConfigError(
+                    f"{type(model).__name__} scores ordered histories, and the task "
+                    f"{self.name!r} has none; use protocol seq-loo"
+                )
+            return self.sequences.take(rows)
+        return self.inputs[rows]
 
     @property
     def n_users(self) -> int:
@@ -128,6 +147,11 @@ class RatingResult:
 
     def to_dict(self) -> dict:
         return {"metrics": self.metrics, "n_ratings": self.n_ratings, "seconds": self.seconds}
+
+
+def reads_sequences(model: object) -> bool:
+    """Whether ``model`` is scored from ordered histories (a sequential model)."""
+    return bool(getattr(getattr(model, "capabilities", None), "sequential", False))
 
 
 def _mask_rows(scores: torch.Tensor, exclude: sp.csr_matrix) -> None:
@@ -203,11 +227,13 @@ def evaluate_ranking(
     n_truth = np.diff(truth.indptr).astype(np.float64)
     hits_all = np.zeros((n, kmax), dtype=bool)
     top_all = np.zeros((n, kmax), dtype=np.int64)
+    seq = reads_sequences(model)
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         users = None if task.users is None else task.users[start:stop]
         with torch.no_grad():
-            scores = torch.as_tensor(model.score(users, inputs[start:stop]))  # (B, I)
+            batch = task.batch_inputs(model, slice(start, stop)) if seq else inputs[start:stop]
+            scores = torch.as_tensor(model.score(users, batch))  # (B, I)
             scores = scores.float().clone() if scores.dtype != torch.float32 else scores.clone()
             check_scores(scores, model, task.name)
             _mask_rows(scores, exclude[start:stop])

@@ -22,6 +22,19 @@
 ``loo``
     Leave-last-one-out: each user's last interaction is the test item, the one before the
     validation item; masks as in ``diffrec``; users without a held-out item are skipped.
+``seq-loo``
+    Sequential leave-one-out (Kang and McAuley, ICDM 2018, and the papers after it): over
+    each user's items in consumption order (the data's ``sequences``: a time column, ``user
+    i1 i2 ... in`` lines, or ``data.ordered``), the last item is the test target, the one
+    before it the validation target, the rest is training. Validation scores from the
+    training part, test from the training part and the validation item (here it differs
+    from ``loo``, whose test input is the training part only). Full ranking; the input
+    items are masked unless ``mask_history`` is false (for repeat consumption). Users with
+    fewer than 3 items are trained on and not evaluated (their count is logged and
+    recorded). Every interaction counts (ratings are not binarized: the presence of a
+    rating is the event); ``user_k`` / ``item_k`` filter events before the split.
+    Reported at 5, 10 and 20 besides ``ks``. ``sampled_negatives`` > 0 adds a sampled
+    evaluation beside the full ranking (:func:`genrec.evaluate.evaluate_sampled`).
 ``rating``
     RMSE and MAE on held-out ratings. ML-100K uses its canonical fold ``u{fold}`` (base /
     test); data with a given train/test split (a folder of ``train.txt``, ``test.txt`` with
@@ -43,11 +56,13 @@ import scipy.sparse as sp
 from genrec.data import (
     Dataset,
     Interactions,
+    Sequences,
     binarize,
     k_core,
     leave_last_one_out,
     random_ratio_split,
     random_split,
+    sequence_leave_one_out,
     strong_generalization_split,
     temporal_ratio_split,
 )
@@ -58,14 +73,16 @@ __all__ = ["ProtocolConfig", "ProtocolData", "build_protocol", "PROTOCOLS"]
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("diffrec", "strong", "loo", "rating")
+PROTOCOLS = ("diffrec", "strong", "loo", "seq-loo", "rating")
+#: the cut-offs seq-loo always reports (those of the sequential-recommendation literature)
+SEQUENTIAL_KS = (5, 10, 20)
 
 
 @dataclass(frozen=True)
 class ProtocolConfig:
     """Parameters of a protocol (the ``[protocol]`` table of a run config)."""
 
-    name: Literal["diffrec", "strong", "loo", "rating"] = "diffrec"
+    name: Literal["diffrec", "strong", "loo", "seq-loo", "rating"] = "diffrec"
     binarize_threshold: float | None = 4.0  # ranking protocols on ratings: keep r >= this
     user_k: int = 0  # k-core: drop users with fewer interactions (ranking protocols)
     item_k: int = 0  # k-core: drop items with fewer interactions (ranking protocols)
@@ -76,12 +93,17 @@ class ProtocolConfig:
     valid_fraction: float = 0.05  # rating: share of training ratings held out for selection
     ks: tuple[int, ...] = (10, 20)  # cut-offs reported
     seed: int = 0  # all random splits
+    mask_history: bool = True  # seq-loo: mask the input items (false: repeat consumption)
+    sampled_negatives: int = 0  # seq-loo: > 0 adds a sampled evaluation with N negatives
+    sampler: Literal["uniform", "popularity", "sasrec"] = "uniform"  # its negatives
 
     def __post_init__(self) -> None:
         if not 1 <= self.fold <= 5:
             raise ValueError(f"fold must be 1..5, got {self.fold}")
         if not 0 < self.valid_fraction < 1:
             raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        if self.sampled_negatives < 0:
+            raise ValueError(f"sampled_negatives must be >= 0, got {self.sampled_negatives}")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
         if not (
@@ -110,10 +132,21 @@ class ProtocolData:
     #: validation by time / random" when the validation part is cut from the given training
     #: part); None for the strong and rating protocols
     split_order: str | None = None
+    #: seq-loo: every user's training sequence (what a sequential model fits on)
+    train_sequences: Sequences | None = None
+    #: users trained on but not evaluated (seq-loo: fewer than 3 items)
+    n_not_evaluated: int = 0
 
     @property
     def kind(self) -> Literal["ranking", "rating"]:
         return "rating" if self.config.name == "rating" else "ranking"
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        """The cut-offs reported: ``config.ks``, and 5, 10, 20 under seq-loo."""
+        if self.config.name == "seq-loo":
+            return tuple(sorted(set(self.config.ks) | set(SEQUENTIAL_KS)))
+        return tuple(self.config.ks)
 
     def describe(self) -> dict:
         """What was masked and averaged, for results files."""
@@ -125,6 +158,9 @@ class ProtocolData:
         }
         if self.split_order is not None:
             d["split_order"] = self.split_order
+        if self.train_sequences is not None:
+            d["train_events"] = self.train_sequences.n_events
+            d["not_evaluated"] = self.n_not_evaluated
         for part in ("valid", "test"):
             t = getattr(self, part)
             if isinstance(t, RankingTask):
@@ -242,6 +278,56 @@ def _checked(ds: Dataset, pdata: ProtocolData, why: str = "") -> ProtocolData:
     return pdata
 
 
+def _targets(items: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """One relevant item per row."""
+    n = len(items)
+    return sp.csr_matrix(
+        (np.ones(n, np.float32), items.astype(np.int64), np.arange(n + 1)), shape=(n, n_items)
+    )
+
+
+def _seq_loo(ds: Dataset, cfg: ProtocolConfig) -> ProtocolData:
+    seqs = ds.sequences
+    if seqs is None:
+        raise DataError(
+            f"{ds.name}: protocol seq-loo needs each user's items in order, and this data "
+            f"has none: map a time column with data.time_col, write the histories as "
+            f"'user item1 item2 ...' lines (data.format=sequences), or set data.ordered=true "
+            f"when the log's rows are already in time order"
+        )
+    seqs = seqs.k_core(cfg.user_k, cfg.item_k)
+    split = sequence_leave_one_out(seqs)
+    if split.n_short:
+        log.warning(
+            "%s: %d users with fewer than 3 items are trained on and not evaluated "
+            "(protocol seq-loo holds out the last two items)",
+            ds.name,
+            split.n_short,
+        )
+    n_items = seqs.n_items
+    tasks = []
+    for name, inputs, target in (
+        ("valid", split.valid_inputs(), split.valid_target),
+        ("test", split.test_inputs(), split.test_target),
+    ):
+        x = inputs.to_csr()
+        exclude = x if cfg.mask_history else sp.csr_matrix(x.shape, dtype=np.float32)
+        task = RankingTask(
+            split.users, x, exclude, _targets(target, n_items), "skip", name, sequences=inputs
+        )
+        tasks.append(task)
+    return ProtocolData(
+        cfg,
+        ds.interactions.with_matrix(split.train.to_csr()),
+        tasks[0],
+        tasks[1],
+        positives=seqs.to_csr(),
+        split_order="time" if seqs.times is not None else "file",
+        train_sequences=split.train,
+        n_not_evaluated=split.n_short,
+    )
+
+
 def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolData:
     """Build the training data and the validation/test tasks of protocol ``cfg.name``."""
     cfg = cfg or ProtocolConfig()
@@ -293,6 +379,8 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
             ),
             "loo holds out items only of users with 3 or more interactions",
         )
+    if cfg.name == "seq-loo":
+        return _seq_loo(ds, cfg)
     if cfg.name == "strong":
         inter = _ranking_parts(ds, cfg)
         n = cfg.n_heldout if cfg.n_heldout < 1 else int(cfg.n_heldout)

@@ -13,7 +13,11 @@ import pytest
 from benchmarks.golden import GOLDEN_CONFIGS, build_model, one_thread
 
 from genrec.models import MODELS, RatingPredictor
-from genrec.testing import check_rating_predictor, check_recommender
+from genrec.testing import (
+    check_rating_predictor,
+    check_recommender,
+    check_sequential_recommender,
+)
 
 #: registered name -> settings of a model that trains in well under a second (0.1.0's flat
 #: spelling, as in the golden table; build_model maps them as saved configs are upgraded)
@@ -32,6 +36,12 @@ TINY: dict[str, dict[str, Any]] = {
     "fm": GOLDEN_CONFIGS["fm"],
     "autorec": GOLDEN_CONFIGS["autorec"],
 }
+
+#: sequential models (``capabilities.sequential``): the ordered-history suite, on cycles
+TINY_SEQUENTIAL: dict[str, dict[str, Any]] = {
+    "transition": {},
+}
+TINY.update(TINY_SEQUENTIAL)
 
 #: models that rank every user alike: the withheld-item check does not apply
 NOT_PERSONALIZED = {"popularity"}
@@ -53,7 +63,14 @@ def test_registered_model_passes_the_conformance_suite(name):
     cls = MODELS[name]
 
     def make_model(seed: int = 0):
+        if name in TINY_SEQUENTIAL:
+            return cls(**TINY[name], seed=seed)
         return build_model(name, TINY[name], seed=seed)
+
+    if cls.capabilities.sequential:
+        with one_thread():
+            check_sequential_recommender(make_model)
+        return
 
     with one_thread():  # tiny networks: one thread avoids spin-waits, and is reproducible
         if issubclass(cls, RatingPredictor) and make_model().selects_on() == "rating":

@@ -27,6 +27,8 @@ from genrec.data.readers import (
     read_split_logs,
     split_log_files,
 )
+from genrec.data.readers.sequence_lines import looks_like_sequence_lines, read_sequence_lines
+from genrec.data.sequences import Sequences, SequenceSplit, sequence_leave_one_out
 from genrec.data.splits import (
     leave_last_one_out,
     random_ratio_split,
@@ -40,6 +42,9 @@ __all__ = [
     "Dataset",
     "Interactions",
     "IdMap",
+    "Sequences",
+    "SequenceSplit",
+    "sequence_leave_one_out",
     "DataOptions",
     "load_dataset",
     "FORMATS",
@@ -54,9 +59,20 @@ __all__ = [
     "KNOWN_DATASETS",
 ]
 
-FORMATS = ("ml-100k", "ml-1m", "ml-10m", "ml-csv", "pairs", "splits", "csv", "tsv", "parquet")
-#: the formats of one log file (the others read a folder)
-_FILE_FORMATS = ("csv", "tsv", "parquet")
+FORMATS = (
+    "ml-100k",
+    "ml-1m",
+    "ml-10m",
+    "ml-csv",
+    "pairs",
+    "splits",
+    "csv",
+    "tsv",
+    "parquet",
+    "sequences",
+)
+#: the formats of one file (the others read a folder)
+_FILE_FORMATS = ("csv", "tsv", "parquet", "sequences")
 #: what each folder format looks for, in the order a folder is tried
 _FOLDER_LAYOUTS = (
     ("u.data", "ml-100k"),
@@ -80,6 +96,7 @@ class DataOptions:
     sep: str | None = None  # generic logs: field separator (default by format)
     header: bool = True  # logs: False = no header, columns user item [rating [time]]
     duplicates: Literal["last", "first", "max", "error"] = "last"  # repeated (user, item)
+    ordered: bool = False  # logs without a time column: rows are in time order (sequences)
     download: bool = True  # fetch a known data set when it is not found locally
 
     def __post_init__(self) -> None:
@@ -89,7 +106,7 @@ class DataOptions:
 
 def _detect(path: Path) -> str:
     if path.is_file():
-        return log_format(path)
+        return "sequences" if looks_like_sequence_lines(path) else log_format(path)
     if (path / "u.data").is_file():
         return "ml-100k"
     if (path / "ratings.dat").is_file():
@@ -151,6 +168,8 @@ def load_dataset(
         )
     elif fmt == "pairs":
         ds = read_pair_lists(path)
+    elif fmt == "sequences":
+        ds = read_sequence_lines(path)
     else:  # a log, or a folder of train/valid/test logs: the same column mapping
         log_args: dict[str, Any] = {
             "user_col": opts.user_col,
@@ -160,6 +179,7 @@ def load_dataset(
             "sep": opts.sep,
             "duplicates": opts.duplicates,
             "header": opts.header,
+            "ordered": opts.ordered,
         }
         if fmt == "splits":
             ds = read_split_logs(path, **log_args)

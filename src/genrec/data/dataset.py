@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from genrec.data.interactions import Interactions
+from genrec.data.sequences import Sequences
 
 __all__ = ["Dataset"]
 
@@ -43,6 +44,10 @@ class Dataset:
         Smallest and largest possible rating.
     source : str
         Where it was read from.
+    sequences : Sequences or None
+        Each user's items in consumption order (rows and columns as in ``interactions``),
+        where the source orders them: a time column, ``user i1 i2 ... in`` lines, or a log
+        read with ``data.ordered`` (see :mod:`genrec.data.sequences`); None otherwise.
     """
 
     name: str
@@ -53,6 +58,7 @@ class Dataset:
     implicit: bool = False
     rating_range: tuple[float, float] | None = None
     source: str = ""
+    sequences: Sequences | None = None
 
     @property
     def genre_names(self) -> list[str]:
@@ -109,4 +115,7 @@ class Dataset:
             "median": float(np.median(per_user)) if len(per_user) else 0.0,
             "max": int(per_user.max()) if len(per_user) else 0,
         }
+        if self.sequences is not None:
+            out["sequence_lengths"] = self.sequences.length_stats()
+            out["sequence_events"] = self.sequences.n_events
         return out

@@ -21,6 +21,7 @@ from genrec.models.mult_dae import MultDAE, MultDAEConfig
 from genrec.models.mult_vae import MultVAE, MultVAEConfig
 from genrec.models.popularity import Popularity, PopularityConfig
 from genrec.models.recvae import RecVAE, RecVAEConfig
+from genrec.models.transition import Transition, TransitionConfig
 
 MODELS: dict[str, type[Recommender]] = {
     "popularity": Popularity,
@@ -36,6 +37,7 @@ MODELS: dict[str, type[Recommender]] = {
     "bpr-mf": BPRMF,
     "fm": FM,
     "autorec": AutoRec,
+    "transition": Transition,
 }
 
 
@@ -78,5 +80,7 @@ __all__ = [
     "FM",
     "FMConfig",
     "AutoRec",
+    "Transition",
+    "TransitionConfig",
     "AutoRecConfig",
 ]

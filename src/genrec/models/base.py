@@ -84,6 +84,7 @@ class Capabilities:
     predicts_ratings : implements :meth:`RatingPredictor.predict`.
     selects_on : the kind of validation task fit selects on by default; None when fit
         takes no validation (:meth:`Recommender.selects_on` may answer by config).
+    sequential : fits on and scores from ordered histories (:class:`genrec.data.Sequences`).
     """
 
     task: TaskKind = "ranking"
@@ -92,6 +93,7 @@ class Capabilities:
     side_features: bool = False
     predicts_ratings: bool = False
     selects_on: TaskKind | None = None
+    sequential: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in ("ranking", "rating"):
@@ -392,6 +394,7 @@ class Recommender(ABC):
         scores = torch.as_tensor(self.score(users, X)).float().cpu()  # (B, I)
         if exclude_seen:
             scores = scores.clone()
+            X = X.to_csr() if hasattr(X, "to_csr") else X  # ordered histories: their items
             masks = [X] if exclude is None else [X, as_csr(exclude, X.shape[1], "exclude")]
             if masks[-1].shape[0] != X.shape[0]:
                 raise DataError(f"exclude has {masks[-1].shape[0]} rows for {X.shape[0]} users")

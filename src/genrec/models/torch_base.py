@@ -116,6 +116,19 @@ class TorchRecommender(Recommender):
         raise self._no_embeddings("user")
 
     # ------------------------------------------------------------------ training
+    def _train_data(self, X: Any) -> tuple[Any, int]:
+        """The training data as the trainer gets it, and the item count: a CSR matrix with
+        interactions, checked by ``_check_train_data`` (sequential models: their sequences)."""
+        X = as_csr(X)
+        check_train_shape(X)
+        if X.nnz == 0 or not X.data.any():
+            raise DataError(
+                f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix without "
+                f"interactions (every value is 0): there is nothing to learn"
+            )
+        self._check_train_data(X)
+        return X, X.shape[1]
+
     def train_config(self) -> TrainConfig:
         """The trainer's settings: this model's ``config.train``."""
         train = getattr(self.config, "train", None)
@@ -142,19 +155,12 @@ class TorchRecommender(Recommender):
             epoch), ``resume`` (continue from its checkpoint: same config, data and
             fingerprint), ``callbacks`` (a progress bar...), ``fingerprint``.
         """
-        X = as_csr(X)
-        check_train_shape(X)
-        if X.nnz == 0 or not X.data.any():
-            raise DataError(
-                f"cannot train on a {X.shape[0]} x {X.shape[1]} matrix without "
-                f"interactions (every value is 0): there is nothing to learn"
-            )
-        self._check_train_data(X)
+        X, n_items = self._train_data(X)
         cfg = self.train_config()
         device = resolve_device(cfg.device)
         init = torch.Generator().manual_seed(cfg.seed)
-        self.module_ = self._build_module(X.shape[1], init).to(device)
-        self.n_items_ = X.shape[1]
+        self.module_ = self._build_module(n_items, init).to(device)
+        self.n_items_ = n_items
         try:  # a Trainable now: module_ is set
             result: TrainResult = Trainer.from_context(cfg, context).fit(
                 cast(Trainable, self), X, valid, resume=context is not None and context.resume

@@ -230,9 +230,7 @@ def preflight(
     if select_metric is None:
         return
     names = (
-        ["rmse", "mae"]
-        if isinstance(pdata.valid, RatingTask)
-        else ranking_metric_names(pdata.config.ks)
+        ["rmse", "mae"] if isinstance(pdata.valid, RatingTask) else ranking_metric_names(pdata.ks)
     )
     if select_metric not in names:
         hint = " (the default)" if select_default else ""

@@ -239,7 +239,7 @@ def _run_in(
             shutil.rmtree(stage, ignore_errors=True)
         raise
     model, cfg, fit_s, refit_s, valid, trials, seed_stats, chosen = result
-    test = evaluate_task(model, pdata.test, spec.protocol.ks, hooks, "test")
+    test = evaluate_task(model, pdata.test, pdata.ks, hooks, "test")
     if seed_stats is not None:
         test = {**test, "seeds": seed_stats["test"]}
         valid = {**valid, "seeds": seed_stats["valid"]}
@@ -308,7 +308,7 @@ def _fit_select(
                 hooks,
             )
             fit_s = time.perf_counter() - t0
-            valid = evaluate_task(model, pdata.valid, spec.protocol.ks, hooks, "valid")
+            valid = evaluate_task(model, pdata.valid, pdata.ks, hooks, "valid")
             runs.append((seed, model, c, fit_s, valid))
         scores = [r[4]["metrics"].get(select, float("nan")) for r in runs]
         mean = float(np.mean(scores))
@@ -331,9 +331,7 @@ def _fit_select(
     _, runs, chosen = best
     seed_stats = None
     if spec.seeds:
-        tests = [
-            evaluate_task(r[1], pdata.test, spec.protocol.ks, None, "test")["metrics"] for r in runs
-        ]
+        tests = [evaluate_task(r[1], pdata.test, pdata.ks, None, "test")["metrics"] for r in runs]
         seed_stats = {"valid": mean_sd([r[4]["metrics"] for r in runs]), "test": mean_sd(tests)}
     seed, model, cfg, fit_s, valid = runs[0]
     refit_s = None
@@ -489,6 +487,6 @@ def evaluate_run(run: str | Path | Run, hooks: RunHooks | None = None) -> dict[s
             f"has {pdata.train.nnz} interactions, the run had {want})"
         )
     return {
-        part: evaluate_task(run.model, getattr(pdata, part), proto.ks, hooks, part)
+        part: evaluate_task(run.model, getattr(pdata, part), pdata.ks, hooks, part)
         for part in ("valid", "test")
     }

@@ -27,6 +27,11 @@ a wrong item count raise clear errors; fold-in models score from the history alo
 rating predictors, that predictions fit the training ratings, stay in the rating range,
 survive unknown users and items and refuse mismatched lengths.
 
+Sequential models (``capabilities.sequential``) run :func:`check_sequential_recommender`
+on :func:`cycles` instead: users walking cycles of items, whose next item any sequential
+model must rank first; it also checks that order matters, that a matrix (no order) is
+refused with a message saying how to build sequences, and that an empty history scores.
+
 Saved models are rebuilt through the registry (:data:`genrec.models.MODELS`), so a model of
 your own must be registered for the save/load checks.
 """
@@ -61,6 +66,12 @@ from genrec.testing.rating import (
     check_save_load_gives_identical_predictions,
     check_unknown_users_and_items_do_not_crash,
 )
+from genrec.testing.sequential import (
+    check_next_item_ranks_first,
+    check_order_matters,
+    check_sequential_recommender,
+    cycles,
+)
 
 __all__ = [
     "checkerboard",
@@ -83,4 +94,8 @@ __all__ = [
     "check_unknown_users_and_items_do_not_crash",
     "check_mismatched_lengths_raise",
     "check_save_load_gives_identical_predictions",
+    "cycles",
+    "check_sequential_recommender",
+    "check_next_item_ranks_first",
+    "check_order_matters",
 ]

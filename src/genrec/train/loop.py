@@ -61,6 +61,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from genrec.data.sequences import Sequences
 from genrec.errors import ConfigError, DataError, DivergenceError
 from genrec.io import append_text, atomic_write_text, to_json
 
@@ -92,7 +93,7 @@ class StepContext:
     generator: torch.Generator  # all of the model's noise, on the training device
     device: torch.device
     precision: str
-    X: sp.csr_matrix  # the training matrix (for per-user quantities computed per phase)
+    X: Any  # the training matrix (CSR) or, for a sequential model, its Sequences
 
 
 class Trainable(Protocol):
@@ -147,7 +148,7 @@ class Trainer:
 
     # -------------------------------------------------------------- public
     def fit(
-        self, model: Trainable, X: sp.csr_matrix, valid: Any = None, *, resume: bool = False
+        self, model: Trainable, X: Any, valid: Any = None, *, resume: bool = False
     ) -> TrainResult:
         """Train ``model.module_`` on X (CSR, n_users x n_items); keep the best weights.
 
@@ -156,11 +157,12 @@ class Trainer:
         starts over when no epoch was checkpointed yet).
         """
         cfg = self.config
-        X = sp.csr_matrix(X, dtype=np.float32)
-        if X.shape[0] == 0:
+        if not isinstance(X, Sequences):  # a sequential model trains on ordered histories
+            X = sp.csr_matrix(X, dtype=np.float32)
+        data = _data_shape(X)  # checked on resume
+        if data[0] == 0:
             raise DataError("cannot train on a matrix with no users")
         self._check_valid(model, X, valid)
-        data = [int(X.shape[0]), int(X.shape[1]), int(X.nnz)]  # checked on resume
         module = model.module_
         device = next(module.parameters()).device
         phases = tuple(getattr(model, "phases", lambda: (Phase(),))())
@@ -199,7 +201,7 @@ class Trainer:
             atomic_write_text(
                 self.run_dir / LOG_NAME, "".join(to_json(r, indent=None) for r in state.history)
             )
-        rows = getattr(model, "batch_rows", lambda X: X.shape[0])(X)
+        rows = getattr(model, "batch_rows", lambda X: data[0])(X)
         n_batches = sum(ph.passes for ph in phases) * math.ceil(rows / cfg.batch_size)
         select = None if valid is None else self._selection(valid)[0]
         for cb in self.callbacks:
@@ -240,9 +242,10 @@ class Trainer:
         if valid is None:  # weights can be finite and still overflow every score
             from genrec.evaluate import check_scores
 
-            b = min(X.shape[0], 64)
+            b = min(data[0], 64)
+            head = X.take(slice(0, b)) if isinstance(X, Sequences) else X[:b]
             self._reporting_divergence(
-                lambda: check_scores(model.score(np.arange(b), X[:b]), model, "training"),
+                lambda: check_scores(model.score(np.arange(b), head), model, "training"),
                 "training",
                 state.epoch,
                 state.step,
@@ -323,7 +326,7 @@ class Trainer:
         return out
 
     # -------------------------------------------------------------- pieces
-    def _check_valid(self, model: Trainable, X: sp.csr_matrix, valid: Any) -> None:
+    def _check_valid(self, model: Trainable, X: Any, valid: Any) -> None:
         from genrec.evaluate import RankingTask, RatingTask
 
         if valid is None:
@@ -342,10 +345,10 @@ class Trainer:
                 f"task, got {type(valid).__name__}; use a ranking protocol "
                 f"(diffrec, strong or loo)"
             )
-        if valid.inputs.shape[1] != X.shape[1]:
+        if valid.inputs.shape[1] != _data_shape(X)[1]:
             raise DataError(
                 f"the validation task {valid.name!r} has {valid.inputs.shape[1]} "
-                f"item columns but the training matrix has {X.shape[1]}"
+                f"item columns but the training matrix has {_data_shape(X)[1]}"
             )
         if valid.truth.nnz == 0:
             raise DataError(
@@ -444,3 +447,10 @@ class Trainer:
         logger.info("  ".join(parts))
         if self.run_dir is not None:
             append_text(self.run_dir / LOG_NAME, to_json(record, indent=None))
+
+
+def _data_shape(X: sp.csr_matrix | Sequences) -> list[int]:
+    """[rows, item columns, stored entries] of the training data (matrix or sequences)."""
+    if isinstance(X, Sequences):
+        return [X.n_users, X.n_items, X.n_events]
+    return [int(X.shape[0]), int(X.shape[1]), int(X.nnz)]

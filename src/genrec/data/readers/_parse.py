@@ -18,6 +18,7 @@ import pandas as pd
 
 from genrec.data.dataset import Dataset
 from genrec.data.interactions import RATING_LIMIT, Interactions, as_id_array
+from genrec.data.sequences import Sequences
 from genrec.errors import DataError
 
 # ----------------------------------------------------------------------------- parsing
@@ -340,8 +341,12 @@ def _build(
     users: pd.DataFrame | None = None,
     duplicates: str = "last",
     implicit: bool = False,
+    ordered: bool = False,
 ) -> tuple[Dataset, dict, dict]:
-    """Make a Dataset from a (user, item, rating[, timestamp]) frame and metadata frames."""
+    """Make a Dataset from a (user, item, rating[, timestamp]) frame and metadata frames.
+
+    Its ``sequences`` are each user's rows sorted by timestamp (stable), or in file order
+    when ``ordered`` and there is no timestamp; None without either."""
     if len(ratings) == 0:
         raise DataError(f"{source}: no interactions found")
     # items known from metadata but never rated are not given columns: nothing can be learned
@@ -366,7 +371,10 @@ def _build(
     if users is not None:
         user_df = users.drop_duplicates("user_id").set_index("user_id").reindex(uid)
         user_df = user_df.reset_index().rename(columns={"index": "user_id"})
-    ds = Dataset(name, inter, item_df, user_df, {}, implicit, rating_range, str(source))
+    seqs = None
+    if t is not None or ordered:
+        seqs = Sequences.from_events(u, i, len(uid), len(iid), t, source=str(source))
+    ds = Dataset(name, inter, item_df, user_df, {}, implicit, rating_range, str(source), seqs)
     umap = {v: k for k, v in enumerate(uid.tolist())}
     return ds, umap, {v: k for k, v in enumerate(iid.tolist())}
 

@@ -44,6 +44,7 @@ def read_log(
     duplicates: str = "last",
     name: str | None = None,
     header: bool = True,
+    ordered: bool = False,
 ) -> Dataset:
     """Any CSV/TSV/Parquet interaction log with a header, through a column mapping.
 
@@ -54,7 +55,9 @@ def read_log(
     a header (``header=False``) has its columns in the order user, item[, rating[,
     timestamp]] (ML-100K's ``u.data`` layout); ``rating_col=""`` reads ``user item time``.
     Values in the rating position that look like Unix times (all 1e8 or more) are refused
-    there, since they would be read as ratings of about a billion.
+    there, since they would be read as ratings of about a billion. The Dataset's
+    ``sequences`` order each user's rows by time (stable), or keep file order when
+    ``ordered`` and there is no time column.
     """
     p = Path(path)
     out = log_frame(
@@ -68,7 +71,9 @@ def read_log(
         header=header,
     )
     implicit = frame_is_implicit(p, out)
-    ds, _, _ = _build(name or log_stem(p), out, p, duplicates=duplicates, implicit=implicit)
+    ds, _, _ = _build(
+        name or log_stem(p), out, p, duplicates=duplicates, implicit=implicit, ordered=ordered
+    )
     if not implicit:
         ds.rating_range = (float(out["rating"].min()), float(out["rating"].max()))
     return ds

@@ -59,6 +59,7 @@ def read_split_logs(
     duplicates: str = "last",
     name: str | None = None,
     header: bool = True,
+    ordered: bool = False,
 ) -> Dataset:
     """A folder of ``train``/``valid``/``test`` logs (``valid`` optional; ``.csv``, ``.tsv``,
     ``.parquet``, optionally compressed), one id space over all of them.
@@ -67,7 +68,9 @@ def read_split_logs(
     :func:`~genrec.data.readers.logs.read_log`) and must have the same columns. The whole
     data set is all parts together (a pair repeated across parts is kept once, by
     ``duplicates``); ``splits["given"]`` holds each part as given. The data is implicit when
-    the files have no rating column, or one holding a single value throughout.
+    the files have no rating column, or one holding a single value throughout. The
+    Dataset's ``sequences`` order each user's rows over all parts by time, or (``ordered``,
+    no time column) in the order train, valid, test, each in file order.
     """
     d = Path(folder)
     files = split_log_files(d)
@@ -105,7 +108,9 @@ def read_split_logs(
                 frame[col] = frame[col].astype(str)
     whole = pd.concat(list(frames.values()), ignore_index=True)
     implicit = frame_is_implicit(d, whole)
-    ds, umap, imap = _build(name or d.name, whole, d, duplicates=duplicates, implicit=implicit)
+    ds, umap, imap = _build(
+        name or d.name, whole, d, duplicates=duplicates, implicit=implicit, ordered=ordered
+    )
     ds.splits["given"] = {
         p: _part(ds, frame, umap, imap, files[p], implicit, duplicates)
         for p, frame in frames.items()

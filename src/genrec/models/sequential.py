@@ -1,0 +1,190 @@
+"""The base of sequential models: fitted on and scored from ordered histories.
+
+A sequential model reads a user as the items in consumption order
+(:class:`genrec.data.Sequences`), not as a set: ``fit(seqs)`` takes every user's training
+sequence and ``score(users, seqs)`` one sequence per scored user, the next item's scores
+over all items. A CSR matrix has no order, so it is refused (``as_sequences`` says how to
+build the sequences). Every sequential model folds in: a new user's ordered items are
+scored as a training user's would be.
+
+:class:`SequentialRecommender` holds the contract's checks (``check_task`` asks for tasks
+that carry sequences: protocol ``seq-loo``); :class:`TorchSequentialRecommender` is the
+base of the networks the trainer runs: training and scoring batches are
+:class:`SeqBatch` windows of the last ``max_len`` items, left-padded with 0 (items are
+shifted by one, so item ``i`` is token ``i + 1``). A history longer than ``max_len`` keeps
+its most recent ``max_len`` items.
+
+Dimensions: B users in a batch, L = max_len positions, I items, D model width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from genrec.data.sequences import Sequences
+from genrec.errors import ConfigError, DataError
+from genrec.models.base import Recommender
+from genrec.models.torch_base import SCORE_BATCH, TorchRecommender
+from genrec.train import BatchContext, Chunked
+
+__all__ = [
+    "as_sequences",
+    "SequentialRecommender",
+    "TorchSequentialRecommender",
+    "SeqBatch",
+    "PAD",
+]
+
+PAD = 0  # the padding token; item i is token i + 1
+
+
+def as_sequences(X: Any, n_items: int | None = None, what: str = "X") -> Sequences:
+    """``X`` as :class:`Sequences`: Sequences as they are, or one list of item indices per
+    user (oldest first). A matrix has no order, so it is a ConfigError naming the fix."""
+    if isinstance(X, Sequences):
+        seqs = X
+    elif sp.issparse(X) or isinstance(X, (np.ndarray, torch.Tensor)):
+        raise ConfigError(
+            f"{what}: a sequential model reads each user's items in order, and a matrix has "
+            f"none; pass genrec.data.Sequences (Sequences.from_lists([[i1, i2, ...], ...], "
+            f"n_items)) or the lists of item indices, oldest first"
+        )
+    elif isinstance(X, Sequence):
+        if n_items is None:
+            raise ConfigError(f"{what}: lists of items need the item count (n_items)")
+        try:
+            seqs = Sequences.from_lists([list(map(int, row)) for row in X], n_items)
+        except (TypeError, ValueError) as e:
+            raise DataError(
+                f"{what}: each history must be item indices in [0, {n_items}) ({e})"
+            ) from None
+    else:
+        raise ConfigError(f"{what}: expected Sequences or lists of item indices, got {X!r}")
+    if n_items is not None and seqs.n_items != n_items:
+        raise DataError(
+            f"{what}: sequences over {seqs.n_items} items, and the model has {n_items}; "
+            f"use the id space the model was trained in"
+        )
+    return seqs
+
+
+class SequentialRecommender(Recommender):
+    """A model of ordered histories (see the module docstring); ``capabilities.sequential``."""
+
+    @classmethod
+    def check_task(cls, task: Any) -> None:
+        super().check_task(task)
+        from genrec.evaluate import RankingTask
+
+        if isinstance(task, RankingTask) and task.sequences is None:
+            raise ConfigError(
+                f"model {cls.name} reads each user's items in order, and the task "
+                f"{task.name!r} has no order (its protocol scores item sets); use protocol "
+                f"seq-loo"
+            )
+
+    def _check_users(self, users: np.ndarray | None, X_users: Any) -> tuple[Any, Any]:
+        """(users, Sequences) checked against the fitted model."""
+        self._check_fitted()
+        seqs = as_sequences(X_users, self.n_items_, what="X_users")
+        if users is not None:
+            users = np.asarray(users, dtype=np.int64).reshape(-1)
+            if len(users) != seqs.n_users:
+                raise DataError(f"{len(users)} user indices but {seqs.n_users} histories")
+        return users, seqs
+
+
+@dataclass
+class SeqBatch:
+    """Left-padded windows of B sequences (tokens: item + 1, 0 = padding).
+
+    ``inputs`` (B, L) the items read; ``targets`` (B, L) the item to predict at each
+    position (0 where there is none), training batches only; ``users`` (B,) or None.
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor | None = None
+    users: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+def tokens(seqs: Sequences, max_len: int) -> np.ndarray:
+    """(B, max_len) int64 tokens of each sequence's last ``max_len`` items (left-padded)."""
+    return seqs.padded(max_len, pad=-1) + 1
+
+
+class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
+    """A sequential network trained by the trainer. A subclass supplies ``_build_module``,
+    ``train_step(SeqBatch, ctx)`` and ``_hidden(inputs) -> (B, L, D)``; scores are the last
+    position's hidden state against the item embeddings (``_item_table() -> (I, D)``),
+    unless it overrides ``_scores``. Its config has ``max_len``."""
+
+    def _max_len(self) -> int:
+        return int(self.config.max_len)
+
+    def _train_data(self, X: Any) -> tuple[Any, int]:
+        seqs = as_sequences(X)
+        if seqs.n_users == 0 or seqs.n_items == 0:
+            raise DataError(
+                f"cannot train on {seqs.n_users} sequences over {seqs.n_items} items: it "
+                f"needs at least one user and one item"
+            )
+        if not (seqs.lengths >= 2).any():
+            raise DataError(
+                f"{self.name}: no training sequence has 2 or more items, so there is no next "
+                f"item to learn; use data with longer histories"
+            )
+        return seqs, seqs.n_items
+
+    def batch_rows(self, X: Sequences) -> int:
+        """Training rows per epoch: the users with 2 or more items."""
+        return int((X.lengths >= 2).sum())
+
+    def batches(self, X: Sequences, ctx: BatchContext) -> Chunked[SeqBatch]:
+        """One pass: the users with a next item to predict in random order, each as its
+        last ``max_len + 1`` items (inputs: all but the last; targets: all but the first)."""
+        rows = np.flatnonzero(X.lengths >= 2)
+        perm = torch.from_numpy(rows)[torch.randperm(len(rows), generator=ctx.generator)]
+        L = self._max_len()
+
+        def make(users: torch.Tensor, _: int) -> SeqBatch:
+            t = torch.from_numpy(tokens(X.take(users.numpy()), L + 1)).to(ctx.device)
+            return SeqBatch(t[:, :-1], t[:, 1:], users.to(ctx.device))
+
+        return Chunked(perm, ctx.batch_size, make)
+
+    def _batches(self, X: Any, users: np.ndarray | None = None) -> Iterator[SeqBatch]:
+        device = self._device()
+        L = self._max_len()
+        for start in range(0, X.n_users, SCORE_BATCH):
+            part = X.take(slice(start, start + SCORE_BATCH))
+            u = None if users is None else torch.from_numpy(users[start : start + SCORE_BATCH])
+            yield SeqBatch(torch.from_numpy(tokens(part, L)).to(device), None, u)
+
+    def _hidden(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, L, D) of the token windows ``inputs`` (B, L)."""
+        raise NotImplementedError
+
+    def _item_table(self) -> torch.Tensor:
+        """The item output embeddings (I, D) (token embeddings without the padding row)."""
+        raise NotImplementedError
+
+    def _scores(self, batch: Any) -> torch.Tensor:
+        h = self._hidden(batch.inputs)[:, -1]  # (B, D): the last position reads the whole window
+        return h @ self._item_table().T  # (B, I)
+
+    def _encode(self, batch: Any) -> torch.Tensor:
+        return self._hidden(batch.inputs)[:, -1]
+
+    def item_embeddings(self) -> np.ndarray:
+        self._check_fitted()
+        with torch.inference_mode():
+            return self._item_table().float().cpu().numpy()
