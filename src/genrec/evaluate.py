@@ -31,6 +31,8 @@ __all__ = [
     "RatingResult",
     "evaluate_ranking",
     "evaluate_rating",
+    "evaluate_sampled",
+    "SAMPLED_NOTE",
     "check_scores",
     "DEFAULT_METRICS",
 ]
@@ -283,3 +285,105 @@ def evaluate_rating(model, task: RatingTask) -> RatingResult:
     return RatingResult(
         {"rmse": rmse(pred, truth), "mae": mae(pred, truth)}, len(truth), time.perf_counter() - t0
     )
+
+
+#: printed beside every sampled number
+SAMPLED_NOTE = (
+    "sampled metrics rank models differently from full ranking (Krichene and Rendle, KDD "
+    "2020): compare them only with sampled numbers of the same sampler and count"
+)
+
+
+def evaluate_sampled(
+    model,
+    task: RankingTask,
+    n_negatives: int = 100,
+    sampler: Literal["uniform", "popularity", "sasrec"] = "uniform",
+    ks: Sequence[int] = (5, 10, 20),
+    seed: int = 0,
+    popularity: np.ndarray | None = None,
+    train: sp.csr_matrix | None = None,
+    batch_size: int = 2048,
+    keep_negatives: bool = False,
+) -> dict:
+    """Sampled evaluation of a task with one held-out item per user: the target is ranked
+    among ``n_negatives`` sampled items instead of all items.
+
+    Each user's negatives are drawn independently with replacement, from the items not in
+    the task's ``exclude`` row and not the target (``uniform``: equally likely;
+    ``popularity``: in proportion to ``popularity``, the training counts), or, with the
+    ``sasrec`` preset (the SASRec paper's evaluation code), uniformly from the items not in
+    the user's training part ``train`` (rows in the task's user order) only, so the
+    validation item, or even the target itself, may be drawn. The rank of the target is the
+    number of negatives scoring at least as high (ties count against it): HR@k = [rank < k],
+    NDCG@k = [rank < k] / log2(rank + 2), MRR = 1 / (rank + 1), averaged over the users.
+
+    Returns
+    -------
+    dict with ``metrics`` (``hit_rate@k``, ``ndcg@k``, ``mrr``), ``n_users``,
+    ``n_negatives``, ``sampler``, ``seconds`` and ``note`` (:data:`SAMPLED_NOTE`); with
+    ``keep_negatives``, also ``negatives`` (n, n_negatives) and ``ranks`` (n,).
+    """
+    if n_negatives < 1:
+        raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
+    if sampler not in ("uniform", "popularity", "sasrec"):
+        raise ValueError(f"sampler must be uniform, popularity or sasrec, got {sampler!r}")
+    truth = sp.csr_matrix(task.truth)
+    if (np.diff(truth.indptr) != 1).any():
+        raise ValueError(f"sampled evaluation needs one held-out item per user in {task.name!r}")
+    if sampler == "popularity" and popularity is None:
+        raise ValueError("the popularity sampler needs the item popularity")
+    if sampler == "sasrec" and (train is None or train.shape[0] != task.n_users):
+        raise ValueError("the sasrec sampler needs the users' training rows (train)")
+    t0 = time.perf_counter()
+    n, n_items = task.n_users, task.inputs.shape[1]
+    target = truth.indices.astype(np.int64)
+    gen = torch.Generator().manual_seed(seed)
+    if sampler == "popularity":
+        base = torch.as_tensor(np.asarray(popularity, np.float64)).float()
+    else:
+        base = torch.ones(n_items)
+    mask_source = sp.csr_matrix(train if sampler == "sasrec" else task.exclude)
+    seq = reads_sequences(model)
+    ranks = np.zeros(n, np.int64)
+    kept = np.zeros((n, n_negatives), np.int64) if keep_negatives else None
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        rows = slice(start, stop)
+        users = None if task.users is None else task.users[start:stop]
+        allowed = base.repeat(stop - start, 1)  # (B, I)
+        m = mask_source[rows].tocoo()
+        allowed[
+            torch.from_numpy(m.row.astype(np.int64)), torch.from_numpy(m.col.astype(np.int64))
+        ] = 0
+        tgt = torch.from_numpy(target[rows])
+        if sampler != "sasrec":
+            allowed[torch.arange(stop - start), tgt] = 0
+        if (allowed.sum(1) <= 0).any():
+            raise ValueError(f"a user of {task.name!r} has no item left to sample")
+        negs = torch.multinomial(allowed, n_negatives, replacement=True, generator=gen)
+        if kept is not None:
+            kept[rows] = negs.numpy()
+        with torch.no_grad():
+            batch = task.batch_inputs(model, rows) if seq else task.inputs[rows]
+            scores = torch.as_tensor(model.score(users, batch)).float().cpu()  # (B, I)
+            check_scores(scores, model, task.name)
+        s_t = scores.gather(1, tgt[:, None])  # (B, 1)
+        ranks[rows] = (scores.gather(1, negs) >= s_t).sum(1).numpy()
+    out: dict[str, float] = {}
+    for k in sorted(set(int(k) for k in ks)):
+        hit = ranks < k
+        out[f"hit_rate@{k}"] = float(hit.mean()) if n else float("nan")
+        out[f"ndcg@{k}"] = float((hit / np.log2(ranks + 2)).mean()) if n else float("nan")
+    out["mrr"] = float((1.0 / (ranks + 1)).mean()) if n else float("nan")
+    res = {
+        "metrics": out,
+        "n_users": n,
+        "n_negatives": n_negatives,
+        "sampler": sampler,
+        "seconds": time.perf_counter() - t0,
+        "note": SAMPLED_NOTE,
+    }
+    if kept is not None:
+        res.update(negatives=kept, ranks=ranks)
+    return res

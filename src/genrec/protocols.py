@@ -136,6 +136,8 @@ class ProtocolData:
     train_sequences: Sequences | None = None
     #: users trained on but not evaluated (seq-loo: fewer than 3 items)
     n_not_evaluated: int = 0
+    #: seq-loo: every user's whole ordered history (what a deployed model recommends from)
+    sequences: Sequences | None = None
 
     @property
     def kind(self) -> Literal["ranking", "rating"]:
@@ -325,6 +327,7 @@ def _seq_loo(ds: Dataset, cfg: ProtocolConfig) -> ProtocolData:
         split_order="time" if seqs.times is not None else "file",
         train_sequences=split.train,
         n_not_evaluated=split.n_short,
+        sequences=seqs,
     )
 
 

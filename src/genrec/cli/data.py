@@ -105,6 +105,13 @@ def data_info(
     table.add_row(
         "interactions per user", f"min {ipu['min']}, median {ipu['median']:g}, max {ipu['max']}"
     )
+    if "sequence_lengths" in s:
+        sl = s["sequence_lengths"]
+        table.add_row(
+            "sequence length",
+            f"min {sl['min']}, median {sl['median']:g}, p90 {sl['p90']:g}, max {sl['max']} "
+            f"({s['sequence_events']:,} events, in order)",
+        )
     for name, parts in s["splits"].items():
         table.add_row(f"split {name}", ", ".join(f"{p} {n:,}" for p, n in parts.items()))
     console().print(table)

@@ -98,6 +98,17 @@ def metrics_table(title: str, results: dict[str, Any]) -> Table:
             counts.append(f"{results[p]['n_ratings']} ratings")
     if counts:
         table.add_row("averaged over", *counts)
+    sampled = [results[p].get("sampled") for p in parts]
+    first = next((x for x in sampled if x), None)
+    if first is not None:  # beside full ranking, never mixed with it
+        table.add_section()
+        table.add_row(f"sampled: {first['n_negatives']} negatives, {first['sampler']}")
+        for k in first["metrics"]:
+            table.add_row(
+                f"sampled {k}",
+                *("" if x is None else f"{x['metrics'][k]:.4f}" for x in sampled),
+            )
+        table.caption = f"sampled rows: {first['note']}"
     return table
 
 

@@ -88,6 +88,11 @@ def _refusal(model: Recommender, protocol: str, implicit: bool) -> str | None:
     data that is ``implicit`` or explicit; None when it can. The same rules as the model's
     ``check_task`` / ``check_valid_task`` and the protocol's, asked before any is built."""
     caps, selects = model.capabilities, model.selects_on()
+    if caps.sequential and protocol != "seq-loo":
+        return (
+            f"model {model.name} reads each user's items in order, and protocol "
+            f"{protocol} scores item sets"
+        )
     if protocol == "rating":
         if implicit:
             return (

@@ -20,8 +20,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from genrec.config import build_config, config_to_dict
-from genrec.data import Dataset
-from genrec.evaluate import RankingTask, RatingTask, evaluate_ranking, evaluate_rating
+from genrec.data import Dataset, Sequences
+from genrec.errors import ConfigError
+from genrec.evaluate import (
+    RankingTask,
+    RatingTask,
+    evaluate_ranking,
+    evaluate_rating,
+    evaluate_sampled,
+)
 from genrec.models.base import Recommender
 from genrec.protocols import ProtocolConfig, ProtocolData
 from genrec.runs.checks import check_refit
@@ -38,6 +45,8 @@ __all__ = [
     "fit_model",
     "evaluate_task",
     "refit_data",
+    "refit_sequences",
+    "sampled_part",
     "refit_config",
     "mean_sd",
     "lower_is_better",
@@ -53,10 +62,15 @@ def lower_is_better(metric: str) -> bool:
 
 
 def fingerprint(
-    spec_model: str, config: Any, protocol: ProtocolConfig, train: sp.csr_matrix
+    spec_model: str,
+    config: Any,
+    protocol: ProtocolConfig,
+    train: sp.csr_matrix,
+    pdata: ProtocolData | None = None,
 ) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the model class, its full config (less
-    the settings a resume may change), the protocol and the training data."""
+    the settings a resume may change), the protocol and the training data (with the order
+    of the training sequences, where ``pdata`` has them)."""
     cfg = config_to_dict(config)
     for k in _FREE:
         cfg.pop(k, None)
@@ -69,6 +83,10 @@ def fingerprint(
         train.data.astype(np.float32),
     ):
         h.update(np.ascontiguousarray(a).tobytes())
+    seqs = None if pdata is None else pdata.train_sequences
+    if seqs is not None:
+        h.update(seqs.offsets.tobytes())
+        h.update(seqs.items.tobytes())
     return {
         "model": spec_model,
         "config": cfg,
@@ -86,9 +104,10 @@ def fit_model(
     resume: bool = False,
     fp: dict[str, Any] | None = None,
     hooks: RunHooks | None = None,
+    sequences: Sequences | None = None,
 ) -> Recommender:
     """Fit ``model`` with what its class asks for: the trainer's run folder and resume flag,
-    side features."""
+    side features; a sequential model fits on ``sequences`` instead of ``X``."""
     side = None
     if (
         type(model).capabilities.side_features
@@ -107,6 +126,13 @@ def fit_model(
         side=side,
     )
     fit: Callable[..., Recommender] = model.fit  # a trainable or side-feature model's fit
+    if type(model).capabilities.sequential:
+        if sequences is None:
+            raise ConfigError(
+                f"model {model.name} trains on each user's items in order, and this "
+                f"protocol has no order; use protocol seq-loo"
+            )
+        return fit(sequences, valid=valid, context=context)
     return fit(X, valid=valid, context=context)  # takes the context
 
 
@@ -141,6 +167,35 @@ def evaluate_task(
     return res
 
 
+def sampled_part(model: Recommender, pdata: ProtocolData, part: str) -> dict[str, Any] | None:
+    """The sampled evaluation of ``part`` ("valid" or "test") when the protocol asks for
+    one (``protocol.sampled_negatives`` > 0), else None."""
+    cfg = pdata.config
+    task = getattr(pdata, part)
+    if cfg.sampled_negatives <= 0 or not isinstance(task, RankingTask) or task.users is None:
+        return None
+    train = pdata.train.matrix
+    res = evaluate_sampled(
+        model,
+        task,
+        cfg.sampled_negatives,
+        cfg.sampler,
+        ks=pdata.ks,
+        seed=cfg.seed,
+        popularity=np.bincount(train.indices, minlength=train.shape[1]).astype(np.float64),
+        train=sp.csr_matrix(train[task.users]),
+    )
+    log.info(
+        "sampled evaluation of %s (%d negatives, %s): %s; %s",
+        part,
+        cfg.sampled_negatives,
+        cfg.sampler,
+        ", ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items()),
+        res["note"],
+    )
+    return res
+
+
 def refit_data(pdata: ProtocolData) -> sp.csr_matrix:
     """Training + validation interactions, for a refit of the chosen configuration."""
     if pdata.train_full is not None:
@@ -152,6 +207,27 @@ def refit_data(pdata: ProtocolData) -> sp.csr_matrix:
     t = valid.truth.tocoo()
     X[valid.users[t.row], t.col] = 1.0
     return sp.csr_matrix(X, dtype=np.float32)
+
+
+def refit_sequences(pdata: ProtocolData) -> Sequences | None:
+    """The training sequences with each evaluated user's validation item appended (the
+    refit of a sequential model under seq-loo); None without training sequences."""
+    train = pdata.train_sequences
+    if train is None:
+        return None
+    valid = pdata.valid
+    assert isinstance(valid, RankingTask) and valid.users is not None
+    extra = np.zeros(train.n_users, np.int64)
+    extra[valid.users] = 1
+    lengths = train.lengths + extra
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    items = np.empty(offsets[-1], np.int64)
+    last = offsets[1:][valid.users] - 1
+    keep = np.ones(offsets[-1], bool)
+    keep[last] = False
+    items[keep] = train.items
+    items[last] = valid.truth.indices[valid.truth.indptr[:-1]]
+    return Sequences(offsets, items, train.n_items)
 
 
 def refit_config(spec: RunSpec, config: Any, model: Recommender) -> Any:

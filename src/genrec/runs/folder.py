@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from genrec.data.sequences import Sequences
 from genrec.errors import CorruptFileError, DataError, GenrecError
 from genrec.io import (
     RECORD_DIGEST,
@@ -192,6 +193,8 @@ class RunData:
     known: sp.csr_matrix  # (U, I) 0/1, every item a user has in the data
     titles: np.ndarray | None  # (I,) or None
     has_history: bool  # False for runs saved before whole histories were kept
+    #: every user's items in order (ordered data: the sequential models' histories)
+    sequences: Sequences | None = None
 
 
 def save_run_data(
@@ -202,11 +205,13 @@ def save_run_data(
     positives: sp.csr_matrix | None,
     known: sp.csr_matrix | None,
     titles: np.ndarray | None,
+    sequences: Sequences | None = None,
 ) -> None:
     """Write ``data.npz``: the training matrix, raw ids and titles, and (when they add items
     to the pattern below them) each user's whole history (``history_*``: the positives of
     every part) and every item the user has in the data (``known_*``: ratings under the
-    threshold too)."""
+    threshold too); with ``sequences``, every user's items in order (``seq_offsets``,
+    ``seq_items``)."""
     m = train
     arrays = {
         "indptr": m.indptr.astype(np.int64),
@@ -227,7 +232,32 @@ def save_run_data(
         below = extra
     if titles is not None:
         arrays["item_titles"] = titles.astype(str)
+    if sequences is not None:
+        arrays["seq_offsets"] = sequences.offsets.astype(np.int64)
+        arrays["seq_items"] = sequences.items.astype(np.int32)
     save_arrays(out / "data.npz", arrays)
+
+
+def _sequences(data: dict[str, np.ndarray], shape: tuple[int, int], path: Path) -> Sequences | None:
+    if "seq_offsets" not in data:
+        return None
+    offsets, items = data["seq_offsets"], data.get("seq_items")
+    ok = (
+        items is not None
+        and offsets.dtype.kind in "iu"
+        and items.dtype.kind in "iu"
+        and offsets.shape == (shape[0] + 1,)
+    )
+    try:
+        if not ok:
+            raise ValueError
+        assert items is not None
+        return Sequences(offsets.astype(np.int64), items.astype(np.int64), shape[1])
+    except ValueError:
+        raise RunFolderError(
+            f"{path}: seq_offsets/seq_items do not form {shape[0]} sequences over "
+            f"{shape[1]} items; the file is damaged, train the model again"
+        ) from None
 
 
 def _pattern(
@@ -308,6 +338,7 @@ def load_run_data(folder: Path) -> RunData:
         known=known if known is not None else hist,
         titles=titles,
         has_history=history is not None or "history_indptr" in data,
+        sequences=_sequences(data, shape, path),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from genrec.data import IdMap
+from genrec.data import IdMap, Sequences
 from genrec.errors import ConfigError, DataError
 from genrec.models.base import RatingPredictor, Recommender
 from genrec.runs import folder as rf
@@ -55,6 +55,15 @@ class Run:
     def name(self) -> str:
         return str(self.record["model"])
 
+    def _user_sequence(self, u: int) -> Sequences:
+        """User row ``u``'s whole history in order (a sequential model scores from it)."""
+        if self.data.sequences is None:
+            raise rf.RunFolderError(
+                f"{self.path / 'data.npz'}: no ordered histories kept beside the sequential "
+                f"model {self.name}; train it again"
+            )
+        return self.data.sequences.take([u])
+
     def user_history(self, user: Any) -> sp.csr_matrix:
         """The user's whole history in the data (1, n_items), by raw id."""
         return self.data.history[self.users.index(user, "user")]
@@ -84,7 +93,10 @@ class Run:
             users: np.ndarray | None = np.array([u])
             history = self.data.history[u]
             exclude = self.data.known[u]
-            if history.nnz == 0:
+            empty = history.nnz == 0
+            if self.model.capabilities.sequential:
+                history = self._user_sequence(u)
+            if empty:
                 part = "the data" if self.data.has_history else "the training part"
                 notes.append(
                     f"user {user} has no interactions in {part}, so this is the "
@@ -118,6 +130,8 @@ class Run:
                 (np.ones(len(idx), np.float32), (np.zeros(len(idx), int), idx)),
                 shape=(1, self.data.train.shape[1]),
             )
+            if self.model.capabilities.sequential:  # the order given is the history's order
+                history = Sequences.from_lists([idx], self.data.train.shape[1])
             users = None
         top, scores = self.model.recommend(
             users, history, k=k, exclude_seen=not include_seen, exclude=exclude

@@ -39,6 +39,8 @@ from genrec.runs.fitting import (
     mean_sd,
     refit_config,
     refit_data,
+    refit_sequences,
+    sampled_part,
 )
 from genrec.runs.load import Run, load_run
 from genrec.runs.spec import RunSpec
@@ -155,6 +157,7 @@ def _save_data(stage: Path, pdata: ProtocolData, ds: Dataset) -> None:
         pdata.positives,
         ds.interactions.matrix,
         titles,
+        pdata.sequences,
     )
 
 
@@ -240,6 +243,9 @@ def _run_in(
         raise
     model, cfg, fit_s, refit_s, valid, trials, seed_stats, chosen = result
     test = evaluate_task(model, pdata.test, pdata.ks, hooks, "test")
+    sampled = sampled_part(model, pdata, "test")
+    if sampled is not None:
+        test = {**test, "sampled": sampled}
     if seed_stats is not None:
         test = {**test, "seeds": seed_stats["test"]}
         valid = {**valid, "seeds": seed_stats["valid"]}
@@ -261,7 +267,7 @@ def _run_in(
             "select_metric": select if (len(configs) > 1 or spec.seeds) else None,
             "trials": trials if len(trials) > 1 else None,
             "chosen": chosen,
-            "fingerprint": fingerprint(spec.model, cfg, spec.protocol, pdata.train.matrix),
+            "fingerprint": fingerprint(spec.model, cfg, spec.protocol, pdata.train.matrix, pdata),
             "files": rf.file_digests(stage),
             "owned": owned,
         }
@@ -296,7 +302,7 @@ def _fit_select(
             c = cfg if seed is None else spec.with_seed(cfg, seed)
             model = cls(c)
             t0 = time.perf_counter()
-            fp = fingerprint(spec.model, c, spec.protocol, pdata.train.matrix)
+            fp = fingerprint(spec.model, c, spec.protocol, pdata.train.matrix, pdata)
             fit_model(
                 model,
                 pdata.train.matrix,
@@ -306,6 +312,7 @@ def _fit_select(
                 resume,
                 fp,
                 hooks,
+                sequences=pdata.train_sequences,
             )
             fit_s = time.perf_counter() - t0
             valid = evaluate_task(model, pdata.valid, pdata.ks, hooks, "valid")
@@ -339,7 +346,17 @@ def _fit_select(
         cfg = refit_config(spec, cfg, model)
         model = cls(cfg)
         t0 = time.perf_counter()
-        fit_model(model, refit_data(pdata), None, ds, None, False, None, hooks)
+        fit_model(
+            model,
+            refit_data(pdata),
+            None,
+            ds,
+            None,
+            False,
+            None,
+            hooks,
+            sequences=refit_sequences(pdata),
+        )
         refit_s = time.perf_counter() - t0
         fit_s += refit_s
         log.info("refitted the chosen configuration on training + validation data")
@@ -486,7 +503,10 @@ def evaluate_run(run: str | Path | Run, hooks: RunHooks | None = None) -> dict[s
             f"{rec['dataset']}: the data changed since training (training part "
             f"has {pdata.train.nnz} interactions, the run had {want})"
         )
-    return {
-        part: evaluate_task(run.model, getattr(pdata, part), pdata.ks, hooks, part)
-        for part in ("valid", "test")
-    }
+    out = {}
+    for part in ("valid", "test"):
+        out[part] = evaluate_task(run.model, getattr(pdata, part), pdata.ks, hooks, part)
+        sampled = sampled_part(run.model, pdata, part)
+        if sampled is not None:
+            out[part]["sampled"] = sampled
+    return out

@@ -1,0 +1,288 @@
+"""Sequential recommendation on the Amazon 5-core sets (Beauty, Sports), protocol seq-loo.
+
+Each row is a run config under ``configs/amazon-beauty/`` (the same file serves Sports, with
+the data set replaced). A row runs in two stages, each a fresh process (so its peak RSS is
+its own): (1) the config's ``[run] grid`` with seed 0, selected on validation
+(``[run] select``, NDCG@10 by default), unless the config has no grid; (2) the chosen setting
+retrained with ``--seeds`` (three by default), whose test numbers are reported as mean ± sd.
+The test split is read for the chosen setting only. Full ranking over all items, the history
+masked; the sampled evaluation (the SASRec paper's sampler, 100 negatives) is printed beside
+where a config asks for it, never mixed with the full-ranking columns.
+
+Speed: seconds per training epoch (median of the run's epochs), one full evaluation of all
+test users, peak RSS. RecBole 1.2.1's SASRec at the same size, loss and batch runs in the
+same invocation when its side environment exists (``benchmarks/peers_recbole_seq.py``).
+
+Usage: python benchmarks/bench_sequential.py [--data beauty,sports] [--models a,b]
+       [--seeds 0,1,2] [--peers-venv /work/peers/venv] [--out sequential]
+       python benchmarks/bench_sequential.py --scale   (one SASRec epoch on ML-20M's shape)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, header, run_peer, write_result
+
+DATA = {
+    "beauty": ROOT.parent / "shared" / "data" / "amazon-5core" / "Beauty.txt",
+    "sports": ROOT.parent / "shared" / "data" / "amazon-5core" / "Sports_and_Outdoors.txt",
+}
+CONFIGS = ROOT / "configs" / "amazon-beauty"
+#: table order; a row runs when its config exists and its model is registered
+ROWS = [
+    "popularity",
+    "transition",
+    "ease",
+    "mult-vae",
+    "gru4rec",
+    "bert4rec",
+    "sasrec-bce",
+    "sasrec-ce",
+    "sasrec-sampled-softmax",
+    "sasrec-gbce",
+    "hstu",
+]
+#: published all-item numbers on these files (R@10 / N@10), as issue 21 lists them
+ANCHORS = {
+    ("beauty", "sasrec-bce"): "SASRec (BCE) by the S3-Rec authors: 0.0605 / 0.0318",
+    (
+        "beauty",
+        "sasrec-sampled-softmax",
+    ): "best published SASRec (sampled softmax): 0.0921 / 0.0531",
+    ("beauty", "sasrec-ce"): "RecBole SASRec (CE, defaults): about 0.083 / 0.042",
+    ("beauty", "hstu"): "HSTU, independent re-run: 0.079 / 0.044",
+    ("beauty", "bert4rec"): "BERT4Rec by the S3-Rec authors: 0.0347 / 0.0170",
+    ("beauty", "gru4rec"): "GRU4Rec by the S3-Rec authors: 0.0283 / 0.0137",
+    ("sports", "sasrec-sampled-softmax"): "best published SASRec: 0.0569 / 0.0314",
+}
+SHOWN = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@20")
+
+
+# ----------------------------------------------------------------------------- one stage
+def stage(config: Path, data: Path, out: Path, seeds: list[int] | None, chosen: dict) -> dict:
+    """Run ``config`` on ``data`` in a fresh process (this script with ``--one``)."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        json.dumps(
+            {
+                "config": str(config),
+                "data": str(data),
+                "out": str(out),
+                "seeds": seeds,
+                "chosen": chosen,
+            }
+        ),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": tail}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def one(args: dict) -> dict:
+    """The ``--one`` child: build the spec, train, report numbers and peak RSS."""
+    from genrec.config import load_toml
+    from genrec.runs import RunSpec, train_run
+    from genrec.runs.spec import merge
+    from genrec.train import LOG_NAME
+
+    values = merge(load_toml(args["config"]), {"dataset": args["data"]})
+    if args["seeds"] is not None:  # stage 2: the chosen setting, several seeds, no grid
+        for key, v in args["chosen"].items():  # "train.lr" -> {"train": {"lr": v}}
+            *path, last = key.split(".")
+            node = values
+            for p in path:
+                node = node.setdefault(p, {})
+            node[last] = v
+        values.setdefault("run", {})
+        values["run"]["grid"] = {}
+        values["run"]["seeds"] = args["seeds"]
+    spec = RunSpec.from_mapping(values, where=args["config"], out=Path(args["out"]), force=True)
+    t0 = time.perf_counter()
+    res = train_run(spec)
+    wall = time.perf_counter() - t0
+    log = Path(res.out) / LOG_NAME
+    epochs = (
+        [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.is_file() else []
+    )
+    train_s = [e["train_seconds"] for e in epochs if "train_seconds" in e]
+    rec = res.record
+    return {
+        "valid": res.valid,
+        "test": res.test,
+        "chosen": rec.get("chosen") or {},
+        "trials": rec.get("trials"),
+        "config": rec.get("config"),
+        "epoch_s": statistics.median(train_s) if train_s else None,
+        "epochs": len(epochs),
+        "best_epoch": max((e.get("epoch", 0) for e in epochs), default=None),
+        "fit_s": rec.get("fit_seconds"),
+        "wall_s": wall,
+        "eval_s": res.test.get("seconds"),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+# ----------------------------------------------------------------------------- rows
+def row_cells(name: str, data: str, sel: dict, fin: dict) -> str:
+    if "error" in fin:
+        return f"| {name} | failed: {fin['error']} |" + " |" * (len(SHOWN) + 3)
+    t = fin["test"]
+    seeds = t.get("seeds", {})
+    cells = []
+    for k in SHOWN:
+        s = seeds.get(k)
+        cells.append(f"{s['mean']:.4f} ± {s['sd']:.4f}" if s else f"{t['metrics'][k]:.4f}")
+    chosen = ", ".join(f"{k} {v}" for k, v in (sel.get("chosen") or {}).items()) or "config"
+    speed = f"{fin['epoch_s']:.1f} s/epoch" if fin.get("epoch_s") else f"fit {fin['fit_s']:.1f} s"
+    sampled = t.get("sampled")
+    extra = (
+        f"; sampled ({sampled['n_negatives']}, {sampled['sampler']}) HR@10 "
+        f"{sampled['metrics']['hit_rate@10']:.4f} / N@10 {sampled['metrics']['ndcg@10']:.4f}"
+        if sampled
+        else ""
+    )
+    anchor = ANCHORS.get((data, name), "")
+    return (
+        f"| {name} | " + " | ".join(cells) + f" | {chosen} | {speed}, eval "
+        f"{fin['eval_s']:.1f} s, peak {fin['peak_rss_gib']:.2f} GiB | {anchor}{extra} |"
+    )
+
+
+def recbole_row(venv: Path, data: Path, fin: dict) -> str:
+    """RecBole's SASRec at the size, loss and batch of genrec's sasrec-ce config."""
+    cfg = fin.get("config") or {}
+    train = cfg.get("train", {})
+    args = [
+        "--data",
+        str(data),
+        "--hidden",
+        str(cfg.get("hidden", 64)),
+        "--layers",
+        str(cfg.get("n_blocks", 2)),
+        "--heads",
+        str(cfg.get("n_heads", 1)),
+        "--loss",
+        "CE",
+        "--batch",
+        str(train.get("batch_size", 256)),
+        "--epochs",
+        "3",
+        "--max-len",
+        str(cfg.get("max_len", 50)),
+    ]
+    peer = run_peer(
+        venv, "peers_recbole_seq.py", args, env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    )
+    if isinstance(peer, str):
+        return f"RecBole 1.2.1 SASRec: {peer}"
+    ep, ev = peer.get("epoch_s"), peer.get("eval_s")
+    ratio = (
+        f"; genrec {ep / fin['epoch_s']:.1f}x faster per epoch, {ev / fin['eval_s']:.1f}x in "
+        f"evaluation"
+        if ep and ev and fin.get("epoch_s") and fin.get("eval_s")
+        else ""
+    )
+    return f"RecBole 1.2.1 SASRec (CE, same size and batch): {ep:.1f} s/epoch, full evaluation {ev:.1f} s{ratio}"
+
+
+# ----------------------------------------------------------------------------- scale
+def scale() -> str:
+    """One SASRec epoch on a synthetic set of ML-20M's shape (138,000 users, 20M events)."""
+    import numpy as np
+
+    from genrec.data import Sequences
+    from genrec.models import get_model_class
+
+    rng = np.random.default_rng(0)
+    n_users, n_items, n_events = 138_000, 26_744, 20_000_000
+    lengths = rng.zipf(1.6, n_users).clip(20, 9_000)
+    lengths = (lengths * n_events / lengths.sum()).astype(np.int64).clip(20)
+    items = rng.zipf(1.3, int(lengths.sum())) % n_items
+    seqs = Sequences(np.concatenate([[0], np.cumsum(lengths)]), items, n_items)
+    cls = get_model_class("sasrec")
+    model = cls(max_len=200, loss="bce", train={"epochs": 1, "batch_size": 256})
+    t0 = time.perf_counter()
+    model.fit(seqs)
+    sec = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return (
+        f"{header('Sequential recommendation at scale: one SASRec epoch, ML-20M shape')}"
+        f"Synthetic: {n_users:,} users, {n_items:,} items, {int(lengths.sum()):,} events "
+        f"(Zipf lengths and items), max_len 200, BCE loss, batch 256: one epoch "
+        f"{sec:.0f} s, peak RSS {rss:.2f} GiB (target <= 8 GiB).\n"
+    )
+
+
+# ----------------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--data", default="beauty")
+    ap.add_argument("--models", default=",".join(ROWS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--peers-venv", default="/work/peers/venv")
+    ap.add_argument("--scale", action="store_true")
+    ap.add_argument("--out", default="sequential")
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(json.loads(args.one)), default=float))
+        return
+    if args.scale:
+        write_result(f"{args.out}-scale", scale())
+        return
+    from genrec.models import MODELS
+
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    parts = [header("Sequential recommendation, Amazon Beauty and Sports, protocol seq-loo")]
+    parts.append(
+        "Full ranking over all items, each user's history masked; hyperparameters chosen on "
+        "validation NDCG@10 (seed 0), then the chosen setting retrained with seeds "
+        f"{', '.join(map(str, seeds))}: test mean ± sd. Configs: `configs/amazon-beauty/`.\n\n"
+    )
+    for data in args.data.split(","):
+        path = DATA[data]
+        parts.append(
+            f"### {data}\n\n| model | " + " | ".join(SHOWN) + " | chosen | speed | anchor |\n"
+        )
+        parts.append("|" + "---|" * (len(SHOWN) + 4) + "\n")
+        notes = []
+        for name in [m for m in ROWS if m in args.models.split(",")]:
+            config = CONFIGS / f"{name}.toml"
+            model = name.split("-")[0] if name.startswith("sasrec") else name
+            if not config.is_file() or model not in MODELS:
+                notes.append(f"{name}: not run (no config or model not registered)")
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                print(f"[{data}] {name}: selection", flush=True)
+                sel = stage(config, path, Path(tmp) / "sel", None, {})
+                chosen = sel.get("chosen") or {}
+                print(f"[{data}] {name}: seeds {seeds} at {chosen}", flush=True)
+                fin = (
+                    stage(config, path, Path(tmp) / "fin", seeds, chosen)
+                    if "error" not in sel
+                    else sel
+                )
+            parts.append(row_cells(name, data, sel, fin) + "\n")
+            if name == "sasrec-ce" and "error" not in fin:
+                notes.append(recbole_row(Path(args.peers_venv), path, fin))
+        parts.append("\n" + "".join(f"- {n}\n" for n in notes) + "\n")
+    write_result(args.out, "".join(parts))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
