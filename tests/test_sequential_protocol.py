@@ -239,3 +239,13 @@ def test_cli_trains_a_sequential_model_with_sampled_numbers_beside(tmp_path, cap
     assert main(["recommend", str(out), "--items", "3,4,nope", "-k", "2"]) == 0
     said = capsys.readouterr()
     assert "nope" in said.out + said.err
+
+
+def test_refit_sequences_append_the_validation_item_to_evaluated_users():
+    from genrec.runs.fitting import refit_sequences
+
+    ds = _dataset([[0, 1, 2, 3], [4, 5], [6, 7, 8]], 9)
+    p = build_protocol(ds, ProtocolConfig(name="seq-loo"))
+    refit = refit_sequences(p)
+    assert [refit.row(u).tolist() for u in range(3)] == [[0, 1, 2], [4, 5], [6, 7]]
+    assert [p.test.sequences.row(j).tolist() for j in range(2)] == [[0, 1, 2], [6, 7]]

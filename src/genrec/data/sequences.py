@@ -199,18 +199,35 @@ class Sequences:
             return np.full(idx.shape, pad, dtype=np.int64)
         return np.where(valid, self.items[np.clip(idx, 0, None)], pad).astype(np.int64)
 
-    def drop_last(self, k: int = 1) -> Sequences:
-        """Each sequence without its last ``k`` items (shorter ones become empty)."""
-        lengths = np.maximum(self.lengths - k, 0)
-        keep = np.repeat(self.offsets[:-1], lengths) + (
-            np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        )
+    def heads(self, lengths: np.ndarray) -> Sequences:
+        """Each sequence's first ``lengths[u]`` items (at most its length), times kept."""
+        lengths = np.minimum(np.asarray(lengths, np.int64), self.lengths)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        keep = np.repeat(self.offsets[:-1] - offsets[:-1], lengths) + np.arange(offsets[-1])
         return Sequences(
-            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            offsets,
             self.items[keep],
             self.n_items,
             None if self.times is None else self.times[keep],
         )
+
+    def drop_last(self, k: int = 1) -> Sequences:
+        """Each sequence without its last ``k`` items (shorter ones become empty)."""
+        return self.heads(np.maximum(self.lengths - k, 0))
+
+    def append(self, rows: np.ndarray, items: np.ndarray) -> Sequences:
+        """These sequences with ``items[j]`` added after the last item of row ``rows[j]``
+        (rows distinct); the times are not kept."""
+        extra = np.zeros(self.n_users, np.int64)
+        extra[rows] = 1
+        offsets = np.concatenate([[0], np.cumsum(self.lengths + extra)]).astype(np.int64)
+        out = np.empty(offsets[-1], np.int64)
+        last = offsets[1:][rows] - 1
+        old = np.ones(offsets[-1], bool)
+        old[last] = False
+        out[old] = self.items
+        out[last] = items
+        return Sequences(offsets, out, self.n_items)
 
     def length_stats(self) -> dict[str, float]:
         """Sequence-length statistics: min, median, p90, max, mean (users with >= 1 item)."""
@@ -269,15 +286,7 @@ class SequenceSplit:
     def test_inputs(self) -> Sequences:
         """The evaluated users' test inputs: their training part and the validation item."""
         tr = self.train.take(self.users)
-        lengths = tr.lengths + 1
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        items = np.empty(offsets[-1], np.int64)
-        last = offsets[1:] - 1
-        mask = np.ones(offsets[-1], bool)
-        mask[last] = False
-        items[mask] = tr.items
-        items[last] = self.valid_target
-        return Sequences(offsets, items, tr.n_items)
+        return tr.append(np.arange(tr.n_users), self.valid_target)
 
 
 def sequence_leave_one_out(seqs: Sequences) -> SequenceSplit:
@@ -292,17 +301,7 @@ def sequence_leave_one_out(seqs: Sequences) -> SequenceSplit:
             "use data with longer histories"
         )
     ends = seqs.offsets[1:][users]
-    cut = np.where(ln >= 3, 2, 0)
-    lengths = ln - cut
-    keep = np.repeat(seqs.offsets[:-1], lengths) + (
-        np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    )
-    train = Sequences(
-        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        seqs.items[keep],
-        seqs.n_items,
-        None if seqs.times is None else seqs.times[keep],
-    )
+    train = seqs.heads(ln - np.where(ln >= 3, 2, 0))  # short users stay whole
     return SequenceSplit(
         train, users, seqs.items[ends - 2].copy(), seqs.items[ends - 1].copy(), n_short
     )

@@ -217,17 +217,7 @@ def refit_sequences(pdata: ProtocolData) -> Sequences | None:
         return None
     valid = pdata.valid
     assert isinstance(valid, RankingTask) and valid.users is not None
-    extra = np.zeros(train.n_users, np.int64)
-    extra[valid.users] = 1
-    lengths = train.lengths + extra
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = np.empty(offsets[-1], np.int64)
-    last = offsets[1:][valid.users] - 1
-    keep = np.ones(offsets[-1], bool)
-    keep[last] = False
-    items[keep] = train.items
-    items[last] = valid.truth.indices[valid.truth.indptr[:-1]]
-    return Sequences(offsets, items, train.n_items)
+    return train.append(valid.users, valid.truth.indices[valid.truth.indptr[:-1]])
 
 
 def refit_config(spec: RunSpec, config: Any, model: Recommender) -> Any:
