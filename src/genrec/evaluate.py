@@ -344,7 +344,6 @@ def evaluate_sampled(
     else:
         base = torch.ones(n_items)
     mask_source = sp.csr_matrix(train if sampler == "sasrec" else task.exclude)
-    seq = reads_sequences(model)
     ranks = np.zeros(n, np.int64)
     kept = np.zeros((n, n_negatives), np.int64) if keep_negatives else None
     for start in range(0, n, batch_size):
@@ -365,7 +364,7 @@ def evaluate_sampled(
         if kept is not None:
             kept[rows] = negs.numpy()
         with torch.no_grad():
-            batch = task.batch_inputs(model, rows) if seq else task.inputs[rows]
+            batch = task.batch_inputs(model, rows)
             scores = torch.as_tensor(model.score(users, batch)).float().cpu()  # (B, I)
             check_scores(scores, model, task.name)
         s_t = scores.gather(1, tgt[:, None])  # (B, 1)
