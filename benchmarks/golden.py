@@ -10,9 +10,11 @@ seed, then evaluated on its test part. What is recorded, per entry:
 
 The data come from :func:`tests.synthetic.taste_ratings` (60 users, 40 items, two taste
 groups). Models whose fit selects on ratings (``selects_on() == "rating"``: biased MF, FM with
-the regression objective, AutoRec) get the explicit ratings and a rating task (RMSE, MAE); all
-others get the ratings >= 4 as implicit positives and a ranking task. Both tasks are split
-here, with a seeded NumPy generator, so that the numbers depend on the models alone.
+the regression objective, AutoRec) get the explicit ratings and a rating task (RMSE, MAE);
+sequential models get the positives of each user in a seeded random order, split leave one
+out (the last item is the test target, the one before it the validation target); all others
+get the ratings >= 4 as implicit positives and a ranking task. Every task is split here, with
+a seeded NumPy generator, so that the numbers depend on the models alone.
 
 Usage::
 
@@ -49,6 +51,7 @@ from tests.synthetic import taste_ratings  # noqa: E402
 
 import genrec  # noqa: E402
 from genrec.config import build_config  # noqa: E402
+from genrec.data import Sequences, sequence_leave_one_out  # noqa: E402
 from genrec.evaluate import (  # noqa: E402
     RankingTask,
     RatingTask,
@@ -133,6 +136,7 @@ GOLDEN_CONFIGS: dict[str, dict[str, Any]] = {
         device="cpu",
     ),
     "autorec": dict(hidden=16, l2=0.1, epochs=60, eval_every=20, device="cpu"),
+    "transition": dict(smoothing=0.5),
 }
 
 SEED = 0
@@ -196,6 +200,36 @@ def ranking_data(seed: int = SEED) -> tuple[sp.csr_matrix, RankingTask, RankingT
     )
 
 
+def sequence_data(seed: int = SEED) -> tuple[Sequences, RankingTask, RankingTask]:
+    """The positives of :func:`ranking_data`, each user's in a seeded random order, split
+    leave one out as protocol seq-loo splits: (training sequences, valid, test). The tasks
+    carry the input sequences and mask them."""
+    rows = taste_ratings(N_USERS, N_ITEMS, seed=seed)
+    rows = rows[rows[:, 2] >= 4]
+    rng = np.random.default_rng(seed)
+    lists = [rng.permutation(rows[rows[:, 0] == u + 1, 1] - 1).tolist() for u in range(N_USERS)]
+    split = sequence_leave_one_out(Sequences.from_lists(lists, N_ITEMS))
+    tasks = []
+    for name, inputs, target in (
+        ("valid", split.valid_inputs(), split.valid_target),
+        ("test", split.test_inputs(), split.test_target),
+    ):
+        x = inputs.to_csr()
+        y = sp.csr_matrix(
+            (np.ones(len(target), np.float32), (np.arange(len(target)), target)),
+            shape=(len(target), N_ITEMS),
+        )
+        tasks.append(RankingTask(split.users, x, x, y, "skip", name, sequences=inputs))
+    return split.train, tasks[0], tasks[1]
+
+
+def training_input(model: Recommender) -> sp.csr_matrix | Sequences:
+    """What ``model`` is trained on in the table (``score_matrix`` scores the same)."""
+    if type(model).capabilities.sequential:
+        return sequence_data()[0]
+    return (rating_data() if model.selects_on() == "rating" else ranking_data())[0]
+
+
 # ----------------------------------------------------------------------------- running
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
@@ -208,10 +242,11 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def score_matrix(model: Recommender, X: sp.csr_matrix) -> np.ndarray:
+def score_matrix(model: Recommender, X: sp.csr_matrix | Sequences) -> np.ndarray:
     """``model.score(all users, X)`` as a C-contiguous little-endian float32 array (U, I)."""
+    n = X.n_users if isinstance(X, Sequences) else X.shape[0]
     with torch.no_grad():
-        s = model.score(np.arange(X.shape[0], dtype=np.int64), X)
+        s = model.score(np.arange(n, dtype=np.int64), X)
     if isinstance(s, torch.Tensor):
         s = s.detach().cpu().float().numpy()
     return np.ascontiguousarray(s, dtype="<f4")
@@ -248,8 +283,14 @@ def run_entry(entry: str, kwargs: dict[str, Any] | None = None) -> dict[str, Any
     kwargs = GOLDEN_CONFIGS[entry] if kwargs is None else kwargs
     model = build_model(entry, kwargs)
     task = "rating" if model.selects_on() == "rating" else "ranking"
+    if type(model).capabilities.sequential:
+        task = "sequence"
     with one_thread():
-        if task == "rating":
+        if task == "sequence":
+            train, valid, test = sequence_data()
+            model.fit(train, valid=valid if model.selects_on() == "ranking" else None)
+            metrics = evaluate_ranking(model, test, ks=KS).metrics
+        elif task == "rating":
             train, valid, test = rating_data()
             model.fit(train, valid=valid)
             metrics = evaluate_rating(model, test).metrics

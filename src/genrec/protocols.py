@@ -288,8 +288,21 @@ def _targets(items: np.ndarray, n_items: int) -> sp.csr_matrix:
     )
 
 
+def _ordered(ds: Dataset) -> Sequences | None:
+    """The data set's ordered histories: those the reader built, else (a Dataset built in
+    Python) its interactions ordered by their timestamps, ties by item column."""
+    if ds.sequences is not None:
+        return ds.sequences
+    inter = ds.interactions
+    if inter.times is None:
+        return None
+    m = inter.matrix.tocsr()
+    users = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    return Sequences.from_events(users, m.indices, m.shape[0], m.shape[1], inter.times, ds.name)
+
+
 def _seq_loo(ds: Dataset, cfg: ProtocolConfig) -> ProtocolData:
-    seqs = ds.sequences
+    seqs = _ordered(ds)
     if seqs is None:
         raise DataError(
             f"{ds.name}: protocol seq-loo needs each user's items in order, and this data "

@@ -14,9 +14,10 @@ import scipy.sparse as sp
 import torch
 from benchmarks.golden import build_model, one_thread
 
+from genrec.data import Sequences
 from genrec.errors import ConfigError, DataError
 from genrec.models import BPRMF, MODELS, Recommender
-from genrec.testing import checkerboard
+from genrec.testing import checkerboard, in_random_order
 from tests.models.test_registry import TINY
 
 #: name -> (has user embeddings, has item embeddings): the table of docs/analysis.md
@@ -34,6 +35,7 @@ EMBEDDINGS: dict[str, tuple[bool, bool]] = {
     "bpr-mf": (True, True),
     "fm": (True, True),
     "autorec": (False, True),  # the tiny config is I-AutoRec (variant "item")
+    "transition": (False, True),  # an item's row: its next-item distribution
 }
 
 #: models whose scores are user . item embedding plus a per-user and a per-item term
@@ -45,10 +47,19 @@ def _data() -> sp.csr_matrix:
     return X
 
 
+def _input(name: str) -> sp.csr_matrix | Sequences:
+    """The checkerboard as the model reads it: ordered histories for a sequential model."""
+    return in_random_order(_data()) if MODELS[name].capabilities.sequential else _data()
+
+
+def _rows(X: sp.csr_matrix | Sequences, rows) -> sp.csr_matrix | Sequences:
+    return X.take(rows) if isinstance(X, Sequences) else X[rows]
+
+
 @cache
 def _fitted(name: str) -> Recommender:
     with one_thread():
-        return build_model(name, TINY[name]).fit(_data())
+        return build_model(name, TINY[name]).fit(_input(name))
 
 
 def _np(a) -> np.ndarray:
@@ -77,11 +88,11 @@ def test_bprmf_recommend_none_for_new_histories_is_refused_not_one_list_for_all(
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_models_without_fold_in_refuse_new_users_in_score_and_recommend(name):
     m = _fitted(name)
-    X = _data()
-    n = X.shape[0]
+    X = _input(name)
+    n, n_items = _data().shape
     if m.folds_in():
         assert type(m).capabilities.folds_in or name == "autorec"
-        assert _np(m.score(None, X[:2])).shape == (2, X.shape[1])  # fold-in: histories only
+        assert _np(m.score(None, _rows(X, slice(0, 2)))).shape == (2, n_items)  # histories only
         return
     assert m.n_users_ == n
     for call in (m.score, lambda u, x: m.recommend(u, x, k=2)):
@@ -90,30 +101,31 @@ def test_models_without_fold_in_refuse_new_users_in_score_and_recommend(name):
         for bad in (n, n + 5, -1):
             with pytest.raises(DataError, match=f"user index {bad} is not a training user"):
                 call(np.array([0, bad]), X[:2])
-    assert _np(m.score(np.array([0, n - 1]), X[[0, n - 1]])).shape == (2, X.shape[1])
+    assert _np(m.score(np.array([0, n - 1]), X[[0, n - 1]])).shape == (2, n_items)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_user_and_item_embeddings_follow_the_contract_for_every_model(name):
     m = _fitted(name)
-    X = _data()
-    users = np.arange(X.shape[0])
+    X = _input(name)
+    n, n_items = _data().shape
+    users = np.arange(n)
     has_users, has_items = EMBEDDINGS[name]
     if has_users:
         Z = m.user_embeddings(X, users=users)
-        assert Z.dtype == np.float32 and Z.ndim == 2 and Z.shape[0] == X.shape[0]
+        assert Z.dtype == np.float32 and Z.ndim == 2 and Z.shape[0] == n
         assert np.isfinite(Z).all()
-        part = m.user_embeddings(X[3:5], users=users[3:5])  # batch == rows of the whole
+        part = m.user_embeddings(_rows(X, slice(3, 5)), users=users[3:5])  # rows of the whole
         np.testing.assert_allclose(part, Z[3:5], rtol=1e-5, atol=1e-6)
         if not m.folds_in():
             with pytest.raises(ConfigError, match="cannot score or embed users unseen"):
-                m.user_embeddings(X[:2])
+                m.user_embeddings(_rows(X, slice(0, 2)))
     else:
         with pytest.raises(ConfigError, match=f"model {name} has no user embeddings"):
             m.user_embeddings(X, users=users)
     if has_items:
         V = m.item_embeddings()
-        assert V.dtype == np.float32 and V.ndim == 2 and V.shape[0] == X.shape[1]
+        assert V.dtype == np.float32 and V.ndim == 2 and V.shape[0] == n_items
         assert np.isfinite(V).all()
     else:
         with pytest.raises(ConfigError, match=f"model {name} has no item embeddings"):

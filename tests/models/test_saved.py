@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from benchmarks.golden import build_model, one_thread, ranking_data, rating_data
+from benchmarks.golden import build_model, one_thread, training_input
 
+from genrec.data import Sequences
 from genrec.errors import ConfigError, DataError, GenrecError
 from genrec.io import RECORD_DIGEST, file_digest, save_arrays, seal_record
 from genrec.models import MODELS, Recommender
@@ -27,8 +28,9 @@ from tests.models.test_registry import TINY
 NAMES = sorted(MODELS)
 
 
-def _data(model: Recommender) -> sp.csr_matrix:
-    return (rating_data() if model.selects_on() == "rating" else ranking_data())[0]
+def _data(model: Recommender) -> sp.csr_matrix | Sequences:
+    """The data ``model`` fits on: ordered histories for a sequential model."""
+    return training_input(model)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +73,10 @@ def _save_weights(folder: Path, arrays: dict[str, np.ndarray]) -> None:
     _write_meta(folder, meta)
 
 
-def _scores(model: Recommender, X: sp.csr_matrix) -> np.ndarray:
+def _scores(model: Recommender, X: sp.csr_matrix | Sequences) -> np.ndarray:
+    n = X.n_users if isinstance(X, Sequences) else X.shape[0]
     with torch.no_grad():
-        return torch.as_tensor(model.score(np.arange(X.shape[0]), X)).cpu().numpy()
+        return torch.as_tensor(model.score(np.arange(n), X)).cpu().numpy()
 
 
 def _one_line_error(folder: Path, *parts: str) -> str:
@@ -103,6 +106,7 @@ TARGET = {
     "mult-vae": "decoder.1.weight",
     "popularity": "item_scores",
     "recvae": "encoder.fc1.weight",
+    "transition": "popularity",
 }
 
 

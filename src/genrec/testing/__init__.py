@@ -44,7 +44,7 @@ from genrec.testing._helpers import _raises as _raises
 from genrec.testing._helpers import _run as _run
 from genrec.testing._helpers import _scores as _scores
 from genrec.testing.conformance import RatingConformance, RecommenderConformance
-from genrec.testing.data import checkerboard, rating_checkerboard
+from genrec.testing.data import checkerboard, in_random_order, rating_checkerboard
 from genrec.testing.ranking import _recommender_checks as _recommender_checks
 from genrec.testing.ranking import (
     check_batch_scores_equal_single_user_scores,
@@ -76,6 +76,7 @@ from genrec.testing.sequential import (
 __all__ = [
     "checkerboard",
     "rating_checkerboard",
+    "in_random_order",
     "RecommenderConformance",
     "RatingConformance",
     "check_recommender",

@@ -1,9 +1,12 @@
-"""Small synthetic data the checks fit on: interaction and rating checkerboards."""
+"""Small synthetic data the checks fit on: interaction and rating checkerboards, and a
+matrix's rows as ordered histories for sequential models."""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+
+from genrec.data.sequences import Sequences
 
 
 # ----------------------------------------------------------------------------- data
@@ -71,3 +74,15 @@ def rating_checkerboard(
             if j // items_per_group != g and (u + j) % 2 == 0:
                 R[u, j] = 1.0
     return sp.csr_matrix(R.astype(np.float32)), withheld
+
+
+def in_random_order(X: sp.csr_matrix, seed: int = 0) -> Sequences:
+    """Each row's items in a seeded random order: the matrix as ordered histories, for the
+    tables that walk every registered model (a sequential model refuses a matrix).
+
+    ``in_random_order(X).to_csr()`` has the sparsity pattern of ``X`` (values become 1).
+    """
+    X = sp.csr_matrix(X)
+    rng = np.random.default_rng(seed)
+    rows = [rng.permutation(X.indices[X.indptr[u] : X.indptr[u + 1]]) for u in range(X.shape[0])]
+    return Sequences.from_lists([r.tolist() for r in rows], X.shape[1])
