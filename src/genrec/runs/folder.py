@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,9 @@ class RunData:
     known: sp.csr_matrix  # (U, I) 0/1, every item a user has in the data
     titles: np.ndarray | None  # (I,) or None
     has_history: bool  # False for runs saved before whole histories were kept
+    #: users whom a protocol filter left with no interaction, by step ("binarize",
+    #: "k_core"): row indices; empty for folders written before they were kept
+    dropped: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def save_run_data(
@@ -202,11 +205,12 @@ def save_run_data(
     positives: sp.csr_matrix | None,
     known: sp.csr_matrix | None,
     titles: np.ndarray | None,
+    dropped: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Write ``data.npz``: the training matrix, raw ids and titles, and (when they add items
     to the pattern below them) each user's whole history (``history_*``: the positives of
     every part) and every item the user has in the data (``known_*``: ratings under the
-    threshold too)."""
+    threshold too); ``dropped``: the users each protocol filter emptied (``dropped_STEP``)."""
     m = train
     arrays = {
         "indptr": m.indptr.astype(np.int64),
@@ -227,6 +231,9 @@ def save_run_data(
         below = extra
     if titles is not None:
         arrays["item_titles"] = titles.astype(str)
+    for step, users in (dropped or {}).items():
+        if len(users):
+            arrays[f"dropped_{step}"] = np.asarray(users, np.int64)
     save_arrays(out / "data.npz", arrays)
 
 
@@ -300,6 +307,10 @@ def load_run_data(folder: Path) -> RunData:
     if titles is not None and len(titles) != shape[1]:
         titles = None
     hist = history if history is not None else train
+    dropped = {k[len("dropped_") :]: v for k, v in data.items() if k.startswith("dropped_")}
+    for step, rows in dropped.items():
+        if rows.ndim != 1 or rows.dtype.kind not in "iu" or not np.all(rows < shape[0]):
+            raise RunFolderError(f"{path}: 'dropped_{step}' is not a list of user rows")
     return RunData(
         train=train,
         user_ids=data["user_ids"],
@@ -308,6 +319,7 @@ def load_run_data(folder: Path) -> RunData:
         known=known if known is not None else hist,
         titles=titles,
         has_history=history is not None or "history_indptr" in data,
+        dropped=dropped,
     )
 
 

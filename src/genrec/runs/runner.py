@@ -155,6 +155,7 @@ def _save_data(stage: Path, pdata: ProtocolData, ds: Dataset) -> None:
         pdata.positives,
         ds.interactions.matrix,
         titles,
+        {f.step: f.users for f in pdata.filters},
     )
 
 
