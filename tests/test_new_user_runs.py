@@ -230,3 +230,19 @@ def test_user_embeddings_given_a_dataset_says_which_matrix_to_pass(tmp_path, log
     msg = str(e.value)
     assert "\n" not in msg and type(wrong).__name__ in msg
     assert "Interactions.matrix" in msg and "Run.train_matrix" in msg
+
+
+def test_data_info_shows_what_the_ranking_protocols_would_drop(tmp_path, capsys, log_csv):
+    res = tmp_path / "info.json"
+    code, out, err = _cli(
+        capsys, "data", "info", str(log_csv), "--set", "protocol.user_k=3", "--output", str(res)
+    )
+    assert code == 0, err
+    ds = load_dataset(str(log_csv))
+    pdata = build_protocol(ds, ProtocolConfig(user_k=3))
+    assert json.loads(res.read_text())["ranking_filters"] == pdata.describe()["filters"]
+    assert "binarized at 4.0" in out and "k-core (users >= 3, items >= 0)" in out
+    code, out, err = _cli(
+        capsys, "data", "info", str(log_csv), "--set", "protocol.binarize_threshold=6"
+    )
+    assert code == 0 and "no interaction has a rating >= 6.0" in " ".join(out.split()), out

@@ -54,7 +54,14 @@ from genrec.data import (
 from genrec.errors import DataError
 from genrec.evaluate import RankingTask, RatingTask
 
-__all__ = ["ProtocolConfig", "ProtocolData", "FilterStep", "build_protocol", "PROTOCOLS"]
+__all__ = [
+    "ProtocolConfig",
+    "ProtocolData",
+    "FilterStep",
+    "build_protocol",
+    "ranking_filters",
+    "PROTOCOLS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +265,15 @@ def _positives(
         ) from None
 
 
-def _ranking_parts(ds: Dataset, cfg: ProtocolConfig) -> tuple[Interactions, list[FilterStep]]:
+def ranking_filters(ds: Dataset, cfg: ProtocolConfig | None = None) -> tuple[FilterStep, ...]:
+    """What binarizing and k-core filtering under ``cfg`` drop from the whole of ``ds``, as
+    the ranking protocols apply them to data without a given split (``genrec data info``)."""
+    return tuple(_ranking_parts(ds, cfg or ProtocolConfig(), say=False)[1])
+
+
+def _ranking_parts(
+    ds: Dataset, cfg: ProtocolConfig, say: bool = True
+) -> tuple[Interactions, list[FilterStep]]:
     """The positives after k-core filtering, and what each step dropped (logged)."""
     positives = _positives(ds, ds.interactions, cfg)
     steps = []
@@ -267,7 +282,7 @@ def _ranking_parts(ds: Dataset, cfg: ProtocolConfig) -> tuple[Interactions, list
     kept = k_core(positives, cfg.user_k, cfg.item_k)
     if cfg.user_k > 0 or cfg.item_k > 0:
         steps.append(_filter_step("k_core", cfg, [positives.matrix], [kept.matrix]))
-    return kept, _logged(ds, steps)
+    return kept, _logged(ds, steps) if say else steps
 
 
 def _logged(ds: Dataset, steps: list[FilterStep]) -> list[FilterStep]:
