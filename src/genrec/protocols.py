@@ -29,6 +29,8 @@
     (``valid_fraction`` of the training part, seeded; the given ``valid.txt`` when there is
     one) is held out of fitting for model selection; ``train_full`` keeps the whole training
     part (with a given validation part) for a final refit.
+
+What binarizing and k-core filtering drop is logged and kept (``ProtocolData.filters``).
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class ProtocolConfig:
             )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
 class FilterStep:
     """What one filter of a ranking protocol dropped: binarizing (ratings below
     ``protocol.binarize_threshold``) or k-core filtering (``protocol.user_k`` /
