@@ -42,12 +42,14 @@
     (``valid_fraction`` of the training part, seeded; the given ``valid.txt`` when there is
     one) is held out of fitting for model selection; ``train_full`` keeps the whole training
     part (with a given validation part) for a final refit.
+
+What binarizing and k-core filtering drop is logged and kept (``ProtocolData.filters``).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -69,7 +71,14 @@ from genrec.data import (
 from genrec.errors import DataError
 from genrec.evaluate import RankingTask, RatingTask
 
-__all__ = ["ProtocolConfig", "ProtocolData", "build_protocol", "PROTOCOLS"]
+__all__ = [
+    "ProtocolConfig",
+    "ProtocolData",
+    "FilterStep",
+    "build_protocol",
+    "ranking_filters",
+    "PROTOCOLS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +124,84 @@ class ProtocolConfig:
             )
 
 
+@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
+class FilterStep:
+    """What one filter of a ranking protocol dropped: binarizing (ratings below
+    ``protocol.binarize_threshold``) or k-core filtering (``protocol.user_k`` /
+    ``protocol.item_k``)."""
+
+    step: Literal["binarize", "k_core"]
+    config: ProtocolConfig
+    kept: int  # interactions left
+    of: int  # interactions before the step
+    users: np.ndarray  # (K,) int64: the users it left with no interaction (who had some)
+    items: int  # items it left with no interaction
+
+    def setting(self) -> str:
+        """The settings behind the step, as a config spells them."""
+        c = self.config
+        if self.step == "binarize":
+            return f"protocol.binarize_threshold={c.binarize_threshold}"
+        return f"protocol.user_k={c.user_k}, protocol.item_k={c.item_k}"
+
+    def line(self) -> str:
+        """``binarized at 4.0: kept N of M interactions; K users and J items left with none``."""
+        c, k = self.config, len(self.users)
+        what = (
+            f"binarized at {c.binarize_threshold}"
+            if self.step == "binarize"
+            else f"k-core (users >= {c.user_k}, items >= {c.item_k})"
+        )
+        return (
+            f"{what}: kept {self.kept:,} of {self.of:,} interactions; {k:,} "
+            f"user{'s' * (k != 1)} and {self.items:,} item{'s' * (self.items != 1)} "
+            f"left with none"
+        )
+
+    def summary(self) -> dict:
+        """The step for results files (``protocol_description.filters`` of run.json)."""
+        c = self.config
+        given = (
+            {"threshold": c.binarize_threshold}
+            if self.step == "binarize"
+            else {"user_k": c.user_k, "item_k": c.item_k}
+        )
+        return {
+            "step": self.step,
+            **given,
+            "kept": self.kept,
+            "of": self.of,
+            "users_left_empty": len(self.users),
+            "items_left_empty": self.items,
+        }
+
+
+def _filter_step(
+    step: Literal["binarize", "k_core"],
+    cfg: ProtocolConfig,
+    before: list[sp.csr_matrix],
+    after: list[sp.csr_matrix],
+) -> FilterStep:
+    """The :class:`FilterStep` that turned the parts ``before`` into ``after`` (same
+    shapes; one matrix each for the whole data, or one per given part)."""
+    n_users, n_items = before[0].shape
+
+    def counts(parts: list[sp.csr_matrix]) -> tuple[np.ndarray, np.ndarray]:
+        per_user = sum(np.diff(m.indptr) for m in parts)
+        per_item = sum(np.bincount(m.indices, minlength=n_items) for m in parts)
+        return np.asarray(per_user), np.asarray(per_item)
+
+    (u0, i0), (u1, i1) = counts(before), counts(after)
+    return FilterStep(
+        step,
+        cfg,
+        kept=int(sum(m.nnz for m in after)),
+        of=int(sum(m.nnz for m in before)),
+        users=np.flatnonzero((u0 > 0) & (u1 == 0)).astype(np.int64),
+        items=int(((i0 > 0) & (i1 == 0)).sum()),
+    )
+
+
 @dataclass
 class ProtocolData:
     """Training data and evaluation tasks of one protocol on one data set."""
@@ -138,6 +225,9 @@ class ProtocolData:
     n_not_evaluated: int = 0
     #: seq-loo: every user's whole ordered history (what a deployed model recommends from)
     sequences: Sequences | None = None
+    #: what binarizing and k-core filtering dropped, in order (ranking protocols; empty when
+    #: neither applies: implicit data without k-core, the rating protocol)
+    filters: tuple[FilterStep, ...] = field(default_factory=tuple)
 
     @property
     def kind(self) -> Literal["ranking", "rating"]:
@@ -163,6 +253,8 @@ class ProtocolData:
         if self.train_sequences is not None:
             d["train_events"] = self.train_sequences.n_events
             d["not_evaluated"] = self.n_not_evaluated
+        if self.filters:
+            d["filters"] = [f.summary() for f in self.filters]
         for part in ("valid", "test"):
             t = getattr(self, part)
             if isinstance(t, RankingTask):
@@ -213,8 +305,41 @@ def _positives(
         ) from None
 
 
-def _ranking_parts(ds: Dataset, cfg: ProtocolConfig) -> Interactions:
-    return k_core(_positives(ds, ds.interactions, cfg), cfg.user_k, cfg.item_k)
+def ranking_filters(ds: Dataset, cfg: ProtocolConfig | None = None) -> tuple[FilterStep, ...]:
+    """What binarizing and k-core filtering under ``cfg`` drop from the whole of ``ds``, as
+    the ranking protocols apply them to data without a given split (``genrec data info``)."""
+    return tuple(_ranking_parts(ds, cfg or ProtocolConfig(), say=False)[1])
+
+
+def _ranking_parts(
+    ds: Dataset, cfg: ProtocolConfig, say: bool = True
+) -> tuple[Interactions, list[FilterStep]]:
+    """The positives after k-core filtering, and what each step dropped (logged)."""
+    positives = _positives(ds, ds.interactions, cfg)
+    steps = []
+    if not ds.implicit and cfg.binarize_threshold is not None:
+        steps.append(_filter_step("binarize", cfg, [ds.interactions.matrix], [positives.matrix]))
+    kept = k_core(positives, cfg.user_k, cfg.item_k)
+    if cfg.user_k > 0 or cfg.item_k > 0:
+        steps.append(_filter_step("k_core", cfg, [positives.matrix], [kept.matrix]))
+    return kept, _logged(ds, steps) if say else steps
+
+
+def _logged(ds: Dataset, steps: list[FilterStep]) -> list[FilterStep]:
+    for step in steps:
+        log.info("%s: %s", ds.name, step.line())
+    return steps
+
+
+def _given_positives(
+    ds: Dataset, cfg: ProtocolConfig, given: dict[str, Interactions], names: tuple[str, ...]
+) -> tuple[dict[str, Interactions], list[FilterStep]]:
+    """The positives of the given parts ``names``, and what binarizing dropped (logged)."""
+    parts = {p: _positives(ds, given[p], cfg, p) for p in names}
+    if ds.implicit or cfg.binarize_threshold is None:
+        return parts, []
+    before, after = [given[p].matrix for p in names], [parts[p].matrix for p in names]
+    return parts, _logged(ds, [_filter_step("binarize", cfg, before, after)])
 
 
 def _pattern(parts: dict[str, Interactions]) -> sp.csr_matrix:
@@ -350,7 +475,7 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
     if cfg.name == "diffrec":
         given = ds.splits.get("given")
         if given is not None and {"train", "valid", "test"} <= set(given):
-            parts = {p: _positives(ds, given[p], cfg, p) for p in ("train", "valid", "test")}
+            parts, steps = _given_positives(ds, cfg, given, ("train", "valid", "test"))
             order = "given"
         elif given is not None and {"train", "test"} <= set(given):
             # never re-split the whole data: that would put given test items into training
@@ -358,18 +483,19 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
                 raise DataError(f"protocol diffrec needs three ratios, got {cfg.ratios}")
             r_train, r_valid = cfg.ratios[0], cfg.ratios[1]
             share = (r_train / (r_train + r_valid), r_valid / (r_train + r_valid))
-            train = _positives(ds, given["train"], cfg, "train")
+            given_parts, steps = _given_positives(ds, cfg, given, ("train", "test"))
+            train = given_parts["train"]
             inner = (
                 temporal_ratio_split(train, share, names=("train", "valid"))
                 if train.times is not None
                 else random_ratio_split(train, share, names=("train", "valid"), seed=cfg.seed)
             )
-            parts = {**inner, "test": _positives(ds, given["test"], cfg, "test")}
+            parts = {**inner, "test": given_parts["test"]}
             order = "given; validation by " + (
                 "time" if train.times is not None else _random_order(ds, "the validation items")
             )
         else:
-            inter = _ranking_parts(ds, cfg)
+            inter, steps = _ranking_parts(ds, cfg)
             if len(cfg.ratios) != 3:
                 raise DataError(f"protocol diffrec needs three ratios, got {cfg.ratios}")
             if inter.times is not None:
@@ -379,10 +505,16 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
                 order = _random_order(ds, "each user's validation and test items")
         valid, test = _masked_tasks(parts, "zero")
         return ProtocolData(
-            cfg, parts["train"], valid, test, positives=_pattern(parts), split_order=order
+            cfg,
+            parts["train"],
+            valid,
+            test,
+            positives=_pattern(parts),
+            split_order=order,
+            filters=tuple(steps),
         )
     if cfg.name == "loo":
-        inter = _ranking_parts(ds, cfg)
+        inter, steps = _ranking_parts(ds, cfg)
         parts = leave_last_one_out(inter, seed=cfg.seed)
         order = (
             "time" if inter.times is not None else _random_order(ds, "each user's held-out items")
@@ -391,14 +523,20 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
         return _checked(
             ds,
             ProtocolData(
-                cfg, parts["train"], valid, test, positives=_pattern(parts), split_order=order
+                cfg,
+                parts["train"],
+                valid,
+                test,
+                positives=_pattern(parts),
+                split_order=order,
+                filters=tuple(steps),
             ),
             "loo holds out items only of users with 3 or more interactions",
         )
     if cfg.name == "seq-loo":
         return _seq_loo(ds, cfg)
     if cfg.name == "strong":
-        inter = _ranking_parts(ds, cfg)
+        inter, steps = _ranking_parts(ds, cfg)
         n = cfg.n_heldout if cfg.n_heldout < 1 else int(cfg.n_heldout)
         p = strong_generalization_split(inter, n, cfg.fold_in, cfg.seed)
         tasks = []
@@ -412,7 +550,14 @@ def build_protocol(ds: Dataset, cfg: ProtocolConfig | None = None) -> ProtocolDa
             )
         return _checked(
             ds,
-            ProtocolData(cfg, p["train"], tasks[0], tasks[1], positives=_pattern({"all": inter})),
+            ProtocolData(
+                cfg,
+                p["train"],
+                tasks[0],
+                tasks[1],
+                positives=_pattern({"all": inter}),
+                filters=tuple(steps),
+            ),
         )
     if cfg.name == "rating":
         if ds.implicit:

@@ -8,9 +8,10 @@ from rich.table import Table
 from genrec.cli.render import console, dotted, run_hooks, write_output
 from genrec.config import build_config, config_to_dict, load_toml, parse_overrides
 from genrec.data import FORMATS, DataOptions, load_dataset
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, GenrecError
 from genrec.io import check_writable
 from genrec.models import MODELS
+from genrec.protocols import ProtocolConfig, ranking_filters
 from genrec.runs.spec import merge
 
 format_option = click.option(
@@ -66,7 +67,8 @@ def data_group() -> None:
     "sets",
     multiple=True,
     metavar="data.KEY=VALUE",
-    help="Reader options, e.g. --set data.user_col=uid.",
+    help="Reader options, e.g. --set data.user_col=uid; protocol.binarize_threshold, "
+    "protocol.user_k and protocol.item_k for what the ranking protocols would drop.",
 )
 @click.option("--output", type=click.Path(dir_okay=False), help="Also write the summary as JSON.")
 def data_info(
@@ -79,8 +81,9 @@ def data_info(
     """Users, items, interactions, density and the rating histogram of DATASET."""
     check_writable(output, "--output")
     over = parse_overrides(sets)
-    if set(over) - {"data"}:
-        raise ConfigError("data info takes only --set data.KEY=VALUE options")
+    if set(over) - {"data", "protocol"}:
+        raise ConfigError("data info takes only --set data.KEY=VALUE and protocol.KEY=VALUE")
+    protocol = build_config(ProtocolConfig, over.get("protocol", {}), where="protocol")
     from_file = load_toml(config_file).get("data", {}) if config_file else {}
     if not isinstance(from_file, dict):
         raise ConfigError(f"{config_file}: [data] must be a table of keys")
@@ -114,6 +117,14 @@ def data_info(
         )
     for name, parts in s["splits"].items():
         table.add_row(f"split {name}", ", ".join(f"{p} {n:,}" for p, n in parts.items()))
+    try:  # what binarizing and k-core would drop under the ranking protocols
+        steps = ranking_filters(ds, protocol)
+        s["ranking_filters"] = [f.summary() for f in steps]
+        rows = [f.line().split(": ", 1) for f in steps]  # "binarized at 4.0", "kept N of M..."
+    except GenrecError as e:
+        rows, s["ranking_filters_error"] = [["ranking protocols", str(e)]], str(e)
+    for row in rows:
+        table.add_row(*row)
     console().print(table)
     if "rating_histogram" in s:
         hist = Table(title="rating histogram")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import click
@@ -186,12 +187,6 @@ def train_cmd(
         raise click.UsageError(
             "--model and --dataset are required (or a --config naming them, or --resume DIR)"
         )
-    if select_metric is not None and not run.get("grid") and not run.get("seeds"):
-        raise ConfigError(
-            "--select picks among --grid configurations or --seeds; without "
-            "them there is nothing to select (the epoch is chosen by the "
-            "model's train.select_metric)"
-        )
     check_writable(out_dir, "--out", folder=True)
     spec = RunSpec.from_mapping(
         values,
@@ -204,6 +199,8 @@ def train_cmd(
         force=force,
         where=config_file or "config",
     )
+    if select_metric is not None and not spec.grid and not spec.seeds:
+        raise ConfigError(_select_alone(spec))
     try:
         with run_hooks() as hooks:
             result = train_run(spec, hooks)
@@ -218,6 +215,23 @@ def train_cmd(
         interrupted(e.out, e.resumable)
     assert result is not None
     render_result(result, output, bool(spec.grid))
+
+
+def _select_alone(spec: RunSpec) -> str:
+    """Why --select without --grid or --seeds selects nothing, and what the model picks on
+    validation by itself (naming only the settings it has)."""
+    model = spec.model_class(spec.config)
+    rating = spec.protocol.name == "rating"
+    if model.selects_on() is None:
+        own = "is fitted once, with nothing chosen on validation"
+    elif "train" in {f.name for f in dataclasses.fields(model.config)} and not rating:
+        own = "picks its epoch by train.select_metric (--set train.select_metric=METRIC)"
+    else:
+        own = f"picks its epoch on validation {'RMSE' if rating else 'metrics'} itself"
+    return (
+        f"--select picks among --grid configurations or --seeds, and none are given; "
+        f"{model.name} {own}; to choose among settings, add --grid KEY=V1,V2"
+    )
 
 
 COMMANDS = [train_cmd]

@@ -129,6 +129,11 @@ def as_csr(X: Any, n_items: int | None = None, what: str = "X") -> sp.csr_matrix
 
     if isinstance(X, Interactions):
         X = X.matrix
+    if not (sp.issparse(X) or hasattr(X, "__array__") or isinstance(X, (list, tuple))):
+        raise DataError(  # a Dataset, a run's RunData, ...: say which matrix to pass
+            f"{what} must be a user x item matrix (scipy sparse or 2-D array), not a "
+            f"{type(X).__name__}; pass Interactions.matrix, or a run's Run.train_matrix"
+        )
     if isinstance(X, np.ndarray) and X.ndim == 1:
         X = X[None, :]
     if not sp.issparse(X):

@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +195,9 @@ class RunData:
     has_history: bool  # False for runs saved before whole histories were kept
     #: every user's items in order (ordered data: the sequential models' histories)
     sequences: Sequences | None = None
+    #: users whom a protocol filter left with no interaction, by step ("binarize",
+    #: "k_core"): row indices; empty for folders written before they were kept
+    dropped: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def save_run_data(
@@ -206,12 +209,13 @@ def save_run_data(
     known: sp.csr_matrix | None,
     titles: np.ndarray | None,
     sequences: Sequences | None = None,
+    dropped: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Write ``data.npz``: the training matrix, raw ids and titles, and (when they add items
     to the pattern below them) each user's whole history (``history_*``: the positives of
     every part) and every item the user has in the data (``known_*``: ratings under the
     threshold too); with ``sequences``, every user's items in order (``seq_offsets``,
-    ``seq_items``)."""
+    ``seq_items``); ``dropped``: the users each protocol filter emptied (``dropped_STEP``)."""
     m = train
     arrays = {
         "indptr": m.indptr.astype(np.int64),
@@ -235,6 +239,9 @@ def save_run_data(
     if sequences is not None:
         arrays["seq_offsets"] = sequences.offsets.astype(np.int64)
         arrays["seq_items"] = sequences.items.astype(np.int32)
+    for step, users in (dropped or {}).items():
+        if len(users):
+            arrays[f"dropped_{step}"] = np.asarray(users, np.int64)
     save_arrays(out / "data.npz", arrays)
 
 
@@ -330,6 +337,10 @@ def load_run_data(folder: Path) -> RunData:
     if titles is not None and len(titles) != shape[1]:
         titles = None
     hist = history if history is not None else train
+    dropped = {k[len("dropped_") :]: v for k, v in data.items() if k.startswith("dropped_")}
+    for step, rows in dropped.items():
+        if rows.ndim != 1 or rows.dtype.kind not in "iu" or not np.all(rows < shape[0]):
+            raise RunFolderError(f"{path}: 'dropped_{step}' is not a list of user rows")
     return RunData(
         train=train,
         user_ids=data["user_ids"],
@@ -339,6 +350,7 @@ def load_run_data(folder: Path) -> RunData:
         titles=titles,
         has_history=history is not None or "history_indptr" in data,
         sequences=_sequences(data, shape, path),
+        dropped=dropped,
     )
 
 

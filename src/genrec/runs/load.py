@@ -3,10 +3,12 @@
 >>> run = load_run("runs/ease-ml-100k")                       # doctest: +SKIP
 >>> run.recommend(user=196, k=5).items                         # doctest: +SKIP
 >>> run.recommend(items=["1", "50", "172"], k=5).items         # doctest: +SKIP
+>>> run.user_embeddings(users=[196, 186]).shape                # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -64,6 +66,24 @@ class Run:
             )
         return self.data.sequences.take([u])
 
+    @property
+    def train_matrix(self) -> sp.csr_matrix:
+        """The training matrix (n_users, n_items) the model was fitted on: row ``u`` is the
+        training history of the user ``users.raw[u]``, the ``X_users`` that
+        ``model.user_embeddings`` and ``model.score`` take."""
+        return self.data.train
+
+    def user_embeddings(self, users: Sequence[Any] | None = None) -> np.ndarray:
+        """The model's embeddings (B, d) of ``users`` (raw ids; None: every user, in row
+        order) from their training histories: ``model.user_embeddings`` of their rows of
+        :attr:`train_matrix`."""
+        idx = (
+            np.arange(self.data.train.shape[0])
+            if users is None
+            else self.users.indices(list(users), "user")
+        )
+        return self.model.user_embeddings(self.data.train[idx], users=idx)
+
     def user_history(self, user: Any) -> sp.csr_matrix:
         """The user's whole history in the data (1, n_items), by raw id."""
         return self.data.history[self.users.index(user, "user")]
@@ -97,10 +117,8 @@ class Run:
             if self.model.capabilities.sequential:
                 history = self._user_sequence(u)
             if empty:
-                part = "the data" if self.data.has_history else "the training part"
                 notes.append(
-                    f"user {user} has no interactions in {part}, so this is the "
-                    f"model's answer to an empty history"
+                    f"{self._why_empty(user, u)}, so this is the model's answer to an empty history"
                 )
         else:
             if not self.model.folds_in():
@@ -157,6 +175,29 @@ class Run:
             )
         who = None if user is None else self.users.raw[self.users.index(user, "user")].item()
         return Recommendations(rows, who, raw_items, notes)
+
+    def _why_empty(self, user: Any, u: int) -> str:
+        """Why the known user ``user`` (row ``u``) has an empty history: none in the data,
+        or every interaction dropped by the protocol's binarizing or k-core filtering."""
+        n = self.data.known[u].nnz
+        if n == 0:
+            part = "the data" if self.data.has_history else "the training part"
+            return f"user {user} has no interactions in {part}"
+        p = self.record.get("protocol") or {}
+        by = {
+            "binarize": f"protocol.binarize_threshold={p.get('binarize_threshold')}",
+            "k_core": f"k-core filtering (protocol.user_k={p.get('user_k')}, "
+            f"protocol.item_k={p.get('item_k')})",
+        }
+        step = next((s for s, rows in self.data.dropped.items() if u in rows), None)
+        if step is None and not (p.get("user_k") or p.get("item_k")):  # an older folder
+            step = "binarize"
+        what = by.get(step or "", f"{by['binarize']} or {by['k_core']}")
+        described = self.record.get("protocol_description") or {}
+        steps = [f.get("step") for f in described.get("filters") or [] if isinstance(f, dict)]
+        if step == "k_core" and "binarize" in steps:  # binarizing went first
+            what = f"{by['binarize']} and {what}"
+        return f"user {user} is in the data but all their {n} interactions were dropped by {what}"
 
     def predict(self, user: Any, item: Any) -> tuple[float, list[str]]:
         """The predicted rating of (user, item) by raw ids, and notes on fallbacks."""

@@ -158,6 +158,7 @@ def _save_data(stage: Path, pdata: ProtocolData, ds: Dataset) -> None:
         ds.interactions.matrix,
         titles,
         pdata.sequences,
+        {f.step: f.users for f in pdata.filters},
     )
 
 
