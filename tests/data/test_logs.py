@@ -214,7 +214,11 @@ def test_headerless_log_takes_two_to_four_fields(tmp_path):
 def test_wrong_header_still_suggests_the_mapping(tmp_path):
     p = _write(tmp_path, "uid,sku,stars\nu1,i1,5\n")
     msg = _error(p)
-    assert "no column 'user' for the user ids (columns: uid, sku, stars)" in msg
+    assert msg.endswith(
+        "log.csv: no column 'user' for the user ids (data.user_col) or 'item' for the "
+        "item ids (data.item_col); the columns are uid, sku, stars: set each setting to "
+        "the name of its column"
+    )  # both missing columns at once
     assert "looks like data" not in msg
     assert (
         load_dataset(

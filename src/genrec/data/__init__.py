@@ -27,6 +27,7 @@ from genrec.data.readers import (
     read_split_logs,
     split_log_files,
 )
+from genrec.data.readers._columns import parse_columns
 from genrec.data.readers.sequence_lines import looks_like_sequence_lines, read_sequence_lines
 from genrec.data.sequences import Sequences, SequenceSplit, sequence_leave_one_out
 from genrec.data.splits import (
@@ -95,6 +96,7 @@ class DataOptions:
     time_col: str = "timestamp"  # generic logs: column of timestamps (optional)
     sep: str | None = None  # generic logs: field separator (default by format)
     header: bool = True  # logs: False = no header, columns user item [rating [time]]
+    columns: str | None = None  # logs without a header: their fields' names, "user,item,,time"
     duplicates: Literal["last", "first", "max", "error"] = "last"  # repeated (user, item)
     ordered: bool = False  # logs without a time column: rows are in time order (sequences)
     download: bool = True  # fetch a known data set when it is not found locally
@@ -102,6 +104,13 @@ class DataOptions:
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.columns is not None:
+            parse_columns(self.columns)  # its own one-line errors
+            if self.header:
+                raise ValueError(
+                    f"columns={self.columns!r} names the fields of a log without a header "
+                    f"line; set header=false with it, or leave columns out to read the header"
+                )
 
 
 def _detect(path: Path) -> str:
@@ -180,6 +189,7 @@ def load_dataset(
             "duplicates": opts.duplicates,
             "header": opts.header,
             "ordered": opts.ordered,
+            "columns": None if opts.columns is None else parse_columns(opts.columns),
         }
         if fmt == "splits":
             ds = read_split_logs(path, **log_args)

@@ -94,7 +94,41 @@ def log_format(path: Path) -> str:
     return _LOG_FORMATS.get(last, "csv")
 
 
-def _load_text(path: Path, encoding: str = "utf-8") -> str:
+#: leading bytes of binary files that are not text, what each is, and what to do with it
+_BINARY = (
+    (b"PAR1", "a Parquet file", "convert it to a text file"),
+    (
+        b"PK\x03\x04",
+        "a zip archive (an Excel workbook is one too)",
+        "unzip it and give the file inside, or save a workbook as CSV",
+    ),
+    (b"ARROW1", "an Arrow (Feather) file", "save it as CSV or Parquet"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file", "save it as CSV or Parquet"),
+    (b"SQLite format 3\x00", "an SQLite database", "export the table as CSV"),
+    (
+        b"\x28\xb5\x2f\xfd",
+        "a zstd-compressed file",
+        "decompress it (zstd -d), or compress it with gzip, bzip2 or xz, which are read directly",
+    ),
+    (b"7z\xbc\xaf\x27\x1c", "a 7z archive", "extract it and give the file inside"),
+)
+
+
+def binary_kind(head: bytes) -> str | None:
+    """What the file starting with the bytes ``head`` is, when its leading bytes mark a
+    binary format (Parquet, zip, gzip, ...), else None."""
+    for magic, kind, _ in _BINARY:
+        if head.startswith(magic):
+            return kind
+    for kind, pattern, _ in _COMPRESSED:
+        if pattern.match(head):
+            return f"a {kind}-compressed file"
+    return None
+
+
+def _load_text(path: Path, encoding: str = "utf-8", *, log: bool = False) -> str:
+    """The text of ``path``, decompressed; a binary file is named as what it is (``log``:
+    ``path`` is a log, whose reading ``data.format`` chooses)."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     data = path.read_bytes()
@@ -108,6 +142,15 @@ def _load_text(path: Path, encoding: str = "utf-8") -> str:
                     f"is truncated or corrupt, copy it again"
                 ) from None
             break
+    for lead, kind, fix in _BINARY:
+        if data.startswith(lead):
+            if log and lead == b"PAR1":
+                fix = (
+                    "set data.format=parquet, or leave data.format out"
+                    if log_format(path) == "parquet"
+                    else "set data.format=parquet (or give the file a .parquet suffix)"
+                )
+            raise DataError(f"{path}: {kind}, not text; {fix}")
     return _decode(path, data, encoding)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import pandas as pd
 from genrec._optional import require
 from genrec.data.dataset import Dataset
 from genrec.data.interactions import as_id_array
+from genrec.data.readers._columns import (
+    check_header,
+    check_not_a_header,
+    first_records,
+    headerless_names,
+)
 from genrec.data.readers._parse import (
     _LOG_FORMATS,
     COMPRESSED_SUFFIXES,
@@ -20,7 +27,7 @@ from genrec.data.readers._parse import (
     _id_values,
     _load_text,
     _parse_table,
-    _split_record,
+    binary_kind,
     constant_ratings,
     log_format,
     rating_limit_text,
@@ -45,6 +52,7 @@ def read_log(
     name: str | None = None,
     header: bool = True,
     ordered: bool = False,
+    columns: Sequence[str] | None = None,
 ) -> Dataset:
     """Any CSV/TSV/Parquet interaction log with a header, through a column mapping.
 
@@ -54,10 +62,12 @@ def read_log(
     ``csv``, ``tsv`` or ``parquet``, detected from the suffix when None. A text log without
     a header (``header=False``) has its columns in the order user, item[, rating[,
     timestamp]] (ML-100K's ``u.data`` layout); ``rating_col=""`` reads ``user item time``.
-    Values in the rating position that look like Unix times (all 1e8 or more) are refused
-    there, since they would be read as ratings of about a billion. The Dataset's
-    ``sequences`` order each user's rows by time (stable), or keep file order when
-    ``ordered`` and there is no time column.
+    ``columns`` names the fields of such a log in order (``""`` skips one), and the column
+    settings then select among those names as among a header's. Values in the rating
+    position that look like Unix times (all 1e8 or more) are refused there, since they
+    would be read as ratings of about a billion. The Dataset's ``sequences`` order each
+    user's rows by time (stable), or keep file order when ``ordered`` and there is no time
+    column.
     """
     p = Path(path)
     out = log_frame(
@@ -69,6 +79,7 @@ def read_log(
         sep=sep,
         fmt=fmt,
         header=header,
+        columns=columns,
     )
     implicit = frame_is_implicit(p, out)
     ds, _, _ = _build(
@@ -120,65 +131,60 @@ def log_frame(
     sep: str | None = None,
     fmt: str | None = None,
     header: bool = True,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The log ``p`` read and checked (see :func:`read_log`), as a frame of ``user``,
     ``item`` and, where the log has them, ``rating`` and ``timestamp`` columns."""
     if not p.is_file():
         raise DataError(f"{p}: file not found")
-    roles = [
-        (r, c)
-        for r, c in (
-            ("user_col", user_col),
-            ("item_col", item_col),
-            ("rating_col", rating_col),
-            ("time_col", time_col),
-        )
-        if c
-    ]
-    for j, (role, col) in enumerate(roles):
-        for other, col2 in roles[:j]:
+    roles: dict[str, str | None] = {
+        "user_col": user_col,
+        "item_col": item_col,
+        "rating_col": rating_col,
+        "time_col": time_col,
+    }
+    mapped = [(r, c) for r, c in roles.items() if c]
+    for j, (role, col) in enumerate(mapped):
+        for other, col2 in mapped[:j]:
             if col == col2:
                 raise DataError(
                     f"{p}: data.{other} and data.{role} both name the column "
                     f"{col!r}; map each role to its own column"
                 )
+    if columns is not None and header:
+        raise DataError(
+            f"{p}: data.columns names the fields of a log without a header line; set "
+            f"data.header=false with it, or leave data.columns out to read the header"
+        )
     fmt = fmt or log_format(p)
+    names: list[str] = []  # the fields of a log without a header ("": skipped)
     if fmt == "parquet":
-        require("pyarrow", "parquet", f"{p}: reading a Parquet log")
-        try:
-            df = pd.read_parquet(p)
-        except Exception as e:  # pyarrow raises several types
-            raise DataError(f"{p}: cannot read Parquet ({e})") from None
-        df.columns = [str(c) for c in df.columns]
+        if columns is not None:
+            raise DataError(
+                f"{p}: data.columns names the fields of a text log without a header, "
+                f"and a Parquet file names its own columns; leave data.columns out"
+            )
+        df = _read_parquet(p)
         present = list(df.columns)
     else:
+        sep_given = sep is not None
         if sep == "\\t":  # typed as data.sep='\t' in a shell: a backslash and a t, a tab
             sep = "\t"
         sep = sep or ("\t" if fmt == "tsv" else ",")
-        raw = _load_text(p)
+        raw = _load_text(p, log=True)
         present = _header(raw, sep)
-        if not header:  # columns by position, named by the mapping
-            order = [c for c in (user_col, item_col, rating_col, time_col) if c]
-            first = next((line for line in raw.splitlines() if line.strip()), "")
-            n = len(_split_record(first, sep))
-            if not 2 <= n <= len(order):
-                extra = [r for r, c in (("rating", rating_col), ("timestamp", time_col)) if c]
-                shape = "".join(f"[, {r}" for r in extra) + "]" * len(extra)
-                raise DataError(
-                    f"{p}: {n} field(s) separated by {sep!r} on the first line; a "
-                    f"log without a header has 2 to {len(order)}: user, item{shape}"
-                )
-            present = order[:n]
-    _check_columns(
-        p, present, user_col, item_col, rating_col, time_col, text=fmt != "parquet", sep=sep
-    )
-    for role, named, default in (("rating", rating_col, "rating"), ("time", time_col, "timestamp")):
-        if named and named != default and named not in present:  # named, so meant ('' = none)
-            raise DataError(
-                f"{p}: no column {named!r} for the {role}s (data.{role}_col; "
-                f"columns: {', '.join(present)}); fix the name, or leave the "
-                f"setting out"
+        if not header:  # fields by position, named by data.columns or by default
+            records = first_records(raw, sep, 20)
+            first = records[0] if records else (1, [""])
+            names = headerless_names(
+                p, first, roles, columns, sep=sep, fmt=fmt, sep_given=sep_given
             )
+            check_not_a_header(p, records, names, roles)
+            present = [c for c in names if c]
+        else:
+            check_header(p, present, roles, text=True, sep=sep, fmt=fmt, sep_given=sep_given)
+    if fmt == "parquet":
+        check_header(p, present, roles, text=False)
     # the optional columns read: None when not mapped or not in the log
     r_col = rating_col if rating_col is not None and rating_col in present else None
     t_col = time_col if time_col is not None and time_col in present else None
@@ -208,7 +214,7 @@ def log_frame(
             p,
             raw,
             sep,
-            cols if header else present,
+            cols if header else [c or f"(field {j + 1})" for j, c in enumerate(names)],
             numeric,
             header=header,
             required=(user_col, item_col),
@@ -227,7 +233,7 @@ def log_frame(
             )
     out = pd.DataFrame({"user": _id_values(out["user"]), "item": _id_values(out["item"])})
     if r_col is not None:
-        has_names = header or fmt == "parquet"
+        has_names = header or fmt == "parquet" or columns is not None
         _check_not_times(
             p, df[r_col].to_numpy(np.float64), lines, len(present), r_col if has_names else None
         )
@@ -264,7 +270,8 @@ def _check_not_times(
         "if the columns are user, item, time, set data.rating_col to '' (no rating "
         "column; DataOptions(rating_col=''))"
         if n == 3
-        else "give the log a header line naming its columns"
+        else "give the log a header line naming its columns, or name them with "
+        "data.columns (e.g. data.columns=user,item,timestamp,rating)"
     )
     raise DataError(
         f"{p}{where}: the rating field is {first:.0f}, and every value in that "
@@ -315,6 +322,26 @@ def _times(p: Path, col: pd.Series, name: str, lines: np.ndarray | None) -> np.n
     )
 
 
+def _read_parquet(p: Path) -> pd.DataFrame:
+    """The Parquet file ``p`` as a frame with string column names; a file that is not
+    Parquet (text, a compressed text log) is named as what it is."""
+    require("pyarrow", "parquet", f"{p}: reading a Parquet log")
+    with p.open("rb") as f:
+        head = f.read(16)
+    if not head.startswith(b"PAR1"):
+        what = binary_kind(head) or "not a Parquet file (no PAR1 at its start)"
+        raise DataError(
+            f"{p}: {what}, read as Parquet (data.format=parquet or a .parquet suffix); set "
+            f"data.format=csv or tsv for a text log (compressed text logs are read directly)"
+        )
+    try:
+        df = pd.read_parquet(p)
+    except Exception as e:  # pyarrow raises several types
+        raise DataError(f"{p}: cannot read Parquet ({e})") from None
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
 def _parquet_columns(p: Path, df: pd.DataFrame, ids: list[str], numeric: list[str]) -> pd.DataFrame:
     """Parquet columns checked: ids not null, ``numeric`` columns numbers."""
     for c in ids:
@@ -347,62 +374,3 @@ def _parquet_columns(p: Path, df: pd.DataFrame, ids: list[str], numeric: list[st
             raise DataError(f"{p}, row {row}: {rating_limit_text(what)}")
         df = df.assign(**{c: vals})
     return df
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_columns(
-    p: Path,
-    present: list[str],
-    user_col: str,
-    item_col: str,
-    rating_col: str | None,
-    time_col: str | None,
-    *,
-    text: bool,
-    sep: str | None = None,
-) -> None:
-    """The id columns are in the header; a first line that is data, or a header split on
-    another separator, is named as such."""
-    expected = [c for c in (user_col, item_col, rating_col, time_col) if c]
-    twice = sorted({c for c in expected if present.count(c) > 1})
-    if twice:  # pandas would silently read the first of them
-        raise DataError(
-            f"{p}: the header names column {', '.join(map(repr, twice))} more than "
-            f"once; rename the repeats so that each column has its own name"
-        )
-    if all(c in present for c in (user_col, item_col)):
-        return
-    if text and not any(present):
-        raise DataError(
-            f"{p}: the file is empty (no header line); a log starts with a header "
-            f"naming its columns ({', '.join(expected)})"
-        )
-    if text and len(present) == 1:
-        for other, name in (("\t", "a tab"), (";", "';'"), ("|", "'|'"), (",", "','")):
-            if other != sep and {user_col, item_col} <= set(present[0].split(other)):
-                arg = "'\\t'" if other == "\t" else repr(other)
-                raise DataError(
-                    f"{p}: the header is one field split on {sep!r}, but {name} "
-                    f"separates its columns; set data.sep={arg}"
-                )
-    if text and not any(c in present for c in expected) and any(map(_is_number, present)):
-        shape = f"{user_col}, {item_col}" + "".join(f"[, {c}]" for c in (rating_col, time_col) if c)
-        raise DataError(
-            f"{p}: the first line ({', '.join(present)}) looks like data, not a "
-            f"header; set data.header=false when the columns are user, item"
-            f"[, rating[, timestamp]] in this order, or add a header line naming "
-            f"them ({shape})"
-        )
-    for role, col in (("user", user_col), ("item", item_col)):
-        if col not in present:
-            raise DataError(
-                f"{p}: no column {col!r} for the {role} ids (columns: "
-                f"{', '.join(present)}); map it with the setting data.{role}_col"
-            )

@@ -8,6 +8,7 @@ train/valid/test parts instead of splitting the data again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,7 @@ def read_split_logs(
     name: str | None = None,
     header: bool = True,
     ordered: bool = False,
+    columns: Sequence[str] | None = None,
 ) -> Dataset:
     """A folder of ``train``/``valid``/``test`` logs (``valid`` optional; ``.csv``, ``.tsv``,
     ``.parquet``, optionally compressed), one id space over all of them.
@@ -90,6 +92,7 @@ def read_split_logs(
             time_col=time_col,
             sep=sep,
             header=header,
+            columns=columns,
         )
         for p, f in files.items()
     }
