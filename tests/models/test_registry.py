@@ -40,6 +40,23 @@ TINY: dict[str, dict[str, Any]] = {
 #: sequential models (``capabilities.sequential``): the ordered-history suite, on cycles
 TINY_SEQUENTIAL: dict[str, dict[str, Any]] = {
     "transition": {},
+    "gru4rec": {
+        "hidden_dim": 16,
+        "embedding_dim": 16,
+        "dropout_hidden": 0.0,
+        "train": {"epochs": 20, "batch_size": 16, "lr": 1e-2, "device": "cpu"},
+    },
+    "bert4rec": {
+        "max_len": 6,
+        "hidden_dim": 32,
+        "ffn_dim": 64,
+        "n_layers": 1,
+        "mask_prob": 0.5,
+        "last_only_prob": 0.2,
+        "dropout": 0.0,
+        "attention_dropout": 0.0,
+        "train": {"epochs": 80, "batch_size": 4, "lr": 3e-3, "weight_decay": 0.0, "device": "cpu"},
+    },
 }
 TINY.update(TINY_SEQUENTIAL)
 
@@ -64,7 +81,10 @@ def test_registered_model_passes_the_conformance_suite(name):
 
     def make_model(seed: int = 0):
         if name in TINY_SEQUENTIAL:
-            return cls(**TINY[name], seed=seed)
+            kw = dict(TINY[name])
+            if "train" in kw:  # a trained network: the seed is train.seed
+                return cls(**{**kw, "train": {**kw["train"], "seed": seed}})
+            return cls(**kw, seed=seed)
         return build_model(name, TINY[name], seed=seed)
 
     if cls.capabilities.sequential:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from genrec.errors import ConfigError
 from genrec.models.autorec import AutoRec, AutoRecConfig
 from genrec.models.base import RatingPredictor, Recommender
+from genrec.models.bert4rec import BERT4Rec, BERT4RecConfig
 from genrec.models.biased_mf import BiasedMF, BiasedMFConfig
 from genrec.models.bpr_mf import BPRMF, BPRMFConfig
 from genrec.models.cdae import CDAE, CDAEConfig
@@ -16,6 +17,7 @@ from genrec.models.diffrec import DiffRec, DiffRecConfig
 from genrec.models.ease import EASE, EASEConfig
 from genrec.models.fm import FM, FMConfig
 from genrec.models.gaussian_vae import GaussianVAE, GaussianVAEConfig
+from genrec.models.gru4rec import GRU4Rec, GRU4RecConfig
 from genrec.models.ldiffrec import LDiffRec, LDiffRecConfig
 from genrec.models.mult_dae import MultDAE, MultDAEConfig
 from genrec.models.mult_vae import MultVAE, MultVAEConfig
@@ -38,6 +40,8 @@ MODELS: dict[str, type[Recommender]] = {
     "fm": FM,
     "autorec": AutoRec,
     "transition": Transition,
+    "gru4rec": GRU4Rec,
+    "bert4rec": BERT4Rec,
 }
 
 
@@ -83,4 +87,8 @@ __all__ = [
     "Transition",
     "TransitionConfig",
     "AutoRecConfig",
+    "GRU4Rec",
+    "GRU4RecConfig",
+    "BERT4Rec",
+    "BERT4RecConfig",
 ]

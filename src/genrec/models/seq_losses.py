@@ -22,6 +22,9 @@ Each loss takes the hidden states ``h`` (N, D) at those positions, the item outp
     1/alpha), the loss -log sigma(s+)^beta - sum_k log(1 - sigma(s-_k)): t = 0 is BCE,
     t = 1 a calibrated estimate of the full softmax's probabilities.
 
+A per-item output bias b (I,) (scores h E^T + b) enters every loss through
+:func:`with_bias`, which appends it to the table as one more column (and a 1 to ``h``).
+
 Negatives are drawn by the model (see :func:`uniform_negatives`), so the losses stay pure.
 """
 
@@ -37,6 +40,7 @@ __all__ = [
     "gbce_loss",
     "gbce_beta",
     "uniform_negatives",
+    "with_bias",
 ]
 
 
@@ -109,3 +113,14 @@ def uniform_negatives(
 ) -> torch.Tensor:
     """Item indices drawn uniformly from [0, n_items) (on ``generator``'s device, moved)."""
     return torch.randint(n_items, shape, generator=generator, device=generator.device).to(device)
+
+
+def with_bias(
+    h: torch.Tensor, E: torch.Tensor, b: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h, E) with the item bias ``b`` (I,) folded in: [h, 1] (N, D + 1) and [E, b] (I, D + 1),
+    so [h, 1] [E, b]^T = h E^T + b; (h, E) unchanged when ``b`` is None."""
+    if b is None:
+        return h, E
+    ones = torch.ones((*h.shape[:-1], 1), dtype=h.dtype, device=h.device)
+    return torch.cat([h, ones], -1), torch.cat([E, b[:, None].to(E.dtype)], -1)
