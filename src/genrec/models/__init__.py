@@ -16,6 +16,7 @@ from genrec.models.diffrec import DiffRec, DiffRecConfig
 from genrec.models.ease import EASE, EASEConfig
 from genrec.models.fm import FM, FMConfig
 from genrec.models.gaussian_vae import GaussianVAE, GaussianVAEConfig
+from genrec.models.hstu import HSTU, HSTUConfig
 from genrec.models.ldiffrec import LDiffRec, LDiffRecConfig
 from genrec.models.mult_dae import MultDAE, MultDAEConfig
 from genrec.models.mult_vae import MultVAE, MultVAEConfig
@@ -38,6 +39,7 @@ MODELS: dict[str, type[Recommender]] = {
     "fm": FM,
     "autorec": AutoRec,
     "transition": Transition,
+    "hstu": HSTU,
 }
 
 
@@ -82,5 +84,7 @@ __all__ = [
     "AutoRec",
     "Transition",
     "TransitionConfig",
+    "HSTU",
+    "HSTUConfig",
     "AutoRecConfig",
 ]
