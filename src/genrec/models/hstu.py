@@ -52,11 +52,21 @@ Departures (the config field, where there is one):
 * Adam's betas are the trainer's (0.9, 0.999); the public code uses (0.9, 0.98).
 * The attention reads every real item of the window; the public code's window has 11 more
   slots, kept for generation, so its n is 61 for L = 50 and here n = 50.
-* ``train.select_metric``: the epoch is chosen on validation NDCG@10 (the public code
-  reports its last evaluation).
+* ``length_pool`` (default 0: random batches, as the paper): users are drawn in random
+  order, then sorted by length within pools of that many batches and the batches
+  shuffled, so a batch's window is only as long as its longest history (Beauty: 6 slots
+  on average instead of 50). The outputs at real positions are the same; which users
+  share a batch, and so each batch's mean over positions, is not.
+* ``train.select_metric``, ``train.patience``: the epoch is chosen on validation NDCG@10
+  (default: every epoch run, the best kept).
+
+Not departures: a window is cut to its last non-padding columns, and scoring runs rows in
+groups of similar length; padding never enters the attention, so the numbers are those
+of the full window.
 
 Dimension letters: B users in a batch, L = max_len positions, D width, H heads, I items,
-N positions with a target, K negatives, G = time_buckets + 1.
+N positions with a target, K negatives, M distinct items of a batch's targets and
+negatives.
 
 References
 ----------
