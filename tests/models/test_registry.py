@@ -57,6 +57,18 @@ TINY_SEQUENTIAL: dict[str, dict[str, Any]] = {
         "attention_dropout": 0.0,
         "train": {"epochs": 80, "batch_size": 4, "lr": 3e-3, "weight_decay": 0.0, "device": "cpu"},
     },
+    "hstu": {
+        "max_len": 8,
+        "dim": 16,
+        "n_blocks": 1,
+        "n_heads": 1,
+        "qk_dim": 8,
+        "v_dim": 8,
+        "dropout": 0.1,
+        "block_dropout": 0.1,
+        "n_negatives": 8,
+        "train": {"epochs": 20, "batch_size": 8, "lr": 1e-2, "device": "cpu"},
+    },
 }
 TINY.update(TINY_SEQUENTIAL)
 

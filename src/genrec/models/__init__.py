@@ -18,6 +18,7 @@ from genrec.models.ease import EASE, EASEConfig
 from genrec.models.fm import FM, FMConfig
 from genrec.models.gaussian_vae import GaussianVAE, GaussianVAEConfig
 from genrec.models.gru4rec import GRU4Rec, GRU4RecConfig
+from genrec.models.hstu import HSTU, HSTUConfig
 from genrec.models.ldiffrec import LDiffRec, LDiffRecConfig
 from genrec.models.mult_dae import MultDAE, MultDAEConfig
 from genrec.models.mult_vae import MultVAE, MultVAEConfig
@@ -42,6 +43,7 @@ MODELS: dict[str, type[Recommender]] = {
     "transition": Transition,
     "gru4rec": GRU4Rec,
     "bert4rec": BERT4Rec,
+    "hstu": HSTU,
 }
 
 
@@ -86,6 +88,8 @@ __all__ = [
     "AutoRec",
     "Transition",
     "TransitionConfig",
+    "HSTU",
+    "HSTUConfig",
     "AutoRecConfig",
     "GRU4Rec",
     "GRU4RecConfig",

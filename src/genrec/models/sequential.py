@@ -105,12 +105,15 @@ class SeqBatch:
     """Left-padded windows of B sequences (tokens: item + 1, 0 = padding).
 
     ``inputs`` (B, L) the items read; ``targets`` (B, L) the item to predict at each
-    position (0 where there is none), training batches only; ``users`` (B,) or None.
+    position (0 where there is none), training batches only; ``users`` (B,) or None;
+    ``times`` (B, L) float64 the inputs' timestamps (0 at padding), where the sequences
+    have times, else None.
     """
 
     inputs: torch.Tensor
     targets: torch.Tensor | None = None
     users: torch.Tensor | None = None
+    times: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -119,6 +122,17 @@ class SeqBatch:
 def tokens(seqs: Sequences, max_len: int) -> np.ndarray:
     """(B, max_len) int64 tokens of each sequence's last ``max_len`` items (left-padded)."""
     return seqs.padded(max_len, pad=-1) + 1
+
+
+def window_times(seqs: Sequences, max_len: int) -> torch.Tensor | None:
+    """(B, max_len) float64 timestamps aligned with :func:`tokens` (0 at padding), or None
+    when the sequences have no times."""
+    if seqs.times is None:
+        return None
+    idx = seqs.offsets[1:, None] - max_len + np.arange(max_len)[None, :]
+    valid = idx >= seqs.offsets[:-1, None]
+    t = seqs.times[np.clip(idx, 0, None)] if len(seqs.times) else np.zeros(idx.shape)
+    return torch.from_numpy(np.where(valid, t, 0.0))
 
 
 class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
@@ -156,8 +170,11 @@ class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
         L = self._max_len()
 
         def make(users: torch.Tensor, _: int) -> SeqBatch:
-            t = torch.from_numpy(tokens(X.take(users.numpy()), L + 1)).to(ctx.device)
-            return SeqBatch(t[:, :-1], t[:, 1:], users.to(ctx.device))
+            part = X.take(users.numpy())
+            t = torch.from_numpy(tokens(part, L + 1)).to(ctx.device)
+            tt = window_times(part, L + 1)
+            tt = None if tt is None else tt[:, :-1].to(ctx.device)
+            return SeqBatch(t[:, :-1], t[:, 1:], users.to(ctx.device), tt)
 
         return Chunked(perm, ctx.batch_size, make)
 
@@ -167,7 +184,9 @@ class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
         for start in range(0, X.n_users, SCORE_BATCH):
             part = X.take(slice(start, start + SCORE_BATCH))
             u = None if users is None else torch.from_numpy(users[start : start + SCORE_BATCH])
-            yield SeqBatch(torch.from_numpy(tokens(part, L)).to(device), None, u)
+            tt = window_times(part, L)
+            tt = None if tt is None else tt.to(device)
+            yield SeqBatch(torch.from_numpy(tokens(part, L)).to(device), None, u, tt)
 
     def _hidden(self, inputs: torch.Tensor) -> torch.Tensor:
         """Hidden states (B, L, D) of the token windows ``inputs`` (B, L)."""
