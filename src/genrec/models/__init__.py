@@ -21,6 +21,7 @@ from genrec.models.mult_dae import MultDAE, MultDAEConfig
 from genrec.models.mult_vae import MultVAE, MultVAEConfig
 from genrec.models.popularity import Popularity, PopularityConfig
 from genrec.models.recvae import RecVAE, RecVAEConfig
+from genrec.models.sasrec import SASRec, SASRecConfig
 from genrec.models.transition import Transition, TransitionConfig
 
 MODELS: dict[str, type[Recommender]] = {
@@ -38,6 +39,7 @@ MODELS: dict[str, type[Recommender]] = {
     "fm": FM,
     "autorec": AutoRec,
     "transition": Transition,
+    "sasrec": SASRec,
 }
 
 
@@ -82,5 +84,7 @@ __all__ = [
     "AutoRec",
     "Transition",
     "TransitionConfig",
+    "SASRec",
+    "SASRecConfig",
     "AutoRecConfig",
 ]
