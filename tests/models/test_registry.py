@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from benchmarks.golden import GOLDEN_CONFIGS, build_model, one_thread
 
+from genrec.config import build_config
 from genrec.models import MODELS, RatingPredictor
 from genrec.testing import (
     check_rating_predictor,
@@ -69,6 +70,14 @@ TINY_SEQUENTIAL: dict[str, dict[str, Any]] = {
         "n_negatives": 8,
         "train": {"epochs": 20, "batch_size": 8, "lr": 1e-2, "device": "cpu"},
     },
+    "sasrec": {
+        "dim": 16,
+        "max_len": 8,
+        "loss": "ce",
+        "dropout": 0.1,
+        "attn_dropout": 0.1,
+        "train": {"epochs": 30, "batch_size": 8, "lr": 1e-2, "device": "cpu"},
+    },
 }
 TINY.update(TINY_SEQUENTIAL)
 
@@ -92,11 +101,10 @@ def test_registered_model_passes_the_conformance_suite(name):
     cls = MODELS[name]
 
     def make_model(seed: int = 0):
-        if name in TINY_SEQUENTIAL:
-            kw = dict(TINY[name])
-            if "train" in kw:  # a trained network: the seed is train.seed
-                return cls(**{**kw, "train": {**kw["train"], "seed": seed}})
-            return cls(**kw, seed=seed)
+        if name in TINY_SEQUENTIAL:  # the seed where the config keeps it (train.seed)
+            return cls(
+                build_config(cls.config_class, cls.upgrade_config({"seed": seed, **TINY[name]}))
+            )
         return build_model(name, TINY[name], seed=seed)
 
     if cls.capabilities.sequential:

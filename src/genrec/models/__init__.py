@@ -24,6 +24,7 @@ from genrec.models.mult_dae import MultDAE, MultDAEConfig
 from genrec.models.mult_vae import MultVAE, MultVAEConfig
 from genrec.models.popularity import Popularity, PopularityConfig
 from genrec.models.recvae import RecVAE, RecVAEConfig
+from genrec.models.sasrec import SASRec, SASRecConfig
 from genrec.models.transition import Transition, TransitionConfig
 
 MODELS: dict[str, type[Recommender]] = {
@@ -44,6 +45,7 @@ MODELS: dict[str, type[Recommender]] = {
     "gru4rec": GRU4Rec,
     "bert4rec": BERT4Rec,
     "hstu": HSTU,
+    "sasrec": SASRec,
 }
 
 
@@ -90,6 +92,8 @@ __all__ = [
     "TransitionConfig",
     "HSTU",
     "HSTUConfig",
+    "SASRec",
+    "SASRecConfig",
     "AutoRecConfig",
     "GRU4Rec",
     "GRU4RecConfig",

@@ -1,0 +1,396 @@
+"""SASRec: self-attentive sequential recommendation (Kang and McAuley, ICDM 2018).
+
+A user's last L items s_1..s_L (left-padded with 0) are read by a causal transformer; the
+hidden state at position l predicts item s_{l+1}:
+
+    x^0_l = sqrt(D) * M[s_l] + P_l                       (item and learned positional embeddings)
+    x^b   = block_b(x^{b-1}),  b = 1..n_blocks,  F = LN(x^B)  (pre-LN: a final layer norm)
+    score(l, i) = F_l . M_i                              (the input table M is the output table)
+
+A block is causal self-attention and a point-wise feed-forward network, each with a
+residual connection (``norm = "pre"``, the paper's equation g(x) = x + Dropout(g(LN(x)))):
+
+    A(x) = concat_h softmax(Q_h K_h^T / sqrt(D/H) + mask) V_h,   Q, K, V = a W^Q, a W^K, a W^V
+    x <- x + A(LN(x));   x <- x + FFN(LN(x)),   FFN(a) = W_2 ReLU(W_1 a + b_1) + b_2
+
+or ``norm = "post"`` (the original transformer's order): x <- LN(x + A(x)),
+x <- LN(x + FFN(x)), without the final layer norm. The mask lets position l attend to
+positions <= l that hold an item; a query always attends to itself, so a padding position
+(whose window holds no item) stays finite; padding keys never reach a real position, and
+every block's output is zeroed at padding positions, as in the authors' code. Positions are
+right-aligned (the last item has position L - 1), so a window with fewer padding columns
+gives the same hidden state at the last position. Users are scored by F at the last
+position against every item: any ordered history folds in.
+
+Losses (``loss``; the functions of :mod:`genrec.models.seq_losses`), averaged over the
+positions that read an item and have a target: padding positions are dropped, and, as in
+the authors' code, a history's first item is never a target (no item precedes it):
+
+* ``"bce"`` (the paper): -log sigma(F_l . M_{s_{l+1}}) - log(1 - sigma(F_l . M_j)) with
+  one negative j per position drawn uniformly from the items the user has not consumed.
+  Here: drawn uniformly from all items, and every draw that equals an item of the user's
+  training window (the last max_len + 1 items: the inputs and targets of the batch row) is
+  drawn again, all of them at once, up to ``BCE_REDRAWS`` rounds (a draw still colliding
+  after that is kept; with Beauty's windows the chance is below 1e-17). Items older than
+  the window may be drawn (the paper's code rejects against the whole history).
+* ``"ce"``: the full softmax over all items (Klenitskiy and Vasilev, RecSys 2023), logits
+  computed only at the target positions.
+* ``"sampled_softmax"``: the softmax over the target and ``n_negatives`` items drawn
+  uniformly per position (accidental hits masked).
+* ``"gbce"``: gSASRec's generalised BCE (Petrov and Macdonald, RecSys 2023) with
+  ``n_negatives`` uniform negatives per position and calibration ``gbce_t`` (0.75 there).
+
+Network as in the paper: D = 50, 2 blocks, 1 head, dropout 0.5 on the sparse Amazon sets
+(on the embeddings, the attention weights and after each feed-forward layer, as in the
+authors' code), L = 50 on Amazon, Adam (lr 1e-3, beta_2 = 0.98 as in the authors' code),
+batches of 128 users, 200 epochs; weights Xavier-uniform, biases 0, layer norms 1 and 0,
+layer-norm epsilon 1e-8 (the authors' code). Each batch row is one user's last L + 1
+items (inputs: all but the last; targets: all but the first), as in the authors' sampler.
+
+Departures (each a config field, or named here):
+
+* ``norm``: "pre" follows the paper's equation; the authors' code differs slightly (the
+  residual adds LN(x) rather than x, and keys and values read the unnormalised x).
+* The attention has no output projection after the heads are joined (the paper's equation
+  and code); ``n_heads`` > 1 splits D into heads (the paper found one head best).
+* ``attn_dropout`` is the dropout on the attention weights (the paper's code: the same rate
+  as ``dropout``); attention runs through ``scaled_dot_product_attention`` when it is 0 or
+  the model is not training, and through the explicit softmax otherwise (dropout must draw
+  from the training generator); the two agree (tested).
+* Training users are reshuffled each epoch and every user with 2 or more items is one
+  row per epoch (the authors' sampler draws users with replacement).
+* ``train.select_metric`` ("ndcg@10") and ``train.patience``: the best epoch on validation
+  is kept; the paper trained a fixed number of epochs and reported the best validation
+  epoch's test numbers.
+* The negatives of the BCE loss are rejected against the training window (above).
+
+Dimension letters: B users in a batch, L = max_len positions, D model width, H heads,
+I items, N positions with a target in a batch, K negatives per position.
+
+References
+----------
+Kang, McAuley. Self-Attentive Sequential Recommendation. ICDM 2018.
+https://arxiv.org/abs/1808.09781 (code: github.com/kang205/SASRec)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrec.config import Range, check_ranges
+from genrec.models.base import ArraySpec, Capabilities
+from genrec.models.nn_blocks import dropout_values, linear_arrays
+from genrec.models.seq_losses import (
+    bce_loss,
+    ce_loss,
+    gbce_beta,
+    gbce_loss,
+    sampled_softmax_loss,
+    uniform_negatives,
+)
+from genrec.models.sequential import PAD, SeqBatch, TorchSequentialRecommender
+from genrec.train import StepContext, TrainConfig, make_optimizer
+
+__all__ = [
+    "SASRec",
+    "SASRecConfig",
+    "SASRecNet",
+    "causal_mask",
+    "attention",
+    "bce_negatives",
+    "target_positions",
+    "trim_padding",
+    "next_item_loss",
+]
+
+LN_EPS = 1e-8  # the layer-norm epsilon of the authors' code
+BCE_REDRAWS = 8  # rounds of redrawing BCE negatives that hit the user's window
+
+LossName = Literal["bce", "ce", "sampled_softmax", "gbce"]
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    dim: Annotated[int, Range(ge=1)] = 50  # D, the width of embeddings and blocks
+    n_blocks: Annotated[int, Range(ge=1)] = 2  # self-attention blocks
+    n_heads: Annotated[int, Range(ge=1)] = 1  # attention heads (D must divide by it)
+    max_len: Annotated[int, Range(ge=1)] = 50  # L, the most recent items read
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.5  # embeddings and feed-forward layers
+    attn_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.5  # on the attention weights
+    norm: Literal["pre", "post"] = "pre"  # layer norm before each sublayer (+ final) or after
+    loss: LossName = "bce"  # the paper's BCE, full-softmax ce, sampled_softmax or gbce
+    n_negatives: Annotated[int, Range(ge=1)] = 256  # K, per position (sampled_softmax, gbce)
+    gbce_t: Annotated[float, Range(ge=0, le=1)] = 0.75  # gBCE calibration t (gSASRec: 0.75)
+    adam_beta2: Annotated[float, Range(gt=0, lt=1)] = 0.98  # Adam's beta_2 (authors' code)
+    # Adam, lr 1e-3, batches of 128 users, 200 epochs, the best validation NDCG@10 kept
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=200, batch_size=128, lr=1e-3, patience=None, select_metric="ndcg@10"
+        )
+    )
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.dim % self.n_heads:
+            raise ValueError(
+                f"dim ({self.dim}) must be a multiple of n_heads ({self.n_heads}); set dim "
+                f"or n_heads so that it is"
+            )
+
+
+# ----------------------------------------------------------------------------- pure parts
+def causal_mask(keep: torch.Tensor) -> torch.Tensor:
+    """Which keys each query may attend to (B, L, L), True = attend: keys at or before the
+    query that hold an item, and always the query itself. ``keep`` (B, L) marks items."""
+    L = keep.shape[1]
+    tri = torch.ones(L, L, dtype=torch.bool, device=keep.device).tril()  # (L, L)
+    eye = torch.eye(L, dtype=torch.bool, device=keep.device)  # (L, L)
+    return (tri & keep[:, None, :]) | eye  # (B, L, L)
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    allowed: torch.Tensor,
+    p: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) masked to ``allowed``) v; q, k, v (B, H, L, d), allowed
+    (B, L, L). Dropout ``p`` on the weights, drawn from ``generator``, when one is given."""
+    if generator is None or p == 0.0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
+    w = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, L, L)
+    w = w.masked_fill(~allowed[:, None], float("-inf")).softmax(-1)  # (B, H, L, L)
+    return dropout_values(w, p, generator) @ v  # (B, H, L, d)
+
+
+def bce_negatives(
+    window: torch.Tensor, n_items: int, generator: torch.Generator, rounds: int = BCE_REDRAWS
+) -> torch.Tensor:
+    """One negative item per position (B, L) drawn uniformly from the items that are not in
+    the row's ``window`` (B, W) of tokens (item + 1, 0 = padding): uniform draws, and every
+    draw equal to an item of its row drawn again, up to ``rounds`` times (a draw still
+    colliding then is kept)."""
+    B, L = window.shape[0], window.shape[1] - 1
+    neg = uniform_negatives((B, L), n_items, generator, window.device)  # (B, L)
+    for _ in range(rounds):
+        hit = ((neg + 1)[:, :, None] == window[:, None, :]).any(-1)  # (B, L)
+        n = int(hit.sum())
+        if n == 0:
+            break
+        neg[hit] = uniform_negatives((n,), n_items, generator, window.device)
+    return neg
+
+
+def target_positions(
+    hidden: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The hidden states (N, D) and target items (N,) at the positions that read an item and
+    have a target, and those positions (B, L) bool; ``hidden`` (B, L, D), ``inputs`` and
+    ``targets`` (B, L) tokens."""
+    has = (targets != PAD) & (inputs != PAD)  # (B, L)
+    return hidden[has], targets[has] - 1, has
+
+
+def trim_padding(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``inputs`` and ``targets`` (B, L) without the leading columns that are padding in
+    every row (they have no loss, and right-aligned positions make the rest unchanged)."""
+    first = int((inputs != PAD).any(0).int().argmax())  # the first column holding an item
+    return inputs[:, first:], targets[:, first:]
+
+
+def next_item_loss(
+    h: torch.Tensor,
+    E: torch.Tensor,
+    t: torch.Tensor,
+    loss: str,
+    neg: torch.Tensor | None = None,
+    beta: float = 1.0,
+) -> torch.Tensor:
+    """The mean next-item loss over N positions: ``h`` (N, D), the item table ``E`` (I, D),
+    targets ``t`` (N,); ``neg`` (N,) for bce, (N, K) for sampled_softmax and gbce; ``beta``
+    gBCE's positive weight."""
+    if loss == "ce":
+        return ce_loss(h, E, t)
+    assert neg is not None, f"loss {loss} needs negatives"
+    if loss == "bce":
+        return bce_loss(h, E, t, neg)
+    if loss == "sampled_softmax":
+        return sampled_softmax_loss(h, E, t, neg)
+    if loss == "gbce":
+        return gbce_loss(h, E, t, neg, beta)
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def _xavier_(w: torch.Tensor, generator: torch.Generator) -> None:
+    a = math.sqrt(6.0 / (w.shape[0] + w.shape[1]))
+    with torch.no_grad():
+        w.uniform_(-a, a, generator=generator)
+
+
+# ----------------------------------------------------------------------------- network
+class Block(nn.Module):
+    """Causal multi-head self-attention and the point-wise feed-forward network."""
+
+    def __init__(self, dim: int, n_heads: int, norm: str, dropout: float, attn_dropout: float):
+        super().__init__()
+        self.n_heads, self.pre = n_heads, norm == "pre"
+        self.dropout, self.attn_dropout = dropout, attn_dropout
+        self.attn_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.qkv = nn.Linear(dim, 3 * dim)  # W^Q, W^K, W^V side by side
+        self.ffn_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.ffn1 = nn.Linear(dim, dim)
+        self.ffn2 = nn.Linear(dim, dim)
+
+    def attend(
+        self, a: torch.Tensor, allowed: torch.Tensor, gen: torch.Generator | None
+    ) -> torch.Tensor:
+        B, L, D = a.shape
+        q, k, v = (
+            t.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, L, D/H)
+            for t in self.qkv(a).split(D, dim=-1)
+        )
+        out = attention(q, k, v, allowed, self.attn_dropout, gen)  # (B, H, L, D/H)
+        return out.transpose(1, 2).reshape(B, L, D)  # (B, L, D)
+
+    def ffn(self, a: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        h = torch.relu(self.ffn1(a))  # (B, L, D)
+        if gen is not None:
+            h = dropout_values(h, self.dropout, gen)
+        out = self.ffn2(h)  # (B, L, D)
+        return out if gen is None else dropout_values(out, self.dropout, gen)
+
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, gen: torch.Generator | None
+    ) -> torch.Tensor:
+        if self.pre:
+            x = x + self.attend(self.attn_norm(x), allowed, gen)  # (B, L, D)
+            return x + self.ffn(self.ffn_norm(x), gen)
+        x = self.attn_norm(x + self.attend(x, allowed, gen))
+        return self.ffn_norm(x + self.ffn(x, gen))
+
+
+class SASRecNet(nn.Module):
+    """Embeddings, ``n_blocks`` blocks and (pre-LN) the final layer norm; ``forward(inputs
+    (B, L) tokens, generator)`` -> hidden states (B, L, D); dropout only with a generator."""
+
+    def __init__(self, n_items: int, c: SASRecConfig, generator: torch.Generator):
+        super().__init__()
+        self.dim, self.max_len, self.dropout = c.dim, c.max_len, c.dropout
+        self.item_emb = nn.Embedding(n_items + 1, c.dim, padding_idx=PAD)  # row 0: padding
+        self.pos_emb = nn.Embedding(c.max_len, c.dim)
+        self.blocks = nn.ModuleList(
+            Block(c.dim, c.n_heads, c.norm, c.dropout, c.attn_dropout) for _ in range(c.n_blocks)
+        )
+        self.final_norm = nn.LayerNorm(c.dim, eps=LN_EPS) if c.norm == "pre" else None
+        for name, p in self.named_parameters():  # in a fixed order, from the generator
+            if name.endswith("weight") and p.ndim == 2:
+                _xavier_(p, generator)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+        with torch.no_grad():
+            self.item_emb.weight[PAD].zero_()
+
+    @staticmethod
+    def arrays(n_items: int, c: SASRecConfig) -> dict[str, ArraySpec]:
+        """The arrays of the state_dict of ``SASRecNet(n_items, c)``."""
+        D = c.dim
+        out = {
+            "item_emb.weight": ArraySpec((n_items + 1, D)),
+            "pos_emb.weight": ArraySpec((c.max_len, D)),
+        }
+        for b in range(c.n_blocks):
+            p = f"blocks.{b}."
+            for ln in ("attn_norm", "ffn_norm"):
+                out |= {f"{p}{ln}.weight": ArraySpec((D,)), f"{p}{ln}.bias": ArraySpec((D,))}
+            out |= linear_arrays(f"{p}qkv.", D, 3 * D)
+            out |= linear_arrays(f"{p}ffn1.", D, D) | linear_arrays(f"{p}ffn2.", D, D)
+        if c.norm == "pre":
+            out |= {"final_norm.weight": ArraySpec((D,)), "final_norm.bias": ArraySpec((D,))}
+        return out
+
+    def item_table(self) -> torch.Tensor:
+        return self.item_emb.weight[1:]  # (I, D)
+
+    def forward(self, inputs: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        L = inputs.shape[1]
+        keep = (inputs != PAD)[..., None]  # (B, L, 1)
+        pos = self.pos_emb.weight[self.max_len - L :]  # (L, D): right-aligned positions
+        x = self.item_emb(inputs) * math.sqrt(self.dim) + pos  # (B, L, D)
+        if gen is not None:
+            x = dropout_values(x, self.dropout, gen)
+        x = x * keep
+        allowed = causal_mask(keep[..., 0])  # (B, L, L)
+        for block in self.blocks:
+            x = block(x, allowed, gen) * keep  # (B, L, D)
+        return x if self.final_norm is None else self.final_norm(x)
+
+
+# ----------------------------------------------------------------------------- model
+class SASRec(TorchSequentialRecommender):
+    """SASRec (Kang and McAuley 2018): a causal transformer over the last ``max_len`` items.
+
+    Attributes
+    ----------
+    module_ : SASRecNet
+    history_ : list of dict, one per epoch
+    best_epoch_ : int or None
+
+    Examples
+    --------
+    >>> from genrec.data import Sequences
+    >>> seqs = Sequences.from_lists([[0, 1, 2, 3], [1, 2, 3, 0], [2, 3, 0, 1]], n_items=4)
+    >>> m = SASRec(dim=8, max_len=4, loss="ce", train={"epochs": 2, "device": "cpu"})
+    >>> m.fit(seqs).recommend(None, seqs.take([0]), k=2)[0].shape
+    (1, 2)
+    """
+
+    name = "sasrec"
+    capabilities = Capabilities(trainer=True, selects_on="ranking", sequential=True)
+    config_class: ClassVar[type] = SASRecConfig
+    module_: SASRecNet
+
+    def _build_module(self, n_items: int, generator: torch.Generator) -> SASRecNet:
+        return SASRecNet(n_items, self.config, generator)
+
+    def state_arrays(self) -> dict[str, ArraySpec]:
+        return SASRecNet.arrays(self.n_items_, self.config)
+
+    def build_optimizers(self, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        """The trainer's optimizer, with Adam's beta_2 = ``adam_beta2``."""
+        opt = make_optimizer(self._module().parameters(), config)
+        if config.optimizer in ("adam", "adamw"):
+            for group in opt.param_groups:
+                group["betas"] = (group["betas"][0], self.config.adam_beta2)
+        return {"main": opt}
+
+    def _hidden(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self._module()(inputs)  # (B, L, D)
+
+    def _item_table(self) -> torch.Tensor:
+        return self.module_.item_table()
+
+    def train_step(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
+        """The loss of one :class:`SeqBatch` of training windows."""
+        c, net = self.config, self.module_
+        assert isinstance(batch, SeqBatch) and batch.targets is not None  # training windows
+        inputs, targets = trim_padding(batch.inputs, batch.targets)  # (B, L'), L' <= L
+        hidden = net(inputs, ctx.generator)  # (B, L', D)
+        h, t, has = target_positions(hidden, inputs, targets)  # (N, D), (N,), (B, L')
+        E = net.item_table()  # (I, D)
+        n_items = E.shape[0]
+        neg, beta = None, 1.0
+        if c.loss == "bce":
+            window = torch.cat([inputs[:, :1], targets], dim=1)  # (B, L' + 1)
+            neg = bce_negatives(window, n_items, ctx.generator)[has]  # (N,)
+        elif c.loss in ("sampled_softmax", "gbce"):
+            neg = uniform_negatives((len(t), c.n_negatives), n_items, ctx.generator, t.device)
+            beta = gbce_beta(c.n_negatives, n_items, c.gbce_t)
+        return {"loss": next_item_loss(h.float(), E.float(), t, c.loss, neg, beta)}
