@@ -137,6 +137,29 @@ GOLDEN_CONFIGS: dict[str, dict[str, Any]] = {
     ),
     "autorec": dict(hidden=16, l2=0.1, epochs=60, eval_every=20, device="cpu"),
     "transition": dict(smoothing=0.5),
+    "gru4rec": dict(
+        hidden_dim=16, embedding_dim=16, train=dict(epochs=10, batch_size=16, lr=1e-2, device="cpu")
+    ),
+    "bert4rec": dict(
+        max_len=8,
+        hidden_dim=16,
+        ffn_dim=32,
+        n_layers=1,
+        train=dict(epochs=10, batch_size=16, lr=3e-3, device="cpu"),
+    ),
+    "hstu": dict(
+        max_len=8,
+        dim=16,
+        n_blocks=1,
+        n_heads=1,
+        qk_dim=8,
+        v_dim=8,
+        n_negatives=8,
+        train=dict(epochs=10, batch_size=16, lr=1e-2, device="cpu"),
+    ),
+    "sasrec": dict(
+        dim=16, max_len=8, n_blocks=1, train=dict(epochs=10, batch_size=16, lr=1e-2, device="cpu")
+    ),
 }
 
 SEED = 0

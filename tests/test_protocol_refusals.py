@@ -74,9 +74,9 @@ def _refusal(cls, config, protocol: str, implicit: bool) -> str | None:
 def _advice(msg: str) -> list[tuple[str, str]]:
     """The (model, protocol) pairs a refusal names as what works."""
     pairs = []
-    for m in re.finditer(r"use protocol ([a-z, -]+?) with ([a-z-]+)", msg):
+    for m in re.finditer(r"use protocol ([a-z, -]+?) with ([a-z0-9-]+)", msg):
         pairs += [(m.group(2), p) for p in re.split(r", | or ", m.group(1))]
-    for m in re.finditer(r"use a model such as ([a-z, .-]+?) under protocol ([a-z, -]+)", msg):
+    for m in re.finditer(r"use a model such as ([a-z0-9, .-]+?) under protocol ([a-z, -]+)", msg):
         models = [x for x in m.group(1).split(", ") if x != "..."]
         pairs += [(x, p) for x in models for p in re.split(r", | or ", m.group(2))]
     return pairs

@@ -36,10 +36,14 @@ EMBEDDINGS: dict[str, tuple[bool, bool]] = {
     "fm": (True, True),
     "autorec": (False, True),  # the tiny config is I-AutoRec (variant "item")
     "transition": (False, True),  # an item's row: its next-item distribution
+    "gru4rec": (True, True),  # the sequential networks: the state that scores the next item
+    "bert4rec": (True, True),
+    "hstu": (True, True),
+    "sasrec": (True, True),
 }
 
 #: models whose scores are user . item embedding plus a per-user and a per-item term
-DOT_PRODUCT = {"bpr-mf", "biased-mf", "fm", "cdae", "recvae"}
+DOT_PRODUCT = {"bpr-mf", "biased-mf", "fm", "cdae", "recvae", "gru4rec", "hstu", "sasrec"}
 
 
 def _data() -> sp.csr_matrix:
@@ -136,8 +140,8 @@ def test_user_and_item_embeddings_follow_the_contract_for_every_model(name):
 def test_scores_of_factor_models_are_user_dot_item_embeddings(name):
     # S = U V^T + a_u + c_i, so double-centering S leaves the centred U V^T exactly
     m = _fitted(name)
-    X = _data()
-    users = np.arange(X.shape[0])
+    X = _input(name)
+    users = np.arange(_data().shape[0])
     S = _np(m.score(users, X)).astype(np.float64)
     U = m.user_embeddings(X, users=users).astype(np.float64)
     V = m.item_embeddings().astype(np.float64)

@@ -107,6 +107,10 @@ TARGET = {
     "popularity": "item_scores",
     "recvae": "encoder.fc1.weight",
     "transition": "popularity",
+    "gru4rec": "out",
+    "bert4rec": "head.weight",
+    "hstu": "blocks.0.uvqk",
+    "sasrec": "blocks.0.qkv.weight",
 }
 
 

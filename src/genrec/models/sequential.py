@@ -203,6 +203,18 @@ class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
     def _encode(self, batch: Any) -> torch.Tensor:
         return self._hidden(batch.inputs)[:, -1]
 
+    def user_embeddings(self, X_users: Any, users: np.ndarray | None = None) -> np.ndarray:
+        """The hidden state (B, D), float32, that scores each history's next item: the
+        user as the model reads them (``X_users`` ordered histories, as for ``score``)."""
+        users, seqs = self._check_users(users, X_users)
+        self._module().eval()
+        with torch.inference_mode():
+            if seqs.n_users == 0:  # the width D from one empty history, then no rows
+                one = Sequences.from_lists([[]], seqs.n_items)
+                return self._encode(next(iter(self._batches(one)))).float().cpu().numpy()[:0]
+            out = [self._encode(b).float().cpu() for b in self._batches(seqs, users)]
+        return torch.cat(out).numpy()
+
     def item_embeddings(self) -> np.ndarray:
         self._check_fitted()
         with torch.inference_mode():
