@@ -16,6 +16,7 @@ same invocation when its side environment exists (``benchmarks/peers_recbole_seq
 Usage: python benchmarks/bench_sequential.py [--data beauty,sports] [--models a,b]
        [--seeds 0,1,2] [--peers-venv /work/peers/venv] [--out sequential]
        python benchmarks/bench_sequential.py --scale   (one SASRec epoch on ML-20M's shape)
+       python benchmarks/bench_sequential.py --speed   (SASRec against RecBole, Beauty)
 """
 
 from __future__ import annotations
@@ -38,20 +39,22 @@ DATA = {
     "sports": ROOT.parent / "shared" / "data" / "amazon-5core" / "Sports_and_Outdoors.txt",
 }
 CONFIGS = ROOT / "configs" / "amazon-beauty"
-#: table order; a row runs when its config exists and its model is registered
-ROWS = [
-    "popularity",
-    "transition",
-    "ease",
-    "mult-vae",
-    "gru4rec",
-    "bert4rec",
-    "sasrec-bce",
-    "sasrec-ce",
-    "sasrec-sampled-softmax",
-    "sasrec-gbce",
-    "hstu",
-]
+#: table order: row name -> (config under configs/amazon-beauty/, settings over it); a row
+#: runs when its config exists and its model is registered. The SASRec rows are one config
+#: with its loss replaced (the grid and the rest of the preset kept).
+ROWS: dict[str, tuple[str, dict]] = {
+    "popularity": ("popularity", {}),
+    "transition": ("transition", {}),
+    "ease": ("ease", {}),
+    "mult-vae": ("mult-vae", {}),
+    "gru4rec": ("gru4rec-cpu", {}),
+    "bert4rec": ("bert4rec-cpu", {}),
+    "sasrec-bce": ("sasrec-cpu", {"loss": "bce"}),
+    "sasrec-ce": ("sasrec-cpu", {"loss": "ce"}),
+    "sasrec-sampled-softmax": ("sasrec-cpu", {"loss": "sampled_softmax"}),
+    "sasrec-gbce": ("sasrec-cpu", {"loss": "gbce"}),
+    "hstu": ("hstu-cpu", {}),
+}
 #: published all-item numbers on these files (R@10 / N@10), as issue 21 lists them
 ANCHORS = {
     ("beauty", "sasrec-bce"): "SASRec (BCE) by the S3-Rec authors: 0.0605 / 0.0318",
@@ -69,7 +72,9 @@ SHOWN = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "
 
 
 # ----------------------------------------------------------------------------- one stage
-def stage(config: Path, data: Path, out: Path, seeds: list[int] | None, chosen: dict) -> dict:
+def stage(
+    config: Path, data: Path, out: Path, seeds: list[int] | None, chosen: dict, settings: dict
+) -> dict:
     """Run ``config`` on ``data`` in a fresh process (this script with ``--one``)."""
     cmd = [
         sys.executable,
@@ -82,6 +87,7 @@ def stage(config: Path, data: Path, out: Path, seeds: list[int] | None, chosen: 
                 "out": str(out),
                 "seeds": seeds,
                 "chosen": chosen,
+                "settings": settings,
             }
         ),
     ]
@@ -99,7 +105,7 @@ def one(args: dict) -> dict:
     from genrec.runs.spec import merge
     from genrec.train import LOG_NAME
 
-    values = merge(load_toml(args["config"]), {"dataset": args["data"]})
+    values = merge(load_toml(args["config"]), {"dataset": args["data"], **args["settings"]})
     if args["seeds"] is not None:  # stage 2: the chosen setting, several seeds, no grid
         for key, v in args["chosen"].items():  # "train.lr" -> {"train": {"lr": v}}
             *path, last = key.split(".")
@@ -170,7 +176,7 @@ def recbole_row(venv: Path, data: Path, fin: dict) -> str:
         "--data",
         str(data),
         "--hidden",
-        str(cfg.get("hidden", 64)),
+        str(cfg.get("dim", 64)),
         "--layers",
         str(cfg.get("n_blocks", 2)),
         "--heads",
@@ -189,7 +195,7 @@ def recbole_row(venv: Path, data: Path, fin: dict) -> str:
     )
     if isinstance(peer, str):
         return f"RecBole 1.2.1 SASRec: {peer}"
-    ep, ev = peer.get("epoch_s"), peer.get("eval_s")
+    ep, ev = peer.get("s_per_epoch_median"), peer.get("eval_s_median")
     ratio = (
         f"; genrec {ep / fin['epoch_s']:.1f}x faster per epoch, {ev / fin['eval_s']:.1f}x in "
         f"evaluation"
@@ -197,6 +203,104 @@ def recbole_row(venv: Path, data: Path, fin: dict) -> str:
         else ""
     )
     return f"RecBole 1.2.1 SASRec (CE, same size and batch): {ep:.1f} s/epoch, full evaluation {ev:.1f} s{ratio}"
+
+
+# ----------------------------------------------------------------------------- speed
+def speed_one(args: dict) -> dict:
+    """The ``--speed-one`` child: genrec's SASRec (the sasrec-cpu preset, CE) for a fixed
+    number of epochs without validation, then one timed full evaluation of all test users."""
+    import torch
+
+    from genrec.config import build_config, load_toml
+    from genrec.data import load_dataset
+    from genrec.evaluate import evaluate_ranking
+    from genrec.protocols import build_protocol
+    from genrec.runs import RunSpec
+    from genrec.runs.spec import merge
+
+    torch.set_num_threads(args["threads"])
+    values = merge(load_toml(CONFIGS / "sasrec-cpu.toml"), {"dataset": args["data"]})
+    spec = RunSpec.from_mapping(values, where="sasrec-cpu.toml", out=Path("unused"), force=True)
+    cls = spec.model_class
+    config = build_config(
+        cls.config_class, {"loss": "ce", "train": {"epochs": args["epochs"]}}, base=spec.config
+    )
+    pdata = build_protocol(load_dataset(spec.dataset), spec.protocol)
+    model = cls(config).fit(pdata.train_sequences)
+    t0 = time.perf_counter()
+    test = evaluate_ranking(model, pdata.test, ks=pdata.ks, metrics=("recall", "ndcg"))
+    eval_s = time.perf_counter() - t0
+    train = config.train
+    return {
+        "epoch_s": statistics.median(r["train_seconds"] for r in model.history_),
+        "epochs": len(model.history_),
+        "eval_s": eval_s,
+        "test_users": int(pdata.test.truth.shape[0]),
+        "recall@10": float(test.metrics["recall@10"]),
+        "dim": config.dim,
+        "n_blocks": config.n_blocks,
+        "n_heads": config.n_heads,
+        "max_len": config.max_len,
+        "dropout": config.dropout,
+        "batch_users": train.batch_size,
+        "targets": int((pdata.train_sequences.lengths - 1).clip(0, config.max_len).sum()),
+        "train_users": int((pdata.train_sequences.lengths >= 2).sum()),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def speed(data: Path, venv: Path, epochs: int, threads: int) -> str:
+    """SASRec (CE) against RecBole 1.2.1's at the same size, loss and batch, same threads.
+
+    genrec's batch counts users (every position of a window is a target), RecBole's counts
+    samples (one target each): RecBole's batch is set to genrec's batch times the mean targets
+    per training user, so both take the same targets per step and per epoch."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--speed-one",
+        json.dumps({"data": str(data), "epochs": epochs, "threads": threads}),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"genrec SASRec failed: {tail}\n"
+    g = json.loads(proc.stdout.strip().splitlines()[-1])
+    batch = round(g["batch_users"] * g["targets"] / g["train_users"])
+    args = ["--data", str(data), "--hidden", str(g["dim"]), "--layers", str(g["n_blocks"])]
+    args += ["--heads", str(g["n_heads"]), "--loss", "CE", "--batch", str(batch)]
+    args += ["--epochs", str(epochs), "--max-len", str(g["max_len"]), "--dropout"]
+    args += [str(g["dropout"]), "--threads", str(threads), "--eval-repeats", "1"]
+    peer = run_peer(
+        venv, "peers_recbole_seq.py", args, env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    )
+    lines = [
+        header("Sequential recommendation: SASRec speed against RecBole, Amazon Beauty"),
+        f"SASRec, CE loss over all items, width {g['dim']}, {g['n_blocks']} blocks, "
+        f"{g['n_heads']} head, max_len {g['max_len']}, dropout {g['dropout']}, {epochs} epochs "
+        f"without validation, {threads} torch thread(s) each; genrec batch {g['batch_users']} "
+        f"users, RecBole batch {batch} samples (the same {g['targets']:,} targets per epoch in "
+        f"steps of the same size). Evaluation: full ranking of all {g['test_users']:,} test "
+        f"users, history masked. Speed only: the models are not trained to convergence "
+        f"(R@10 after {epochs} epochs shown as a sanity check).\n\n",
+        "| library | s/epoch (median) | full evaluation s | peak RSS GiB | R@10 |\n",
+        "|---|---|---|---|---|\n",
+        f"| genrec | {g['epoch_s']:.1f} | {g['eval_s']:.1f} | {g['peak_rss_gib']:.2f} | "
+        f"{g['recall@10']:.4f} |\n",
+    ]
+    if isinstance(peer, str):
+        lines.append(f"| RecBole 1.2.1 | {peer} | | | |\n")
+        return "".join(lines)
+    ep, ev = peer["s_per_epoch_median"], peer["eval_s_median"]
+    lines.append(
+        f"| RecBole 1.2.1 | {ep:.1f} | {ev:.1f} | {peer['peak_rss_mib'] / 1024:.2f} | "
+        f"{peer['test'].get('recall@10', float('nan')):.4f} |\n\n"
+    )
+    lines.append(
+        f"genrec/RecBole: {ep / g['epoch_s']:.2f}x faster per epoch (target >= 2x), "
+        f"{ev / g['eval_s']:.2f}x faster in full evaluation (target >= 3x).\n"
+    )
+    return "".join(lines)
 
 
 # ----------------------------------------------------------------------------- scale
@@ -233,6 +337,10 @@ def main() -> None:
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--data", default="beauty")
     ap.add_argument("--models", default=",".join(ROWS))
+    ap.add_argument("--speed", action="store_true", help="SASRec against RecBole: speed only")
+    ap.add_argument("--speed-one", help=argparse.SUPPRESS)
+    ap.add_argument("--speed-epochs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--peers-venv", default="/work/peers/venv")
     ap.add_argument("--scale", action="store_true")
@@ -240,6 +348,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(json.loads(args.one)), default=float))
+        return
+    if args.speed_one:
+        print(json.dumps(speed_one(json.loads(args.speed_one)), default=float))
+        return
+    if args.speed:
+        text = speed(DATA["beauty"], Path(args.peers_venv), args.speed_epochs, args.threads)
+        write_result(f"{args.out}-speed", text)
         return
     if args.scale:
         write_result(f"{args.out}-scale", scale())
@@ -261,18 +376,19 @@ def main() -> None:
         parts.append("|" + "---|" * (len(SHOWN) + 4) + "\n")
         notes = []
         for name in [m for m in ROWS if m in args.models.split(",")]:
-            config = CONFIGS / f"{name}.toml"
+            file, settings = ROWS[name]
+            config = CONFIGS / f"{file}.toml"
             model = name.split("-")[0] if name.startswith("sasrec") else name
             if not config.is_file() or model not in MODELS:
                 notes.append(f"{name}: not run (no config or model not registered)")
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 print(f"[{data}] {name}: selection", flush=True)
-                sel = stage(config, path, Path(tmp) / "sel", None, {})
+                sel = stage(config, path, Path(tmp) / "sel", None, {}, settings)
                 chosen = sel.get("chosen") or {}
                 print(f"[{data}] {name}: seeds {seeds} at {chosen}", flush=True)
                 fin = (
-                    stage(config, path, Path(tmp) / "fin", seeds, chosen)
+                    stage(config, path, Path(tmp) / "fin", seeds, chosen, settings)
                     if "error" not in sel
                     else sel
                 )

@@ -249,3 +249,28 @@ def test_refit_sequences_append_the_validation_item_to_evaluated_users():
     refit = refit_sequences(p)
     assert [refit.row(u).tolist() for u in range(3)] == [[0, 1, 2], [4, 5], [6, 7]]
     assert [p.test.sequences.row(j).tolist() for j in range(2)] == [[0, 1, 2], [6, 7]]
+
+
+def test_test_inputs_and_refit_sequences_keep_the_timestamps():
+    # a time-aware model (HSTU) reads the gaps: the validation item appended to the test
+    # inputs and to the refit sequences carries its own time, not none
+    lists = [[0, 1, 2, 3], [4, 5], [6, 7, 8]]
+    times = [[10.0, 20.0, 30.0, 40.0], [1.0, 2.0], [5.0, 6.0, 9.0]]
+    seqs = Sequences.from_lists(lists, 9)
+    seqs = Sequences(seqs.offsets, seqs.items, 9, np.concatenate(times))
+    inter = Interactions(seqs.to_csr(), np.arange(3) + 1, np.arange(9) + 100)
+    p = build_protocol(
+        Dataset("toy", inter, implicit=True, sequences=seqs), ProtocolConfig(name="seq-loo")
+    )
+    test = p.test.sequences
+    assert test.times is not None
+    assert [test.times[test.offsets[j] : test.offsets[j + 1]].tolist() for j in range(2)] == [
+        [10.0, 20.0, 30.0],
+        [5.0, 6.0],
+    ]
+    from genrec.runs.fitting import refit_sequences
+
+    refit = refit_sequences(p)
+    assert refit.times is not None
+    assert refit.times.tolist() == [10.0, 20.0, 30.0, 1.0, 2.0, 5.0, 6.0]
+    assert [refit.row(u).tolist() for u in range(3)] == [[0, 1, 2], [4, 5], [6, 7]]

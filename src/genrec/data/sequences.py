@@ -215,19 +215,27 @@ class Sequences:
         """Each sequence without its last ``k`` items (shorter ones become empty)."""
         return self.heads(np.maximum(self.lengths - k, 0))
 
-    def append(self, rows: np.ndarray, items: np.ndarray) -> Sequences:
+    def append(
+        self, rows: np.ndarray, items: np.ndarray, times: np.ndarray | None = None
+    ) -> Sequences:
         """These sequences with ``items[j]`` added after the last item of row ``rows[j]``
-        (rows distinct); the times are not kept."""
+        (rows distinct), at time ``times[j]``; the times are kept when both these sequences
+        and ``times`` have them, and dropped otherwise."""
         extra = np.zeros(self.n_users, np.int64)
         extra[rows] = 1
         offsets = np.concatenate([[0], np.cumsum(self.lengths + extra)]).astype(np.int64)
-        out = np.empty(offsets[-1], np.int64)
         last = offsets[1:][rows] - 1
         old = np.ones(offsets[-1], bool)
         old[last] = False
+        out = np.empty(offsets[-1], np.int64)
         out[old] = self.items
         out[last] = items
-        return Sequences(offsets, out, self.n_items)
+        out_t = None
+        if self.times is not None and times is not None:
+            out_t = np.empty(offsets[-1], np.float64)
+            out_t[old] = self.times
+            out_t[last] = times
+        return Sequences(offsets, out, self.n_items, out_t)
 
     def length_stats(self) -> dict[str, float]:
         """Sequence-length statistics: min, median, p90, max, mean (users with >= 1 item)."""
@@ -278,15 +286,17 @@ class SequenceSplit:
     valid_target: np.ndarray
     test_target: np.ndarray
     n_short: int  # users with 1 or 2 events: trained on, not evaluated
+    valid_time: np.ndarray | None = None  # when the sequences have times: the valid item's
 
     def valid_inputs(self) -> Sequences:
         """The evaluated users' validation inputs: their training part."""
         return self.train.take(self.users)
 
     def test_inputs(self) -> Sequences:
-        """The evaluated users' test inputs: their training part and the validation item."""
+        """The evaluated users' test inputs: their training part and the validation item
+        (with its time, where the sequences have times)."""
         tr = self.train.take(self.users)
-        return tr.append(np.arange(tr.n_users), self.valid_target)
+        return tr.append(np.arange(tr.n_users), self.valid_target, self.valid_time)
 
 
 def sequence_leave_one_out(seqs: Sequences) -> SequenceSplit:
@@ -302,6 +312,12 @@ def sequence_leave_one_out(seqs: Sequences) -> SequenceSplit:
         )
     ends = seqs.offsets[1:][users]
     train = seqs.heads(ln - np.where(ln >= 3, 2, 0))  # short users stay whole
+    valid_time = None if seqs.times is None else seqs.times[ends - 2].copy()
     return SequenceSplit(
-        train, users, seqs.items[ends - 2].copy(), seqs.items[ends - 1].copy(), n_short
+        train,
+        users,
+        seqs.items[ends - 2].copy(),
+        seqs.items[ends - 1].copy(),
+        n_short,
+        valid_time,
     )

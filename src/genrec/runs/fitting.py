@@ -217,7 +217,11 @@ def refit_sequences(pdata: ProtocolData) -> Sequences | None:
         return None
     valid = pdata.valid
     assert isinstance(valid, RankingTask) and valid.users is not None
-    return train.append(valid.users, valid.truth.indices[valid.truth.indptr[:-1]])
+    times = None
+    if pdata.sequences is not None and pdata.sequences.times is not None:
+        whole = pdata.sequences  # the validation item is each evaluated user's second last
+        times = whole.times[whole.offsets[1:][valid.users] - 2]
+    return train.append(valid.users, valid.truth.indices[valid.truth.indptr[:-1]], times)
 
 
 def refit_config(spec: RunSpec, config: Any, model: Recommender) -> Any:
