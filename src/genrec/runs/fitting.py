@@ -218,8 +218,8 @@ def refit_sequences(pdata: ProtocolData) -> Sequences | None:
     valid = pdata.valid
     assert isinstance(valid, RankingTask) and valid.users is not None
     times = None
-    if pdata.sequences is not None and pdata.sequences.times is not None:
-        whole = pdata.sequences  # the validation item is each evaluated user's second last
+    whole = pdata.sequences  # the validation item is each evaluated user's second last
+    if whole is not None and whole.times is not None:
         times = whole.times[whole.offsets[1:][valid.users] - 2]
     return train.append(valid.users, valid.truth.indices[valid.truth.indptr[:-1]], times)
 
