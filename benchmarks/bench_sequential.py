@@ -3,7 +3,7 @@
 Each row is a run config under ``configs/amazon-beauty/`` (the same file serves Sports, with
 the data set replaced). A row runs in two stages, each a fresh process (so its peak RSS is
 its own): (1) the config's ``[run] grid`` with seed 0, selected on validation
-(``[run] select``, NDCG@10 by default), unless the config has no grid; (2) the chosen setting
+(``[run] select``, NDCG@10 by default), skipped when the config has no grid; (2) the chosen setting
 retrained with ``--seeds`` (three by default), whose test numbers are reported as mean ± sd.
 The test split is read for the chosen setting only. Full ranking over all items, the history
 masked; the sampled evaluation (the SASRec paper's sampler, 100 negatives) is printed beside
@@ -164,7 +164,8 @@ def row_cells(name: str, data: str, sel: dict, fin: dict) -> str:
     anchor = ANCHORS.get((data, name), "")
     return (
         f"| {name} | " + " | ".join(cells) + f" | {chosen} | {speed}, eval "
-        f"{fin['eval_s']:.1f} s, peak {fin['peak_rss_gib']:.2f} GiB | {anchor}{extra} |"
+        f"{fin['eval_s']:.1f} s, peak {fin['peak_rss_gib']:.2f} GiB | "
+        f"{'; '.join(x for x in (anchor, extra.removeprefix('; ')) if x)} |"
     )
 
 
@@ -195,6 +196,7 @@ def recbole_row(venv: Path, data: Path, fin: dict) -> str:
     )
     if isinstance(peer, str):
         return f"RecBole 1.2.1 SASRec: {peer}"
+    peer = peer["results"][0]
     ep, ev = peer.get("s_per_epoch_median"), peer.get("eval_s_median")
     ratio = (
         f"; genrec {ep / fin['epoch_s']:.1f}x faster per epoch, {ev / fin['eval_s']:.1f}x in "
@@ -291,6 +293,7 @@ def speed(data: Path, venv: Path, epochs: int, threads: int) -> str:
     if isinstance(peer, str):
         lines.append(f"| RecBole 1.2.1 | {peer} | | | |\n")
         return "".join(lines)
+    peer = peer["results"][0]  # the script writes {"versions": ..., "results": [run]}
     ep, ev = peer["s_per_epoch_median"], peer["eval_s_median"]
     lines.append(
         f"| RecBole 1.2.1 | {ep:.1f} | {ev:.1f} | {peer['peak_rss_mib'] / 1024:.2f} | "
@@ -383,8 +386,13 @@ def main() -> None:
                 notes.append(f"{name}: not run (no config or model not registered)")
                 continue
             with tempfile.TemporaryDirectory() as tmp:
-                print(f"[{data}] {name}: selection", flush=True)
-                sel = stage(config, path, Path(tmp) / "sel", None, {}, settings)
+                from genrec.config import load_toml
+
+                if (load_toml(config).get("run") or {}).get("grid"):
+                    print(f"[{data}] {name}: selection", flush=True)
+                    sel = stage(config, path, Path(tmp) / "sel", None, {}, settings)
+                else:  # nothing to choose: the seeds' runs are the only ones
+                    sel = {"chosen": {}}
                 chosen = sel.get("chosen") or {}
                 print(f"[{data}] {name}: seeds {seeds} at {chosen}", flush=True)
                 fin = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from _common import RESULTS, ROOT
 
-ORDER = ["ease", "vae", "scale", "bpr", "ratings", "gmm", "diffrec", "clusters"]
+ORDER = ["ease", "vae", "scale", "bpr", "ratings", "gmm", "diffrec", "sequential", "clusters"]
 
 INTRO = """# Benchmarks
 

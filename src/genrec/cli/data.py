@@ -25,12 +25,14 @@ format_option = click.option(
 
 @click.command("models")
 def models_cmd() -> None:
-    """List the models and their default configs."""
+    """List the models, their default configs and capabilities ("ordered": it reads each
+    user's items in order, protocol seq-loo)."""
     table = Table(title="models")
     for col in ("name", "class", "fold-in", "defaults"):
         table.add_column(col)
     caps_table = Table(title="capabilities")
-    for col in ("name", "task", "fold-in", "trainer", "side", "ratings", "selects-on"):
+    cols = ("name", "task", "fold-in", "trainer", "side", "ratings", "ordered", "selects-on")
+    for col in cols:
         caps_table.add_column(col)
     for name, cls in MODELS.items():
         defaults = ", ".join(
@@ -40,7 +42,13 @@ def models_cmd() -> None:
         caps = cls.capabilities
         yes = [
             "yes" if f else "no"
-            for f in (caps.folds_in, caps.trainer, caps.side_features, caps.predicts_ratings)
+            for f in (
+                caps.folds_in,
+                caps.trainer,
+                caps.side_features,
+                caps.predicts_ratings,
+                caps.sequential,
+            )
         ]
         table.add_row(name, cls.__name__, yes[0], defaults)
         caps_table.add_row(name, caps.task, *yes, caps.selects_on or "-")
