@@ -366,12 +366,6 @@ class BERT4Rec(TorchSequentialRecommender):
             u = None if users is None else torch.from_numpy(users[start : start + SCORE_BATCH])
             yield SeqBatch(t.to(device), None, u)
 
-    def _hidden(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.module_(inputs)  # (B, L, D)
-
-    def _item_table(self) -> torch.Tensor:
-        return self.module_.item_table()  # (I, D)
-
     def _scores(self, batch: Any) -> torch.Tensor:
         z = self.module_.predict(self._hidden(batch.inputs)[:, -1])  # (B, D), at [MASK]
         return z @ self._item_table().T + self.module_.bias  # (B, I)

@@ -269,12 +269,6 @@ class GRU4Rec(TorchSequentialRecommender):
         loss = ce_loss(*with_bias(h[keep].float(), self._item_table(), self.module_.bias), t)
         return {"loss": loss}
 
-    def _hidden(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.module_(inputs)  # (B, L, H)
-
-    def _item_table(self) -> torch.Tensor:
-        return self.module_.item_table()  # (I, H)
-
     def _scores(self, batch: Any) -> torch.Tensor:
         h = self._hidden(batch.inputs)[:, -1]  # (B, H), the state after the last item
         s = h @ self._item_table().T  # (B, I)

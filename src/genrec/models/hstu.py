@@ -425,12 +425,6 @@ class HSTU(TorchSequentialRecommender):
             out[rows] = self.module_(x, t)[:, -1]
         return out
 
-    def _hidden(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.module_(inputs)
-
-    def _item_table(self) -> torch.Tensor:
-        return self.module_.item_table()
-
     def _scores(self, batch: Any) -> torch.Tensor:
         return self._last(batch) @ self._item_table().T  # (B, I) cosines
 

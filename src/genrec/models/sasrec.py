@@ -371,12 +371,6 @@ class SASRec(TorchSequentialRecommender):
                 group["betas"] = (group["betas"][0], self.config.adam_beta2)
         return {"main": opt}
 
-    def _hidden(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self._module()(inputs)  # (B, L, D)
-
-    def _item_table(self) -> torch.Tensor:
-        return self.module_.item_table()
-
     def train_step(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
         """The loss of one :class:`SeqBatch` of training windows."""
         c, net = self.config, self.module_

@@ -136,10 +136,11 @@ def window_times(seqs: Sequences, max_len: int) -> torch.Tensor | None:
 
 
 class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
-    """A sequential network trained by the trainer. A subclass supplies ``_build_module``,
-    ``train_step(SeqBatch, ctx)`` and ``_hidden(inputs) -> (B, L, D)``; scores are the last
-    position's hidden state against the item embeddings (``_item_table() -> (I, D)``),
-    unless it overrides ``_scores``. Its config has ``max_len``."""
+    """A sequential network trained by the trainer. A subclass supplies ``_build_module``
+    (a module whose forward maps token windows (B, L) to hidden states (B, L, D) and whose
+    ``item_table()`` is the item output embeddings (I, D)) and ``train_step(SeqBatch,
+    ctx)``; scores are the last position's hidden state against the item embeddings, unless
+    it overrides ``_scores``. Its config has ``max_len``."""
 
     def _max_len(self) -> int:
         return int(self.config.max_len)
@@ -189,12 +190,15 @@ class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
             yield SeqBatch(torch.from_numpy(tokens(part, L)).to(device), None, u, tt)
 
     def _hidden(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Hidden states (B, L, D) of the token windows ``inputs`` (B, L)."""
-        raise NotImplementedError
+        """Hidden states (B, L, D) of the token windows ``inputs`` (B, L): the module's
+        forward."""
+        return self._module()(inputs)
 
     def _item_table(self) -> torch.Tensor:
-        """The item output embeddings (I, D) (token embeddings without the padding row)."""
-        raise NotImplementedError
+        """The item output embeddings (I, D) (token embeddings without the padding row):
+        the module's ``item_table()``."""
+        module: Any = self._module()  # the subclass's network: it has item_table()
+        return module.item_table()
 
     def _scores(self, batch: Any) -> torch.Tensor:
         h = self._hidden(batch.inputs)[:, -1]  # (B, D): the last position reads the whole window
