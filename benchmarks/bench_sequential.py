@@ -124,6 +124,8 @@ def one(args: dict) -> dict:
     epochs = (
         [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.is_file() else []
     )
+    if not epochs:  # several seeds run without a stage folder: the model keeps its log
+        epochs = list(getattr(res.model, "history_", None) or [])
     train_s = [e["train_seconds"] for e in epochs if "train_seconds" in e]
     rec = res.record
     return {
@@ -167,44 +169,6 @@ def row_cells(name: str, data: str, sel: dict, fin: dict) -> str:
         f"{fin['eval_s']:.1f} s, peak {fin['peak_rss_gib']:.2f} GiB | "
         f"{'; '.join(x for x in (anchor, extra.removeprefix('; ')) if x)} |"
     )
-
-
-def recbole_row(venv: Path, data: Path, fin: dict) -> str:
-    """RecBole's SASRec at the size, loss and batch of genrec's sasrec-ce config."""
-    cfg = fin.get("config") or {}
-    train = cfg.get("train", {})
-    args = [
-        "--data",
-        str(data),
-        "--hidden",
-        str(cfg.get("dim", 64)),
-        "--layers",
-        str(cfg.get("n_blocks", 2)),
-        "--heads",
-        str(cfg.get("n_heads", 1)),
-        "--loss",
-        "CE",
-        "--batch",
-        str(train.get("batch_size", 256)),
-        "--epochs",
-        "3",
-        "--max-len",
-        str(cfg.get("max_len", 50)),
-    ]
-    peer = run_peer(
-        venv, "peers_recbole_seq.py", args, env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-    )
-    if isinstance(peer, str):
-        return f"RecBole 1.2.1 SASRec: {peer}"
-    peer = peer["results"][0]
-    ep, ev = peer.get("s_per_epoch_median"), peer.get("eval_s_median")
-    ratio = (
-        f"; genrec {ep / fin['epoch_s']:.1f}x faster per epoch, {ev / fin['eval_s']:.1f}x in "
-        f"evaluation"
-        if ep and ev and fin.get("epoch_s") and fin.get("eval_s")
-        else ""
-    )
-    return f"RecBole 1.2.1 SASRec (CE, same size and batch): {ep:.1f} s/epoch, full evaluation {ev:.1f} s{ratio}"
 
 
 # ----------------------------------------------------------------------------- speed
@@ -401,8 +365,6 @@ def main() -> None:
                     else sel
                 )
             parts.append(row_cells(name, data, sel, fin) + "\n")
-            if name == "sasrec-ce" and "error" not in fin:
-                notes.append(recbole_row(Path(args.peers_venv), path, fin))
         parts.append("\n" + "".join(f"- {n}\n" for n in notes) + "\n")
     write_result(args.out, "".join(parts))
 
