@@ -11,6 +11,7 @@ from genrec.metrics import (
     RANKING_METRICS,
     hit_rate_at_k,
     item_coverage_at_k,
+    largest,
     mae,
     mrr_at_k,
     ndcg_at_k,
@@ -137,6 +138,31 @@ def test_topk_equals_a_stable_sort_with_ties_and_masked_items(k):
     want = np.argsort(-s, axis=1, kind="stable")[:, :k]
     want = np.where(np.take_along_axis(s, want, 1) == -np.inf, -1, want)
     np.testing.assert_array_equal(topk_indices(torch.from_numpy(s), k).numpy(), want)
+
+
+@pytest.mark.parametrize("width", [4096, 4100, 12101])  # whole chunks, a short last chunk
+def test_the_two_pass_selection_keeps_the_largest_values(width):
+    # wide rows take the chunked path: its values equal torch.topk's, NaN first, and the
+    # lists equal a stable sort, with ties, masked items and rows of few finite scores
+    rng = np.random.default_rng(width)
+    s = rng.normal(size=(40, width)).astype(np.float32)
+    s[:10] = rng.integers(0, 5, size=(10, width))  # ties everywhere, at the boundary too
+    s[10:15, : width - 3] = -np.inf  # 3 finite scores, all in the short chunk (if any)
+    s[15, :] = -np.inf
+    s[16:20, rng.integers(0, width, 8)] = 9.0  # the best items spread over a few chunks
+    t = torch.from_numpy(s)
+    for n in (1, 11, 21):
+        vals, idx = largest(t, n)
+        torch.testing.assert_close(vals, torch.topk(t, n, dim=1).values)
+        torch.testing.assert_close(t.gather(1, idx), vals)  # the indices hold those values
+    want = np.argsort(-s, axis=1, kind="stable")[:, :20]
+    want = np.where(np.take_along_axis(s, want, 1) == -np.inf, -1, want)
+    np.testing.assert_array_equal(topk_indices(t, 20).numpy(), want)
+    bad = t.clone()
+    bad[3, width - 1] = float("nan")
+    assert torch.isnan(largest(bad, 5)[0][3, 0])
+    with pytest.raises(ValueError, match="NaN"):
+        topk_indices(bad, 5)
 
 
 def test_coverage_and_rating_metrics():

@@ -18,6 +18,7 @@ from genrec.testing import (
     check_rating_predictor,
     check_recommender,
     check_same_seed_same_scores,
+    check_scores_are_the_callers,
     check_unfitted_model_raises_clear_error,
     check_withheld_item_ranks_first,
     checkerboard,
@@ -54,6 +55,24 @@ class _EagerPopularity(Popularity):
         super().__init__(config, **overrides)
         self.n_items_ = 24
         self.item_scores_ = np.zeros(24)
+
+
+class _CachingPopularity(Popularity):
+    """Returns the array it keeps: the evaluator's masking would write into the model."""
+
+    def score(self, users, X_users):
+        users, X = self._check_users(users, X_users)
+        if getattr(self, "cache_", None) is None or len(self.cache_) != X.shape[0]:
+            self.cache_ = np.tile(self.item_scores_, (X.shape[0], 1))
+        return self.cache_
+
+
+class _ViewPopularity(Popularity):
+    """Returns a read-only broadcast view of its item scores."""
+
+    def score(self, users, X_users):
+        users, X = self._check_users(users, X_users)
+        return np.broadcast_to(self.item_scores_, (X.shape[0], self.n_items_))
 
 
 class _OvershootingMF(BiasedMF):
@@ -95,6 +114,16 @@ def test_exclude_seen_check_catches_seen_items():
     X, _ = checkerboard()
     with pytest.raises(AssertionError, match="seen items"):
         check_exclude_seen_excludes(_SeenIncludedEASE(l2=1.0).fit(X), X)
+
+
+def test_scores_check_catches_a_model_that_returns_memory_it_keeps():
+    X, _ = checkerboard()
+    users = np.arange(3)
+    check_scores_are_the_callers(Popularity().fit(X), users, X[:3])
+    with pytest.raises(AssertionError, match="must return new memory"):
+        check_scores_are_the_callers(_CachingPopularity().fit(X), users, X[:3])
+    with pytest.raises(AssertionError, match="read-only"):
+        check_scores_are_the_callers(_ViewPopularity().fit(X), users, X[:3])
 
 
 def test_unfitted_check_catches_a_model_that_looks_fitted():

@@ -22,7 +22,7 @@ import torch
 
 from genrec.data.sequences import Sequences
 from genrec.errors import ConfigError, DivergenceError
-from genrec.metrics import RANKING_METRICS, hits_at_k, mae, rmse, topk_indices
+from genrec.metrics import RANKING_METRICS, hits_at_k, mae, ranked, rmse
 
 __all__ = [
     "RankingTask",
@@ -233,13 +233,16 @@ def evaluate_ranking(
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         users = None if task.users is None else task.users[start:stop]
-        with torch.no_grad():
+        with torch.inference_mode():
             batch = task.batch_inputs(model, slice(start, stop)) if seq else inputs[start:stop]
-            scores = torch.as_tensor(model.score(users, batch))  # (B, I)
-            scores = scores.float().clone() if scores.dtype != torch.float32 else scores.clone()
-            check_scores(scores, model, task.name)
-            _mask_rows(scores, exclude[start:stop])
-            top = topk_indices(scores, kmax).cpu()  # (B, kmax)
+            raw = model.score(users, batch)
+            if isinstance(raw, np.ndarray) and not raw.flags.writeable:
+                raw = raw.copy()  # the contract asks for new memory; a view is copied
+            scores = torch.as_tensor(raw).float()  # (B, I)
+            _mask_rows(scores, exclude[start:stop])  # in place: score's result is ours
+            top, best = ranked(scores, kmax)  # (B, kmax) each
+            check_scores(best[:, :1], model, task.name)  # NaN and +inf rank first
+            top = top.cpu()
         top_all[start:stop] = top.numpy()
         hits_all[start:stop] = hits_at_k(top, truth[start:stop])
         if on_batch is not None:

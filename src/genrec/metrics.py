@@ -35,6 +35,8 @@ import scipy.sparse as sp
 import torch
 
 __all__ = [
+    "largest",
+    "ranked",
     "topk_indices",
     "hits_at_k",
     "recall_at_k",
@@ -48,6 +50,67 @@ __all__ = [
     "mae",
     "RANKING_METRICS",
 ]
+
+
+TOPK_CHUNK = 32  # items per chunk of :func:`largest`'s first pass
+
+
+def largest(s: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``n`` largest values of each row of ``s`` (B, I) and their indices, (B, n) each,
+    best first, NaN counted largest: the values of ``torch.topk(s, n)`` (the indices may
+    differ among equal values).
+
+    Wide rows go in two passes: the maximum of each whole chunk of :data:`TOPK_CHUNK`
+    items, then a selection among the items of the ``n`` chunks with the largest maxima and
+    of the short last chunk. Those hold the ``n`` largest values: a chunk left out has a
+    maximum no larger than the n-th value, and the n chunks taken each hold one value at
+    least that large. One pass over the row and a selection among n chunks' items replace
+    a selection over all of it."""
+    B, I = s.shape
+    c = TOPK_CHUNK
+    if n * c * 4 > I or s.device.type != "cpu":
+        return torch.topk(s, n, dim=1, sorted=True)
+    m = I - I % c  # items in whole chunks
+    whole = s[:, :m].reshape(B, m // c, c)  # (B, C, c), a view
+    chunks = torch.topk(whole.amax(2), n, dim=1, sorted=False).indices  # (B, n)
+    cand = whole.gather(1, chunks[:, :, None].expand(B, n, c)).reshape(B, n * c)
+    if m < I:
+        cand = torch.cat([cand, s[:, m:]], 1)  # (B, n c + I - m), the short chunk always
+    vals, j = torch.topk(cand, n, dim=1, sorted=True)  # (B, n)
+    jc = j.clamp_max(n * c - 1)
+    idx = torch.where(j < n * c, chunks.gather(1, jc // c) * c + jc % c, m + j - n * c)
+    return vals, idx
+
+
+def ranked(scores: np.ndarray | torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`topk_indices` and the scores of the items it lists, (B, min(k, I)) each, best
+    first (-inf where the list is padded with -1; NaN, counted largest, comes first)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    s = torch.as_tensor(scores)
+    if s.ndim != 2:
+        raise ValueError(f"scores must be 2-D (users, items), got shape {tuple(s.shape)}")
+    B, I = s.shape
+    k_eff = min(k, I)
+    # one extra item tells whether the k-th score is tied with one left outside the top k
+    vals, idx = largest(s, min(k_eff + 1, I))  # (B, k_eff [+ 1])
+    if vals.shape[1] > k_eff:
+        crowded = vals[:, k_eff] == vals[:, k_eff - 1]  # (B,) more than k items >= boundary
+        vals, idx = vals[:, :k_eff], idx[:, :k_eff]
+    else:  # every item is in the top k: nothing is left out
+        crowded = torch.zeros(B, dtype=torch.bool, device=s.device)
+    # within the selected set, order by (score desc, index asc): sort by index, then stably by score
+    idx, perm = idx.sort(dim=1)
+    vals = vals.gather(1, perm)
+    vals, order = torch.sort(vals, dim=1, descending=True, stable=True)
+    idx = idx.gather(1, order)
+    # rows with a tie at the boundary may have selected the wrong tied items: redo exactly
+    if crowded.any():
+        rows = crowded.nonzero().squeeze(1)
+        v_full, i_full = torch.sort(s[rows], dim=1, descending=True, stable=True)
+        idx[rows] = i_full[:, :k_eff]
+        vals[rows] = v_full[:, :k_eff]
+    return torch.where(vals == float("-inf"), torch.full_like(idx, -1), idx), vals
 
 
 def topk_indices(scores: np.ndarray | torch.Tensor, k: int) -> torch.Tensor:
@@ -65,34 +128,10 @@ def topk_indices(scores: np.ndarray | torch.Tensor, k: int) -> torch.Tensor:
         holds more than the I items there are: a larger k is clamped to I, so memory does
         not grow with k.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    s = torch.as_tensor(scores)
-    if s.ndim != 2:
-        raise ValueError(f"scores must be 2-D (users, items), got shape {tuple(s.shape)}")
-    B, I = s.shape
-    k_eff = min(k, I)
-    # one extra item tells whether the k-th score is tied with one left outside the top k
-    vals, idx = torch.topk(s, min(k_eff + 1, I), dim=1, sorted=True)  # (B, k_eff [+ 1])
-    if torch.isnan(vals).any():
+    idx, vals = ranked(scores, k)
+    if torch.isnan(vals[:, :1]).any():  # NaN ranks first
         raise ValueError("scores contain NaN: the model produced invalid scores")
-    if vals.shape[1] > k_eff:
-        crowded = vals[:, k_eff] == vals[:, k_eff - 1]  # (B,) more than k items >= boundary
-        vals, idx = vals[:, :k_eff], idx[:, :k_eff]
-    else:  # every item is in the top k: nothing is left out
-        crowded = torch.zeros(B, dtype=torch.bool, device=s.device)
-    # within the selected set, order by (score desc, index asc): sort by index, then stably by score
-    idx, perm = idx.sort(dim=1)
-    vals = vals.gather(1, perm)
-    vals, order = torch.sort(vals, dim=1, descending=True, stable=True)
-    idx = idx.gather(1, order)
-    # rows with a tie at the boundary may have selected the wrong tied items: redo exactly
-    if crowded.any():
-        rows = crowded.nonzero().squeeze(1)
-        v_full, i_full = torch.sort(s[rows], dim=1, descending=True, stable=True)
-        idx[rows] = i_full[:, :k_eff]
-        vals[rows] = v_full[:, :k_eff]
-    return torch.where(vals == float("-inf"), torch.full_like(idx, -1), idx)
+    return idx
 
 
 def hits_at_k(topk: torch.Tensor | np.ndarray, truth: sp.csr_matrix) -> np.ndarray:

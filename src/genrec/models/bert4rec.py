@@ -268,12 +268,14 @@ class BERT4RecNet(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Encoder outputs (B, L, D) of left-padded windows ``inputs`` (B, L), 0 at the
-        padding. The leading columns that are padding in every row are skipped (they are
-        masked keys, and positions count from the window's start, so nothing changes)."""
+        padding, L <= max_len. Positions count from the window's end (a window of L <
+        max_len reads the last L position rows), and the leading columns that are padding in
+        every row are skipped (they are masked keys, so nothing changes)."""
         B, L = inputs.shape
         pad = inputs == PAD  # (B, L)
         start = int(pad.all(0).long().cumprod(0).sum())  # columns of padding in every row
-        x = self.tok[inputs[:, start:]] + self.pos[start:L]  # (B, W, D), W = L - start
+        pos = self.pos[len(self.pos) - L :]  # (L, D): right-aligned positions
+        x = self.tok[inputs[:, start:]] + pos[start:]  # (B, W, D), W = L - start
         x = _drop(self.emb_norm(x), p[0], generator)
         for block in self.blocks:
             x = block(x, pad[:, start:], p, generator)  # (B, W, D)
@@ -367,5 +369,5 @@ class BERT4Rec(TorchSequentialRecommender):
             yield SeqBatch(t.to(device), None, u)
 
     def _scores(self, batch: Any) -> torch.Tensor:
-        z = self.module_.predict(self._hidden(batch.inputs)[:, -1])  # (B, D), at [MASK]
+        z = self.module_.predict(self._last(batch))  # (B, D), at [MASK]
         return z @ self._item_table().T + self.module_.bias  # (B, I)

@@ -270,6 +270,6 @@ class GRU4Rec(TorchSequentialRecommender):
         return {"loss": loss}
 
     def _scores(self, batch: Any) -> torch.Tensor:
-        h = self._hidden(batch.inputs)[:, -1]  # (B, H), the state after the last item
+        h = self._last(batch)  # (B, H), the state after the last item
         s = h @ self._item_table().T  # (B, I)
         return s if self.module_.bias is None else s + self.module_.bias

@@ -91,7 +91,7 @@ from genrec.data.sequences import Sequences
 from genrec.models.base import ArraySpec, Capabilities
 from genrec.models.nn_blocks import dropout_values
 from genrec.models.seq_losses import ce_loss, sampled_softmax_loss, uniform_negatives
-from genrec.models.sequential import PAD, SeqBatch, TorchSequentialRecommender
+from genrec.models.sequential import PAD, SeqBatch, TorchSequentialRecommender, trim_padding
 from genrec.train import BatchContext, Chunked, StepContext, TrainConfig
 
 __all__ = [
@@ -105,7 +105,6 @@ __all__ = [
     "length_sorted_order",
 ]
 
-SCORE_GROUP = 256  # rows run through the network at once when scoring (by length)
 TIME_LOG_BASE = 0.301  # the public code's bucket width: floor(ln|dt| / 0.301)
 
 
@@ -293,14 +292,6 @@ class HSTUNetwork(nn.Module):
         return F.normalize(self.item_emb(items + 1), dim=-1, eps=1e-6)
 
 
-def _trim(tokens: torch.Tensor, *others: torch.Tensor | None) -> tuple[Any, ...]:
-    """The window without its leading columns that are padding in every row (at least the
-    last column stays): the same outputs at the real slots, less work."""
-    real = (tokens != PAD).any(0)  # (L,)
-    first = int(real.float().argmax()) if bool(real.any()) else tokens.shape[1] - 1
-    return tuple(None if t is None else t[:, first:] for t in (tokens, *others))
-
-
 # ---------------------------------------------------------------- the model
 
 
@@ -399,7 +390,7 @@ class HSTU(TorchSequentialRecommender):
         """The loss of a :class:`SeqBatch` of training windows."""
         assert isinstance(batch, SeqBatch) and batch.targets is not None
         c = self.config
-        inputs, targets, times = _trim(batch.inputs, batch.targets, batch.times)
+        inputs, targets, times = trim_padding(batch.inputs, batch.targets, batch.times)
         h = self.module_(inputs, times, ctx.generator)  # (B, L', D)
         at = (targets != PAD) & (inputs != PAD)  # (B, L') real positions with a next item
         u = h[at] / c.temperature  # (N, D)
@@ -414,19 +405,5 @@ class HSTU(TorchSequentialRecommender):
         loss = sampled_softmax_loss(u, E, where[: len(t)], where[len(t) :].reshape(neg.shape))
         return {"loss": loss}
 
-    def _last(self, batch: SeqBatch) -> torch.Tensor:
-        """The last position's states (B, D), rows run in groups of similar length."""
-        inputs, times = batch.inputs, batch.times
-        order = torch.argsort((inputs != PAD).sum(1), stable=True)  # (B,) shortest first
-        out = torch.empty(len(inputs), self.config.dim, device=inputs.device)
-        for s in range(0, len(order), SCORE_GROUP):
-            rows = order[s : s + SCORE_GROUP]
-            x, t = _trim(inputs[rows], None if times is None else times[rows])
-            out[rows] = self.module_(x, t)[:, -1]
-        return out
-
-    def _scores(self, batch: Any) -> torch.Tensor:
-        return self._last(batch) @ self._item_table().T  # (B, I) cosines
-
-    def _encode(self, batch: Any) -> torch.Tensor:
-        return self._last(batch)  # (B, D)
+    def _hidden(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        return self.module_(inputs, times)  # (B, L, D), the time bias read where times exist

@@ -39,9 +39,12 @@ __all__ = [
     "TorchSequentialRecommender",
     "SeqBatch",
     "PAD",
+    "SCORE_GROUP",
+    "trim_padding",
 ]
 
 PAD = 0  # the padding token; item i is token i + 1
+SCORE_GROUP = 256  # windows run through the network at once when scoring, by length
 
 
 def as_sequences(X: Any, n_items: int | None = None, what: str = "X") -> Sequences:
@@ -135,12 +138,28 @@ def window_times(seqs: Sequences, max_len: int) -> torch.Tensor | None:
     return torch.from_numpy(np.where(valid, t, 0.0))
 
 
+def trim_padding(tokens: torch.Tensor, *others: torch.Tensor | None) -> tuple[Any, ...]:
+    """``tokens`` (B, L) and the arrays aligned with it (B, L, ...; None stays None) without
+    the leading columns that are padding in every row; the last column always stays. A
+    network whose positions count from a row's first item or from the window's end gives
+    the same outputs at the real positions, for less work."""
+    real = (tokens != PAD).any(0)  # (L,)
+    first = int(real.float().argmax()) if bool(real.any()) else tokens.shape[1] - 1
+    return tuple(None if t is None else t[:, first:] for t in (tokens, *others))
+
+
 class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
     """A sequential network trained by the trainer. A subclass supplies ``_build_module``
     (a module whose forward maps token windows (B, L) to hidden states (B, L, D) and whose
     ``item_table()`` is the item output embeddings (I, D)) and ``train_step(SeqBatch,
     ctx)``; scores are the last position's hidden state against the item embeddings, unless
-    it overrides ``_scores``. Its config has ``max_len``."""
+    it overrides ``_scores``. Its config has ``max_len``.
+
+    Scoring runs the windows in groups of :data:`SCORE_GROUP` of similar length, each group
+    without its all-padding columns (:func:`trim_padding`): most histories are far shorter
+    than ``max_len``, and the network's work grows with the window. The outputs are those of
+    the full windows: a module's positions must count from the row's first item or from the
+    window's end (as every network here does), never from the window's start."""
 
     def _max_len(self) -> int:
         return int(self.config.max_len)
@@ -189,10 +208,26 @@ class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
             tt = None if tt is None else tt.to(device)
             yield SeqBatch(torch.from_numpy(tokens(part, L)).to(device), None, u, tt)
 
-    def _hidden(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Hidden states (B, L, D) of the token windows ``inputs`` (B, L): the module's
-        forward."""
+    def _hidden(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states (B, L, D) of the token windows ``inputs`` (B, L) (``times`` (B, L)
+        their timestamps, or None): the module's forward, which reads no times here."""
         return self._module()(inputs)
+
+    def _last(self, batch: SeqBatch) -> torch.Tensor:
+        """The last position's hidden states (B, D): the rows run shortest first in groups
+        of :data:`SCORE_GROUP`, each trimmed of its all-padding columns."""
+        inputs, times = batch.inputs, batch.times
+        order = torch.argsort((inputs != PAD).sum(1), stable=True)  # (B,) shortest first
+        out: torch.Tensor | None = None
+        for s in range(0, len(order), SCORE_GROUP):
+            rows = order[s : s + SCORE_GROUP]
+            x, t = trim_padding(inputs[rows], None if times is None else times[rows])
+            h = self._hidden(x, t)[:, -1]  # (G, D)
+            if out is None:
+                out = h.new_empty((len(inputs), h.shape[1]))
+            out[rows] = h
+        assert out is not None, "a scoring batch has at least one row"
+        return out
 
     def _item_table(self) -> torch.Tensor:
         """The item output embeddings (I, D) (token embeddings without the padding row):
@@ -201,11 +236,10 @@ class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
         return module.item_table()
 
     def _scores(self, batch: Any) -> torch.Tensor:
-        h = self._hidden(batch.inputs)[:, -1]  # (B, D): the last position reads the whole window
-        return h @ self._item_table().T  # (B, I)
+        return self._last(batch) @ self._item_table().T  # (B, I): the last position reads all
 
     def _encode(self, batch: Any) -> torch.Tensor:
-        return self._hidden(batch.inputs)[:, -1]
+        return self._last(batch)  # (B, D)
 
     def user_embeddings(self, X_users: Any, users: np.ndarray | None = None) -> np.ndarray:
         """The hidden state (B, D), float32, that scores each history's next item: the

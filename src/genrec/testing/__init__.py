@@ -43,6 +43,7 @@ from genrec.testing._helpers import _folder as _folder
 from genrec.testing._helpers import _raises as _raises
 from genrec.testing._helpers import _run as _run
 from genrec.testing._helpers import _scores as _scores
+from genrec.testing._helpers import check_scores_are_the_callers
 from genrec.testing.conformance import RatingConformance, RecommenderConformance
 from genrec.testing.data import checkerboard, in_random_order, rating_checkerboard
 from genrec.testing.ranking import _recommender_checks as _recommender_checks
@@ -85,6 +86,7 @@ __all__ = [
     "check_batch_scores_equal_single_user_scores",
     "check_save_load_gives_identical_scores",
     "check_exclude_seen_excludes",
+    "check_scores_are_the_callers",
     "check_same_seed_same_scores",
     "check_unfitted_model_raises_clear_error",
     "check_wrong_item_count_raises",

@@ -40,6 +40,24 @@ def _scores(model: Recommender, users: np.ndarray | None, X: Any) -> np.ndarray:
     return np.asarray(s)
 
 
+def check_scores_are_the_callers(fitted: Any, users: np.ndarray | None, X: Any) -> None:
+    """``score`` returns new, writable memory: the evaluator masks seen items in it, so
+    writing into one result must change neither the model nor a later result."""
+    import torch
+
+    first = fitted.score(users, X)
+    if isinstance(first, np.ndarray):
+        assert first.flags.writeable, "score returned a read-only array; return a copy"
+    want = _scores(fitted, users, X).copy()
+    with torch.inference_mode():  # in place, as the evaluator writes
+        torch.as_tensor(first).fill_(float("nan"))
+    again = _scores(fitted, users, X)
+    assert np.array_equal(again, want, equal_nan=True), (
+        "writing into one score result changed the next: score must return new memory "
+        "(a copy of any array the model keeps)"
+    )
+
+
 @contextlib.contextmanager
 def _folder(path: str | Path | None) -> Iterator[Path]:
     """``path``, or a temporary folder removed afterwards."""

@@ -16,6 +16,7 @@ from genrec.testing._helpers import (
     _raises,
     _run,
     _scores,
+    check_scores_are_the_callers,
 )
 from genrec.testing.data import checkerboard
 
@@ -226,6 +227,10 @@ def _recommender_checks(
             lambda: check_save_load_gives_identical_scores(fitted, X),
         ),
         ("exclude_seen_excludes", lambda: check_exclude_seen_excludes(fitted, X)),
+        (
+            "scores_are_the_callers",
+            lambda: check_scores_are_the_callers(fitted, np.arange(3), X[:3]),
+        ),
         ("same_seed_same_scores", lambda: check_same_seed_same_scores(make_model, X)),
         (
             "unfitted_model_raises_clear_error",

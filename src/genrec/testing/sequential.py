@@ -17,7 +17,14 @@ import scipy.sparse as sp
 from genrec.data.sequences import Sequences
 from genrec.errors import ConfigError, DataError, NotFittedError
 from genrec.models.base import Recommender
-from genrec.testing._helpers import ModelFactory, _folder, _raises, _run, _scores
+from genrec.testing._helpers import (
+    ModelFactory,
+    _folder,
+    _raises,
+    _run,
+    _scores,
+    check_scores_are_the_callers,
+)
 
 __all__ = [
     "cycles",
@@ -152,6 +159,7 @@ def check_sequential_recommender(make_model: ModelFactory) -> None:
         ("batch_scores_equal_single_user_scores", lambda: check_batch_equals_single(fitted, seqs)),
         ("save_load_gives_identical_scores", lambda: check_save_load(fitted, seqs)),
         ("exclude_seen_excludes", lambda: check_exclude_seen(fitted, seqs)),
+        ("scores_are_the_callers", lambda: check_scores_are_the_callers(fitted, None, seqs)),
         ("same_seed_same_scores", lambda: check_same_seed(make_model, seqs)),
         ("unfitted_model_raises_clear_error", lambda: check_unfitted(make_model, seqs)),
         ("wrong_inputs_raise", lambda: check_wrong_inputs(fitted, seqs)),
