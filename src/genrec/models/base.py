@@ -280,9 +280,7 @@ class Recommender(ABC):
 
     @abstractmethod
     def score(self, users: np.ndarray | None, X_users: Any) -> np.ndarray | torch.Tensor:
-        """Scores (B, n_items) for the users in ``users`` with histories ``X_users``: new
-        memory the caller owns (the evaluator masks seen items in place), never a view of
-        an array the model keeps."""
+        """Scores (B, n_items) of ``users`` with histories ``X_users``, in new memory."""
 
     @abstractmethod
     def _get_state(self) -> dict[str, np.ndarray]:
