@@ -76,6 +76,19 @@ def test_left_padding_does_not_change_the_last_output(norm):
     assert torch.isfinite(full[2]).all()  # an empty window stays finite
 
 
+@pytest.mark.parametrize("norm, heads, blocks", [("pre", 1, 2), ("post", 2, 2), ("pre", 2, 1)])
+def test_the_last_query_alone_equals_the_last_position_of_the_full_pass(norm, heads, blocks):
+    net = _net(norm, heads, n_blocks=blocks)
+    x = _tokens([[3, 1, 4], [1, 5, 9, 2, 6, 5], [], [7]], 6)
+    with torch.no_grad():
+        full, last = net(x)[:, -1], net(x, last_only=True)  # (4, D), (4, 1, D)
+    assert last.shape == (4, 1, 8)
+    torch.testing.assert_close(last[:, 0], full, rtol=1e-6, atol=1e-6)
+    model = _model(norm=norm, n_heads=heads, n_blocks=blocks)
+    model.module_ = net
+    torch.testing.assert_close(model._last_hidden(x, None), full, rtol=1e-6, atol=1e-6)
+
+
 def test_causal_mask_allows_earlier_items_and_the_query_itself():
     keep = torch.tensor([[False, False, True, True]])
     m = causal_mask(keep)[0]

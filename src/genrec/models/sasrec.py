@@ -250,15 +250,16 @@ class Block(nn.Module):
         self.ffn2 = nn.Linear(dim, dim)
 
     def attend(
-        self, a: torch.Tensor, allowed: torch.Tensor, gen: torch.Generator | None
+        self, a: torch.Tensor, allowed: torch.Tensor, gen: torch.Generator | None, n_q: int
     ) -> torch.Tensor:
+        """Attention outputs (B, n_q, D) of the last ``n_q`` positions' queries."""
         B, L, D = a.shape
-        q, k, v = (
-            t.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, L, D/H)
-            for t in self.qkv(a).split(D, dim=-1)
-        )
-        out = attention(q, k, v, allowed, self.attn_dropout, gen)  # (B, H, L, D/H)
-        return out.transpose(1, 2).reshape(B, L, D)  # (B, L, D)
+        heads = (self.n_heads, D // self.n_heads)
+        q, k, v = self.qkv(a).split(D, dim=-1)  # (B, L, D) each
+        q = q[:, L - n_q :].reshape(B, n_q, *heads).transpose(1, 2)  # (B, H, n_q, D/H)
+        k, v = (t.view(B, L, *heads).transpose(1, 2) for t in (k, v))  # (B, H, L, D/H)
+        out = attention(q, k, v, allowed[:, L - n_q :], self.attn_dropout, gen)
+        return out.transpose(1, 2).reshape(B, n_q, D)  # (B, n_q, D)
 
     def ffn(self, a: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         h = torch.relu(self.ffn1(a))  # (B, L, D)
@@ -268,12 +269,20 @@ class Block(nn.Module):
         return out if gen is None else dropout_values(out, self.dropout, gen)
 
     def forward(
-        self, x: torch.Tensor, allowed: torch.Tensor, gen: torch.Generator | None
+        self,
+        x: torch.Tensor,
+        allowed: torch.Tensor,
+        gen: torch.Generator | None,
+        last_only: bool = False,
     ) -> torch.Tensor:
+        """The block's outputs (B, L, D), or (B, 1, D) at the last position alone (its
+        query reads every key: the same values for less work, when nothing reads the
+        other positions)."""
+        n_q = 1 if last_only else x.shape[1]
         if self.pre:
-            x = x + self.attend(self.attn_norm(x), allowed, gen)  # (B, L, D)
+            x = x[:, -n_q:] + self.attend(self.attn_norm(x), allowed, gen, n_q)  # (B, n_q, D)
             return x + self.ffn(self.ffn_norm(x), gen)
-        x = self.attn_norm(x + self.attend(x, allowed, gen))
+        x = self.attn_norm(x[:, -n_q:] + self.attend(x, allowed, gen, n_q))
         return self.ffn_norm(x + self.ffn(x, gen))
 
 
@@ -319,7 +328,11 @@ class SASRecNet(nn.Module):
     def item_table(self) -> torch.Tensor:
         return self.item_emb.weight[1:]  # (I, D)
 
-    def forward(self, inputs: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, inputs: torch.Tensor, gen: torch.Generator | None = None, last_only: bool = False
+    ) -> torch.Tensor:
+        """Hidden states (B, L, D) of the windows ``inputs`` (B, L); with ``last_only`` the
+        last position's alone (B, 1, D) (scoring: the last block runs one query)."""
         L = inputs.shape[1]
         keep = (inputs != PAD)[..., None]  # (B, L, 1)
         pos = self.pos_emb.weight[self.max_len - L :]  # (L, D): right-aligned positions
@@ -328,8 +341,9 @@ class SASRecNet(nn.Module):
             x = dropout_values(x, self.dropout, gen)
         x = x * keep
         allowed = causal_mask(keep[..., 0])  # (B, L, L)
-        for block in self.blocks:
-            x = block(x, allowed, gen) * keep  # (B, L, D)
+        for j, block in enumerate(self.blocks):
+            last = last_only and j == len(self.blocks) - 1
+            x = block(x, allowed, gen, last) * (keep[:, -1:] if last else keep)  # (B, L|1, D)
         return x if self.final_norm is None else self.final_norm(x)
 
 
@@ -370,6 +384,9 @@ class SASRec(TorchSequentialRecommender):
             for group in opt.param_groups:
                 group["betas"] = (group["betas"][0], self.config.adam_beta2)
         return {"main": opt}
+
+    def _last_hidden(self, inputs: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
+        return self.module_(inputs, last_only=True)[:, -1]  # (B, D), one query in the last block
 
     def train_step(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
         """The loss of one :class:`SeqBatch` of training windows."""

@@ -213,6 +213,11 @@ class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
         their timestamps, or None): the module's forward, which reads no times here."""
         return self._module()(inputs)
 
+    def _last_hidden(self, inputs: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
+        """The last position's hidden states (B, D) of the windows ``inputs`` (B, L); a
+        network that can compute them alone, for less work, overrides it."""
+        return self._hidden(inputs, times)[:, -1]
+
     def _last(self, batch: SeqBatch) -> torch.Tensor:
         """The last position's hidden states (B, D): the rows run shortest first in groups
         of :data:`SCORE_GROUP`, each trimmed of its all-padding columns."""
@@ -222,7 +227,7 @@ class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
         for s in range(0, len(order), SCORE_GROUP):
             rows = order[s : s + SCORE_GROUP]
             x, t = trim_padding(inputs[rows], None if times is None else times[rows])
-            h = self._hidden(x, t)[:, -1]  # (G, D)
+            h = self._last_hidden(x, t)  # (G, D)
             if out is None:
                 out = h.new_empty((len(inputs), h.shape[1]))
             out[rows] = h
