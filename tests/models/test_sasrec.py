@@ -20,9 +20,8 @@ from genrec.models.sasrec import (
     causal_mask,
     next_item_loss,
     target_positions,
-    trim_padding,
 )
-from genrec.models.sequential import SeqBatch
+from genrec.models.sequential import SeqBatch, trim_padding
 from genrec.testing.sequential import cycles
 from genrec.train import FitContext, Phase, StepContext
 

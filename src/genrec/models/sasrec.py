@@ -94,7 +94,7 @@ from genrec.models.seq_losses import (
     sampled_softmax_loss,
     uniform_negatives,
 )
-from genrec.models.sequential import PAD, SeqBatch, TorchSequentialRecommender
+from genrec.models.sequential import PAD, SeqBatch, TorchSequentialRecommender, trim_padding
 from genrec.train import StepContext, TrainConfig, make_optimizer
 
 __all__ = [
@@ -105,7 +105,6 @@ __all__ = [
     "attention",
     "bce_negatives",
     "target_positions",
-    "trim_padding",
     "next_item_loss",
 ]
 
@@ -197,13 +196,6 @@ def target_positions(
     ``targets`` (B, L) tokens."""
     has = (targets != PAD) & (inputs != PAD)  # (B, L)
     return hidden[has], targets[has] - 1, has
-
-
-def trim_padding(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``inputs`` and ``targets`` (B, L) without the leading columns that are padding in
-    every row (they have no loss, and right-aligned positions make the rest unchanged)."""
-    first = int((inputs != PAD).any(0).int().argmax())  # the first column holding an item
-    return inputs[:, first:], targets[:, first:]
 
 
 def next_item_loss(
