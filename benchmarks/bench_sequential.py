@@ -42,7 +42,8 @@ CONFIGS = ROOT / "configs" / "amazon-beauty"
 EVAL_REPEATS = 3  # timed full evaluations per library in --speed (the median is shown)
 #: table order: row name -> (config under configs/amazon-beauty/, settings over it); a row
 #: runs when its config exists and its model is registered. The SASRec rows are one config
-#: with its loss replaced (the grid and the rest of the preset kept).
+#: with its loss replaced (the grid and the rest of the preset kept); sasrec-bce-s3rec is the
+#: S3-Rec authors' SASRec (block = "bert"), whose BCE numbers are the protocol check.
 ROWS: dict[str, tuple[str, dict]] = {
     "popularity": ("popularity", {}),
     "transition": ("transition", {}),
@@ -54,11 +55,13 @@ ROWS: dict[str, tuple[str, dict]] = {
     "sasrec-ce": ("sasrec-cpu", {"loss": "ce"}),
     "sasrec-sampled-softmax": ("sasrec-cpu", {"loss": "sampled_softmax"}),
     "sasrec-gbce": ("sasrec-cpu", {"loss": "gbce"}),
+    "sasrec-bce-s3rec": ("sasrec-s3rec", {}),  # the S3-Rec authors' BERT-style SASRec
     "hstu": ("hstu-cpu", {}),
 }
 #: published all-item numbers on these files (R@10 / N@10), as issue 21 lists them
 ANCHORS = {
     ("beauty", "sasrec-bce"): "SASRec (BCE) by the S3-Rec authors: 0.0605 / 0.0318",
+    ("beauty", "sasrec-bce-s3rec"): "SASRec (BCE) by the S3-Rec authors: 0.0605 / 0.0318",
     (
         "beauty",
         "sasrec-sampled-softmax",

@@ -29,6 +29,8 @@ N_ITEMS = 30
 
 
 def _net(norm: str = "pre", n_heads: int = 1, **kw) -> SASRecNet:
+    if norm == "bert":  # the BERT-style block (post-LN), 4x feed-forward width
+        norm, kw = "post", {"block": "bert", "ffn_dim": 32, **kw}
     c = SASRecConfig(dim=8, n_heads=n_heads, max_len=6, norm=norm, **kw)
     return SASRecNet(N_ITEMS, c, torch.Generator().manual_seed(0)).eval()
 
@@ -50,7 +52,7 @@ def _model(**kw) -> SASRec:
 
 
 # ----------------------------------------------------------------------------- the network
-@pytest.mark.parametrize("norm, heads", [("pre", 1), ("post", 1), ("pre", 2)])
+@pytest.mark.parametrize("norm, heads", [("pre", 1), ("post", 1), ("pre", 2), ("bert", 2)])
 def test_changing_later_items_changes_no_earlier_output(norm, heads):
     net = _net(norm, heads)
     a = _tokens([[1, 2, 3, 4, 5, 6], [7, 8, 9]], 6)
@@ -62,7 +64,7 @@ def test_changing_later_items_changes_no_earlier_output(norm, heads):
     assert not torch.allclose(ha[:, 4:], hb[:, 4:])
 
 
-@pytest.mark.parametrize("norm", ["pre", "post"])
+@pytest.mark.parametrize("norm", ["pre", "post", "bert"])
 def test_left_padding_does_not_change_the_last_output(norm):
     net = _net(norm)
     rows = [[3, 1, 4], [1, 5, 9, 2, 6], []]
@@ -75,7 +77,9 @@ def test_left_padding_does_not_change_the_last_output(norm):
     assert torch.isfinite(full[2]).all()  # an empty window stays finite
 
 
-@pytest.mark.parametrize("norm, heads, blocks", [("pre", 1, 2), ("post", 2, 2), ("pre", 2, 1)])
+@pytest.mark.parametrize(
+    "norm, heads, blocks", [("pre", 1, 2), ("post", 2, 2), ("pre", 2, 1), ("bert", 2, 2)]
+)
 def test_the_last_query_alone_equals_the_last_position_of_the_full_pass(norm, heads, blocks):
     net = _net(norm, heads, n_blocks=blocks)
     x = _tokens([[3, 1, 4], [1, 5, 9, 2, 6, 5], [], [7]], 6)
@@ -83,7 +87,7 @@ def test_the_last_query_alone_equals_the_last_position_of_the_full_pass(norm, he
         full, last = net(x)[:, -1], net(x, last_only=True)  # (4, D), (4, 1, D)
     assert last.shape == (4, 1, 8)
     torch.testing.assert_close(last[:, 0], full, rtol=1e-6, atol=1e-6)
-    model = _model(norm=norm, n_heads=heads, n_blocks=blocks)
+    model = _model(n_heads=heads, n_blocks=blocks)
     model.module_ = net
     torch.testing.assert_close(model._last_hidden(x, None), full, rtol=1e-6, atol=1e-6)
 
@@ -317,11 +321,46 @@ def test_bad_settings_are_one_line_errors():
         SASRec(loss="bpr")
     with pytest.raises(ConfigError, match="dropout"):
         SASRec(dropout=1.0)
+    with pytest.raises(ConfigError, match='block = "bert" is the post-LN block: set norm'):
+        SASRec(block="bert")
+
+
+def _bert_brute(net: SASRecNet, x: torch.Tensor) -> torch.Tensor:
+    """The BERT-style network of the S3-Rec authors' code, written out: LN(E[s] + P), then per
+    block LN(h + W_o MHA(h)) and LN(a + W_2 GELU(W_1 a)); one row, no padding."""
+
+    def ln(v, mod):
+        return torch.nn.functional.layer_norm(v, (v.shape[-1],), mod.weight, mod.bias, 1e-12)
+
+    L = x.shape[0]
+    h = ln(net.item_emb.weight[x] + net.pos_emb.weight[net.max_len - L :], net.emb_norm)
+    for b in net.blocks:
+        D, H = h.shape[1], b.n_heads
+        q, k, v = (h @ w.T + bias for w, bias in zip(b.qkv.weight.split(D), b.qkv.bias.split(D)))
+        heads = []
+        for j in range(H):
+            sl = slice(j * D // H, (j + 1) * D // H)
+            w = q[:, sl] @ k[:, sl].T / math.sqrt(D // H)
+            w = w.masked_fill(torch.ones(L, L, dtype=torch.bool).triu(1), float("-inf"))
+            heads.append(w.softmax(-1) @ v[:, sl])
+        a = ln(h + b.out(torch.cat(heads, dim=1)), b.attn_norm)
+        h = ln(a + b.ffn2(torch.nn.functional.gelu(b.ffn1(a))), b.ffn_norm)
+    return h
+
+
+def test_the_bert_block_equals_a_direct_computation():
+    net = _net("bert", 2)
+    x = torch.tensor([3, 1, 4, 1, 5, 9])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x[None] + 1)[0], _bert_brute(net, x + 1))
+    assert net.emb_norm is not None and net.final_norm is None
+    w = net.item_emb.weight[1:]  # N(0, 0.02^2) weights, not Xavier's
+    assert abs(float(w.detach().std()) - 0.02) < 0.005 and net.scale == 1.0
 
 
 def test_saved_arrays_match_the_state_dict():
-    for norm in ("pre", "post"):
-        c = SASRecConfig(dim=8, n_blocks=3, max_len=4, norm=norm)
+    for norm, kw in (("pre", {}), ("post", {}), ("post", {"block": "bert", "ffn_dim": 12})):
+        c = SASRecConfig(dim=8, n_blocks=3, max_len=4, norm=norm, **kw)
         net = SASRecNet(N_ITEMS, c, torch.Generator().manual_seed(0))
         specs = SASRecNet.arrays(N_ITEMS, c)
         state = net.state_dict()

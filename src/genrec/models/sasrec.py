@@ -63,6 +63,14 @@ Departures (each a config field, or named here):
   is kept; the paper trained a fixed number of epochs and reported the best validation
   epoch's test numbers.
 * The negatives of the BCE loss are rejected against the training window (above).
+* ``ffn_dim``: the feed-forward network's inner width (the paper: D).
+* ``block = "bert"``: the BERT-style SASRec that the S3-Rec authors' code (whose Beauty and
+  Sports numbers are the literature's full-ranking SASRec rows) and RecBole implement, in
+  place of the paper's block (``"kang"``): item and position embeddings added without the
+  sqrt(D) scale, then a layer norm and dropout; post-LN blocks (``norm = "post"``) whose
+  attention has an output projection followed by dropout; a GELU feed-forward network
+  (``ffn_dim`` 4 D there) with dropout after its second layer only; weights N(0, 0.02^2)
+  (embeddings too), layer-norm epsilon 1e-12.
 
 Dimension letters: B users in a batch, L = max_len positions, D model width, H heads,
 I items, N positions with a target in a batch, K negatives per position.
@@ -109,9 +117,11 @@ __all__ = [
 ]
 
 LN_EPS = 1e-8  # the layer-norm epsilon of the authors' code
+BERT_LN_EPS, BERT_INIT_STD = 1e-12, 0.02  # block = "bert": the S3-Rec authors' code
 BCE_REDRAWS = 8  # rounds of redrawing BCE negatives that hit the user's window
 
 LossName = Literal["bce", "ce", "sampled_softmax", "gbce"]
+BlockName = Literal["kang", "bert"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,8 @@ class SASRecConfig:
     dropout: Annotated[float, Range(ge=0, lt=1)] = 0.5  # embeddings and feed-forward layers
     attn_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.5  # on the attention weights
     norm: Literal["pre", "post"] = "pre"  # layer norm before each sublayer (+ final) or after
+    block: BlockName = "kang"  # the paper's block, or "bert": S3-Rec's and RecBole's (post-LN)
+    ffn_dim: Annotated[int, Range(ge=1)] | None = None  # feed-forward inner width (None: dim)
     loss: LossName = "bce"  # the paper's BCE, full-softmax ce, sampled_softmax or gbce
     n_negatives: Annotated[int, Range(ge=1)] = 256  # K, per position (sampled_softmax, gbce)
     gbce_t: Annotated[float, Range(ge=0, le=1)] = 0.75  # gBCE calibration t (gSASRec: 0.75)
@@ -136,6 +148,11 @@ class SASRecConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        if self.block == "bert" and self.norm != "post":
+            raise ValueError(
+                'block = "bert" is the post-LN block: set norm = "post" with it (or block = '
+                '"kang" for the paper\'s pre-LN block)'
+            )
         if self.dim % self.n_heads:
             raise ValueError(
                 f"dim ({self.dim}) must be a multiple of n_heads ({self.n_heads}); set dim "
@@ -229,17 +246,21 @@ def _xavier_(w: torch.Tensor, generator: torch.Generator) -> None:
 
 # ----------------------------------------------------------------------------- network
 class Block(nn.Module):
-    """Causal multi-head self-attention and the point-wise feed-forward network."""
+    """Causal multi-head self-attention and the point-wise feed-forward network; ``c.block``
+    "bert" adds the attention's output projection and reads the FFN through GELU."""
 
-    def __init__(self, dim: int, n_heads: int, norm: str, dropout: float, attn_dropout: float):
+    def __init__(self, c: SASRecConfig):
         super().__init__()
-        self.n_heads, self.pre = n_heads, norm == "pre"
-        self.dropout, self.attn_dropout = dropout, attn_dropout
-        self.attn_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        dim, ffn_dim, self.bert = c.dim, c.ffn_dim or c.dim, c.block == "bert"
+        self.n_heads, self.pre = c.n_heads, c.norm == "pre"
+        self.dropout, self.attn_dropout = c.dropout, c.attn_dropout
+        eps = BERT_LN_EPS if self.bert else LN_EPS
+        self.attn_norm = nn.LayerNorm(dim, eps=eps)
         self.qkv = nn.Linear(dim, 3 * dim)  # W^Q, W^K, W^V side by side
-        self.ffn_norm = nn.LayerNorm(dim, eps=LN_EPS)
-        self.ffn1 = nn.Linear(dim, dim)
-        self.ffn2 = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim) if self.bert else None  # the heads' output projection
+        self.ffn_norm = nn.LayerNorm(dim, eps=eps)
+        self.ffn1 = nn.Linear(dim, ffn_dim)
+        self.ffn2 = nn.Linear(ffn_dim, dim)
 
     def attend(
         self, a: torch.Tensor, allowed: torch.Tensor, gen: torch.Generator | None, n_q: int
@@ -251,12 +272,19 @@ class Block(nn.Module):
         q = q[:, L - n_q :].reshape(B, n_q, *heads).transpose(1, 2)  # (B, H, n_q, D/H)
         k, v = (t.view(B, L, *heads).transpose(1, 2) for t in (k, v))  # (B, H, L, D/H)
         out = attention(q, k, v, allowed[:, L - n_q :], self.attn_dropout, gen)
-        return out.transpose(1, 2).reshape(B, n_q, D)  # (B, n_q, D)
+        out = out.transpose(1, 2).reshape(B, n_q, D)  # (B, n_q, D)
+        if self.out is None:
+            return out
+        out = self.out(out)
+        return out if gen is None else dropout_values(out, self.dropout, gen)
 
     def ffn(self, a: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-        h = torch.relu(self.ffn1(a))  # (B, L, D)
-        if gen is not None:
-            h = dropout_values(h, self.dropout, gen)
+        if self.bert:
+            h = F.gelu(self.ffn1(a))  # (B, L, ffn_dim): no dropout here (S3-Rec's code)
+        else:
+            h = torch.relu(self.ffn1(a))  # (B, L, ffn_dim)
+            if gen is not None:
+                h = dropout_values(h, self.dropout, gen)
         out = self.ffn2(h)  # (B, L, D)
         return out if gen is None else dropout_values(out, self.dropout, gen)
 
@@ -285,15 +313,20 @@ class SASRecNet(nn.Module):
     def __init__(self, n_items: int, c: SASRecConfig, generator: torch.Generator):
         super().__init__()
         self.dim, self.max_len, self.dropout = c.dim, c.max_len, c.dropout
+        bert = c.block == "bert"
+        self.scale = 1.0 if bert else math.sqrt(c.dim)  # the paper scales item embeddings
         self.item_emb = nn.Embedding(n_items + 1, c.dim, padding_idx=PAD)  # row 0: padding
         self.pos_emb = nn.Embedding(c.max_len, c.dim)
-        self.blocks = nn.ModuleList(
-            Block(c.dim, c.n_heads, c.norm, c.dropout, c.attn_dropout) for _ in range(c.n_blocks)
-        )
+        self.emb_norm = nn.LayerNorm(c.dim, eps=BERT_LN_EPS) if bert else None
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_blocks))
         self.final_norm = nn.LayerNorm(c.dim, eps=LN_EPS) if c.norm == "pre" else None
         for name, p in self.named_parameters():  # in a fixed order, from the generator
             if name.endswith("weight") and p.ndim == 2:
-                _xavier_(p, generator)
+                if bert:
+                    with torch.no_grad():
+                        p.normal_(0.0, BERT_INIT_STD, generator=generator)
+                else:
+                    _xavier_(p, generator)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
         with torch.no_grad():
@@ -302,17 +335,21 @@ class SASRecNet(nn.Module):
     @staticmethod
     def arrays(n_items: int, c: SASRecConfig) -> dict[str, ArraySpec]:
         """The arrays of the state_dict of ``SASRecNet(n_items, c)``."""
-        D = c.dim
+        D, FD = c.dim, c.ffn_dim or c.dim
         out = {
             "item_emb.weight": ArraySpec((n_items + 1, D)),
             "pos_emb.weight": ArraySpec((c.max_len, D)),
         }
+        if c.block == "bert":
+            out |= {"emb_norm.weight": ArraySpec((D,)), "emb_norm.bias": ArraySpec((D,))}
         for b in range(c.n_blocks):
             p = f"blocks.{b}."
             for ln in ("attn_norm", "ffn_norm"):
                 out |= {f"{p}{ln}.weight": ArraySpec((D,)), f"{p}{ln}.bias": ArraySpec((D,))}
             out |= linear_arrays(f"{p}qkv.", D, 3 * D)
-            out |= linear_arrays(f"{p}ffn1.", D, D) | linear_arrays(f"{p}ffn2.", D, D)
+            if c.block == "bert":
+                out |= linear_arrays(f"{p}out.", D, D)
+            out |= linear_arrays(f"{p}ffn1.", D, FD) | linear_arrays(f"{p}ffn2.", FD, D)
         if c.norm == "pre":
             out |= {"final_norm.weight": ArraySpec((D,)), "final_norm.bias": ArraySpec((D,))}
         return out
@@ -328,7 +365,9 @@ class SASRecNet(nn.Module):
         L = inputs.shape[1]
         keep = (inputs != PAD)[..., None]  # (B, L, 1)
         pos = self.pos_emb.weight[self.max_len - L :]  # (L, D): right-aligned positions
-        x = self.item_emb(inputs) * math.sqrt(self.dim) + pos  # (B, L, D)
+        x = self.item_emb(inputs) * self.scale + pos  # (B, L, D)
+        if self.emb_norm is not None:
+            x = self.emb_norm(x)
         if gen is not None:
             x = dropout_values(x, self.dropout, gen)
         x = x * keep
