@@ -178,7 +178,9 @@ class Catalog:
             _can_fold_in(m)
         out: list[dict[str, Any] | None] = [None] * len(requests)
         if users:
-            for (j, _), answer in zip(users, _score_users(m, [u for _, u in users], k, include_seen)):
+            for (j, _), answer in zip(
+                users, _score_users(m, [u for _, u in users], k, include_seen)
+            ):
                 out[j] = answer
         if histories:
             lists = [rows for _, rows, _ in histories]
