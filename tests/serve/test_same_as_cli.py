@@ -76,9 +76,7 @@ def test_posted_histories_get_the_cli_lists(name, client, run_dirs, capsys, tmp_
     ).json()["results"]
     for h, batched in zip(histories, batch):
         cli = _cli(capsys, tmp_path, run_dirs[name], "--items", ",".join(h))
-        single = client.post(
-            f"/v1/models/{name}/recommendations", json={"items": h, "k": K}
-        ).json()
+        single = client.post(f"/v1/models/{name}/recommendations", json={"items": h, "k": K}).json()
         assert single["recommendations"] == cli["recommendations"]
         assert single["items"] == batched["items"] == cli["items"]
         assert single["notes"] == batched["notes"] == cli["notes"]

@@ -142,7 +142,13 @@ def serve_cmd(
         )
     else:
         uconfig = uvicorn.Config(app, **common)
-    sock = uconfig.bind_socket()
+    try:
+        sock = uconfig.bind_socket()
+    except SystemExit:  # uvicorn logged why (address in use, no permission)
+        raise ConfigError(
+            f"--host {host} --port {port}: cannot listen there (see the line above); choose "
+            f"another port, or --port 0 for any free one"
+        ) from None
     bound = sock.getsockname()[1]
     names = ", ".join(m.resolve().name for m in config.runs)
     say.print(
@@ -153,9 +159,14 @@ def serve_cmd(
     server = uvicorn.Server(uconfig)
     with _graceful_signals():
         if workers > 1:
+            import inspect
+
             from uvicorn.supervisors import Multiprocess
 
-            Multiprocess(uconfig, target=server.run, sockets=[sock]).run()
+            # uvicorn before 0.30 takes the target; later ones build it from the config
+            takes = "target" in inspect.signature(Multiprocess).parameters
+            extra = {"target": server.run} if takes else {}
+            Multiprocess(uconfig, sockets=[sock], **extra).run()
         else:
             server.run(sockets=[sock])
     if not server.started and workers == 1:
