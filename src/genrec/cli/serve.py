@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -115,7 +116,7 @@ def serve_cmd(
     if api_key_env is not None and not api_key_env.strip():
         raise ConfigError("--api-key-env: give the name of an environment variable")
     limits = Limits(max_k, max_history, max_batch, max_body_bytes)
-    config = ServeConfig(tuple(run_dirs), limits, api_key_env)
+    config = ServeConfig(tuple(Path(d) for d in run_dirs), limits, api_key_env)
     config.api_key()  # an unset variable is an error before anything loads
     app = create_app(config)  # loads and checks every run (and serves them with one worker)
     say = err_console()
