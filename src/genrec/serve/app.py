@@ -224,7 +224,7 @@ class _Guard:
             413,
             "limit_exceeded",
             f"the request body holds {size} than this service's limit of {self.max_body} "
-            f"bytes; send less (genrec serve --max-body-bytes)",
+            f"bytes (max_body_bytes); send less",
         )
 
 
@@ -259,7 +259,7 @@ def _meta_routes(catalog: Catalog) -> APIRouter:
 
 
 Name = Path(description="A served model's name (its run folder's name).")
-KQuery = Query(10, ge=1, description="How many items (at most the --max-k limit).")
+KQuery = Query(10, ge=1, description="How many items (at most the max_k limit).")
 
 
 def _v1_routes(c: Catalog) -> APIRouter:

@@ -121,8 +121,8 @@ class Catalog:
             raise ServeError(
                 413,
                 "limit_exceeded",
-                f"k={k} is above this service's limit of {self.limits.max_k} items per list; "
-                f"ask for fewer (the limit is set by genrec serve --max-k)",
+                f"k={k} is above this service's limit of {self.limits.max_k} items per list "
+                f"(max_k); ask for fewer",
             )
 
     # ------------------------------------------------------------------ recommendations
@@ -159,7 +159,7 @@ class Catalog:
                 413,
                 "limit_exceeded",
                 f"requests holds {len(requests)} entries, above this service's limit of "
-                f"{self.limits.max_batch} per batch; split it (genrec serve --max-batch)",
+                f"{self.limits.max_batch} per batch (max_batch); split it",
             )
         users: list[tuple[int, int]] = []  # (position in the batch, user row)
         histories: list[tuple[int, list[int], list[RawId]]] = []  # (position, rows, unknown)
@@ -197,8 +197,8 @@ class Catalog:
                 413,
                 "limit_exceeded",
                 f"{where} holds {len(items)} item ids, above this service's limit of "
-                f"{self.limits.max_history} per history; send the most recent ones "
-                f"(genrec serve --max-history)",
+                f"{self.limits.max_history} per history (max_history); send the most recent "
+                f"ones",
             )
 
     # ------------------------------------------------------------------ items
