@@ -132,8 +132,9 @@ def test_predict_gives_the_models_rating(client, run_dirs):
     body = schemas.PredictResponse.model_validate(r.json())
     want, notes = run.predict("5", 7)
     assert body.rating == pytest.approx(want) and body.notes == notes == []
+    assert body.user == 5 and body.item == 7  # typed as in the data
     fallback = client.post("/v1/models/bmf/predict", json={"user": "new", "item": 7}).json()
-    assert any("user new unknown" in n for n in fallback["notes"])
+    assert any("user new unknown" in n for n in fallback["notes"]) and fallback["user"] == "new"
 
 
 def test_item_search_by_title_and_by_id(client):

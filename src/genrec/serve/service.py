@@ -278,7 +278,14 @@ class Catalog:
             raise ServeError(
                 409, "invalid_prediction", f"model {m.name} predicted a non-finite rating"
             )
-        return {"model": m.name, "user": user, "item": item, "rating": rating, "notes": notes}
+        u, i = m.run.users.get(user), m.run.items.get(item)
+        return {  # ids typed as in the data when known, else as given
+            "model": m.name,
+            "user": user if u is None else _raw(m.run.users.raw[u]),
+            "item": item if i is None else _raw(m.run.items.raw[i]),
+            "rating": rating,
+            "notes": notes,
+        }
 
 
 # ---------------------------------------------------------------------- helpers
