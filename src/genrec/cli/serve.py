@@ -152,8 +152,9 @@ def serve_cmd(
         ) from None
     bound = sock.getsockname()[1]
     names = ", ".join(m.resolve().name for m in config.runs)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     say.print(
-        f"serving {names} on http://{host}:{bound} (docs at /docs, try-it page at /); "
+        f"serving {names} on http://{shown}:{bound} (docs at /docs, try-it page at /); "
         f"{workers} worker{'s' if workers > 1 else ''}",
         soft_wrap=True,
     )
