@@ -1,0 +1,101 @@
+"""Regression tests from a new user's walk through outside data (issue 27's acceptance):
+Amazon-style logs with string ids, header-less TSVs, split folders. Each test is named after
+what went wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from genrec.cli import main
+from genrec.errors import ConfigError
+from genrec.models import EASE
+from genrec.models.ease import ease_max_items, ease_memory_bytes, ease_weights, gram_matrix
+from genrec.runs import RunSpec, load_run, train_run
+
+
+def _log(seed: int = 0, n_users: int = 60, n_items: int = 40, per_user: int = 8) -> pd.DataFrame:
+    """An implicit ``user item time`` log with string ids and a skewed item popularity."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, n_items + 1)
+    rows = []
+    for u in range(n_users):
+        items = rng.choice(n_items, per_user, replace=False, p=p / p.sum())
+        for j, i in enumerate(items):
+            rows.append((f"A{u:04d}", f"B{i:05d}", 1_300_000_000 + 1000 * u + 60 * j))
+    return pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+
+
+@pytest.fixture(scope="module")
+def log_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("walk") / "log.csv"
+    _log().to_csv(path, index=False)
+    return path
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# ------------------------------------------- EASE's memory refusal names protocol.item_k
+def test_ease_max_items_inverts_the_memory_need():
+    for n in (1, 7, 2810, 20000):
+        limit = ease_memory_bytes(n)
+        assert ease_max_items(limit) == n and ease_max_items(limit - 1) == n - 1
+
+
+def test_ease_max_items_leaves_room_for_b_over_the_whole_id_space():
+    n_all = 100
+    for n in (0, 10, 50):
+        limit = ease_memory_bytes(n, n_all)
+        assert ease_max_items(limit, n_all) == n
+    assert ease_max_items(ease_memory_bytes(n_all), n_all) == n_all
+    assert ease_max_items(4 * n_all * n_all - 1, n_all) == 0  # not even B fits
+
+
+def test_ease_without_item_interactions_solves_over_the_others_alone():
+    # before: the solve ran over every item of the id space, so protocol.item_k (which
+    # empties rare items' columns but keeps the ids) could not bring EASE under its limit
+    rng = np.random.default_rng(4)
+    dense = (rng.random((30, 12)) < 0.3).astype(np.float32)
+    dense[:, [2, 7, 8]] = 0
+    X = sp.csr_matrix(dense)
+    active = np.array([i for i in range(12) if i not in (2, 7, 8)])
+    full = ease_weights(gram_matrix(X), 5.0).float()  # the whole id space, as before
+    model = EASE(l2=5.0).fit(X)
+    np.testing.assert_allclose(model.B_.numpy(), full.numpy(), atol=1e-6)
+    assert not model.B_[[2, 7, 8]].any() and not model.B_[:, [2, 7, 8]].any()
+    gb = ease_memory_bytes(len(active), 12) / 2**30  # room for 9 items, not for 12
+    assert ease_memory_bytes(12) / 2**30 > gb
+    EASE(l2=5.0, max_memory_gb=gb).fit(X)
+    assert torch.equal(EASE(l2=5.0).fit(sp.csr_matrix((2, 3))).B_, torch.zeros(3, 3))
+
+
+def test_ease_memory_refusal_names_the_protocol_item_k_that_fits(tmp_path, capsys, log_csv):
+    gb = ease_memory_bytes(25) / 2**30
+    fits = ease_max_items(gb * 2**30, 40)  # items with interactions, beside B over all 40
+    assert 0 < fits < 25
+    spec = {"model": "ease", "dataset": str(log_csv), "max_memory_gb": gb}
+    with pytest.raises(ConfigError) as e:
+        train_run(RunSpec.from_mapping(spec, out=tmp_path / "a"))
+    msg = str(e.value)
+    assert "needs about" in msg and "protocol.item_k=" in msg and "\n" not in msg, msg
+    k = int(msg.split("protocol.item_k=")[1].split()[0])
+    counts = _log()["item"].value_counts()  # every part, as k-core counts
+    assert (counts >= k).sum() <= fits < (counts >= k - 1).sum()  # the smallest k that fits
+    assert f"leaves {(counts >= k).sum():,} of {len(counts):,} items" in msg
+    # following the advice works
+    done = train_run(RunSpec.from_mapping({**spec, "protocol": {"item_k": k}}, out=tmp_path / "b"))
+    train = load_run(done.out).train_matrix
+    assert len(np.unique(train.indices)) <= fits < train.shape[1]  # the ids stay, the solve shrank
+    code, _, err = _cli(
+        capsys,
+        *("train", "--model", "ease", "--dataset", str(log_csv), "--out", str(tmp_path / "c")),
+        *("--set", f"max_memory_gb={gb}"),
+    )
+    assert code != 0 and f"--set protocol.item_k={k} leaves" in " ".join(err.split()), err
