@@ -99,3 +99,57 @@ def test_ease_memory_refusal_names_the_protocol_item_k_that_fits(tmp_path, capsy
         *("--set", f"max_memory_gb={gb}"),
     )
     assert code != 0 and f"--set protocol.item_k={k} leaves" in " ".join(err.split()), err
+
+
+# ------------------------------------- embeddings and clusters of a sequential run
+@pytest.fixture(scope="module")
+def gru_run(tmp_path_factory, log_csv):
+    out = tmp_path_factory.mktemp("gru") / "run"
+    spec = {
+        "model": "gru4rec",
+        "dataset": str(log_csv),
+        "hidden_dim": 8,
+        "embedding_dim": 8,
+        "protocol": {"name": "seq-loo"},
+        "train": {"epochs": 1, "device": "cpu"},
+    }
+    train_run(RunSpec.from_mapping(spec, out=out))
+    return out
+
+
+def test_run_user_embeddings_of_a_sequential_run_read_the_ordered_histories(gru_run):
+    # before: "X_users: a sequential model reads each user's items in order ... pass
+    # genrec.data.Sequences", to a caller who passed no X_users
+    run = load_run(gru_run)
+    users = [run.users.raw[3].item(), run.users.raw[0].item()]
+    rows = run.users.indices(users, "user")
+    want = run.model.user_embeddings(run.data.sequences.take(rows), users=rows)
+    np.testing.assert_array_equal(run.user_embeddings(users), want)
+    assert run.user_embeddings().shape == (len(run.users), 8)
+
+
+def test_clusters_of_a_sequential_run_embed_its_ordered_histories(tmp_path, capsys, gru_run):
+    # before: genrec clusters on a GRU4Rec run failed with the same library-terms message
+    code, out, err = _cli(
+        capsys, "clusters", str(gru_run), "--k", "2", "--map", "none", "--out", str(tmp_path / "c")
+    )
+    assert code == 0, err
+    labels = pd.read_csv(tmp_path / "c" / "clusters.csv")
+    assert len(labels) == len(load_run(gru_run).users)
+
+
+def test_clusters_refuse_a_model_without_user_embeddings_before_reading_the_data(
+    tmp_path, capsys, log_csv, monkeypatch
+):
+    out = tmp_path / "ease"
+    train_run(RunSpec.from_mapping({"model": "ease", "dataset": str(log_csv)}, out=out))
+    import genrec.cli.clusters as clusters_cli
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the data set was read before the refusal")
+
+    monkeypatch.setattr(clusters_cli, "load_dataset", no_reading)
+    code, _, err = _cli(capsys, "clusters", str(out), "--k", "2", "--out", str(tmp_path / "c"))
+    msg = " ".join(err.split())
+    assert code != 0 and "has no user embeddings" in msg and "--embedding svd" in msg, err
+    assert "genrec.analysis" not in msg

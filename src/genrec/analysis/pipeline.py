@@ -16,6 +16,7 @@ from genrec.analysis.clustering import Clustering, fit_clusters, reduce_dim, sel
 from genrec.analysis.embeddings import model_user_embeddings, svd_embeddings
 from genrec.analysis.maps import embed_2d
 from genrec.analysis.profiles import ItemUserMeta, cluster_profiles
+from genrec.data import Sequences
 from genrec.errors import ConfigError, MissingExtraError
 from genrec.io import to_json
 
@@ -57,6 +58,7 @@ def cluster_users(
     model_name: str = "model",
     dataset_name: str = "data",
     on_step: Callable[[str, int, int], None] | None = None,
+    sequences: Sequences | None = None,
 ) -> ClusterReport:
     """Cluster the users with interactions in ``X`` (U, I, the training matrix: row u is
     training user u; raw ids ``user_ids``,
@@ -66,7 +68,8 @@ def cluster_users(
 
     ``k`` fixes the number of clusters; otherwise it is chosen among ``ks`` by ``criterion``
     (default BIC for GMM, silhouette for K-means). ``on_step(stage, done, total)`` reports
-    progress.
+    progress. A sequential model embeds each user's ordered history: ``sequences`` (U users,
+    row u training user u; a run folder keeps them, ``Run.data.sequences``).
     """
     from genrec.analysis.report import labels_csv, map_html, map_png, report_html
 
@@ -102,6 +105,12 @@ def cluster_users(
         if dataset is not None
         else ItemUserMeta(np.asarray(item_ids), uids, titles)
     )
+    sequential = embedding == "model" and model.capabilities.sequential
+    if sequential and sequences is None:
+        raise ConfigError(
+            f"model {model_name} embeds a user's items in order: pass the users' ordered "
+            f"histories (sequences=, a run's data.sequences), or use embedding='svd'"
+        )
     crit = criterion or ("bic" if method == "gmm" else "silhouette")
     if map_method == "umap":
         from importlib.util import find_spec
@@ -120,11 +129,11 @@ def cluster_users(
         )
     t0 = time.perf_counter()
     step("embedding", 0, 1)
-    Z = (
-        model_user_embeddings(model, Xa, users=active)
-        if embedding == "model"
-        else svd_embeddings(Xa, seed=seed)[0]
-    )
+    if embedding == "svd":
+        Z = svd_embeddings(Xa, seed=seed)[0]
+    else:
+        histories = sequences.take(active) if sequential and sequences is not None else Xa
+        Z = model_user_embeddings(model, histories, users=active)
     Y = reduce_dim(Z, pca_dim, seed)
     step("clustering", 0, len(cand))
     if len(cand) == 1:

@@ -57,14 +57,15 @@ class Run:
     def name(self) -> str:
         return str(self.record["model"])
 
-    def _user_sequence(self, u: int) -> Sequences:
-        """User row ``u``'s whole history in order (a sequential model scores from it)."""
+    def _user_sequence(self, u: int | np.ndarray) -> Sequences:
+        """User row ``u``'s (or rows') whole history in order (a sequential model scores from
+        it)."""
         if self.data.sequences is None:
             raise rf.RunFolderError(
                 f"{self.path / 'data.npz'}: no ordered histories kept beside the sequential "
                 f"model {self.name}; train it again"
             )
-        return self.data.sequences.take([u])
+        return self.data.sequences.take(np.atleast_1d(u))
 
     @property
     def train_matrix(self) -> sp.csr_matrix:
@@ -76,12 +77,15 @@ class Run:
     def user_embeddings(self, users: Sequence[Any] | None = None) -> np.ndarray:
         """The model's embeddings (B, d) of ``users`` (raw ids; None: every user, in row
         order) from their training histories: ``model.user_embeddings`` of their rows of
-        :attr:`train_matrix`."""
+        :attr:`train_matrix` (a sequential model: of their ordered histories, as
+        :meth:`recommend` reads them)."""
         idx = (
             np.arange(self.data.train.shape[0])
             if users is None
             else self.users.indices(list(users), "user")
         )
+        if self.model.capabilities.sequential:  # it reads the ordered histories recommend reads
+            return self.model.user_embeddings(self._user_sequence(idx), users=idx)
         return self.model.user_embeddings(self.data.train[idx], users=idx)
 
     def user_history(self, user: Any) -> sp.csr_matrix:
