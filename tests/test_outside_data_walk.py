@@ -202,3 +202,34 @@ def test_clusters_say_where_the_characteristic_items_rule_is_relaxed(sparse):
     assert bool(relaxed) == sparse and len(said) == int(sparse)
     if sparse:
         assert said[0].startswith(f"in {len(relaxed)} of 2 clusters"), said
+
+
+# ------------------------------------------- predict: the unknown-id rule of recommend
+def test_predict_makes_an_unknown_id_an_error_when_asked_as_recommend_does(
+    tmp_path, capsys, log_csv
+):
+    # before: recommend --items had --strict (unknown_items="error"); predict had no way
+    # to refuse an unknown id, only a fallback prediction
+    from genrec.errors import DataError
+
+    log = _log().assign(rating=lambda d: 1 + np.arange(len(d)) % 5)
+    path = tmp_path / "ratings.csv"
+    log.to_csv(path, index=False)
+    spec = {"model": "biased-mf", "dataset": str(path), "train": {"epochs": 1, "device": "cpu"}}
+    out = train_run(RunSpec.from_mapping(spec, out=tmp_path / "run")).out
+    run = load_run(out)
+    user, item = log["user"][0], log["item"][0]
+    r, notes = run.predict(user, "NOPE")
+    assert np.isfinite(r) and notes == ["item NOPE unknown: fallback prediction"]
+    with pytest.raises(DataError, match="unknown item 'NOPE'"):
+        run.predict(user, "NOPE", unknown="error")
+    with pytest.raises(DataError, match="unknown user 'nobody'"):
+        run.predict("nobody", item, unknown="error")
+    assert run.predict(user, item, unknown="error") == run.predict(user, item)
+    with pytest.raises(ConfigError, match="'fallback' or 'error'"):
+        run.predict(user, item, unknown="skip")
+    args = ("predict", str(out), "--user", user, "--item", "NOPE")
+    code, _, err = _cli(capsys, *args, "--strict")
+    assert code != 0 and "unknown item 'NOPE'" in err, err
+    code, text, _ = _cli(capsys, *args)
+    assert code == 0 and "fallback prediction" in " ".join(text.split())

@@ -203,8 +203,12 @@ class Run:
             what = f"{by['binarize']} and {what}"
         return f"user {user} is in the data but all their {n} interactions were dropped by {what}"
 
-    def predict(self, user: Any, item: Any) -> tuple[float, list[str]]:
-        """The predicted rating of (user, item) by raw ids, and notes on fallbacks."""
+    def predict(
+        self, user: Any, item: Any, unknown: Literal["fallback", "error"] = "fallback"
+    ) -> tuple[float, list[str]]:
+        """The predicted rating of (user, item) by raw ids, and notes on fallbacks: an
+        unknown id gets the model's fallback with a note, or an error with
+        ``unknown="error"`` (the rule of :meth:`recommend`'s ``unknown_items``)."""
         if not isinstance(self.model, RatingPredictor) or self.model.selects_on() != "rating":
             what = (
                 "was trained to rank (objective bpr), not to predict ratings"
@@ -215,6 +219,10 @@ class Run:
                 f"model {self.name} {what}; use a rating model (biased-mf, fm, "
                 f"autorec) or recommend"
             )
+        if unknown not in ("fallback", "error"):
+            raise ConfigError(f"predict: unknown must be 'fallback' or 'error', got {unknown!r}")
+        if unknown == "error":
+            self.users.index(user, "user"), self.items.index(item, "item")
         u, i = self.users.get(user), self.items.get(item)
         notes = []
         if u is None:
