@@ -109,7 +109,10 @@ def _saved_ease(tmp_path):
 
 
 def _one_error_line(err):
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    # progress log lines (INFO, continued indented) may come before; the error is one line
+    lines = [
+        ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith(("INFO", " "))
+    ]
     return len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in err
 
 

@@ -21,6 +21,16 @@ class ConfigError(GenrecError, ValueError):
     """A configuration key or value is unknown or out of range."""
 
 
+class MemoryLimitError(ConfigError):
+    """A fit would need more memory than allowed (EASE's dense item x item matrices): the
+    message says how much; ``max_items`` is the largest catalogue that fits, so a caller that
+    knows the data can name the filter that gets there (the runner: ``protocol.item_k``)."""
+
+    def __init__(self, message: str, *, max_items: int):
+        super().__init__(message)
+        self.max_items = max_items
+
+
 class CorruptFileError(DataError):
     """A saved file's bytes differ from the SHA-256 recorded for them (flipped bits, a
     truncated or edited copy); the message names the file."""

@@ -61,8 +61,9 @@ def test_ease_scores_are_history_times_B():
 
 
 def test_ease_refuses_catalogue_above_memory_limit():
-    X = sp.csr_matrix((3, 20000), dtype=np.float32)
-    with pytest.raises(ConfigError, match=r"needs about 10\.4 GiB"):
+    cols = np.arange(20000)
+    X = sp.csr_matrix((np.ones(20000, np.float32), (cols % 3, cols)), shape=(3, 20000))
+    with pytest.raises(ConfigError, match=r"EASE on 20000 items needs about 10\.4 GiB"):
         EASE(max_memory_gb=1.0).fit(X)
     assert ease_memory_bytes(2810) < 0.25 * 2**30
 

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from genrec._optional import require
+from genrec.data import Sequences
 from genrec.errors import DataError
 from genrec.models.base import Recommender
 
@@ -13,9 +14,11 @@ __all__ = ["model_user_embeddings", "svd_embeddings"]
 
 
 def model_user_embeddings(
-    model: Recommender, X: sp.csr_matrix, users: np.ndarray | None = None
+    model: Recommender, X: sp.csr_matrix | Sequences, users: np.ndarray | None = None
 ) -> np.ndarray:
-    """The model's user embeddings of the history rows ``X`` (B, I) -> (B, K), float64.
+    """The model's user embeddings of the history rows ``X`` (B, I) -> (B, K), float64
+    (``X`` the users' ordered histories, a :class:`~genrec.data.Sequences`, for a sequential
+    model).
 
     ``Recommender.user_embeddings`` (the encoder means of the VAE family, the user factors
     of BPR-MF and biased MF, ...: docs/analysis.md lists them); ``users`` are the rows' indices
@@ -23,8 +26,9 @@ def model_user_embeddings(
     embeddings raises a ConfigError: use :func:`svd_embeddings` instead.
     """
     Z = np.asarray(model.user_embeddings(X, users=users), dtype=np.float64)
-    if Z.ndim != 2 or Z.shape[0] != X.shape[0]:
-        raise DataError(f"user_embeddings returned shape {Z.shape} for {X.shape[0]} users")
+    n = X.n_users if isinstance(X, Sequences) else X.shape[0]
+    if Z.ndim != 2 or Z.shape[0] != n:
+        raise DataError(f"user_embeddings returned shape {Z.shape} for {n} users")
     return Z
 
 

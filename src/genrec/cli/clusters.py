@@ -16,6 +16,13 @@ from genrec.errors import ConfigError, GenrecError
 from genrec.io import atomic_write_files, check_writable
 
 
+def _cli_terms(error: ConfigError) -> ConfigError:
+    message = str(error)
+    for library, flag in LIBRARY_TERMS:
+        message = message.replace(library, flag)
+    return ConfigError(message)
+
+
 def _parse_k_range(text: str) -> list[int]:
     from genrec.analysis.pipeline import MAX_K_CANDIDATES  # (not at start-up)
 
@@ -48,6 +55,7 @@ LIBRARY_TERMS = (
         "--embedding svd (a truncated SVD of the interactions)",
     ),
     ("(embedding='svd')", "(--embedding svd)"),
+    ("or use embedding='svd'", "or use --embedding svd"),
     ("(map_method='none')", "(--map none)"),
     ("method 'gmm', or criterion 'silhouette'", "--method gmm, or --criterion silhouette"),
 )
@@ -115,6 +123,11 @@ def clusters_cmd(
         )
     ks = [] if k is not None else _parse_k_range(k_range)
     run = _load(model_dir)
+    if embedding == "model":  # a model without user embeddings says so before the data is read
+        try:
+            run.user_embeddings(users=run.users.raw[:1].tolist())
+        except ConfigError as e:
+            raise _cli_terms(e) from None
     rec = run.record
     ds = None
     try:
@@ -151,12 +164,10 @@ def clusters_cmd(
                 model_name=rec["model"],
                 dataset_name=rec.get("dataset_name", rec["dataset"]),
                 on_step=on_step,
+                sequences=run.data.sequences,
             )
         except ConfigError as e:
-            message = str(e)
-            for library, flag in LIBRARY_TERMS:
-                message = message.replace(library, flag)
-            raise ConfigError(message) from None
+            raise _cli_terms(e) from None
     for text in report.notes:
         note(text)
     out = Path(out_dir)

@@ -1,16 +1,20 @@
-"""A rich progress bar on stderr for the trainer (a :class:`genrec.train.Callback`).
-
-The command line passes it to ``fit`` when stderr is a terminal; library code never shows
-one unless asked.
+"""Training progress on stderr (:class:`genrec.train.Callback` s): a rich progress bar when
+stderr is a terminal, a log line a minute inside long epochs otherwise. The command line
+passes one to ``fit``; library code never shows one unless asked.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from genrec.train import Callback
 
-__all__ = ["RichProgress"]
+__all__ = ["RichProgress", "LogProgress"]
+
+log = logging.getLogger("genrec.train")
 
 
 class RichProgress(Callback):
@@ -64,3 +68,42 @@ class RichProgress(Callback):
         if self._progress is not None:
             self._progress.__exit__(None, None, None)
             self._progress = None
+
+
+class LogProgress(Callback):
+    """Without a terminal: a log line inside an epoch every ``every`` seconds (batches done
+    of the epoch's, the running loss, the seconds so far), so an epoch of minutes is not
+    silent between its start and its "epoch N/E" line. ``clock``: seconds, monotonic."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self._every, self._clock = every, clock
+        self._epochs = 0
+        self._epoch = 0
+        self._n_batches: int | None = None
+        self._start = self._last = 0.0
+        self._done = 0
+
+    def on_train_begin(self, *, epochs: int, start_epoch: int, select: str | None) -> None:
+        self._epochs = epochs
+
+    def on_epoch_begin(self, epoch: int, n_batches: int | None) -> None:
+        self._epoch, self._n_batches = epoch, n_batches
+        self._start = self._last = self._clock()
+        self._done = 0
+
+    def on_batch(self, step: int, loss: float) -> None:
+        self._done += 1
+        now = self._clock()
+        if now - self._last < self._every:
+            return
+        self._last = now
+        of = f"/{self._n_batches}" if self._n_batches else ""
+        log.info(
+            "epoch %d/%d  batch %d%s  loss %.4g  %.0fs so far",
+            self._epoch + 1,
+            self._epochs,
+            self._done,
+            of,
+            loss,
+            now - self._start,
+        )

@@ -139,10 +139,10 @@ def run_hooks(train_progress: bool = True) -> Iterator[RunHooks]:
         bars.update(tasks[part], completed=done)
 
     callbacks: list[Any] = []
-    if train_progress and sys.stderr.isatty():
-        from genrec.cli.progress import RichProgress
+    if train_progress:
+        from genrec.cli.progress import LogProgress, RichProgress
 
-        callbacks.append(RichProgress())
+        callbacks.append(RichProgress() if sys.stderr.isatty() else LogProgress())
     with bars:
         try:
             yield RunHooks(

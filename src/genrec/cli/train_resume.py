@@ -23,6 +23,7 @@ FLAGS = {
     "seeds": "--seeds",
     "refit": "--refit",
     "run.keep_checkpoint": "--keep-checkpoint",
+    "protocol.item_k": "--set protocol.item_k",
 }
 
 

@@ -128,12 +128,17 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, strict, output
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.option("--user", "user_id", required=True, help="Raw user id.")
 @click.option("--item", "item_id", required=True, help="Raw item id.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="An unknown user or item id is an error (default: a fallback prediction with a note).",
+)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the rating as JSON.")
-def predict_cmd(model_dir, user_id, item_id, output) -> None:
+def predict_cmd(model_dir, user_id, item_id, strict, output) -> None:
     """Predicted rating of one (user, item) pair, by raw ids (rating models)."""
     check_writable(output, "--output")
     run = _load(model_dir)
-    r, notes = run.predict(user_id, item_id)
+    r, notes = run.predict(user_id, item_id, unknown="error" if strict else "fallback")
     console().print(
         f"predicted rating of item {item_id} by user {user_id}: {r:.3f}"
         + (f" ({'; '.join(notes)})" if notes else "")

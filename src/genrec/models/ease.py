@@ -15,8 +15,11 @@ training get recommendations without refitting (fold-in).
 
 Memory: the dense I x I matrices dominate. Fitting holds about three of them in float64
 (G, its Cholesky factor, P) plus B in float32: roughly ``28 * I**2`` bytes, e.g. 0.22 GB for
-2,810 items, 11 GB for 20,000 items, 200+ GB beyond 85,000 items. ``fit`` checks this against
-``max_memory_gb`` (default: the machine's available memory) before allocating anything.
+2,810 items, 11 GB for 20,000 items, 200+ GB beyond 85,000 items. Items without a training
+interaction (a k-core filter drops their interactions, the id space keeps them) have zero rows
+and columns in B, so the solve runs over the others alone; B is then scattered into the full
+I x I (another ``4 * I**2`` bytes). ``fit`` checks this against ``max_memory_gb`` (default:
+the machine's available memory) before allocating anything.
 Each of the two dense steps (the Gram matrix, the inverse) logs one line with its time.
 
 Departures from the paper: none in the model. The paper's ``lambda`` is ``l2`` here.
@@ -35,11 +38,18 @@ import numpy as np
 import torch
 from typing_extensions import Self
 
-from genrec.errors import ConfigError, DivergenceError
+from genrec.errors import DivergenceError, MemoryLimitError
 from genrec.models._sparse import sparse_matmul
 from genrec.models.base import ArraySpec, Capabilities, Recommender, as_csr
 
-__all__ = ["EASE", "EASEConfig", "ease_weights", "ease_memory_bytes", "gram_matrix"]
+__all__ = [
+    "EASE",
+    "EASEConfig",
+    "ease_weights",
+    "ease_memory_bytes",
+    "ease_max_items",
+    "gram_matrix",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +69,25 @@ class EASEConfig:
             raise ValueError(f"max_memory_gb must be > 0 or None, got {self.max_memory_gb}")
 
 
-def ease_memory_bytes(n_items: int) -> int:
-    """Approximate peak bytes EASE needs to fit on ``n_items`` items (see module docstring)."""
-    return 28 * n_items * n_items
+def ease_memory_bytes(n_items: int, n_all: int | None = None) -> int:
+    """Approximate peak bytes EASE needs to fit on ``n_items`` items with training
+    interactions (see module docstring), of ``n_all`` in the id space (None: the same):
+    the solve over the first, plus the float32 B over all of them."""
+    extra = 0 if n_all is None or n_all == n_items else 4 * n_all * n_all
+    return 28 * n_items * n_items + extra
+
+
+def ease_max_items(limit_bytes: float, n_all: int | None = None) -> int:
+    """The most items with training interactions EASE fits in ``limit_bytes`` (the inverse
+    of :func:`ease_memory_bytes`): of ``n_all`` in the id space, when given; 0 when not even
+    B over all of them fits."""
+    if n_all is not None and ease_memory_bytes(n_all) <= limit_bytes:
+        return n_all
+    rest = int(limit_bytes) - (0 if n_all is None else 4 * n_all * n_all)
+    if rest < 0:
+        return 0
+    n = math.isqrt(rest // 28)
+    return n + 1 if 28 * (n + 1) ** 2 <= rest else n
 
 
 def _available_memory_bytes() -> int | None:
@@ -171,27 +197,44 @@ class EASE(Recommender):
     def fit(self, X: Any, *, valid: Any = None, context: Any = None) -> Self:
         X = as_csr(X)
         n_items = X.shape[1]
-        need = ease_memory_bytes(n_items)
+        # items without a training interaction have zero rows and columns in B (G is block
+        # diagonal there), so the dense solve runs over the others alone: k-core filtering
+        # (protocol.item_k) shrinks it even though the id space keeps every item
+        active = np.flatnonzero(np.bincount(X.indices, minlength=n_items))  # (A,)
+        whole = len(active) == n_items
+        need = ease_memory_bytes(len(active), None if whole else n_items)
         limit = (
             self.config.max_memory_gb * 2**30
             if self.config.max_memory_gb is not None
             else _available_memory_bytes()
         )
         if limit is not None and need > limit:
-            raise ConfigError(
-                f"EASE on {n_items} items needs about {need / 2**30:.1f} GiB (dense item x item "
-                f"matrices) but only {limit / 2**30:.1f} GiB is allowed; filter rare items "
-                f"(k-core) or use a factorized model"
+            which = "" if whole else f" with training interactions (of {n_items})"
+            raise MemoryLimitError(
+                f"EASE on {len(active)} items{which} needs about {need / 2**30:.1f} GiB (dense "
+                f"item x item matrices) but only {limit / 2**30:.1f} GiB is allowed; filter "
+                f"rare items (k-core) or use a factorized model",
+                max_items=ease_max_items(limit, n_items),
             )
         # the two dense steps take about a minute at 20,000 items: one log line each, with
         # its time (the trainer's convention: a line per evaluation, shown without a terminal)
         t0 = time.perf_counter()
-        G = gram_matrix(X)  # (I, I) float64
+        G = gram_matrix(X if whole else X[:, active])  # (A, A) float64
         t1 = time.perf_counter()
         log.info(
-            "ease: Gram matrix X^T X of %d items (%d interactions) %.2fs", n_items, X.nnz, t1 - t0
+            "ease: Gram matrix X^T X of %d items (%d interactions) %.2fs",
+            len(active),
+            X.nnz,
+            t1 - t0,
         )
-        self.B_ = ease_weights(G, self.config.l2).float().contiguous()  # (I, I), row-major
+        B = ease_weights(G, self.config.l2).float() if len(active) else G.float()  # (A, A)
+        del G
+        if whole:
+            self.B_ = B.contiguous()  # (I, I), row-major
+        else:
+            self.B_ = torch.zeros((n_items, n_items), dtype=torch.float32)  # (I, I)
+            idx = torch.from_numpy(active)
+            self.B_[idx.unsqueeze(1), idx] = B
         log.info(
             "ease: weights, (X^T X + l2 I)^-1 at l2=%g %.2fs",
             self.config.l2,

@@ -13,14 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from genrec.errors import ConfigError
+from genrec.errors import ConfigError, MemoryLimitError
 from genrec.evaluate import RankingTask, RatingTask, ranking_metric_names
 from genrec.models import MODELS
 from genrec.models.base import Recommender
 from genrec.protocols import PROTOCOLS, ProtocolData
 from genrec.runs import folder as rf
 
-__all__ = ["check_out_dir", "check_protocol", "preflight", "MIN_VALID_USERS", "SettingError"]
+__all__ = [
+    "check_out_dir",
+    "check_protocol",
+    "preflight",
+    "memory_advice",
+    "MIN_VALID_USERS",
+    "SettingError",
+]
 
 log = logging.getLogger("genrec.runs")
 
@@ -244,3 +251,21 @@ def preflight(
             f"metrics ({', '.join(names)}); choose one of them",
             "select",
         )
+
+
+def memory_advice(error: MemoryLimitError, pdata: ProtocolData) -> SettingError:
+    """``error`` (a fit that needs more memory than allowed) with the run setting that helps:
+    the ``protocol.item_k`` that keeps at most ``error.max_items`` items of this data (the
+    count of each item's interactions over all parts, as k-core counts them)."""
+    X = pdata.positives if pdata.positives is not None else pdata.train.matrix
+    counts = np.sort(np.bincount(X.indices, minlength=X.shape[1]))[::-1]  # (I,) descending
+    base = str(error).split("; filter rare items")[0]
+    if error.max_items < 1 or error.max_items >= len(counts):
+        return SettingError(f"{base}; use a factorized model", "protocol.item_k")
+    k = int(counts[error.max_items]) + 1  # the items counted k or more times fit
+    kept = int((counts >= k).sum())
+    return SettingError(
+        f"{base}; keep the items with at least {k} interactions ({{setting}}={k} leaves "
+        f"{kept:,} of {len(counts):,} items), or use a factorized model",
+        "protocol.item_k",
+    )

@@ -57,14 +57,15 @@ class Run:
     def name(self) -> str:
         return str(self.record["model"])
 
-    def _user_sequence(self, u: int) -> Sequences:
-        """User row ``u``'s whole history in order (a sequential model scores from it)."""
+    def _user_sequence(self, u: int | np.ndarray) -> Sequences:
+        """User row ``u``'s (or rows') whole history in order (a sequential model scores from
+        it)."""
         if self.data.sequences is None:
             raise rf.RunFolderError(
                 f"{self.path / 'data.npz'}: no ordered histories kept beside the sequential "
                 f"model {self.name}; train it again"
             )
-        return self.data.sequences.take([u])
+        return self.data.sequences.take(np.atleast_1d(u))
 
     @property
     def train_matrix(self) -> sp.csr_matrix:
@@ -76,12 +77,15 @@ class Run:
     def user_embeddings(self, users: Sequence[Any] | None = None) -> np.ndarray:
         """The model's embeddings (B, d) of ``users`` (raw ids; None: every user, in row
         order) from their training histories: ``model.user_embeddings`` of their rows of
-        :attr:`train_matrix`."""
+        :attr:`train_matrix` (a sequential model: of their ordered histories, as
+        :meth:`recommend` reads them)."""
         idx = (
             np.arange(self.data.train.shape[0])
             if users is None
             else self.users.indices(list(users), "user")
         )
+        if self.model.capabilities.sequential:  # it reads the ordered histories recommend reads
+            return self.model.user_embeddings(self._user_sequence(idx), users=idx)
         return self.model.user_embeddings(self.data.train[idx], users=idx)
 
     def user_history(self, user: Any) -> sp.csr_matrix:
@@ -199,8 +203,12 @@ class Run:
             what = f"{by['binarize']} and {what}"
         return f"user {user} is in the data but all their {n} interactions were dropped by {what}"
 
-    def predict(self, user: Any, item: Any) -> tuple[float, list[str]]:
-        """The predicted rating of (user, item) by raw ids, and notes on fallbacks."""
+    def predict(
+        self, user: Any, item: Any, unknown: Literal["fallback", "error"] = "fallback"
+    ) -> tuple[float, list[str]]:
+        """The predicted rating of (user, item) by raw ids, and notes on fallbacks: an
+        unknown id gets the model's fallback with a note, or an error with
+        ``unknown="error"`` (the rule of :meth:`recommend`'s ``unknown_items``)."""
         if not isinstance(self.model, RatingPredictor) or self.model.selects_on() != "rating":
             what = (
                 "was trained to rank (objective bpr), not to predict ratings"
@@ -211,6 +219,10 @@ class Run:
                 f"model {self.name} {what}; use a rating model (biased-mf, fm, "
                 f"autorec) or recommend"
             )
+        if unknown not in ("fallback", "error"):
+            raise ConfigError(f"predict: unknown must be 'fallback' or 'error', got {unknown!r}")
+        if unknown == "error":
+            self.users.index(user, "user"), self.items.index(item, "item")
         u, i = self.users.get(user), self.items.get(item)
         notes = []
         if u is None:

@@ -25,12 +25,12 @@ import numpy as np
 from genrec import __version__
 from genrec.config import build_config, config_to_dict
 from genrec.data import DataOptions, Dataset, load_dataset
-from genrec.errors import ConfigError, CorruptFileError, DataError
+from genrec.errors import ConfigError, CorruptFileError, DataError, MemoryLimitError
 from genrec.evaluate import RankingTask
 from genrec.models.base import Recommender
 from genrec.protocols import ProtocolConfig, ProtocolData, build_protocol
 from genrec.runs import folder as rf
-from genrec.runs.checks import SettingError, check_out_dir, check_protocol, preflight
+from genrec.runs.checks import SettingError, check_out_dir, check_protocol, memory_advice, preflight
 from genrec.runs.fitting import (
     evaluate_task,
     fingerprint,
@@ -241,6 +241,8 @@ def _run_in(
             rf.write_record(stage, record)
         except OSError:
             shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(e, MemoryLimitError):  # the model knows the catalogue, the run the filter
+            raise memory_advice(e, pdata) from None
         raise
     model, cfg, fit_s, refit_s, valid, trials, seed_stats, chosen = result
     test = evaluate_task(model, pdata.test, pdata.ks, hooks, "test")
