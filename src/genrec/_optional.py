@@ -5,6 +5,7 @@ but L-DiffRec; the extras add the rest::
 
     pip install 'genrec[analysis]'   # matplotlib, openTSNE, scikit-learn, umap-learn
     pip install 'genrec[parquet]'    # pyarrow
+    pip install 'genrec[serve]'      # fastapi, uvicorn, httpx (genrec serve)
 
 Code that needs one of these packages imports it inside the function that uses it, through
 :func:`require`, so that ``import genrec`` and its subpackages work without them and a missing
@@ -27,6 +28,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "sklearn": ("scikit-learn", "analysis"),
     "umap": ("umap-learn", "analysis"),
     "pyarrow": ("pyarrow", "parquet"),
+    "fastapi": ("fastapi", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "httpx": ("httpx", "serve"),
 }
 
 

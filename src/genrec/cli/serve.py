@@ -1,0 +1,165 @@
+"""``genrec serve``: the HTTP recommendation service over trained run folders."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from genrec.cli.render import err_console
+from genrec.errors import ConfigError
+
+_LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+
+
+def _loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextmanager
+def _graceful_signals() -> Iterator[None]:
+    """While uvicorn serves: SIGTERM and SIGINT are uvicorn's (it finishes the requests in
+    flight, then stops); the signal it raises again after stopping is absorbed here, so a
+    graceful stop exits 0 instead of as an interrupt."""
+    names = [signal.SIGTERM, signal.SIGINT]
+    try:
+        previous = {s: signal.signal(s, lambda *_: None) for s in names}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _limit(name: str, default: int, what: str) -> Any:
+    return click.option(
+        name, type=click.IntRange(min=1), default=default, show_default=True, help=what
+    )
+
+
+@click.command("serve")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to bind (0: any free port, printed at start-up).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes (each loads every model).",
+)
+@click.option(
+    "--api-key-env",
+    default=None,
+    metavar="NAME",
+    help="Require the API key held in the environment variable NAME on every /v1 request.",
+)
+@_limit("--max-k", 1000, "Largest k a request may ask for.")
+@_limit("--max-history", 2000, "Most item ids in one posted history.")
+@_limit("--max-batch", 1000, "Most users or histories in one batch request.")
+@_limit("--max-body-bytes", 2 * 1024 * 1024, "Largest request body in bytes.")
+@click.option(
+    "--graceful-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds a stop (SIGTERM, Ctrl-C) waits for requests in flight.",
+)
+@click.option("--access-log/--no-access-log", default=True, help="Log every request.")
+def serve_cmd(
+    run_dirs: tuple[str, ...],
+    host: str,
+    port: int,
+    workers: int,
+    api_key_env: str | None,
+    max_k: int,
+    max_history: int,
+    max_batch: int,
+    max_body_bytes: int,
+    graceful_timeout: float,
+    access_log: bool,
+) -> None:
+    """Serve the runs in RUN_DIRS over HTTP, each under its folder name.
+
+    JSON endpoints under /v1 (the OpenAPI page is /docs), /health, /ready and a try-it
+    page at /. Binds 127.0.0.1 unless --host says otherwise. Stop it with SIGTERM or
+    Ctrl-C: requests in flight finish first.
+    """
+    from genrec.serve import Limits, ServeConfig, require_serve
+    from genrec.serve.config import CONFIG_ENV
+
+    require_serve()
+    import uvicorn
+
+    from genrec.serve.app import create_app
+
+    if api_key_env is not None and not api_key_env.strip():
+        raise ConfigError("--api-key-env: give the name of an environment variable")
+    limits = Limits(max_k, max_history, max_batch, max_body_bytes)
+    config = ServeConfig(tuple(run_dirs), limits, api_key_env)
+    config.api_key()  # an unset variable is an error before anything loads
+    app = create_app(config)  # loads and checks every run (and serves them with one worker)
+    say = err_console()
+    if not _loopback(host):
+        key = "with an API key" if api_key_env else "WITHOUT an API key (--api-key-env)"
+        say.print(
+            f"warning: --host {host} makes the service reachable from other machines, "
+            f"{key} and without TLS; put it behind a reverse proxy that terminates TLS",
+            soft_wrap=True,
+        )
+    common: dict[str, Any] = dict(
+        host=host,
+        port=port,
+        timeout_graceful_shutdown=graceful_timeout,
+        access_log=access_log,
+        log_level="info",
+        lifespan="on",
+    )
+    if workers > 1:
+        os.environ[CONFIG_ENV] = config.to_json()  # read by each worker's factory
+        del app  # each worker loads its own copy
+        uconfig = uvicorn.Config(
+            "genrec.serve.app:app_from_env", factory=True, workers=workers, **common
+        )
+    else:
+        uconfig = uvicorn.Config(app, **common)
+    sock = uconfig.bind_socket()
+    bound = sock.getsockname()[1]
+    names = ", ".join(m.resolve().name for m in config.runs)
+    say.print(
+        f"serving {names} on http://{host}:{bound} (docs at /docs, try-it page at /); "
+        f"{workers} worker{'s' if workers > 1 else ''}",
+        soft_wrap=True,
+    )
+    server = uvicorn.Server(uconfig)
+    with _graceful_signals():
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(uconfig, target=server.run, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    if not server.started and workers == 1:
+        raise ConfigError(f"the service on {host}:{bound} did not start; see the log above")
+
+
+COMMANDS = [serve_cmd]

@@ -1,0 +1,462 @@
+"""The served models and what each endpoint asks of them, without any web framework.
+
+:class:`Catalog` loads every run folder once (``genrec.runs.load_run``: checked, nothing
+unpickled) and answers in plain dicts, the JSON bodies of ``docs/serving.md``; a refused
+request raises :class:`genrec.serve.errors.ServeError`. One user or one history is answered
+by ``Run.recommend``, as ``genrec recommend`` answers, so the service and the command line
+give the same lists; a batch is scored by one ``Recommender.recommend`` call per kind of
+request (known users in one, posted histories in the other).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from genrec import __version__
+from genrec.data import Sequences
+from genrec.errors import GenrecError
+from genrec.metrics import topk_indices
+from genrec.models.base import RatingPredictor
+from genrec.runs import Run, load_run
+from genrec.serve.config import Limits, ServeConfig, model_names
+from genrec.serve.errors import ServeError
+
+__all__ = ["Catalog", "ServedModel"]
+
+RawId = str | int
+
+
+@dataclass
+class ServedModel:
+    """One run folder, loaded, under the name it is served as."""
+
+    name: str
+    run: Run
+    unit_items: np.ndarray | None  # (I, d) item embeddings scaled to unit length, or None
+    titles_lower: list[str] | None  # (I,) item titles in lower case, for the title search
+
+    @classmethod
+    def load(cls, name: str, folder: Path) -> ServedModel:
+        run = load_run(folder)
+        try:
+            emb = np.asarray(run.model.item_embeddings(), dtype=np.float32)  # (I, d)
+        except GenrecError:
+            unit = None
+        else:
+            norms = np.linalg.norm(emb, axis=1, keepdims=True)  # (I, 1)
+            unit = emb / np.maximum(norms, 1e-12)
+        titles = run.data.titles
+        lower = None if titles is None else [str(t).lower() for t in titles]
+        return cls(name, run, unit, lower)
+
+    # ------------------------------------------------------------------ description
+    def info(self) -> dict[str, Any]:
+        run, rec = self.run, self.run.record
+        results = rec.get("results") or {}
+        test = results.get("test") if isinstance(results, dict) else None
+        metrics = test.get("metrics") if isinstance(test, dict) else None
+        model = run.model
+        return {
+            "name": self.name,
+            "model": run.name,
+            "dataset": rec.get("dataset_name") or rec.get("dataset"),
+            "protocol": rec.get("protocol"),
+            "test_metrics": metrics or {},
+            "sizes": {
+                "users": int(run.data.train.shape[0]),
+                "items": int(run.data.train.shape[1]),
+                "train_interactions": int(run.data.train.nnz),
+            },
+            "genrec_version": rec.get("genrec_version"),
+            "trained": rec.get("finished"),
+            "capabilities": {
+                "fold_in": bool(model.folds_in()),
+                "sequential": bool(model.capabilities.sequential),
+                "similar_items": self.unit_items is not None,
+                "predict": _rates(run),
+                "titles": run.data.titles is not None,
+            },
+            "example_users": [_raw(run.users.raw[u]) for u in range(min(10, len(run.users)))],
+        }
+
+
+class Catalog:
+    """The models a service answers for, by name, and the requests it answers."""
+
+    def __init__(self, models: dict[str, ServedModel], limits: Limits):
+        self.models = models
+        self.limits = limits
+        self.version = __version__
+
+    @classmethod
+    def load(cls, config: ServeConfig) -> Catalog:
+        """Every run folder of ``config`` loaded (a GenrecError names a folder that is not
+        a finished run)."""
+        names = model_names(config.runs)
+        models = {n: ServedModel.load(n, p) for n, p in zip(names, config.runs)}
+        return cls(models, config.limits)
+
+    # ------------------------------------------------------------------ lookups
+    def get(self, name: str) -> ServedModel:
+        m = self.models.get(name)
+        if m is None:
+            raise ServeError(
+                404,
+                "unknown_model",
+                f"no model named {name!r} is served; the served models are "
+                f"{', '.join(sorted(self.models))} (GET /v1/models)",
+            )
+        return m
+
+    def check_k(self, k: int) -> None:
+        if k > self.limits.max_k:
+            raise ServeError(
+                413,
+                "limit_exceeded",
+                f"k={k} is above this service's limit of {self.limits.max_k} items per list; "
+                f"ask for fewer (the limit is set by genrec serve --max-k)",
+            )
+
+    # ------------------------------------------------------------------ recommendations
+    def for_user(self, name: str, user: RawId, k: int, include_seen: bool) -> dict[str, Any]:
+        """Top-k for a known user, by raw id, from the user's whole history."""
+        m = self.get(name)
+        self.check_k(k)
+        _known_user(m, user)
+        _can_rank(m)
+        recs = m.run.recommend(user=user, k=k, include_seen=include_seen)
+        return _answer(m, recs.user, None, recs.items, [], recs.notes)
+
+    def for_items(
+        self, name: str, items: Sequence[RawId], k: int, include_seen: bool
+    ) -> dict[str, Any]:
+        """Top-k for a new user folded in from raw item ids (unknown ids listed, skipped)."""
+        m = self.get(name)
+        self.check_k(k)
+        self._check_history(items, "items")
+        _can_fold_in(m)
+        _, unknown = _split_known(m, items, "items")
+        recs = m.run.recommend(items=[str(x) for x in items], k=k, include_seen=include_seen)
+        return _answer(m, None, recs.history, recs.items, unknown, recs.notes)
+
+    def batch(
+        self, name: str, requests: Sequence[dict[str, Any]], k: int, include_seen: bool
+    ) -> dict[str, Any]:
+        """One answer per request (``{"user": id}`` or ``{"items": [...]}``), in order; the
+        known users scored by one model call, the posted histories by another."""
+        m = self.get(name)
+        self.check_k(k)
+        if len(requests) > self.limits.max_batch:
+            raise ServeError(
+                413,
+                "limit_exceeded",
+                f"requests holds {len(requests)} entries, above this service's limit of "
+                f"{self.limits.max_batch} per batch; split it (genrec serve --max-batch)",
+            )
+        users: list[tuple[int, int]] = []  # (position in the batch, user row)
+        histories: list[tuple[int, list[int], list[RawId]]] = []  # (position, rows, unknown)
+        for j, r in enumerate(requests):
+            where = f"requests[{j}]"
+            if r.get("user") is not None:
+                users.append((j, _known_user(m, r["user"], where)))
+            else:
+                items = r["items"]
+                self._check_history(items, f"{where}.items")
+                raw, unknown = _split_known(m, items, f"{where}.items")
+                histories.append((j, [m.run.items.index(x) for x in raw], unknown))
+        if users:
+            _can_rank(m)
+        if histories:
+            _can_fold_in(m)
+        out: list[dict[str, Any] | None] = [None] * len(requests)
+        if users:
+            for (j, _), answer in zip(users, _score_users(m, [u for _, u in users], k, include_seen)):
+                out[j] = answer
+        if histories:
+            lists = [rows for _, rows, _ in histories]
+            answers = _score_histories(m, lists, k, include_seen)
+            for (j, _, unknown), answer in zip(histories, answers):
+                answer["unknown_items"] = [str(x) for x in unknown]
+                answer["notes"] = [_left_out(x) for x in unknown] + answer["notes"]
+                out[j] = answer
+        return {"model": m.name, "results": out}
+
+    def _check_history(self, items: Sequence[RawId], where: str) -> None:
+        if len(items) > self.limits.max_history:
+            raise ServeError(
+                413,
+                "limit_exceeded",
+                f"{where} holds {len(items)} item ids, above this service's limit of "
+                f"{self.limits.max_history} per history; send the most recent ones "
+                f"(genrec serve --max-history)",
+            )
+
+    # ------------------------------------------------------------------ items
+    def similar(self, name: str, item: RawId, k: int) -> dict[str, Any]:
+        """The k items nearest ``item`` by the cosine of the model's item embeddings."""
+        m = self.get(name)
+        self.check_k(k)
+        if m.unit_items is None:
+            raise ServeError(
+                409,
+                "no_item_embeddings",
+                f"model {m.name} ({m.run.name}) has no item embeddings, so it cannot find "
+                f"similar items; ask a model with item factors or an item table (bpr-mf, "
+                f"mult-vae, sasrec, ...)",
+            )
+        i = m.run.items.get(item)
+        if i is None:
+            raise ServeError(
+                404,
+                "unknown_item",
+                f"unknown item {str(item)!r} in model {m.name}: it does not occur in the "
+                f"training data",
+            )
+        E = torch.from_numpy(m.unit_items)  # (I, d)
+        sims = (E @ E[i]).unsqueeze(0)  # (1, I) cosines
+        sims[0, i] = float("-inf")  # not the item itself
+        top = topk_indices(sims, k)[0]  # (min(k, I),)
+        rows = []
+        for rank, j in enumerate(top.tolist(), 1):
+            if j < 0:
+                break
+            rows.append(_row(m, rank, j, float(sims[0, j])))
+        answer: dict[str, Any] = {"model": m.name, "item": _raw(m.run.items.raw[i])}
+        if m.run.data.titles is not None:
+            answer["title"] = str(m.run.data.titles[i])
+        answer["similar"] = rows
+        return answer
+
+    def search_items(self, name: str, q: str, limit: int) -> dict[str, Any]:
+        """Items whose raw id equals ``q`` or whose title contains it (case ignored), for
+        the try-it page."""
+        m = self.get(name)
+        q = q.strip()
+        hits: list[int] = []
+        exact = m.run.items.get(q) if q else None
+        if exact is not None:
+            hits.append(exact)
+        if q and m.titles_lower is not None:
+            needle = q.lower()
+            for i, t in enumerate(m.titles_lower):
+                if len(hits) >= limit:
+                    break
+                if needle in t and i != exact:
+                    hits.append(i)
+        titles = m.run.data.titles
+        found = []
+        for i in hits[:limit]:
+            row: dict[str, Any] = {"item": _raw(m.run.items.raw[i])}
+            if titles is not None:
+                row["title"] = str(titles[i])
+            found.append(row)
+        return {"model": m.name, "query": q, "items": found}
+
+    def predict(self, name: str, user: RawId, item: RawId) -> dict[str, Any]:
+        """The predicted rating of (user, item) by raw ids, as ``genrec predict`` gives it."""
+        m = self.get(name)
+        if not _rates(m.run):
+            raise ServeError(
+                409,
+                "not_a_rating_model",
+                f"model {m.name} ({m.run.name}) does not predict ratings; serve a rating "
+                f"model (biased-mf, fm, autorec trained on the rating protocol) or ask for "
+                f"recommendations",
+            )
+        rating, notes = m.run.predict(user, item)
+        if not math.isfinite(rating):
+            raise ServeError(
+                409, "invalid_prediction", f"model {m.name} predicted a non-finite rating"
+            )
+        return {"model": m.name, "user": user, "item": item, "rating": rating, "notes": notes}
+
+
+# ---------------------------------------------------------------------- helpers
+def _raw(x: Any) -> RawId:
+    """A raw id as JSON gives it: an int for integer ids, else a str."""
+    v = x.item() if hasattr(x, "item") else x
+    return v if isinstance(v, int) else str(v)
+
+
+def _rates(run: Run) -> bool:
+    return isinstance(run.model, RatingPredictor) and run.model.selects_on() == "rating"
+
+
+def _left_out(item: RawId) -> str:
+    return f"item {item} is not in the training data: left out"  # as Run.recommend says
+
+
+def _known_user(m: ServedModel, user: RawId, where: str = "user") -> int:
+    u = m.run.users.get(user)
+    if u is None:
+        fold = (
+            f"to recommend for a new user, POST their item ids to "
+            f'/v1/models/{m.name}/recommendations as {{"items": ["id", ...]}}'
+            if m.run.model.folds_in()
+            else f"model {m.run.name} cannot fold in a new user, so serve a fold-in model "
+            f"(ease, mult-vae, ...) for new users"
+        )
+        at = "" if where == "user" else f"{where}: "
+        raise ServeError(
+            404,
+            "unknown_user",
+            f"{at}unknown user {str(user)!r} in model {m.name}: it does not occur in the "
+            f"training data; {fold}",
+        )
+    return u
+
+
+def _can_rank(m: ServedModel) -> None:
+    if m.run.model.capabilities.sequential and m.run.data.sequences is None:
+        raise ServeError(
+            409,
+            "no_histories",
+            f"model {m.name}: the run folder keeps no ordered histories beside the "
+            f"sequential model {m.run.name}; train it again, or POST the items in order",
+        )
+
+
+def _can_fold_in(m: ServedModel) -> None:
+    if not m.run.model.folds_in():
+        raise ServeError(
+            409,
+            "cannot_fold_in",
+            f"model {m.name} ({m.run.name}) cannot fold in a new history; recommend for a "
+            f"known user with GET /v1/models/{m.name}/users/{{user_id}}/recommendations",
+        )
+
+
+def _split_known(
+    m: ServedModel, items: Sequence[RawId], where: str
+) -> tuple[list[str], list[RawId]]:
+    """The ids of a posted history as ``Run.recommend`` reads them (stripped, first
+    occurrence kept, in order) and those of them unknown to the model; a 422 when none is
+    known."""
+    raw = list(dict.fromkeys(str(x).strip() for x in items if str(x).strip()))
+    known = [r for r in raw if m.run.items.get(r) is not None]
+    unknown: list[RawId] = [r for r in raw if m.run.items.get(r) is None]
+    if not known:
+        shown = ", ".join(raw[:10]) + (", ..." if len(raw) > 10 else "")
+        raise ServeError(
+            422,
+            "no_known_items",
+            f"{where}: none of the items ({shown}) occurs in the training data of model "
+            f"{m.name}; give known raw item ids (GET /v1/models/{m.name}/items?q=... finds "
+            f"them by title)",
+        )
+    return known, unknown
+
+
+def _row(m: ServedModel, rank: int, i: int, score: float) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "rank": rank,
+        "item": _raw(m.run.items.raw[i]),
+        "score": score if math.isfinite(score) else None,
+    }
+    if m.run.data.titles is not None:
+        row["title"] = str(m.run.data.titles[i])
+    return row
+
+
+def _answer(
+    m: ServedModel,
+    user: Any,
+    history: list[Any] | None,
+    rows: list[dict[str, Any]],
+    unknown: Sequence[RawId],
+    notes: list[str],
+) -> dict[str, Any]:
+    for r in rows:
+        if not math.isfinite(r["score"]):
+            r["score"] = None  # JSON has no infinity
+    return {
+        "model": m.name,
+        "user": None if user is None else _raw(user),
+        "items": None if history is None else [_raw(x) for x in history],
+        "recommendations": rows,
+        "unknown_items": [str(x) for x in unknown],
+        "notes": notes,
+    }
+
+
+def _lists(m: ServedModel, top: np.ndarray, scores: np.ndarray) -> list[list[dict[str, Any]]]:
+    """Rows of ``Run.recommend``'s shape from (B, k) item indices and scores."""
+    out = []
+    for t, s in zip(top, scores):
+        rows = []
+        for rank, (i, v) in enumerate(zip(t.tolist(), s.tolist()), 1):
+            if i < 0:
+                break
+            rows.append(_row(m, rank, i, v))
+        out.append(rows)
+    return out
+
+
+def _short(n: int, k: int, include_seen: bool) -> list[str]:
+    if n >= k:
+        return []
+    return [  # as Run.recommend says it
+        f"only {n} items can be recommended "
+        f"({'all items' if include_seen else 'the unseen items'}), fewer than k {k}"
+    ]
+
+
+def _score_users(
+    m: ServedModel, rows: list[int], k: int, include_seen: bool
+) -> list[dict[str, Any]]:
+    """Known users (training rows) in one model call, as ``Run.recommend(user=...)``
+    scores each: from the whole history, every item the user has left out."""
+    run = m.run
+    idx = np.asarray(rows, dtype=np.int64)  # (B,)
+    X: sp.csr_matrix | Sequences = run.data.history[idx]  # (B, I)
+    if run.model.capabilities.sequential:
+        assert run.data.sequences is not None  # _can_rank
+        X = run.data.sequences.take(idx)
+    kk = min(k, run.data.train.shape[1])
+    top, scores = run.model.recommend(
+        idx, X, k=kk, exclude_seen=not include_seen, exclude=run.data.known[idx]
+    )
+    empty = np.diff(run.data.history[idx].indptr) == 0  # (B,)
+    answers = []
+    for b, lst in enumerate(_lists(m, top, scores)):
+        u = int(idx[b])
+        user = _raw(run.users.raw[u])
+        notes = []
+        if empty[b]:
+            notes.append(
+                f"{run._why_empty(user, u)}, so this is the model's answer to an empty history"
+            )
+        notes += _short(len(lst), k, include_seen)
+        answers.append(_answer(m, user, None, lst, [], notes))
+    return answers
+
+
+def _score_histories(
+    m: ServedModel, lists: list[list[int]], k: int, include_seen: bool
+) -> list[dict[str, Any]]:
+    """Posted histories (item rows, in order) in one model call, folded in as
+    ``Run.recommend(items=...)`` folds in each."""
+    run = m.run
+    n_items = run.data.train.shape[1]
+    lengths = [len(x) for x in lists]
+    cols = np.fromiter((i for x in lists for i in x), dtype=np.int64, count=sum(lengths))
+    rows = np.repeat(np.arange(len(lists)), lengths)
+    X: sp.csr_matrix | Sequences = sp.csr_matrix(
+        (np.ones(len(cols), np.float32), (rows, cols)), shape=(len(lists), n_items)
+    )
+    if run.model.capabilities.sequential:  # the order given is the history's order
+        X = Sequences.from_lists(lists, n_items)
+    top, scores = run.model.recommend(None, X, k=min(k, n_items), exclude_seen=not include_seen)
+    answers = []
+    for x, lst in zip(lists, _lists(m, top, scores)):
+        history = [_raw(run.items.raw[i]) for i in x]
+        answers.append(_answer(m, None, history, lst, [], _short(len(lst), k, include_seen)))
+    return answers
