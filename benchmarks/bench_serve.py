@@ -312,7 +312,7 @@ def verdict(ok: bool) -> str:
 
 
 def report(args, models, floors, cells, checks, rss, minutes) -> str:
-    lines = [header("Serving: genrec serve under load, ML-1M clean (loopback)")]
+    lines = [args.header]
     lines.append(
         f"`genrec serve` (one uvicorn worker, no access log) answered an httpx async client on "
         f"127.0.0.1: per cell {args.requests} user requests or {args.batch_requests} batch "
@@ -370,10 +370,17 @@ def report(args, models, floors, cells, checks, rss, minutes) -> str:
     before, after = samples[0], samples[-1]
     change = (after - before) / before
     rss_errors = sum(c.errors for c in rss_cells)
+    kinds: dict[str, int] = {}
+    for c in rss_cells:
+        for k, v in c.statuses.items():
+            kinds[k] = kinds.get(k, 0) + v
+    rss_what = f"{rss_errors} errors" + (
+        f": {', '.join(f'{k} {v}' for k, v in kinds.items())}" if kinds else ""
+    )
     lines.append(
         f"\nResident memory of the server: {floors['rss_ready']:.0f} MiB at ready; "
         f"{before:.0f} MiB before and {after:.0f} MiB after {sum(c.done for c in rss_cells)} more "
-        f"user requests at concurrency 8 (both models in turn; {rss_errors} errors), "
+        f"user requests at concurrency 8 (both models in turn; {rss_what}), "
         f"{change:+.1%}; every tenth: {', '.join(f'{s:.0f}' for s in samples)} MiB.\n\n"
     )
     lines.append("| target | model | measured | needed | |\n|---|---|---|---|---|\n")
@@ -468,6 +475,7 @@ def main() -> None:
     from genrec.runs import load_run
 
     torch.set_num_threads(threads)
+    args.header = header("Serving: genrec serve under load, ML-1M clean (loopback)")  # now
     cache = Path(args.cache)
     models = {}
     for name in MODELS:
@@ -544,11 +552,12 @@ def main() -> None:
             print(f"RSS {rss[0][0]:.0f} -> {rss[0][-1]:.0f} MiB", flush=True)
         finally:
             code = server.stop()
+            log = server.log.read_text(errors="replace")
             if code not in (0, -signal.SIGTERM):
-                print(
-                    f"genrec serve stopped with {code}:\n"
-                    + server.log.read_text(errors="replace")[-2000:]
-                )
+                print(f"genrec serve stopped with {code}:\n" + log[-2000:])
+            else:  # what the server said about any failed request
+                said = [x for x in log.splitlines() if "WARNING" in x or "ERROR" in x]
+                print("\n".join(["server log warnings and errors:", *said[-20:]] if said else []))
     text = report(args, models, floors, cells, checks, rss, (time.perf_counter() - t_start) / 60)
     if out.endswith(".md") or "/" in out:
         from genrec.io import atomic_write_text
