@@ -24,7 +24,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = Path(genrec.__file__).resolve().parents[1]  # the genrec under test (src/ or site-packages)
-OPTIONAL = sorted(EXTRAS)  # top-level modules: matplotlib, openTSNE, pyarrow, sklearn, umap
+OPTIONAL = sorted(EXTRAS)  # top-level modules: matplotlib, openTSNE, pyarrow, sklearn, umap, ...
 
 
 def _pyproject() -> dict:
@@ -99,8 +99,8 @@ def test_core_dependencies_leave_the_optional_packages_to_the_extras():
     for dist, extra in EXTRAS.values():
         assert dist.lower() in extras[extra], (dist, extra)
         assert dist.lower() not in core
-    # dev pulls both extras, so the suite can run everything
-    assert "genrec[analysis,parquet]" in project["optional-dependencies"]["dev"]
+    # dev pulls every extra, so the suite can run everything
+    assert "genrec[analysis,parquet,serve]" in project["optional-dependencies"]["dev"]
 
 
 def test_require_returns_the_module():
@@ -250,7 +250,7 @@ def test_core_works_without_any_optional_package(tmp_path):
         sys.meta_path.insert(0, Blocker())
         import genrec, genrec.models, genrec.data, genrec.analysis, genrec.foundations
         import genrec.foundations.plots, genrec.evaluate, genrec.protocols, genrec.train
-        import genrec.cli
+        import genrec.cli, genrec.serve, genrec.serve.service
         from genrec.data import load_dataset
         from genrec.errors import MissingExtraError
         from genrec.evaluate import evaluate_ranking

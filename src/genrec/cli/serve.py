@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -115,7 +116,7 @@ def serve_cmd(
     if api_key_env is not None and not api_key_env.strip():
         raise ConfigError("--api-key-env: give the name of an environment variable")
     limits = Limits(max_k, max_history, max_batch, max_body_bytes)
-    config = ServeConfig(tuple(run_dirs), limits, api_key_env)
+    config = ServeConfig(tuple(Path(d) for d in run_dirs), limits, api_key_env)
     config.api_key()  # an unset variable is an error before anything loads
     app = create_app(config)  # loads and checks every run (and serves them with one worker)
     say = err_console()
@@ -142,20 +143,32 @@ def serve_cmd(
         )
     else:
         uconfig = uvicorn.Config(app, **common)
-    sock = uconfig.bind_socket()
+    try:
+        sock = uconfig.bind_socket()
+    except SystemExit:  # uvicorn logged why (address in use, no permission)
+        raise ConfigError(
+            f"--host {host} --port {port}: cannot listen there (see the line above); choose "
+            f"another port, or --port 0 for any free one"
+        ) from None
     bound = sock.getsockname()[1]
     names = ", ".join(m.resolve().name for m in config.runs)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     say.print(
-        f"serving {names} on http://{host}:{bound} (docs at /docs, try-it page at /); "
+        f"serving {names} on http://{shown}:{bound} (docs at /docs, try-it page at /); "
         f"{workers} worker{'s' if workers > 1 else ''}",
         soft_wrap=True,
     )
     server = uvicorn.Server(uconfig)
     with _graceful_signals():
         if workers > 1:
+            import inspect
+
             from uvicorn.supervisors import Multiprocess
 
-            Multiprocess(uconfig, target=server.run, sockets=[sock]).run()
+            # uvicorn before 0.30 takes the target; later ones build it from the config
+            takes = "target" in inspect.signature(Multiprocess).parameters
+            extra = {"target": server.run} if takes else {}
+            Multiprocess(uconfig, sockets=[sock], **extra).run()
         else:
             server.run(sockets=[sock])
     if not server.started and workers == 1:

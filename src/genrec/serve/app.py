@@ -41,6 +41,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "Malformed body or parameters"),
     )
 }
+_UNION_BRANCHES = ("str", "int", "constrained-str")  # pydantic's names in an id's error place
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 
@@ -66,7 +67,10 @@ def create_app(config: ServeConfig | None = None, *, catalog: Catalog | None = N
     app.add_middleware(_Guard, key=key, max_body=catalog.limits.max_body_bytes)
     app.include_router(_meta_routes(catalog))
     auth = (
-        [Security(APIKeyHeader(name="X-API-Key", auto_error=False)), Security(HTTPBearer(auto_error=False))]
+        [
+            Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
+            Security(HTTPBearer(auto_error=False)),
+        ]
         if key is not None
         else []
     )
@@ -119,15 +123,15 @@ def _install_errors(app: FastAPI) -> None:
 
 
 def _validation_message(errors: Any) -> str:
-    """One line from pydantic's errors: where (``body.requests[2].items``) and what."""
-    parts = []
-    for e in list(errors)[:3]:
-        loc = [str(x) for x in e.get("loc", ())]
+    """One line from pydantic's errors: where (``body.requests[2].items``) and what; the
+    branches of a string-or-integer id that failed together read as one."""
+    by_place: dict[str, list[str]] = {}
+    for e in errors:
         where = ""
-        for x in loc:
+        for x in (str(x) for x in e.get("loc", ())):
             if x.isdigit():
                 where += f"[{x}]"
-            elif x in ("str", "int", "constrained-str") or x.startswith("function-"):
+            elif x in _UNION_BRANCHES or x.startswith("function-"):
                 continue  # the branch of a str | int union pydantic tried
             else:
                 where += f".{x}" if where else x
@@ -136,9 +140,14 @@ def _validation_message(errors: Any) -> str:
             msg = "the body is not valid JSON"
         elif e.get("type") == "extra_forbidden":
             msg = "unknown field (see /docs for the fields)"
-        parts.append(f"{where or 'request'}: {msg}")
-    more = len(list(errors)) - len(parts)
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+        elif str((e.get("loc") or ("",))[-1]) in _UNION_BRANCHES:
+            msg = "should be a string or an integer id"
+        said = by_place.setdefault(where or "request", [])
+        if msg not in said:
+            said.append(msg)
+    parts = [f"{where}: {' or '.join(msgs)}" for where, msgs in by_place.items()]
+    more = len(parts) - 3
+    return "; ".join(parts[:3]) + (f" (and {more} more)" if more > 0 else "")
 
 
 # ---------------------------------------------------------------------- guard
@@ -215,7 +224,7 @@ class _Guard:
             413,
             "limit_exceeded",
             f"the request body holds {size} than this service's limit of {self.max_body} "
-            f"bytes; send less (genrec serve --max-body-bytes)",
+            f"bytes (max_body_bytes); send less",
         )
 
 
@@ -250,7 +259,7 @@ def _meta_routes(catalog: Catalog) -> APIRouter:
 
 
 Name = Path(description="A served model's name (its run folder's name).")
-KQuery = Query(10, ge=1, description="How many items (at most the --max-k limit).")
+KQuery = Query(10, ge=1, description="How many items (at most the max_k limit).")
 
 
 def _v1_routes(c: Catalog) -> APIRouter:
@@ -266,7 +275,9 @@ def _v1_routes(c: Catalog) -> APIRouter:
         """One served model."""
         return JSONResponse(c.get(name).info())
 
-    @r.get("/models/{name}/users/{user_id}/recommendations", response_model=s.RecommendationsResponse)
+    @r.get(
+        "/models/{name}/users/{user_id}/recommendations", response_model=s.RecommendationsResponse
+    )
     def for_user(
         name: str = Name,
         user_id: str = Path(max_length=256, description="A raw user id from the data."),

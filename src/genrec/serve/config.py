@@ -68,9 +68,8 @@ class ServeConfig:
         key = os.environ.get(self.api_key_env, "")
         if not key.strip():
             raise ConfigError(
-                f"--api-key-env {self.api_key_env}: the environment variable "
-                f"{self.api_key_env} is unset or empty; export the key in it, or serve "
-                f"without --api-key-env"
+                f"api_key_env: the environment variable {self.api_key_env} is unset or "
+                f"empty; export the key in it, or serve without an API key"
             )
         return key.strip()
 

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 __all__ = [
     "HistoryRequest",
@@ -31,7 +38,7 @@ __all__ = [
 
 IdStr = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
 RawId = IdStr | StrictInt  # a raw user or item id
-K = Annotated[StrictInt, Field(ge=1, description="How many items (at most the --max-k limit).")]
+K = Annotated[StrictInt, Field(ge=1, description="How many items (at most the max_k limit).")]
 
 
 class _Strict(BaseModel):

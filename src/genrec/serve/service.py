@@ -121,8 +121,8 @@ class Catalog:
             raise ServeError(
                 413,
                 "limit_exceeded",
-                f"k={k} is above this service's limit of {self.limits.max_k} items per list; "
-                f"ask for fewer (the limit is set by genrec serve --max-k)",
+                f"k={k} is above this service's limit of {self.limits.max_k} items per list "
+                f"(max_k); ask for fewer",
             )
 
     # ------------------------------------------------------------------ recommendations
@@ -159,7 +159,7 @@ class Catalog:
                 413,
                 "limit_exceeded",
                 f"requests holds {len(requests)} entries, above this service's limit of "
-                f"{self.limits.max_batch} per batch; split it (genrec serve --max-batch)",
+                f"{self.limits.max_batch} per batch (max_batch); split it",
             )
         users: list[tuple[int, int]] = []  # (position in the batch, user row)
         histories: list[tuple[int, list[int], list[RawId]]] = []  # (position, rows, unknown)
@@ -178,7 +178,9 @@ class Catalog:
             _can_fold_in(m)
         out: list[dict[str, Any] | None] = [None] * len(requests)
         if users:
-            for (j, _), answer in zip(users, _score_users(m, [u for _, u in users], k, include_seen)):
+            for (j, _), answer in zip(
+                users, _score_users(m, [u for _, u in users], k, include_seen)
+            ):
                 out[j] = answer
         if histories:
             lists = [rows for _, rows, _ in histories]
@@ -195,8 +197,8 @@ class Catalog:
                 413,
                 "limit_exceeded",
                 f"{where} holds {len(items)} item ids, above this service's limit of "
-                f"{self.limits.max_history} per history; send the most recent ones "
-                f"(genrec serve --max-history)",
+                f"{self.limits.max_history} per history (max_history); send the most recent "
+                f"ones",
             )
 
     # ------------------------------------------------------------------ items
@@ -276,7 +278,14 @@ class Catalog:
             raise ServeError(
                 409, "invalid_prediction", f"model {m.name} predicted a non-finite rating"
             )
-        return {"model": m.name, "user": user, "item": item, "rating": rating, "notes": notes}
+        u, i = m.run.users.get(user), m.run.items.get(item)
+        return {  # ids typed as in the data when known, else as given
+            "model": m.name,
+            "user": user if u is None else _raw(m.run.users.raw[u]),
+            "item": item if i is None else _raw(m.run.items.raw[i]),
+            "rating": rating,
+            "notes": notes,
+        }
 
 
 # ---------------------------------------------------------------------- helpers
