@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import click
 from rich.table import Table
 
-from genrec.cli.render import console, metrics_table, note, run_hooks, write_output
+from genrec._optional import require
+from genrec.cli.render import (
+    console,
+    err_console,
+    metrics_table,
+    note,
+    progress,
+    run_hooks,
+    write_output,
+)
 from genrec.errors import ConfigError
 from genrec.io import check_writable
-from genrec.runs import Run, RunNotFinishedError, evaluate_run, load_run
+from genrec.runs import (
+    RecommendationRows,
+    Run,
+    RunNotFinishedError,
+    evaluate_run,
+    load_run,
+    write_recommendations,
+)
+from genrec.runs.export import EXPORT_FORMATS, export_format
+
+log = logging.getLogger("genrec.cli")
 
 
 def _load(model_dir: str) -> Run:
@@ -78,12 +100,44 @@ def evaluate_cmd(model_dir: str, output: str | None) -> None:
     is_flag=True,
     help="An unknown id in --items is an error (default: left out with a note).",
 )
-@click.option("--output", type=click.Path(dir_okay=False), help="Write the list as JSON.")
-def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, strict, output) -> None:
-    """Top-k items for a known user (--user) or a new history (--items)."""
+@click.option(
+    "--all-users",
+    is_flag=True,
+    help="Every user of the run, scored in batches, written to --output as CSV or Parquet "
+    "(columns user, rank, item, score, and title when the run knows titles).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    default=None,
+    help="The --all-users file format (default: from the --output suffix, .csv or .parquet).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Users scored together with --all-users (default 1024, fewer for a large catalogue).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write the list as JSON (with --all-users: the CSV or Parquet file).",
+)
+def recommend_cmd(
+    model_dir, user_id, items_csv, k, include_seen, strict, all_users, fmt, batch_size, output
+) -> None:
+    """Top-k items for a known user (--user), a new history (--items) or every user
+    (--all-users --output recs.parquet)."""
     check_writable(output, "--output")
+    if all_users:
+        _recommend_all(model_dir, user_id, items_csv, k, include_seen, fmt, batch_size, output)
+        return
+    if fmt is not None or batch_size is not None:
+        flag = "--format" if fmt is not None else "--batch-size"
+        raise ConfigError(f"{flag} goes with --all-users; one user's list is written as JSON")
     if (user_id is None) == (items_csv is None):
-        raise click.UsageError("give exactly one of --user ID or --items ID,ID,...")
+        raise click.UsageError("give exactly one of --user ID, --items ID,ID,... or --all-users")
     run = _load(model_dir)
     if items_csv is not None:
         raw = [x.strip() for x in items_csv.split(",") if x.strip()]
@@ -122,6 +176,44 @@ def recommend_cmd(model_dir, user_id, items_csv, k, include_seen, strict, output
             "notes": recs.notes,
         },
     )
+
+
+def _recommend_all(model_dir, user_id, items_csv, k, include_seen, fmt, batch_size, output):
+    """``--all-users``: every user's top k, streamed batch by batch into ``output``."""
+    if user_id is not None or items_csv is not None:
+        which = "--user" if user_id is not None else "--items"
+        raise ConfigError(f"--all-users scores every user; leave out {which}")
+    if not output:
+        raise ConfigError(
+            "--all-users needs --output FILE (.csv or .parquet) for the lists of every user"
+        )
+    kind = export_format(output, fmt)
+    if kind == "parquet":  # before loading and scoring: the missing extra at once
+        require("pyarrow", "parquet", f"--output {output}: writing Parquet")
+    run = _load(model_dir)
+    n_users = run.data.train.shape[0]
+    tty = sys.stderr.isatty()
+    done = [0]
+    with progress() as bar:
+        task = bar.add_task(f"{run.name}: top {k}", total=n_users)
+        step = max(1, n_users // 10)
+        if not tty:
+            log.info("recommending for %d users of %s into %s", n_users, run.name, output)
+
+        def on_batch(rows: RecommendationRows) -> None:
+            before = done[0]
+            done[0] += rows.n_users
+            bar.update(task, advance=rows.n_users)
+            if not tty and (done[0] // step > before // step or done[0] == n_users):
+                log.info("%d of %d users written", done[0], n_users)
+
+        n_rows = write_recommendations(
+            output,
+            run.recommend_all(k=k, batch_size=batch_size, include_seen=include_seen),
+            format=kind,
+            on_batch=on_batch,
+        )
+    err_console().print(f"wrote {output}: {n_rows} rows for {n_users} users ({kind})")
 
 
 @click.command("predict")

@@ -10,6 +10,7 @@ The run-folder format is described in ``docs/run-format.md`` and read and writte
 :mod:`genrec.runs.folder` alone.
 """
 
+from genrec.runs.export import RecommendationRows, write_recommendations
 from genrec.runs.fitting import fit_model
 from genrec.runs.folder import RunFolderError, RunLockedError, UnfinishedRunError
 from genrec.runs.load import Recommendations, Run, RunNotFinishedError, load_run
@@ -31,6 +32,8 @@ __all__ = [
     "RunResult",
     "Run",
     "Recommendations",
+    "RecommendationRows",
+    "write_recommendations",
     "train_run",
     "resume_run",
     "evaluate_run",

@@ -4,11 +4,12 @@
 >>> run.recommend(user=196, k=5).items                         # doctest: +SKIP
 >>> run.recommend(items=["1", "50", "172"], k=5).items         # doctest: +SKIP
 >>> run.user_embeddings(users=[196, 186]).shape                # doctest: +SKIP
+>>> write_recommendations("recs.parquet", run.recommend_all(k=100))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from genrec.data import IdMap, Sequences
 from genrec.errors import ConfigError, DataError
 from genrec.models.base import RatingPredictor, Recommender
 from genrec.runs import folder as rf
+from genrec.runs.export import RecommendationRows, recommend_all
 
 __all__ = ["Run", "Recommendations", "load_run", "RunNotFinishedError"]
 
@@ -179,6 +181,16 @@ class Run:
             )
         who = None if user is None else self.users.raw[self.users.index(user, "user")].item()
         return Recommendations(rows, who, raw_items, notes)
+
+    def recommend_all(
+        self, k: int = 10, batch_size: int | None = None, include_seen: bool = False
+    ) -> Iterator[RecommendationRows]:
+        """Top-k items for every user, in row order, as batches of rows (user, rank, item,
+        score[, title]) scored ``batch_size`` users at a time through the model's batched
+        ``recommend``: each user's list is :meth:`recommend` ``(user=..., k=k,
+        include_seen=include_seen)``'s. Write them with
+        :func:`genrec.runs.write_recommendations`."""
+        return recommend_all(self, k, batch_size, include_seen)
 
     def _why_empty(self, user: Any, u: int) -> str:
         """Why the known user ``user`` (row ``u``) has an empty history: none in the data,
