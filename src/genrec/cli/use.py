@@ -213,7 +213,9 @@ def _recommend_all(model_dir, user_id, items_csv, k, include_seen, fmt, batch_si
             format=kind,
             on_batch=on_batch,
         )
-    err_console().print(f"wrote {output}: {n_rows} rows for {n_users} users ({kind})")
+    err_console().print(
+        f"wrote {output}: {n_rows} rows for {n_users} users ({kind})", soft_wrap=True
+    )
 
 
 @click.command("predict")
