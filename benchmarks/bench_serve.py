@@ -6,9 +6,12 @@ lambda grid selected on validation Recall@20, and ``configs/ml-1m/mult-vae.toml`
 settings, so a changed config trains again). ``genrec serve`` then runs as a subprocess on a
 free 127.0.0.1 port (one worker, ``--no-access-log``), and the script waits for ``/ready``.
 
-The load is an httpx ``AsyncClient`` with a semaphore as the concurrency cap, a fixed number
-of requests per cell and a time limit per cell (a cell that reaches it stops issuing requests
-and says so). Each cell first sends a few untimed warm-up requests. Cells: the user endpoint
+The load is a small asyncio HTTP/1.1 client (``LoadClient``: keep-alive connections, at most
+the cell's concurrency of them, each request's status line and body read whole) with a
+semaphore as the concurrency cap, a fixed number of requests per cell and a time limit per
+cell (a cell that reaches it stops issuing requests and says so). It spends a few tens of
+microseconds per request, where httpx spends milliseconds: a load generator slower than the
+service would measure itself. httpx checks the lists (below) and waits for ``/ready``. Each cell first sends a few untimed warm-up requests. Cells: the user endpoint
 (``GET /v1/models/{name}/users/{id}/recommendations?k=10``) and the batch endpoint (``POST
 /v1/models/{name}/recommendations/batch`` with ``{"requests": [{"user": id}, ...], "k": 10}``,
 ``--batch-users`` users per request) at concurrency 1, 8 and 32, over a fixed random sample
@@ -200,11 +203,85 @@ class Cell:
         return self.done / self.wall if self.wall else 0.0
 
 
+class LoadError(Exception):
+    """A transport failure or a malformed answer (counted as an error)."""
+
+
+@dataclass
+class Answer:
+    status_code: int
+    body: bytes
+
+
+class LoadClient:
+    """A minimal HTTP/1.1 client for the load: keep-alive connections to ``url`` (at most
+    ``connections``, opened on demand), ``GET`` and ``POST``, answers read whole (a
+    ``Content-Length`` body or a chunked one)."""
+
+    def __init__(self, url: str, connections: int, timeout: float = 60.0):
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.host, self.port, self.timeout = host, int(port), timeout
+        self.slots = asyncio.Semaphore(connections)
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def __aenter__(self) -> LoadClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for _, w in self.idle:
+            w.close()
+        self.idle.clear()
+
+    async def get(self, path: str) -> Answer:
+        return await self.request(b"GET", path, b"")
+
+    async def post(self, path: str, content: bytes, headers: dict | None = None) -> Answer:
+        return await self.request(b"POST", path, content)
+
+    async def request(self, method: bytes, path: str, body: bytes) -> Answer:
+        head = method + b" " + path.encode() + b" HTTP/1.1\r\nHost: " + self.host.encode()
+        if body:
+            head += b"\r\nContent-Type: application/json\r\nContent-Length: "
+            head += str(len(body)).encode()
+        async with self.slots:
+            conn = self.idle.pop() if self.idle else None
+            try:
+                if conn is None:
+                    conn = await asyncio.open_connection(self.host, self.port)
+                reader, writer = conn
+                writer.write(head + b"\r\n\r\n" + body)
+                answer, keep = await asyncio.wait_for(self._read(reader), self.timeout)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
+                if conn is not None:
+                    conn[1].close()
+                raise LoadError(type(e).__name__) from None
+            if keep:
+                self.idle.append(conn)
+            else:
+                writer.close()
+            return answer
+
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader) -> tuple[Answer, bool]:
+        lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip().lower()
+        if headers.get(b"transfer-encoding") == b"chunked":
+            body = b""
+            while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+                body += (await reader.readexactly(size + 2))[:-2]
+            await reader.readuntil(b"\r\n")
+        else:
+            body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+        return Answer(status, body), headers.get(b"connection") != b"close"
+
+
 async def load(client, request, n: int, concurrency: int, limit: float, per: int = 1) -> Cell:
     """Send ``request(client, i)`` for i < n, at most ``concurrency`` at a time (a
     semaphore), none started after ``limit`` seconds."""
-    import httpx
-
     cell = Cell(n, concurrency, per)
     sem = asyncio.Semaphore(concurrency)
     start = time.perf_counter()
@@ -220,8 +297,8 @@ async def load(client, request, n: int, concurrency: int, limit: float, per: int
                 r = await request(client, i)
                 ok = r.status_code == 200
                 what = str(r.status_code)
-            except httpx.HTTPError as e:
-                ok, what = False, type(e).__name__
+            except LoadError as e:
+                ok, what = False, str(e)
             cell.latencies.append(time.perf_counter() - t0)
             if not ok:
                 cell.errors += 1
@@ -255,11 +332,14 @@ def batch_request(name: str, users: list, per: int):
     return request
 
 
-def client_for(url: str, concurrency: int):
+def client_for(url: str, concurrency: int) -> LoadClient:
+    return LoadClient(url, concurrency)
+
+
+def checking_client(url: str):
     import httpx
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
+    return httpx.AsyncClient(base_url=url, timeout=60)
 
 
 async def cell(url: str, request, n: int, c: int, limit: float, per: int = 1) -> Cell:
@@ -271,7 +351,7 @@ async def cell(url: str, request, n: int, c: int, limit: float, per: int = 1) ->
 async def check_lists(url: str, name: str, run, users: list) -> tuple[int, int]:
     """(users whose served lists equal ``Run.recommend``'s, users checked): each user by the
     user endpoint and all of them as one batch."""
-    async with client_for(url, 1) as client:
+    async with checking_client(url) as client:
         body = {"requests": [{"user": u} for u in users], "k": K}
         r = await client.post(f"/v1/models/{name}/recommendations/batch", json=body)
         batch = r.json()["results"] if r.status_code == 200 else [None] * len(users)
@@ -314,8 +394,8 @@ def verdict(ok: bool) -> str:
 def report(args, models, floors, cells, checks, rss, minutes) -> str:
     lines = [args.header]
     lines.append(
-        f"`genrec serve` (one uvicorn worker, no access log) answered an httpx async client on "
-        f"127.0.0.1: per cell {args.requests} user requests or {args.batch_requests} batch "
+        f"`genrec serve` (one uvicorn worker, no access log) answered an asyncio HTTP/1.1 "
+        f"keep-alive client (`LoadClient`) on 127.0.0.1: per cell {args.requests} user requests or {args.batch_requests} batch "
         f"requests of {args.batch_users} users (k={K}) after a few untimed warm-up requests, "
         f"at most the cell's concurrency in flight (a semaphore), {args.time_limit:.0f} s "
         f"per cell at most; users drawn once (seed 0) from the {floors['n_users']} of the "

@@ -256,7 +256,7 @@ def test_an_unexpected_error_is_a_json_500_not_a_traceback(catalog, monkeypatch)
     def broken(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(m.run, "recommend", broken)
+    monkeypatch.setattr(m.run.model, "recommend", broken)
     with TestClient(create_app(catalog=catalog), raise_server_exceptions=False) as c:
         msg = error_of(c.get(USER.format(1)), 500, "internal_error")
     assert "boom" not in msg

@@ -14,6 +14,7 @@ import click
 
 from genrec.cli.render import err_console
 from genrec.errors import ConfigError
+from genrec.serve.config import DEFAULT_BATCH_USERS
 
 _LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 
@@ -85,6 +86,22 @@ def _limit(name: str, default: int, what: str) -> Any:
     show_default=True,
     help="Seconds a stop (SIGTERM, Ctrl-C) waits for requests in flight.",
 )
+@click.option(
+    "--batch-users",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BATCH_USERS,
+    show_default=True,
+    help="Most users one model call scores for the requests waiting together "
+    "(1: each request alone).",
+)
+@click.option(
+    "--keep-alive",
+    type=click.FloatRange(min=1),
+    default=75.0,
+    show_default=True,
+    help="Seconds an idle keep-alive connection stays open (longer than clients keep "
+    "theirs, so a client never sends on a connection the service is closing).",
+)
 @click.option("--access-log/--no-access-log", default=True, help="Log every request.")
 def serve_cmd(
     run_dirs: tuple[str, ...],
@@ -97,6 +114,8 @@ def serve_cmd(
     max_batch: int,
     max_body_bytes: int,
     graceful_timeout: float,
+    batch_users: int,
+    keep_alive: float,
     access_log: bool,
 ) -> None:
     """Serve the runs in RUN_DIRS over HTTP, each under its folder name.
@@ -111,12 +130,12 @@ def serve_cmd(
     require_serve()
     import uvicorn
 
-    from genrec.serve.app import create_app
+    from genrec.serve.app import create_app, freeze_loaded
 
     if api_key_env is not None and not api_key_env.strip():
         raise ConfigError("--api-key-env: give the name of an environment variable")
     limits = Limits(max_k, max_history, max_batch, max_body_bytes)
-    config = ServeConfig(tuple(Path(d) for d in run_dirs), limits, api_key_env)
+    config = ServeConfig(tuple(Path(d) for d in run_dirs), limits, api_key_env, batch_users)
     config.api_key()  # an unset variable is an error before anything loads
     app = create_app(config)  # loads and checks every run (and serves them with one worker)
     say = err_console()
@@ -131,6 +150,7 @@ def serve_cmd(
         host=host,
         port=port,
         timeout_graceful_shutdown=graceful_timeout,
+        timeout_keep_alive=keep_alive,
         access_log=access_log,
         log_level="info",
         lifespan="on",
@@ -142,6 +162,7 @@ def serve_cmd(
             "genrec.serve.app:app_from_env", factory=True, workers=workers, **common
         )
     else:
+        freeze_loaded()
         uconfig = uvicorn.Config(app, **common)
     try:
         sock = uconfig.bind_socket()

@@ -17,11 +17,14 @@ from pathlib import Path
 
 from genrec.errors import ConfigError
 
-__all__ = ["ServeConfig", "Limits", "CONFIG_ENV", "model_names"]
+__all__ = ["ServeConfig", "Limits", "CONFIG_ENV", "DEFAULT_BATCH_USERS", "model_names"]
 
 #: the environment variable through which ``genrec serve --workers N`` hands its config to
 #: the worker processes (set by the parent for its children only)
 CONFIG_ENV = "GENREC_SERVE_CONFIG"
+
+#: the most users one model call scores for requests waiting together (genrec.serve.batching)
+DEFAULT_BATCH_USERS = 256
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -49,15 +52,21 @@ class ServeConfig:
     runs : the run folders, each served under its folder name (``/v1/models/{name}``).
     limits : the request limits.
     api_key_env : the environment variable holding the API key; None serves without one.
+    batch_users : the most users one model call scores for the requests waiting together
+        (1 scores each request alone; see :mod:`genrec.serve.batching`).
     """
 
     runs: tuple[Path, ...]
     limits: Limits = field(default_factory=Limits)
     api_key_env: str | None = None
+    batch_users: int = DEFAULT_BATCH_USERS
 
     def __post_init__(self) -> None:
         if not self.runs:
             raise ConfigError("serve: give at least one run folder")
+        b = self.batch_users
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise ConfigError(f"serve: batch_users must be a positive integer, got {b!r}")
         object.__setattr__(self, "runs", tuple(Path(p) for p in self.runs))
         model_names(self.runs)  # names checked before anything loads
 
@@ -79,6 +88,7 @@ class ServeConfig:
                 "runs": [str(p) for p in self.runs],
                 "limits": dataclasses.asdict(self.limits),
                 "api_key_env": self.api_key_env,
+                "batch_users": self.batch_users,
             }
         )
 
@@ -86,7 +96,7 @@ class ServeConfig:
     def from_json(cls, text: str) -> ServeConfig:
         try:
             d = json.loads(text)
-            return cls(tuple(d["runs"]), Limits(**d["limits"]), d["api_key_env"])
+            return cls(tuple(d["runs"]), Limits(**d["limits"]), d["api_key_env"], d["batch_users"])
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"{CONFIG_ENV}: not a serve config ({e})") from None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class ServedModel:
     run: Run
     unit_items: np.ndarray | None  # (I, d) item embeddings scaled to unit length, or None
     titles_lower: list[str] | None  # (I,) item titles in lower case, for the title search
+    raw_items: list[RawId] = field(default_factory=list)  # (I,) raw item ids as JSON has them
+    titles: list[str] | None = None  # (I,) item titles, when the data has them
 
     @classmethod
     def load(cls, name: str, folder: Path) -> ServedModel:
@@ -53,9 +55,10 @@ class ServedModel:
         else:
             norms = np.linalg.norm(emb, axis=1, keepdims=True)  # (I, 1)
             unit = emb / np.maximum(norms, 1e-12)
-        titles = run.data.titles
-        lower = None if titles is None else [str(t).lower() for t in titles]
-        return cls(name, run, unit, lower)
+        titles = None if run.data.titles is None else [str(t) for t in run.data.titles]
+        lower = None if titles is None else [t.lower() for t in titles]
+        raw = [_raw(x) for x in run.items.raw]
+        return cls(name, run, unit, lower, raw, titles)
 
     # ------------------------------------------------------------------ description
     def info(self) -> dict[str, Any]:
@@ -126,32 +129,33 @@ class Catalog:
             )
 
     # ------------------------------------------------------------------ recommendations
-    def for_user(self, name: str, user: RawId, k: int, include_seen: bool) -> dict[str, Any]:
-        """Top-k for a known user, by raw id, from the user's whole history."""
+    # Each request is checked first (``check_*``: lookups only, a ServeError when refused),
+    # then scored by ``score``: the service's scoring thread calls it for many requests at
+    # once (genrec.serve.batching); the ``for_*`` methods do both for one request.
+    def check_user(self, name: str, user: RawId, k: int) -> tuple[ServedModel, int]:
+        """The model and the training row of a known user's request."""
         m = self.get(name)
         self.check_k(k)
-        _known_user(m, user)
+        u = _known_user(m, user)
         _can_rank(m)
-        recs = m.run.recommend(user=user, k=k, include_seen=include_seen)
-        return _answer(m, recs.user, None, recs.items, [], recs.notes)
+        return m, u
 
-    def for_items(
-        self, name: str, items: Sequence[RawId], k: int, include_seen: bool
-    ) -> dict[str, Any]:
-        """Top-k for a new user folded in from raw item ids (unknown ids listed, skipped)."""
+    def check_items(
+        self, name: str, items: Sequence[RawId], k: int, where: str = "items"
+    ) -> tuple[ServedModel, list[int], list[RawId]]:
+        """The model, the item rows (in order) and the unknown ids of a posted history."""
         m = self.get(name)
         self.check_k(k)
-        self._check_history(items, "items")
+        self._check_history(items, where)
         _can_fold_in(m)
-        _, unknown = _split_known(m, items, "items")
-        recs = m.run.recommend(items=[str(x) for x in items], k=k, include_seen=include_seen)
-        return _answer(m, None, recs.history, recs.items, unknown, recs.notes)
+        raw, unknown = _split_known(m, items, where)
+        return m, [m.run.items.index(x) for x in raw], unknown
 
-    def batch(
-        self, name: str, requests: Sequence[dict[str, Any]], k: int, include_seen: bool
-    ) -> dict[str, Any]:
-        """One answer per request (``{"user": id}`` or ``{"items": [...]}``), in order; the
-        known users scored by one model call, the posted histories by another."""
+    def check_batch(
+        self, name: str, requests: Sequence[dict[str, Any]], k: int
+    ) -> tuple[ServedModel, list[tuple[int, int]], list[tuple[int, list[int], list[RawId]]]]:
+        """The model, the known users ``(position, row)`` and the posted histories
+        ``(position, item rows, unknown ids)`` of a batch request."""
         m = self.get(name)
         self.check_k(k)
         if len(requests) > self.limits.max_batch:
@@ -161,8 +165,8 @@ class Catalog:
                 f"requests holds {len(requests)} entries, above this service's limit of "
                 f"{self.limits.max_batch} per batch (max_batch); split it",
             )
-        users: list[tuple[int, int]] = []  # (position in the batch, user row)
-        histories: list[tuple[int, list[int], list[RawId]]] = []  # (position, rows, unknown)
+        users: list[tuple[int, int]] = []
+        histories: list[tuple[int, list[int], list[RawId]]] = []
         for j, r in enumerate(requests):
             where = f"requests[{j}]"
             if r.get("user") is not None:
@@ -176,20 +180,71 @@ class Catalog:
             _can_rank(m)
         if histories:
             _can_fold_in(m)
-        out: list[dict[str, Any] | None] = [None] * len(requests)
-        if users:
-            for (j, _), answer in zip(
-                users, _score_users(m, [u for _, u in users], k, include_seen)
-            ):
-                out[j] = answer
-        if histories:
-            lists = [rows for _, rows, _ in histories]
-            answers = _score_histories(m, lists, k, include_seen)
-            for (j, _, unknown), answer in zip(histories, answers):
-                answer["unknown_items"] = [str(x) for x in unknown]
-                answer["notes"] = [_left_out(x) for x in unknown] + answer["notes"]
-                out[j] = answer
+        return m, users, histories
+
+    def score(
+        self, kind: str, name: str, rows: list[Any], k: int, include_seen: bool
+    ) -> list[dict[str, Any]]:
+        """One answer per row from one model call: ``kind`` ``"users"`` (training rows,
+        scored from the whole history, as ``Run.recommend(user=...)``) or ``"histories"``
+        (lists of item rows in order, folded in as ``Run.recommend(items=...)``)."""
+        m = self.get(name)
+        if kind == "users":
+            return _score_users(m, rows, k, include_seen)
+        if kind == "histories":
+            return _score_histories(m, rows, k, include_seen)
+        raise ValueError(f"unknown kind of request {kind!r}")
+
+    @staticmethod
+    def with_unknown(answer: dict[str, Any], unknown: Sequence[RawId]) -> dict[str, Any]:
+        """A posted history's answer with its unknown ids listed and noted."""
+        answer["unknown_items"] = [str(x) for x in unknown]
+        answer["notes"] = [_left_out(x) for x in unknown] + answer["notes"]
+        return answer
+
+    def batch_answer(
+        self,
+        m: ServedModel,
+        n: int,
+        users: list[tuple[int, int]],
+        user_answers: list[dict[str, Any]],
+        histories: list[tuple[int, list[int], list[RawId]]],
+        history_answers: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The batch response: one answer per request, in the order asked."""
+        out: list[dict[str, Any] | None] = [None] * n
+        for (j, _), answer in zip(users, user_answers):
+            out[j] = answer
+        for (j, _, unknown), answer in zip(histories, history_answers):
+            out[j] = self.with_unknown(answer, unknown)
         return {"model": m.name, "results": out}
+
+    def for_user(self, name: str, user: RawId, k: int, include_seen: bool) -> dict[str, Any]:
+        """Top-k for a known user, by raw id, from the user's whole history."""
+        m, u = self.check_user(name, user, k)
+        return self.score("users", m.name, [u], k, include_seen)[0]
+
+    def for_items(
+        self, name: str, items: Sequence[RawId], k: int, include_seen: bool
+    ) -> dict[str, Any]:
+        """Top-k for a new user folded in from raw item ids (unknown ids listed, skipped)."""
+        m, rows, unknown = self.check_items(name, items, k)
+        answer = self.score("histories", m.name, [rows], k, include_seen)[0]
+        return self.with_unknown(answer, unknown)
+
+    def batch(
+        self, name: str, requests: Sequence[dict[str, Any]], k: int, include_seen: bool
+    ) -> dict[str, Any]:
+        """One answer per request (``{"user": id}`` or ``{"items": [...]}``), in order; the
+        known users scored by one model call, the posted histories by another."""
+        m, users, histories = self.check_batch(name, requests, k)
+        ua = self.score("users", m.name, [u for _, u in users], k, include_seen) if users else []
+        ha = (
+            self.score("histories", m.name, [r for _, r, _ in histories], k, include_seen)
+            if histories
+            else []
+        )
+        return self.batch_answer(m, len(requests), users, ua, histories, ha)
 
     def _check_history(self, items: Sequence[RawId], where: str) -> None:
         if len(items) > self.limits.max_history:
@@ -367,11 +422,11 @@ def _split_known(
 def _row(m: ServedModel, rank: int, i: int, score: float) -> dict[str, Any]:
     row: dict[str, Any] = {
         "rank": rank,
-        "item": _raw(m.run.items.raw[i]),
-        "score": score if math.isfinite(score) else None,
+        "item": m.raw_items[i],
+        "score": score if math.isfinite(score) else None,  # JSON has no infinity
     }
-    if m.run.data.titles is not None:
-        row["title"] = str(m.run.data.titles[i])
+    if m.titles is not None:
+        row["title"] = m.titles[i]
     return row
 
 
@@ -383,9 +438,6 @@ def _answer(
     unknown: Sequence[RawId],
     notes: list[str],
 ) -> dict[str, Any]:
-    for r in rows:
-        if not math.isfinite(r["score"]):
-            r["score"] = None  # JSON has no infinity
     return {
         "model": m.name,
         "user": None if user is None else _raw(user),
@@ -399,9 +451,9 @@ def _answer(
 def _lists(m: ServedModel, top: np.ndarray, scores: np.ndarray) -> list[list[dict[str, Any]]]:
     """Rows of ``Run.recommend``'s shape from (B, k) item indices and scores."""
     out = []
-    for t, s in zip(top, scores):
+    for t, s in zip(top.tolist(), scores.tolist()):
         rows = []
-        for rank, (i, v) in enumerate(zip(t.tolist(), s.tolist()), 1):
+        for rank, (i, v) in enumerate(zip(t, s), 1):
             if i < 0:
                 break
             rows.append(_row(m, rank, i, v))
@@ -425,7 +477,8 @@ def _score_users(
     scores each: from the whole history, every item the user has left out."""
     run = m.run
     idx = np.asarray(rows, dtype=np.int64)  # (B,)
-    X: sp.csr_matrix | Sequences = run.data.history[idx]  # (B, I)
+    H = run.data.history[idx]  # (B, I)
+    X: sp.csr_matrix | Sequences = H
     if run.model.capabilities.sequential:
         assert run.data.sequences is not None  # _can_rank
         X = run.data.sequences.take(idx)
@@ -433,7 +486,7 @@ def _score_users(
     top, scores = run.model.recommend(
         idx, X, k=kk, exclude_seen=not include_seen, exclude=run.data.known[idx]
     )
-    empty = np.diff(run.data.history[idx].indptr) == 0  # (B,)
+    empty = np.diff(H.indptr) == 0  # (B,)
     answers = []
     for b, lst in enumerate(_lists(m, top, scores)):
         u = int(idx[b])
@@ -466,6 +519,6 @@ def _score_histories(
     top, scores = run.model.recommend(None, X, k=min(k, n_items), exclude_seen=not include_seen)
     answers = []
     for x, lst in zip(lists, _lists(m, top, scores)):
-        history = [_raw(run.items.raw[i]) for i in x]
+        history = [m.raw_items[i] for i in x]
         answers.append(_answer(m, None, history, lst, [], _short(len(lst), k, include_seen)))
     return answers

@@ -1,0 +1,166 @@
+"""Requests scored together: one scoring thread per service process, fed by a queue.
+
+A recommendation request (a known user, a posted history, or a batch of either) is checked
+in the event loop, then queued as a :class:`Job`. The scoring thread takes the oldest job and
+every job queued behind it, up to ``max_users`` users in all (a job is never split), groups
+them by model, kind (known users or posted histories), ``k`` and ``include_seen``, scores each
+group with one model call, and hands each job its own answers. Nothing waits for a batch to
+fill: under a light load every job is scored alone, exactly as ``Run.recommend`` scores it;
+under a heavy one the jobs that arrived while the last call ran share the next. Jobs are taken
+in arrival order, so no request waits behind later ones.
+
+Why one thread: on a CPU the model call is the work, and one call over many users costs far
+less than as many calls over one (matrix products instead of vector products, one pass
+through the framework instead of many). Threads scoring side by side only contend for the same
+cores. A batched product may round a user's scores in the last float bit differently from a
+lone one, so two items whose scores tie to float precision may swap places; ``max_users=1``
+scores every request alone (``genrec serve --batch-users 1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Job", "Scorer"]
+
+#: ``score(kind, model_name, rows, k, include_seen) -> answers`` (one per row, in order)
+ScoreFn = Callable[[str, str, list[Any], int, bool], list[dict[str, Any]]]
+
+
+Result = list[dict[str, Any]] | BaseException
+
+
+@dataclass
+class Job:
+    """One request's rows for one model call: ``kind`` is ``"users"`` (training rows) or
+    ``"histories"`` (lists of item rows, in order). ``settle`` hands the answers (or the
+    failure) to the waiting request; it runs in ``loop``, the request's event loop."""
+
+    kind: str
+    model: str
+    rows: list[Any]
+    k: int
+    include_seen: bool
+    loop: asyncio.AbstractEventLoop = field(repr=False)
+    settle: Callable[[Result], None] = field(repr=False)
+
+    @property
+    def key(self) -> tuple[str, str, int, bool]:
+        return (self.model, self.kind, self.k, self.include_seen)
+
+
+def _settle_all(done: list[tuple[Callable[[Result], None], Result]]) -> None:
+    for settle, result in done:
+        settle(result)
+
+
+class Scorer:
+    """The scoring thread (started at the first request) and its queue."""
+
+    def __init__(self, score: ScoreFn, max_users: int = 256):
+        if max_users < 1:
+            raise ValueError(f"max_users must be at least 1, got {max_users}")
+        self._score = score
+        self.max_users = max_users
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.calls = 0  # model calls made (a test reads it)
+
+    # ------------------------------------------------------------------ from the event loop
+    async def submit(
+        self, kind: str, model: str, rows: Sequence[Any], k: int, include_seen: bool
+    ) -> list[dict[str, Any]]:
+        """The answers for ``rows`` (one per row, in order), scored in the scoring thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+
+        def settle(result: Result) -> None:
+            if future.done():  # the request went away (the client disconnected)
+                return
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        self._start()
+        self._queue.put(Job(kind, model, list(rows), k, include_seen, loop, settle))
+        return await future
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the queued jobs, then end the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="genrec-scorer", daemon=True
+                )
+                self._thread.start()
+
+    # ------------------------------------------------------------------ the scoring thread
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs, users, last = [job], len(job.rows), False
+            while users < self.max_users:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    last = True
+                    break
+                jobs.append(nxt)
+                users += len(nxt.rows)
+            self.run(jobs)
+            if last:
+                return
+
+    def run(self, jobs: list[Job]) -> None:
+        """Score ``jobs``: one model call per group of the same model, kind, k and
+        include_seen, in the order the groups first appear; then every answer handed back
+        at once (one wake-up of each waiting event loop)."""
+        groups: dict[tuple[str, str, int, bool], list[Job]] = {}
+        for j in jobs:
+            groups.setdefault(j.key, []).append(j)
+        done: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Result], None], Result]]]
+        done = {}
+        fatal: BaseException | None = None
+        for (model, kind, k, include_seen), group in groups.items():
+            rows = [r for j in group for r in j.rows]
+            try:
+                answers = self._score(kind, model, rows, k, include_seen)
+                self.calls += 1
+            except BaseException as e:  # each waiting request gets the failure
+                for j in group:
+                    done.setdefault(j.loop, []).append((j.settle, e))
+                if not isinstance(e, Exception):
+                    fatal = e
+                continue
+            at = 0
+            for j in group:
+                part = answers[at : at + len(j.rows)]
+                done.setdefault(j.loop, []).append((j.settle, part))
+                at += len(j.rows)
+        for loop, settled in done.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # that loop has closed: nobody waits there any more
+                pass
+        if fatal is not None:
+            raise fatal
