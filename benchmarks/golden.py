@@ -73,6 +73,16 @@ GOLDEN_CONFIGS: dict[str, dict[str, Any]] = {
         hidden_dims=(32,), latent_dim=8, batch_size=8, epochs=12, lr=1e-2, device="cpu"
     ),
     "mult-dae": dict(latent_dim=16, batch_size=8, epochs=12, lr=1e-2, device="cpu"),
+    "vq-vae": dict(
+        hidden_dims=(16,),
+        code_dim=4,
+        n_codes=4,
+        restart_every=5,
+        batch_size=8,
+        epochs=12,
+        lr=1e-2,
+        device="cpu",
+    ),
     "recvae": dict(hidden_dim=32, latent_dim=8, batch_size=8, epochs=4, lr=1e-2, device="cpu"),
     "cdae": dict(
         latent_dim=16, batch_size=8, epochs=30, lr=3e-2, corruption=0.2, l2=1e-3, device="cpu"
@@ -449,12 +459,14 @@ def compare(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
         out.append(f"recorded but not run: {', '.join(missing)}")
     if extra:
         out.append(f"run but not recorded: {', '.join(extra)}")
-    exact = expected.get("environment") == actual.get("environment")
     for entry in expected["entries"]:
         if entry in actual["entries"]:
-            out.extend(
-                compare_entry(entry, expected["entries"][entry], actual["entries"][entry], exact)
+            recorded = expected["entries"][entry]
+            # an entry added later may carry the environment it was recorded under
+            exact = recorded.get("environment", expected.get("environment")) == actual.get(
+                "environment"
             )
+            out.extend(compare_entry(entry, recorded, actual["entries"][entry], exact))
     return out
 
 

@@ -27,6 +27,7 @@ EMBEDDINGS: dict[str, tuple[bool, bool]] = {
     "gaussian-vae": (True, True),
     "mult-vae": (True, True),
     "mult-dae": (True, True),
+    "vq-vae": (True, True),
     "recvae": (True, True),
     "cdae": (True, True),
     "diffrec": (False, False),

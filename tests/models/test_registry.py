@@ -28,6 +28,7 @@ TINY: dict[str, dict[str, Any]] = {
     "gaussian-vae": GOLDEN_CONFIGS["gaussian-vae"],
     "mult-vae": GOLDEN_CONFIGS["mult-vae"],
     "mult-dae": GOLDEN_CONFIGS["mult-dae"],
+    "vq-vae": GOLDEN_CONFIGS["vq-vae"],
     "recvae": GOLDEN_CONFIGS["recvae"],
     "cdae": GOLDEN_CONFIGS["cdae"],
     "diffrec": GOLDEN_CONFIGS["diffrec"],

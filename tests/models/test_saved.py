@@ -106,6 +106,7 @@ TARGET = {
     "mult-vae": "decoder.1.weight",
     "popularity": "item_scores",
     "recvae": "encoder.fc1.weight",
+    "vq-vae": "quantizer.codebook",
     "transition": "popularity",
     "gru4rec": "out",
     "bert4rec": "head.weight",

@@ -26,6 +26,7 @@ from genrec.models.popularity import Popularity, PopularityConfig
 from genrec.models.recvae import RecVAE, RecVAEConfig
 from genrec.models.sasrec import SASRec, SASRecConfig
 from genrec.models.transition import Transition, TransitionConfig
+from genrec.models.vq_vae import VQVAE, VQVAEConfig
 
 MODELS: dict[str, type[Recommender]] = {
     "popularity": Popularity,
@@ -33,6 +34,7 @@ MODELS: dict[str, type[Recommender]] = {
     "gaussian-vae": GaussianVAE,
     "mult-vae": MultVAE,
     "mult-dae": MultDAE,
+    "vq-vae": VQVAE,
     "recvae": RecVAE,
     "cdae": CDAE,
     "diffrec": DiffRec,
@@ -71,6 +73,8 @@ __all__ = [
     "MultVAEConfig",
     "MultDAE",
     "MultDAEConfig",
+    "VQVAE",
+    "VQVAEConfig",
     "RecVAE",
     "RecVAEConfig",
     "CDAE",
