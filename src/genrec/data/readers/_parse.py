@@ -390,13 +390,44 @@ def _build(
 
     Its ``sequences`` are each user's rows sorted by timestamp (stable), or in file order
     when ``ordered`` and there is no timestamp; None without either."""
-    if len(ratings) == 0:
+    return build_arrays(
+        name,
+        ratings["user"].to_numpy(),
+        ratings["item"].to_numpy(),
+        None if implicit else ratings["rating"].to_numpy(np.float32),
+        ratings["timestamp"].to_numpy(np.float64) if "timestamp" in ratings else None,
+        source,
+        rating_range=rating_range,
+        items=items,
+        users=users,
+        duplicates=duplicates,
+        implicit=implicit,
+        ordered=ordered,
+    )
+
+
+def build_arrays(
+    name: str,
+    user_raw: np.ndarray,
+    item_raw: np.ndarray,
+    r: np.ndarray | None,
+    t: np.ndarray | None,
+    source: Path,
+    *,
+    rating_range=None,
+    items: pd.DataFrame | None = None,
+    users: pd.DataFrame | None = None,
+    duplicates: str = "last",
+    implicit: bool = False,
+    ordered: bool = False,
+) -> tuple[Dataset, dict, dict]:
+    """:func:`_build` from the columns as arrays (raw user and item ids, float32 ratings or
+    None when implicit, float64 times or None), with no frame of the interactions."""
+    if len(user_raw) == 0:
         raise DataError(f"{source}: no interactions found")
     # items known from metadata but never rated are not given columns: nothing can be learned
-    uid, u = np.unique(as_id_array(ratings["user"].to_numpy()), return_inverse=True)
-    iid, i = np.unique(as_id_array(ratings["item"].to_numpy()), return_inverse=True)
-    r = None if implicit else ratings["rating"].to_numpy(np.float32)
-    t = ratings["timestamp"].to_numpy(np.float64) if "timestamp" in ratings else None
+    uid, u = np.unique(as_id_array(user_raw), return_inverse=True)
+    iid, i = np.unique(as_id_array(item_raw), return_inverse=True)
     try:
         inter = Interactions.from_arrays(
             u, i, r, t, user_ids=uid, item_ids=iid, duplicates=duplicates

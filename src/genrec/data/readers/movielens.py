@@ -12,7 +12,9 @@ from genrec.data.readers._parse import (
     _build,
     _part,
     _read_table,
+    build_arrays,
 )
+from genrec.data.readers.batched import FastPathRefused, have_pyarrow, scan_numeric
 
 ML100K_GENRES = [
     "unknown",
@@ -176,7 +178,21 @@ def read_ml10m(folder: str | Path, *, duplicates: str = "last") -> Dataset:
 def read_ml_csv(folder: str | Path, name: str = "ml-20m", *, duplicates: str = "last") -> Dataset:
     """ML-20M, ML-25M, ml-latest(-small): ``ratings.csv`` and ``movies.csv`` with headers."""
     d = Path(folder)
-    raw = _read_table(
+    items = _ml_csv_movies(d)
+    cols = scan_ml_csv_ratings(d / "ratings.csv")
+    if cols is not None:  # the batched path: a clean file, never a whole frame
+        return build_arrays(
+            name,
+            cols["userId"],
+            cols["movieId"],
+            cols["rating"],
+            cols["timestamp"],
+            d,
+            rating_range=(0.5, 5.0),
+            items=items,
+            duplicates=duplicates,
+        )[0]
+    raw = _read_table(  # the careful path: its errors name the line and the field
         d / "ratings.csv",
         ",",
         ["userId", "movieId", "rating", "timestamp"],
@@ -191,6 +207,40 @@ def read_ml_csv(folder: str | Path, name: str = "ml-20m", *, duplicates: str = "
             "timestamp": raw["timestamp"],
         }
     )
+    return _build(name, ratings, d, rating_range=(0.5, 5.0), items=items, duplicates=duplicates)[0]
+
+
+#: the columns of a MovieLens ratings.csv and the types the batched reader parses them as
+ML_CSV_COLUMNS = {
+    "userId": "int64",
+    "movieId": "int64",
+    "rating": "float32",
+    "timestamp": "float64",
+}
+
+
+def scan_ml_csv_ratings(path: Path) -> dict[str, np.ndarray] | None:
+    """The columns of a clean ``ratings.csv`` read in batches, or None when pyarrow is not
+    installed or the file is not clean (then the careful reader reads it and names the
+    problem)."""
+    if not have_pyarrow() or not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as f:
+            if f.readline().strip().decode("utf-8", "replace") != ",".join(ML_CSV_COLUMNS):
+                return None  # another header: the careful reader says what is wrong
+        cols = scan_numeric(path, ",", ML_CSV_COLUMNS)
+    except (FastPathRefused, OSError):
+        return None
+    if not np.isin(cols["rating"], _ML_STARS).all():
+        return None  # the careful reader's rules apply to anything unusual
+    return cols
+
+
+_ML_STARS = np.arange(1, 11, dtype=np.float32) / 2  # 0.5, 1.0, ..., 5.0
+
+
+def _ml_csv_movies(d: Path) -> pd.DataFrame | None:
     items = None
     if (d / "movies.csv").is_file():
         m = _read_table(
@@ -199,4 +249,4 @@ def read_ml_csv(folder: str | Path, name: str = "ml-20m", *, duplicates: str = "
         items = pd.DataFrame(
             {"item_id": m["movieId"].astype(np.int64), "title": m["title"], "genres": m["genres"]}
         )
-    return _build(name, ratings, d, rating_range=(0.5, 5.0), items=items, duplicates=duplicates)[0]
+    return items
