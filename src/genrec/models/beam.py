@@ -1,0 +1,112 @@
+"""Beam search over item code tuples, constrained to the tuples that name real items.
+
+A generative-retrieval model (TIGER: Rajput et al., NeurIPS 2023) ranks items by generating
+their code tuples token by token. Decoding is constrained by a trie of the valid tuples, so
+every finished beam is an item: :class:`CodeTrie` stores the trie level by level as dense
+transition tables (``next[t][node, token]``: the child node, or -1 where no item continues
+the prefix), and :func:`constrained_beam_search` keeps, at each step and for each user, the
+``beam`` best prefixes by summed log-probability among the allowed continuations.
+
+Dimension letters: B users, W beams, T tokens per tuple, V tokens per level (the largest
+code plus one), I items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["CodeTrie", "constrained_beam_search"]
+
+
+class CodeTrie:
+    """The trie of the items' code tuples ``codes`` (I, T), each tuple unique.
+
+    Attributes: ``next`` (T tensors (n_nodes_t, V) of child ids, -1 for none), ``item_of_leaf``
+    ((I,) the item each leaf names), ``vocab`` V."""
+
+    def __init__(self, codes: np.ndarray | Tensor):
+        c = np.asarray(codes.cpu() if isinstance(codes, Tensor) else codes, dtype=np.int64)
+        if c.ndim != 2 or c.shape[0] == 0:
+            raise ValueError(f"codes should be (n_items, n_tokens), got shape {c.shape}")
+        if (c < 0).any():
+            raise ValueError("codes must be non-negative")
+        n_items, n_tokens = c.shape
+        if len({tuple(r) for r in c.tolist()}) != n_items:
+            raise ValueError(
+                "two items share a code tuple; add the token that makes tuples unique "
+                "(genrec.models.quantize.unique_tuples)"
+            )
+        self.vocab = int(c.max()) + 1
+        self.n_tokens = n_tokens
+        self.next: list[Tensor] = []
+        node = np.zeros(n_items, dtype=np.int64)  # every item's node at the current level
+        n_nodes = 1
+        for t in range(n_tokens):
+            key = node * self.vocab + c[:, t]  # (I,) the (parent, token) edges
+            uniq, child = np.unique(key, return_inverse=True)
+            table = np.full((n_nodes, self.vocab), -1, dtype=np.int64)
+            table[uniq // self.vocab, uniq % self.vocab] = np.arange(len(uniq))
+            self.next.append(torch.from_numpy(table))
+            node, n_nodes = child, len(uniq)
+        item_of_leaf = np.empty(n_items, dtype=np.int64)
+        item_of_leaf[node] = np.arange(n_items)
+        self.item_of_leaf = torch.from_numpy(item_of_leaf)
+
+    def allowed(self, t: int, nodes: Tensor) -> Tensor:
+        """(N, V) bool: the tokens that continue each node's prefix at step ``t``."""
+        return self.next[t].to(nodes.device)[nodes] >= 0
+
+
+def constrained_beam_search(
+    step: Callable[[Tensor, Tensor], Tensor],
+    trie: CodeTrie,
+    n_users: int,
+    beam: int,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor]:
+    """The ``beam`` best items per user by the summed log-probability of their tuples.
+
+    ``step(beam_of_user (N,), prefix (N, t)) -> (N, V)`` gives the next token's
+    log-probabilities for each prefix (N = users x live beams; ``beam_of_user`` says whose
+    beam each row is). Returns (items (B, W) int64, -1 where fewer than W items exist, and
+    scores (B, W), best first, -inf for the missing)."""
+    dev = torch.device(device)
+    users = torch.arange(n_users, device=dev)  # (N,) the user of each live beam
+    nodes = torch.zeros(n_users, dtype=torch.int64, device=dev)
+    prefix = torch.zeros((n_users, 0), dtype=torch.int64, device=dev)
+    scores = torch.zeros(n_users, device=dev)
+    width = 1  # beams per user so far
+    for t in range(trie.n_tokens):
+        logp = step(users, prefix).float()  # (B * width, V)
+        if logp.shape != (n_users * width, trie.vocab):
+            raise ValueError(
+                f"step returned {tuple(logp.shape)}, expected {(n_users * width, trie.vocab)}"
+            )
+        ok = trie.allowed(t, nodes)  # (B * width, V)
+        cand = torch.where(ok, scores[:, None] + logp, torch.full_like(logp, float("-inf")))
+        cand = cand.reshape(n_users, width * trie.vocab)  # (B, width * V)
+        k = min(beam, cand.shape[1])
+        best, idx = cand.topk(k, dim=1)  # (B, k)
+        parent = idx // trie.vocab + torch.arange(n_users, device=dev)[:, None] * width
+        token = idx % trie.vocab  # (B, k)
+        parent, token = parent.reshape(-1), token.reshape(-1)  # (B * k,)
+        live = torch.isfinite(best.reshape(-1))
+        nxt = trie.next[t].to(dev)[nodes[parent], token]  # (B * k,)
+        nodes = torch.where(live, nxt, torch.zeros_like(nxt))  # a dead beam parks at node 0
+        prefix = torch.cat([prefix[parent], token[:, None]], 1)  # (B * k, t + 1)
+        scores = best.reshape(-1)
+        users = torch.arange(n_users, device=dev).repeat_interleave(k)
+        width = k
+    items = torch.where(
+        torch.isfinite(scores), trie.item_of_leaf.to(dev)[nodes], torch.full_like(nodes, -1)
+    )
+    items, scores = items.reshape(n_users, width), scores.reshape(n_users, width)
+    if width < beam:  # fewer tuples than beams
+        pad = beam - width
+        items = torch.cat([items, items.new_full((n_users, pad), -1)], 1)
+        scores = torch.cat([scores, scores.new_full((n_users, pad), float("-inf"))], 1)
+    return items, scores
