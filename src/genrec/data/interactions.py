@@ -42,6 +42,29 @@ def as_id_array(raw_ids: Sequence | np.ndarray) -> np.ndarray:
     return arr
 
 
+def _index_array(a: np.ndarray | Sequence[int]) -> np.ndarray:
+    """Row or column indices as int32 when they are int32 already, else int64."""
+    arr = np.asarray(a)
+    return arr if arr.dtype == np.int32 else arr.astype(np.int64, copy=False)
+
+
+def factorize_ids(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the sorted unique ids, each entry's index among them), as ``np.unique(raw,
+    return_inverse=True)`` gives them; non-negative integer ids of a compact range are
+    counted instead of sorted (linear time, int32 indices: a 25M-row log's ids in a tenth
+    of the memory)."""
+    arr = as_id_array(raw)
+    if arr.dtype.kind in "iu" and len(arr) and int(arr.min()) >= 0:
+        top = int(arr.max())
+        if top < max(4 * len(arr), 1 << 20) and top < 2**31 - 1:
+            present = np.zeros(top + 1, dtype=bool)
+            present[arr] = True
+            uniq = np.flatnonzero(present).astype(arr.dtype)
+            lookup = np.cumsum(present, dtype=np.int32) - 1  # (top + 1,)
+            return uniq, lookup[arr]
+    return np.unique(arr, return_inverse=True)
+
+
 class IdMap:
     """A bijection between raw ids (as in the source file) and contiguous indices.
 
@@ -146,23 +169,25 @@ class Interactions:
             What to keep when a (user, item) pair occurs more than once: the latest by time
             (file order when there are no times), the earliest, the highest rating, or raise.
         """
-        users = np.asarray(users, dtype=np.int64)
-        items = np.asarray(items, dtype=np.int64)
+        users = _index_array(users)  # int32 indices stay int32: a large log halves its size
+        items = _index_array(items)
         n = len(users)
         if ratings is not None:
-            r64 = np.asarray(ratings, np.float64)
-            bad = ~(np.abs(r64) <= RATING_LIMIT)  # NaN too
+            given = np.asarray(ratings)
+            checked = given if given.dtype == np.float32 else given.astype(np.float64)
+            bad = ~(np.abs(checked) <= RATING_LIMIT)  # NaN too
             if bad.any():
                 j = int(np.flatnonzero(bad)[0])
                 raise DataError(
-                    f"ratings[{j}] is {float(r64[j])!r}: ratings must be finite and within "
+                    f"ratings[{j}] is {float(checked[j])!r}: ratings must be finite and within "
                     f"+-{RATING_LIMIT:.3g} (they are float32 and their squares must fit)"
                 )
+            del checked, bad
         r = np.ones(n, np.float32) if ratings is None else np.asarray(ratings, np.float32)
         t = None if times is None else np.asarray(times, np.float64)
         order_key = t if t is not None else np.arange(n, dtype=np.float64)
         n_items = len(item_ids)
-        key = users * n_items + items
+        key = users.astype(np.int64) * n_items + items
         # sort by (pair, order) so that duplicates are adjacent with the latest last
         order = np.lexsort((order_key, key))
         key_s = key[order]
@@ -191,11 +216,12 @@ class Interactions:
                 raise ValueError(f"unknown duplicates policy {duplicates!r}")
         else:
             keep = order
+        del key, key_s, is_last, order_key  # what a large log needs next: the kept rows
         # keep is sorted by key = row-major order, which is canonical CSR order
-        u, i = users[keep], items[keep]
         indptr = np.zeros(len(user_ids) + 1, np.int64)
-        np.cumsum(np.bincount(u, minlength=len(user_ids)), out=indptr[1:])
-        mat = sp.csr_matrix((r[keep], i.astype(np.int32), indptr), shape=(len(user_ids), n_items))
+        np.cumsum(np.bincount(users[keep], minlength=len(user_ids)), out=indptr[1:])
+        i = items[keep].astype(np.int32, copy=False)
+        mat = sp.csr_matrix((r[keep], i, indptr), shape=(len(user_ids), n_items))
         mat.has_sorted_indices = True
         return cls(mat, user_ids, item_ids, None if t is None else t[keep])
 

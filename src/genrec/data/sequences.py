@@ -98,8 +98,10 @@ class Sequences:
 
         Ties and a file not in time order are said once (``source`` names the data).
         """
-        users = np.asarray(users, dtype=np.int64)
-        items = np.asarray(items, dtype=np.int64)
+        users = np.asarray(users)  # int32 indices stay int32 (a large log's are)
+        if users.dtype != np.int32:
+            users = users.astype(np.int64, copy=False)
+        items = np.asarray(items)
         if times is None:
             order = np.argsort(users, kind="stable")
         else:
@@ -108,7 +110,8 @@ class Sequences:
         u = users[order]
         offsets = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(u, minlength=n_users), out=offsets[1:])
-        seq = cls(offsets, items[order], int(n_items), None if times is None else times[order])
+        ordered_items = items[order].astype(np.int64, copy=False)
+        seq = cls(offsets, ordered_items, int(n_items), None if times is None else times[order])
         if times is not None and len(order) > 1:
             st = seq.times
             assert st is not None

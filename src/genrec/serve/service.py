@@ -17,21 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from genrec import __version__
-from genrec.data import Sequences
 from genrec.errors import GenrecError
 from genrec.metrics import topk_indices
 from genrec.models.base import RatingPredictor
 from genrec.runs import Run, load_run
+from genrec.serve.answers import RawId, raw_id, row, score_histories, score_users
 from genrec.serve.config import Limits, ServeConfig, model_names
 from genrec.serve.errors import ServeError
 
 __all__ = ["Catalog", "ServedModel"]
-
-RawId = str | int
 
 
 @dataclass
@@ -57,7 +54,7 @@ class ServedModel:
             unit = emb / np.maximum(norms, 1e-12)
         titles = None if run.data.titles is None else [str(t) for t in run.data.titles]
         lower = None if titles is None else [t.lower() for t in titles]
-        raw = [_raw(x) for x in run.items.raw]
+        raw = [raw_id(x) for x in run.items.raw]
         return cls(name, run, unit, lower, raw, titles)
 
     # ------------------------------------------------------------------ description
@@ -87,7 +84,7 @@ class ServedModel:
                 "predict": _rates(run),
                 "titles": run.data.titles is not None,
             },
-            "example_users": [_raw(run.users.raw[u]) for u in range(min(10, len(run.users)))],
+            "example_users": [raw_id(run.users.raw[u]) for u in range(min(10, len(run.users)))],
         }
 
 
@@ -190,9 +187,9 @@ class Catalog:
         (lists of item rows in order, folded in as ``Run.recommend(items=...)``)."""
         m = self.get(name)
         if kind == "users":
-            return _score_users(m, rows, k, include_seen)
+            return score_users(m, rows, k, include_seen)
         if kind == "histories":
-            return _score_histories(m, rows, k, include_seen)
+            return score_histories(m, rows, k, include_seen)
         raise ValueError(f"unknown kind of request {kind!r}")
 
     @staticmethod
@@ -285,8 +282,8 @@ class Catalog:
         for rank, j in enumerate(top.tolist(), 1):
             if j < 0:
                 break
-            rows.append(_row(m, rank, j, float(sims[0, j])))
-        answer: dict[str, Any] = {"model": m.name, "item": _raw(m.run.items.raw[i])}
+            rows.append(row(m, rank, j, float(sims[0, j])))
+        answer: dict[str, Any] = {"model": m.name, "item": raw_id(m.run.items.raw[i])}
         if m.run.data.titles is not None:
             answer["title"] = str(m.run.data.titles[i])
         answer["similar"] = rows
@@ -311,7 +308,7 @@ class Catalog:
         titles = m.run.data.titles
         found = []
         for i in hits[:limit]:
-            row: dict[str, Any] = {"item": _raw(m.run.items.raw[i])}
+            row: dict[str, Any] = {"item": raw_id(m.run.items.raw[i])}
             if titles is not None:
                 row["title"] = str(titles[i])
             found.append(row)
@@ -336,20 +333,14 @@ class Catalog:
         u, i = m.run.users.get(user), m.run.items.get(item)
         return {  # ids typed as in the data when known, else as given
             "model": m.name,
-            "user": user if u is None else _raw(m.run.users.raw[u]),
-            "item": item if i is None else _raw(m.run.items.raw[i]),
+            "user": user if u is None else raw_id(m.run.users.raw[u]),
+            "item": item if i is None else raw_id(m.run.items.raw[i]),
             "rating": rating,
             "notes": notes,
         }
 
 
 # ---------------------------------------------------------------------- helpers
-def _raw(x: Any) -> RawId:
-    """A raw id as JSON gives it: an int for integer ids, else a str."""
-    v = x.item() if hasattr(x, "item") else x
-    return v if isinstance(v, int) else str(v)
-
-
 def _rates(run: Run) -> bool:
     return isinstance(run.model, RatingPredictor) and run.model.selects_on() == "rating"
 
@@ -417,108 +408,3 @@ def _split_known(
             f"them by title)",
         )
     return known, unknown
-
-
-def _row(m: ServedModel, rank: int, i: int, score: float) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "rank": rank,
-        "item": m.raw_items[i],
-        "score": score if math.isfinite(score) else None,  # JSON has no infinity
-    }
-    if m.titles is not None:
-        row["title"] = m.titles[i]
-    return row
-
-
-def _answer(
-    m: ServedModel,
-    user: Any,
-    history: list[Any] | None,
-    rows: list[dict[str, Any]],
-    unknown: Sequence[RawId],
-    notes: list[str],
-) -> dict[str, Any]:
-    return {
-        "model": m.name,
-        "user": None if user is None else _raw(user),
-        "items": None if history is None else [_raw(x) for x in history],
-        "recommendations": rows,
-        "unknown_items": [str(x) for x in unknown],
-        "notes": notes,
-    }
-
-
-def _lists(m: ServedModel, top: np.ndarray, scores: np.ndarray) -> list[list[dict[str, Any]]]:
-    """Rows of ``Run.recommend``'s shape from (B, k) item indices and scores."""
-    out = []
-    for t, s in zip(top.tolist(), scores.tolist()):
-        rows = []
-        for rank, (i, v) in enumerate(zip(t, s), 1):
-            if i < 0:
-                break
-            rows.append(_row(m, rank, i, v))
-        out.append(rows)
-    return out
-
-
-def _short(n: int, k: int, include_seen: bool) -> list[str]:
-    if n >= k:
-        return []
-    return [  # as Run.recommend says it
-        f"only {n} items can be recommended "
-        f"({'all items' if include_seen else 'the unseen items'}), fewer than k {k}"
-    ]
-
-
-def _score_users(
-    m: ServedModel, rows: list[int], k: int, include_seen: bool
-) -> list[dict[str, Any]]:
-    """Known users (training rows) in one model call, as ``Run.recommend(user=...)``
-    scores each: from the whole history, every item the user has left out."""
-    run = m.run
-    idx = np.asarray(rows, dtype=np.int64)  # (B,)
-    H = run.data.history[idx]  # (B, I)
-    X: sp.csr_matrix | Sequences = H
-    if run.model.capabilities.sequential:
-        assert run.data.sequences is not None  # _can_rank
-        X = run.data.sequences.take(idx)
-    kk = min(k, run.data.train.shape[1])
-    top, scores = run.model.recommend(
-        idx, X, k=kk, exclude_seen=not include_seen, exclude=run.data.known[idx]
-    )
-    empty = np.diff(H.indptr) == 0  # (B,)
-    answers = []
-    for b, lst in enumerate(_lists(m, top, scores)):
-        u = int(idx[b])
-        user = _raw(run.users.raw[u])
-        notes = []
-        if empty[b]:
-            notes.append(
-                f"{run._why_empty(user, u)}, so this is the model's answer to an empty history"
-            )
-        notes += _short(len(lst), k, include_seen)
-        answers.append(_answer(m, user, None, lst, [], notes))
-    return answers
-
-
-def _score_histories(
-    m: ServedModel, lists: list[list[int]], k: int, include_seen: bool
-) -> list[dict[str, Any]]:
-    """Posted histories (item rows, in order) in one model call, folded in as
-    ``Run.recommend(items=...)`` folds in each."""
-    run = m.run
-    n_items = run.data.train.shape[1]
-    lengths = [len(x) for x in lists]
-    cols = np.fromiter((i for x in lists for i in x), dtype=np.int64, count=sum(lengths))
-    rows = np.repeat(np.arange(len(lists)), lengths)
-    X: sp.csr_matrix | Sequences = sp.csr_matrix(
-        (np.ones(len(cols), np.float32), (rows, cols)), shape=(len(lists), n_items)
-    )
-    if run.model.capabilities.sequential:  # the order given is the history's order
-        X = Sequences.from_lists(lists, n_items)
-    top, scores = run.model.recommend(None, X, k=min(k, n_items), exclude_seen=not include_seen)
-    answers = []
-    for x, lst in zip(lists, _lists(m, top, scores)):
-        history = [m.raw_items[i] for i in x]
-        answers.append(_answer(m, None, history, lst, [], _short(len(lst), k, include_seen)))
-    return answers

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from genrec.data.dataset import Dataset
-from genrec.data.interactions import RATING_LIMIT, Interactions, as_id_array
+from genrec.data.interactions import RATING_LIMIT, Interactions, factorize_ids
 from genrec.data.sequences import Sequences
 from genrec.errors import DataError
 
@@ -390,12 +390,15 @@ def _build(
 
     Its ``sequences`` are each user's rows sorted by timestamp (stable), or in file order
     when ``ordered`` and there is no timestamp; None without either."""
+    columns = {
+        "user": ratings["user"].to_numpy(),
+        "item": ratings["item"].to_numpy(),
+        "rating": None if implicit else ratings["rating"].to_numpy(np.float32),
+        "timestamp": ratings["timestamp"].to_numpy(np.float64) if "timestamp" in ratings else None,
+    }
     return build_arrays(
         name,
-        ratings["user"].to_numpy(),
-        ratings["item"].to_numpy(),
-        None if implicit else ratings["rating"].to_numpy(np.float32),
-        ratings["timestamp"].to_numpy(np.float64) if "timestamp" in ratings else None,
+        columns,
         source,
         rating_range=rating_range,
         items=items,
@@ -408,10 +411,7 @@ def _build(
 
 def build_arrays(
     name: str,
-    user_raw: np.ndarray,
-    item_raw: np.ndarray,
-    r: np.ndarray | None,
-    t: np.ndarray | None,
+    columns: dict[str, np.ndarray | None],
     source: Path,
     *,
     rating_range=None,
@@ -421,13 +421,16 @@ def build_arrays(
     implicit: bool = False,
     ordered: bool = False,
 ) -> tuple[Dataset, dict, dict]:
-    """:func:`_build` from the columns as arrays (raw user and item ids, float32 ratings or
-    None when implicit, float64 times or None), with no frame of the interactions."""
-    if len(user_raw) == 0:
+    """:func:`_build` from the columns as arrays, ``columns`` ``user`` and ``item`` (raw ids),
+    ``rating`` (float32, or None when implicit) and ``timestamp`` (float64, or None), with no
+    frame of the interactions. The raw id columns are taken out of ``columns`` as they are
+    mapped (a large log's are freed then)."""
+    if len(columns["user"]) == 0:  # type: ignore[arg-type]
         raise DataError(f"{source}: no interactions found")
     # items known from metadata but never rated are not given columns: nothing can be learned
-    uid, u = np.unique(as_id_array(user_raw), return_inverse=True)
-    iid, i = np.unique(as_id_array(item_raw), return_inverse=True)
+    uid, u = factorize_ids(columns.pop("user"))  # type: ignore[arg-type]
+    iid, i = factorize_ids(columns.pop("item"))  # type: ignore[arg-type]
+    r, t = columns.get("rating"), columns.get("timestamp")
     try:
         inter = Interactions.from_arrays(
             u, i, r, t, user_ids=uid, item_ids=iid, duplicates=duplicates

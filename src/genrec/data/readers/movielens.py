@@ -181,12 +181,15 @@ def read_ml_csv(folder: str | Path, name: str = "ml-20m", *, duplicates: str = "
     items = _ml_csv_movies(d)
     cols = scan_ml_csv_ratings(d / "ratings.csv")
     if cols is not None:  # the batched path: a clean file, never a whole frame
+        columns: dict[str, np.ndarray | None] = {
+            "user": cols.pop("userId"),
+            "item": cols.pop("movieId"),
+            "rating": cols.pop("rating"),
+            "timestamp": cols.pop("timestamp"),
+        }
         return build_arrays(
             name,
-            cols["userId"],
-            cols["movieId"],
-            cols["rating"],
-            cols["timestamp"],
+            columns,
             d,
             rating_range=(0.5, 5.0),
             items=items,
