@@ -76,3 +76,17 @@ def test_dense_features_equal_the_leading_part_of_a_full_svd():
     assert dense_features(X, 100).shape == (40, 14)  # capped at min(shape) - 1
     with pytest.raises(DataError, match="dim must be positive"):
         dense_features(X, 0)
+
+
+def test_two_keys_of_one_item_merge_into_one_multi_hot_row(tmp_path):
+    p = _write(tmp_path, {"4": [1, 2], "04": [2, 3]})
+    got = read_item_attributes(p, IdMap(np.array([4])))
+    assert got.matrix.toarray().tolist() == [[1.0, 1.0, 1.0]]
+
+
+def test_stored_zeros_and_repeated_entries_do_not_count_as_occurrences():
+    X = sp.csr_matrix(
+        (np.array([1.0, 0.0, 1.0]), np.array([0, 1, 1]), np.array([0, 2, 3])), shape=(2, 2)
+    )
+    clean = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    np.testing.assert_allclose(tfidf_rows(X).toarray(), tfidf_rows(clean).toarray())

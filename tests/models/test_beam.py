@@ -94,3 +94,18 @@ def test_the_trie_refuses_shared_and_negative_codes():
         [False, False, True],
         [True, False, False],
     ]
+
+
+def test_an_item_of_probability_zero_is_still_an_item():
+    codes = np.array([[0, 0], [0, 1], [1, 0]])
+    trie = CodeTrie(codes)
+
+    def step(users, prefix):
+        logp = torch.log(torch.full((len(users), trie.vocab), 0.5))
+        if prefix.shape[1] == 1:
+            logp[:, 1] = float("-inf")  # the tuple (0, 1) is impossible
+        return logp
+
+    items, scores = constrained_beam_search(step, trie, n_users=1, beam=3)
+    assert sorted(items[0].tolist()) == [0, 1, 2]
+    assert items[0, 2] == 1 and torch.isinf(scores[0, 2])

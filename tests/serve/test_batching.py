@@ -176,3 +176,72 @@ def test_batch_users_is_checked_and_travels_to_workers(run_dirs):
     for bad in (0, -1, True, 2.5):
         with pytest.raises(ConfigError, match="batch_users"):
             ServeConfig((run_dirs["ease"],), batch_users=bad)
+
+
+class _Fatal(BaseException):
+    pass
+
+
+def test_a_fatal_error_fails_its_requests_and_the_thread_goes_on():
+    def score(kind, model, rows, k, include_seen):
+        if rows == ["fatal"]:
+            raise _Fatal("not an Exception")
+        if rows == ["stop"]:
+            raise StopIteration
+        return [{"row": r} for r in rows]
+
+    scorer = Scorer(score)
+
+    async def scenario():
+        out = []
+        for rows in (["fatal"], ["stop"], [1]):
+            try:
+                out.append(await scorer.submit("users", "m", rows, 10, False))
+            except RuntimeError as e:
+                out.append(str(e))
+        return out
+
+    got = asyncio.run(scenario())
+    assert "_Fatal" in got[0] and "StopIteration" in got[1]
+    assert got[2] == [{"row": 1}]
+    scorer.stop()
+
+
+def test_a_group_is_answered_without_waiting_for_the_next_group():
+    first_group_answered, release, entered = threading.Event(), threading.Event(), threading.Event()
+
+    def score(kind, model, rows, k, include_seen):
+        if k == 0:  # the call that holds the thread while the next two requests queue
+            entered.set()
+            assert release.wait(10)
+        if k == 2:  # the second group waits until the first one's request has its answer
+            assert first_group_answered.wait(10), "the first group waited for the second"
+        return [{"row": r, "k": k} for r in rows]
+
+    scorer = Scorer(score)
+
+    async def scenario():
+        blocker = asyncio.create_task(scorer.submit("users", "m", [0], 0, False))
+        while not entered.is_set():
+            await asyncio.sleep(0.005)
+        a = asyncio.create_task(scorer.submit("users", "m", [1], 1, False))
+        b = asyncio.create_task(scorer.submit("users", "m", [2], 2, False))
+        await asyncio.sleep(0.05)  # both queued: the next drain takes them together
+        release.set()
+        await blocker
+        got_a = await a
+        first_group_answered.set()
+        return got_a, await b
+
+    got_a, got_b = asyncio.run(scenario())
+    assert got_a == [{"row": 1, "k": 1}] and got_b == [{"row": 2, "k": 2}]
+    scorer.stop()
+
+
+def test_a_stopped_scorer_starts_again_for_the_next_request():
+    scorer = Scorer(lambda kind, model, rows, k, seen: [{"row": r} for r in rows])
+    assert asyncio.run(scorer.submit("users", "m", [1], 10, False)) == [{"row": 1}]
+    scorer.stop()
+    scorer.stop()  # twice is harmless
+    assert asyncio.run(scorer.submit("users", "m", [2], 10, False)) == [{"row": 2}]
+    scorer.stop()

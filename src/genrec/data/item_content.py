@@ -94,7 +94,8 @@ def read_item_attributes(path: str | Path, items: IdMap) -> ItemAttributes:
         (np.ones(len(rows), np.float32), (np.array(rows, int), np.array(cols, int))),
         shape=(len(items), len(columns)),
     )
-    matrix.sort_indices()
+    matrix.sum_duplicates()  # two keys of one item ("4" and "04"): their lists merge
+    matrix.data[:] = 1.0  # multi-hot
     return ItemAttributes(matrix, list(columns), unknown, int((~seen).sum()))
 
 
@@ -102,7 +103,9 @@ def tfidf_rows(X: sp.spmatrix) -> sp.csr_matrix:
     """TF-IDF weights with the smoothed idf ``log((1 + n) / (1 + df)) + 1``, rows scaled to
     unit length (an empty row stays empty): float64 CSR, as scikit-learn's
     ``TfidfTransformer()`` weighs counts."""
-    X = sp.csr_matrix(X, dtype=np.float64)
+    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    X.sum_duplicates()
+    X.eliminate_zeros()  # stored zeros are not occurrences
     n, m = X.shape
     df = np.bincount(X.indices, minlength=m)  # (m,) items holding each token
     idf = np.log((1.0 + n) / (1.0 + df)) + 1.0

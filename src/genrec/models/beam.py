@@ -73,12 +73,14 @@ def constrained_beam_search(
     ``step(beam_of_user (N,), prefix (N, t)) -> (N, V)`` gives the next token's
     log-probabilities for each prefix (N = users x live beams; ``beam_of_user`` says whose
     beam each row is). Returns (items (B, W) int64, -1 where fewer than W items exist, and
-    scores (B, W), best first, -inf for the missing)."""
+    scores (B, W), best first, -inf for the missing; an item whose tuple has probability 0
+    is still returned, after the others, with score -inf)."""
     dev = torch.device(device)
     users = torch.arange(n_users, device=dev)  # (N,) the user of each live beam
     nodes = torch.zeros(n_users, dtype=torch.int64, device=dev)
     prefix = torch.zeros((n_users, 0), dtype=torch.int64, device=dev)
     scores = torch.zeros(n_users, device=dev)
+    alive = torch.ones(n_users, dtype=torch.bool, device=dev)  # a real prefix (by the trie)
     width = 1  # beams per user so far
     for t in range(trie.n_tokens):
         logp = step(users, prefix).float()  # (B * width, V)
@@ -86,24 +88,25 @@ def constrained_beam_search(
             raise ValueError(
                 f"step returned {tuple(logp.shape)}, expected {(n_users * width, trie.vocab)}"
             )
-        ok = trie.allowed(t, nodes)  # (B * width, V)
+        ok = trie.allowed(t, nodes) & alive[:, None]  # (B * width, V)
+        # an allowed token ranks above every forbidden one, even at log-probability -inf
         cand = torch.where(ok, scores[:, None] + logp, torch.full_like(logp, float("-inf")))
         cand = cand.reshape(n_users, width * trie.vocab)  # (B, width * V)
+        rank = torch.where(ok.reshape(n_users, -1), cand.nan_to_num(neginf=-3.0e38), -torch.inf)
         k = min(beam, cand.shape[1])
-        best, idx = cand.topk(k, dim=1)  # (B, k)
+        _, idx = rank.topk(k, dim=1)  # (B, k)
+        best = cand.gather(1, idx)  # (B, k)
         parent = idx // trie.vocab + torch.arange(n_users, device=dev)[:, None] * width
         token = idx % trie.vocab  # (B, k)
         parent, token = parent.reshape(-1), token.reshape(-1)  # (B * k,)
-        live = torch.isfinite(best.reshape(-1))
+        alive = ok.reshape(-1)[parent * trie.vocab + token]  # (B * k,)
         nxt = trie.next[t].to(dev)[nodes[parent], token]  # (B * k,)
-        nodes = torch.where(live, nxt, torch.zeros_like(nxt))  # a dead beam parks at node 0
+        nodes = torch.where(alive, nxt, torch.zeros_like(nxt))  # a dead beam parks at node 0
         prefix = torch.cat([prefix[parent], token[:, None]], 1)  # (B * k, t + 1)
         scores = best.reshape(-1)
         users = torch.arange(n_users, device=dev).repeat_interleave(k)
         width = k
-    items = torch.where(
-        torch.isfinite(scores), trie.item_of_leaf.to(dev)[nodes], torch.full_like(nodes, -1)
-    )
+    items = torch.where(alive, trie.item_of_leaf.to(dev)[nodes], torch.full_like(nodes, -1))
     items, scores = items.reshape(n_users, width), scores.reshape(n_users, width)
     if width < beam:  # fewer tuples than beams
         pad = beam - width

@@ -79,9 +79,12 @@ def straight_through(z_e: Tensor, z_q: Tensor) -> Tensor:
 
 
 def vq_losses(z_e: Tensor, z_q: Tensor, beta: float = 0.25) -> tuple[Tensor, Tensor]:
-    """(codebook loss ``||sg[z_e] - e||^2``, commitment loss ``beta ||z_e - sg[e]||^2``),
-    each a mean over the N x D entries."""
-    return F.mse_loss(z_q, z_e.detach()), beta * F.mse_loss(z_e, z_q.detach())
+    """(codebook loss ``||sg[z_e] - e||^2``, commitment loss ``beta ||z_e - sg[e]||^2``):
+    squared norms over D, averaged over the N vectors (the scale of a reconstruction
+    error summed over its dimensions)."""
+    book = (z_q - z_e.detach()).pow(2).sum(-1).mean()
+    commit = (z_e - z_q.detach()).pow(2).sum(-1).mean()
+    return book, beta * commit
 
 
 def code_counts(codes: Tensor, n_codes: int) -> Tensor:
@@ -304,7 +307,7 @@ class VectorQuantizer(nn.Module):
             dead = self.recent_counts < self.restart_below  # (K,)
             n_dead = int(dead.sum())
             if n_dead:
-                g = torch.Generator(device="cpu").manual_seed(self.seed + int(self.steps))
+                g = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + int(self.steps))
                 pick = torch.randint(0, z.shape[0], (n_dead,), generator=g).to(z.device)
                 self.codebook[dead] = z[pick].to(self.codebook.dtype)
                 if self.ema:

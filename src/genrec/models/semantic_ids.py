@@ -180,8 +180,9 @@ def fit_semantic_ids(
         raise ValueError(
             f"features should be a finite (n_items, d) matrix, got shape {tuple(x.shape)}"
         )
-    torch.manual_seed(cfg.seed)
-    model = RQVAE(x.shape[1], cfg)
+    with torch.random.fork_rng(devices=[]):  # the weights from cfg.seed; the caller's RNG kept
+        torch.manual_seed(cfg.seed)
+        model = RQVAE(x.shape[1], cfg)
     opt: torch.optim.Optimizer = (
         torch.optim.Adagrad(model.parameters(), lr=cfg.lr)
         if cfg.optimizer == "adagrad"

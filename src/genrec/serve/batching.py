@@ -20,6 +20,7 @@ scores every request alone (``genrec serve --batch-users 1``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Job", "Scorer"]
+
+log = logging.getLogger("genrec.serve")
 
 #: ``score(kind, model_name, rows, k, include_seen) -> answers`` (one per row, in order)
 ScoreFn = Callable[[str, str, list[Any], int, bool], list[dict[str, Any]]]
@@ -56,11 +59,24 @@ class Job:
 
 def _settle_all(done: list[tuple[Callable[[Result], None], Result]]) -> None:
     for settle, result in done:
-        settle(result)
+        try:
+            settle(result)
+        except Exception:  # one request's failure to take its answer stops no other
+            log.exception("could not hand an answer to its request")
+
+
+def _as_failure(e: BaseException) -> Exception:
+    """What a waiting request is failed with: the exception itself, or a RuntimeError for
+    one a future cannot hold (StopIteration) or that must not surface in the event loop
+    (KeyboardInterrupt, SystemExit)."""
+    if isinstance(e, Exception) and not isinstance(e, StopIteration):
+        return e
+    return RuntimeError(f"scoring failed: {type(e).__name__}: {e}")
 
 
 class Scorer:
-    """The scoring thread (started at the first request) and its queue."""
+    """The scoring thread (started at the first request, again if it ever ended) and its
+    queue."""
 
     def __init__(self, score: ScoreFn, max_users: int = 256):
         if max_users < 1:
@@ -84,31 +100,29 @@ class Scorer:
             if future.done():  # the request went away (the client disconnected)
                 return
             if isinstance(result, BaseException):
-                future.set_exception(result)
+                future.set_exception(_as_failure(result))
             else:
                 future.set_result(result)
 
-        self._start()
-        self._queue.put(Job(kind, model, list(rows), k, include_seen, loop, settle))
+        job = Job(kind, model, list(rows), k, include_seen, loop, settle)
+        with self._lock:  # a stop in progress either sees this job queued or starts anew
+            self._start_locked()
+            self._queue.put(job)
         return await future
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish the queued jobs, then end the thread."""
+        """Finish the queued jobs, then end the thread (a later request starts a new one)."""
         with self._lock:
             thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(timeout)
+            if thread is None:
+                return
+            self._queue.put(None)  # behind every job queued so far
+        thread.join(timeout)
 
-    def _start(self) -> None:
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="genrec-scorer", daemon=True
-                )
-                self._thread.start()
+    def _start_locked(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="genrec-scorer", daemon=True)
+            self._thread.start()
 
     # ------------------------------------------------------------------ the scoring thread
     def _loop(self) -> None:
@@ -127,40 +141,38 @@ class Scorer:
                     break
                 jobs.append(nxt)
                 users += len(nxt.rows)
-            self.run(jobs)
+            try:
+                self.run(jobs)
+            except BaseException:  # run hands every failure to its requests; never die
+                log.exception("the scoring thread caught an error it could not hand back")
             if last:
                 return
 
     def run(self, jobs: list[Job]) -> None:
         """Score ``jobs``: one model call per group of the same model, kind, k and
-        include_seen, in the order the groups first appear; then every answer handed back
-        at once (one wake-up of each waiting event loop)."""
+        include_seen, in the order the groups first appear; each group's answers are handed
+        back as soon as its call returns (one wake-up of each waiting event loop)."""
         groups: dict[tuple[str, str, int, bool], list[Job]] = {}
         for j in jobs:
             groups.setdefault(j.key, []).append(j)
-        done: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Result], None], Result]]]
-        done = {}
-        fatal: BaseException | None = None
         for (model, kind, k, include_seen), group in groups.items():
             rows = [r for j in group for r in j.rows]
+            done: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Result], None], Result]]]
+            done = {}
             try:
                 answers = self._score(kind, model, rows, k, include_seen)
                 self.calls += 1
-            except BaseException as e:  # each waiting request gets the failure
+            except BaseException as e:  # each waiting request of this call gets the failure
                 for j in group:
                     done.setdefault(j.loop, []).append((j.settle, e))
-                if not isinstance(e, Exception):
-                    fatal = e
-                continue
-            at = 0
-            for j in group:
-                part = answers[at : at + len(j.rows)]
-                done.setdefault(j.loop, []).append((j.settle, part))
-                at += len(j.rows)
-        for loop, settled in done.items():
-            try:
-                loop.call_soon_threadsafe(_settle_all, settled)
-            except RuntimeError:  # that loop has closed: nobody waits there any more
-                pass
-        if fatal is not None:
-            raise fatal
+            else:
+                at = 0
+                for j in group:
+                    part = answers[at : at + len(j.rows)]
+                    done.setdefault(j.loop, []).append((j.settle, part))
+                    at += len(j.rows)
+            for loop, settled in done.items():
+                try:
+                    loop.call_soon_threadsafe(_settle_all, settled)
+                except RuntimeError:  # that loop has closed: nobody waits there any more
+                    pass

@@ -178,9 +178,9 @@ def read_ml10m(folder: str | Path, *, duplicates: str = "last") -> Dataset:
 def read_ml_csv(folder: str | Path, name: str = "ml-20m", *, duplicates: str = "last") -> Dataset:
     """ML-20M, ML-25M, ml-latest(-small): ``ratings.csv`` and ``movies.csv`` with headers."""
     d = Path(folder)
-    items = _ml_csv_movies(d)
     cols = scan_ml_csv_ratings(d / "ratings.csv")
     if cols is not None:  # the batched path: a clean file, never a whole frame
+        items = _ml_csv_movies(d)
         columns: dict[str, np.ndarray | None] = {
             "user": cols.pop("userId"),
             "item": cols.pop("movieId"),
@@ -202,6 +202,7 @@ def read_ml_csv(folder: str | Path, name: str = "ml-20m", *, duplicates: str = "
         ["userId", "movieId", "rating", "timestamp"],
         header=True,
     )
+    items = _ml_csv_movies(d)
     ratings = pd.DataFrame(
         {
             "user": raw["userId"].astype(np.int64),
