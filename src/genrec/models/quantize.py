@@ -307,7 +307,9 @@ class VectorQuantizer(nn.Module):
             dead = self.recent_counts < self.restart_below  # (K,)
             n_dead = int(dead.sum())
             if n_dead:
-                g = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + int(self.steps))
+                g = torch.Generator(device="cpu").manual_seed(
+                    self.seed * 1_000_003 + int(self.steps)
+                )
                 pick = torch.randint(0, z.shape[0], (n_dead,), generator=g).to(z.device)
                 self.codebook[dead] = z[pick].to(self.codebook.dtype)
                 if self.ema:
