@@ -28,14 +28,15 @@ def raw_id(x: Any) -> RawId:
 
 
 def row(m: ServedModel, rank: int, i: int, score: float) -> dict[str, Any]:
-    row: dict[str, Any] = {
+    """One recommended item: rank, raw id, score (null when not finite), title if known."""
+    out: dict[str, Any] = {
         "rank": rank,
         "item": m.raw_items[i],
         "score": score if math.isfinite(score) else None,  # JSON has no infinity
     }
     if m.titles is not None:
-        row["title"] = m.titles[i]
-    return row
+        out["title"] = m.titles[i]
+    return out
 
 
 def _answer(
