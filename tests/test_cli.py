@@ -4,20 +4,14 @@ import sys
 
 import pytest
 
-from genrec.cli import main
 from genrec.io import seal_record
+from tests._cli import run_cli as run
 from tests.synthetic import write_ml100k, write_pair_lists
 
 
 @pytest.fixture(scope="module")
 def ml100k(tmp_path_factory):
     return write_ml100k(tmp_path_factory.mktemp("data") / "ml-100k")
-
-
-def run(capsys, *args):
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_train_recommend_evaluate_roundtrip(tmp_path, capsys, ml100k):

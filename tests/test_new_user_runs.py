@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrec.cli import main
 from genrec.data import DataOptions, load_dataset
 from genrec.errors import DataError
 from genrec.models import EASE
 from genrec.protocols import ProtocolConfig, build_protocol
 from genrec.runs import RunSpec, load_run, train_run
+from tests._cli import run_cli as _cli
 
 LOW = "c7"  # rates everything below the default binarize threshold (4.0)
 
@@ -43,12 +43,6 @@ def log_csv(tmp_path_factory):
     path = tmp_path_factory.mktemp("log") / "ratings.csv"
     _ratings().to_csv(path, index=False)
     return path
-
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _k_core_users(df: pd.DataFrame, user_k: int, item_k: int) -> set[str]:

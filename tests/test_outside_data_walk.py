@@ -12,11 +12,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from genrec.cli import main
 from genrec.errors import ConfigError
 from genrec.models import EASE
 from genrec.models.ease import ease_max_items, ease_memory_bytes, ease_weights, gram_matrix
 from genrec.runs import RunSpec, load_run, train_run
+from tests._cli import run_cli as _cli
 
 
 def _log(seed: int = 0, n_users: int = 60, n_items: int = 40, per_user: int = 8) -> pd.DataFrame:
@@ -36,12 +36,6 @@ def log_csv(tmp_path_factory):
     path = tmp_path_factory.mktemp("walk") / "log.csv"
     _log().to_csv(path, index=False)
     return path
-
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # ------------------------------------------- EASE's memory refusal names protocol.item_k
