@@ -55,10 +55,9 @@ from genrec.config import Range, check_ranges
 from genrec.models.base import ArraySpec, Capabilities
 from genrec.models.nn_blocks import (
     MLPAutoencoder,
-    dropout_values,
+    encoder_values,
     gaussian_kl_to_std_normal,
     multinomial_log_lik_sparse,
-    normalize_rows,
     reparameterize,
 )
 from genrec.models.torch_base import TorchRecommender, check_counts
@@ -150,9 +149,8 @@ class MultVAE(TorchRecommender):
 
     def _input(self, batch: Batch, ctx: StepContext | None) -> tuple[torch.Tensor, ...]:
         """CSR parts of the encoder input: L2-normalised rows, dropout when training."""
-        values = normalize_rows(batch.indptr, batch.values)  # (N,)
-        if ctx is not None:
-            values = dropout_values(values, self.config.dropout, ctx.generator)
+        generator = None if ctx is None else ctx.generator
+        values = encoder_values(batch.indptr, batch.values, self.config.dropout, generator)
         return batch.indptr, batch.indices, values
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:

@@ -42,6 +42,7 @@ __all__ = [
     "row_ids",
     "normalize_rows",
     "dropout_values",
+    "encoder_values",
     "SparseInputLinear",
     "MLPAutoencoder",
     "make_linear",
@@ -147,6 +148,15 @@ def dropout_values(values: torch.Tensor, p: float, generator: torch.Generator) -
     u = torch.rand(values.shape, generator=generator, device=generator.device)  # (N,)
     keep = (u >= p).to(device=values.device, dtype=values.dtype)
     return values * keep / (1.0 - p)  # (N,)
+
+
+def encoder_values(
+    indptr: torch.Tensor, values: torch.Tensor, p: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The values the autoencoders' encoders read (N,): rows scaled to unit L2 norm, then
+    input dropout ``p`` drawn from ``generator`` (none without one: scoring)."""
+    out = normalize_rows(indptr, values)  # (N,)
+    return out if generator is None else dropout_values(out, p, generator)
 
 
 def init_linear_(

@@ -68,12 +68,11 @@ from genrec.config import Range, check_ranges
 from genrec.models.base import ArraySpec, Capabilities
 from genrec.models.nn_blocks import (
     SparseInputLinear,
-    dropout_values,
+    encoder_values,
     linear_arrays,
     log_normal_pdf,
     make_linear,
     multinomial_log_lik_sparse,
-    normalize_rows,
     reparameterize,
     sparse_input_arrays,
 )
@@ -325,9 +324,9 @@ class RecVAE(TorchRecommender):
         return torch.cat(mus), torch.cat(logvars)  # (U, K) x 2
 
     def _input(self, batch: Batch, ctx: StepContext | None) -> tuple[torch.Tensor, ...]:
-        values = normalize_rows(batch.indptr, batch.values)  # (N,)
-        if ctx is not None and ctx.phase.name != "decoder":
-            values = dropout_values(values, self.config.dropout, ctx.generator)
+        dropout = ctx is not None and ctx.phase.name != "decoder"  # none in the decoder phase
+        generator = ctx.generator if dropout and ctx is not None else None
+        values = encoder_values(batch.indptr, batch.values, self.config.dropout, generator)
         return batch.indptr, batch.indices, values
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:

@@ -51,9 +51,8 @@ from genrec.errors import ConfigError
 from genrec.models.base import ArraySpec, Capabilities
 from genrec.models.nn_blocks import (
     MLPAutoencoder,
-    dropout_values,
+    encoder_values,
     multinomial_log_lik_sparse,
-    normalize_rows,
 )
 from genrec.models.quantize import Quantized, ResidualQuantizer, VectorQuantizer
 from genrec.models.torch_base import TorchRecommender, check_counts
@@ -195,9 +194,9 @@ class VQVAE(TorchRecommender):
         check_counts(X, self.name)
 
     def _input(self, batch: Batch, ctx: StepContext | None) -> tuple[torch.Tensor, ...]:
-        values = normalize_rows(batch.indptr, batch.values)  # (N,)
-        if ctx is not None:
-            values = dropout_values(values, self.config.dropout, ctx.generator)
+        """CSR parts of the encoder input, as Mult-VAE's: unit rows, dropout when training."""
+        generator = None if ctx is None else ctx.generator
+        values = encoder_values(batch.indptr, batch.values, self.config.dropout, generator)
         return batch.indptr, batch.indices, values
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
