@@ -46,9 +46,15 @@ def _graceful_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def _limit(name: str, default: int, what: str) -> Any:
+def _positive(name: str, default: int, what: str) -> Any:
     return click.option(
         name, type=click.IntRange(min=1), default=default, show_default=True, help=what
+    )
+
+
+def _seconds(name: str, default: float, least: float, what: str) -> Any:
+    return click.option(
+        name, type=click.FloatRange(min=least), default=default, show_default=True, help=what
     )
 
 
@@ -62,45 +68,31 @@ def _limit(name: str, default: int, what: str) -> Any:
     show_default=True,
     help="Port to bind (0: any free port, printed at start-up).",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Worker processes (each loads every model).",
-)
+@_positive("--workers", 1, "Worker processes (each loads every model).")
 @click.option(
     "--api-key-env",
     default=None,
     metavar="NAME",
     help="Require the API key held in the environment variable NAME on every /v1 request.",
 )
-@_limit("--max-k", 1000, "Largest k a request may ask for.")
-@_limit("--max-history", 2000, "Most item ids in one posted history.")
-@_limit("--max-batch", 1000, "Most users or histories in one batch request.")
-@_limit("--max-body-bytes", 2 * 1024 * 1024, "Largest request body in bytes.")
-@click.option(
-    "--graceful-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds a stop (SIGTERM, Ctrl-C) waits for requests in flight.",
+@_positive("--max-k", 1000, "Largest k a request may ask for.")
+@_positive("--max-history", 2000, "Most item ids in one posted history.")
+@_positive("--max-batch", 1000, "Most users or histories in one batch request.")
+@_positive("--max-body-bytes", 2 * 1024 * 1024, "Largest request body in bytes.")
+@_seconds(
+    "--graceful-timeout", 30.0, 0, "Seconds a stop (SIGTERM, Ctrl-C) waits for requests in flight."
 )
-@click.option(
+@_positive(
     "--batch-users",
-    type=click.IntRange(min=1),
-    default=DEFAULT_BATCH_USERS,
-    show_default=True,
-    help="Most users one model call scores for the requests waiting together "
-    "(1: each request alone).",
+    DEFAULT_BATCH_USERS,
+    "Most users one model call scores for the requests waiting together (1: each request alone).",
 )
-@click.option(
+@_seconds(
     "--keep-alive",
-    type=click.FloatRange(min=1),
-    default=75.0,
-    show_default=True,
-    help="Seconds an idle keep-alive connection stays open (longer than clients keep "
-    "theirs, so a client never sends on a connection the service is closing).",
+    75.0,
+    1,
+    "Seconds an idle keep-alive connection stays open (longer than clients keep theirs, so a "
+    "client never sends on a connection the service is closing).",
 )
 @click.option("--access-log/--no-access-log", default=True, help="Log every request.")
 def serve_cmd(

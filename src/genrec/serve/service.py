@@ -2,10 +2,12 @@
 
 :class:`Catalog` loads every run folder once (``genrec.runs.load_run``: checked, nothing
 unpickled) and answers in plain dicts, the JSON bodies of ``docs/serving.md``; a refused
-request raises :class:`genrec.serve.errors.ServeError`. One user or one history is answered
-by ``Run.recommend``, as ``genrec recommend`` answers, so the service and the command line
-give the same lists; a batch is scored by one ``Recommender.recommend`` call per kind of
-request (known users in one, posted histories in the other).
+request raises :class:`genrec.serve.errors.ServeError`. A request is checked first
+(``check_user``, ``check_items``, ``check_batch``: lookups only), then scored by ``score``,
+one ``Recommender.recommend`` call for many known users or many posted histories, with the
+history, the excluded items and the notes ``Run.recommend`` uses, so the service and the
+command line give the same lists (the scoring thread of :mod:`genrec.serve.batching` calls
+``score`` for the requests waiting together; :meth:`Catalog.batch` does it all for one batch).
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class Catalog:
     # ------------------------------------------------------------------ recommendations
     # Each request is checked first (``check_*``: lookups only, a ServeError when refused),
     # then scored by ``score``: the service's scoring thread calls it for many requests at
-    # once (genrec.serve.batching); the ``for_*`` methods do both for one request.
+    # once (genrec.serve.batching); ``batch`` does both for one batch request.
     def check_user(self, name: str, user: RawId, k: int) -> tuple[ServedModel, int]:
         """The model and the training row of a known user's request."""
         m = self.get(name)
@@ -215,19 +217,6 @@ class Catalog:
         for (j, _, unknown), answer in zip(histories, history_answers):
             out[j] = self.with_unknown(answer, unknown)
         return {"model": m.name, "results": out}
-
-    def for_user(self, name: str, user: RawId, k: int, include_seen: bool) -> dict[str, Any]:
-        """Top-k for a known user, by raw id, from the user's whole history."""
-        m, u = self.check_user(name, user, k)
-        return self.score("users", m.name, [u], k, include_seen)[0]
-
-    def for_items(
-        self, name: str, items: Sequence[RawId], k: int, include_seen: bool
-    ) -> dict[str, Any]:
-        """Top-k for a new user folded in from raw item ids (unknown ids listed, skipped)."""
-        m, rows, unknown = self.check_items(name, items, k)
-        answer = self.score("histories", m.name, [rows], k, include_seen)[0]
-        return self.with_unknown(answer, unknown)
 
     def batch(
         self, name: str, requests: Sequence[dict[str, Any]], k: int, include_seen: bool
