@@ -80,3 +80,24 @@ def test_parquet_float_id_columns_load_as_integer_ids(tmp_path):
     assert ds.interactions.user_ids.dtype.kind == "i"
     assert sorted(ds.interactions.user_ids.tolist()) == [1, 2]
     assert sorted(ds.interactions.item_ids.tolist()) == [10, 11]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        np.array([7, 3, 7, 0, 12], dtype=np.int64),
+        np.array([5, 1, 5], dtype=np.int32),
+        np.array([3, -1, 3]),  # negative: sorted
+        np.array([2**40, 1, 2**40]),  # beyond the compact range: sorted
+        np.array(["b", "a", "b"]),
+        [3, 1, 3],
+    ],
+)
+def test_factorize_ids_equals_np_unique(raw):
+    from genrec.data.interactions import as_id_array, factorize_ids
+
+    uniq, inv = factorize_ids(raw)
+    want_u, want_i = np.unique(as_id_array(raw), return_inverse=True)
+    np.testing.assert_array_equal(uniq, want_u)
+    assert uniq.dtype == want_u.dtype
+    np.testing.assert_array_equal(inv, want_i.ravel())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from genrec.data.dataset import Dataset
-from genrec.data.interactions import Interactions
+from genrec.data.interactions import Interactions, factorize_ids
 from genrec.data.readers._parse import _load_text
 from genrec.data.sequences import Sequences
 from genrec.errors import DataError
@@ -64,7 +64,7 @@ def read_sequence_lines(path: str | Path, *, name: str | None = None) -> Dataset
     rank = np.empty(len(uid), np.int64)
     rank[order] = np.arange(len(uid))
     u = np.repeat(rank, counts)
-    iid, i = np.unique(_ids(items), return_inverse=True)
+    iid, i = factorize_ids(_ids(items))
     i = i.astype(np.int64).ravel()
     inter = Interactions.from_arrays(u, i, None, None, user_ids=uid[order], item_ids=iid)
     seqs = Sequences.from_events(u, i, len(uid), len(iid))  # stable: line order kept
