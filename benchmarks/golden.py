@@ -170,6 +170,19 @@ GOLDEN_CONFIGS: dict[str, dict[str, Any]] = {
     "sasrec": dict(
         dim=16, max_len=8, n_blocks=1, train=dict(epochs=10, batch_size=16, lr=1e-2, device="cpu")
     ),
+    "tiger": dict(
+        dim=16,
+        n_layers=1,
+        n_heads=2,
+        head_dim=8,
+        ffn_dim=32,
+        max_items=6,
+        user_buckets=0,
+        beam=40,
+        feature_dim=8,
+        semantic=dict(hidden_dims=(16,), code_dim=4, n_levels=2, n_codes=4, epochs=20, lr=0.1),
+        train=dict(epochs=10, batch_size=32, lr=1e-2, device="cpu"),
+    ),
 }
 
 SEED = 0

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from _common import RESULTS, ROOT
 
-ORDER = ["ease", "vae", "scale", "bpr", "ratings", "gmm", "diffrec", "sequential", "serve"]
+ORDER = ["ease", "vae", "scale", "bpr", "ratings", "gmm", "diffrec", "sequential", "genretrieval"]
+ORDER += ["serve"]
 ORDER += ["clusters"]
 
 INTRO = """# Benchmarks

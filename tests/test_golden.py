@@ -34,7 +34,7 @@ MOVED = {
 }
 
 #: entries new since 0.1.0 (models it did not have): compared with the 0.2.0 file only
-ADDED = {"transition", "gru4rec", "bert4rec", "hstu", "sasrec", "vq-vae"}
+ADDED = {"transition", "gru4rec", "bert4rec", "hstu", "sasrec", "vq-vae", "tiger"}
 
 
 @pytest.fixture(scope="module")

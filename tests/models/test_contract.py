@@ -41,6 +41,7 @@ EMBEDDINGS: dict[str, tuple[bool, bool]] = {
     "bert4rec": (True, True),
     "hstu": (True, True),
     "sasrec": (True, True),
+    "tiger": (True, True),  # the encoder's mean output; an item's mean code embedding
 }
 
 #: models whose scores are user . item embedding plus a per-user and a per-item term

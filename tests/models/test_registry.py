@@ -79,6 +79,21 @@ TINY_SEQUENTIAL: dict[str, dict[str, Any]] = {
         "attn_dropout": 0.1,
         "train": {"epochs": 30, "batch_size": 8, "lr": 1e-2, "device": "cpu"},
     },
+    "tiger": {
+        "dim": 32,
+        "n_layers": 1,
+        "n_heads": 2,
+        "head_dim": 16,
+        "ffn_dim": 64,
+        "max_items": 6,
+        "user_buckets": 0,  # a user token would make a training user's scores its own
+        "beam": 24,  # the whole catalogue: every item is ranked by its tuple
+        "dropout": 0.0,
+        "feature_dim": 8,
+        "tokenizer": "kmeans",
+        "semantic": {"n_levels": 2, "n_codes": 4},
+        "train": {"epochs": 30, "batch_size": 32, "lr": 3e-3, "device": "cpu"},
+    },
 }
 TINY.update(TINY_SEQUENTIAL)
 

@@ -112,6 +112,7 @@ TARGET = {
     "bert4rec": "head.weight",
     "hstu": "blocks.0.uvqk",
     "sasrec": "blocks.0.qkv.weight",
+    "tiger": "encoder.0.attn.q.weight",
 }
 
 

@@ -25,6 +25,7 @@ from genrec.models.mult_vae import MultVAE, MultVAEConfig
 from genrec.models.popularity import Popularity, PopularityConfig
 from genrec.models.recvae import RecVAE, RecVAEConfig
 from genrec.models.sasrec import SASRec, SASRecConfig
+from genrec.models.tiger import TIGER, TIGERConfig
 from genrec.models.transition import Transition, TransitionConfig
 from genrec.models.vq_vae import VQVAE, VQVAEConfig
 
@@ -48,6 +49,7 @@ MODELS: dict[str, type[Recommender]] = {
     "bert4rec": BERT4Rec,
     "hstu": HSTU,
     "sasrec": SASRec,
+    "tiger": TIGER,
 }
 
 
@@ -75,6 +77,8 @@ __all__ = [
     "MultDAEConfig",
     "VQVAE",
     "VQVAEConfig",
+    "TIGER",
+    "TIGERConfig",
     "RecVAE",
     "RecVAEConfig",
     "CDAE",

@@ -85,6 +85,8 @@ class Capabilities:
     selects_on : the kind of validation task fit selects on by default; None when fit
         takes no validation (:meth:`Recommender.selects_on` may answer by config).
     sequential : fits on and scores from ordered histories (:class:`genrec.data.Sequences`).
+    item_features : fit reads an item feature matrix from ``context.side`` (the runner builds
+        it from ``config.item_features``: :mod:`genrec.runs.item_features`).
     """
 
     task: TaskKind = "ranking"
@@ -94,6 +96,7 @@ class Capabilities:
     predicts_ratings: bool = False
     selects_on: TaskKind | None = None
     sequential: bool = False
+    item_features: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in ("ranking", "rating"):

@@ -67,6 +67,7 @@ def constrained_beam_search(
     n_users: int,
     beam: int,
     device: torch.device | str = "cpu",
+    on_select: Callable[[Tensor], None] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The ``beam`` best items per user by the summed log-probability of their tuples.
 
@@ -74,7 +75,11 @@ def constrained_beam_search(
     log-probabilities for each prefix (N = users x live beams; ``beam_of_user`` says whose
     beam each row is). Returns (items (B, W) int64, -1 where fewer than W items exist, and
     scores (B, W), best first, -inf for the missing; an item whose tuple has probability 0
-    is still returned, after the others, with score -inf)."""
+    is still returned, after the others, with score -inf).
+
+    ``on_select(parent (N',))``, when given, is called after each step with the row of the
+    previous step that each new beam continues, so that ``step`` can carry per-beam state
+    (a decoder's cached keys and values) from a beam to its continuations."""
     dev = torch.device(device)
     users = torch.arange(n_users, device=dev)  # (N,) the user of each live beam
     nodes = torch.zeros(n_users, dtype=torch.int64, device=dev)
@@ -99,6 +104,8 @@ def constrained_beam_search(
         parent = idx // trie.vocab + torch.arange(n_users, device=dev)[:, None] * width
         token = idx % trie.vocab  # (B, k)
         parent, token = parent.reshape(-1), token.reshape(-1)  # (B * k,)
+        if on_select is not None:
+            on_select(parent)
         alive = ok.reshape(-1)[parent * trie.vocab + token]  # (B * k,)
         nxt = trie.next[t].to(dev)[nodes[parent], token]  # (B * k,)
         nodes = torch.where(alive, nxt, torch.zeros_like(nxt))  # a dead beam parks at node 0

@@ -81,7 +81,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -91,7 +90,13 @@ from genrec.data.sequences import Sequences
 from genrec.models.base import ArraySpec, Capabilities
 from genrec.models.nn_blocks import dropout_values
 from genrec.models.seq_losses import ce_loss, sampled_softmax_loss, uniform_negatives
-from genrec.models.sequential import PAD, SeqBatch, TorchSequentialRecommender, trim_padding
+from genrec.models.sequential import (
+    PAD,
+    SeqBatch,
+    TorchSequentialRecommender,
+    length_sorted_order,
+    trim_padding,
+)
 from genrec.train import BatchContext, Chunked, StepContext, TrainConfig
 
 __all__ = [
@@ -160,22 +165,6 @@ def pointwise_attention(
     keep = causal[None, None] & valid[:, None, None, :]  # (B, 1, L, L)
     a = (F.silu(s) / n).masked_fill(~keep, 0.0)  # (B, H, L, L)
     return torch.einsum("bhij,bjhd->bihd", a, v).reshape(B, L, H * dv)
-
-
-def length_sorted_order(
-    order: torch.Tensor, lengths: np.ndarray, size: int, pool: int, generator: torch.Generator
-) -> torch.Tensor:
-    """``order`` (n,) regrouped into batches of similar length: cut into pools of ``pool``
-    batches of ``size``, each pool sorted by history length (stable) and cut into batches,
-    and the full batches shuffled (on ``generator``); a last, short batch stays last."""
-    o = order.numpy()
-    span = size * pool
-    parts = [o[s : s + span] for s in range(0, len(o), span)]
-    sorted_ = np.concatenate([p[np.argsort(lengths[p], kind="stable")] for p in parts])
-    n_full = len(sorted_) // size
-    shuffled = torch.randperm(n_full, generator=generator).numpy()
-    full = sorted_[: n_full * size].reshape(n_full, size)[shuffled].reshape(-1)
-    return torch.from_numpy(np.concatenate([full, sorted_[n_full * size :]]))
 
 
 def _dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:

@@ -41,6 +41,7 @@ __all__ = [
     "PAD",
     "SCORE_GROUP",
     "trim_padding",
+    "length_sorted_order",
 ]
 
 PAD = 0  # the padding token; item i is token i + 1
@@ -120,6 +121,22 @@ class SeqBatch:
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+
+def length_sorted_order(
+    order: torch.Tensor, lengths: np.ndarray, size: int, pool: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``order`` (n,) regrouped into batches of similar length: cut into pools of ``pool``
+    batches of ``size``, each pool sorted by history length (stable) and cut into batches,
+    and the full batches shuffled (on ``generator``); a last, short batch stays last."""
+    o = order.numpy()
+    span = size * pool
+    parts = [o[s : s + span] for s in range(0, len(o), span)]
+    sorted_ = np.concatenate([p[np.argsort(lengths[p], kind="stable")] for p in parts])
+    n_full = len(sorted_) // size
+    shuffled = torch.randperm(n_full, generator=generator).numpy()
+    full = sorted_[: n_full * size].reshape(n_full, size)[shuffled].reshape(-1)
+    return torch.from_numpy(np.concatenate([full, sorted_[n_full * size :]]))
 
 
 def tokens(seqs: Sequences, max_len: int) -> np.ndarray:

@@ -108,7 +108,7 @@ def fit_model(
 ) -> Recommender:
     """Fit ``model`` with what its class asks for: the trainer's run folder and resume flag,
     side features; a sequential model fits on ``sequences`` instead of ``X``."""
-    side = None
+    side: Any = None
     if (
         type(model).capabilities.side_features
         and getattr(model.config, "use_side_features", True)
@@ -117,6 +117,10 @@ def fit_model(
         from genrec.data.features import side_features  # the FM's side information
 
         side = side_features(ds)
+    if type(model).capabilities.item_features and ds is not None:
+        from genrec.runs.item_features import item_features  # items coded from content
+
+        side = item_features(model.config, ds, X)
     trained = type(model).capabilities.trainer
     context = FitContext(
         run_dir=run_dir if trained else None,
