@@ -533,3 +533,64 @@ def test_cli_clusters_reports_empty_clusters(ease_run, tmp_path, capsys, monkeyp
     assert "1 (of K = 3) clusters" in " ".join(out.out.split())
     summary = json.loads((tmp_path / "c" / "profiles.json").read_text())
     assert summary["k"] == 3 and summary["clusters found"] == 1 and len(summary["profiles"]) == 1
+
+
+# ----------------------------------------------------------------------------- VQ codes
+def test_code_clusters_are_the_codes_ranked_by_size():
+    from genrec.analysis.clustering import code_clusters
+
+    Y = np.random.default_rng(0).standard_normal((7, 2))
+    c = code_clusters(Y, np.array([9, 3, 9, 5, 3, 9, 5]))
+    # 9 (three users) is cluster 0; 3 and 5 (two each) follow, the lower code first
+    np.testing.assert_array_equal(c.labels, [0, 1, 0, 2, 1, 0, 2])
+    assert c.k == 3 and c.method == "codes" and c.bic is None
+    residual = code_clusters(Y, np.array([[1, 0], [1, 5], [2, 0], [1, 1], [2, 2], [3, 0], [1, 0]]))
+    np.testing.assert_array_equal(residual.labels, [0, 0, 1, 0, 1, 2, 0])  # the first level
+
+
+def test_vq_vae_codes_are_clusters_that_recover_taste_groups():
+    from genrec.analysis.pipeline import cluster_users
+
+    X, groups, _ = taste_groups()
+    vq = get_model_class("vq-vae")(
+        hidden_dims=(32,),
+        code_dim=8,
+        n_codes=4,
+        restart_every=20,
+        dropout=0.2,
+        train={"epochs": 40, "batch_size": 40, "lr": 1e-2, "device": "cpu"},
+    ).fit(X)
+    ids = np.arange(X.shape[0])
+    report = cluster_users(vq, X, ids, np.arange(X.shape[1]), method="codes", map_method="none")
+    assert report.summary["k chosen by"] == "the model's codes"
+    np.testing.assert_array_equal(report.result.labels, code_rank(vq.user_codes(X)))
+    assert adjusted_rand_score(groups, report.result.labels) >= 0.8
+    with pytest.raises(ConfigError, match="no K to fix or choose"):
+        cluster_users(vq, X, ids, np.arange(X.shape[1]), method="codes", k=3, map_method="none")
+    with pytest.raises(ConfigError, match="no discrete user codes"):
+        cluster_users(
+            EASE(l2=1.0).fit(X),
+            X,
+            ids,
+            np.arange(X.shape[1]),
+            method="codes",
+            embedding="svd",
+            map_method="none",
+        )
+
+
+def code_rank(codes):
+    """Codes renumbered by size (the most common 0), by a direct count."""
+    counts = {c: int((codes == c).sum()) for c in set(codes.tolist())}
+    order = sorted(counts, key=lambda c: (-counts[c], c))
+    return np.array([order.index(c) for c in codes.tolist()])
+
+
+def test_cli_clusters_codes_of_a_model_without_codes_is_one_line(ease_run, tmp_path, capsys):
+    code = main(
+        ["clusters", str(ease_run), "--method", "codes", "--embedding", "svd", "--map", "none"]
+        + ["--out", str(tmp_path / "c")]
+    )
+    err = capsys.readouterr().err
+    assert code != 0 and "no discrete user codes" in err and "--method gmm or kmeans" in err
+    assert "Traceback" not in err and not (tmp_path / "c").exists()

@@ -18,7 +18,7 @@ from genrec._optional import require
 from genrec.errors import ConfigError
 from genrec.foundations import GaussianMixture
 
-__all__ = ["Clustering", "reduce_dim", "fit_clusters", "select_k"]
+__all__ = ["Clustering", "reduce_dim", "fit_clusters", "select_k", "code_clusters"]
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Clustering:
     proba : ndarray, shape (n,)
         Probability of the assigned cluster (GMM responsibilities; 1.0 for K-Means).
     k : int
-    method : "gmm" or "kmeans"
+    method : "gmm", "kmeans" or "codes" (a model's discrete codes: :func:`code_clusters`)
     silhouette : float
         Silhouette score in the clustering space (sampled on at most 5,000 users).
     bic : float or None
@@ -104,6 +104,21 @@ def fit_clusters(
             labels, resp.max(1), k, method, _silhouette(Y, labels, seed), float(gmm.bic(Y))
         )
     raise ConfigError(f"clustering method must be gmm or kmeans, got {method!r}")
+
+
+def code_clusters(Y: np.ndarray, codes: np.ndarray, seed: int = 0) -> Clustering:
+    """The users' discrete codes (n,) as the clusters (a VQ-VAE's taste types): cluster 0 the
+    most common code, 1 the next, ... (ties: the lower code first); the silhouette of those
+    clusters in ``Y`` (n, d), the clustering space of the other methods."""
+    codes = np.asarray(codes).reshape(len(codes), -1)[:, 0]
+    values, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    order = np.lexsort((values, -counts))  # by size, then by code
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[order] = np.arange(len(values))
+    labels = rank[inverse.reshape(-1)]
+    return Clustering(
+        labels, np.ones(len(labels)), len(values), "codes", _silhouette(Y, labels, seed), None
+    )
 
 
 def select_k(

@@ -13,7 +13,13 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from genrec.analysis.clustering import Clustering, fit_clusters, reduce_dim, select_k
+from genrec.analysis.clustering import (
+    Clustering,
+    code_clusters,
+    fit_clusters,
+    reduce_dim,
+    select_k,
+)
 from genrec.analysis.embeddings import model_user_embeddings, svd_embeddings
 from genrec.analysis.maps import embed_2d
 from genrec.analysis.profiles import ItemUserMeta, cluster_profiles
@@ -52,7 +58,7 @@ def cluster_users(
     titles: np.ndarray | None = None,
     k: int | None = None,
     ks: Sequence[int] = tuple(range(2, 13)),
-    method: Literal["gmm", "kmeans"] = "gmm",
+    method: Literal["gmm", "kmeans", "codes"] = "gmm",
     criterion: Literal["bic", "silhouette"] | None = None,
     map_method: Literal["tsne", "umap", "none"] = "tsne",
     embedding: Literal["model", "svd"] = "model",
@@ -70,9 +76,12 @@ def cluster_users(
     ``report.html``).
 
     ``k`` fixes the number of clusters; otherwise it is chosen among ``ks`` by ``criterion``
-    (default BIC for GMM, silhouette for K-means). ``on_step(stage, done, total)`` reports
-    progress. A sequential model embeds each user's ordered history: ``sequences`` (U users,
-    row u training user u; a run folder keeps them, ``Run.data.sequences``).
+    (default BIC for GMM, silhouette for K-means). ``method="codes"`` takes a model's
+    discrete user codes as the clusters (a VQ-VAE's ``user_codes``; the first level of
+    product or residual codes), so ``k`` and ``criterion`` do not apply.
+    ``on_step(stage, done, total)`` reports progress. A sequential model embeds each user's
+    ordered history: ``sequences`` (U users, row u training user u; a run folder keeps
+    them, ``Run.data.sequences``).
     """
     from genrec.analysis.report import labels_csv, map_html, map_png, report_html
 
@@ -93,6 +102,17 @@ def cluster_users(
             "the criterion chooses K among candidates; with a fixed k there is "
             "nothing to choose: drop k or the criterion"
         )
+    if method == "codes":
+        if not hasattr(model, "user_codes"):
+            raise ConfigError(
+                f"model {model_name} has no discrete user codes (method 'codes' is for the "
+                f"VQ-VAE); use method 'gmm' or 'kmeans'"
+            )
+        if k is not None or criterion is not None:
+            raise ConfigError(
+                "method 'codes' takes the model's codes as the clusters: there is no K to "
+                "fix or choose; drop k and the criterion"
+            )
     cand = [k] if k is not None else sorted(set(ks))
     if len(cand) > MAX_K_CANDIDATES:
         raise ConfigError(
@@ -115,6 +135,8 @@ def cluster_users(
             f"histories (sequences=, a run's data.sequences), or use embedding='svd'"
         )
     crit = criterion or ("bic" if method == "gmm" else "silhouette")
+    if method == "codes":
+        cand = [1]  # nothing is chosen: the codes are the clusters
     if map_method == "umap":
         from importlib.util import find_spec
 
@@ -142,7 +164,9 @@ def cluster_users(
     Y = reduce_dim(Z, pca_dim, seed)
     t = _logged(t0, "clusters: %s embeddings of %d users (%d dims)", embedding, n, Z.shape[1])
     step("clustering", 0, len(cand))
-    if len(cand) == 1:
+    if method == "codes":
+        result, k_table = code_clusters(Y, model.user_codes(Xa), seed), None
+    elif len(cand) == 1:
         result, k_table = fit_clusters(Y, cand[0], method, seed), None
     else:
         done = iter(range(1, len(cand) + 1))
@@ -197,7 +221,13 @@ def cluster_users(
         "k": result.k,
         "clusters found": found,
         "silhouette": round(result.silhouette, 4),
-        "k chosen by": crit if k_table else ("k" if k is not None else "one candidate"),
+        "k chosen by": (
+            "the model's codes"
+            if method == "codes"
+            else crit
+            if k_table
+            else ("k" if k is not None else "one candidate")
+        ),
         "map": map_method,
     }
     if xy is not None:

@@ -58,6 +58,8 @@ LIBRARY_TERMS = (
     ("or use embedding='svd'", "or use --embedding svd"),
     ("(map_method='none')", "(--map none)"),
     ("method 'gmm', or criterion 'silhouette'", "--method gmm, or --criterion silhouette"),
+    ("use method 'gmm' or 'kmeans'", "use --method gmm or kmeans"),
+    ("drop k and the criterion", "drop --k and --criterion"),
 )
 
 
@@ -76,7 +78,13 @@ LIBRARY_TERMS = (
     default=None,
     help="How K is chosen (default bic for gmm, silhouette for kmeans).",
 )
-@click.option("--method", type=click.Choice(["gmm", "kmeans"]), default="gmm", show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(["gmm", "kmeans", "codes"]),
+    default="gmm",
+    show_default=True,
+    help="codes: a VQ-VAE's discrete user codes are the clusters (no K to choose).",
+)
 @click.option(
     "--map",
     "map_method",
