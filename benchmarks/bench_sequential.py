@@ -14,7 +14,12 @@ test users (with ``--speed``, the median of three per library), peak RSS. RecBol
 same invocation when its side environment exists (``benchmarks/peers_recbole_seq.py``).
 
 Usage: python benchmarks/bench_sequential.py [--data beauty,sports] [--models a,b]
-       [--seeds 0,1,2] [--peers-venv /work/peers/venv] [--out sequential]
+       [--seeds 0,1,2] [--peers-venv /work/peers/venv] [--out sequential] [--keep DIR]
+
+``--keep DIR`` keeps every finished stage (the selection, each seed's run) in DIR and reuses
+it when the same command runs again, so a long row (Sports SASRec: hours) can be finished
+over several invocations; each seed is then its own stage, and its test numbers are joined
+into mean and sample sd as the runner joins them.
        python benchmarks/bench_sequential.py --scale   (one SASRec epoch on ML-20M's shape)
        python benchmarks/bench_sequential.py --speed   (SASRec against RecBole, Beauty)
 """
@@ -31,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import ROOT, header, run_peer, write_result
 
@@ -146,6 +152,73 @@ def one(args: dict) -> dict:
         "eval_s": res.test.get("seconds"),
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
+
+
+# ----------------------------------------------------------------------------- kept stages
+def kept(keep: Path, key: str, run: Any) -> dict:
+    """The stage ``key``'s result from ``keep/key.json`` when an earlier invocation finished
+    it, else ``run()``'s, written there atomically (a failed stage is not kept)."""
+    from genrec.io import atomic_write_text
+
+    path = keep / f"{key}.json"
+    if path.is_file():
+        print(f"  {key}: kept from {path}", flush=True)
+        return json.loads(path.read_text())
+    res = run()
+    if "error" not in res:
+        keep.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(res, default=float))
+    return res
+
+
+def kept_row(
+    keep: Path, data: str, name: str, config: Path, path: Path, seeds: list[int], settings: dict
+) -> tuple[dict, dict]:
+    """A row whose selection and each seed are stages kept in ``keep`` (``--keep``): an
+    invocation stopped part way (a session's end) loses only the stage it was in. The
+    seeds' test numbers are joined here (mean and sample sd), as the runner joins them."""
+    from genrec.config import load_toml
+
+    work = keep / "runs"
+    if (load_toml(config).get("run") or {}).get("grid"):
+        print(f"[{data}] {name}: selection", flush=True)
+        sel = kept(
+            keep,
+            f"{data}-{name}-select",
+            lambda: stage(config, path, work / f"{data}-{name}-sel", None, {}, settings),
+        )
+    else:
+        sel = {"chosen": {}}
+    if "error" in sel:
+        return sel, sel
+    chosen = sel.get("chosen") or {}
+    print(f"[{data}] {name}: seeds {seeds} at {chosen}", flush=True)
+    runs = []
+    for seed in seeds:
+        key = f"{data}-{name}-seed{seed}"
+        res = kept(
+            keep, key, lambda k=key, s=seed: stage(config, path, work / k, [s], chosen, settings)
+        )
+        if "error" in res:
+            return sel, res
+        runs.append(res)
+    metrics = {k: [r["test"]["metrics"][k] for r in runs] for k in runs[0]["test"]["metrics"]}
+    test = {**runs[0]["test"], "metrics": {k: statistics.mean(v) for k, v in metrics.items()}}
+    if len(runs) > 1:
+        test["seeds"] = {
+            k: {"mean": statistics.mean(v), "sd": statistics.stdev(v)} for k, v in metrics.items()
+        }
+    fin = {
+        **runs[0],
+        "test": test,
+        "epoch_s": (
+            statistics.median(e)
+            if (e := [r["epoch_s"] for r in runs if r.get("epoch_s")])
+            else None
+        ),
+        "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
+    }
+    return sel, fin
 
 
 # ----------------------------------------------------------------------------- rows
@@ -320,6 +393,11 @@ def main() -> None:
     ap.add_argument("--peers-venv", default="/work/peers/venv")
     ap.add_argument("--scale", action="store_true")
     ap.add_argument("--out", default="sequential")
+    ap.add_argument(
+        "--keep",
+        help="keep each finished stage (selection, each seed) in this folder; a later "
+        "invocation with the same folder reuses them and runs only what is missing",
+    )
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(json.loads(args.one)), default=float))
@@ -356,6 +434,10 @@ def main() -> None:
             model = name.split("-")[0] if name.startswith("sasrec") else name
             if not config.is_file() or model not in MODELS:
                 notes.append(f"{name}: not run (no config or model not registered)")
+                continue
+            if args.keep:
+                sel, fin = kept_row(Path(args.keep), data, name, config, path, seeds, settings)
+                parts.append(row_cells(name, data, sel, fin) + "\n")
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 from genrec.config import load_toml
