@@ -63,7 +63,15 @@ def test_a_beam_as_wide_as_the_catalogue_gives_exactly_the_exhaustive_scores(fit
     part = seqs.take(np.arange(6))
     got = m.score(None, part)
     want = exhaustive(m, part)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    seen = torch.from_numpy(part.to_csr().toarray() > 0)
+    torch.testing.assert_close(got[~seen], want[~seen], rtol=1e-5, atol=1e-5)
+    # the beams skip the history's items: those rank below every other item
+    for b in range(len(got)):
+        assert bool((got[b, seen[b]] < got[b, ~seen[b]].min()).all())
+    kept = TIGER(dataclasses.replace(m.config, beam_skips_history=False))
+    kept.module_, kept.n_items_ = m.module_, m.n_items_
+    torch.testing.assert_close(kept.score(None, part), want, rtol=1e-5, atol=1e-5)
+    want = want.masked_fill(seen, -torch.inf)
     assert torch.equal(
         got.argsort(1, descending=True)[:, :5], want.argsort(1, descending=True)[:, :5]
     )
@@ -75,14 +83,15 @@ def test_a_narrow_beam_returns_its_best_items_first_and_ranks_the_rest_below(fit
     m4.module_, m4.n_items_ = m.module_, m.n_items_
     part = seqs.take(np.arange(6))
     s = m4.score(None, part)
-    full = exhaustive(m, part)
+    seen = torch.from_numpy(part.to_csr().toarray() > 0)
+    full = exhaustive(m, part).masked_fill(seen, -torch.inf)  # the beams skip the history
     for b in range(len(s)):
-        top = s[b].topk(4).indices
-        # the beams are valid items with their exact tuple log-probabilities
-        torch.testing.assert_close(s[b, top], full[b, top], rtol=1e-5, atol=1e-5)
-        rest = torch.ones(m.n_items_, dtype=torch.bool)
-        rest[top] = False
-        assert bool((s[b, rest] < s[b, top].min()).all()) and bool(torch.isfinite(s[b]).all())
+        # the beams' items carry their exact tuple log-probabilities; every other item
+        # (off the beams, or a history item) ranks below all of them
+        beams = torch.isclose(s[b], full[b], rtol=1e-5, atol=1e-5) & ~seen[b]
+        assert 1 <= int(beams.sum()) <= 4
+        assert bool((s[b, ~beams] < s[b, beams].min()).all())
+        assert bool(torch.isfinite(s[b, ~seen[b]]).all())
     with pytest.raises(ConfigError, match="beam"):
         m4.recommend(None, part, k=5)
 
@@ -164,14 +173,13 @@ def test_decoding_step_by_step_with_cached_keys_equals_the_whole_prefix(fitted):
 def test_left_padding_does_not_change_the_encoder_outputs(fitted):
     m, _ = fitted
     net = m.module_
-    hist = torch.tensor([[-1, 5, 6], [4, 5, 6]])
-    padded = torch.cat([torch.full((2, 2), -1), hist], 1)
+    hist = torch.tensor([[-1, 5, 6], [4, 5, 6]])  # row 0 has one padding item
     with torch.no_grad():
         a, _ = net.encode(net.encoder_tokens(hist, None))
-        b, _ = net.encode(net.encoder_tokens(padded, None))
-    torch.testing.assert_close(a, b)
-    alone, _ = net.encode(net.encoder_tokens(hist[:1, 1:], None))
-    torch.testing.assert_close(alone[0, -6:], a[0, -6:], rtol=1e-5, atol=1e-6)
+        alone, _ = net.encode(net.encoder_tokens(hist[:1, 1:], None))  # no padding at all
+    T = net.T
+    torch.testing.assert_close(alone[0, -2 * T :], a[0, -2 * T :], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(alone[0, 0], a[0, 0], rtol=1e-5, atol=1e-6)  # the user slot
 
 
 def test_resume_to_4_epochs_equals_4_epochs_straight(tmp_path):
@@ -202,6 +210,20 @@ def test_user_tokens_are_hashed_buckets_and_folded_in_users_have_none():
     assert int(tok[0, 0]) == net.no_user
     tok = net.encoder_tokens(torch.tensor([[1, 2]]), torch.tensor([3]))
     assert int(tok[0, 0]) == net.no_user + 1 + int(user_bucket(torch.tensor([3]), 7))
+
+
+def test_the_no_user_token_is_trained_when_users_have_buckets():
+    seqs, _ = cycles()
+    before = tiny(user_buckets=7, train={"epochs": 1, "lr": 1e-9, "device": "cpu"})
+    before.fit(seqs, context=FitContext(side=CODES))
+    m = tiny(user_buckets=7, train={"epochs": 3, "device": "cpu"}).fit(
+        seqs, context=FitContext(side=CODES)
+    )
+    row = m.module_.no_user
+    assert not torch.allclose(m.module_.tok.weight[row], before.module_.tok.weight[row])
+    never = tiny(user_buckets=7, no_user_rate=0.0, train={"epochs": 3, "device": "cpu"})
+    never.fit(seqs, context=FitContext(side=CODES))
+    torch.testing.assert_close(never.module_.tok.weight[row], before.module_.tok.weight[row])
 
 
 @pytest.mark.parametrize("tokenizer", ["kmeans", "rqvae"])
@@ -242,6 +264,7 @@ def test_given_codes_that_collide_get_the_extra_token():
         (np.zeros((23, 4), np.float32), {}, DataError, "one row per item"),
         (np.full((24, 4), np.nan, np.float32), {}, DataError, r"NaN .*item indices \[0, 1"),
         (np.ones((24, 4), np.float32), {"semantic": {"n_codes": 30}}, ConfigError, "n_codes"),
+        (CODES - 1, {}, DataError, r"negative for 18 items \(item indices \[0, 1"),
     ],
 )
 def test_bad_features_and_settings_are_refused_before_training(side, overrides, error, match):

@@ -11,10 +11,13 @@ generates the next item's tuple token by token:
 
 Inference is beam search constrained by the trie of the items' tuples
 (:func:`genrec.models.beam.constrained_beam_search`), so every beam is a real item; the
-``beam`` best items are ranked by their tuples' summed log-probability. The other items get
+``beam`` best items are ranked by their tuples' summed log-probability. The beams leave out
+the items of the user's whole history (``beam_skips_history``; rankings leave those out
+by default), so that no beam is spent on them; those items rank last. The other items get
 finite scores below every beam, ordered by the log-probability of their first code (the
 prefix the search scored for all of them), so a full ranking exists; lists up to ``beam``
-long are the beams' (``recommend`` refuses a ``k`` past ``beam``).
+long are the beams' (``recommend`` refuses a ``k`` past ``beam``; an item the caller
+excludes beyond the history still takes a beam).
 
 Tokens (one table, tied to the output layer as in T5): 0 padding; level t's code c is
 ``1 + t V + c`` (V codes per level: the largest code plus one); then the decoder's start
@@ -49,6 +52,10 @@ Departures (each a config field, or named here):
 * Positions are learned absolute embeddings of the encoder slots (T5: relative position
   buckets); no dropout on attention weights.
 * ``length_pool``: batches of similar history length (above); the paper's batches are random.
+* ``no_user_rate``: a share of training examples (0.1) read the "no user" token instead of
+  their bucket, so that a folded-in history, which has no bucket, reads a trained token
+  (the paper has no fold-in).
+* ``beam_skips_history``: the beams leave out the history's items (above).
 * Optimiser: the trainer's (AdamW by default, constant learning rate); the paper trains
   200k steps with an inverse-square-root schedule from 0.01.
 * ``train.select_metric`` and ``train.patience``: the epoch is chosen on validation NDCG@10.
@@ -63,6 +70,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar, Literal, cast
 
@@ -90,6 +98,7 @@ from genrec.models.sequential import (
     as_sequences,
     length_sorted_order,
 )
+from genrec.models.torch_base import SCORE_BATCH
 from genrec.train import BatchContext, Chunked, FitContext, StepContext, TrainConfig
 
 __all__ = ["TIGER", "TIGERConfig", "TIGERNet", "user_bucket", "history_windows"]
@@ -109,7 +118,13 @@ class TIGERConfig:
     dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1
     max_items: Annotated[int, Range(ge=1)] = 20  # M, the most recent history items read
     user_buckets: Annotated[int, Range(ge=0)] = 2000  # hashed user tokens; 0: none
+    # training examples that read the "no user" token instead of their bucket, so that a
+    # folded-in history (which has no bucket) is read by a trained token
+    no_user_rate: Annotated[float, Range(ge=0, le=1)] = 0.1
     beam: Annotated[int, Range(ge=1)] = 20  # beams kept per user at each decoding step
+    # the beams leave out the items of the user's history (rankings leave them out by default):
+    # the beams are spent on items that can be recommended; those items then rank last
+    beam_skips_history: bool = True
     length_pool: Annotated[int, Range(ge=0)] = 0  # batches sorted by length in such pools
     tokenizer: Literal["rqvae", "kmeans"] = "rqvae"  # the paper's RQ-VAE, or residual k-means
     semantic: SemanticIdConfig = field(default_factory=SemanticIdConfig)  # the codes
@@ -158,6 +173,18 @@ def history_windows(
 
 def _drop(x: torch.Tensor, p: float, gen: torch.Generator | None) -> torch.Tensor:
     return x if gen is None else dropout_values(x, p, gen)
+
+
+def _leaves_seen(trie: CodeTrie, prefix: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """(N, V) whether each last token after ``prefix`` (N, T - 1) names an item of its
+    user's history; ``seen`` (B, I), the N rows user-major (N / B beams per user)."""
+    node = torch.zeros(len(prefix), dtype=torch.int64, device=prefix.device)
+    for j in range(prefix.shape[1]):  # a dead beam's prefix may leave the trie: clamped
+        node = trie.next[j][node, prefix[:, j]].clamp(min=0)
+    child = trie.next[-1][node]  # (N, V), -1 where no item
+    item = trie.item_of_leaf[child.clamp(min=0)]  # (N, V)
+    user = torch.arange(len(prefix), device=prefix.device) // (len(prefix) // len(seen))
+    return seen[user[:, None], item] & (child >= 0)
 
 
 # ----------------------------------------------------------------------------- network
@@ -321,18 +348,30 @@ class TIGERNet(nn.Module):
         tok = self.codes[items.clamp(min=0)] + level
         return torch.where(items[..., None] >= 0, tok, torch.zeros_like(tok))
 
-    def encoder_tokens(self, history: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
+    def encoder_tokens(
+        self,
+        history: torch.Tensor,
+        users: torch.Tensor | None,
+        gen: torch.Generator | None = None,
+        no_user_rate: float = 0.0,
+    ) -> torch.Tensor:
         """(B, S') the user token, then the history's tokens; ``history`` (B, M) items,
-        left-padded with -1; the leading all-padding history columns dropped."""
+        left-padded with -1; the leading all-padding history columns dropped. With ``gen``
+        (training), each row reads the "no user" token with probability ``no_user_rate``."""
         B = history.shape[0]
+        none = torch.full((B, 1), self.no_user, dtype=torch.int64, device=history.device)
         if users is None or self.user_buckets == 0:
-            user = torch.full((B, 1), self.no_user, dtype=torch.int64, device=history.device)
+            user = none
         else:
-            user = (self.no_user + 1 + user_bucket(users, self.user_buckets))[:, None]
+            bucket = user_bucket(users.to(history.device), self.user_buckets)
+            user = (self.no_user + 1 + bucket)[:, None]
+            if gen is not None and no_user_rate > 0:
+                u = torch.rand((B, 1), generator=gen, device=gen.device).to(history.device)
+                user = torch.where(u < no_user_rate, none, user)
         real = (history >= 0).any(0)  # (M,)
         first = int(real.float().argmax()) if bool(real.any()) else history.shape[1]
         hist = self.code_tokens(history[:, first:]).reshape(B, -1)  # (B, M' T)
-        return torch.cat([user.to(history.device), hist], 1)
+        return torch.cat([user, hist], 1)
 
     # stacks
     def encode(
@@ -439,7 +478,8 @@ class TIGER(TorchSequentialRecommender):
 
     # ------------------------------------------------------------------ codes
     def item_codes(self) -> np.ndarray:
-        """Every item's code tuple (I, T), the last column the token that makes it unique."""
+        """Every item's code tuple (I, T): the tokenizer's codes and the token that makes
+        each unique, or the given codes (with that token where they collided)."""
         self._check_fitted()
         return self.module_.codes.cpu().numpy()
 
@@ -460,6 +500,12 @@ class TIGER(TorchSequentialRecommender):
                 f"give one row per item, in the data's item order"
             )
         if np.issubdtype(a.dtype, np.integer):  # codes given: made unique if needed
+            if (a < 0).any():
+                bad = np.flatnonzero((a < 0).any(1))
+                raise DataError(
+                    f"tiger: the given codes are negative for {len(bad)} items (item indices "
+                    f"{bad[:5].tolist()}); codes are integers from 0"
+                )
             from genrec.models.quantize import unique_tuples
 
             codes = torch.from_numpy(a.astype(np.int64))
@@ -580,7 +626,10 @@ class TIGER(TorchSequentialRecommender):
         """The mean cross-entropy of each target's T codes."""
         net = self.module_
         assert isinstance(batch, SeqBatch) and batch.targets is not None
-        memory, mask = net.encode(net.encoder_tokens(batch.inputs, batch.users), ctx.generator)
+        tokens = net.encoder_tokens(
+            batch.inputs, batch.users, ctx.generator, self.config.no_user_rate
+        )
+        memory, mask = net.encode(tokens, ctx.generator)
         target = net.codes[batch.targets]  # (B, T)
         logits = net.logits(target[:, :-1], net.memory_keys(memory), mask, ctx.generator)
         loss = F.cross_entropy(logits.reshape(-1, net.V).float(), target.reshape(-1))
@@ -589,8 +638,12 @@ class TIGER(TorchSequentialRecommender):
     # ------------------------------------------------------------------ scoring
     def _trie(self) -> CodeTrie:
         trie = getattr(self, "_trie_cache", None)
-        if trie is None or trie[0] is not self.module_:
-            trie = (self.module_, CodeTrie(self.module_.codes.cpu()))
+        dev = self.module_.codes.device
+        if trie is None or trie[0] is not self.module_ or trie[1].item_of_leaf.device != dev:
+            t = CodeTrie(self.module_.codes.cpu())
+            t.next = [n.to(dev) for n in t.next]  # looked up at every step: kept there
+            t.item_of_leaf = t.item_of_leaf.to(dev)
+            trie = (self.module_, t)
             self._trie_cache = trie
         return trie[1]
 
@@ -604,6 +657,8 @@ class TIGER(TorchSequentialRecommender):
         B = len(hist)
         first: list[torch.Tensor] = []
         state: dict[str, Any] = {"past": None, "parent": None}
+        trie = self._trie()
+        seen = getattr(batch, "seen", None)  # (B, I) the whole history's items
 
         def step(_: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
             past = state["past"]
@@ -614,13 +669,15 @@ class TIGER(TorchSequentialRecommender):
             out = logits.float().log_softmax(-1)  # (B W, V)
             if prefix.shape[1] == 0:
                 first.append(out)
+            if seen is not None and prefix.shape[1] == trie.n_tokens - 1:
+                out = out.masked_fill(_leaves_seen(trie, prefix, seen), float("-inf"))
             return out
 
         def chosen(parent: torch.Tensor) -> None:
             state["parent"] = parent
 
         items, scores = constrained_beam_search(
-            step, self._trie(), B, self.config.beam, hist.device, on_select=chosen
+            step, trie, B, self.config.beam, hist.device, on_select=chosen
         )
         logp1 = first[0]  # (B, V)
         finite = torch.where(scores.isfinite(), scores, torch.zeros_like(scores))
@@ -630,6 +687,19 @@ class TIGER(TorchSequentialRecommender):
         rows = torch.arange(B, device=hist.device)[:, None].expand_as(items)
         rest[rows[found], items[found]] = scores[found].clamp(min=-3.0e38)
         return rest
+
+    def _batches(self, X: Any, users: np.ndarray | None = None) -> Iterator[SeqBatch]:
+        """The base's scoring windows, each with ``seen`` (B, I): the items of the whole
+        history (the window reads the last ``max_items``), which the beams skip."""
+        starts = range(0, X.n_users, SCORE_BATCH)
+        for start, b in zip(starts, super()._batches(X, users)):
+            if self.config.beam_skips_history:
+                part = X.take(slice(start, start + SCORE_BATCH))
+                rows = np.repeat(np.arange(part.n_users), part.lengths)
+                seen = torch.zeros((part.n_users, X.n_items), dtype=torch.bool)
+                seen[torch.from_numpy(rows), torch.from_numpy(part.items)] = True
+                b.seen = seen.to(b.inputs.device)  # type: ignore[attr-defined]
+            yield b
 
     def recommend(
         self,

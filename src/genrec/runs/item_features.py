@@ -10,7 +10,9 @@ source weighs the same):
   (:func:`genrec.data.item_content.dense_features`);
 * a ``.npy`` matrix, one row per item in the data's item order (read without pickles);
 * a run folder (``genrec train``'s output): its model's ``item_embeddings()``, matched to the
-  data's items by raw id (collaborative codes);
+  data's items by raw id (collaborative codes). Its run must have been trained on the same
+  training split (the same data and protocol, no refit on validation data): embeddings
+  that have seen the held-out items leak them into the codes;
 * ``"interactions"``: the items' columns of the training matrix (the run's training split
   only), TF-IDF and a truncated SVD to ``config.feature_dim`` columns (collaborative codes
   without another run).
@@ -71,6 +73,8 @@ def _one(source: str, items: IdMap, dim: int, train: sp.spmatrix | None) -> tupl
     p = Path(source)
     if p.is_dir():
         return _from_run(p, items)
+    if not p.suffix and not p.exists():
+        raise DataError(f"item_features: {source}: no such run folder (or file)")
     if p.suffix == ".json":
         attrs = read_item_attributes(p, items)
         return dense_features(attrs.matrix, dim), attrs.missing_items
