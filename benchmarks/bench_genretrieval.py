@@ -169,8 +169,14 @@ def features(data: str) -> tuple[Any, Any]:
     ds = load_dataset(str(AMAZON / f"{DATA[data]}.txt"))
     train = build_protocol(ds, ProtocolConfig(name="seq-loo")).train_sequences.to_csr()
     dim = int(load_toml(TIGER_CONFIG)["feature_dim"])
-    sources = (str(AMAZON / f"{DATA[data]}_item2attributes.json"), "interactions")
-    return item_features(TIGERConfig(item_features=sources, feature_dim=dim), ds, train), ds
+    config = TIGERConfig(item_features=tuple(sources(data)), feature_dim=dim)
+    return item_features(config, ds, train), ds
+
+
+def sources(data: str) -> list[str]:
+    """The CPU preset's item feature sources for ``data``: its attribute file, the
+    training columns."""
+    return [str(AMAZON / f"{DATA[data]}_item2attributes.json"), "interactions"]
 
 
 def tokenizer(datas: list[str]) -> str:
@@ -254,7 +260,7 @@ def tiger_one(args: dict) -> dict:
         load_toml(TIGER_CONFIG),
         {
             "dataset": str(AMAZON / f"{DATA[data]}.txt"),
-            "item_features": [str(AMAZON / f"{DATA[data]}_item2attributes.json"), "interactions"],
+            "item_features": sources(data),
             "tokenizer": args["tokenizer"],
             **args["settings"],
         },

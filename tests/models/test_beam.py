@@ -58,6 +58,23 @@ def test_enough_beams_give_the_brute_force_ranking():
         )
 
 
+def test_excluded_items_come_after_every_other_item():
+    codes = _codes()
+    trie = CodeTrie(codes)
+    step, exact = _step_fn(2, trie.vocab)
+    exclude = torch.zeros((2, len(codes)), dtype=torch.bool)
+    exclude[0, [3, 7, 11]] = True
+    exclude[1, [0]] = True
+    items, scores = constrained_beam_search(step, trie, n_users=2, beam=len(codes), exclude=exclude)
+    for u in range(2):
+        n_out = int(exclude[u].sum())
+        kept = [i for i in range(len(codes)) if not exclude[u, i]]
+        want = np.array([exact(u, codes[i]) for i in kept])
+        np.testing.assert_allclose(scores[u, :-n_out].numpy(), np.sort(want)[::-1], rtol=1e-5)
+        assert set(items[u, -n_out:].tolist()) == set(np.flatnonzero(exclude[u].numpy()).tolist())
+        assert bool(torch.isneginf(scores[u, -n_out:]).all())
+
+
 def test_few_beams_give_real_unique_sorted_items():
     codes = _codes(60, 4, 5, seed=1)
     trie = CodeTrie(codes)

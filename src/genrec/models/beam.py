@@ -68,6 +68,7 @@ def constrained_beam_search(
     beam: int,
     device: torch.device | str = "cpu",
     on_select: Callable[[Tensor], None] | None = None,
+    exclude: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The ``beam`` best items per user by the summed log-probability of their tuples.
 
@@ -79,7 +80,11 @@ def constrained_beam_search(
 
     ``on_select(parent (N',))``, when given, is called after each step with the row of the
     previous step that each new beam continues, so that ``step`` can carry per-beam state
-    (a decoder's cached keys and values) from a beam to its continuations."""
+    (a decoder's cached keys and values) from a beam to its continuations.
+
+    ``exclude`` (B, I) bool, when given, marks items no beam should end on (a user's
+    history): their last token gets log-probability -inf, so they are returned only where
+    too few other items remain, after those, with score -inf."""
     dev = torch.device(device)
     users = torch.arange(n_users, device=dev)  # (N,) the user of each live beam
     nodes = torch.zeros(n_users, dtype=torch.int64, device=dev)
@@ -93,6 +98,10 @@ def constrained_beam_search(
             raise ValueError(
                 f"step returned {tuple(logp.shape)}, expected {(n_users * width, trie.vocab)}"
             )
+        if exclude is not None and t == trie.n_tokens - 1:  # the leaves: items
+            child = trie.next[t].to(dev)[nodes]  # (B * width, V), -1 where no item
+            item = trie.item_of_leaf.to(dev)[child.clamp(min=0)]
+            logp = logp.masked_fill(exclude[users[:, None], item] & (child >= 0), -torch.inf)
         ok = trie.allowed(t, nodes) & alive[:, None]  # (B * width, V)
         # an allowed token ranks above every forbidden one, even at log-probability -inf
         cand = torch.where(ok, scores[:, None] + logp, torch.full_like(logp, float("-inf")))

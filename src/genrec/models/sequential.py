@@ -42,6 +42,7 @@ __all__ = [
     "SCORE_GROUP",
     "trim_padding",
     "length_sorted_order",
+    "window_index",
 ]
 
 PAD = 0  # the padding token; item i is token i + 1
@@ -149,10 +150,19 @@ def window_times(seqs: Sequences, max_len: int) -> torch.Tensor | None:
     when the sequences have no times."""
     if seqs.times is None:
         return None
-    idx = seqs.offsets[1:, None] - max_len + np.arange(max_len)[None, :]
-    valid = idx >= seqs.offsets[:-1, None]
-    t = seqs.times[np.clip(idx, 0, None)] if len(seqs.times) else np.zeros(idx.shape)
+    idx, valid = window_index(seqs, seqs.offsets[1:], np.arange(seqs.n_users), max_len)
+    t = seqs.times[idx] if len(seqs.times) else np.zeros(idx.shape)
     return torch.from_numpy(np.where(valid, t, 0.0))
+
+
+def window_index(
+    seqs: Sequences, ends: np.ndarray, rows: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B, length) indices into ``seqs.items`` of the ``length`` positions before
+    ``ends[b]`` (clipped at 0), and (B, length) whether each lies in row ``rows[b]``'s
+    sequence: the windows of items (or times) that end before a position."""
+    idx = ends[:, None] - length + np.arange(length)[None, :]
+    return np.clip(idx, 0, None), idx >= seqs.offsets[rows][:, None]
 
 
 def trim_padding(tokens: torch.Tensor, *others: torch.Tensor | None) -> tuple[Any, ...]:

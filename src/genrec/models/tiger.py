@@ -97,6 +97,7 @@ from genrec.models.sequential import (
     TorchSequentialRecommender,
     as_sequences,
     length_sorted_order,
+    window_index,
 )
 from genrec.models.torch_base import SCORE_BATCH
 from genrec.train import BatchContext, Chunked, FitContext, StepContext, TrainConfig
@@ -165,26 +166,13 @@ def history_windows(
 ) -> np.ndarray:
     """(B, max_items) the items before position ``ends[b]`` of ``seqs.items`` within row
     ``rows[b]``'s sequence, the last ``max_items`` of them, left-padded with -1."""
-    idx = ends[:, None] - max_items + np.arange(max_items)[None, :]  # (B, M)
-    valid = idx >= seqs.offsets[rows][:, None]
-    items = seqs.items[np.clip(idx, 0, None)] if len(seqs.items) else np.zeros(idx.shape)
+    idx, valid = window_index(seqs, ends, rows, max_items)  # (B, M) each
+    items = seqs.items[idx] if len(seqs.items) else np.zeros(idx.shape)
     return np.where(valid, items, -1).astype(np.int64)
 
 
 def _drop(x: torch.Tensor, p: float, gen: torch.Generator | None) -> torch.Tensor:
     return x if gen is None else dropout_values(x, p, gen)
-
-
-def _leaves_seen(trie: CodeTrie, prefix: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-    """(N, V) whether each last token after ``prefix`` (N, T - 1) names an item of its
-    user's history; ``seen`` (B, I), the N rows user-major (N / B beams per user)."""
-    node = torch.zeros(len(prefix), dtype=torch.int64, device=prefix.device)
-    for j in range(prefix.shape[1]):  # a dead beam's prefix may leave the trie: clamped
-        node = trie.next[j][node, prefix[:, j]].clamp(min=0)
-    child = trie.next[-1][node]  # (N, V), -1 where no item
-    item = trie.item_of_leaf[child.clamp(min=0)]  # (N, V)
-    user = torch.arange(len(prefix), device=prefix.device) // (len(prefix) // len(seen))
-    return seen[user[:, None], item] & (child >= 0)
 
 
 # ----------------------------------------------------------------------------- network
@@ -475,6 +463,7 @@ class TIGER(TorchSequentialRecommender):
         super().__init__(config, **overrides)
         self.semantic_ids_: SemanticIds | None = None
         self._codes: torch.Tensor | None = None
+        self._trie_cache: tuple[nn.Module, CodeTrie] | None = None  # for module_, on its device
 
     # ------------------------------------------------------------------ codes
     def item_codes(self) -> np.ndarray:
@@ -637,7 +626,7 @@ class TIGER(TorchSequentialRecommender):
 
     # ------------------------------------------------------------------ scoring
     def _trie(self) -> CodeTrie:
-        trie = getattr(self, "_trie_cache", None)
+        trie = self._trie_cache
         dev = self.module_.codes.device
         if trie is None or trie[0] is not self.module_ or trie[1].item_of_leaf.device != dev:
             t = CodeTrie(self.module_.codes.cpu())
@@ -669,15 +658,13 @@ class TIGER(TorchSequentialRecommender):
             out = logits.float().log_softmax(-1)  # (B W, V)
             if prefix.shape[1] == 0:
                 first.append(out)
-            if seen is not None and prefix.shape[1] == trie.n_tokens - 1:
-                out = out.masked_fill(_leaves_seen(trie, prefix, seen), float("-inf"))
             return out
 
         def chosen(parent: torch.Tensor) -> None:
             state["parent"] = parent
 
         items, scores = constrained_beam_search(
-            step, trie, B, self.config.beam, hist.device, on_select=chosen
+            step, trie, B, self.config.beam, hist.device, on_select=chosen, exclude=seen
         )
         logp1 = first[0]  # (B, V)
         finite = torch.where(scores.isfinite(), scores, torch.zeros_like(scores))
