@@ -14,7 +14,8 @@ from genrec.models import MODELS
 from genrec.runs import RunSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((ROOT / "configs").rglob("*.toml"))
+SPACES = ROOT / "configs" / "spaces"  # search spaces of genrec tune (tests/test_tune_space.py)
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.toml") if SPACES not in p.parents)
 LINK = re.compile(r"\]\(([^)\s]+\.toml)\)")  # markdown links to .toml files
 
 

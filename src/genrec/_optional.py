@@ -6,6 +6,9 @@ but L-DiffRec; the extras add the rest::
     pip install 'genrec[analysis]'   # matplotlib, openTSNE, scikit-learn, umap-learn
     pip install 'genrec[parquet]'    # pyarrow
     pip install 'genrec[serve]'      # fastapi, uvicorn, httpx (genrec serve)
+    pip install 'genrec[tensorboard]'  # --log tensorboard
+    pip install 'genrec[mlflow]'     # --log mlflow (mlflow-skinny)
+    pip install 'genrec[tune]'       # genrec tune (optuna)
 
 Code that needs one of these packages imports it inside the function that uses it, through
 :func:`require`, so that ``import genrec`` and its subpackages work without them and a missing
@@ -31,6 +34,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "fastapi": ("fastapi", "serve"),
     "uvicorn": ("uvicorn", "serve"),
     "httpx": ("httpx", "serve"),
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "mlflow": ("mlflow-skinny", "mlflow"),
+    "optuna": ("optuna", "tune"),
 }
 
 

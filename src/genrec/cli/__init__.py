@@ -43,9 +43,9 @@ def cli(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from genrec.cli import clusters, data, foundations, serve, train, use
+    from genrec.cli import clusters, data, foundations, serve, train, tune, use
 
-    for module in (data, train, use, serve, clusters, foundations):
+    for module in (data, train, tune, use, serve, clusters, foundations):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -25,6 +25,7 @@ from genrec.runs import (
 )
 from genrec.runs.checks import SettingError
 from genrec.runs.spec import merge
+from genrec.train.tracking import TRACKERS, make_trackers
 
 
 @click.command("train")
@@ -110,6 +111,14 @@ from genrec.runs.spec import merge
     is_flag=True,
     help="Start over in --out even if it holds an unfinished run or other files.",
 )
+@click.option(
+    "--log",
+    "trackers",
+    multiple=True,
+    type=click.Choice(TRACKERS),
+    help="Also export the per-epoch log: tensorboard (event files in "
+    "runs/tensorboard/NAME) or mlflow (MLFLOW_TRACKING_URI, else runs/mlflow.db). Repeatable.",
+)
 def train_cmd(
     model_name,
     dataset,
@@ -129,6 +138,7 @@ def train_cmd(
     output,
     resume_dir,
     force,
+    trackers,
 ) -> None:
     """Train a model, evaluate it on validation and test, and save it."""
     check_writable(output, "--output")
@@ -149,6 +159,7 @@ def train_cmd(
                 ("--seed", seed),
                 ("--out", out_dir),
                 ("--force", force or None),
+                ("--log", trackers),
             )
             if v is not None and v != ()
         ]
@@ -201,8 +212,10 @@ def train_cmd(
     )
     if select_metric is not None and not spec.grid and not spec.seeds:
         raise ConfigError(_select_alone(spec))
+    exporters = _trackers(trackers, spec, out_dir)
     try:
         with run_hooks() as hooks:
+            hooks.callbacks = (*hooks.callbacks, *exporters)
             result = train_run(spec, hooks)
     except SettingError as e:
         raise ConfigError(e.render(FLAGS.get(e.setting, e.setting))) from None
@@ -215,6 +228,27 @@ def train_cmd(
         interrupted(e.out, e.resumable)
     assert result is not None
     render_result(result, output, bool(spec.grid))
+
+
+def _trackers(kinds: tuple[str, ...], spec: RunSpec, out_dir: str | None) -> list:
+    """The --log exporters, writing beside the run folder, named after it."""
+    if not kinds:
+        return []
+    if not spec.model_class.capabilities.trainer:
+        raise ConfigError(
+            f"--log exports the trainer's per-epoch log, and {spec.model} is not trained by "
+            f"epochs of the shared trainer; drop --log"
+        )
+    from pathlib import Path
+
+    out = Path(out_dir) if out_dir else Path("runs") / f"{spec.model}-{Path(spec.dataset).name}"
+    return make_trackers(
+        kinds,
+        folder=out.parent,
+        name=out.name,
+        params=spec.to_dict(),
+        tags={"model": spec.model, "dataset": spec.dataset},
+    )
 
 
 def _select_alone(spec: RunSpec) -> str:

@@ -4,8 +4,10 @@ what a caller gives ``fit`` besides the data.
 The trainer calls, in order: ``on_train_begin`` once, then per epoch ``on_epoch_begin``,
 ``on_batch`` after every update and ``on_epoch_end`` with the epoch's log record (after the
 record is logged and checkpointed, so a callback that raises, KeyboardInterrupt included,
-leaves a run that resumes from that epoch), and ``on_train_end`` last, also when training
-stops with an error. Every method does nothing by default.
+leaves a run that resumes from that epoch), then ``on_train_error`` with the exception when
+training stops with one, and ``on_train_end`` last, also after an error. The last two are
+called for every callback whose ``on_train_begin`` returned. Every method does nothing by
+default.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class Callback:
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         """The epoch's record: as in train_log.jsonl (``epoch`` is 1-based)."""
+
+    def on_train_error(self, error: BaseException) -> None:
+        """Training stopped with ``error`` (KeyboardInterrupt included); on_train_end follows."""
 
     def on_train_end(self) -> None:
         """Training is over (finished, stopped early or interrupted)."""

@@ -204,9 +204,11 @@ class Trainer:
         rows = getattr(model, "batch_rows", lambda X: data[0])(X)
         n_batches = sum(ph.passes for ph in phases) * math.ceil(rows / cfg.batch_size)
         select = None if valid is None else self._selection(valid)[0]
-        for cb in self.callbacks:
-            cb.on_train_begin(epochs=cfg.epochs, start_epoch=state.epoch, select=select)
+        started: list[Any] = []  # the callbacks whose on_train_begin ran: each is ended
         try:
+            for cb in self.callbacks:
+                cb.on_train_begin(epochs=cfg.epochs, start_epoch=state.epoch, select=select)
+                started.append(cb)
             while state.epoch < cfg.epochs and not state.stopped_early:
                 for cb in self.callbacks:
                     cb.on_epoch_begin(state.epoch, n_batches)
@@ -231,8 +233,12 @@ class Trainer:
                     save_state(self, module, optimizers, shuffle_gen, noise_gen, state, data, hook)
                 for cb in self.callbacks:
                     cb.on_epoch_end(record)
+        except BaseException as e:
+            for cb in started:
+                cb.on_train_error(e)
+            raise
         finally:
-            for cb in self.callbacks:
+            for cb in started:
                 cb.on_train_end()
         if state.best_weights is not None:
             module.load_state_dict(state.best_weights)
