@@ -28,6 +28,20 @@ from genrec.runs.spec import merge
 from genrec.train.tracking import TRACKERS, make_trackers
 
 
+def log_option(text: str) -> Any:
+    """The --log option of train and tune."""
+    return click.option("--log", "trackers", multiple=True, type=click.Choice(TRACKERS), help=text)
+
+
+def check_trackers(kinds: tuple[str, ...], spec: RunSpec) -> None:
+    """--log needs a model with a per-epoch log (one the shared trainer trains)."""
+    if kinds and not spec.model_class.capabilities.trainer:
+        raise ConfigError(
+            f"--log exports the trainer's per-epoch log, and {spec.model} is not trained by "
+            f"epochs of the shared trainer; drop --log"
+        )
+
+
 @click.command("train")
 @click.option("--model", "model_name", help=f"Model name: {', '.join(MODELS)}.")
 @click.option("--dataset", help="Known name (ml-100k, ml-1m, ...) or a path.")
@@ -111,13 +125,9 @@ from genrec.train.tracking import TRACKERS, make_trackers
     is_flag=True,
     help="Start over in --out even if it holds an unfinished run or other files.",
 )
-@click.option(
-    "--log",
-    "trackers",
-    multiple=True,
-    type=click.Choice(TRACKERS),
-    help="Also export the per-epoch log: tensorboard (event files in "
-    "runs/tensorboard/NAME) or mlflow (MLFLOW_TRACKING_URI, else runs/mlflow.db). Repeatable.",
+@log_option(
+    "Also export the per-epoch log: tensorboard (event files in runs/tensorboard/NAME) or "
+    "mlflow (MLFLOW_TRACKING_URI, else runs/mlflow.db). Repeatable."
 )
 def train_cmd(
     model_name,
@@ -234,11 +244,7 @@ def _trackers(kinds: tuple[str, ...], spec: RunSpec, out_dir: str | None) -> lis
     """The --log exporters, writing beside the run folder, named after it."""
     if not kinds:
         return []
-    if not spec.model_class.capabilities.trainer:
-        raise ConfigError(
-            f"--log exports the trainer's per-epoch log, and {spec.model} is not trained by "
-            f"epochs of the shared trainer; drop --log"
-        )
+    check_trackers(kinds, spec)
     from pathlib import Path
 
     out = Path(out_dir) if out_dir else Path("runs") / f"{spec.model}-{Path(spec.dataset).name}"

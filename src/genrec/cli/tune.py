@@ -9,6 +9,7 @@ import click
 
 from genrec.cli.data import format_option
 from genrec.cli.render import console
+from genrec.cli.train import check_trackers, log_option
 from genrec.config import load_toml, parse_overrides
 from genrec.errors import ConfigError
 from genrec.io import check_writable
@@ -16,7 +17,6 @@ from genrec.models import MODELS
 from genrec.protocols import PROTOCOLS
 from genrec.runs import RunSpec
 from genrec.runs.spec import merge
-from genrec.train.tracking import TRACKERS
 
 
 def _seeds(text: str | None, flag: str) -> tuple[int, ...] | None:
@@ -63,13 +63,7 @@ def _seeds(text: str | None, flag: str) -> tuple[int, ...] | None:
     type=click.Path(file_okay=False),
     help="Study folder (default studies/MODEL-DATASET).",
 )
-@click.option(
-    "--log",
-    "trackers",
-    multiple=True,
-    type=click.Choice(TRACKERS),
-    help="Export every fit's per-epoch log (tensorboard, mlflow).",
-)
+@log_option("Export every fit's per-epoch log (tensorboard, mlflow). Repeatable.")
 def tune_cmd(
     model_name,
     dataset,
@@ -148,11 +142,7 @@ def tune_cmd(
         final=not no_test,
         trackers=tuple(trackers),
     )
-    if trackers and not base.model_class.capabilities.trainer:
-        raise ConfigError(
-            f"--log exports the trainer's per-epoch log, and {base.model} is not trained by "
-            f"epochs of the shared trainer; drop --log"
-        )
+    check_trackers(tuple(trackers), base)
     from genrec.tune.study import open_study
 
     open_study(spec, check_only=True)  # a storage that won't open, a clashing study: now
