@@ -10,6 +10,7 @@ from _common import RESULTS, ROOT
 ORDER = ["ease", "vae", "scale", "bpr", "ratings", "gmm", "diffrec", "sequential", "genretrieval"]
 ORDER += ["serve"]
 ORDER += ["clusters"]
+ORDER += ["tune"]
 
 INTRO = """# Benchmarks
 
