@@ -138,8 +138,9 @@ def study(model: str, trials: int, timeout: float | None, storage: str | None) -
         + " | ".join(cell(test[k]) if k in test else "-" for k in keys)
         + f" | {states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned | "
         f"{ANCHORS[model]} |\n\n"
-        f"Validation gain over the hand-picked configuration: {gain:+.4f} (seed spread "
-        f"{max(hv['sd'], tv.get('sd') or 0):.4f}). Chosen values: {tv['values']}. Test: "
+        f"Validation {METRIC[model]}, tuned minus hand-picked: {gain:+.4f} "
+        f"({'lower' if METRIC[model] == 'rmse' else 'higher'} is better; seed spread "
+        f"{max(hv['sd'], tv.get('sd') or 0):.4f}). The hand-picked test number is its config's (with its refit, if any); tune's final training has no refit. Chosen values: {tv['values']}. Test: "
         f"the chosen configuration trained again with new seeds {res.test['seeds'] if res.test else '-'}.\n"
     )
 
