@@ -51,8 +51,8 @@ def _base(model: str, dataset: str | None = None, sets: dict | None = None):
     values.pop("run", None)
     if dataset is not None:
         values["dataset"] = dataset
-    if model != "autorec":
-        values["dataset"] = str(ML1M_CLEAN) if dataset is None else dataset
+    elif model != "autorec":  # the ML-1M configs name the split relative to the project root
+        values["dataset"] = str(ML1M_CLEAN)
     return RunSpec.from_mapping(merge(values, sets or {}), where=str(CONFIGS[model]))
 
 

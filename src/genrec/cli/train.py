@@ -28,6 +28,14 @@ from genrec.runs.spec import merge
 from genrec.train.tracking import TRACKERS, make_trackers
 
 
+def parse_seeds(text: str, flag: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``; anything else is a one-line error naming ``flag``."""
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected integers like 0,1,2") from None
+
+
 def log_option(text: str) -> Any:
     """The --log option of train and tune."""
     return click.option("--log", "trackers", multiple=True, type=click.Choice(TRACKERS), help=text)
@@ -190,10 +198,7 @@ def train_cmd(
     if select_metric is not None:
         run["select"] = select_metric
     if seeds is not None:
-        try:
-            run["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"--seeds {seeds!r}: expected integers like 0,1,2") from None
+        run["seeds"] = list(parse_seeds(seeds, "--seeds"))
     if refit:
         run["refit"] = True
     if keep_checkpoint:

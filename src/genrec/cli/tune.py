@@ -9,7 +9,7 @@ import click
 
 from genrec.cli.data import format_option
 from genrec.cli.render import console
-from genrec.cli.train import check_trackers, log_option
+from genrec.cli.train import check_trackers, log_option, parse_seeds
 from genrec.config import load_toml, parse_overrides
 from genrec.errors import ConfigError
 from genrec.io import check_writable
@@ -17,15 +17,6 @@ from genrec.models import MODELS
 from genrec.protocols import PROTOCOLS
 from genrec.runs import RunSpec
 from genrec.runs.spec import merge
-
-
-def _seeds(text: str | None, flag: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected integers like 0,1,2") from None
 
 
 @click.command("tune")
@@ -94,7 +85,7 @@ def tune_cmd(
     run config), trials.csv, report.md, study.json, plots, and best-run/, the chosen
     configuration trained with new seeds and evaluated on test.
     """
-    from genrec.tune import load_space
+    from genrec.tune import load_space, report
     from genrec.tune.study import TuneSpec, run_study
 
     values: dict[str, Any] = load_toml(config_file) if config_file else {}
@@ -129,8 +120,8 @@ def tune_cmd(
         base=base,
         space=space,
         trials=trials,
-        seeds=_seeds(seeds, "--seeds") or (),
-        test_seeds=_seeds(test_seeds, "--test-seeds"),
+        seeds=parse_seeds(seeds, "--seeds"),
+        test_seeds=None if test_seeds is None else parse_seeds(test_seeds, "--test-seeds"),
         metric=metric,
         jobs=jobs,
         storage=storage,
@@ -143,9 +134,6 @@ def tune_cmd(
         trackers=tuple(trackers),
     )
     check_trackers(tuple(trackers), base)
-    from genrec.tune.study import open_study
-
-    open_study(spec, check_only=True)  # a storage that won't open, a clashing study: now
     try:
         result = run_study(spec)
     except KeyboardInterrupt:
@@ -155,14 +143,11 @@ def tune_cmd(
         )
         raise click.exceptions.Exit(130) from None
     best = result.best
-    sd = f" ± {best['sd']:.4f}" if best.get("sd") is not None and len(spec.seeds) > 1 else ""
-    counts: dict[str, int] = {}
-    for t in result.trials:
-        counts[t["state"].lower()] = counts.get(t["state"].lower(), 0) + 1
     console().print(
         f"study {spec.study_name}: "
-        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        + f"; best trial {best['number']}: valid {spec.metric_name} {best['value']:.4f}{sd}"
+        + ", ".join(f"{n} {s.lower()}" for s, n in report.state_counts(result.trials).items())
+        + f"; best trial {best['number']}: valid {spec.metric_name} {best['value']:.4f}"
+        + report.spread(spec, best)
     )
     console().print(f"chosen: {best['values']}")
     if result.test is not None:

@@ -196,6 +196,11 @@ class RunSpec:
         """(grid params, config) for every configuration to try (one without a grid)."""
         return _grid_configs(self.model_class, self.config, self.grid)
 
+    def setting_key(self, key: str) -> str | None:
+        """Where the trainer setting ``key`` (seed, select_metric, device...) lives in this
+        model's config: ``"train.KEY"``, ``"KEY"``, or None when the model has none."""
+        return _train_key(self.model_class, key)
+
     def with_seed(self, config: Any, seed: int) -> Any:
         """``config`` with its seed (the train config's, where nested) set to ``seed``."""
         key = _train_key(self.model_class, "seed")

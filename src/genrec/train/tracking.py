@@ -13,10 +13,11 @@ MLflow refuses ``@`` in metric names, so there ``ndcg@20`` is written ``ndcg_at_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ class MLflowLogger(Callback):
         self.params, self.tags = dict(params or {}), dict(tags or {})
         self.run_id: str | None = None
         self._status = "FINISHED"
-        with self._said("cannot be used"):
+        with _store_errors(self.uri, "cannot be used"):
             self.client = MlflowClient(tracking_uri=tracking_uri)
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = (
@@ -129,24 +130,8 @@ class MLflowLogger(Callback):
                 else self.client.create_experiment(experiment)
             )
 
-    def _said(self, what: str) -> Any:
-        """MLflow's errors (any kind: HTTP, SQL, its own) as one line naming the store."""
-        import contextlib
-
-        uri = self.uri or "the MLFLOW_TRACKING_URI store"
-
-        @contextlib.contextmanager
-        def wrap() -> Any:
-            try:
-                yield
-            except Exception as e:  # MLflow raises many kinds, each a store problem here
-                first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-                raise ConfigError(f"MLflow tracking store {uri} {what}: {first}") from None
-
-        return wrap()
-
     def on_train_begin(self, *, epochs: int, start_epoch: int, select: str | None) -> None:
-        with self._said("refused a new run"):
+        with _store_errors(self.uri, "refused a new run"):
             run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=self.tags)
             self.run_id = run.info.run_id
             for key, value in _flat_params(self.params).items():
@@ -180,6 +165,17 @@ class MLflowLogger(Callback):
             except Exception as e:  # already said nothing: the record is train_log.jsonl
                 log.warning("MLflow run %s not closed: %s", self.run_id, str(e).splitlines()[0])
             self.run_id = None
+
+
+@contextlib.contextmanager
+def _store_errors(uri: str | None, what: str) -> Iterator[None]:
+    """MLflow's errors (any kind: HTTP, SQL, its own) as one line naming the store."""
+    try:
+        yield
+    except Exception as e:  # MLflow raises many kinds, each a store problem here
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        where = uri or "the MLFLOW_TRACKING_URI store"
+        raise ConfigError(f"MLflow tracking store {where} {what}: {first}") from None
 
 
 def _now_ms() -> int:

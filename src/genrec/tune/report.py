@@ -17,7 +17,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from genrec.config import build_config, config_to_dict
+from genrec.config import config_to_dict
 from genrec.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from genrec.tune.space import SearchSpace
 
@@ -105,13 +105,10 @@ def to_toml(values: dict[str, Any], header: str = "") -> str:
 
 def best_config(spec: TuneSpec, best: dict[str, Any]) -> dict[str, Any]:
     """The chosen configuration in a run config's layout."""
-    from genrec.tune.study import _with_select
+    from genrec.tune.study import chosen_config
 
     base = spec.base
-    cls = base.model_class
-    cfg = build_config(
-        cls.config_class, best["values"], base=_with_select(base, spec.metric_name), where=cls.name
-    )
+    cfg = chosen_config(spec, best["values"])
     return {
         "model": base.model,
         "dataset": base.dataset,
@@ -132,6 +129,19 @@ def _csv(rows: list[dict[str, Any]], keys: list[str]) -> str:
         vals = [json.dumps(r["values"][k]) if k in r["values"] else "" for k in keys]
         writer.writerow(["" if c is None else c for c in cells] + vals + [r["error"] or ""])
     return buf.getvalue()
+
+
+def spread(spec: TuneSpec, best: dict[str, Any]) -> str:
+    """`` ± sd`` of the best trial over its seeds ("" with one seed)."""
+    return f" ± {best['sd']:.4f}" if best.get("sd") is not None and len(spec.seeds) > 1 else ""
+
+
+def state_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Trials per state (COMPLETE, PRUNED, FAIL), in that name order."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _fmt(v: Any) -> str:
@@ -163,19 +173,15 @@ def _test_text(test: dict[str, Any] | None, metric: str) -> str:
 
 def _report(spec: TuneSpec, rows: list[dict[str, Any]], best: dict[str, Any], test: Any) -> str:
     keys = [p.key for p in spec.space.params]
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
     metric = spec.metric_name
-    spread = f" ± {best['sd']:.4f}" if best.get("sd") is not None and len(spec.seeds) > 1 else ""
     lines = [
         f"# Study {spec.study_name}: {spec.base.model} on {spec.base.dataset}",
         "",
         f"- protocol {spec.base.protocol.name}; objective: mean validation {metric} over seeds "
         f"{', '.join(map(str, spec.seeds))}",
         f"- storage `{spec.storage_url}`; trials: "
-        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())),
-        f"- best: trial {best['number']}, valid {metric} {best['value']:.4f}{spread}",
+        + ", ".join(f"{n} {s.lower()}" for s, n in state_counts(rows).items()),
+        f"- best: trial {best['number']}, valid {metric} {best['value']:.4f}{spread(spec, best)}",
         f"- chosen values: {json.dumps(best['values'])}",
         f"- {_test_text(test, metric)}",
         "",
@@ -244,10 +250,9 @@ def write_study(
     """Write the study folder's files (atomically, each); their names."""
     out = spec.out
     keys = [p.key for p in spec.space.params]
-    spread = f" ± {best['sd']:.4f}" if best.get("sd") is not None and len(spec.seeds) > 1 else ""
     header = (
         f"The configuration study {spec.study_name} chose (trial {best['number']}): mean "
-        f"validation {spec.metric_name} {best['value']:.4f}{spread} over seeds "
+        f"validation {spec.metric_name} {best['value']:.4f}{spread(spec, best)} over seeds "
         f"{', '.join(map(str, spec.seeds))}.\n"
         "Train it with genrec train, this file as its config.\n"
     )
@@ -272,7 +277,7 @@ def write_study(
         "metric": spec.metric_name,
         "seeds": list(spec.seeds),
         "best": best,
-        "trials": {s: sum(r["state"] == s for r in rows) for s in {r["state"] for r in rows}},
+        "trials": state_counts(rows),
         "test": test,
         "plots": notes or None,
     }

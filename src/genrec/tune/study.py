@@ -29,7 +29,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,8 @@ class TuneSpec:
         for name, seeds in (("seeds", self.seeds), ("test_seeds", self.test_seeds or (0,))):
             if not seeds or len(set(seeds)) != len(seeds):
                 raise ConfigError(f"{name}: give distinct seeds, such as 0,1,2 (got {seeds})")
-        if not _has_seed(self.base) and (len(self.seeds) > 1 or len(self.test_seeds or ()) > 1):
+        seeded = self.base.setting_key("seed") is not None
+        if not seeded and (len(self.seeds) > 1 or len(self.test_seeds or ()) > 1):
             raise ConfigError(
                 f"seeds: {self.base.model} has no seed (it is deterministic); give one seed"
             )
@@ -141,11 +142,6 @@ class TuneSpec:
     @property
     def study_name(self) -> str:
         return self.study or self.out.resolve().name
-
-
-def _has_seed(base: RunSpec) -> bool:
-    names = {f.name for f in dataclasses.fields(base.config)}
-    return "seed" in names or "train" in names
 
 
 @dataclass
@@ -226,7 +222,7 @@ _WHAT = {
 }
 
 
-def open_study(spec: TuneSpec, *, check_only: bool = False) -> Any:
+def open_study(spec: TuneSpec) -> Any:
     """The study in its storage, created or checked against ``spec`` (a study of that name
     made for another model, data set, protocol, metric, seeds or space is refused)."""
     optuna = require("optuna", "tune", "genrec tune")
@@ -255,8 +251,6 @@ def open_study(spec: TuneSpec, *, check_only: bool = False) -> Any:
                     f"same settings to continue it"
                 )
         return study
-    if check_only:
-        return None
     study = optuna.create_study(storage=storage, study_name=spec.study_name, direction=direction)
     for key, value in want.items():
         study.set_user_attr(key, value)
@@ -284,8 +278,8 @@ class _Trialist:
         self.ds = load_dataset(base.dataset, base.data)
         self.pdata = build_protocol(self.ds, base.protocol)
         self.metric = spec.metric_name
-        self.base_config = _with_select(base, self.metric)
         self.prunable = spec.prune and self.cls.capabilities.trainer
+        self.seeded = base.setting_key("seed") is not None
 
     def pruner(self) -> Any:
         import optuna
@@ -306,7 +300,7 @@ class _Trialist:
         values = spec.space.sample(trial)
         t0 = time.perf_counter()
         try:
-            cfg = build_config(cls.config_class, values, base=self.base_config, where=cls.name)
+            cfg = chosen_config(spec, values)
         except ConfigError as e:
             trial.set_user_attr("error", str(e))
             study.tell(trial, state=TrialState.FAIL)
@@ -316,7 +310,7 @@ class _Trialist:
         epochs: list[Any] = []
         try:
             for i, seed in enumerate(spec.seeds):
-                c = spec.base.with_seed(cfg, seed) if _has_seed(spec.base) else cfg
+                c = spec.base.with_seed(cfg, seed) if self.seeded else cfg
                 model = cls(c)
                 callbacks: list[Callback] = []
                 if self.prunable and i == 0:
@@ -383,11 +377,18 @@ def _show(values: dict[str, Any]) -> str:
 
 def _with_select(base: RunSpec, metric: str) -> Any:
     """The base config choosing its epoch on the study's metric (ranking protocols)."""
-    names = {f.name for f in dataclasses.fields(base.config)}
-    if base.protocol.name == "rating" or "train" not in names:
+    key = base.setting_key("select_metric")
+    if base.protocol.name == "rating" or key is None:
         return base.config
     cls = base.model_class
-    return build_config(cls.config_class, {"train.select_metric": metric}, base=base.config)
+    return build_config(cls.config_class, {key: metric}, base=base.config)
+
+
+def chosen_config(spec: TuneSpec, values: dict[str, Any]) -> Any:
+    """The config a trial with ``values`` trained (before its seed is set)."""
+    cls = spec.base.model_class
+    base = _with_select(spec.base, spec.metric_name)
+    return build_config(cls.config_class, values, base=base, where=cls.name)
 
 
 def _taker(
@@ -415,14 +416,6 @@ def _taker(
     return take
 
 
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def _worker(spec: TuneSpec, lock: Any, started_ago: float) -> None:
     """A ``jobs`` process: its own data and study handle, the shared lock."""
     study = open_study(spec)
@@ -438,10 +431,10 @@ def run_study(
     from genrec.tune import report
 
     optuna = require("optuna", "tune", "genrec tune")
-    spec.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with _study_lock(spec):
-        study = open_study(spec)
+        study = open_study(spec)  # a storage that won't open, a clashing study: before any work
+        spec.out.mkdir(parents=True, exist_ok=True)
         cut = _requeue_cut_off(study)
         if cut:
             log.info("continuing the study: %d cut-off trial(s) queued again", cut)
@@ -455,7 +448,7 @@ def run_study(
             log.info("continuing the study: %d trials finished before", done_before)
         if spec.jobs == 1:
             runner = _Trialist(spec, parallel=False)
-            runner.run(study, _taker(study, spec, runner.pruner(), started, _NoLock(), False))
+            runner.run(study, _taker(study, spec, runner.pruner(), started, nullcontext(), False))
         else:
             _parallel(spec, started)
         trials = report.trial_rows(study, spec.space)
@@ -500,11 +493,8 @@ def _parallel(spec: TuneSpec, started: float) -> None:
 def _final(spec: TuneSpec, best: dict[str, Any]) -> dict[str, Any]:
     """The chosen configuration trained with the final seeds; test read once."""
     base = spec.base
-    cls = base.model_class
-    cfg = build_config(
-        cls.config_class, best["values"], base=_with_select(base, spec.metric_name), where=cls.name
-    )
-    seeds = spec.final_seeds if _has_seed(base) else ()
+    cfg = chosen_config(spec, best["values"])
+    seeds = spec.final_seeds if base.setting_key("seed") is not None else ()
     run = RunSpec(
         model=base.model,
         dataset=base.dataset,
