@@ -15,7 +15,11 @@ Parts (``--part``), each written to ``benchmarks/results/tune-PART.md``:
   the hand-picked configuration's (3 seeds, measured in the same run), and the tuned one's
   test numbers over 3 new seeds, with the published anchors.
 
+* ``continue``: ``study``'s study alone, continued until ``--trials`` or ``--timeout``,
+  nothing written but the study; for studies that take several sittings.
+
 Usage: python benchmarks/bench_tune.py --part pruning [--trials 20]
+       python benchmarks/bench_tune.py --part continue --model recvae --trials 30 --timeout S
        python benchmarks/bench_tune.py --part study --model mult-vae [--trials 30] [--timeout S]
 """
 
@@ -95,6 +99,21 @@ def pruning(trials: int) -> str:
     )
 
 
+def study_only(model: str, trials: int, timeout: float | None, storage: str | None) -> None:
+    """Continues the study (no hand-picked run, no final run, no result file): for studies
+    that take several sittings; the last sitting runs ``--part study``."""
+    seeds = (0,) if model == "autorec" else (0, 1, 2)
+    out = ROOT.parent / "studies" / f"bench-{model}"
+    res, wall = _study(model, _base(model), out, trials, seeds, True, timeout, storage)
+    states = [t["state"] for t in res.trials]
+    print(
+        f"{model}: {wall:.0f} s this sitting; {states.count('COMPLETE')} complete, "
+        f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed; best trial "
+        f"{res.best['number']}: {res.best['value']:.4f} {res.best['values']}",
+        flush=True,
+    )
+
+
 def study(model: str, trials: int, timeout: float | None, storage: str | None) -> str:
     import dataclasses
 
@@ -147,7 +166,7 @@ def study(model: str, trials: int, timeout: float | None, storage: str | None) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=("pruning", "study"), required=True)
+    ap.add_argument("--part", choices=("pruning", "study", "continue"), required=True)
     ap.add_argument("--model", choices=sorted(CONFIGS), default="mult-vae")
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--timeout", type=float, default=None)
@@ -155,6 +174,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.part == "pruning":
         write_result("tune-pruning", pruning(args.trials))
+    elif args.part == "continue":
+        study_only(args.model, args.trials, args.timeout, args.storage)
     else:
         write_result(
             f"tune-{args.model}", study(args.model, args.trials, args.timeout, args.storage)
