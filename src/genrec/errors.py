@@ -48,6 +48,10 @@ class DivergenceError(GenrecError, FloatingPointError):
     ``train.lr``, ``train.grad_clip``, a larger ``l2``)."""
 
 
+class DistributedError(GenrecError, RuntimeError):
+    """A collective of a distributed run failed: a peer died, hung or disagreed."""
+
+
 class NotFittedError(GenrecError, RuntimeError, ValueError, AttributeError):
     """A model was used before ``fit`` (or ``load``).
 

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -190,6 +190,28 @@ def check_scores(scores: torch.Tensor | np.ndarray, model: object, what: str) ->
         )
 
 
+class Shard(Protocol):
+    """A process's part of a distributed evaluation (see :mod:`genrec.train.distributed`):
+    it scores the users ``shard_bounds(n, world, rank)`` and ``gather_rows`` puts every
+    rank's block of rows together, in rank order, each row once."""
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def world(self) -> int: ...
+
+    def gather_rows(self, block: np.ndarray, n: int, what: str) -> np.ndarray: ...
+
+
+def _bounds(n: int, shard: Shard | None) -> tuple[int, int]:
+    if shard is None:
+        return 0, n
+    base, extra = divmod(n, shard.world)  # as genrec.train.distributed.shard_bounds
+    lo = shard.rank * base + min(shard.rank, extra)
+    return lo, lo + base + (1 if shard.rank < extra else 0)
+
+
 def evaluate_ranking(
     model,
     task: RankingTask,
@@ -197,6 +219,7 @@ def evaluate_ranking(
     metrics: Sequence[str] = DEFAULT_METRICS,
     batch_size: int = 2048,
     on_batch: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
 ) -> RankingResult:
     """Full-ranking evaluation of ``model`` on ``task``.
 
@@ -210,6 +233,9 @@ def evaluate_ranking(
     metrics : names in :data:`genrec.metrics.RANKING_METRICS`
     batch_size : users scored at once (memory is about batch_size x n_items floats)
     on_batch : called as ``on_batch(users_done, n_users)`` after each batch (progress bars)
+    shard : in a distributed run, this process's part: it scores its contiguous block of
+        users, and the ranked lists of all blocks are gathered (each user once) before the
+        means, which every process then computes alike
 
     Returns
     -------
@@ -227,11 +253,13 @@ def evaluate_ranking(
     t0 = time.perf_counter()
     inputs, exclude, truth = (sp.csr_matrix(m) for m in (task.inputs, task.exclude, task.truth))
     n_truth = np.diff(truth.indptr).astype(np.float64)
-    hits_all = np.zeros((n, kmax), dtype=bool)
-    top_all = np.zeros((n, kmax), dtype=np.int64)
+    lo, hi = _bounds(n, shard)
+    hits_all = np.zeros((hi - lo, kmax), dtype=bool)
+    top_all = np.zeros((hi - lo, kmax), dtype=np.int64)
     seq = reads_sequences(model)
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
+    failed: DivergenceError | None = None
+    for start in range(lo, hi, batch_size):
+        stop = min(hi, start + batch_size)
         users = None if task.users is None else task.users[start:stop]
         with torch.inference_mode():
             batch = task.batch_inputs(model, slice(start, stop)) if seq else inputs[start:stop]
@@ -241,12 +269,29 @@ def evaluate_ranking(
             scores = torch.as_tensor(raw).float()  # (B, I)
             _mask_rows(scores, exclude[start:stop])  # in place: score's result is ours
             top, best = ranked(scores, kmax)  # (B, kmax) each
-            check_scores(best[:, :1], model, task.name)  # NaN and +inf rank first
+            try:
+                check_scores(best[:, :1], model, task.name)  # NaN and +inf rank first
+            except DivergenceError as e:
+                if shard is None:
+                    raise
+                failed = e  # every process must reach the gathers below
+                break
             top = top.cpu()
-        top_all[start:stop] = top.numpy()
-        hits_all[start:stop] = hits_at_k(top, truth[start:stop])
+        top_all[start - lo : stop - lo] = top.numpy()
+        hits_all[start - lo : stop - lo] = hits_at_k(top, truth[start:stop])
         if on_batch is not None:
-            on_batch(stop, n)
+            on_batch(stop - lo, hi - lo)
+    if shard is not None:
+        what = f"the evaluation of {task.name!r}"
+        bad = shard.gather_rows(np.array([[failed is not None]]), shard.world, what)
+        if bad.any():
+            raise failed or DivergenceError(
+                f"{type(model).__name__} gives NaN or infinite values on {task.name!r} in "
+                f"another process: its fit diverged or overflowed; refit it with a lower "
+                f"learning rate or more regularization"
+            )
+        top_all = shard.gather_rows(top_all, n, what)
+        hits_all = shard.gather_rows(hits_all, n, what)
     counted = np.ones(n, bool) if task.empty_truth == "zero" else n_truth > 0
     out: dict[str, float] = {}
     err: dict[str, float] = {}

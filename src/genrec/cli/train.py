@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from genrec.cli.data import format_option
+from genrec.cli.distributed import NPROC_FLAG, joined_group, launch
 from genrec.cli.render import run_hooks
 from genrec.cli.train_resume import FLAGS, interrupted, render_result, resume
 from genrec.config import load_toml, parse_overrides
@@ -24,6 +25,7 @@ from genrec.runs import (
     train_run,
 )
 from genrec.runs.checks import SettingError
+from genrec.runs.distributed import serve
 from genrec.runs.spec import merge
 from genrec.train.tracking import TRACKERS, make_trackers
 
@@ -137,6 +139,15 @@ def check_trackers(kinds: tuple[str, ...], spec: RunSpec) -> None:
     "Also export the per-epoch log: tensorboard (event files in runs/tensorboard/NAME) or "
     "mlflow (MLFLOW_TRACKING_URI, else runs/mlflow.db). Repeatable."
 )
+@click.option(
+    NPROC_FLAG,
+    "nproc",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Train data-parallel in N processes on this machine (starts torchrun; gloo on "
+    "CPU, NCCL on CUDA). train.batch_size is per process.",
+)
 def train_cmd(
     model_name,
     dataset,
@@ -157,8 +168,24 @@ def train_cmd(
     resume_dir,
     force,
     trackers,
+    nproc,
 ) -> None:
     """Train a model, evaluate it on validation and test, and save it."""
+    if nproc is not None:
+        launch(nproc)
+    with joined_group(device) as group:
+        _train(
+            model_name, dataset, protocol, fmt, config_file, sets, grid, select_metric, seeds,
+            refit, keep_checkpoint, device, precision, seed, out_dir, output, resume_dir, force,
+            trackers, group,
+        )  # fmt: skip
+
+
+def _train(
+    model_name, dataset, protocol, fmt, config_file, sets, grid, select_metric, seeds, refit,
+    keep_checkpoint, device, precision, seed, out_dir, output, resume_dir, force, trackers,
+    group,
+) -> None:  # fmt: skip
     check_writable(output, "--output")
     if resume_dir is not None:
         given = [
@@ -188,7 +215,7 @@ def train_cmd(
                 f"--keep-checkpoint and --set "
                 f"{' / '.join('train.' + k for k in RESUME_SETTINGS)} apply)"
             )
-        resume(resume_dir, device, sets, output, keep_checkpoint)
+        resume(resume_dir, device, sets, output, keep_checkpoint, group)
         return
     values: dict[str, Any] = load_toml(config_file) if config_file else {}
     values = merge(values, parse_overrides(sets))
@@ -227,10 +254,14 @@ def train_cmd(
     )
     if select_metric is not None and not spec.grid and not spec.seeds:
         raise ConfigError(_select_alone(spec))
+    if group is not None and not group.is_main:
+        serve(group)  # rank 0 runs the run; this process takes part in its fits
+        return
     exporters = _trackers(trackers, spec, out_dir)
     try:
         with run_hooks() as hooks:
             hooks.callbacks = (*hooks.callbacks, *exporters)
+            hooks.group = group
             result = train_run(spec, hooks)
     except SettingError as e:
         raise ConfigError(e.render(FLAGS.get(e.setting, e.setting))) from None

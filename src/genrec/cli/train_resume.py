@@ -80,11 +80,19 @@ def resume(
     sets: tuple[str, ...],
     output: str | None,
     keep_checkpoint: bool | None = None,
+    group: Any = None,
 ) -> None:
-    """``genrec train --resume DIR``: continue the interrupted run in DIR and render it."""
+    """``genrec train --resume DIR``: continue the interrupted run in DIR and render it
+    (rank 0 of a distributed run; the other ranks take part in its fit)."""
     more = resume_settings(sets)
+    if group is not None and not group.is_main:
+        from genrec.runs.distributed import serve
+
+        serve(group)
+        return
     try:
         with run_hooks() as hooks:
+            hooks.group = group
             result = resume_run(
                 resume_dir, device=device, keep_checkpoint=keep_checkpoint, hooks=hooks, **more
             )

@@ -72,7 +72,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -198,6 +198,10 @@ class BiasedMF(Recommender, RatingPredictor):
     capabilities = Capabilities(
         task="rating", folds_in=False, trainer=True, predicts_ratings=True, selects_on="rating"
     )
+    keyed_noise: ClassVar[bool] = (
+        True  # no noise in train_step: the hook draws it, on every rank alike
+    )
+    loss_reduction: ClassVar[str] = "sum"  # train_step sums over the batch (lr per summed loss)
 
     def __init__(self, config: BiasedMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)

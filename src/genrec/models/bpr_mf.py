@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -158,6 +158,10 @@ class BPRMF(Recommender):
     config_class = BPRMFConfig
     fitted_attributes = ("n_items_", "module_")
     capabilities = Capabilities(folds_in=False, trainer=True, selects_on="ranking")
+    loss_reduction: ClassVar[str] = "sum"  # train_step sums over the batch (lr per summed loss)
+    keyed_noise: ClassVar[bool] = (
+        True  # no noise in train_step: the hook draws it, on every rank alike
+    )
 
     def __init__(self, config: BPRMFConfig | None = None, **overrides):
         super().__init__(config, **overrides)

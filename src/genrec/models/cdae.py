@@ -177,6 +177,7 @@ class CDAE(TorchRecommender):
     config_class = CDAEConfig
     # scores of training users use their user node, not the history alone
     capabilities = Capabilities(folds_in=False, trainer=True, selects_on="ranking")
+    keyed_noise: ClassVar[bool] = True  # corruption keyed by (user, item) (distributed runs)
     fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_", "n_users_", "module_")
     module_: CDAENet
     n_users_: int
@@ -202,7 +203,10 @@ class CDAE(TorchRecommender):
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         net: CDAENet = self.module_
-        values = dropout_values(batch.values, self.config.corruption, ctx.generator)
+        rng = ctx.rng_for(batch.users)
+        values = dropout_values(
+            batch.values, self.config.corruption, rng, batch.indptr, batch.indices
+        )
         assert batch.users is not None  # training batches carry their row indices
         users = batch.users.to(batch.indptr.device)
         logits = net(batch.indptr, batch.indices, values, users).float()  # (B, I)

@@ -59,7 +59,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -209,6 +209,10 @@ class FM(Recommender, RatingPredictor):
         predicts_ratings=True,
         selects_on="rating",
     )
+    keyed_noise: ClassVar[bool] = (
+        True  # no noise in train_step: the hook draws it, on every rank alike
+    )
+    loss_reduction: ClassVar[str] = "sum"  # train_step sums over the batch (lr per summed loss)
 
     def selects_on(self) -> Literal["ranking", "rating"]:
         return "rating" if self.config.objective == "regression" else "ranking"

@@ -33,7 +33,7 @@ Kingma, Welling. Auto-Encoding Variational Bayes. ICLR 2014. https://arxiv.org/a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -83,6 +83,7 @@ class GaussianVAE(TorchRecommender):
 
     name = "gaussian-vae"
     capabilities = Capabilities(trainer=True, selects_on="ranking")
+    keyed_noise: ClassVar[bool] = True  # eps keyed by user (distributed runs)
     config_class = GaussianVAEConfig
     module_: MLPAutoencoder
 
@@ -99,7 +100,7 @@ class GaussianVAE(TorchRecommender):
         mu, logvar = net.encode(batch.indptr, batch.indices, batch.values)  # (B, K) x 2
         assert logvar is not None  # a variational encoder returns both
         mu, logvar = mu.float(), logvar.float()
-        z = reparameterize(mu, logvar, ctx.generator)  # (B, K)
+        z = reparameterize(mu, logvar, ctx.rng_for(batch.users))  # (B, K)
         recon = gaussian_recon_loss(net.decode(z), batch.dense()).mean()
         kl = gaussian_kl_to_std_normal(mu, logvar).mean()
         return {"loss": recon + self.config.beta * kl, "recon": recon.detach(), "kl": kl.detach()}

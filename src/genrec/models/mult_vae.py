@@ -129,6 +129,7 @@ class MultVAE(TorchRecommender):
     name = "mult-vae"
     capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class: ClassVar[type] = MultVAEConfig
+    keyed_noise: ClassVar[bool] = True  # dropout and eps keyed by user (distributed runs)
     module_: MLPAutoencoder
     variational = True
 
@@ -149,8 +150,8 @@ class MultVAE(TorchRecommender):
 
     def _input(self, batch: Batch, ctx: StepContext | None) -> tuple[torch.Tensor, ...]:
         """CSR parts of the encoder input: L2-normalised rows, dropout when training."""
-        generator = None if ctx is None else ctx.generator
-        values = encoder_values(batch.indptr, batch.values, self.config.dropout, generator)
+        rng = None if ctx is None else ctx.rng_for(batch.users)
+        values = encoder_values(batch.indptr, batch.values, self.config.dropout, rng, batch.indices)
         return batch.indptr, batch.indices, values
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
@@ -158,7 +159,7 @@ class MultVAE(TorchRecommender):
         mu, logvar = net.encode(*self._input(batch, ctx))  # (B, K), (B, K)
         assert logvar is not None  # a variational encoder returns both
         mu, logvar = mu.float(), logvar.float()
-        z = reparameterize(mu, logvar, ctx.generator, self.config.noise_scale)  # (B, K)
+        z = reparameterize(mu, logvar, ctx.rng_for(batch.users), self.config.noise_scale)  # (B, K)
         logits = net.decode(z)  # (B, I)
         beta = LinearAnneal(self.config.anneal_cap, self.config.total_anneal_steps)(ctx.step)
         out = mult_vae_loss(logits, batch, mu, logvar, beta)

@@ -32,6 +32,7 @@ from torch import nn
 
 from genrec.models.saved import ArraySpec, Dim
 from genrec.train.batches import row_ids  # defined with Batch; re-exported here
+from genrec.train.noise import UserNoise
 
 __all__ = [
     "gaussian_kl_to_std_normal",
@@ -71,14 +72,22 @@ def gaussian_kl_to_std_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.T
 
 
 def reparameterize(
-    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator, noise_scale: float = 1.0
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    generator: torch.Generator | UserNoise,
+    noise_scale: float = 1.0,
 ) -> torch.Tensor:
     """A sample z = mu + noise_scale * sigma * eps of q(z|x), differentiable in (mu, logvar).
 
     ``noise_scale`` is 1 in the papers (RecBole's 0.01 is a departure, kept out of defaults).
-    eps is drawn in float32 on ``generator``'s device, then moved to ``mu``'s device.
+    eps is drawn in float32 on ``generator``'s device, then moved to ``mu``'s device; with
+    keyed noise (a :class:`~genrec.train.noise.UserNoise`, ``StepContext.rng_for``) row b's
+    eps is keyed by the batch's user b.
     """
-    eps = torch.randn(mu.shape, generator=generator, device=generator.device)  # (B, K)
+    if isinstance(generator, UserNoise):
+        eps = generator.normal(mu.shape[-1], "eps")  # (B, K)
+    else:
+        eps = torch.randn(mu.shape, generator=generator, device=generator.device)  # (B, K)
     eps = eps.to(device=mu.device, dtype=mu.dtype)
     return mu + noise_scale * torch.exp(0.5 * logvar) * eps  # (B, K)
 
@@ -141,22 +150,39 @@ def normalize_rows(indptr: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return values / norm[rows]  # (N,)
 
 
-def dropout_values(values: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Inverted dropout on the stored values: each kept with prob 1 - p, scaled by 1/(1 - p)."""
+def dropout_values(
+    values: torch.Tensor,
+    p: float,
+    generator: torch.Generator | UserNoise,
+    indptr: torch.Tensor | None = None,
+    indices: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Inverted dropout on the stored values: each kept with prob 1 - p, scaled by 1/(1 - p).
+    With keyed noise the CSR ``indptr`` and ``indices`` key each entry by (user, item)."""
     if p <= 0.0:
         return values
-    u = torch.rand(values.shape, generator=generator, device=generator.device)  # (N,)
+    if isinstance(generator, UserNoise):
+        if indptr is None or indices is None:
+            raise ValueError("keyed dropout needs the rows' indptr and indices")
+        u = generator.entries(indptr, indices, "dropout")  # (N,)
+    else:
+        u = torch.rand(values.shape, generator=generator, device=generator.device)  # (N,)
     keep = (u >= p).to(device=values.device, dtype=values.dtype)
     return values * keep / (1.0 - p)  # (N,)
 
 
 def encoder_values(
-    indptr: torch.Tensor, values: torch.Tensor, p: float, generator: torch.Generator | None
+    indptr: torch.Tensor,
+    values: torch.Tensor,
+    p: float,
+    generator: torch.Generator | UserNoise | None,
+    indices: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The values the autoencoders' encoders read (N,): rows scaled to unit L2 norm, then
-    input dropout ``p`` drawn from ``generator`` (none without one: scoring)."""
+    input dropout ``p`` drawn from ``generator`` (none without one: scoring; keyed noise
+    needs the rows' ``indices``)."""
     out = normalize_rows(indptr, values)  # (N,)
-    return out if generator is None else dropout_values(out, p, generator)
+    return out if generator is None else dropout_values(out, p, generator, indptr, indices)
 
 
 def init_linear_(

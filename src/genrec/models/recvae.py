@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -237,6 +237,7 @@ class RecVAE(TorchRecommender):
     name = "recvae"
     module_: RecVAENet
     capabilities = Capabilities(trainer=True, selects_on="ranking")
+    keyed_noise: ClassVar[bool] = True  # dropout and eps keyed by user (distributed runs)
     config_class = RecVAEConfig
 
     def __init__(self, config: RecVAEConfig | None = None, **overrides: Any):
@@ -325,8 +326,8 @@ class RecVAE(TorchRecommender):
 
     def _input(self, batch: Batch, ctx: StepContext | None) -> tuple[torch.Tensor, ...]:
         dropout = ctx is not None and ctx.phase.name != "decoder"  # none in the decoder phase
-        generator = ctx.generator if dropout and ctx is not None else None
-        values = encoder_values(batch.indptr, batch.values, self.config.dropout, generator)
+        rng = ctx.rng_for(batch.users) if dropout and ctx is not None else None
+        values = encoder_values(batch.indptr, batch.values, self.config.dropout, rng, batch.indices)
         return batch.indptr, batch.indices, values
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
@@ -335,7 +336,8 @@ class RecVAE(TorchRecommender):
         if ctx.phase.name == "decoder":
             assert self._decoder_posterior is not None  # cached by on_phase_start
             mu, logvar = (t[batch.users.to(t.device)] for t in self._decoder_posterior[1])
-            z = reparameterize(mu, logvar, ctx.generator)  # (B, K), no gradient to the encoder
+            # (B, K), no gradient to the encoder
+            z = reparameterize(mu, logvar, ctx.rng_for(batch.users))
             mll = multinomial_log_lik_sparse(
                 net.decoder(z), batch.indptr, batch.indices, batch.values
             )  # (B,)
@@ -343,7 +345,7 @@ class RecVAE(TorchRecommender):
             return {"loss": recon, "recon": recon.detach()}
         mu, logvar = net.encoder(*self._input(batch, ctx))
         mu, logvar = mu.float(), logvar.float()  # (B, K)
-        z = reparameterize(mu, logvar, ctx.generator)  # (B, K)
+        z = reparameterize(mu, logvar, ctx.rng_for(batch.users))  # (B, K)
         mll = multinomial_log_lik_sparse(
             net.decoder(z), batch.indptr, batch.indices, batch.values
         )  # (B,)

@@ -86,6 +86,12 @@ class TorchRecommender(Recommender):
 
     capabilities = Capabilities(trainer=True, selects_on="ranking")
     fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_", "module_")
+    #: draws its training noise through ``StepContext.rng_for`` (train.noise = "keyed"):
+    #: the same run whatever the number of processes
+    keyed_noise: ClassVar[bool] = False
+    #: how train_step reduces its loss over the batch: "mean" or "sum" (a distributed run
+    #: weights each process's loss by its share of the global batch for "mean")
+    loss_reduction: ClassVar[str] = "mean"
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)

@@ -76,6 +76,9 @@ def fingerprint(
         cfg.pop(k, None)
         if isinstance(cfg.get("train"), dict):
             cfg["train"].pop(k, None)
+    for where in (cfg, cfg.get("train")):  # the default noise: as runs from before it had
+        if isinstance(where, dict) and where.get("noise") == "auto":
+            where.pop("noise")
     h = hashlib.sha256()
     for a in (
         train.indptr.astype(np.int64),

@@ -31,6 +31,7 @@ from genrec.models.base import Recommender
 from genrec.protocols import ProtocolConfig, ProtocolData, build_protocol
 from genrec.runs import folder as rf
 from genrec.runs.checks import SettingError, check_out_dir, check_protocol, memory_advice, preflight
+from genrec.runs.distributed import announce_fit
 from genrec.runs.fitting import (
     evaluate_task,
     fingerprint,
@@ -78,6 +79,9 @@ class RunHooks:
     on_download: Callable[[int, int | None], None] | None = None  # bytes done, total
     on_evaluate: Callable[[str, int, int], None] | None = None  # part, users done, total
     callbacks: Sequence[Any] = ()  # handed to the trainer (per batch / epoch progress)
+    #: rank 0 of a distributed run (genrec.train.distributed.DataParallel): each fit is
+    #: announced to the other ranks (genrec.runs.distributed.serve)
+    group: Any = None
 
 
 @dataclass
@@ -258,6 +262,7 @@ def _run_in(
     checkpoint = (stage / rf.CHECKPOINT_NAME).parent
     owned = [n for n in rf.owned_files(stage) if spec.keep_checkpoint or n != checkpoint.name]
     record["keep_checkpoint"] = spec.keep_checkpoint
+    record["processes"] = 1 if hooks is None or hooks.group is None else hooks.group.world
     record.update(
         {
             "status": "done",
@@ -306,6 +311,8 @@ def _fit_select(
             model = cls(c)
             t0 = time.perf_counter()
             fp = fingerprint(spec.model, c, spec.protocol, pdata.train.matrix, pdata)
+            if hooks is not None and hooks.group is not None:
+                announce_fit(hooks.group, spec, c, "train", stage if resumable else None, resume)
             fit_model(
                 model,
                 pdata.train.matrix,
@@ -349,6 +356,8 @@ def _fit_select(
         cfg = refit_config(spec, cfg, model)
         model = cls(cfg)
         t0 = time.perf_counter()
+        if hooks is not None and hooks.group is not None:
+            announce_fit(hooks.group, spec, cfg, "refit", None, False)
         fit_model(
             model,
             refit_data(pdata),

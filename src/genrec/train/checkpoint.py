@@ -12,7 +12,7 @@ what the caller says identifies the run), ``data`` (users, items, entries of the
 matrix), ``module``, ``optimizers``, ``shuffle_generator``, ``noise_generator``, ``batches``
 (the batches hook's own state, or None), ``epoch``, ``step``, ``best_metric``,
 ``best_epoch``, ``bad_evals``, ``stopped_early``, ``best_weights``, ``history`` (JSON),
-``ema``, ``ema_updates``.
+``ema``, ``ema_updates``, ``world_size`` (the processes of a distributed run; absent: 1).
 """
 
 from __future__ import annotations
@@ -145,8 +145,10 @@ def check_checkpoint(
     config: TrainConfig,
     data: list[int],
     fingerprint: Mapping[str, Any] | None,
+    world: int = 1,
 ) -> None:
-    """Refuse a checkpoint of another run: other train settings, data shape or fingerprint.
+    """Refuse a checkpoint of another run: other train settings, data shape, fingerprint or
+    number of processes.
 
     Keys in :data:`RESUME_FREE` may differ (``--set epochs=`` trains a run further).
     """
@@ -158,6 +160,14 @@ def check_checkpoint(
         raise ConfigError(
             f"{path}: the checkpoint was trained with different "
             f"{', '.join(differ)}; resume with the same settings"
+        )
+    saved_world = int(ck.get("world_size", 1))
+    if saved_world != world:
+        raise ConfigError(
+            f"{path}: the checkpoint was written by a run of {saved_world} process"
+            f"{'es' if saved_world != 1 else ''}, this one has {world}; resume with "
+            f"{saved_world} (each process's share of every global batch, and so the rest of "
+            f"the run, depends on the number)"
         )
     saved_data = ck.get("data")
     if saved_data is not None and list(saved_data) != data:

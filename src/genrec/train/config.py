@@ -38,6 +38,9 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast matmuls, fp32 weights
     seed: int = 0  # seeds the shuffling and noise generators
     lr_decay: float = 1.0  # the learning rate is multiplied by this after each epoch
+    # training noise: "stream" (one seeded generator), "keyed" (by seed, step and user, the
+    # same however users fall on processes), "auto" (keyed in a distributed run)
+    noise: Literal["auto", "stream", "keyed"] = "auto"
 
     def __post_init__(self) -> None:
         for name, kind in _FIELD_TYPES.items():  # a config built directly, unconverted
@@ -76,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"seed must be an integer with |seed| < 2**62, got {self.seed}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.noise not in ("auto", "stream", "keyed"):
+            raise ValueError(f"noise must be auto, stream or keyed, got {self.noise!r}")
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> TrainConfig:

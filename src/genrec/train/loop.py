@@ -62,14 +62,16 @@ import torch
 from torch import nn
 
 from genrec.data.sequences import Sequences
-from genrec.errors import ConfigError, DataError, DivergenceError
+from genrec.errors import ConfigError, DataError, DistributedError, DivergenceError
 from genrec.io import append_text, atomic_write_text, to_json
 
 from .averaging import WeightAverage, snapshot
-from .batches import BatchContext, user_batches
+from .batches import BatchContext, Chunked, user_batches
 from .callbacks import Callback, FitContext
 from .checkpoint import CHECKPOINT_NAME, LOG_NAME
 from .config import Phase, TrainConfig, parse_metric
+from .distributed import DataParallel, current, epoch_seed
+from .noise import KeyedNoise, UserNoise
 from .optim import autocast, make_optimizer, native_bf16
 from .schedules import exponential_lr, set_epoch_lr
 from .state import TrainState, load_state, save_state
@@ -94,6 +96,15 @@ class StepContext:
     device: torch.device
     precision: str
     X: Any  # the training matrix (CSR) or, for a sequential model, its Sequences
+    noise_seed: int | None = None  # keyed noise (train.noise): its seed; None: the generator
+
+    def rng_for(self, users: torch.Tensor | None) -> torch.Generator | UserNoise:
+        """Where a model draws the noise of this step's batch of ``users`` (B,): the
+        trainer's generator, or with keyed noise a :class:`~genrec.train.noise.UserNoise`
+        that draws by (seed, step, user), the same whatever batch or process holds a user."""
+        if self.noise_seed is None or users is None:
+            return self.generator
+        return UserNoise(KeyedNoise(self.noise_seed, self.step), users.to(self.device))
 
 
 class Trainable(Protocol):
@@ -140,6 +151,17 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = tuple(callbacks)
         self.fingerprint = fingerprint
+        self.dp: DataParallel | None = None  # set by fit: the process group, if any
+        self._mean_loss = True  # set by fit: the model's loss_reduction is "mean"
+
+    @property
+    def world_size(self) -> int:
+        return 1 if self.dp is None else self.dp.world
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run folder (rank 0 of a distributed run)."""
+        return self.run_dir is not None and (self.dp is None or self.dp.is_main)
 
     @classmethod
     def from_context(cls, config: TrainConfig, context: FitContext | None) -> Trainer:
@@ -157,6 +179,7 @@ class Trainer:
         starts over when no epoch was checkpointed yet).
         """
         cfg = self.config
+        self.dp = dp = current()
         if not isinstance(X, Sequences):  # a sequential model trains on ordered histories
             X = sp.csr_matrix(X, dtype=np.float32)
         data = _data_shape(X)  # checked on resume
@@ -180,6 +203,9 @@ class Trainer:
                 device.type.upper(),
             )
         hook = getattr(model, "batches", None) or user_batches
+        noise_seed = self._noise_seed(model)
+        self._mean_loss = getattr(model, "loss_reduction", "mean") != "sum"
+        callbacks = self.callbacks if dp is None or dp.is_main else ()
         shuffle_gen = torch.Generator().manual_seed(cfg.seed)
         noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         state = TrainState()
@@ -196,26 +222,41 @@ class Trainer:
                 logger.warning(
                     "%s: no checkpoint yet; training from the start", self.run_dir / CHECKPOINT_NAME
                 )
-        if self.run_dir is not None:
+        if dp is not None:  # every rank has read the same checkpoint before rank 0 writes one
+            here = [state.epoch, state.step]
+            main = dp.broadcast_json(here, "starting the run")
+            if dp.sum_numbers({"differ": float(here != main)}, "starting the run")["differ"]:
+                raise DistributedError(
+                    f"{dp.where()}: the processes resumed from different checkpoints (this "
+                    f"one at epoch {here[0]}, rank 0 at epoch {main[0]} or another rank "
+                    f"elsewhere); every process must read rank 0's run folder (one machine, "
+                    f"or a shared file system)"
+                )
+        if self.writes:
+            assert self.run_dir is not None
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(
                 self.run_dir / LOG_NAME, "".join(to_json(r, indent=None) for r in state.history)
             )
         rows = getattr(model, "batch_rows", lambda X: data[0])(X)
-        n_batches = sum(ph.passes for ph in phases) * math.ceil(rows / cfg.batch_size)
+        global_batch = cfg.batch_size * self.world_size
+        n_batches = sum(ph.passes for ph in phases) * math.ceil(rows / global_batch)
         select = None if valid is None else self._selection(valid)[0]
         started: list[Any] = []  # the callbacks whose on_train_begin ran: each is ended
         try:
-            for cb in self.callbacks:
+            for cb in callbacks:
                 cb.on_train_begin(epochs=cfg.epochs, start_epoch=state.epoch, select=select)
                 started.append(cb)
             while state.epoch < cfg.epochs and not state.stopped_early:
-                for cb in self.callbacks:
+                for cb in callbacks:
                     cb.on_epoch_begin(state.epoch, n_batches)
                 t0 = time.perf_counter()
+                if dp is not None:
+                    dp.take_seconds()  # the epoch's collectives only (not the validation's)
                 numbers = self.train_epoch(
-                    model, X, phases, optimizers, state, shuffle_gen, noise_gen, device, hook
-                )
+                    model, X, phases, optimizers, state, shuffle_gen, noise_gen, device, hook,
+                    noise_seed, callbacks,
+                )  # fmt: skip
                 t_train = time.perf_counter() - t0
                 record: dict[str, Any] = {
                     "epoch": state.epoch + 1,
@@ -223,15 +264,17 @@ class Trainer:
                     **numbers,
                     "train_seconds": t_train,
                 }
+                if dp is not None:  # of train_seconds: the collectives, waiting included
+                    record["allreduce_seconds"] = dp.take_seconds()
                 if valid is not None and self._validate_now(state.epoch):
                     self._validate(model, valid, state, record)
                 state.epoch += 1
                 record["seconds"] = time.perf_counter() - t0
                 state.history.append(record)
                 self._log(record, select)
-                if self.run_dir is not None:
+                if self.writes:
                     save_state(self, module, optimizers, shuffle_gen, noise_gen, state, data, hook)
-                for cb in self.callbacks:
+                for cb in callbacks:
                     cb.on_epoch_end(record)
         except BaseException as e:
             for cb in started:
@@ -271,39 +314,51 @@ class Trainer:
         noise_gen: torch.Generator,
         device: torch.device,
         hook: Any = user_batches,
+        noise_seed: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> dict[str, float]:
         """One epoch: every phase's passes over the hook's batches. Returns mean numbers
         per logged key (weighted by batch size), prefixed by the phase name when there are
         several phases."""
         cfg = self.config
+        dp = self.dp
+        if callbacks is None:
+            callbacks = self.callbacks
         module = model.module_
         module.train()
         params = [p for p in module.parameters()]
         if cfg.lr_decay != 1.0:
             set_epoch_lr(optimizers.values(), exponential_lr(cfg.lr_decay, state.epoch))
+        if dp is not None:  # per-rank noise, the same after a resume
+            noise_gen.manual_seed(epoch_seed(cfg.seed, state.epoch, dp.rank))
         out: dict[str, float] = {}
         for phase in phases:
-            ctx = StepContext(state.step, state.epoch, phase, noise_gen, device, cfg.precision, X)
+            ctx = StepContext(
+                state.step, state.epoch, phase, noise_gen, device, cfg.precision, X, noise_seed
+            )
             on_phase_start = getattr(model, "on_phase_start", None)
             if on_phase_start is not None:
                 on_phase_start(phase, ctx)
             opt = optimizers[phase.optimizer]
             sums: dict[str, float] = {}
-            n_seen = 0
+            n_seen = 0  # rows this process trained on
+            n_rows = 0  # rows of the global batches
             for _ in range(phase.passes):
-                bctx = BatchContext(shuffle_gen, cfg.batch_size, device, state.epoch)
-                for batch in hook(X, bctx):
+                global_batch = cfg.batch_size * self.world_size
+                bctx = BatchContext(shuffle_gen, global_batch, device, state.epoch)
+                for batch, n_global in self._batches(hook(X, bctx)):
                     ctx.step = state.step
-                    with autocast(device, cfg.precision):
-                        parts = model.train_step(batch, ctx)
-                    loss = parts["loss"]
-                    if not torch.isfinite(loss):
+                    module.zero_grad(set_to_none=True)
+                    parts: dict[str, Any] = {}
+                    if batch is not None:
+                        with autocast(device, cfg.precision):
+                            parts = model.train_step(batch, ctx)
+                    loss = self._backward(parts, batch, n_global, params, state)
+                    if not math.isfinite(loss):
                         raise DivergenceError(
-                            f"loss is {loss.item()} at epoch {state.epoch + 1}, step "
+                            f"loss is {loss} at epoch {state.epoch + 1}, step "
                             f"{state.step}: training diverged; {_LOWER_LR.format(cfg.lr)}"
                         )
-                    module.zero_grad(set_to_none=True)
-                    loss.backward()
                     if cfg.grad_clip is not None:
                         torch.nn.utils.clip_grad_norm_(
                             [p for p in params if p.grad is not None], cfg.grad_clip
@@ -312,13 +367,28 @@ class Trainer:
                     if state.ema is not None:
                         state.ema.update(module)
                     state.step += 1
-                    b = len(batch)
+                    b = 0 if batch is None else len(batch)
                     n_seen += b
+                    n_rows += n_global
                     for k, v in parts.items():
+                        if dp is not None and k == "loss":
+                            continue
                         v = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
                         sums[k] = sums.get(k, 0.0) + b * v
-                    for cb in self.callbacks:
-                        cb.on_batch(state.step - 1, sums["loss"] / n_seen)
+                    if dp is not None:  # the global batch's loss, counted once (rank 0)
+                        sums["loss"] = sums.get("loss", 0.0) + (
+                            n_global * loss if dp.is_main else 0.0
+                        )
+                    for cb in callbacks:
+                        cb.on_batch(state.step - 1, sums.get("loss", 0.0) / max(n_rows, 1))
+            if dp is not None:  # the epoch's means over every rank's rows
+                keys = dp.broadcast_json(sorted(sums), "the epoch's numbers")
+                total = dp.sum_numbers(
+                    {**{k: sums.get(k, 0.0) for k in keys}, " rows": float(n_seen)},
+                    "the epoch's numbers",
+                )
+                n_seen = int(total.pop(" rows"))
+                sums = total
             prefix = "" if len(phases) == 1 else f"{phase.name}_"
             out.update({prefix + k: v / max(n_seen, 1) for k, v in sums.items()})
         # the last step's update is seen by no loss: a step to inf or NaN stops here, not as
@@ -332,6 +402,66 @@ class Trainer:
         return out
 
     # -------------------------------------------------------------- pieces
+    def _noise_seed(self, model: Trainable) -> int | None:
+        """The seed of keyed noise (``train.noise``), or None: noise from the generator."""
+        mode = self.config.noise
+        keyed = bool(getattr(model, "keyed_noise", False))
+        name = type(model).__name__
+        if mode == "keyed" and not keyed:
+            raise ConfigError(
+                f"{name} draws its training noise from one generator stream and has no "
+                f"keyed noise; set train.noise to stream or auto"
+            )
+        if mode == "keyed" or (mode == "auto" and keyed and self.dp is not None):
+            return self.config.seed
+        if self.dp is not None and self.dp.is_main and not keyed and mode == "auto":
+            logger.warning(
+                "%s draws its training noise per process (it has no keyed noise): this run "
+                "depends on its number of processes (%d)",
+                name,
+                self.dp.world,
+            )
+        return None
+
+    def _batches(self, batches: Any) -> Any:
+        """(batch, rows in the global batch) pairs: the hook's batches in one process;
+        this rank's shard of each global batch (None where it is empty) in a distributed
+        run."""
+        if self.dp is None:
+            return ((b, len(b)) for b in batches)
+        if not isinstance(batches, Chunked):
+            raise ConfigError(
+                f"a batches hook that returns {type(batches).__name__} cannot be split "
+                f"across processes; return a genrec.train.Chunked, or train in one process"
+            )
+        return self.dp.shards(batches)
+
+    def _backward(
+        self,
+        parts: dict[str, Any],
+        batch: Any,
+        n_global: int,
+        params: list[nn.Parameter],
+        state: TrainState,
+    ) -> float:
+        """Backpropagate the step's loss; in a distributed run, weighted by this rank's
+        share of the global batch, with the gradients summed over the ranks. Returns the
+        (global) loss, which every rank checks the same way."""
+        if self.dp is None:
+            loss = parts["loss"]
+            value = float(loss.detach())
+            if math.isfinite(value):
+                loss.backward()
+            return value
+        share = None
+        if batch is not None:
+            share = parts["loss"]
+            if self._mean_loss:  # the global batch's mean: each rank's mean by its share
+                share = share * (len(batch) / n_global)
+            share.backward()
+        where = f"summing the gradients of epoch {state.epoch + 1}, step {state.step}"
+        return self.dp.reduce_gradients(params, None if share is None else share.detach(), where)
+
     def _check_valid(self, model: Trainable, X: Any, valid: Any) -> None:
         from genrec.evaluate import RankingTask, RatingTask
 
@@ -391,7 +521,9 @@ class Trainer:
         name, k = parse_metric(cfg.select_metric)
         ks = sorted({10, 20, k})
         metrics = tuple(dict.fromkeys(["recall", "ndcg", name]))
-        res = evaluate_ranking(model, valid, ks=ks, metrics=metrics, batch_size=cfg.eval_batch_size)
+        res = evaluate_ranking(
+            model, valid, ks=ks, metrics=metrics, batch_size=cfg.eval_batch_size, shard=self.dp
+        )
         return ({m: v for m, v in res.metrics.items() if not m.startswith("coverage")}, res.seconds)
 
     def _validate(
@@ -450,8 +582,10 @@ class Trainer:
                 f"{record['best_epoch']})"
             )
         parts.append(f"{record['seconds']:.2f}s")
-        logger.info("  ".join(parts))
-        if self.run_dir is not None:
+        if self.dp is None or self.dp.is_main:
+            logger.info("  ".join(parts))
+        if self.writes:
+            assert self.run_dir is not None
             append_text(self.run_dir / LOG_NAME, to_json(record, indent=None))
 
 

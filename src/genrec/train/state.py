@@ -74,6 +74,7 @@ def save_state(
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "shuffle_generator": shuffle_gen.get_state(),
         "noise_generator": noise_gen.get_state(),
+        "world_size": trainer.world_size,  # a distributed run resumes with as many processes
         "batches": None if hook_state is None else hook_state(),
         "epoch": state.epoch,
         "step": state.step,
@@ -105,7 +106,7 @@ def load_state(
     assert trainer.run_dir is not None
     path = trainer.run_dir / CHECKPOINT_NAME
     ck = read_checkpoint(path, device)
-    check_checkpoint(path, ck, trainer.config, data, trainer.fingerprint)
+    check_checkpoint(path, ck, trainer.config, data, trainer.fingerprint, trainer.world_size)
     module.load_state_dict(ck["module"])
     if set(ck["optimizers"]) != set(optimizers):
         raise DataError(

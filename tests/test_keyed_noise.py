@@ -1,0 +1,96 @@
+"""Keyed noise (train.noise = "keyed"): the hash against a plain reference, the uniforms and
+normals against their distributions, and the property it exists for: a user's numbers do
+not depend on the batch around it."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from genrec.train.noise import KeyedNoise, UserNoise, mix32
+
+
+def _lowbias32(x: int) -> int:
+    """C. Wellons' lowbias32, on Python integers (the reference)."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    x ^= x >> 16
+    return x
+
+
+def test_mix32_matches_the_reference_on_the_whole_32_bit_range():
+    rng = np.random.default_rng(0)
+    xs = [0, 1, 2**31 - 1, 2**31, 2**32 - 1, *rng.integers(0, 2**32, 2000).tolist()]
+    got = mix32(torch.tensor(xs, dtype=torch.int64)).tolist()
+    assert got == [_lowbias32(x) for x in xs]
+
+
+def test_uniforms_are_uniform_and_in_the_unit_interval():
+    u = KeyedNoise(7, 3).rand_rows(torch.arange(2000), 100, "t").reshape(-1).double().numpy()
+    assert 0 < u.min() and u.max() <= 1
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    assert abs(u.mean() - 0.5) < 3e-3 and abs(u.var() - 1 / 12) < 2e-3
+
+
+def test_normals_are_standard_normal():
+    z = KeyedNoise(1, 0).randn_rows(torch.arange(1000), 200, "eps").reshape(-1).double().numpy()
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    assert np.isfinite(z).all()
+
+
+def test_neighbouring_keys_are_uncorrelated():
+    u = KeyedNoise(0, 0).rand_rows(torch.arange(5000), 2, "t").double().numpy()
+    for a, b in ((u[:-1, 0], u[1:, 0]), (u[:, 0], u[:, 1])):  # next user; next column
+        assert abs(np.corrcoef(a, b)[0, 1]) < 0.05
+
+
+def test_seed_step_and_salt_each_change_every_number():
+    users = torch.arange(50)
+    base = KeyedNoise(0, 0).rand_rows(users, 8, "a")
+    for other in (
+        KeyedNoise(1, 0).rand_rows(users, 8, "a"),
+        KeyedNoise(0, 1).rand_rows(users, 8, "a"),
+        KeyedNoise(0, 0).rand_rows(users, 8, "b"),
+        KeyedNoise(2**40, 0).rand_rows(users, 8, "a"),  # the seed's high bits count too
+    ):
+        assert (other != base).float().mean() > 0.99
+
+
+def test_a_users_numbers_do_not_depend_on_its_batch():
+    noise = KeyedNoise(5, 11)
+    everyone = noise.randn_rows(torch.arange(10), 6, "eps")
+    some = torch.tensor([7, 2, 9])
+    torch.testing.assert_close(noise.randn_rows(some, 6, "eps"), everyone[some], rtol=0, atol=0)
+
+
+def test_entry_uniforms_are_keyed_by_user_and_item():
+    noise = KeyedNoise(0, 4)
+    # user 3 with items [1, 4] alone, and in a batch after user 8 with items [0, 2, 5]
+    alone = UserNoise(noise, torch.tensor([3])).entries(
+        torch.tensor([0, 2]), torch.tensor([1, 4]), "dropout"
+    )
+    batch = UserNoise(noise, torch.tensor([8, 3])).entries(
+        torch.tensor([0, 3, 5]), torch.tensor([0, 2, 5, 1, 4]), "dropout"
+    )
+    torch.testing.assert_close(batch[3:], alone, rtol=0, atol=0)
+    assert not torch.equal(batch[:2], alone)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_keyed_dropout_keeps_the_expected_share(p):
+    from genrec.models.nn_blocks import dropout_values
+
+    n_users, n_items = 400, 50
+    indptr = torch.arange(0, n_users * n_items + 1, n_items)
+    indices = torch.arange(n_items).repeat(n_users)
+    values = torch.ones(n_users * n_items)
+    rng = UserNoise(KeyedNoise(0, 0), torch.arange(n_users))
+    out = dropout_values(values, p, rng, indptr, indices)
+    kept = (out > 0).double().mean().item()
+    assert abs(kept - (1 - p)) < 0.01
+    assert torch.allclose(out[out > 0], torch.tensor(1 / (1 - p)))
+    with pytest.raises(ValueError, match="needs the rows' indptr and indices"):
+        dropout_values(values, p, rng)
