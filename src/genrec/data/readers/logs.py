@@ -28,11 +28,13 @@ from genrec.data.readers._parse import (
     _load_text,
     _parse_table,
     binary_kind,
+    build_arrays,
     constant_ratings,
     log_format,
     rating_limit_text,
     rating_problem,
 )
+from genrec.data.readers.batched import FastPathRefused, have_pyarrow, scan_log, scan_parquet
 from genrec.errors import DataError
 
 log = logging.getLogger("genrec.data.readers")
@@ -70,6 +72,18 @@ def read_log(
     column.
     """
     p = Path(path)
+    fast = _scan_large_log(p, user_col, item_col, rating_col, time_col, sep, fmt, header, columns)
+    if fast is not None:  # a large clean log, read in batches (genrec.data.readers.batched)
+        r = fast["rating"]
+        implicit = ratings_are_implicit(p, r)
+        if implicit:
+            fast["rating"] = None
+        ranged = None if r is None or implicit else (float(r.min()), float(r.max()))
+        ds, _, _ = build_arrays(
+            name or log_stem(p), fast, p, duplicates=duplicates, implicit=implicit,
+            ordered=ordered, rating_range=ranged,
+        )  # fmt: skip
+        return ds
     out = log_frame(
         p,
         user_col=user_col,
@@ -104,16 +118,127 @@ def frame_is_implicit(where: Path, frame: pd.DataFrame) -> bool:
     """A frame of :func:`log_frame` is implicit data when it has no rating column, or one
     holding the same value on every line (:func:`constant_ratings`, the rule of every
     reader)."""
-    if "rating" not in frame:
+    return ratings_are_implicit(where, frame["rating"].to_numpy() if "rating" in frame else None)
+
+
+def ratings_are_implicit(where: Path, ratings: np.ndarray | None) -> bool:
+    """No rating column, or one value on every line: implicit data (said in the log)."""
+    if ratings is None:
         return True
-    if constant_ratings(frame["rating"].to_numpy()):
+    if constant_ratings(ratings):
         log.info(
             "%s: every rating is %g, so the log is read as implicit feedback",
             where,
-            float(frame["rating"].iloc[0]),
+            float(ratings[0]),
         )
         return True
     return False
+
+
+#: a text log at least this large is read in batches when it is clean (smaller ones, and
+#: any the batched reader refuses, the careful way, whose messages name the line)
+BATCHED_LOG_BYTES = 64 << 20
+
+
+def _scan_large_log(
+    p: Path,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None,
+    time_col: str | None,
+    sep: str | None,
+    fmt: str | None,
+    header: bool,
+    columns: Sequence[str] | None,
+) -> dict[str, np.ndarray | None] | None:
+    """The columns of a large, clean log read in batches (user, item int64; rating float32
+    or None; timestamp float64 or None): an uncompressed CSV/TSV log with a header, or a
+    Parquet log, with integer ids and numeric ratings and times; None for any other log,
+    which :func:`log_frame` reads (and checks)."""
+    if columns is not None or not p.is_file() or not have_pyarrow():
+        return None
+    try:
+        if p.stat().st_size < BATCHED_LOG_BYTES:
+            return None
+        fmt = fmt or log_format(p)
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            present = [str(c) for c in pq.read_schema(str(p)).names]
+        elif fmt not in ("csv", "tsv") or not header or p.suffix.lower() in COMPRESSED_SUFFIXES:
+            return None
+        else:
+            with p.open("rb") as f:
+                head = f.read(16)
+                f.seek(0)
+                first = f.readline().decode("utf-8").rstrip("\r\n")
+            if binary_kind(head) is not None or '"' in first:
+                return None
+            if sep == "\\t":
+                sep = "\t"
+            sep = sep or ("\t" if fmt == "tsv" else ",")
+            present = first.split(sep)
+    except Exception:  # unreadable, not Parquet, not UTF-8...: the careful reader says what
+        return None
+    mapped = [c for c in (user_col, item_col, rating_col, time_col) if c]
+    if len(set(mapped)) != len(mapped) or len(set(present)) != len(present):
+        return None  # the careful reader names the clash
+    if user_col not in present or item_col not in present:
+        return None
+    r_col = rating_col if rating_col and rating_col in present else None
+    t_col = time_col if time_col and time_col in present else None
+    numbers = [c for c in (r_col, t_col) if c is not None]
+    try:
+        if fmt == "parquet":
+            cols = scan_parquet(p, [user_col, item_col], numbers)
+        else:
+            assert sep is not None
+            cols = scan_log(p, sep, [user_col, item_col], numbers)
+    except FastPathRefused as e:
+        log.info("%s: read the careful way (%s)", p, e)
+        return None
+    ratings = None if r_col is None else cols[r_col]
+    if (
+        ratings is not None
+        and len(ratings)
+        and (rating_problem(ratings).any() or ratings.min() >= _UNIX_TIME_FLOOR)
+    ):
+        return None  # the careful reader names the line
+    _warn_unused(p, present, user_col, item_col, rating_col, time_col, r_col, t_col)
+    return {
+        "user": cols[user_col],
+        "item": cols[item_col],
+        "rating": None if ratings is None else ratings.astype(np.float32),
+        "timestamp": None if t_col is None else cols[t_col],
+    }
+
+
+def _warn_unused(
+    p: Path,
+    present: Sequence[str],
+    user_col: str,
+    item_col: str,
+    rating_col: str | None,
+    time_col: str | None,
+    r_col: str | None,
+    t_col: str | None,
+) -> None:
+    """The warning about columns not read, when the log is read without ratings or times."""
+    has_r, has_t = r_col is not None, t_col is not None
+    unused = [c for c in present if c not in (user_col, item_col, rating_col, time_col)]
+    if unused and not (has_r and has_t):
+        log.warning(
+            "%s: column%s %s not read; the log is read %s (map a column with the "
+            "setting data.rating_col or data.time_col)",
+            p,
+            "s" * (len(unused) > 1),
+            ", ".join(map(repr, unused)),
+            " and ".join(
+                w
+                for w, has in (("as implicit feedback", has_r), ("without timestamps", has_t))
+                if not has
+            ),
+        )
 
 
 #: values in the rating position of a log without a header at or above this are Unix times
@@ -188,21 +313,7 @@ def log_frame(
     # the optional columns read: None when not mapped or not in the log
     r_col = rating_col if rating_col is not None and rating_col in present else None
     t_col = time_col if time_col is not None and time_col in present else None
-    has_r, has_t = r_col is not None, t_col is not None
-    unused = [c for c in present if c not in (user_col, item_col, rating_col, time_col)]
-    if unused and not (has_r and has_t):
-        log.warning(
-            "%s: column%s %s not read; the log is read %s (map a column with the "
-            "setting data.rating_col or data.time_col)",
-            p,
-            "s" * (len(unused) > 1),
-            ", ".join(map(repr, unused)),
-            " and ".join(
-                w
-                for w, has in (("as implicit feedback", has_r), ("without timestamps", has_t))
-                if not has
-            ),
-        )
+    _warn_unused(p, present, user_col, item_col, rating_col, time_col, r_col, t_col)
     numeric = [r_col] if r_col is not None else []  # timestamps: numbers or ISO dates, below
     cols = [user_col, item_col] + numeric + ([t_col] if t_col is not None else [])
     if fmt == "parquet":
