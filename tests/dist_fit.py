@@ -38,7 +38,7 @@ def data(seed: int = 0, n_users: int = 121, n_items: int = 50):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("model", choices=("mult-vae", "bpr-mf", "recvae"))
+    ap.add_argument("model", choices=("mult-vae", "bpr-mf", "recvae", "diffrec"))
     ap.add_argument("batch", type=int)
     ap.add_argument("out")
     ap.add_argument("--keyed", action="store_true")
@@ -69,6 +69,8 @@ def main() -> None:
         values.update(hidden_dims=[16], latent_dim=8, total_anneal_steps=1)
     elif a.model == "recvae":
         values.update(hidden_dim=16, latent_dim=8)
+    elif a.model == "diffrec":  # uniform steps: the importance sampler's history is per rank
+        values.update(diffusion={"dims": [16], "steps": 5, "timestep_sampling": "uniform"})
     else:
         values.update(n_factors=8)
         tc["optimizer"] = "adam"

@@ -94,3 +94,34 @@ def test_keyed_dropout_keeps_the_expected_share(p):
     assert torch.allclose(out[out > 0], torch.tensor(1 / (1 - p)))
     with pytest.raises(ValueError, match="needs the rows' indptr and indices"):
         dropout_values(values, p, rng)
+
+
+def test_keyed_dropout_of_dense_rows_is_keyed_by_user_and_column():
+    from genrec.models.nn_blocks import dropout_values
+
+    noise = KeyedNoise(3, 2)
+    x = torch.ones(4, 300)
+    all4 = dropout_values(x, 0.3, UserNoise(noise, torch.arange(4)))
+    two = dropout_values(x[:2], 0.3, UserNoise(noise, torch.tensor([2, 3])))
+    torch.testing.assert_close(two, all4[2:], rtol=0, atol=0)
+    assert abs((all4 > 0).double().mean().item() - 0.7) < 0.05
+
+
+def test_keyed_timesteps_follow_the_sampler_distribution():
+    from genrec.models.diffrec import TimestepSampler
+
+    s = TimestepSampler(5, 2)
+    users = UserNoise(KeyedNoise(0, 0), torch.arange(20000))
+    t, pt = s.sample(20000, users, "uniform")
+    counts = np.bincount(t.numpy(), minlength=5) / 20000
+    assert t.min() >= 0 and t.max() <= 4 and np.abs(counts - 0.2).max() < 0.015
+    assert torch.all(pt == 1)
+    s.lt_history.copy_(torch.tensor([[1.0, 1], [4, 4], [1, 1], [1, 1], [1, 1]]))
+    s.lt_count.fill_(2)
+    t, pt = s.sample(20000, users, "importance", uniform_prob=0.0)
+    counts = np.bincount(t.numpy(), minlength=5) / 20000
+    from genrec.models.diffrec import importance_probs
+
+    p = importance_probs(s.lt_history, 0.0).numpy()
+    assert np.abs(counts - p).max() < 0.015
+    np.testing.assert_allclose(pt.numpy(), p[t.numpy()] * 5)

@@ -30,6 +30,7 @@ from torch import nn
 
 from genrec.models.nn_blocks import dropout_values, linear_arrays
 from genrec.models.saved import ArraySpec
+from genrec.train.noise import UserNoise
 
 __all__ = ["timestep_embedding", "Denoiser", "diffrec_linear"]
 
@@ -110,7 +111,10 @@ class Denoiser(nn.Module):
         return out | linear_arrays(f"{prefix}emb_layer.", emb_size, emb_size)
 
     def forward(
-        self, x_t: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        generator: torch.Generator | UserNoise | None = None,
     ) -> torch.Tensor:
         """The prediction (B, D); dropout (training mode only) is drawn from ``generator``."""
         emb = self.emb_layer(timestep_embedding(t, self.emb_size).to(x_t.dtype))  # (B, E)

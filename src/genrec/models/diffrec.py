@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -65,6 +65,7 @@ from genrec.models.denoiser import Denoiser
 from genrec.models.diffusion_schedule import DiffusionConfig, DiffusionSchedule
 from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, StepContext, TrainConfig
+from genrec.train.noise import UserNoise
 
 __all__ = [
     "DiffRec",
@@ -190,13 +191,24 @@ class TimestepSampler(nn.Module):
     def sample(
         self,
         n: int,
-        generator: torch.Generator,
+        generator: torch.Generator | UserNoise,
         method: str = "importance",
         uniform_prob: float = 0.001,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` timesteps (n,) and their p_t * T (n,) float64 (ones while uniform)."""
+        """``n`` timesteps (n,) and their p_t * T (n,) float64 (ones while uniform). With
+        keyed noise each user's step is the inverse CDF of its keyed uniform."""
         dev = self.lt_history.device
-        if method == "uniform" or not self.full:
+        uniform = method == "uniform" or not self.full
+        if isinstance(generator, UserNoise):
+            u = generator.uniform(1, "timestep")[:, 0].to(dev, torch.float64)  # (n,)
+            if uniform:
+                t = (u * self.steps).long().clamp_(max=self.steps - 1)
+                return t, torch.ones(n, dtype=torch.float64, device=dev)
+            p = importance_probs(self.lt_history, uniform_prob)  # (T,)
+            cdf = torch.cumsum(p.to(dev, torch.float64), 0)
+            t = torch.searchsorted(cdf, u * cdf[-1]).clamp_(max=self.steps - 1)
+            return t, p[t] * self.steps
+        if uniform:
             t = torch.randint(0, self.steps, (n,), generator=generator, device=generator.device)
             return t.to(dev), torch.ones(n, dtype=torch.float64, device=dev)
         p = importance_probs(self.lt_history, uniform_prob)  # (T,)
@@ -218,6 +230,13 @@ class TimestepSampler(nn.Module):
 Denoise = Callable[..., torch.Tensor]
 
 
+def gaussian_noise(like: torch.Tensor, generator: torch.Generator | UserNoise) -> torch.Tensor:
+    """Standard normal noise shaped as ``like`` (B, D), from the generator or keyed by user."""
+    if isinstance(generator, UserNoise):
+        return generator.normal(like.shape[1], "noise").to(like)
+    return torch.randn(like.shape, generator=generator, device=generator.device).to(like)
+
+
 def diffusion_loss(
     schedule: DiffusionSchedule,
     denoise: Denoise,
@@ -225,7 +244,7 @@ def diffusion_loss(
     t: torch.Tensor,
     noise: torch.Tensor,
     reweight: bool,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | UserNoise | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row training loss w_t * mse (B,) float32 and the predicted x_0 (B, D).
 
@@ -323,6 +342,9 @@ class DiffRec(TorchRecommender):
     name = "diffrec"
     module_: DiffRecNet
     capabilities = Capabilities(trainer=True, selects_on="ranking")
+    keyed_noise: ClassVar[bool] = (
+        True  # steps, noise and dropout keyed by user (see docs/scaling.md for the sampler)
+    )
     config_class = DiffRecConfig
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> DiffRecNet:
@@ -337,14 +359,11 @@ class DiffRec(TorchRecommender):
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         c, net = self.config.diffusion, self.module_
         x0 = batch.dense()  # (B, I)
-        t, pt = net.sampler.sample(
-            len(batch), ctx.generator, c.timestep_sampling, c.uniform_prob
-        )  # (B,), (B,)
-        noise = torch.randn(x0.shape, generator=ctx.generator, device=ctx.generator.device).to(
-            x0
-        )  # (B, I)
+        rng = ctx.rng_for(batch.users)
+        t, pt = net.sampler.sample(len(batch), rng, c.timestep_sampling, c.uniform_prob)
+        noise = gaussian_noise(x0, rng)  # (B, I)
         per_user, _ = diffusion_loss(
-            net.schedule, net.denoiser, x0, t, noise, c.reweight, ctx.generator
+            net.schedule, net.denoiser, x0, t, noise, c.reweight, rng
         )  # (B,)
         net.sampler.record(t, per_user)
         loss = (per_user / pt.to(per_user.dtype)).mean()

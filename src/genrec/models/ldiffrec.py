@@ -62,6 +62,7 @@ from genrec.models.denoiser import Denoiser
 from genrec.models.diffrec import (
     TimestepSampler,
     diffusion_loss,
+    gaussian_noise,
     inference_generator,
     reverse_diffusion,
 )
@@ -252,6 +253,7 @@ class LDiffRec(TorchRecommender):
     name = "ldiffrec"
     module_: LDiffRecNet
     capabilities = Capabilities(trainer=True, selects_on="ranking")
+    keyed_noise: ClassVar[bool] = True  # dropout, eps, steps and noise keyed by user
     config_class = LDiffRecConfig
     fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_", "module_", "item_cluster_")
     item_cluster_: np.ndarray  # (I,) int64
@@ -365,14 +367,15 @@ class LDiffRec(TorchRecommender):
         return max((1.0 - epoch / c.lamda_anneal_epochs) * c.lamda, c.lamda_min)
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
-        c, net, gen = self.config, self.module_, ctx.generator
+        c, net, gen = self.config, self.module_, ctx.rng_for(batch.users)
         d = c.diffusion
-        values = dropout_values(batch.values, c.vae_dropout, gen)  # (N,) input dropout
+        # (N,) input dropout
+        values = dropout_values(batch.values, c.vae_dropout, gen, batch.indptr, batch.indices)
         mu, logvar = net.vae.encode(batch.indptr, batch.indices, values)  # (B, K) x 2
         mu, logvar = mu.float(), logvar.float()
         z = reparameterize(mu, logvar, gen)  # (B, K)
         t, pt = net.sampler.sample(len(batch), gen, d.timestep_sampling, d.uniform_prob)
-        noise = torch.randn(z.shape, generator=gen, device=gen.device).to(z)  # (B, K)
+        noise = gaussian_noise(z, gen)  # (B, K)
         per_user, z0_hat = diffusion_loss(
             net.schedule, net.denoiser, z, t, noise, d.reweight, gen
         )  # (B,), (B, K)

@@ -162,9 +162,12 @@ def dropout_values(
     if p <= 0.0:
         return values
     if isinstance(generator, UserNoise):
-        if indptr is None or indices is None:
+        if values.ndim == 2:  # dense rows (B, D): keyed by (user, column)
+            u = generator.uniform(values.shape[1], "dropout")  # (B, D)
+        elif indptr is None or indices is None:
             raise ValueError("keyed dropout needs the rows' indptr and indices")
-        u = generator.entries(indptr, indices, "dropout")  # (N,)
+        else:
+            u = generator.entries(indptr, indices, "dropout")  # (N,)
     else:
         u = torch.rand(values.shape, generator=generator, device=generator.device)  # (N,)
     keep = (u >= p).to(device=values.device, dtype=values.dtype)

@@ -107,6 +107,10 @@ class UserNoise:
         """(B, n) standard normals, row b keyed by users[b]."""
         return self.noise.randn_rows(self.users, n, salt)
 
+    def uniform(self, n: int, salt: str) -> torch.Tensor:
+        """(B, n) uniforms on (0, 1], row b keyed by users[b]."""
+        return self.noise.rand_rows(self.users, n, salt)
+
     def entries(self, indptr: torch.Tensor, indices: torch.Tensor, salt: str) -> torch.Tensor:
         """(N,) uniforms for the stored entries of the batch's CSR rows, keyed by (user,
         item)."""
