@@ -211,3 +211,66 @@ def test_parquet_logs_the_batched_path_refuses(tmp_path, monkeypatch, caplog, ch
     fast, careful, took = _both(monkeypatch, p, caplog)
     assert not took
     _same(fast, careful)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "user,item, rating,timestamp",
+        "user,item,rating,timestamp ",
+        "\ufeffuser,item,rating,timestamp",
+    ],
+)
+def test_header_names_the_careful_reader_strips_fall_back(tmp_path, monkeypatch, header):
+    p = _write(tmp_path, _rows(50), header=header)
+    fast, careful, took = _both(monkeypatch, p)
+    assert not took
+    _same(fast, careful)
+    assert not fast.implicit
+
+
+def test_logs_the_careful_reader_refuses_are_refused_with_the_batched_path_on(
+    tmp_path, monkeypatch
+):
+    import pandas as pd
+
+    monkeypatch.setattr(logs, "BATCHED_LOG_BYTES", 0)
+    p = _write(tmp_path, _rows(20))
+    with pytest.raises(DataError, match="stars"):  # a named rating column the log lacks
+        read_log(p, rating_col="stars")
+    frame = pd.DataFrame(_rows(20), columns=["user", "item", "rating", "timestamp"])
+    indexed = tmp_path / "indexed.parquet"
+    frame.set_index("user").to_parquet(indexed)  # 'user' is the pandas index, not a column
+    with pytest.raises(DataError, match="user"):
+        read_log(indexed)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("user,item,rating,timestamp\n")
+    with pytest.raises(DataError, match="no interactions"):
+        read_log(empty)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"user,item,rating,note\n1,2,3,caf\xe9\n2,3,4,ok\n")
+    monkeypatch.setattr(logs, "BATCHED_LOG_BYTES", 1 << 62)
+    with pytest.raises(DataError) as careful:
+        read_log(latin)
+    monkeypatch.setattr(logs, "BATCHED_LOG_BYTES", 0)
+    with pytest.raises(DataError) as fast:  # text that is not UTF-8 in a column not read
+        read_log(latin)
+    assert str(fast.value) == str(careful.value)
+
+
+def test_long_separators_and_lone_cr_lines_take_the_careful_path(tmp_path, monkeypatch):
+    colons = tmp_path / "log.csv"
+    colons.write_text("user::item::rating\n1::2::3\n2::3::4\n")
+    fast, careful, took = _both(monkeypatch, colons, sep="::")
+    assert not took
+    _same(fast, careful)
+    cr = tmp_path / "cr.csv"
+    cr.write_bytes(b"user,item,rating\r1,2,3\r2,3,4\r")
+    monkeypatch.setattr(logs, "BATCHED_LOG_BYTES", 0)
+    calls = []
+    monkeypatch.setattr(logs, "scan_log", lambda *a, **k: calls.append(a) or {})
+    try:
+        read_log(cr)
+    except Exception:  # noqa: BLE001 - whatever the careful reader makes of it
+        pass
+    assert calls == []

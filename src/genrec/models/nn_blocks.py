@@ -163,7 +163,7 @@ def dropout_values(
         return values
     if isinstance(generator, UserNoise):
         if values.ndim == 2:  # dense rows (B, D): keyed by (user, column)
-            u = generator.uniform(values.shape[1], "dropout")  # (B, D)
+            u = generator.uniform(values.shape[1], "dropout/dense")  # (B, D)
         elif indptr is None or indices is None:
             raise ValueError("keyed dropout needs the rows' indptr and indices")
         else:

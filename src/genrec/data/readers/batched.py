@@ -135,29 +135,38 @@ def scan_log(
     ids: list[str],
     numbers: list[str],
     *,
+    check: list[str] | None = None,
     block_size: int = BLOCK_SIZE,
 ) -> dict[str, np.ndarray]:
     """The ``ids`` columns (int64) and ``numbers`` columns (float64) of a delimited log with
-    a header line, in batches. An id column is taken only when every value is an integer
-    written as the careful reader keeps it as one ('7'; '07', '+7', ' 7' or 'u7' refuse the
-    file, since they stay text there); quotes count in comma-separated files only, as in
-    the careful reader. :class:`FastPathRefused` when the file is not clean."""
+    a header line, in batches; the ``check`` columns are parsed as text (valid UTF-8, as the
+    careful reader asks of the whole file) and dropped. An id column is taken only when
+    every value is an integer written as the careful reader keeps it as one ('7'; '07',
+    '+7', ' 7' or 'u7' refuse the file, since they stay text there); quotes count in
+    comma-separated files only, as in the careful reader. :class:`FastPathRefused` when
+    the file is not clean."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
     read = pcsv.ReadOptions(block_size=block_size, use_threads=False)
     parse = pcsv.ParseOptions(delimiter=sep, quote_char='"' if sep == "," else False)
-    types = {**{c: pa.string() for c in ids}, **{c: pa.float64() for c in numbers}}
+    extra = [c for c in check or () if c not in ids and c not in numbers]
+    types = {**{c: pa.string() for c in [*ids, *extra]}, **{c: pa.float64() for c in numbers}}
 
     def as_int(c: str, col: Any) -> Any:
+        if c in extra:
+            return pa.array([], pa.int64())  # checked by the parse; nothing kept
         if c not in ids:
             return col
         if not pc.all(pc.match_substring_regex(col, CANONICAL_INT)).as_py():
             raise FastPathRefused(f"column {c} has ids that are not integers")
         return pc.cast(col, pa.int64())
 
-    out = _scan_csv(path, read, parse, types, _dtypes(ids, numbers), as_int)
+    dtypes = {**_dtypes(ids, numbers), **{c: np.dtype(np.int64) for c in extra}}
+    out = _scan_csv(path, read, parse, types, dtypes, as_int)
+    for c in extra:
+        del out[c]
     for c in numbers:
         if not np.isfinite(out[c]).all():
             raise FastPathRefused(f"column {c} has a value that is not finite")

@@ -18,6 +18,7 @@ from genrec.data.readers._columns import (
     check_not_a_header,
     first_records,
     headerless_names,
+    missing_roles,
 )
 from genrec.data.readers._parse import (
     _LOG_FORMATS,
@@ -164,7 +165,9 @@ def _scan_large_log(
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            present = [str(c) for c in pq.read_schema(str(p)).names]
+            schema = pq.read_schema(str(p))
+            index = (schema.pandas_metadata or {}).get("index_columns", [])
+            present = [str(c) for c in schema.names if c not in index]  # pandas' index: not read
         elif fmt not in ("csv", "tsv") or not header or p.suffix.lower() in COMPRESSED_SUFFIXES:
             return None
         else:
@@ -172,19 +175,26 @@ def _scan_large_log(
                 head = f.read(16)
                 f.seek(0)
                 first = f.readline().decode("utf-8").rstrip("\r\n")
-            if binary_kind(head) is not None or '"' in first:
+            # a '\r' left inside the first line: lines ended by lone CRs (the careful reader)
+            if binary_kind(head) is not None or '"' in first or "\r" in first:
                 return None
             if sep == "\\t":
                 sep = "\t"
             sep = sep or ("\t" if fmt == "tsv" else ",")
+            if len(sep) != 1:  # '::' and other long separators: the careful reader
+                return None
             present = first.split(sep)
+            if any(c != c.strip() or c.startswith("\ufeff") for c in present):
+                return None  # names the careful reader strips (and a byte-order mark)
     except Exception:  # unreadable, not Parquet, not UTF-8...: the careful reader says what
         return None
     mapped = [c for c in (user_col, item_col, rating_col, time_col) if c]
     if len(set(mapped)) != len(mapped) or len(set(present)) != len(present):
         return None  # the careful reader names the clash
-    if user_col not in present or item_col not in present:
-        return None
+    roles = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
+             "time_col": time_col}  # fmt: skip
+    if missing_roles(present, roles):
+        return None  # the careful reader names what is missing
     r_col = rating_col if rating_col and rating_col in present else None
     t_col = time_col if time_col and time_col in present else None
     numbers = [c for c in (r_col, t_col) if c is not None]
@@ -193,10 +203,13 @@ def _scan_large_log(
             cols = scan_parquet(p, [user_col, item_col], numbers)
         else:
             assert sep is not None
-            cols = scan_log(p, sep, [user_col, item_col], numbers)
+            unread = [c for c in present if c not in (user_col, item_col, *numbers)]
+            cols = scan_log(p, sep, [user_col, item_col], numbers, check=unread)
     except FastPathRefused as e:
         log.info("%s: read the careful way (%s)", p, e)
         return None
+    if not len(cols[user_col]):
+        return None  # the careful reader says there is nothing in it
     ratings = None if r_col is None else cols[r_col]
     if (
         ratings is not None
