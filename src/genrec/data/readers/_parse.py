@@ -151,7 +151,10 @@ def _load_text(path: Path, encoding: str = "utf-8", *, log: bool = False) -> str
                     else "set data.format=parquet (or give the file a .parquet suffix)"
                 )
             raise DataError(f"{path}: {kind}, not text; {fix}")
-    return _decode(path, data, encoding)
+    text = _decode(path, data, encoding)
+    if "\r" in text and "\n" not in text:  # lines ended by lone CRs (classic Mac OS)
+        text = text.replace("\r", "\n")
+    return text
 
 
 def _header(raw: str, sep: str) -> list[str]:
