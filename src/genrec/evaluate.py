@@ -192,24 +192,15 @@ def check_scores(scores: torch.Tensor | np.ndarray, model: object, what: str) ->
 
 class Shard(Protocol):
     """A process's part of a distributed evaluation (see :mod:`genrec.train.distributed`):
-    it scores the users ``shard_bounds(n, world, rank)`` and ``gather_rows`` puts every
-    rank's block of rows together, in rank order, each row once."""
-
-    @property
-    def rank(self) -> int: ...
+    it scores the users ``bounds(n)`` and ``gather_rows`` puts every rank's block of rows
+    together, in rank order, each row once."""
 
     @property
     def world(self) -> int: ...
 
+    def bounds(self, n: int) -> tuple[int, int]: ...
+
     def gather_rows(self, block: np.ndarray, n: int, what: str) -> np.ndarray: ...
-
-
-def _bounds(n: int, shard: Shard | None) -> tuple[int, int]:
-    if shard is None:
-        return 0, n
-    base, extra = divmod(n, shard.world)  # as genrec.train.distributed.shard_bounds
-    lo = shard.rank * base + min(shard.rank, extra)
-    return lo, lo + base + (1 if shard.rank < extra else 0)
 
 
 def evaluate_ranking(
@@ -253,7 +244,7 @@ def evaluate_ranking(
     t0 = time.perf_counter()
     inputs, exclude, truth = (sp.csr_matrix(m) for m in (task.inputs, task.exclude, task.truth))
     n_truth = np.diff(truth.indptr).astype(np.float64)
-    lo, hi = _bounds(n, shard)
+    lo, hi = (0, n) if shard is None else shard.bounds(n)
     hits_all = np.zeros((hi - lo, kmax), dtype=bool)
     top_all = np.zeros((hi - lo, kmax), dtype=np.int64)
     seq = reads_sequences(model)

@@ -70,12 +70,8 @@ def serve(group: Any) -> int:
         if cmd.get("op") == "stop":
             return fits
         cls = get_model_class(cmd["model"])
-        values = cmd["config"]
-        config: Any = build_config(
-            cls.config_class,
-            cls.upgrade_config(values) if hasattr(cls, "upgrade_config") else values,
-            where=cls.name,
-        )
+        # written by rank 0's config_to_dict of this version: no upgrade of old keys
+        config: Any = build_config(cls.config_class, cmd["config"], where=cls.name)
         data = build_config(DataOptions, cmd["data"], where="data")
         protocol = build_config(ProtocolConfig, cmd["protocol"], where="protocol")
         key = repr((cmd["dataset"], cmd["data"], cmd["protocol"]))

@@ -137,8 +137,9 @@ class DataParallel:
     def where(self) -> str:
         return f"rank {self.rank} of {self.world}"
 
-    def _device(self) -> torch.device:
-        return torch.device("cpu")  # gloo carries every CPU tensor (see init_from_env)
+    def bounds(self, n: int) -> tuple[int, int]:
+        """[lo, hi) of this rank's block of ``n`` rows (:func:`shard_bounds`)."""
+        return shard_bounds(n, self.world, self.rank)
 
     def take_seconds(self) -> float:
         """Seconds in collectives since the last call (then zero)."""
@@ -187,7 +188,7 @@ class DataParallel:
         (share-weighted) loss. A parameter gets a gradient where any rank has one (zeros
         elsewhere), and keeps None where no rank has: phases that leave a part of the
         model alone stay alone."""
-        dev = params[0].device if params else self._device()
+        dev = params[0].device if params else torch.device("cpu")
         flags = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
         parts = [flags.to(dev), torch.zeros(1, device=dev) if loss is None else loss.reshape(1)]
         parts += [
@@ -211,8 +212,7 @@ class DataParallel:
     def sum_numbers(self, numbers: dict[str, float], what: str) -> dict[str, float]:
         """Sum a dict of floats over the ranks (the same keys on every rank)."""
         keys = sorted(numbers)
-        t = torch.tensor([numbers[k] for k in keys], dtype=torch.float64)
-        t = t.to(self._device())
+        t = torch.tensor([numbers[k] for k in keys], dtype=torch.float64)  # gloo: CPU tensors
         self._run(what, dist.all_reduce, t)
         return dict(zip(keys, t.cpu().tolist()))
 
@@ -225,7 +225,6 @@ class DataParallel:
         pad = np.zeros((longest, *width), dtype=block.dtype)
         pad[: len(block)] = block
         t = torch.from_numpy(pad.view(np.uint8) if block.dtype == bool else pad)
-        t = t.to(self._device())
         out = [torch.empty_like(t) for _ in range(self.world)]
         self._run(what, dist.all_gather, out, t)
         rows = []
@@ -238,30 +237,23 @@ class DataParallel:
     # ------------------------------------------------------------------ messages
     def broadcast_json(self, value: Any, what: str) -> Any:
         """Rank 0's ``value`` (JSON-serialisable) on every rank; no pickling. Through the
-        ``control`` group when there is one (CPU tensors), else the default group."""
+        ``control`` group when there is one, else the default group (CPU tensors)."""
         group = self.control
-        dev = torch.device("cpu") if group is not None else self._device()
         if self.is_main:
             data = np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
-            size = torch.tensor([len(data)], dtype=torch.int64, device=dev)
+            size = torch.tensor([len(data)], dtype=torch.int64)
         else:
-            size = torch.zeros(1, dtype=torch.int64, device=dev)
+            size = torch.zeros(1, dtype=torch.int64)
         self._run(what, dist.broadcast, size, 0, group)
         buf = (
-            torch.from_numpy(data.copy()).to(dev)
+            torch.from_numpy(data.copy())
             if self.is_main
-            else torch.empty(int(size.item()), dtype=torch.uint8, device=dev)
+            else torch.empty(int(size.item()), dtype=torch.uint8)
         )
         self._run(what, dist.broadcast, buf, 0, group)
-        return json.loads(bytes(buf.cpu().numpy()).decode())
-
-    def barrier(self, what: str) -> None:
-        self._run(what, dist.barrier)
+        return json.loads(bytes(buf.numpy()).decode())
 
     def wait_all(self, what: str) -> None:
-        """A barrier without the training timeout (the control group): for the wait while
-        the other ranks load a data set."""
-        if self.control is None:
-            self.barrier(what)
-        else:
-            self._run(what, dist.barrier, self.control)
+        """A barrier on the control group (without the training timeout; the default group
+        when there is none): for the wait while the other ranks load a data set."""
+        self._run(what, dist.barrier, self.control)

@@ -152,11 +152,15 @@ class Trainer:
         self.callbacks = tuple(callbacks)
         self.fingerprint = fingerprint
         self.dp: DataParallel | None = None  # set by fit: the process group, if any
-        self._mean_loss = True  # set by fit: the model's loss_reduction is "mean"
 
     @property
     def world_size(self) -> int:
         return 1 if self.dp is None else self.dp.world
+
+    @property
+    def global_batch(self) -> int:
+        """Rows a step trains on over all processes (batch_size per process)."""
+        return self.config.batch_size * self.world_size
 
     @property
     def writes(self) -> bool:
@@ -204,7 +208,6 @@ class Trainer:
             )
         hook = getattr(model, "batches", None) or user_batches
         noise_seed = self._noise_seed(model)
-        self._mean_loss = getattr(model, "loss_reduction", "mean") != "sum"
         callbacks = self.callbacks if dp is None or dp.is_main else ()
         shuffle_gen = torch.Generator().manual_seed(cfg.seed)
         noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -239,8 +242,7 @@ class Trainer:
                 self.run_dir / LOG_NAME, "".join(to_json(r, indent=None) for r in state.history)
             )
         rows = getattr(model, "batch_rows", lambda X: data[0])(X)
-        global_batch = cfg.batch_size * self.world_size
-        n_batches = sum(ph.passes for ph in phases) * math.ceil(rows / global_batch)
+        n_batches = sum(ph.passes for ph in phases) * math.ceil(rows / self.global_batch)
         select = None if valid is None else self._selection(valid)[0]
         started: list[Any] = []  # the callbacks whose on_train_begin ran: each is ended
         try:
@@ -327,6 +329,7 @@ class Trainer:
         module = model.module_
         module.train()
         params = [p for p in module.parameters()]
+        mean_loss = getattr(model, "loss_reduction", "mean") != "sum"
         if cfg.lr_decay != 1.0:
             set_epoch_lr(optimizers.values(), exponential_lr(cfg.lr_decay, state.epoch))
         if dp is not None:  # per-rank noise, the same after a resume
@@ -344,8 +347,7 @@ class Trainer:
             n_seen = 0  # rows this process trained on
             n_rows = 0  # rows of the global batches
             for _ in range(phase.passes):
-                global_batch = cfg.batch_size * self.world_size
-                bctx = BatchContext(shuffle_gen, global_batch, device, state.epoch)
+                bctx = BatchContext(shuffle_gen, self.global_batch, device, state.epoch)
                 for batch, n_global in self._batches(hook(X, bctx)):
                     ctx.step = state.step
                     module.zero_grad(set_to_none=True)
@@ -353,7 +355,7 @@ class Trainer:
                     if batch is not None:
                         with autocast(device, cfg.precision):
                             parts = model.train_step(batch, ctx)
-                    loss = self._backward(parts, batch, n_global, params, state)
+                    loss = self._backward(parts, batch, n_global, params, state, mean_loss)
                     if not math.isfinite(loss):
                         raise DivergenceError(
                             f"loss is {loss} at epoch {state.epoch + 1}, step "
@@ -443,6 +445,7 @@ class Trainer:
         n_global: int,
         params: list[nn.Parameter],
         state: TrainState,
+        mean_loss: bool,
     ) -> float:
         """Backpropagate the step's loss; in a distributed run, weighted by this rank's
         share of the global batch, with the gradients summed over the ranks. Returns the
@@ -456,7 +459,7 @@ class Trainer:
         share = None
         if batch is not None:
             share = parts["loss"]
-            if self._mean_loss:  # the global batch's mean: each rank's mean by its share
+            if mean_loss:  # the global batch's mean: each rank's mean by its share
                 share = share * (len(batch) / n_global)
             share.backward()
         where = f"summing the gradients of epoch {state.epoch + 1}, step {state.step}"

@@ -136,6 +136,21 @@ def ratings_are_implicit(where: Path, ratings: np.ndarray | None) -> bool:
     return False
 
 
+def _roles(
+    user_col: str, item_col: str, rating_col: str | None, time_col: str | None
+) -> dict[str, str | None]:
+    """The column settings by name (as the messages name them)."""
+    return {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
+            "time_col": time_col}  # fmt: skip
+
+
+def _text_sep(sep: str | None, fmt: str) -> str:
+    """The separator of a text log: the setting, or the format's (tab for TSV)."""
+    if sep == "\\t":  # typed as data.sep='\t' in a shell: a backslash and a t, a tab
+        sep = "\t"
+    return sep or ("\t" if fmt == "tsv" else ",")
+
+
 #: a text log at least this large is read in batches when it is clean (smaller ones, and
 #: any the batched reader refuses, the careful way, whose messages name the line)
 BATCHED_LOG_BYTES = 64 << 20
@@ -178,9 +193,7 @@ def _scan_large_log(
             # a '\r' left inside the first line: lines ended by lone CRs (the careful reader)
             if binary_kind(head) is not None or '"' in first or "\r" in first:
                 return None
-            if sep == "\\t":
-                sep = "\t"
-            sep = sep or ("\t" if fmt == "tsv" else ",")
+            sep = _text_sep(sep, fmt)
             if len(sep) != 1:  # '::' and other long separators: the careful reader
                 return None
             present = first.split(sep)
@@ -191,9 +204,7 @@ def _scan_large_log(
     mapped = [c for c in (user_col, item_col, rating_col, time_col) if c]
     if len(set(mapped)) != len(mapped) or len(set(present)) != len(present):
         return None  # the careful reader names the clash
-    roles = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
-             "time_col": time_col}  # fmt: skip
-    if missing_roles(present, roles):
+    if missing_roles(present, _roles(user_col, item_col, rating_col, time_col)):
         return None  # the careful reader names what is missing
     r_col = rating_col if rating_col and rating_col in present else None
     t_col = time_col if time_col and time_col in present else None
@@ -211,11 +222,7 @@ def _scan_large_log(
     if not len(cols[user_col]):
         return None  # the careful reader says there is nothing in it
     ratings = None if r_col is None else cols[r_col]
-    if (
-        ratings is not None
-        and len(ratings)
-        and (rating_problem(ratings).any() or ratings.min() >= _UNIX_TIME_FLOOR)
-    ):
+    if ratings is not None and (rating_problem(ratings).any() or ratings.min() >= _UNIX_TIME_FLOOR):
         return None  # the careful reader names the line
     _warn_unused(p, present, user_col, item_col, rating_col, time_col, r_col, t_col)
     return {
@@ -275,12 +282,7 @@ def log_frame(
     ``item`` and, where the log has them, ``rating`` and ``timestamp`` columns."""
     if not p.is_file():
         raise DataError(f"{p}: file not found")
-    roles: dict[str, str | None] = {
-        "user_col": user_col,
-        "item_col": item_col,
-        "rating_col": rating_col,
-        "time_col": time_col,
-    }
+    roles = _roles(user_col, item_col, rating_col, time_col)
     mapped = [(r, c) for r, c in roles.items() if c]
     for j, (role, col) in enumerate(mapped):
         for other, col2 in mapped[:j]:
@@ -306,9 +308,7 @@ def log_frame(
         present = list(df.columns)
     else:
         sep_given = sep is not None
-        if sep == "\\t":  # typed as data.sep='\t' in a shell: a backslash and a t, a tab
-            sep = "\t"
-        sep = sep or ("\t" if fmt == "tsv" else ",")
+        sep = _text_sep(sep, fmt)
         raw = _load_text(p, log=True)
         present = _header(raw, sep)
         if not header:  # fields by position, named by data.columns or by default
