@@ -71,16 +71,28 @@ KILLER = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from tests.test_tune import _spec
     import genrec.tune.study as study
-    real, calls = study.fit_model, [0]
-    def fit(*a, **k):
+    import {module} as patched
+    real, calls = patched.{name}, [0]
+    def call(*a, **k):  # a kill at the kill_at-th call: nothing is cleaned up
         calls[0] += 1
+        if calls[0] == {kill_at} and {before}:
+            os._exit(9)
+        out = real(*a, **k)
         if calls[0] == {kill_at}:
-            os._exit(9)  # a kill in the middle of a trial: nothing is cleaned up
-        return real(*a, **k)
-    study.fit_model = fit
+            os._exit(9)
+        return out
+    setattr(patched, {name!r}, call)
     study.run_study(_spec({data!r}, {out!r}, final=False))
     """
 )
+
+
+def _kill(root, data, out, kill_at, module="genrec.tune.study", name="fit_model", before=True):
+    code = KILLER.format(
+        root=root, data=str(data), out=str(out), kill_at=kill_at, module=module, name=name,
+        before=before,
+    )  # fmt: skip
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 
 def test_a_killed_study_continues_and_ends_as_an_uninterrupted_one(tmp_path, ml100k):
@@ -89,8 +101,7 @@ def test_a_killed_study_continues_and_ends_as_an_uninterrupted_one(tmp_path, ml1
     root = str(Path(__file__).resolve().parents[1])
     whole = run_study(_spec(ml100k, tmp_path / "whole", final=False))
     out = tmp_path / "killed"
-    code = KILLER.format(root=root, kill_at=8, data=str(ml100k), out=str(out))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = _kill(root, ml100k, out, 8)  # before the 8th fit: between two seeds of a trial
     assert proc.returncode == 9, proc.stderr[-2000:]
     import optuna
 
@@ -102,6 +113,29 @@ def test_a_killed_study_continues_and_ends_as_an_uninterrupted_one(tmp_path, ml1
     assert _finished(resumed.trials) == _finished(whole.trials)
     assert resumed.best["values"] == whole.best["values"]
     assert resumed.best["value"] == whole.best["value"]
+
+
+def test_a_trial_cut_off_mid_fit_resumes_its_seed_from_the_checkpoint(tmp_path, ml100k):
+    from pathlib import Path
+
+    import optuna
+
+    root = str(Path(__file__).resolve().parents[1])
+    whole = run_study(_spec(ml100k, tmp_path / "whole", final=False))
+    out = tmp_path / "killed"
+    # 4 epochs a fit, 2 seeds a trial: the 14th checkpoint is trial 1's second seed, epoch 2
+    proc = _kill(root, ml100k, out, 14, "genrec.train.loop", "save_state", before=False)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    assert (out / "trials" / "0001" / "seed-0" / "done.json").is_file()
+    assert (out / "trials" / "0001" / "seed-1" / "checkpoint").is_dir()
+    resumed = run_study(_spec(ml100k, out, final=False))
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{out / 'study.db'}")
+    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == 1]
+    assert len(retry) == 1 and retry[0].user_attrs["resumed"] == [1]  # seed 1, not seed 0
+    assert _finished(resumed.trials) == _finished(whole.trials)  # the resume is exact
+    assert resumed.best["values"] == whole.best["values"]
+    assert resumed.best["value"] == whole.best["value"]
+    assert not (out / "trials").exists()  # each trial's folder goes when it ends
 
 
 def test_a_study_continues_with_more_trials(tmp_path, ml100k):

@@ -17,15 +17,22 @@ Reproducible and resumable:
   failed and its configuration queued again, so a killed study, restarted with the same
   command, goes on where it stopped and ends where an uninterrupted one would (with
   sequential trials: ``jobs`` > 1 runs trials side by side, whose order is not fixed);
+* a trial's fits keep their trainer checkpoints in ``OUT/trials/NNNN/seed-S`` (NNNN the
+  trial's first try) while it runs: the queued try of a cut-off trial takes the scores of
+  the seeds already done and resumes the cut-off seed from its last epoch, so a trial
+  longer than a sitting still finishes; the folder goes when the trial ends;
 * pruning (Optuna's median rule) reads the first seed's validation after every epoch of
   the shared trainer; models trained otherwise are never pruned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import math
+import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -38,10 +45,12 @@ from genrec._optional import require
 from genrec.config import build_config, config_to_dict
 from genrec.data import load_dataset
 from genrec.errors import ConfigError, DivergenceError, GenrecError
+from genrec.io import atomic_write_json
 from genrec.protocols import build_protocol
 from genrec.runs import RunHooks, RunSpec, train_run
-from genrec.runs.fitting import evaluate_task, fit_model, lower_is_better
+from genrec.runs.fitting import evaluate_task, fingerprint, fit_model, lower_is_better
 from genrec.train.callbacks import Callback
+from genrec.train.checkpoint import CHECKPOINT_NAME
 from genrec.train.config import parse_metric
 from genrec.tune.space import SearchSpace
 
@@ -308,8 +317,15 @@ class _Trialist:
             return
         scores: list[float] = []
         epochs: list[Any] = []
+        folder = self.spec.out / "trials" / f"{_first_try(study, trial):04d}"
         try:
             for i, seed in enumerate(spec.seeds):
+                seed_dir = folder / f"seed-{seed}"
+                done = _read_done(seed_dir)
+                if done is not None:  # an earlier try of this trial scored this seed
+                    scores.append(done["score"])
+                    epochs.append(done["best_epoch"])
+                    continue
                 c = spec.base.with_seed(cfg, seed) if self.seeded else cfg
                 model = cls(c)
                 callbacks: list[Callback] = []
@@ -326,28 +342,47 @@ class _Trialist:
                         experiment=spec.study_name,
                         tags={"trial": str(trial.number), "seed": str(seed)},
                     )
+                run_dir = seed_dir if cls.capabilities.trainer else None
+                resume = run_dir is not None and (run_dir / CHECKPOINT_NAME).is_file()
+                if resume:
+                    log.info("trial %d: seed %s resumes from %s", trial.number, seed, run_dir)
+                    trial.set_user_attr("resumed", [*trial.user_attrs.get("resumed", []), seed])
+                elif run_dir is not None:  # cut off before its first checkpoint: anew
+                    shutil.rmtree(run_dir, ignore_errors=True)
                 fit_model(
                     model,
                     self.pdata.train.matrix,
                     self.pdata.valid,
                     self.ds,
+                    run_dir,
+                    resume,
+                    fingerprint(
+                        spec.base.model, c, spec.base.protocol, self.pdata.train.matrix, self.pdata
+                    ),
                     hooks=RunHooks(callbacks=tuple(callbacks)),
                     sequences=self.pdata.train_sequences,
                 )
                 valid = evaluate_task(model, self.pdata.valid, self.pdata.ks, None, "valid")
                 scores.append(float(valid["metrics"][self.metric]))
                 epochs.append(getattr(model, "best_epoch_", None))
+                if run_dir is not None:  # a later try of this trial (after a kill) reads it
+                    atomic_write_json(
+                        run_dir / DONE, {"score": scores[-1], "best_epoch": epochs[-1]}
+                    )
         except optuna.TrialPruned as e:
+            _clear(folder)
             trial.set_user_attr("seconds", time.perf_counter() - t0)
             trial.set_user_attr("pruned", str(e))
             study.tell(trial, state=TrialState.PRUNED)
             log.info("trial %d: %s (%s)", trial.number, e, _show(values))
             return
         except DivergenceError as e:
+            _clear(folder)
             trial.set_user_attr("error", str(e))
             study.tell(trial, state=TrialState.FAIL)
             log.warning("trial %d diverged: %s", trial.number, e)
             return
+        _clear(folder)
         mean = statistics.fmean(scores)
         sd = statistics.stdev(scores) if len(scores) > 1 else 0.0
         trial.set_user_attr("scores", scores)
@@ -367,6 +402,37 @@ class _Trialist:
             f" ± {sd:.4f}" if len(scores) > 1 else "",
             _show(values),
         )
+
+
+DONE = "done.json"  # a seed's validation score, in its folder of a trial's try
+
+
+def _first_try(study: Any, trial: Any) -> int:
+    """The number of the trial's first try: a trial cut off by a kill is queued again with
+    ``retry_of`` (:func:`_requeue_cut_off`), and every try shares the first one's folder."""
+    number, attrs = trial.number, dict(trial.user_attrs)
+    by_number = None
+    while "retry_of" in attrs:
+        number = int(attrs["retry_of"])
+        if by_number is None:
+            by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+        attrs = dict(by_number[number].user_attrs) if number in by_number else {}
+    return number
+
+
+def _read_done(seed_dir: Path) -> dict[str, Any] | None:
+    path = seed_dir / DONE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return {"score": float(data["score"]), "best_epoch": data.get("best_epoch")}
+
+
+def _clear(folder: Path) -> None:
+    """A finished trial's folder (its seeds' checkpoints and scores) goes."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the trials folder, once empty
+        folder.parent.rmdir()
 
 
 def _show(values: dict[str, Any]) -> str:
