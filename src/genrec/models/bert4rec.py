@@ -87,6 +87,7 @@ from genrec.models.seq_losses import ce_loss, with_bias
 from genrec.models.sequential import PAD, SeqBatch, TorchSequentialRecommender, tokens
 from genrec.models.torch_base import SCORE_BATCH
 from genrec.train import BatchContext, Chunked, StepContext, TrainConfig
+from genrec.train.noise import WindowDraws, WindowNoise
 
 __all__ = ["BERT4Rec", "BERT4RecConfig", "BERT4RecNet", "mask_windows", "n_masked"]
 
@@ -139,7 +140,7 @@ def mask_windows(
     mask_prob: float,
     max_predictions: int,
     last_only_prob: float,
-    generator: torch.Generator,
+    generator: torch.Generator | WindowNoise,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The cloze task on left-padded token windows ``t`` (B, L): (inputs, targets), both
     (B, L). Each window masks :func:`n_masked` of its real positions, chosen uniformly, or,
@@ -148,11 +149,15 @@ def mask_windows(
     B, L = t.shape
     real = t != PAD  # (B, L)
     k = n_masked(real.sum(1), mask_prob, max_predictions)  # (B,)
-    u = torch.rand((B, L), generator=generator, device=generator.device).to(t.device)
+    if isinstance(generator, WindowNoise):  # keyed by (user, position from the end)
+        u = generator.uniform((B, L)).to(t.device)
+        last = generator.uniform((B,)).to(t.device)
+    else:
+        u = torch.rand((B, L), generator=generator, device=generator.device).to(t.device)
+        last = torch.rand(B, generator=generator, device=generator.device).to(t.device)
     u = u.masked_fill(~real, 2.0)  # the padding sorts after every real position
     rank = u.argsort(1).argsort(1)  # (B, L) each position's place in a random order
     masked = rank < k[:, None]  # (B, L)
-    last = torch.rand(B, generator=generator, device=generator.device).to(t.device)
     last = (last < last_only_prob) & real[:, -1]  # (B,)
     masked[last] = False
     masked[last, L - 1] = True
@@ -182,7 +187,7 @@ class EncoderBlock(nn.Module):
         x: torch.Tensor,
         pad: torch.Tensor,
         p: tuple[float, float],
-        generator: torch.Generator | None,
+        generator: WindowDraws,
     ) -> torch.Tensor:
         """x (B, L, D), ``pad`` (B, L) True at padding keys; dropout ``p`` (hidden,
         attention) drawn from ``generator`` (None: no dropout)."""
@@ -191,15 +196,20 @@ class EncoderBlock(nn.Module):
         q, k, v = self.qkv(x).view(B, L, 3, h, D // h).permute(2, 0, 3, 1, 4)  # (B, h, L, D/h)
         att = (q @ k.transpose(-1, -2)) / math.sqrt(D // h)  # (B, h, L, L)
         att = att.masked_fill(pad[:, None, None, :], float("-inf")).softmax(-1)
-        att = _drop(att, p[1], generator)
+        att = _drop(att, p[1], generator, ends=(2, 3))
         a = (att @ v).transpose(1, 2).reshape(B, L, D)  # (B, L, D), heads concatenated
         x = self.norm1(x + _drop(self.proj(a), p[0], generator))
         f = self.ff2(F.gelu(self.ff1(x)))  # (B, L, D)
         return self.norm2(x + _drop(f, p[0], generator))
 
 
-def _drop(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    return x if generator is None else dropout_values(x, p, generator)
+def _drop(
+    x: torch.Tensor,
+    p: float,
+    generator: WindowDraws,
+    ends: tuple[int, ...] = (1,),
+) -> torch.Tensor:
+    return x if generator is None else dropout_values(x, p, generator, ends=ends)
 
 
 class BERT4RecNet(nn.Module):
@@ -265,7 +275,7 @@ class BERT4RecNet(nn.Module):
         self,
         inputs: torch.Tensor,
         p: tuple[float, float] = (0.0, 0.0),
-        generator: torch.Generator | None = None,
+        generator: WindowDraws = None,
     ) -> torch.Tensor:
         """Encoder outputs (B, L, D) of left-padded windows ``inputs`` (B, L), 0 at the
         padding, L <= max_len. Positions count from the window's end (a window of L <
@@ -308,6 +318,7 @@ class BERT4Rec(TorchSequentialRecommender):
     name = "bert4rec"
     capabilities = Capabilities(sequential=True, trainer=True, selects_on="ranking")
     config_class: ClassVar[type] = BERT4RecConfig
+    keyed_noise: ClassVar[bool] = True  # masks and dropout keyed by (user, position)
     module_: BERT4RecNet
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> BERT4RecNet:
@@ -341,16 +352,27 @@ class BERT4Rec(TorchSequentialRecommender):
         def make(users: torch.Tensor, _: int) -> SeqBatch:
             t = torch.from_numpy(tokens(X.take(users.numpy()), c.max_len))  # (B, L)
             inputs, targets = mask_windows(
-                t, mask_token, c.mask_prob, c.max_predictions, c.last_only_prob, ctx.generator
+                t,
+                mask_token,
+                c.mask_prob,
+                c.max_predictions,
+                c.last_only_prob,
+                ctx.windows_rng(users),
             )
             return SeqBatch(inputs.to(ctx.device), targets.to(ctx.device), users.to(ctx.device))
 
         return Chunked(perm, ctx.batch_size, make)
 
+    def loss_terms(self, batch: SeqBatch) -> int:
+        """The masked positions (the cross-entropy's mean runs over them)."""
+        assert batch.targets is not None
+        return int((batch.targets != PAD).sum())
+
     def train_step(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
         c = self.config
         assert batch.targets is not None
-        h = self.module_(batch.inputs, (c.dropout, c.attention_dropout), ctx.generator)
+        gen = ctx.windows_rng(batch.noise_keys())
+        h = self.module_(batch.inputs, (c.dropout, c.attention_dropout), gen)
         keep = batch.targets != PAD  # (B, L) the masked positions
         z = self.module_.predict(h[keep]).float()  # (N, D)
         t = batch.targets[keep] - 1  # (N,)

@@ -56,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -174,6 +175,7 @@ class TimestepSampler(nn.Module):
             "lt_history", torch.zeros(steps, history_per_step, dtype=torch.float64)
         )
         self.register_buffer("lt_count", torch.zeros(steps, dtype=torch.long))
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # see share_step
 
     @staticmethod
     def arrays(prefix: str, steps: int, history_per_step: int) -> dict[str, ArraySpec]:
@@ -218,11 +220,29 @@ class TimestepSampler(nn.Module):
         return t, p[t] * self.steps
 
     @torch.no_grad()
-    def record(self, t: torch.Tensor, losses: torch.Tensor) -> None:
-        """Append the per-user losses (B,) of steps ``t`` (B,) to the history (in place)."""
+    def record(self, t: torch.Tensor, losses: torch.Tensor, defer: bool = False) -> None:
+        """Append the per-user losses (B,) of steps ``t`` (B,) to the history (in place).
+        ``defer`` (a distributed run): keep them for :meth:`share_step` instead."""
+        if defer:
+            self._pending = (t.detach(), losses.detach())
+            return
         hist, count = update_loss_history(self.lt_history, self.lt_count, t, losses.detach())
         self.lt_history.copy_(hist)
         self.lt_count.copy_(count)
+
+    @torch.no_grad()
+    def share_step(self, gather: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Record every process's (step, loss) pairs of the training step just done, in the
+        global batch's row order, so that every process keeps the history one process
+        would. ``gather`` takes this process's pairs (n, 2) and returns all of them (N, 2);
+        a distributed trainer calls it on every rank after every step."""
+        pending, self._pending = self._pending, None
+        mine = np.zeros((0, 2))
+        if pending is not None:
+            mine = torch.stack([pending[0].double(), pending[1].double()], 1).cpu().numpy()
+        rows = torch.from_numpy(gather(mine)).to(self.lt_history.device)  # (N, 2)
+        if len(rows):
+            self.record(rows[:, 0].long(), rows[:, 1])
 
 
 # ---------------------------------------------------------------- loss and sampling loop
@@ -365,7 +385,7 @@ class DiffRec(TorchRecommender):
         per_user, _ = diffusion_loss(
             net.schedule, net.denoiser, x0, t, noise, c.reweight, rng
         )  # (B,)
-        net.sampler.record(t, per_user)
+        net.sampler.record(t, per_user, defer=ctx.processes > 1)
         loss = (per_user / pt.to(per_user.dtype)).mean()
         return {"loss": loss}
 

@@ -82,8 +82,9 @@ from genrec.config import Range, check_ranges
 from genrec.models.base import ArraySpec, Capabilities
 from genrec.models.nn_blocks import dropout_values
 from genrec.models.seq_losses import ce_loss, with_bias
-from genrec.models.sequential import PAD, TorchSequentialRecommender
+from genrec.models.sequential import PAD, SeqBatch, TorchSequentialRecommender
 from genrec.train import StepContext, TrainConfig
+from genrec.train.noise import WindowDraws
 
 __all__ = ["GRU4Rec", "GRU4RecConfig", "GRU4RecNet", "right_align", "left_align"]
 
@@ -204,7 +205,7 @@ class GRU4RecNet(nn.Module):
         self,
         inputs: torch.Tensor,
         dropout: tuple[float, float] = (0.0, 0.0),
-        generator: torch.Generator | None = None,
+        generator: WindowDraws = None,
     ) -> torch.Tensor:
         """Hidden states (B, L, H) of left-padded token windows ``inputs`` (B, L); 0 at the
         padding. ``dropout`` (embedding, hidden) is applied when a ``generator`` is given."""
@@ -220,8 +221,8 @@ class GRU4RecNet(nn.Module):
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             h, _ = gru(packed)
             x, _ = pad_packed_sequence(h, batch_first=True, total_length=L)  # (B, L, H)
-            if generator is not None:
-                x = dropout_values(x, dropout[1], generator)
+            if generator is not None:  # keyed noise: the items counted from the first
+                x = dropout_values(x, dropout[1], generator, ends=())
         return left_align(x, n) * real[..., None]  # (B, L, H), 0 at the padding
 
 
@@ -246,7 +247,13 @@ class GRU4Rec(TorchSequentialRecommender):
     name = "gru4rec"
     capabilities = Capabilities(sequential=True, trainer=True, selects_on="ranking")
     config_class: ClassVar[type] = GRU4RecConfig
+    keyed_noise: ClassVar[bool] = True  # dropout keyed by (user, position)
     module_: GRU4RecNet
+
+    def loss_terms(self, batch: SeqBatch) -> int:
+        """The positions with a next item (the cross-entropy's mean runs over them)."""
+        assert batch.targets is not None
+        return int((batch.targets != PAD).sum())
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> GRU4RecNet:
         c = self.config
@@ -263,7 +270,8 @@ class GRU4Rec(TorchSequentialRecommender):
     def train_step(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
         c = self.config
         assert batch.targets is not None
-        h = self.module_(batch.inputs, (c.dropout_embed, c.dropout_hidden), ctx.generator)
+        gen = ctx.windows_rng(batch.noise_keys())
+        h = self.module_(batch.inputs, (c.dropout_embed, c.dropout_hidden), gen)
         keep = batch.targets != PAD  # (B, L) positions with a next item
         t = batch.targets[keep] - 1  # (N,) item indices
         loss = ce_loss(*with_bias(h[keep].float(), self._item_table(), self.module_.bias), t)

@@ -98,6 +98,7 @@ from genrec.models.sequential import (
     trim_padding,
 )
 from genrec.train import BatchContext, Chunked, StepContext, TrainConfig
+from genrec.train.noise import WindowDraws, WindowNoise
 
 __all__ = [
     "HSTU",
@@ -167,7 +168,7 @@ def pointwise_attention(
     return torch.einsum("bhij,bjhd->bihd", a, v).reshape(B, L, H * dv)
 
 
-def _dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+def _dropout(x: torch.Tensor, p: float, generator: WindowDraws) -> torch.Tensor:
     """Inverted dropout drawn from ``generator``; none without one (scoring)."""
     return x if generator is None else dropout_values(x, p, generator)
 
@@ -212,7 +213,7 @@ class HSTUBlock(nn.Module):
         valid: torch.Tensor,
         times: torch.Tensor | None,
         n: int,
-        generator: torch.Generator | None,
+        generator: WindowDraws,
     ) -> torch.Tensor:
         """x (B, L, D) -> (B, L, D); ``times`` (B, L) or None."""
         B, L, _ = x.shape
@@ -260,7 +261,7 @@ class HSTUNetwork(nn.Module):
         self,
         tokens: torch.Tensor,
         times: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: WindowDraws = None,
     ) -> torch.Tensor:
         """L2-normalised states (B, L, D) of the windows ``tokens`` (B, L <= max_len);
         dropout where a ``generator`` is given (training)."""
@@ -343,6 +344,7 @@ class HSTU(TorchSequentialRecommender):
     name = "hstu"
     capabilities = Capabilities(trainer=True, selects_on="ranking", sequential=True)
     config_class: ClassVar[type] = HSTUConfig
+    keyed_noise: ClassVar[bool] = True  # dropout and negatives keyed by (user, position)
     module_: HSTUNetwork
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> HSTUNetwork:
@@ -380,14 +382,20 @@ class HSTU(TorchSequentialRecommender):
         assert isinstance(batch, SeqBatch) and batch.targets is not None
         c = self.config
         inputs, targets, times = trim_padding(batch.inputs, batch.targets, batch.times)
-        h = self.module_(inputs, times, ctx.generator)  # (B, L', D)
+        gen = ctx.windows_rng(batch.noise_keys())
+        h = self.module_(inputs, times, gen)  # (B, L', D)
         at = (targets != PAD) & (inputs != PAD)  # (B, L') real positions with a next item
         u = h[at] / c.temperature  # (N, D)
         t = targets[at] - 1  # (N,) item indices
         if c.loss == "ce":
             return {"loss": ce_loss(u, self.module_.item_table(), t)}
-        shape = (c.n_negatives,) if c.shared_negatives else (len(t), c.n_negatives)
-        neg = uniform_negatives(shape, self.n_items_, ctx.generator, u.device)  # (K,) | (N, K)
+        K, n = c.n_negatives, self.n_items_
+        if c.shared_negatives:  # keyed noise: by the step alone, the same on every rank
+            neg = uniform_negatives((K,), n, gen, u.device, shared=True)  # (K,)
+        elif isinstance(gen, WindowNoise):  # keyed by (user, position, k)
+            neg = gen.items_at(at, K, n).to(u.device)  # (N, K)
+        else:
+            neg = uniform_negatives((len(t), K), n, gen, u.device)  # (N, K)
         # only the items drawn are normalised: the same loss, without the (I, D) table
         ids, where = torch.unique(torch.cat([t, neg.reshape(-1)]), return_inverse=True)
         E = self.module_.item_rows(ids)  # (M, D), M distinct items

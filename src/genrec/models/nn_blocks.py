@@ -32,7 +32,7 @@ from torch import nn
 
 from genrec.models.saved import ArraySpec, Dim
 from genrec.train.batches import row_ids  # defined with Batch; re-exported here
-from genrec.train.noise import UserNoise
+from genrec.train.noise import UserNoise, WindowNoise
 
 __all__ = [
     "gaussian_kl_to_std_normal",
@@ -153,15 +153,20 @@ def normalize_rows(indptr: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 def dropout_values(
     values: torch.Tensor,
     p: float,
-    generator: torch.Generator | UserNoise,
+    generator: torch.Generator | UserNoise | WindowNoise,
     indptr: torch.Tensor | None = None,
     indices: torch.Tensor | None = None,
+    ends: tuple[int, ...] = (1,),
 ) -> torch.Tensor:
     """Inverted dropout on the stored values: each kept with prob 1 - p, scaled by 1/(1 - p).
-    With keyed noise the CSR ``indptr`` and ``indices`` key each entry by (user, item)."""
+    With keyed noise the CSR ``indptr`` and ``indices`` key each entry by (user, item); a
+    sequence model's windows (B, L, ...) are keyed by (row, position from the end of the
+    dims ``ends``, ...) (:class:`~genrec.train.noise.WindowNoise`)."""
     if p <= 0.0:
         return values
-    if isinstance(generator, UserNoise):
+    if isinstance(generator, WindowNoise):
+        u = generator.uniform(values.shape, ends)
+    elif isinstance(generator, UserNoise):
         if values.ndim == 2:  # dense rows (B, D): keyed by (user, column)
             u = generator.uniform(values.shape[1], "dropout/dense")  # (B, D)
         elif indptr is None or indices is None:

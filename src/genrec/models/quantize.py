@@ -35,6 +35,7 @@ Dimension letters: N vectors in a batch, D their size, K codes, L levels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -255,6 +256,27 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("initialised", torch.tensor(init == "uniform"))
         self.register_buffer("steps", torch.tensor(0, dtype=torch.int64))
         self.register_buffer("recent_counts", torch.zeros(n_codes))  # since the last restart
+        # a distributed run: the step's vectors and codes wait for share_step
+        self.defer = False
+        self._pending: tuple[Tensor, Tensor] | None = None
+
+    @torch.no_grad()
+    def share_step(self, gather: Callable[[np.ndarray], np.ndarray]) -> None:
+        """The EMA update and the restarts of the training step just done, from every
+        process's vectors in the global batch's row order, so that every process keeps the
+        codebook one process would: ``gather`` takes this process's rows (n, D + 1: the
+        vectors and their codes) and returns all of them (N, D + 1). A distributed trainer
+        calls it on every rank after every step (with ``defer`` set)."""
+        pending, self._pending = self._pending, None
+        mine = np.zeros((0, self.dim + 1))
+        if pending is not None:
+            z, codes = pending
+            mine = torch.cat([z.double(), codes.double()[:, None]], 1).cpu().numpy()
+        rows = torch.from_numpy(gather(mine)).to(self.codebook.device)  # (N, D + 1)
+        if len(rows):
+            codes = rows[:, -1].long()
+            z = rows[:, :-1].to(self.codebook.dtype)
+            self._train_step(z, codes, code_counts(codes, self.n_codes))
 
     @torch.no_grad()
     def init_from(self, z: Tensor) -> None:
@@ -279,7 +301,9 @@ class VectorQuantizer(nn.Module):
         if self.ema:
             book_loss = book_loss.detach()  # reported, not trained
         loss = commit if self.ema else book_loss + commit
-        if self.training:  # after the lookup: this batch is quantized by the codes it saw
+        if self.training and self.defer:
+            self._pending = (flat.detach(), codes)
+        elif self.training:  # after the lookup: this batch is quantized by the codes it saw
             self._train_step(flat.detach(), codes, counts)
         z_q = straight_through(flat, e).reshape(shape)
         return Quantized(

@@ -104,6 +104,7 @@ from genrec.models.seq_losses import (
 )
 from genrec.models.sequential import PAD, SeqBatch, TorchSequentialRecommender, trim_padding
 from genrec.train import StepContext, TrainConfig, make_optimizer
+from genrec.train.noise import WindowDraws, WindowNoise
 
 __all__ = [
     "SASRec",
@@ -176,28 +177,36 @@ def attention(
     v: torch.Tensor,
     allowed: torch.Tensor,
     p: float = 0.0,
-    generator: torch.Generator | None = None,
+    generator: WindowDraws = None,
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) masked to ``allowed``) v; q, k, v (B, H, L, d), allowed
-    (B, L, L). Dropout ``p`` on the weights, drawn from ``generator``, when one is given."""
+    (B, L, L). Dropout ``p`` on the weights, drawn from ``generator``, when one is given
+    (keyed noise: by query and key position from the window's end)."""
     if generator is None or p == 0.0:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
     w = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, L, L)
     w = w.masked_fill(~allowed[:, None], float("-inf")).softmax(-1)  # (B, H, L, L)
-    return dropout_values(w, p, generator) @ v  # (B, H, L, d)
+    return dropout_values(w, p, generator, ends=(2, 3)) @ v  # (B, H, L, d)
 
 
 def bce_negatives(
-    window: torch.Tensor, n_items: int, generator: torch.Generator, rounds: int = BCE_REDRAWS
+    window: torch.Tensor,
+    n_items: int,
+    generator: torch.Generator | WindowNoise,
+    rounds: int = BCE_REDRAWS,
 ) -> torch.Tensor:
     """One negative item per position (B, L) drawn uniformly from the items that are not in
     the row's ``window`` (B, W) of tokens (item + 1, 0 = padding): uniform draws, and every
     draw equal to an item of its row drawn again, up to ``rounds`` times (a draw still
-    colliding then is kept)."""
+    colliding then is kept). Keyed noise draws every round for every position (keyed by
+    row, position and round) and keeps the colliding positions' redraws."""
     B, L = window.shape[0], window.shape[1] - 1
     neg = uniform_negatives((B, L), n_items, generator, window.device)  # (B, L)
     for _ in range(rounds):
         hit = ((neg + 1)[:, :, None] == window[:, None, :]).any(-1)  # (B, L)
+        if isinstance(generator, WindowNoise):  # the same rounds whatever the batch holds
+            neg = torch.where(hit, uniform_negatives((B, L), n_items, generator, neg.device), neg)
+            continue
         n = int(hit.sum())
         if n == 0:
             break
@@ -263,7 +272,7 @@ class Block(nn.Module):
         self.ffn2 = nn.Linear(ffn_dim, dim)
 
     def attend(
-        self, a: torch.Tensor, allowed: torch.Tensor, gen: torch.Generator | None, n_q: int
+        self, a: torch.Tensor, allowed: torch.Tensor, gen: WindowDraws, n_q: int
     ) -> torch.Tensor:
         """Attention outputs (B, n_q, D) of the last ``n_q`` positions' queries."""
         B, L, D = a.shape
@@ -278,7 +287,7 @@ class Block(nn.Module):
         out = self.out(out)
         return out if gen is None else dropout_values(out, self.dropout, gen)
 
-    def ffn(self, a: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def ffn(self, a: torch.Tensor, gen: WindowDraws) -> torch.Tensor:
         if self.bert:
             h = F.gelu(self.ffn1(a))  # (B, L, ffn_dim): no dropout here (S3-Rec's code)
         else:
@@ -292,7 +301,7 @@ class Block(nn.Module):
         self,
         x: torch.Tensor,
         allowed: torch.Tensor,
-        gen: torch.Generator | None,
+        gen: WindowDraws,
         last_only: bool = False,
     ) -> torch.Tensor:
         """The block's outputs (B, L, D), or (B, 1, D) at the last position alone (its
@@ -358,7 +367,7 @@ class SASRecNet(nn.Module):
         return self.item_emb.weight[1:]  # (I, D)
 
     def forward(
-        self, inputs: torch.Tensor, gen: torch.Generator | None = None, last_only: bool = False
+        self, inputs: torch.Tensor, gen: WindowDraws = None, last_only: bool = False
     ) -> torch.Tensor:
         """Hidden states (B, L, D) of the windows ``inputs`` (B, L); with ``last_only`` the
         last position's alone (B, 1, D) (scoring: the last block runs one query)."""
@@ -400,6 +409,7 @@ class SASRec(TorchSequentialRecommender):
     name = "sasrec"
     capabilities = Capabilities(trainer=True, selects_on="ranking", sequential=True)
     config_class: ClassVar[type] = SASRecConfig
+    keyed_noise: ClassVar[bool] = True  # dropout and negatives keyed by (user, position)
     module_: SASRecNet
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> SASRecNet:
@@ -424,15 +434,20 @@ class SASRec(TorchSequentialRecommender):
         c, net = self.config, self.module_
         assert isinstance(batch, SeqBatch) and batch.targets is not None  # training windows
         inputs, targets = trim_padding(batch.inputs, batch.targets)  # (B, L'), L' <= L
-        hidden = net(inputs, ctx.generator)  # (B, L', D)
+        gen = ctx.windows_rng(batch.noise_keys())
+        hidden = net(inputs, gen)  # (B, L', D)
         h, t, has = target_positions(hidden, inputs, targets)  # (N, D), (N,), (B, L')
         E = net.item_table()  # (I, D)
         n_items = E.shape[0]
         neg, beta = None, 1.0
         if c.loss == "bce":
             window = torch.cat([inputs[:, :1], targets], dim=1)  # (B, L' + 1)
-            neg = bce_negatives(window, n_items, ctx.generator)[has]  # (N,)
+            neg = bce_negatives(window, n_items, gen)[has]  # (N,)
         elif c.loss in ("sampled_softmax", "gbce"):
-            neg = uniform_negatives((len(t), c.n_negatives), n_items, ctx.generator, t.device)
+            K = c.n_negatives
+            if isinstance(gen, WindowNoise):  # keyed by (row, position, k)
+                neg = gen.items_at(has, K, n_items).to(t.device)  # (N, K)
+            else:
+                neg = uniform_negatives((len(t), K), n_items, gen, t.device)  # (N, K)
             beta = gbce_beta(c.n_negatives, n_items, c.gbce_t)
         return {"loss": next_item_loss(h.float(), E.float(), t, c.loss, neg, beta)}

@@ -33,6 +33,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from genrec.train.noise import WindowNoise
+
 __all__ = [
     "ce_loss",
     "bce_loss",
@@ -109,9 +111,18 @@ def gbce_loss(
 
 
 def uniform_negatives(
-    shape: tuple[int, ...], n_items: int, generator: torch.Generator, device: torch.device
+    shape: tuple[int, ...],
+    n_items: int,
+    generator: torch.Generator | WindowNoise,
+    device: torch.device,
+    shared: bool = False,
 ) -> torch.Tensor:
-    """Item indices drawn uniformly from [0, n_items) (on ``generator``'s device, moved)."""
+    """Item indices drawn uniformly from [0, n_items) (on ``generator``'s device, moved).
+    Keyed noise (:class:`~genrec.train.noise.WindowNoise`) keys a draw of ``shape`` (B, L,
+    ...) by (row, position from the window's end, ...), or with ``shared`` (negatives that
+    the whole batch shares) by the step alone."""
+    if isinstance(generator, WindowNoise):
+        return generator.items(shape, n_items, shared=shared).to(device)
     return torch.randint(n_items, shape, generator=generator, device=generator.device).to(device)
 
 

@@ -112,16 +112,22 @@ class SeqBatch:
     ``inputs`` (B, L) the items read; ``targets`` (B, L) the item to predict at each
     position (0 where there is none), training batches only; ``users`` (B,) or None;
     ``times`` (B, L) float64 the inputs' timestamps (0 at padding), where the sequences
-    have times, else None.
+    have times, else None; ``keys`` (B,) the rows' keys of keyed noise where a user has
+    several rows in an epoch (TIGER's examples), else None (the users key them).
     """
 
     inputs: torch.Tensor
     targets: torch.Tensor | None = None
     users: torch.Tensor | None = None
     times: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+    def noise_keys(self) -> torch.Tensor | None:
+        """What keys each row's keyed noise: ``keys``, or the users."""
+        return self.users if self.keys is None else self.keys
 
 
 def length_sorted_order(
@@ -208,6 +214,12 @@ class TorchSequentialRecommender(SequentialRecommender, TorchRecommender):
     def batch_rows(self, X: Sequences) -> int:
         """Training rows per epoch: the users with 2 or more items."""
         return int((X.lengths >= 2).sum())
+
+    def loss_terms(self, batch: SeqBatch) -> int:
+        """The terms the batch's mean loss averages: its positions with an item read and a
+        next item to predict (a distributed run weights each process's mean by them)."""
+        assert batch.targets is not None
+        return int(((batch.targets != PAD) & (batch.inputs != PAD)).sum())
 
     def batches(self, X: Sequences, ctx: BatchContext) -> Chunked[SeqBatch]:
         """One pass: the users with a next item to predict in random order, each as its

@@ -101,6 +101,7 @@ from genrec.models.sequential import (
 )
 from genrec.models.torch_base import SCORE_BATCH
 from genrec.train import BatchContext, Chunked, FitContext, StepContext, TrainConfig
+from genrec.train.noise import WindowDraws, WindowNoise
 
 __all__ = ["TIGER", "TIGERConfig", "TIGERNet", "user_bucket", "history_windows"]
 
@@ -171,7 +172,7 @@ def history_windows(
     return np.where(valid, items, -1).astype(np.int64)
 
 
-def _drop(x: torch.Tensor, p: float, gen: torch.Generator | None) -> torch.Tensor:
+def _drop(x: torch.Tensor, p: float, gen: WindowDraws) -> torch.Tensor:
     return x if gen is None else dropout_values(x, p, gen)
 
 
@@ -210,7 +211,7 @@ class FFN(nn.Module):
         self.w2 = nn.Linear(c.ffn_dim, c.dim, bias=False)
         self.p = c.dropout
 
-    def forward(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gen: WindowDraws) -> torch.Tensor:
         return self.w2(_drop(torch.relu(self.w1(x)), self.p, gen))
 
 
@@ -220,9 +221,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(c.dim), nn.LayerNorm(c.dim)
         self.attn, self.ffn, self.p = Attention(c), FFN(c), c.dropout
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, gen: torch.Generator | None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, gen: WindowDraws) -> torch.Tensor:
         a = self.norm1(x)
         x = x + _drop(self.attn(a, self.attn.keys(a), mask), self.p, gen)
         return x + _drop(self.ffn(self.norm2(x), gen), self.p, gen)
@@ -240,7 +239,7 @@ class DecoderLayer(nn.Module):
         y: torch.Tensor,
         memory_kv: tuple[torch.Tensor, torch.Tensor],
         memory_mask: torch.Tensor,
-        gen: torch.Generator | None,
+        gen: WindowDraws,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """(outputs (B W, t, D), the self-attention keys and values of every step so far).
@@ -340,7 +339,7 @@ class TIGERNet(nn.Module):
         self,
         history: torch.Tensor,
         users: torch.Tensor | None,
-        gen: torch.Generator | None = None,
+        gen: WindowDraws = None,
         no_user_rate: float = 0.0,
     ) -> torch.Tensor:
         """(B, S') the user token, then the history's tokens; ``history`` (B, M) items,
@@ -354,8 +353,11 @@ class TIGERNet(nn.Module):
             bucket = user_bucket(users.to(history.device), self.user_buckets)
             user = (self.no_user + 1 + bucket)[:, None]
             if gen is not None and no_user_rate > 0:
-                u = torch.rand((B, 1), generator=gen, device=gen.device).to(history.device)
-                user = torch.where(u < no_user_rate, none, user)
+                if isinstance(gen, WindowNoise):  # keyed by example
+                    u = gen.uniform((B, 1))
+                else:
+                    u = torch.rand((B, 1), generator=gen, device=gen.device)
+                user = torch.where(u.to(history.device) < no_user_rate, none, user)
         real = (history >= 0).any(0)  # (M,)
         first = int(real.float().argmax()) if bool(real.any()) else history.shape[1]
         hist = self.code_tokens(history[:, first:]).reshape(B, -1)  # (B, M' T)
@@ -363,17 +365,28 @@ class TIGERNet(nn.Module):
 
     # stacks
     def encode(
-        self, tokens: torch.Tensor, gen: torch.Generator | None = None
+        self, tokens: torch.Tensor, gen: WindowDraws = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(memory (B, S', D), mask (B, S')) of encoder tokens (B, S') (slot 0: the user)."""
         S = tokens.shape[1]
         keep = tokens != PAD  # (B, S)
         pos = torch.cat([self.enc_pos.weight[:1], self.enc_pos.weight[self.slots - S + 1 :]])
-        x = _drop(self.tok(tokens) + pos, self.p, gen)
         eye = torch.eye(S, dtype=torch.bool, device=tokens.device)
         mask = keep[:, None, :] | eye  # a padding slot reads itself (finite, unread)
-        for layer in self.encoder:
-            x = layer(x, mask, gen)
+        if not isinstance(gen, WindowNoise):
+            x = _drop(self.tok(tokens) + pos, self.p, gen)
+            for layer in self.encoder:
+                x = layer(x, mask, gen)
+            return self.enc_norm(x), keep
+        slot = torch.arange(S - 1, -1, -1)  # keyed by slot: the user's, or from the end
+        slot[0] = 2**32 - 1
+        gen.index = {1: slot}
+        try:
+            x = _drop(self.tok(tokens) + pos, self.p, gen)
+            for layer in self.encoder:
+                x = layer(x, mask, gen)
+        finally:
+            gen.index = None
         return self.enc_norm(x), keep
 
     def memory_keys(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -385,7 +398,7 @@ class TIGERNet(nn.Module):
         prefix: torch.Tensor,
         keys: list[tuple[torch.Tensor, torch.Tensor]],
         mask: torch.Tensor,
-        gen: torch.Generator | None = None,
+        gen: WindowDraws = None,
     ) -> torch.Tensor:
         """(B W, t + 1, V): after the start token and the codes ``prefix`` (B W, t)."""
         N, t = prefix.shape
@@ -457,6 +470,7 @@ class TIGER(TorchSequentialRecommender):
         trainer=True, selects_on="ranking", sequential=True, item_features=True
     )
     config_class: ClassVar[type] = TIGERConfig
+    keyed_noise: ClassVar[bool] = True  # dropout and the no-user draws keyed by example
     module_: TIGERNet
 
     def __init__(self, config: Any = None, **overrides: Any):
@@ -607,20 +621,24 @@ class TIGER(TorchSequentialRecommender):
                 torch.from_numpy(hist).to(ctx.device),
                 torch.from_numpy(X.items[ends[i]]).to(ctx.device),
                 torch.from_numpy(rows[i]).to(ctx.device),
+                keys=idx.to(ctx.device),  # the examples: a user has several in an epoch
             )
 
         return Chunked(order, ctx.batch_size, make)
+
+    def loss_terms(self, batch: SeqBatch) -> int:
+        """The examples (each adds its T codes to the mean cross-entropy)."""
+        return len(batch)
 
     def train_step(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
         """The mean cross-entropy of each target's T codes."""
         net = self.module_
         assert isinstance(batch, SeqBatch) and batch.targets is not None
-        tokens = net.encoder_tokens(
-            batch.inputs, batch.users, ctx.generator, self.config.no_user_rate
-        )
-        memory, mask = net.encode(tokens, ctx.generator)
+        gen = ctx.windows_rng(batch.noise_keys())
+        tokens = net.encoder_tokens(batch.inputs, batch.users, gen, self.config.no_user_rate)
+        memory, mask = net.encode(tokens, gen)
         target = net.codes[batch.targets]  # (B, T)
-        logits = net.logits(target[:, :-1], net.memory_keys(memory), mask, ctx.generator)
+        logits = net.logits(target[:, :-1], net.memory_keys(memory), mask, gen)
         loss = F.cross_entropy(logits.reshape(-1, net.V).float(), target.reshape(-1))
         return {"loss": loss}
 

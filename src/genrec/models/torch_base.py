@@ -108,6 +108,12 @@ class TorchRecommender(Recommender):
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         """Loss (scalar tensor, key "loss") and numbers to log for one batch."""
 
+    def loss_terms(self, batch: Any) -> int:
+        """The terms that a mean loss of ``batch`` averages (default: its rows); a
+        distributed run weights each process's mean loss by its share of the global
+        batch's terms, so that the sum is the global batch's mean."""
+        return len(batch)
+
     @abstractmethod
     def _scores(self, batch: Batch) -> torch.Tensor:
         """Scores (B, I) from the batch's history rows, module in eval mode, no grad."""

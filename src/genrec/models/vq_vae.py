@@ -33,6 +33,13 @@ Departures from the paper: the encoder and decoder are Mult-VAE's MLPs over the 
 history, not convolutions over images; the code is the tanh'd encoder output (bounded, as
 Mult-DAE's); product and residual bottlenecks are options the paper does not have.
 
+With keyed noise (``train.noise = "keyed"``, the default of a distributed run) the input
+dropout is keyed by (user, item); with keyed noise or several processes the codebooks start
+from k-means on a seeded sample of training users as large as a global batch (not on the
+first batch, which the processes split), and in a distributed run every codebook's EMA
+update and dead-code restarts read the whole global batch (its vectors gathered after each
+step), so the run does not depend on the number of processes.
+
 Dimension letters: B users in a batch, I items, D code size, K codes, P parts, L levels.
 """
 
@@ -56,7 +63,7 @@ from genrec.models.nn_blocks import (
 )
 from genrec.models.quantize import Quantized, ResidualQuantizer, VectorQuantizer
 from genrec.models.torch_base import TorchRecommender, check_counts
-from genrec.train import Batch, StepContext, TrainConfig
+from genrec.train import Batch, Phase, StepContext, TrainConfig
 
 __all__ = ["VQVAE", "VQVAEConfig"]
 
@@ -165,6 +172,7 @@ class VQVAE(TorchRecommender):
     name = "vq-vae"
     capabilities = Capabilities(trainer=True, selects_on="ranking")
     config_class: ClassVar[type] = VQVAEConfig
+    keyed_noise: ClassVar[bool] = True  # dropout keyed by (user, item); see _start_codebooks
     module_: VQNet
 
     def _build_module(self, n_items: int, generator: torch.Generator) -> VQNet:
@@ -195,9 +203,44 @@ class VQVAE(TorchRecommender):
 
     def _input(self, batch: Batch, ctx: StepContext | None) -> tuple[torch.Tensor, ...]:
         """CSR parts of the encoder input, as Mult-VAE's: unit rows, dropout when training."""
-        generator = None if ctx is None else ctx.generator
-        values = encoder_values(batch.indptr, batch.values, self.config.dropout, generator)
+        generator = None if ctx is None else ctx.rng_for(batch.users)
+        values = encoder_values(
+            batch.indptr, batch.values, self.config.dropout, generator, batch.indices
+        )
         return batch.indptr, batch.indices, values
+
+    def _codebooks(self) -> list[VectorQuantizer]:
+        return [m for m in self.module_.quantizer.modules() if isinstance(m, VectorQuantizer)]
+
+    @torch.no_grad()
+    def _start_codebooks(self, ctx: StepContext) -> None:
+        """Keyed noise or several processes: the codebooks' k-means on the codes of a
+        seeded sample of the training users, as many as a global batch (no dropout), not on
+        the first batch, which a distributed run splits between processes."""
+        X, net = ctx.X, self.module_
+        n = min(X.shape[0], self.train_config().batch_size * ctx.processes)
+        gen = torch.Generator().manual_seed(self.train_config().seed)
+        users = torch.randperm(X.shape[0], generator=gen)[:n].sort().values
+        sample = Batch.from_csr(X[users.numpy()], users, ctx.device)
+        values = encoder_values(sample.indptr, sample.values, 0.0, None)
+        z_e, _ = net.ae.encode(sample.indptr, sample.indices, values)  # (n, D)
+        books = self._codebooks()
+        for vq in books:  # each level starts from k-means on what the levels before leave
+            vq.defer = True
+        net.quantizer(z_e.float())
+        for vq in books:
+            vq._pending = None
+
+    def on_phase_start(self, phase: Phase, ctx: StepContext) -> None:
+        """Every epoch, on every process, before its first step: with keyed noise or
+        several processes the codebooks' start (once); several processes defer each step's
+        codebook updates to ``share_step``, which reads the global batch."""
+        books = self._codebooks()
+        keyed_or_several = ctx.noise_seed is not None or ctx.processes > 1
+        if keyed_or_several and not all(bool(v.initialised) for v in books):
+            self._start_codebooks(ctx)
+        for vq in books:
+            vq.defer = ctx.processes > 1
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         logits, _, q = self.module_(*self._input(batch, ctx))  # (B, I)

@@ -29,6 +29,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .noise import KeyedNoise, WindowNoise
+
 __all__ = [
     "Batch",
     "Triples",
@@ -128,6 +130,17 @@ class BatchContext:
     batch_size: int
     device: torch.device  # the training device (batches go there)
     epoch: int  # 0-based
+    noise_seed: int | None = None  # keyed noise (train.noise): its seed; None: the generator
+
+    def windows_rng(self, keys: torch.Tensor) -> torch.Generator | WindowNoise:
+        """Where a hook draws the noise of the windows it makes, one per row of ``keys``
+        (B,) (BERT4Rec's masks): the shuffling generator, or with keyed noise a
+        :class:`~genrec.train.noise.WindowNoise` keyed by (seed, epoch, row, position from
+        the window's end), the same whatever batch or process makes the row."""
+        if self.noise_seed is None:
+            return self.generator
+        # the epoch in the step's place, apart from the steps' draws by a salt of its own
+        return WindowNoise(KeyedNoise(self.noise_seed, self.epoch), keys, prefix="hook")
 
 
 class BatchHook(Protocol):

@@ -47,7 +47,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,22 +164,27 @@ class DataParallel:
             self.clock["seconds"] += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ training
-    def shards(self, chunks: Any) -> Iterator[tuple[Any, int]]:
-        """(this rank's batch or None, rows in the global batch) for every global batch of
-        a :class:`~genrec.train.batches.Chunked` built with the global batch size."""
+    def shards(
+        self, chunks: Any, terms: Callable[[Any], int] = len
+    ) -> Iterator[tuple[Any, int, int]]:
+        """(this rank's batch or None, rows in the global batch, the global batch's loss
+        ``terms``, summed over its shards) for every global batch of a
+        :class:`~genrec.train.batches.Chunked` built with the global batch size."""
         order, size = chunks.order, chunks.size
         for start in range(0, len(order), size):
             n = min(size, len(order) - start)
-            mine = None
+            mine, total = None, 0
             # every rank makes every shard, so that a hook drawing from the shared
-            # generator as it makes a batch (BERT4Rec's masks) draws alike on all ranks
+            # generator as it makes a batch draws alike on all ranks, and every rank
+            # counts the global batch's terms without a collective
             for r in range(self.world):
                 lo, hi = shard_bounds(n, self.world, r)
                 if hi > lo:
                     batch = chunks.make(order[start + lo : start + hi], start + lo)
+                    total += terms(batch)
                     if r == self.rank:
                         mine = batch
-            yield mine, n
+            yield mine, n, total
 
     def reduce_gradients(
         self, params: list[torch.nn.Parameter], loss: torch.Tensor | None, what: str

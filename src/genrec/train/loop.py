@@ -53,6 +53,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -71,7 +72,7 @@ from .callbacks import Callback, FitContext
 from .checkpoint import CHECKPOINT_NAME, LOG_NAME
 from .config import Phase, TrainConfig, parse_metric
 from .distributed import DataParallel, current, epoch_seed
-from .noise import KeyedNoise, UserNoise
+from .noise import KeyedNoise, UserNoise, WindowNoise
 from .optim import autocast, make_optimizer, native_bf16
 from .schedules import exponential_lr, set_epoch_lr
 from .state import TrainState, load_state, save_state
@@ -83,6 +84,13 @@ T = TypeVar("T")
 
 #: what a divergence error asks for, with the learning rate in use
 _LOWER_LR = "lower train.lr (now {:g}) or set train.grad_clip"
+
+
+_NO_KEYS = (
+    "keyed noise (train.noise keyed, or a distributed run) needs the batch's users, and this "
+    "batch has none: set the users of the batches the model's hook makes, or train in one "
+    "process with train.noise stream"
+)
 
 
 @dataclass
@@ -97,14 +105,28 @@ class StepContext:
     precision: str
     X: Any  # the training matrix (CSR) or, for a sequential model, its Sequences
     noise_seed: int | None = None  # keyed noise (train.noise): its seed; None: the generator
+    processes: int = 1  # the run's processes (data parallel: the world size)
 
     def rng_for(self, users: torch.Tensor | None) -> torch.Generator | UserNoise:
         """Where a model draws the noise of this step's batch of ``users`` (B,): the
         trainer's generator, or with keyed noise a :class:`~genrec.train.noise.UserNoise`
         that draws by (seed, step, user), the same whatever batch or process holds a user."""
-        if self.noise_seed is None or users is None:
+        if self.noise_seed is None:
             return self.generator
+        if users is None:
+            raise ConfigError(_NO_KEYS)
         return UserNoise(KeyedNoise(self.noise_seed, self.step), users.to(self.device))
+
+    def windows_rng(self, keys: torch.Tensor | None) -> torch.Generator | WindowNoise:
+        """Where a sequence model draws the noise of this step's windows, one per row of
+        ``keys`` (B,) (users, or examples): the trainer's generator, or with keyed noise a
+        fresh :class:`~genrec.train.noise.WindowNoise` (keyed by seed, step, row and
+        position from the window's end)."""
+        if self.noise_seed is None:
+            return self.generator
+        if keys is None:
+            raise ConfigError(_NO_KEYS)
+        return WindowNoise(KeyedNoise(self.noise_seed, self.step), keys.to(self.device))
 
 
 class Trainable(Protocol):
@@ -329,6 +351,9 @@ class Trainer:
         module = model.module_
         module.train()
         params = [p for p in module.parameters()]
+        # submodules with state that each step extends from its rows (the timestep
+        # sampler's loss history): in a distributed run, every rank adds every rank's rows
+        sharers: list[Any] = [m for m in module.modules() if hasattr(m, "share_step")]
         mean_loss = getattr(model, "loss_reduction", "mean") != "sum"
         if cfg.lr_decay != 1.0:
             set_epoch_lr(optimizers.values(), exponential_lr(cfg.lr_decay, state.epoch))
@@ -337,7 +362,15 @@ class Trainer:
         out: dict[str, float] = {}
         for phase in phases:
             ctx = StepContext(
-                state.step, state.epoch, phase, noise_gen, device, cfg.precision, X, noise_seed
+                state.step,
+                state.epoch,
+                phase,
+                noise_gen,
+                device,
+                cfg.precision,
+                X,
+                noise_seed,
+                1 if dp is None else dp.world,
             )
             on_phase_start = getattr(model, "on_phase_start", None)
             if on_phase_start is not None:
@@ -347,15 +380,19 @@ class Trainer:
             n_seen = 0  # rows this process trained on
             n_rows = 0  # rows of the global batches
             for _ in range(phase.passes):
-                bctx = BatchContext(shuffle_gen, self.global_batch, device, state.epoch)
-                for batch, n_global in self._batches(hook(X, bctx)):
+                bctx = BatchContext(shuffle_gen, self.global_batch, device, state.epoch, noise_seed)
+                for batch, n_global, terms in self._batches(hook(X, bctx), model):
                     ctx.step = state.step
                     module.zero_grad(set_to_none=True)
                     parts: dict[str, Any] = {}
                     if batch is not None:
                         with autocast(device, cfg.precision):
                             parts = model.train_step(batch, ctx)
-                    loss = self._backward(parts, batch, n_global, params, state, mean_loss)
+                    loss = self._backward(parts, batch, terms, params, state, mean_loss, model)
+                    if dp is not None:  # state a step adds on every rank alike (DiffRec's)
+                        where = f"sharing the state of epoch {state.epoch + 1}, step {state.step}"
+                        for m in sharers:
+                            m.share_step(partial(dp.gather_rows, n=n_global, what=where))
                     if not math.isfinite(loss):
                         raise DivergenceError(
                             f"loss is {loss} at epoch {state.epoch + 1}, step "
@@ -425,30 +462,32 @@ class Trainer:
             )
         return None
 
-    def _batches(self, batches: Any) -> Any:
-        """(batch, rows in the global batch) pairs: the hook's batches in one process;
-        this rank's shard of each global batch (None where it is empty) in a distributed
-        run."""
+    def _batches(self, batches: Any, model: Trainable) -> Any:
+        """(batch, rows in the global batch, the global batch's loss terms (None in one
+        process)): the hook's batches in one process; this rank's shard of each global
+        batch (None where it is empty) in a distributed run."""
         if self.dp is None:
-            return ((b, len(b)) for b in batches)
+            return ((b, len(b), None) for b in batches)
         if not isinstance(batches, Chunked):
             raise ConfigError(
                 f"a batches hook that returns {type(batches).__name__} cannot be split "
                 f"across processes; return a genrec.train.Chunked, or train in one process"
             )
-        return self.dp.shards(batches)
+        return self.dp.shards(batches, getattr(model, "loss_terms", len))
 
     def _backward(
         self,
         parts: dict[str, Any],
         batch: Any,
-        n_global: int,
+        terms: int | None,
         params: list[nn.Parameter],
         state: TrainState,
         mean_loss: bool,
+        model: Trainable,
     ) -> float:
         """Backpropagate the step's loss; in a distributed run, weighted by this rank's
-        share of the global batch, with the gradients summed over the ranks. Returns the
+        share of the global batch's ``terms`` (the model's ``loss_terms``: rows, or a
+        sequence model's positions), with the gradients summed over the ranks. Returns the
         (global) loss, which every rank checks the same way."""
         if self.dp is None:
             loss = parts["loss"]
@@ -460,7 +499,8 @@ class Trainer:
         if batch is not None:
             share = parts["loss"]
             if mean_loss:  # the global batch's mean: each rank's mean by its share
-                share = share * (len(batch) / n_global)
+                mine = getattr(model, "loss_terms", len)(batch)
+                share = share * (mine / max(terms or 0, 1))
             share.backward()
         where = f"summing the gradients of epoch {state.epoch + 1}, step {state.step}"
         return self.dp.reduce_gradients(params, None if share is None else share.detach(), where)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import torch
 
-__all__ = ["KeyedNoise", "mix32"]
+__all__ = ["KeyedNoise", "UserNoise", "WindowDraws", "WindowNoise", "mix32"]
 
 _M32 = 0xFFFFFFFF
 
@@ -58,9 +59,8 @@ class KeyedNoise:
     seed: int
     step: int
 
-    def _bits(self, users: torch.Tensor, cols: torch.Tensor, salt: str) -> torch.Tensor:
-        """32 random bits per (user, column) pair; users and cols broadcast together."""
-        dev = users.device
+    def _head(self, salt: str, device: torch.device) -> torch.Tensor:
+        """The key of (seed, step, salt): one int64 in [0, 2^32), shape (1,)."""
         head = torch.tensor(
             [self.seed & _M32, (self.seed >> 32) & _M32, self.step & _M32, _salt(salt)],
             dtype=torch.int64,
@@ -68,8 +68,11 @@ class KeyedNoise:
         k = mix32(head[0:1])
         for v in head[1:]:
             k = mix32(k ^ v)
-        k = k.to(dev)
-        h = mix32(k ^ (users.to(torch.int64) & _M32))
+        return k.to(device)
+
+    def _bits(self, users: torch.Tensor, cols: torch.Tensor, salt: str) -> torch.Tensor:
+        """32 random bits per (user, column) pair; users and cols broadcast together."""
+        h = mix32(self._head(salt, users.device) ^ (users.to(torch.int64) & _M32))
         return mix32(h ^ (cols.to(torch.int64) & _M32))
 
     def uniform(self, users: torch.Tensor, cols: torch.Tensor, salt: str) -> torch.Tensor:
@@ -117,3 +120,114 @@ class UserNoise:
         counts = indptr[1:] - indptr[:-1]  # (B,)
         rows = torch.repeat_interleave(self.users.to(indptr.device), counts)  # (N,)
         return self.noise.uniform(rows, indices, salt)
+
+
+@dataclass
+class WindowNoise:
+    """The keyed noise of one step for a batch of B token windows (B, L, ...), what the
+    sequence models hand to their dropouts and negative samplers in place of a
+    ``torch.Generator``.
+
+    Element (b, j, ...) of a draw is keyed by (``keys[b]``, the draw's site, j counted from
+    the window's end, the other indices): the windows are left-padded and trimmed to the
+    batch's longest, so a position's distance from the end is what stays the same whatever
+    batch, or process, holds the row. Each draw takes the next site (a counter of this
+    step's draws, from 0), so the dropouts of one forward pass differ from each other and a
+    network that draws in the same order draws the same numbers. ``keys`` are the users,
+    or the examples where a user has several rows in an epoch (TIGER).
+    """
+
+    noise: KeyedNoise
+    keys: torch.Tensor  # (B,) int64
+    prefix: str = "window"  # the salts' (a batches hook's draws: "hook")
+    site: int = 0
+    #: dims' own keys while a network's windows are not plain left-padded ones (TIGER's
+    #: encoder sets dim 1, its slots: the user's first): dim -> (n,) integers, used for a
+    #: draw whose dim has that length
+    index: dict[int, torch.Tensor] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.keys.device
+
+    def _row_keys(self, salt: str) -> torch.Tensor:
+        """(B,) the key of each row for the draw ``salt``."""
+        head = self.noise._head(salt, self.keys.device)
+        return mix32(head ^ (self.keys.to(torch.int64) & _M32))
+
+    def _next_salt(self) -> str:
+        salt = f"{self.prefix}/{self.site}"
+        self.site += 1
+        return salt
+
+    def bits(
+        self,
+        shape: tuple[int, ...] | torch.Size,
+        ends: tuple[int, ...] = (1,),
+        index: dict[int, torch.Tensor] | None = None,
+        shared: bool = False,
+    ) -> torch.Tensor:
+        """32 random bits (int64 in [0, 2^32)) of ``shape`` (B, ...): dims in ``ends``
+        counted from their end, dims in ``index`` keyed by the given (n,) integers, the
+        others from 0. ``shared``: no batch dim, the same numbers for every row of the step
+        (the draws that a batch shares, such as HSTU's shared negatives)."""
+        salt = self._next_salt()
+        dev = self.keys.device
+        index = {**(self.index or {}), **(index or {})}
+        if shared:
+            h = self.noise._head(salt, dev).reshape((1,) * len(shape))
+            dims = range(len(shape))
+        else:
+            h = self._row_keys(salt).reshape((-1,) + (1,) * (len(shape) - 1))
+            dims = range(1, len(shape))
+        for d in dims:
+            n = int(shape[d])
+            if d in index and len(index[d]) == n:
+                idx = index[d].to(dev, torch.int64) & _M32
+            elif d in ends:
+                idx = torch.arange(n - 1, -1, -1, device=dev)
+            else:
+                idx = torch.arange(n, device=dev)
+            view = [1] * len(shape)
+            view[d] = n
+            h = mix32(h ^ idx.reshape(view))
+        return h.expand(tuple(int(v) for v in shape))
+
+    def uniform(
+        self,
+        shape: tuple[int, ...] | torch.Size,
+        ends: tuple[int, ...] = (1,),
+        index: dict[int, torch.Tensor] | None = None,
+        shared: bool = False,
+    ) -> torch.Tensor:
+        """Uniforms on (0, 1], float32, keyed as :meth:`bits`."""
+        h = self.bits(shape, ends, index, shared)
+        return ((h.to(torch.float64) + 0.5) * 2.0**-32).to(torch.float32)
+
+    def items(
+        self,
+        shape: tuple[int, ...] | torch.Size,
+        n_items: int,
+        ends: tuple[int, ...] = (1,),
+        shared: bool = False,
+    ) -> torch.Tensor:
+        """Item indices in [0, n_items), int64, keyed as :meth:`bits`: the top bits of
+        ``bits * n_items`` (uniform to within n_items / 2^32 for any catalogue size)."""
+        return (self.bits(shape, ends, shared=shared) * n_items) >> 32
+
+    def items_at(self, where: torch.Tensor, k: int, n_items: int) -> torch.Tensor:
+        """(N, k) item indices for the N true positions of ``where`` (B, L) (row-major
+        order), k per position: ``items((B, L, k), n_items)[where]`` without drawing for the
+        other positions."""
+        L = where.shape[1]
+        rows, cols = where.nonzero(as_tuple=True)  # (N,) each
+        dev = self.keys.device
+        h = self._row_keys(self._next_salt())[rows.to(dev)]  # (N,)
+        h = mix32(h ^ (L - 1 - cols.to(dev)))  # the position from the window's end
+        h = mix32(h[:, None] ^ torch.arange(k, device=dev)[None])  # (N, k)
+        return (h * n_items) >> 32
+
+
+#: where a sequence network draws its training noise: the trainer's generator, keyed
+#: noise, or None (no dropout: scoring)
+WindowDraws: TypeAlias = "torch.Generator | WindowNoise | None"
