@@ -19,7 +19,7 @@ Parts (``--part``), each written to ``benchmarks/results/tune-PART.md``:
   nothing written but the study; for studies that take several sittings.
 
 Usage: python benchmarks/bench_tune.py --part pruning [--trials 20]
-       python benchmarks/bench_tune.py --part continue --model recvae --trials 30 --timeout S
+       python benchmarks/bench_tune.py --part continue --model recvae --trials 30 [--jobs 2]
        python benchmarks/bench_tune.py --part study --model mult-vae [--trials 30] [--timeout S]
 """
 
@@ -60,14 +60,14 @@ def _base(model: str, dataset: str | None = None, sets: dict | None = None):
     return RunSpec.from_mapping(merge(values, sets or {}), where=str(CONFIGS[model]))
 
 
-def _study(model, base, out, trials, seeds, prune, timeout=None, storage=None, final=False):
+def _study(model, base, out, trials, seeds, prune, timeout=None, storage=None, final=False, jobs=1):
     from genrec.tune import load_space
     from genrec.tune.study import TuneSpec, run_study
 
     space = load_space(ROOT / "configs" / "spaces" / f"{model}.toml", model=model, base=base.config)
     spec = TuneSpec(
         base=base, space=space, trials=trials, seeds=seeds, metric=METRIC[model], out=out,
-        prune=prune, timeout=timeout, storage=storage, final=final,
+        prune=prune, timeout=timeout, storage=storage, final=final, jobs=jobs,
     )  # fmt: skip
     t0 = time.perf_counter()
     res = run_study(spec)
@@ -99,12 +99,16 @@ def pruning(trials: int) -> str:
     )
 
 
-def study_only(model: str, trials: int, timeout: float | None, storage: str | None) -> None:
+def study_only(
+    model: str, trials: int, timeout: float | None, storage: str | None, jobs: int = 1
+) -> None:
     """Continues the study (no hand-picked run, no final run, no result file): for studies
-    that take several sittings; the last sitting runs ``--part study``."""
+    that take several sittings (a trial cut off by the sitting's end resumes from its
+    checkpoint on the next); the last sitting runs ``--part study``. ``jobs``: trials side
+    by side (their order is then not fixed)."""
     seeds = (0,) if model == "autorec" else (0, 1, 2)
     out = ROOT.parent / "studies" / f"bench-{model}"
-    res, wall = _study(model, _base(model), out, trials, seeds, True, timeout, storage)
+    res, wall = _study(model, _base(model), out, trials, seeds, True, timeout, storage, jobs=jobs)
     states = [t["state"] for t in res.trials]
     print(
         f"{model}: {wall:.0f} s this sitting; {states.count('COMPLETE')} complete, "
@@ -171,11 +175,12 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--storage", default=None)
+    ap.add_argument("--jobs", type=int, default=1, help="--part continue: trials side by side")
     args = ap.parse_args()
     if args.part == "pruning":
         write_result("tune-pruning", pruning(args.trials))
     elif args.part == "continue":
-        study_only(args.model, args.trials, args.timeout, args.storage)
+        study_only(args.model, args.trials, args.timeout, args.storage, args.jobs)
     else:
         write_result(
             f"tune-{args.model}", study(args.model, args.trials, args.timeout, args.storage)
