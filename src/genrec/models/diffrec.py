@@ -66,6 +66,7 @@ from genrec.models.denoiser import Denoiser
 from genrec.models.diffusion_schedule import DiffusionConfig, DiffusionSchedule
 from genrec.models.torch_base import TorchRecommender
 from genrec.train import Batch, StepContext, TrainConfig
+from genrec.train.distributed import gather_pending
 from genrec.train.noise import UserNoise
 
 __all__ = [
@@ -175,7 +176,9 @@ class TimestepSampler(nn.Module):
             "lt_history", torch.zeros(steps, history_per_step, dtype=torch.float64)
         )
         self.register_buffer("lt_count", torch.zeros(steps, dtype=torch.long))
-        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # see share_step
+        # a distributed run (set by the trainer): record keeps the step's pairs for share_step
+        self.defer = False
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @staticmethod
     def arrays(prefix: str, steps: int, history_per_step: int) -> dict[str, ArraySpec]:
@@ -220,13 +223,16 @@ class TimestepSampler(nn.Module):
         return t, p[t] * self.steps
 
     @torch.no_grad()
-    def record(self, t: torch.Tensor, losses: torch.Tensor, defer: bool = False) -> None:
+    def record(self, t: torch.Tensor, losses: torch.Tensor) -> None:
         """Append the per-user losses (B,) of steps ``t`` (B,) to the history (in place).
-        ``defer`` (a distributed run): keep them for :meth:`share_step` instead."""
-        if defer:
+        With :attr:`defer` (a distributed run): keep them for :meth:`share_step` instead."""
+        if self.defer:
             self._pending = (t.detach(), losses.detach())
-            return
-        hist, count = update_loss_history(self.lt_history, self.lt_count, t, losses.detach())
+        else:
+            self._append(t, losses.detach())
+
+    def _append(self, t: torch.Tensor, losses: torch.Tensor) -> None:
+        hist, count = update_loss_history(self.lt_history, self.lt_count, t, losses)
         self.lt_history.copy_(hist)
         self.lt_count.copy_(count)
 
@@ -237,12 +243,9 @@ class TimestepSampler(nn.Module):
         would. ``gather`` takes this process's pairs (n, 2) and returns all of them (N, 2);
         a distributed trainer calls it on every rank after every step."""
         pending, self._pending = self._pending, None
-        mine = np.zeros((0, 2))
-        if pending is not None:
-            mine = torch.stack([pending[0].double(), pending[1].double()], 1).cpu().numpy()
-        rows = torch.from_numpy(gather(mine)).to(self.lt_history.device)  # (N, 2)
+        rows = gather_pending(gather, pending, 2).to(self.lt_history.device)  # (N, 2)
         if len(rows):
-            self.record(rows[:, 0].long(), rows[:, 1])
+            self._append(rows[:, 0].long(), rows[:, 1])
 
 
 # ---------------------------------------------------------------- loss and sampling loop
@@ -385,7 +388,7 @@ class DiffRec(TorchRecommender):
         per_user, _ = diffusion_loss(
             net.schedule, net.denoiser, x0, t, noise, c.reweight, rng
         )  # (B,)
-        net.sampler.record(t, per_user, defer=ctx.processes > 1)
+        net.sampler.record(t, per_user)
         loss = (per_user / pt.to(per_user.dtype)).mean()
         return {"loss": loss}
 

@@ -379,7 +379,7 @@ class LDiffRec(TorchRecommender):
         per_user, z0_hat = diffusion_loss(
             net.schedule, net.denoiser, z, t, noise, d.reweight, gen
         )  # (B,), (B, K)
-        net.sampler.record(t, per_user, defer=ctx.processes > 1)
+        net.sampler.record(t, per_user)
         diff = (per_user / pt.to(per_user.dtype)).mean()
         logits = net.vae.decode(z0_hat)  # (B, I)
         recon = -multinomial_log_lik_sparse(

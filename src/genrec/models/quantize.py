@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genrec.foundations.kmeans import kmeans_plusplus
+from genrec.train.distributed import gather_pending
 
 __all__ = [
     "sq_distances",
@@ -256,7 +257,8 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("initialised", torch.tensor(init == "uniform"))
         self.register_buffer("steps", torch.tensor(0, dtype=torch.int64))
         self.register_buffer("recent_counts", torch.zeros(n_codes))  # since the last restart
-        # a distributed run: the step's vectors and codes wait for share_step
+        # a distributed run (set by the trainer): the step's vectors and codes wait for
+        # share_step
         self.defer = False
         self._pending: tuple[Tensor, Tensor] | None = None
 
@@ -268,11 +270,7 @@ class VectorQuantizer(nn.Module):
         vectors and their codes) and returns all of them (N, D + 1). A distributed trainer
         calls it on every rank after every step (with ``defer`` set)."""
         pending, self._pending = self._pending, None
-        mine = np.zeros((0, self.dim + 1))
-        if pending is not None:
-            z, codes = pending
-            mine = torch.cat([z.double(), codes.double()[:, None]], 1).cpu().numpy()
-        rows = torch.from_numpy(gather(mine)).to(self.codebook.device)  # (N, D + 1)
+        rows = gather_pending(gather, pending, self.dim + 1).to(self.codebook.device)
         if len(rows):
             codes = rows[:, -1].long()
             z = rows[:, :-1].to(self.codebook.dtype)

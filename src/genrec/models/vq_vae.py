@@ -225,22 +225,20 @@ class VQVAE(TorchRecommender):
         values = encoder_values(sample.indptr, sample.values, 0.0, None)
         z_e, _ = net.ae.encode(sample.indptr, sample.indices, values)  # (n, D)
         books = self._codebooks()
-        for vq in books:  # each level starts from k-means on what the levels before leave
-            vq.defer = True
+        deferred = [vq.defer for vq in books]
+        for vq in books:  # each level starts from k-means on what the levels before leave;
+            vq.defer = True  # the sample's vectors update no codebook
         net.quantizer(z_e.float())
-        for vq in books:
-            vq._pending = None
+        for vq, was in zip(books, deferred):
+            vq.defer, vq._pending = was, None
 
     def on_phase_start(self, phase: Phase, ctx: StepContext) -> None:
         """Every epoch, on every process, before its first step: with keyed noise or
-        several processes the codebooks' start (once); several processes defer each step's
-        codebook updates to ``share_step``, which reads the global batch."""
+        several processes the codebooks' start (once)."""
         books = self._codebooks()
         keyed_or_several = ctx.noise_seed is not None or ctx.processes > 1
         if keyed_or_several and not all(bool(v.initialised) for v in books):
             self._start_codebooks(ctx)
-        for vq in books:
-            vq.defer = ctx.processes > 1
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
         logits, _, q = self.module_(*self._input(batch, ctx))  # (B, I)

@@ -47,7 +47,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,20 @@ def shard_bounds(n: int, world: int, rank: int) -> tuple[int, int]:
     base, extra = divmod(n, world)
     lo = rank * base + min(rank, extra)
     return lo, lo + base + (1 if rank < extra else 0)
+
+
+def gather_pending(
+    gather: Callable[[np.ndarray], np.ndarray],
+    columns: Sequence[torch.Tensor] | None,
+    width: int,
+) -> torch.Tensor:
+    """Every rank's rows (N, width) float64 (CPU) of a step's deferred state, through a
+    ``share_step``'s ``gather``: this rank's ``columns`` (each (n,) or (n, w), together
+    ``width`` wide) side by side, or no rows (None: this rank trained on nothing)."""
+    mine = np.zeros((0, width))
+    if columns is not None:
+        mine = torch.cat([c.double().reshape(len(c), -1) for c in columns], 1).cpu().numpy()
+    return torch.from_numpy(gather(mine))
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -166,14 +180,14 @@ class DataParallel:
     # ------------------------------------------------------------------ training
     def shards(
         self, chunks: Any, terms: Callable[[Any], int] = len
-    ) -> Iterator[tuple[Any, int, int]]:
-        """(this rank's batch or None, rows in the global batch, the global batch's loss
-        ``terms``, summed over its shards) for every global batch of a
+    ) -> Iterator[tuple[Any, int, float]]:
+        """(this rank's batch or None, rows in the global batch, this rank's share of the
+        global batch's loss ``terms``) for every global batch of a
         :class:`~genrec.train.batches.Chunked` built with the global batch size."""
         order, size = chunks.order, chunks.size
         for start in range(0, len(order), size):
             n = min(size, len(order) - start)
-            mine, total = None, 0
+            mine, mine_terms, total = None, 0, 0
             # every rank makes every shard, so that a hook drawing from the shared
             # generator as it makes a batch draws alike on all ranks, and every rank
             # counts the global batch's terms without a collective
@@ -181,10 +195,11 @@ class DataParallel:
                 lo, hi = shard_bounds(n, self.world, r)
                 if hi > lo:
                     batch = chunks.make(order[start + lo : start + hi], start + lo)
-                    total += terms(batch)
+                    count = terms(batch)
+                    total += count
                     if r == self.rank:
-                        mine = batch
-            yield mine, n, total
+                        mine, mine_terms = batch, count
+            yield mine, n, mine_terms / max(total, 1)
 
     def reduce_gradients(
         self, params: list[torch.nn.Parameter], loss: torch.Tensor | None, what: str

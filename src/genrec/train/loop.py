@@ -352,8 +352,11 @@ class Trainer:
         module.train()
         params = [p for p in module.parameters()]
         # submodules with state that each step extends from its rows (the timestep
-        # sampler's loss history): in a distributed run, every rank adds every rank's rows
+        # sampler's loss history, codebooks): in a distributed run each defers its update
+        # to share_step, where every rank adds every rank's rows
         sharers: list[Any] = [m for m in module.modules() if hasattr(m, "share_step")]
+        for m in sharers:
+            m.defer = dp is not None
         mean_loss = getattr(model, "loss_reduction", "mean") != "sum"
         if cfg.lr_decay != 1.0:
             set_epoch_lr(optimizers.values(), exponential_lr(cfg.lr_decay, state.epoch))
@@ -381,15 +384,15 @@ class Trainer:
             n_rows = 0  # rows of the global batches
             for _ in range(phase.passes):
                 bctx = BatchContext(shuffle_gen, self.global_batch, device, state.epoch, noise_seed)
-                for batch, n_global, terms in self._batches(hook(X, bctx), model):
+                for batch, n_global, share in self._batches(hook(X, bctx), model):
                     ctx.step = state.step
                     module.zero_grad(set_to_none=True)
                     parts: dict[str, Any] = {}
                     if batch is not None:
                         with autocast(device, cfg.precision):
                             parts = model.train_step(batch, ctx)
-                    loss = self._backward(parts, batch, terms, params, state, mean_loss, model)
-                    if dp is not None:  # state a step adds on every rank alike (DiffRec's)
+                    loss = self._backward(parts, batch, share, params, state, mean_loss)
+                    if dp is not None and sharers:  # state a step adds on every rank alike
                         where = f"sharing the state of epoch {state.epoch + 1}, step {state.step}"
                         for m in sharers:
                             m.share_step(partial(dp.gather_rows, n=n_global, what=where))
@@ -463,9 +466,9 @@ class Trainer:
         return None
 
     def _batches(self, batches: Any, model: Trainable) -> Any:
-        """(batch, rows in the global batch, the global batch's loss terms (None in one
-        process)): the hook's batches in one process; this rank's shard of each global
-        batch (None where it is empty) in a distributed run."""
+        """(batch, rows in the global batch, this rank's share of the global batch's loss
+        terms (None in one process)): the hook's batches in one process; this rank's shard
+        of each global batch (None where it is empty) in a distributed run."""
         if self.dp is None:
             return ((b, len(b), None) for b in batches)
         if not isinstance(batches, Chunked):
@@ -479,14 +482,13 @@ class Trainer:
         self,
         parts: dict[str, Any],
         batch: Any,
-        terms: int | None,
+        share: float | None,
         params: list[nn.Parameter],
         state: TrainState,
         mean_loss: bool,
-        model: Trainable,
     ) -> float:
         """Backpropagate the step's loss; in a distributed run, weighted by this rank's
-        share of the global batch's ``terms`` (the model's ``loss_terms``: rows, or a
+        ``share`` of the global batch's loss terms (the model's ``loss_terms``: rows, or a
         sequence model's positions), with the gradients summed over the ranks. Returns the
         (global) loss, which every rank checks the same way."""
         if self.dp is None:
@@ -495,15 +497,14 @@ class Trainer:
             if math.isfinite(value):
                 loss.backward()
             return value
-        share = None
+        mine = None
         if batch is not None:
-            share = parts["loss"]
+            mine = parts["loss"]
             if mean_loss:  # the global batch's mean: each rank's mean by its share
-                mine = getattr(model, "loss_terms", len)(batch)
-                share = share * (mine / max(terms or 0, 1))
-            share.backward()
+                mine = mine * (share or 0.0)
+            mine.backward()
         where = f"summing the gradients of epoch {state.epoch + 1}, step {state.step}"
-        return self.dp.reduce_gradients(params, None if share is None else share.detach(), where)
+        return self.dp.reduce_gradients(params, None if mine is None else mine.detach(), where)
 
     def _check_valid(self, model: Trainable, X: Any, valid: Any) -> None:
         from genrec.evaluate import RankingTask, RatingTask

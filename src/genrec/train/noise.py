@@ -25,7 +25,7 @@ from typing import TypeAlias
 
 import torch
 
-__all__ = ["KeyedNoise", "UserNoise", "WindowDraws", "WindowNoise", "mix32"]
+__all__ = ["KeyedNoise", "UserNoise", "WindowDraws", "WindowNoise", "mix32", "to_uniform"]
 
 _M32 = 0xFFFFFFFF
 
@@ -43,6 +43,12 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     x = x ^ (x >> 15)
     x = _mul32(x, 0x846CA68B)
     return x ^ (x >> 16)
+
+
+def to_uniform(bits: torch.Tensor) -> torch.Tensor:
+    """32-bit values (int64 in [0, 2^32)) as uniforms on (0, 1], float32 (2^-32 resolution
+    before the rounding to float32, which can reach 1.0)."""
+    return ((bits.to(torch.float64) + 0.5) * 2.0**-32).to(torch.float32)
 
 
 def _salt(name: str) -> int:
@@ -70,16 +76,14 @@ class KeyedNoise:
             k = mix32(k ^ v)
         return k.to(device)
 
-    def _bits(self, users: torch.Tensor, cols: torch.Tensor, salt: str) -> torch.Tensor:
-        """32 random bits per (user, column) pair; users and cols broadcast together."""
-        h = mix32(self._head(salt, users.device) ^ (users.to(torch.int64) & _M32))
-        return mix32(h ^ (cols.to(torch.int64) & _M32))
+    def row_keys(self, users: torch.Tensor, salt: str) -> torch.Tensor:
+        """The key of each of ``users`` (any shape, int) for the draw ``salt``."""
+        return mix32(self._head(salt, users.device) ^ (users.to(torch.int64) & _M32))
 
     def uniform(self, users: torch.Tensor, cols: torch.Tensor, salt: str) -> torch.Tensor:
         """Uniforms on (0, 1], float32 (rounding can reach 1.0), one per broadcast (user,
         column) pair."""
-        b = self._bits(users, cols, salt)
-        return ((b.to(torch.float64) + 0.5) * 2.0**-32).to(torch.float32)
+        return to_uniform(mix32(self.row_keys(users, salt) ^ (cols.to(torch.int64) & _M32)))
 
     def rand_rows(self, users: torch.Tensor, n: int, salt: str) -> torch.Tensor:
         """(B, n) uniforms for the B users (column j of row u keyed by (u, j))."""
@@ -150,11 +154,6 @@ class WindowNoise:
     def device(self) -> torch.device:
         return self.keys.device
 
-    def _row_keys(self, salt: str) -> torch.Tensor:
-        """(B,) the key of each row for the draw ``salt``."""
-        head = self.noise._head(salt, self.keys.device)
-        return mix32(head ^ (self.keys.to(torch.int64) & _M32))
-
     def _next_salt(self) -> str:
         salt = f"{self.prefix}/{self.site}"
         self.site += 1
@@ -164,21 +163,20 @@ class WindowNoise:
         self,
         shape: tuple[int, ...] | torch.Size,
         ends: tuple[int, ...] = (1,),
-        index: dict[int, torch.Tensor] | None = None,
         shared: bool = False,
     ) -> torch.Tensor:
         """32 random bits (int64 in [0, 2^32)) of ``shape`` (B, ...): dims in ``ends``
-        counted from their end, dims in ``index`` keyed by the given (n,) integers, the
-        others from 0. ``shared``: no batch dim, the same numbers for every row of the step
-        (the draws that a batch shares, such as HSTU's shared negatives)."""
+        counted from their end, dims in :attr:`index` keyed by its integers, the others
+        from 0. ``shared``: no batch dim, the same numbers for every row of the step (the
+        draws that a batch shares, such as HSTU's shared negatives)."""
         salt = self._next_salt()
         dev = self.keys.device
-        index = {**(self.index or {}), **(index or {})}
+        index = self.index or {}
         if shared:
             h = self.noise._head(salt, dev).reshape((1,) * len(shape))
             dims = range(len(shape))
         else:
-            h = self._row_keys(salt).reshape((-1,) + (1,) * (len(shape) - 1))
+            h = self.noise.row_keys(self.keys, salt).reshape((-1,) + (1,) * (len(shape) - 1))
             dims = range(1, len(shape))
         for d in dims:
             n = int(shape[d])
@@ -194,26 +192,18 @@ class WindowNoise:
         return h.expand(tuple(int(v) for v in shape))
 
     def uniform(
-        self,
-        shape: tuple[int, ...] | torch.Size,
-        ends: tuple[int, ...] = (1,),
-        index: dict[int, torch.Tensor] | None = None,
-        shared: bool = False,
+        self, shape: tuple[int, ...] | torch.Size, ends: tuple[int, ...] = (1,)
     ) -> torch.Tensor:
         """Uniforms on (0, 1], float32, keyed as :meth:`bits`."""
-        h = self.bits(shape, ends, index, shared)
-        return ((h.to(torch.float64) + 0.5) * 2.0**-32).to(torch.float32)
+        return to_uniform(self.bits(shape, ends))
 
     def items(
-        self,
-        shape: tuple[int, ...] | torch.Size,
-        n_items: int,
-        ends: tuple[int, ...] = (1,),
-        shared: bool = False,
+        self, shape: tuple[int, ...] | torch.Size, n_items: int, shared: bool = False
     ) -> torch.Tensor:
-        """Item indices in [0, n_items), int64, keyed as :meth:`bits`: the top bits of
+        """Item indices in [0, n_items), int64, keyed as :meth:`bits` (the first of
+        ``shape``'s dims after the batch's counted from its end): the top bits of
         ``bits * n_items`` (uniform to within n_items / 2^32 for any catalogue size)."""
-        return (self.bits(shape, ends, shared=shared) * n_items) >> 32
+        return (self.bits(shape, shared=shared) * n_items) >> 32
 
     def items_at(self, where: torch.Tensor, k: int, n_items: int) -> torch.Tensor:
         """(N, k) item indices for the N true positions of ``where`` (B, L) (row-major
@@ -222,7 +212,7 @@ class WindowNoise:
         L = where.shape[1]
         rows, cols = where.nonzero(as_tuple=True)  # (N,) each
         dev = self.keys.device
-        h = self._row_keys(self._next_salt())[rows.to(dev)]  # (N,)
+        h = self.noise.row_keys(self.keys, self._next_salt())[rows.to(dev)]  # (N,)
         h = mix32(h ^ (L - 1 - cols.to(dev)))  # the position from the window's end
         h = mix32(h[:, None] ^ torch.arange(k, device=dev)[None])  # (N, k)
         return (h * n_items) >> 32
