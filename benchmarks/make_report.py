@@ -8,6 +8,7 @@ from __future__ import annotations
 from _common import RESULTS, ROOT
 
 ORDER = ["ease", "vae", "scale", "bpr", "ratings", "gmm", "diffrec", "sequential", "genretrieval"]
+ORDER += ["p5"]
 ORDER += ["serve"]
 ORDER += ["clusters"]
 ORDER += ["tune"]

@@ -42,6 +42,7 @@ EMBEDDINGS: dict[str, tuple[bool, bool]] = {
     "hstu": (True, True),
     "sasrec": (True, True),
     "tiger": (True, True),  # the encoder's mean output; an item's mean code embedding
+    "p5": (True, True),  # the encoder's mean output over the prompt; an item's mean token
 }
 
 #: models whose scores are user . item embedding plus a per-user and a per-item term

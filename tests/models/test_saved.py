@@ -113,6 +113,7 @@ TARGET = {
     "hstu": "blocks.0.uvqk",
     "sasrec": "blocks.0.qkv.weight",
     "tiger": "encoder.0.attn.q.weight",
+    "p5": "encoder.0.attn.q.weight",
 }
 
 

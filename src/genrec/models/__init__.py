@@ -22,6 +22,7 @@ from genrec.models.hstu import HSTU, HSTUConfig
 from genrec.models.ldiffrec import LDiffRec, LDiffRecConfig
 from genrec.models.mult_dae import MultDAE, MultDAEConfig
 from genrec.models.mult_vae import MultVAE, MultVAEConfig
+from genrec.models.p5 import P5, P5Config
 from genrec.models.popularity import Popularity, PopularityConfig
 from genrec.models.recvae import RecVAE, RecVAEConfig
 from genrec.models.sasrec import SASRec, SASRecConfig
@@ -50,6 +51,7 @@ MODELS: dict[str, type[Recommender]] = {
     "hstu": HSTU,
     "sasrec": SASRec,
     "tiger": TIGER,
+    "p5": P5,
 }
 
 
@@ -79,6 +81,8 @@ __all__ = [
     "VQVAEConfig",
     "TIGER",
     "TIGERConfig",
+    "P5",
+    "P5Config",
     "RecVAE",
     "RecVAEConfig",
     "CDAE",

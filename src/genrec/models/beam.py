@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["CodeTrie", "constrained_beam_search"]
+__all__ = ["CodeTrie", "constrained_beam_search", "rank_from_beams"]
 
 
 class CodeTrie:
@@ -129,3 +129,20 @@ def constrained_beam_search(
         items = torch.cat([items, items.new_full((n_users, pad), -1)], 1)
         scores = torch.cat([scores, scores.new_full((n_users, pad), float("-inf"))], 1)
     return items, scores
+
+
+def rank_from_beams(
+    items: Tensor, scores: Tensor, first_logp: Tensor, first_codes: Tensor
+) -> Tensor:
+    """Scores (B, I) for every item from a beam search's ``items`` and ``scores`` (B, W):
+    the beams' items keep their beam scores; every other item gets a finite score below
+    every beam, ordered by the log-probability of its first code (``first_logp`` (B, V), the
+    prefix the search scored for all items; ``first_codes`` (I,) each item's first code)."""
+    B = len(items)
+    finite = torch.where(scores.isfinite(), scores, torch.zeros_like(scores))
+    floor = finite.min(1, keepdim=True).values - 1.0  # below every beam
+    rest = floor + first_logp[:, first_codes] - first_logp.max(1, keepdim=True).values  # (B, I)
+    found = items >= 0
+    rows = torch.arange(B, device=items.device)[:, None].expand_as(items)
+    rest[rows[found], items[found]] = scores[found].clamp(min=-3.0e38)
+    return rest

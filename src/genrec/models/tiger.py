@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar, Literal, cast
 
@@ -83,7 +82,8 @@ from genrec.config import Range, check_ranges
 from genrec.data.sequences import Sequences
 from genrec.errors import ConfigError, DataError
 from genrec.models.base import ArraySpec, Capabilities
-from genrec.models.beam import CodeTrie, constrained_beam_search
+from genrec.models.beam import constrained_beam_search, rank_from_beams
+from genrec.models.beam_ranking import BeamRankingRecommender
 from genrec.models.nn_blocks import dropout_values
 from genrec.models.semantic_ids import (
     SemanticIdConfig,
@@ -94,16 +94,14 @@ from genrec.models.semantic_ids import (
 from genrec.models.sequential import (
     PAD,
     SeqBatch,
-    TorchSequentialRecommender,
     as_sequences,
     length_sorted_order,
     window_index,
 )
-from genrec.models.torch_base import SCORE_BATCH
 from genrec.train import BatchContext, Chunked, FitContext, StepContext, TrainConfig
 from genrec.train.noise import WindowDraws, WindowNoise
 
-__all__ = ["TIGER", "TIGERConfig", "TIGERNet", "user_bucket", "history_windows"]
+__all__ = ["TIGER", "TIGERConfig", "TIGERNet", "user_bucket", "history_windows", "stack_arrays"]
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +263,32 @@ class DecoderLayer(nn.Module):
         return y + _drop(self.ffn(self.norm3(y), gen), self.p, gen), (k, v)
 
 
+def stack_arrays(c: TIGERConfig) -> dict[str, ArraySpec]:
+    """The saved arrays of the encoder and decoder layers and their final norms (what a
+    network built of these blocks holds besides its embeddings)."""
+    D, inner, FD = c.dim, c.n_heads * c.head_dim, c.ffn_dim
+
+    def attn(p: str) -> dict[str, ArraySpec]:
+        return {
+            f"{p}q.weight": ArraySpec((inner, D)),
+            f"{p}kv.weight": ArraySpec((2 * inner, D)),
+            f"{p}o.weight": ArraySpec((D, inner)),
+        }
+
+    def norm(p: str) -> dict[str, ArraySpec]:
+        return {f"{p}.weight": ArraySpec((D,)), f"{p}.bias": ArraySpec((D,))}
+
+    ffn = {"ffn.w1.weight": ArraySpec((FD, D)), "ffn.w2.weight": ArraySpec((D, FD))}
+    out: dict[str, ArraySpec] = {}
+    for j in range(c.n_layers):
+        e, d = f"encoder.{j}.", f"decoder.{j}."
+        out |= attn(f"{e}attn.") | norm(f"{e}norm1") | norm(f"{e}norm2")
+        out |= {e + k: v for k, v in ffn.items()}
+        out |= attn(f"{d}self_attn.") | attn(f"{d}cross.") | {d + k: v for k, v in ffn.items()}
+        out |= norm(f"{d}norm1") | norm(f"{d}norm2") | norm(f"{d}norm3")
+    return out | norm("enc_norm") | norm("dec_norm")
+
+
 class TIGERNet(nn.Module):
     """The token table, encoder and decoder; the items' codes as the buffer ``codes`` (I, T).
 
@@ -301,32 +325,14 @@ class TIGERNet(nn.Module):
     def arrays(n_items: int, c: TIGERConfig) -> dict[str, ArraySpec]:
         """The arrays of the state_dict (the token table's and the codes' widths follow
         the codes, so those axes are checked on load)."""
-        D, inner, FD = c.dim, c.n_heads * c.head_dim, c.ffn_dim
+        D = c.dim
         out = {
             "codes": ArraySpec((n_items, None), kind="i"),
             "tok.weight": ArraySpec((None, D)),
             "enc_pos.weight": ArraySpec((None, D)),
             "dec_pos.weight": ArraySpec((None, D)),
         }
-
-        def attn(p: str) -> dict[str, ArraySpec]:
-            return {
-                f"{p}q.weight": ArraySpec((inner, D)),
-                f"{p}kv.weight": ArraySpec((2 * inner, D)),
-                f"{p}o.weight": ArraySpec((D, inner)),
-            }
-
-        def norm(p: str) -> dict[str, ArraySpec]:
-            return {f"{p}.weight": ArraySpec((D,)), f"{p}.bias": ArraySpec((D,))}
-
-        ffn = {"ffn.w1.weight": ArraySpec((FD, D)), "ffn.w2.weight": ArraySpec((D, FD))}
-        for j in range(c.n_layers):
-            e, d = f"encoder.{j}.", f"decoder.{j}."
-            out |= attn(f"{e}attn.") | norm(f"{e}norm1") | norm(f"{e}norm2")
-            out |= {e + k: v for k, v in ffn.items()}
-            out |= attn(f"{d}self_attn.") | attn(f"{d}cross.") | {d + k: v for k, v in ffn.items()}
-            out |= norm(f"{d}norm1") | norm(f"{d}norm2") | norm(f"{d}norm3")
-        return out | norm("enc_norm") | norm("dec_norm")
+        return out | stack_arrays(c)
 
     # tokens
     def code_tokens(self, items: torch.Tensor) -> torch.Tensor:
@@ -438,7 +444,7 @@ class TIGERNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------- model
-class TIGER(TorchSequentialRecommender):
+class TIGER(BeamRankingRecommender):
     """TIGER (Rajput et al. 2023): an encoder-decoder that generates the next item's codes.
 
     ``fit(seqs, context=FitContext(side=features))`` codes the items from ``features``
@@ -477,7 +483,6 @@ class TIGER(TorchSequentialRecommender):
         super().__init__(config, **overrides)
         self.semantic_ids_: SemanticIds | None = None
         self._codes: torch.Tensor | None = None
-        self._trie_cache: tuple[nn.Module, CodeTrie] | None = None  # for module_, on its device
 
     # ------------------------------------------------------------------ codes
     def item_codes(self) -> np.ndarray:
@@ -643,17 +648,6 @@ class TIGER(TorchSequentialRecommender):
         return {"loss": loss}
 
     # ------------------------------------------------------------------ scoring
-    def _trie(self) -> CodeTrie:
-        trie = self._trie_cache
-        dev = self.module_.codes.device
-        if trie is None or trie[0] is not self.module_ or trie[1].item_of_leaf.device != dev:
-            t = CodeTrie(self.module_.codes.cpu())
-            t.next = [n.to(dev) for n in t.next]  # looked up at every step: kept there
-            t.item_of_leaf = t.item_of_leaf.to(dev)
-            trie = (self.module_, t)
-            self._trie_cache = trie
-        return trie[1]
-
     def _scores(self, batch: Any) -> torch.Tensor:
         """Beam scores for the beams' items; below them, the other items by their first
         code's log-probability."""
@@ -684,43 +678,7 @@ class TIGER(TorchSequentialRecommender):
         items, scores = constrained_beam_search(
             step, trie, B, self.config.beam, hist.device, on_select=chosen, exclude=seen
         )
-        logp1 = first[0]  # (B, V)
-        finite = torch.where(scores.isfinite(), scores, torch.zeros_like(scores))
-        floor = finite.min(1, keepdim=True).values - 1.0  # below every beam
-        rest = floor + logp1[:, net.codes[:, 0]] - logp1.max(1, keepdim=True).values  # (B, I)
-        found = items >= 0
-        rows = torch.arange(B, device=hist.device)[:, None].expand_as(items)
-        rest[rows[found], items[found]] = scores[found].clamp(min=-3.0e38)
-        return rest
-
-    def _batches(self, X: Any, users: np.ndarray | None = None) -> Iterator[SeqBatch]:
-        """The base's scoring windows, each with ``seen`` (B, I): the items of the whole
-        history (the window reads the last ``max_items``), which the beams skip."""
-        starts = range(0, X.n_users, SCORE_BATCH)
-        for start, b in zip(starts, super()._batches(X, users)):
-            if self.config.beam_skips_history:
-                part = X.take(slice(start, start + SCORE_BATCH))
-                rows = np.repeat(np.arange(part.n_users), part.lengths)
-                seen = torch.zeros((part.n_users, X.n_items), dtype=torch.bool)
-                seen[torch.from_numpy(rows), torch.from_numpy(part.items)] = True
-                b.seen = seen.to(b.inputs.device)  # type: ignore[attr-defined]
-            yield b
-
-    def recommend(
-        self,
-        users: np.ndarray | None,
-        X_users: Any,
-        k: int = 10,
-        exclude_seen: bool = True,
-        exclude: Any = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k items per user; ``k`` at most ``beam`` (the list is the beams')."""
-        if isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k > self.config.beam:
-            raise ConfigError(
-                f"tiger: k ({k}) is more than beam ({self.config.beam}), and the ranked list "
-                f"comes from the beams; set beam to at least {k}"
-            )
-        return super().recommend(users, X_users, k, exclude_seen, exclude)
+        return rank_from_beams(items, scores, first[0], net.codes[:, 0])
 
     def _encode(self, batch: Any) -> torch.Tensor:
         """The encoder's mean output over the real slots (B, D)."""
