@@ -116,6 +116,10 @@ def train_one(args: dict) -> dict:
     from genrec.runs.spec import merge
 
     values = merge(load_toml(args["config"]), {"dataset": args["data"], **args["settings"]})
+    values["item_features"] = [  # the config's paths are from the project root
+        s if s == "interactions" or Path(s).is_absolute() else str((ROOT / s).resolve())
+        for s in values.get("item_features", [])
+    ]
     spec = RunSpec.from_mapping(values, where=args["config"], out=Path(args["out"]), force=True)
     t0 = time.perf_counter()
     res = train_run(spec)
@@ -149,6 +153,7 @@ def train_one(args: dict) -> dict:
         "direct_s": direct_s,
         "epoch_s": statistics.median(e["train_seconds"] for e in epochs) if epochs else None,
         "epochs": len(epochs),
+        "losses": [e["loss"] for e in epochs if "loss" in e],
         "best_epoch": m.best_epoch_,
         "wall_s": time.perf_counter() - t0,
         "peak_gib": _peak_gib(),
@@ -181,6 +186,7 @@ def train(config: Path, data: Path, settings: dict) -> str:
         f"{tok_s:,.0f} prompt tokens/s, eval {g['eval_s'] or 0:.1f} s (direct {g['direct_s']:.0f} s), "
         f"peak {g['peak_gib']:.2f} GiB, {g['params'] / 1e6:.2f}M parameters |"
     )
+    losses = ", ".join(f"{x:.3f}" for x in g.get("losses", []))
     rel = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
     return (
         header("P5 on Amazon Beauty: one multi-task model, protocol seq-loo")
@@ -191,7 +197,10 @@ def train(config: Path, data: Path, settings: dict) -> str:
         "outside the user's history, HR@1 / 5 / 10. The epoch chosen on validation NDCG@10; "
         "test read once.\n\n"
         "| indexing | R@5 | N@5 | R@10 | N@10 | direct HR@1 / 5 / 10 | best epoch | cost |\n"
-        "|---|---|---|---|---|---|---|---|\n" + row + f"\n\n{PUBLISHED}. {BESIDE}.\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        + row
+        + f"\n\nTraining loss by epoch (mean cross-entropy of an answer token): {losses}.\n\n"
+        + f"{PUBLISHED}. {BESIDE}.\n"
     )
 
 

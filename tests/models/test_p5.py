@@ -148,6 +148,21 @@ def test_random_indexing_is_a_seeded_bijection_written_in_digits():
     )
 
 
+def test_numbers_in_two_digit_pieces_take_fewer_tokens_and_stay_a_bijection():
+    pieces = random_index(12101, seed=3, base=100)
+    assert pieces.n_tokens == 3 and not pieces.digits and pieces.codes.max() < 100
+    spelled = pieces.codes @ np.array([10000, 100, 1])  # the number each tuple writes
+    assert np.array_equal(np.sort(spelled), np.arange(12101))
+    digits = random_index(12101, seed=3)  # the same numbers, in 5 decimal digits
+    assert digits.n_tokens == 5 and np.array_equal(
+        digits.codes @ 10 ** np.arange(4, -1, -1), spelled
+    )
+    v = Vocabulary.build(pieces)
+    assert v.levels == pieces.level_sizes and v.item_tokens(pieces).min() >= len(v.words)
+    with pytest.raises(ConfigError, match="number_base"):
+        random_index(10, base=16)
+
+
 def test_sequential_indexing_numbers_items_by_first_appearance():
     seqs = Sequences.from_lists([[3, 1], [1, 0, 4]], 6)
     idx = sequential_index(seqs)

@@ -14,7 +14,9 @@ position, as numbers in text do) or T codes each with its own tokens (level ``t`
 ``c`` is a token of its own). The indexings:
 
 * ``random`` (the default): items re-numbered by a seeded random permutation, written as
-  zero-padded decimal digits. Nothing about an item is in its number: no leak.
+  zero-padded decimal digits. Nothing about an item is in its number: no leak. With
+  ``number_base`` 100 a number is written in two-digit pieces (as T5's SentencePiece cuts
+  numbers), each position with tokens of its own: half the tokens.
 * ``sequential``: P5's numbering, by first appearance in the training sequences read user by
   user; consecutive items of a sequence get consecutive numbers. It leaks on files numbered
   that way (above); kept to reproduce P5 and for the audit.
@@ -109,34 +111,49 @@ class ItemIndex:
         return out
 
 
-def digit_codes(numbers: np.ndarray, width: int | None = None) -> np.ndarray:
-    """(I, width) the decimal digits of ``numbers`` (I,), zero-padded on the left (width: as
-    many digits as the largest number needs)."""
+def digit_codes(numbers: np.ndarray, width: int | None = None, base: int = 10) -> np.ndarray:
+    """(I, width) the digits in ``base`` of ``numbers`` (I,), zero-padded on the left (width:
+    as many digits as the largest number needs)."""
     n = np.asarray(numbers, dtype=np.int64)
     top = int(n.max()) if len(n) else 0
-    w = width if width is not None else len(str(top))
-    if len(str(top)) > w:
-        raise ValueError(f"digit_codes: {top} has more than {w} digits")
-    powers = 10 ** np.arange(w - 1, -1, -1, dtype=np.int64)
-    return (n[:, None] // powers[None, :]) % 10
+    need = 1
+    while base**need <= top:
+        need += 1
+    w = width if width is not None else need
+    if need > w:
+        raise ValueError(f"digit_codes: {top} has more than {w} digits in base {base}")
+    powers = base ** np.arange(w - 1, -1, -1, dtype=np.int64)
+    return (n[:, None] // powers[None, :]) % base
 
 
-def random_index(n_items: int, seed: int = 0) -> ItemIndex:
-    """Items numbered by a random permutation of 0 .. I-1 (seeded), as decimal digits."""
+def _numbered(kind: str, numbers: np.ndarray, base: int) -> ItemIndex:
+    """Items named by ``numbers``: decimal digits (one digit token set), or with ``base``
+    100 two-digit pieces, each position with tokens of its own (as T5's SentencePiece cuts
+    numbers into pieces; half the tokens of the decimal digits)."""
+    if base == 10:
+        return ItemIndex(kind, digit_codes(numbers), digits=True)
+    if base != 100:
+        raise ConfigError(f"number_base must be 10 or 100, got {base}")
+    return ItemIndex(kind, digit_codes(numbers, base=100), digits=False)
+
+
+def random_index(n_items: int, seed: int = 0, base: int = 10) -> ItemIndex:
+    """Items numbered by a random permutation of 0 .. I-1 (seeded), as decimal digits (or
+    two-digit pieces: ``base`` 100)."""
     perm = np.random.default_rng(seed).permutation(n_items)
-    return ItemIndex("random", digit_codes(perm), digits=True)
+    return _numbered("random", perm, base)
 
 
-def sequential_index(seqs: Sequences) -> ItemIndex:
+def sequential_index(seqs: Sequences, base: int = 10) -> ItemIndex:
     """P5's numbering: by first appearance in the sequences, user by user (items that never
-    appear numbered after, in index order), as decimal digits."""
+    appear numbered after, in index order), as decimal digits (or pieces: ``base`` 100)."""
     _, first = np.unique(seqs.items, return_index=True)  # each seen item's first position
     seen = np.unique(seqs.items)
     order = seen[np.argsort(first, kind="stable")]
     unseen = np.setdiff1d(np.arange(seqs.n_items), seen)
     numbers = np.empty(seqs.n_items, dtype=np.int64)
     numbers[np.concatenate([order, unseen])] = np.arange(seqs.n_items)
-    return ItemIndex("sequential", digit_codes(numbers), digits=True)
+    return _numbered("sequential", numbers, base)
 
 
 def independent_index(n_items: int) -> ItemIndex:
