@@ -298,11 +298,11 @@ def test_a_long_history_is_cut_from_its_oldest_end_and_counted(caplog):
     fixed = r.fixed_length("sequential-1", 0)  # the words and a one-digit user
     for user, limit in ((3, 40), (12345, 40), (None, 41)):
         m.config = dataclasses.replace(m.config, max_prompt=limit)
-        p = m._fit_history(r, "sequential-1", user, np.arange(30))
+        p, cut = m._fit_history(r, "sequential-1", user, np.arange(30))
         extra = len(str(user)) - 1 if user is not None else 0
         n_fit = (limit - fixed - extra + 1) // (T + 1)  # n items take n (T + 1) - 1 tokens
         kept = p[0][p[1] == 1]  # each kept item's first token, oldest first
-        assert len(kept) == n_fit and p.shape[1] <= limit
+        assert cut and len(kept) == n_fit and p.shape[1] <= limit
         first = m.module_.item_tokens[:, 0].numpy()
         assert kept.tolist() == first[np.arange(30)[-n_fit:]].tolist()  # the newest
 

@@ -12,6 +12,7 @@ import torch
 from genrec.data import Sequences
 from genrec.errors import ConfigError, DataError
 from genrec.models import TIGER, Recommender
+from genrec.models.sequential import next_item_examples
 from genrec.models.tiger import history_windows, user_bucket
 from genrec.testing.sequential import cycles
 from genrec.train import FitContext
@@ -107,7 +108,7 @@ def test_history_windows_are_the_last_items_before_each_target():
 def test_an_epoch_holds_every_next_item_once_with_its_own_history():
     seqs = Sequences.from_lists([[3, 1, 4, 1, 5], [2, 6], [7]], n_items=10)
     m = tiny(max_items=2)
-    rows, ends = m._examples(seqs)
+    rows, ends = next_item_examples(seqs)
     assert m.batch_rows(seqs) == len(rows) == 4 + 1
     got = sorted(
         (

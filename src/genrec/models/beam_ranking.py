@@ -11,7 +11,7 @@ what they share: the trie (built once per network and device), the scoring windo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,11 +19,16 @@ import torch
 from torch import nn
 
 from genrec.errors import ConfigError
-from genrec.models.beam import CodeTrie
+from genrec.models.beam import CodeTrie, constrained_beam_search, rank_from_beams
 from genrec.models.sequential import SeqBatch, TorchSequentialRecommender
 from genrec.models.torch_base import SCORE_BATCH
 
-__all__ = ["BeamRankingRecommender"]
+__all__ = ["BeamRankingRecommender", "Cache", "NextCodes"]
+
+Cache = list[tuple[torch.Tensor, torch.Tensor]]  # each decoder layer's keys and values
+#: ``next_codes(prefix (N, t) codes, cache of the first t steps or None)`` -> (the next
+#: code's log-probabilities (N, V), the cache of the t + 1 steps)
+NextCodes = Callable[[torch.Tensor, "Cache | None"], tuple[torch.Tensor, Cache]]
 
 
 class BeamRankingRecommender(TorchSequentialRecommender):
@@ -46,6 +51,40 @@ class BeamRankingRecommender(TorchSequentialRecommender):
             trie = (module, t)
             self._trie_cache = trie
         return trie[1]
+
+    def _beam_scores(self, next_codes: NextCodes, batch: Any) -> torch.Tensor:
+        """Scores (B, I) of ``batch``'s users: constrained beam search over the trie with
+        ``next_codes`` (decoding step by step, each live beam continuing its parent's
+        cache), the beams skipping ``batch.seen`` where it is set; the beams' items keep
+        their beam scores, the others rank below by their first code
+        (:func:`genrec.models.beam.rank_from_beams`)."""
+        first: list[torch.Tensor] = []
+        state: dict[str, Any] = {"past": None, "parent": None}
+
+        def step(_: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+            past = state["past"]
+            if past is not None:  # each live beam continues its parent's cache
+                par = state["parent"]
+                past = [(k[par], v[par]) for k, v in past]
+            out, state["past"] = next_codes(prefix, past)
+            if prefix.shape[1] == 0:
+                first.append(out)
+            return out
+
+        def chosen(parent: torch.Tensor) -> None:
+            state["parent"] = parent
+
+        items, scores = constrained_beam_search(
+            step,
+            self._trie(),
+            len(batch),
+            self.config.beam,
+            batch.inputs.device,
+            on_select=chosen,
+            exclude=getattr(batch, "seen", None),
+        )
+        module: Any = self._module()  # the subclass's network: it has codes
+        return rank_from_beams(items, scores, first[0], module.codes[:, 0])
 
     def _batches(self, X: Any, users: np.ndarray | None = None) -> Iterator[SeqBatch]:
         """The base's scoring windows, each with ``seen`` (B, I): the items of the whole

@@ -70,8 +70,7 @@ from genrec.config import Range, check_ranges
 from genrec.data.sequences import Sequences
 from genrec.errors import ConfigError, DataError
 from genrec.models.base import ArraySpec, Capabilities
-from genrec.models.beam import constrained_beam_search, rank_from_beams
-from genrec.models.beam_ranking import BeamRankingRecommender
+from genrec.models.beam_ranking import BeamRankingRecommender, Cache
 from genrec.models.item_index import (
     ItemIndex,
     collaborative_index,
@@ -89,8 +88,13 @@ from genrec.models.p5_prompts import (
     template,
     training_templates,
 )
-from genrec.models.semantic_ids import SemanticIdConfig, fit_semantic_ids, kmeans_semantic_ids
-from genrec.models.sequential import SeqBatch, as_sequences
+from genrec.models.semantic_ids import SemanticIdConfig, code_item_features
+from genrec.models.sequential import (
+    SeqBatch,
+    as_sequences,
+    length_sorted_order,
+    next_item_examples,
+)
 from genrec.models.tiger import (
     DecoderLayer,
     EncoderLayer,
@@ -338,14 +342,6 @@ class P5Net(nn.Module):
 
 
 # ----------------------------------------------------------------------------- batches
-def _examples(X: Sequences) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, ends): every next item's user row and its index in ``X.items``."""
-    cnt = np.maximum(X.lengths - 1, 0)
-    rows = np.repeat(np.arange(X.n_users), cnt)
-    start = np.repeat(np.cumsum(cnt) - cnt, cnt)
-    return rows, np.repeat(X.offsets[:-1] + 1, cnt) + np.arange(len(rows)) - start
-
-
 def sample_unseen(
     X: Sequences, rows: np.ndarray, n: int, rng: np.random.Generator, unique: bool = False
 ) -> np.ndarray:
@@ -445,21 +441,12 @@ class P5(BeamRankingRecommender):
 
             side = dense_features(seqs.to_csr().T.tocsr(), c.feature_dim)
         a = np.asarray(side)
-        if a.ndim != 2 or a.shape[0] != n or not np.isfinite(a).all():
+        if a.ndim != 2 or a.shape[0] != n:
             raise DataError(
-                f"p5: item features of shape {a.shape}: give one finite row per item ({n}), "
-                f"in the data's item order"
+                f"p5: item features of shape {a.shape}, and the data has {n} items: give one "
+                f"row per item, in the data's item order"
             )
-        s = c.semantic
-        if s.n_codes > n:
-            raise ConfigError(
-                f"p5: semantic.n_codes ({s.n_codes}) is more than the {n} items; set "
-                f"semantic.n_codes to at most {n}"
-            )
-        if c.tokenizer == "kmeans":
-            ids = kmeans_semantic_ids(a, s.n_levels, s.n_codes, seed=s.seed)
-        else:
-            _, ids = fit_semantic_ids(a, s)
+        ids = code_item_features(a, c.tokenizer, c.semantic, "p5")
         return ItemIndex("semantic", ids.codes, digits=False)
 
     def fit(self, X: Any, *, valid: Any = None, context: FitContext | None = None) -> P5:
@@ -545,15 +532,16 @@ class P5(BeamRankingRecommender):
 
     def _fit_history(
         self, r: PromptRenderer, tid: str, user: int | None, hist: np.ndarray
-    ) -> np.ndarray:
-        """The prompt of ``tid`` with the history cut from its oldest end to fit."""
+    ) -> tuple[np.ndarray, bool]:
+        """(the prompt of ``tid`` with the history cut from its oldest end to fit, whether
+        it was cut)."""
         T = r.item_tokens.shape[1]
         room = self.config.max_prompt - r.fixed_length(tid, 0) - len(str(user or 0)) + 1
         n_fit = max((room + 1) // (T + 1), 0)
-        if len(hist) > n_fit:
+        cut = len(hist) > n_fit
+        if cut:
             hist = hist[len(hist) - n_fit :]
-            self._truncated += 1
-        return r.render(tid, user, history=hist)
+        return r.render(tid, user, history=hist), cut
 
     @staticmethod
     def _pad(prompts: list[np.ndarray]) -> np.ndarray:
@@ -579,16 +567,13 @@ class P5(BeamRankingRecommender):
         """One pass over the epoch's examples (the module docstring) in random order."""
         c = self.config
         self._truncated = 0  # counted per epoch
-        r = PromptRenderer(
-            Vocabulary.from_bytes(self.module_.vocab.cpu().numpy()),
-            self.module_.item_tokens.cpu().numpy(),
-        )
+        r = self._renderer()
         seq_t = [t.id for t in training_templates("sequential")]
         dir_t = [t.id for t in training_templates("direct")]
         rows = np.zeros(0, np.int64)
         ends = np.zeros(0, np.int64)
         if "sequential" in c.tasks:
-            rows, ends = _examples(X)
+            rows, ends = next_item_examples(X)
         n_seq = len(rows)
         d_rows = np.zeros(0, np.int64)
         if "direct" in c.tasks and c.direct_per_user:
@@ -615,8 +600,6 @@ class P5(BeamRankingRecommender):
             size = np.zeros(n, np.int64)
             size[:n_seq] = np.minimum(ends - X.offsets[rows], c.max_items)
             size[n_seq:] = c.direct_train_candidates
-            from genrec.models.sequential import length_sorted_order
-
             order = length_sorted_order(order, size, ctx.batch_size, c.length_pool, ctx.generator)
         M = c.max_items
         items = r.item_tokens
@@ -629,7 +612,9 @@ class P5(BeamRankingRecommender):
                     hist = history_windows(X, ends[e : e + 1], rows[e : e + 1], M)[0]
                     tid = seq_t[tmpl[e] % len(seq_t)]
                     who = None if anonymous[e] else u
-                    prompts.append(self._fit_history(r, tid, who, hist[hist >= 0]))
+                    prompt, cut = self._fit_history(r, tid, who, hist[hist >= 0])
+                    prompts.append(prompt)
+                    self._truncated += cut
                     answers.append(items[X.items[ends[e]]])
                 else:
                     j = e - n_seq
@@ -677,12 +662,10 @@ class P5(BeamRankingRecommender):
         tid = self._eval_template()
         h = hist.cpu().numpy()
         us = None if users is None or not self.config.user_ids else users.cpu().numpy()
-        before = self._truncated
         out = [
-            self._fit_history(r, tid, None if us is None else int(us[b]), row[row >= 0])
+            self._fit_history(r, tid, None if us is None else int(us[b]), row[row >= 0])[0]
             for b, row in enumerate(h)
         ]
-        self._truncated = before  # counted for training prompts only
         return torch.from_numpy(self._pad(out)).to(hist.device)
 
     def _scores(self, batch: Any) -> torch.Tensor:
@@ -692,35 +675,14 @@ class P5(BeamRankingRecommender):
         hist = batch.inputs - 1  # the base's windows are item tokens (item + 1)
         memory, mask = net.encode(self._prompts(hist, batch.users))
         keys = net.memory_keys(memory)
-        first: list[torch.Tensor] = []
-        state: dict[str, Any] = {"past": None, "parent": None}
 
-        def step(_: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        def next_codes(prefix: torch.Tensor, past: Cache | None) -> tuple[torch.Tensor, Cache]:
             t = prefix.shape[1]
-            past = state["past"]
-            if past is not None:
-                par = state["parent"]
-                past = [(k[par], v[par]) for k, v in past]
             answer = net.columns[torch.arange(t, device=prefix.device), prefix]  # (N, t)
-            logits, state["past"] = net.next_logits(answer, keys, mask, past)
-            out = logits.float().log_softmax(-1)[:, net.columns[t]]  # (N, V) this position's
-            if t == 0:
-                first.append(out)
-            return out
+            logits, cache = net.next_logits(answer, keys, mask, past)
+            return logits.float().log_softmax(-1)[:, net.columns[t]], cache  # (N, V) at t
 
-        def chosen(parent: torch.Tensor) -> None:
-            state["parent"] = parent
-
-        items, scores = constrained_beam_search(
-            step,
-            self._trie(),
-            len(hist),
-            self.config.beam,
-            hist.device,
-            on_select=chosen,
-            exclude=getattr(batch, "seen", None),
-        )
-        return rank_from_beams(items, scores, first[0], net.codes[:, 0])
+        return self._beam_scores(next_codes, batch)
 
     def candidate_scores(
         self,

@@ -31,6 +31,7 @@ default, 300, is a CPU budget) with Adagrad at 0.4 as in the paper, or Adam.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from genrec.errors import ConfigError, DataError
 from genrec.models.quantize import (
     Quantized,
     ResidualQuantizer,
@@ -54,7 +56,10 @@ __all__ = [
     "code_health",
     "fit_semantic_ids",
     "kmeans_semantic_ids",
+    "code_item_features",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -231,3 +236,54 @@ def kmeans_semantic_ids(
         "reconstruction": float(((x - recon) ** 2).sum(1).mean()),
     }
     return SemanticIds(full.numpy(), health)
+
+
+def code_item_features(
+    features: np.ndarray, tokenizer: str, config: SemanticIdConfig, who: str
+) -> SemanticIds:
+    """The semantic IDs of float item features (I, d) by ``tokenizer`` ("rqvae" or
+    "kmeans"), for the model named ``who`` (its messages' prefix): rows with NaN or infinite
+    values, and more codes per level than items, are refused; the RQ-VAE's progress and the
+    codes' health are logged."""
+    a = np.asarray(features)
+    n_items = len(a)
+    if not np.isfinite(a).all():
+        bad = np.flatnonzero(~np.isfinite(a).all(1))
+        raise DataError(
+            f"{who}: item features have NaN or infinite values in {len(bad)} rows "
+            f"(item indices {bad[:5].tolist()}); replace them with finite numbers"
+        )
+    s = config
+    if s.n_codes > n_items:
+        raise ConfigError(
+            f"{who}: semantic.n_codes ({s.n_codes}) is more than the {n_items} items; "
+            f"set semantic.n_codes to at most {n_items}"
+        )
+    if tokenizer == "kmeans":
+        ids = kmeans_semantic_ids(a, s.n_levels, s.n_codes, seed=s.seed)
+    else:
+        every = max(1, s.epochs // 10)
+
+        def progress(epoch: int, row: dict[str, float]) -> None:
+            if (epoch + 1) % every == 0:
+                log.info(
+                    "%s: RQ-VAE epoch %d/%d, loss %.4f, reconstruction %.4f",
+                    who,
+                    epoch + 1,
+                    s.epochs,
+                    row["loss"],
+                    row["reconstruction"],
+                )
+
+        log.info("%s: coding %d items of %d features (RQ-VAE)", who, n_items, a.shape[1])
+        _, ids = fit_semantic_ids(a, s, progress)
+    h = ids.health
+    log.info(
+        "%s: codes used per level %s, %d items share their tuple before the extra token "
+        "(at most %d on one)",
+        who,
+        ", ".join(f"{u:.0%}" for u in h["code_usage"]),
+        h["collisions"],
+        h["max_items_per_tuple"],
+    )
+    return ids

@@ -42,6 +42,7 @@ __all__ = [
     "SCORE_GROUP",
     "trim_padding",
     "length_sorted_order",
+    "next_item_examples",
     "window_index",
 ]
 
@@ -144,6 +145,15 @@ def length_sorted_order(
     shuffled = torch.randperm(n_full, generator=generator).numpy()
     full = sorted_[: n_full * size].reshape(n_full, size)[shuffled].reshape(-1)
     return torch.from_numpy(np.concatenate([full, sorted_[n_full * size :]]))
+
+
+def next_item_examples(X: Sequences) -> tuple[np.ndarray, np.ndarray]:
+    """(rows (N,), ends (N,)): every next item of every sequence as one example, its user row
+    and its index in ``X.items`` (each item after a sequence's first), users in order."""
+    cnt = np.maximum(X.lengths - 1, 0)  # (U,) targets per user
+    rows = np.repeat(np.arange(X.n_users), cnt)
+    start = np.repeat(np.cumsum(cnt) - cnt, cnt)  # each user's first example
+    return rows, np.repeat(X.offsets[:-1] + 1, cnt) + np.arange(len(rows)) - start
 
 
 def tokens(seqs: Sequences, max_len: int) -> np.ndarray:

@@ -68,7 +68,6 @@ H heads, I items.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar, Literal, cast
@@ -80,30 +79,27 @@ from torch import nn
 
 from genrec.config import Range, check_ranges
 from genrec.data.sequences import Sequences
-from genrec.errors import ConfigError, DataError
+from genrec.errors import DataError
 from genrec.models.base import ArraySpec, Capabilities
-from genrec.models.beam import constrained_beam_search, rank_from_beams
-from genrec.models.beam_ranking import BeamRankingRecommender
+from genrec.models.beam_ranking import BeamRankingRecommender, Cache
 from genrec.models.nn_blocks import dropout_values
 from genrec.models.semantic_ids import (
     SemanticIdConfig,
     SemanticIds,
-    fit_semantic_ids,
-    kmeans_semantic_ids,
+    code_item_features,
 )
 from genrec.models.sequential import (
     PAD,
     SeqBatch,
     as_sequences,
     length_sorted_order,
+    next_item_examples,
     window_index,
 )
 from genrec.train import BatchContext, Chunked, FitContext, StepContext, TrainConfig
 from genrec.train.noise import WindowDraws, WindowNoise
 
 __all__ = ["TIGER", "TIGERConfig", "TIGERNet", "user_bucket", "history_windows", "stack_arrays"]
-
-log = logging.getLogger(__name__)
 
 HASH = 2654435761  # Knuth's multiplicative hash, for user buckets
 
@@ -520,43 +516,7 @@ class TIGER(BeamRankingRecommender):
             if len({tuple(r) for r in a.tolist()}) < n_items:
                 codes, _ = unique_tuples(codes)
             return codes
-        if not np.isfinite(a).all():
-            bad = np.flatnonzero(~np.isfinite(a).all(1))
-            raise DataError(
-                f"tiger: item features have NaN or infinite values in {len(bad)} rows "
-                f"(item indices {bad[:5].tolist()}); replace them with finite numbers"
-            )
-        s = self.config.semantic
-        if s.n_codes > n_items:
-            raise ConfigError(
-                f"tiger: semantic.n_codes ({s.n_codes}) is more than the {n_items} items; "
-                f"set semantic.n_codes to at most {n_items}"
-            )
-        if self.config.tokenizer == "kmeans":
-            ids = kmeans_semantic_ids(a, s.n_levels, s.n_codes, seed=s.seed)
-        else:
-            every = max(1, s.epochs // 10)
-
-            def progress(epoch: int, row: dict[str, float]) -> None:
-                if (epoch + 1) % every == 0:
-                    log.info(
-                        "tiger: RQ-VAE epoch %d/%d, loss %.4f, reconstruction %.4f",
-                        epoch + 1,
-                        s.epochs,
-                        row["loss"],
-                        row["reconstruction"],
-                    )
-
-            log.info("tiger: coding %d items of %d features (RQ-VAE)", n_items, a.shape[1])
-            _, ids = fit_semantic_ids(a, s, progress)
-        h = ids.health
-        log.info(
-            "tiger: codes used per level %s, %d items share their tuple before the extra token "
-            "(at most %d on one)",
-            ", ".join(f"{u:.0%}" for u in h["code_usage"]),
-            h["collisions"],
-            h["max_items_per_tuple"],
-        )
+        ids = code_item_features(a, self.config.tokenizer, self.config.semantic, "tiger")
         self.semantic_ids_ = ids
         return torch.from_numpy(ids.codes)
 
@@ -594,14 +554,6 @@ class TIGER(BeamRankingRecommender):
     def _max_len(self) -> int:
         return int(self.config.max_items)
 
-    def _examples(self, X: Sequences) -> tuple[np.ndarray, np.ndarray]:
-        """(rows (N,), ends (N,)): every target's user row and its index in ``X.items``
-        (each item after a sequence's first)."""
-        cnt = np.maximum(X.lengths - 1, 0)  # (U,) targets per user
-        rows = np.repeat(np.arange(X.n_users), cnt)
-        start = np.repeat(np.cumsum(cnt) - cnt, cnt)  # each user's first example
-        return rows, np.repeat(X.offsets[:-1] + 1, cnt) + np.arange(len(rows)) - start
-
     def batch_rows(self, X: Sequences) -> int:
         """Training examples per epoch: every item after a sequence's first."""
         return int(np.maximum(X.lengths - 1, 0).sum())
@@ -610,7 +562,7 @@ class TIGER(BeamRankingRecommender):
         """One pass over every (history, next item) example in random order; a batch's
         ``inputs`` are the history items (B, M) (-1 padding) and ``targets`` (B,) the
         next items."""
-        rows, ends = self._examples(X)
+        rows, ends = next_item_examples(X)
         order = torch.randperm(len(rows), generator=ctx.generator)
         if self.config.length_pool:
             n_hist = np.minimum(ends - X.offsets[rows], self.config.max_items)
@@ -655,30 +607,12 @@ class TIGER(BeamRankingRecommender):
         hist = batch.inputs - 1  # the base's scoring windows are item tokens (item + 1)
         memory, mask = net.encode(net.encoder_tokens(hist, batch.users))
         keys = net.memory_keys(memory)
-        B = len(hist)
-        first: list[torch.Tensor] = []
-        state: dict[str, Any] = {"past": None, "parent": None}
-        trie = self._trie()
-        seen = getattr(batch, "seen", None)  # (B, I) the whole history's items
 
-        def step(_: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
-            past = state["past"]
-            if past is not None:  # each live beam continues its parent's cache
-                par = state["parent"]
-                past = [(k[par], v[par]) for k, v in past]
-            logits, state["past"] = net.next_logits(prefix, keys, mask, past)
-            out = logits.float().log_softmax(-1)  # (B W, V)
-            if prefix.shape[1] == 0:
-                first.append(out)
-            return out
+        def next_codes(prefix: torch.Tensor, past: Cache | None) -> tuple[torch.Tensor, Cache]:
+            logits, cache = net.next_logits(prefix, keys, mask, past)
+            return logits.float().log_softmax(-1), cache  # (B W, V)
 
-        def chosen(parent: torch.Tensor) -> None:
-            state["parent"] = parent
-
-        items, scores = constrained_beam_search(
-            step, trie, B, self.config.beam, hist.device, on_select=chosen, exclude=seen
-        )
-        return rank_from_beams(items, scores, first[0], net.codes[:, 0])
+        return self._beam_scores(next_codes, batch)
 
     def _encode(self, batch: Any) -> torch.Tensor:
         """The encoder's mean output over the real slots (B, D)."""
