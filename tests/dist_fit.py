@@ -131,6 +131,10 @@ def main() -> None:
             ap.error(f"unknown model {m!r}")
     for m in models:  # several: each into OUT/MODEL, in the same process group
         fit_one(m, a, dp, Path(a.out) if len(models) == 1 else Path(a.out) / m)
+    if dp is not None:  # as the CLI does: gloo's threads left at exit can abort the process
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     sys.exit(0)
 
 
